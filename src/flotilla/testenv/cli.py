@@ -1,0 +1,135 @@
+"""``flotilla testenv``: build and run a real Kubernetes control plane on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_root, run_build
+from flotilla.testenv.cluster import ControlPlane
+from flotilla.testenv.components import default_state_dir
+from flotilla.testenv.errors import TestEnvError
+
+app = typer.Typer(
+    help="A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok).",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+CacheOption = typer.Option(
+    None, "--cache-dir", help="Where built binaries live [default: ~/.cache/flotilla/k8s]."
+)
+StateOption = typer.Option(
+    None, "--state-dir", help="Where this environment keeps its state, logs and kubeconfig."
+)
+VersionOption = typer.Option(KUBERNETES_VERSION, "--kubernetes-version", help="k8s.io/kubernetes")
+
+
+def _spec(cache_dir: Path | None, version: str) -> BuildSpec:
+    return BuildSpec(kubernetes_version=version, cache_root=cache_dir or default_cache_root())
+
+
+def _fail(exc: TestEnvError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@app.command()
+def build(
+    cache_dir: Path | None = CacheOption,
+    kubernetes_version: str = VersionOption,
+) -> None:
+    """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once."""
+    spec = _spec(cache_dir, kubernetes_version)
+    started = time.monotonic()
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[line]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(step: str, line: str) -> None:
+            if step not in tasks:
+                for task_id in tasks.values():
+                    progress.update(task_id, completed=1, total=1, line="")
+                tasks[step] = progress.add_task(step, total=None, line="")
+            progress.update(tasks[step], line=line[-70:])
+
+        try:
+            timings = run_build(spec, report)
+        except TestEnvError as exc:
+            raise _fail(exc) from exc
+        for task_id in tasks.values():
+            progress.update(task_id, completed=1, total=1, line="")
+    if not timings:
+        console.print(f"already built: {spec.bin_dir}")
+    else:
+        console.print(f"built in {time.monotonic() - started:.0f}s: {spec.bin_dir}")
+
+
+@app.command()
+def up(
+    nodes: int = typer.Option(1, "--nodes", min=0, help="How many kwok nodes to create."),
+    state_dir: Path | None = StateOption,
+    cache_dir: Path | None = CacheOption,
+    kubernetes_version: str = VersionOption,
+) -> None:
+    """Start the control plane and print the kubeconfig path (no-op when already running)."""
+    plane = ControlPlane(state_dir or default_state_dir(), _spec(cache_dir, kubernetes_version))
+    was_running = plane.running()
+    try:
+        with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"):
+            state = plane.up(nodes=nodes)
+    except (TestEnvError, TimeoutError) as exc:
+        raise _fail(TestEnvError(str(exc))) from exc
+    if was_running:
+        console.print("already running")
+    else:
+        console.print(f"ready in {state.ready_seconds:.1f}s with nodes: {', '.join(state.nodes)}")
+    typer.echo(plane.layout.kubeconfig)
+
+
+@app.command()
+def down(state_dir: Path | None = StateOption) -> None:
+    """Stop only the processes that `up` started in this state directory."""
+    plane = ControlPlane(state_dir or default_state_dir())
+    stopped = plane.down()
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@app.command()
+def status(
+    state_dir: Path | None = StateOption,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Report whether the environment runs, its API address, nodes and processes."""
+    plane = ControlPlane(state_dir or default_state_dir())
+    info = plane.status()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    elif not info["running"] and "processes" not in info:
+        typer.echo(f"not running (state dir {info['state_dir']})")
+    else:
+        table = Table("component", "pid", "running", "log")
+        for proc in info["processes"]:
+            table.add_row(proc["name"], str(proc["pid"]), "yes" if proc["running"] else "NO",
+                          proc["log"])
+        Console().print(table)
+        typer.echo(f"api: {info['api']}  kubeconfig: {info['kubeconfig']}")
+    if not info["running"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def kubeconfig(state_dir: Path | None = StateOption) -> None:
+    """Print the path of the admin kubeconfig of a running environment."""
+    plane = ControlPlane(state_dir or default_state_dir())
+    if plane.state() is None:
+        raise _fail(TestEnvError("no environment is running here; run `flotilla testenv up`"))
+    typer.echo(plane.layout.kubeconfig)

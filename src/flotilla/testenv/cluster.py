@@ -1,0 +1,340 @@
+"""Start, inspect and stop a local control plane; processes are tracked by pid in a state file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from lightkube.generic_resource import create_global_resource
+from lightkube.resources.core_v1 import Namespace, Node, ServiceAccount
+
+from flotilla.core.kube import (
+    KubeConflictError,
+    KubeNotFoundError,
+    client_from_kubeconfig,
+    kube_errors,
+    wait_until,
+)
+from flotilla.testenv.build import BuildSpec, is_built
+from flotilla.testenv.components import (
+    Component,
+    Layout,
+    Ports,
+    kubeconfig_document,
+    node_document,
+    node_names,
+    plan_components,
+)
+from flotilla.testenv.errors import StartError, TestEnvError
+from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
+
+STOP_GRACE_SECONDS = 10.0
+READY_TIMEOUT_SECONDS = 90.0
+
+# lightkube's typed Node drops unknown status fields on create; a generic resource keeps them.
+_RawNode = create_global_resource("", "v1", "Node", "nodes")
+
+
+@dataclass
+class ProcessRecord:
+    """A process we started: its pid and the binary, to check a pid was not reused."""
+
+    name: str
+    pid: int
+    binary: str
+    log: str
+
+
+@dataclass
+class EnvironmentState:
+    """What ``up`` wrote: enough for ``down`` and ``status`` in another process."""
+
+    ports: Ports
+    processes: list[ProcessRecord]
+    nodes: list[str]
+    kubernetes_version: str
+    started_at: float
+    ready_seconds: float
+
+    def save(self, path: Path) -> None:
+        data = asdict(self)
+        path.write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> EnvironmentState | None:
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                ports=Ports(**data["ports"]),
+                processes=[ProcessRecord(**p) for p in data["processes"]],
+                nodes=list(data["nodes"]),
+                kubernetes_version=str(data["kubernetes_version"]),
+                started_at=float(data["started_at"]),
+                ready_seconds=float(data["ready_seconds"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
+
+
+def is_running(record: ProcessRecord) -> bool:
+    """True when the pid is alive and still runs the binary we started (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return cmdline.split(b"\0", 1)[0].decode(errors="replace") == record.binary
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _choose_ports() -> Ports:
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(_free_port())
+    etcd_client, etcd_peer, apiserver = sorted(ports)
+    return Ports(etcd_client, etcd_peer, apiserver)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class ControlPlane:
+    """One environment in one state directory."""
+
+    def __init__(self, state_dir: Path, spec: BuildSpec | None = None) -> None:
+        self.spec = spec or BuildSpec()
+        self.layout = Layout(state_dir)
+
+    # --- queries -------------------------------------------------------------------------
+    def state(self) -> EnvironmentState | None:
+        return EnvironmentState.load(self.layout.state_file)
+
+    def running(self) -> bool:
+        state = self.state()
+        return state is not None and all(is_running(p) for p in state.processes)
+
+    # --- up ------------------------------------------------------------------------------
+    def up(self, nodes: int = 1) -> EnvironmentState:
+        """Start everything and wait until nodes are Ready; a running environment is kept."""
+        existing = self.state()
+        if existing is not None and all(is_running(p) for p in existing.processes):
+            return existing
+        if existing is not None:
+            self.down()  # a half-dead environment: stop what is left and start clean
+        if not is_built(self.spec):
+            raise StartError(
+                f"Kubernetes {self.spec.kubernetes_version} binaries are not built in "
+                f"{self.spec.bin_dir}; run `flotilla testenv build` first"
+            )
+        started = time.monotonic()
+        self._prepare_directory()
+        ports = _choose_ports()
+        self._write_kubeconfigs(ports)
+        state = EnvironmentState(
+            ports=ports, processes=[], nodes=[],
+            kubernetes_version=self.spec.kubernetes_version,
+            started_at=time.time(), ready_seconds=0.0,
+        )
+        try:
+            components = plan_components(self.spec, self.layout, ports)
+            by_name = {c.name: c for c in components}
+            state.processes.append(self._start(by_name["etcd"]))
+            state.save(self.layout.state_file)
+            self._wait_etcd(ports, state.processes[-1])
+            state.processes.append(self._start(by_name["kube-apiserver"]))
+            state.save(self.layout.state_file)
+            self._wait_apiserver(ports, state.processes[-1])
+            for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+                state.processes.append(self._start(by_name[name]))
+                state.save(self.layout.state_file)
+            state.nodes = self._create_nodes(nodes)
+            self._wait_ready(state)
+        except BaseException:
+            state.save(self.layout.state_file)
+            self.down()
+            raise
+        state.ready_seconds = time.monotonic() - started
+        state.save(self.layout.state_file)
+        return state
+
+    def _prepare_directory(self) -> None:
+        for sub in (self.layout.pki, self.layout.etcd_data, self.layout.logs):
+            if sub.exists():
+                shutil.rmtree(sub)
+        self.layout.state_dir.mkdir(parents=True, exist_ok=True)
+        self.layout.logs.mkdir()
+        self.layout.etcd_data.mkdir(mode=0o700)
+        write_cluster_pki(self.layout.pki)
+
+    def _write_kubeconfigs(self, ports: Ports) -> None:
+        for identity in CLIENT_IDENTITIES:
+            path = self.layout.component_kubeconfig(identity)
+            path.write_text(yaml.safe_dump(kubeconfig_document(self.layout, ports, identity)))
+            path.chmod(0o600)
+
+    def _start(self, component: Component) -> ProcessRecord:
+        log_path = self.layout.log(component.name)
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.layout.state_dir,
+            )
+        return ProcessRecord(component.name, proc.pid, component.argv[0], str(log_path))
+
+    def _ensure_alive(self, record: ProcessRecord) -> None:
+        if not is_running(record):
+            raise StartError(
+                f"{record.name} exited during start-up; last lines of {record.log}:\n"
+                + _tail(Path(record.log))
+            )
+
+    def _wait_etcd(self, ports: Ports, record: ProcessRecord) -> None:
+        def healthy() -> bool | None:
+            self._ensure_alive(record)
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{ports.etcd_client}/health", timeout=2)
+                return True if reply.status_code == 200 and "true" in reply.text else None
+            except httpx.TransportError:
+                return None
+
+        wait_until(healthy, timeout=READY_TIMEOUT_SECONDS, interval=0.1, what="etcd /health")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.layout.pki / "ca.crt"))
+        ctx.load_cert_chain(
+            str(self.layout.pki / f"{ADMIN.file_stem}.crt"),
+            str(self.layout.pki / f"{ADMIN.file_stem}.key"),
+        )
+        return ctx
+
+    def _wait_apiserver(self, ports: Ports, record: ProcessRecord) -> None:
+        ctx = self._tls_context()
+
+        def ready() -> bool | None:
+            self._ensure_alive(record)
+            try:
+                reply = httpx.get(
+                    f"https://127.0.0.1:{ports.apiserver}/readyz", verify=ctx, timeout=2
+                )
+                return True if reply.status_code == 200 else None
+            except httpx.TransportError:
+                return None
+
+        wait_until(
+            ready, timeout=READY_TIMEOUT_SECONDS, interval=0.1, what="kube-apiserver /readyz"
+        )
+
+    def _create_nodes(self, count: int) -> list[str]:
+        client = client_from_kubeconfig(self.layout.kubeconfig)
+        names = node_names(count)
+        for name in names:
+            try:
+                with kube_errors(f"create node {name}"):
+                    client.create(_RawNode.from_dict(node_document(name)))
+            except KubeConflictError:
+                pass
+        return names
+
+    def _wait_ready(self, state: EnvironmentState) -> None:
+        client = client_from_kubeconfig(self.layout.kubeconfig)
+
+        def nodes_ready() -> bool | None:
+            for record in state.processes:
+                self._ensure_alive(record)
+            with kube_errors("list nodes"):
+                ready = {
+                    n.metadata.name for n in client.list(Node)
+                    if n.metadata is not None and n.status is not None and any(
+                        c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions or [])
+                    )
+                }
+            return True if set(state.nodes) <= ready else None
+
+        def default_service_account() -> bool | None:
+            try:
+                with kube_errors("get default service account"):
+                    client.get(ServiceAccount, "default", namespace="default")
+                    client.get(Namespace, "kube-system")
+                return True
+            except KubeNotFoundError:
+                return None
+
+        wait_until(nodes_ready, timeout=READY_TIMEOUT_SECONDS, what="nodes to be Ready")
+        wait_until(default_service_account, timeout=READY_TIMEOUT_SECONDS,
+                   what="the default service account (controller manager)")
+
+    # --- down ----------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop the processes this environment started (newest first); returns their names."""
+        state = self.state()
+        if state is None:
+            return []
+        stopped: list[str] = []
+        for record in reversed(state.processes):
+            if not is_running(record):
+                continue
+            _signal(record.pid, signal.SIGTERM)
+            stopped.append(record.name)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for record in reversed(state.processes):
+            while is_running(record) and time.monotonic() < deadline:
+                _reap(record.pid)
+                time.sleep(0.05)
+            if is_running(record):
+                _signal(record.pid, signal.SIGKILL)
+            _reap(record.pid)
+        self.layout.state_file.unlink(missing_ok=True)
+        return stopped
+
+    # --- status --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        state = self.state()
+        if state is None:
+            return {"running": False, "state_dir": str(self.layout.state_dir)}
+        return {
+            "running": all(is_running(p) for p in state.processes),
+            "state_dir": str(self.layout.state_dir),
+            "kubeconfig": str(self.layout.kubeconfig),
+            "kubernetes_version": state.kubernetes_version,
+            "api": f"https://127.0.0.1:{state.ports.apiserver}",
+            "ready_seconds": round(state.ready_seconds, 2),
+            "nodes": state.nodes,
+            "processes": [
+                {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}
+                for p in state.processes
+            ],
+        }
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

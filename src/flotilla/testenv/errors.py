@@ -1,0 +1,15 @@
+"""Errors of the test environment, each saying what failed and what to do about it."""
+
+
+class TestEnvError(Exception):
+    """Base of every test-environment failure shown to the user."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+
+class BuildError(TestEnvError):
+    """Building a Go component failed; the message carries the tail of the go output."""
+
+
+class StartError(TestEnvError):
+    """A component did not start or did not become healthy in time."""
