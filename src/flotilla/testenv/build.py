@@ -45,6 +45,15 @@ BUILD_TAGS = "selinux,notest,grpcnotrace"
 
 ALL_BINARIES: tuple[str, ...] = (*STATIC_COMMANDS, *CGO_COMMANDS, "etcd", "kwok")
 
+# The standalone kwok binary embeds no behaviour: it needs Stage objects. kwokctl's default set
+# ("fast") is node-initialize + heartbeat-with-lease + the fast pod stages, shipped as YAML in the
+# kwok module itself; we assemble that set from the module source we built from.
+KWOK_STAGE_DIRS: tuple[str, ...] = (
+    "kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease",
+    "kustomize/stage/pod/fast",
+)
+KWOK_STAGES_FILE = "kwok-stages.yaml"
+
 
 def default_cache_root() -> Path:
     """The cache survives across clones on one machine, which is what keeps CI under its limit."""
@@ -187,7 +196,34 @@ def plan_build(spec: BuildSpec, build_date: str) -> list[BuildStep]:
 
 
 def is_built(spec: BuildSpec) -> bool:
-    return all(spec.binary(b).exists() for b in ALL_BINARIES)
+    return all(spec.binary(b).exists() for b in ALL_BINARIES) and kwok_stages_path(spec).exists()
+
+
+def kwok_stages_path(spec: BuildSpec) -> Path:
+    return spec.directory / KWOK_STAGES_FILE
+
+
+def kwok_stage_documents(module_dir: Path) -> str:
+    """Concatenate the Stage manifests of kwok's default "fast" set into one config file."""
+    documents: list[str] = []
+    for stage_dir in KWOK_STAGE_DIRS:
+        files = sorted((module_dir / stage_dir).glob("*.yaml"))
+        stages = [f for f in files if f.name != "kustomization.yaml"]
+        if not stages:
+            raise BuildError(f"no kwok stage manifests in {module_dir / stage_dir}")
+        documents += [f.read_text().strip() for f in stages]
+    return "---\n".join(d + "\n" for d in documents)
+
+
+def _write_kwok_stages(spec: BuildSpec, go: str) -> None:
+    listing = subprocess.run(
+        [go, "list", "-m", "-json", "sigs.k8s.io/kwok"], cwd=spec.directory / "src-kwok",
+        env=_go_environment({}), capture_output=True, text=True,
+    )
+    if listing.returncode != 0:
+        raise BuildError(f"cannot locate the kwok module source: {listing.stderr.strip()}")
+    module_dir = Path(json.loads(listing.stdout)["Dir"])
+    kwok_stages_path(spec).write_text(kwok_stage_documents(module_dir))
 
 
 ProgressCallback = Callable[[str, str], None]
@@ -255,6 +291,8 @@ def run_build(spec: BuildSpec, progress: ProgressCallback | None = None) -> dict
             if not spec.binary(output).exists():
                 raise BuildError(f"{step.title}: go finished but {spec.binary(output)} is missing")
         timings[step.title] = time.monotonic() - started
+    if not kwok_stages_path(spec).exists():
+        _write_kwok_stages(spec, go)
     record = spec.directory / "build.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
     previous.setdefault("timings", {}).update(timings)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import yaml
+from lightkube import Client
 from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Namespace, Node, ServiceAccount
 
@@ -67,6 +68,7 @@ class EnvironmentState:
     kubernetes_version: str
     started_at: float
     ready_seconds: float
+    api_ready_seconds: float = 0.0
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -85,6 +87,7 @@ class EnvironmentState:
                 kubernetes_version=str(data["kubernetes_version"]),
                 started_at=float(data["started_at"]),
                 ready_seconds=float(data["ready_seconds"]),
+                api_ready_seconds=float(data.get("api_ready_seconds", 0.0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
@@ -166,6 +169,7 @@ class ControlPlane:
             state.processes.append(self._start(by_name["kube-apiserver"]))
             state.save(self.layout.state_file)
             self._wait_apiserver(ports, state.processes[-1])
+            state.api_ready_seconds = time.monotonic() - started
             for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
                 state.processes.append(self._start(by_name[name]))
                 state.save(self.layout.state_file)
@@ -201,7 +205,12 @@ class ControlPlane:
                 component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=self.layout.state_dir,
             )
-        return ProcessRecord(component.name, proc.pid, component.argv[0], str(log_path))
+        record = ProcessRecord(component.name, proc.pid, component.argv[0], str(log_path))
+        # Until exec() completes, /proc shows the parent's command line; wait for ours.
+        deadline = time.monotonic() + 5
+        while not is_running(record) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return record
 
     def _ensure_alive(self, record: ProcessRecord) -> None:
         if not is_running(record):
@@ -247,18 +256,21 @@ class ControlPlane:
         )
 
     def _create_nodes(self, count: int) -> list[str]:
-        client = client_from_kubeconfig(self.layout.kubeconfig)
         names = node_names(count)
-        for name in names:
-            try:
-                with kube_errors(f"create node {name}"):
-                    client.create(_RawNode.from_dict(node_document(name)))
-            except KubeConflictError:
-                pass
+        with client_from_kubeconfig(self.layout.kubeconfig) as client:
+            for name in names:
+                try:
+                    with kube_errors(f"create node {name}"):
+                        client.create(_RawNode.from_dict(node_document(name)))
+                except KubeConflictError:
+                    pass
         return names
 
     def _wait_ready(self, state: EnvironmentState) -> None:
-        client = client_from_kubeconfig(self.layout.kubeconfig)
+        with client_from_kubeconfig(self.layout.kubeconfig) as client:
+            self._wait_ready_with(client, state)
+
+    def _wait_ready_with(self, client: Client, state: EnvironmentState) -> None:
 
         def nodes_ready() -> bool | None:
             for record in state.processes:
@@ -288,7 +300,11 @@ class ControlPlane:
 
     # --- down ----------------------------------------------------------------------------
     def down(self) -> list[str]:
-        """Stop the processes this environment started (newest first); returns their names."""
+        """Stop the processes this environment started, newest first; returns their names.
+
+        One at a time: the API server shuts down in about a second while etcd is up, but hangs
+        in its drain when etcd goes away underneath it.
+        """
         state = self.state()
         if state is None:
             return []
@@ -297,15 +313,14 @@ class ControlPlane:
             if not is_running(record):
                 continue
             _signal(record.pid, signal.SIGTERM)
-            stopped.append(record.name)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for record in reversed(state.processes):
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
             while is_running(record) and time.monotonic() < deadline:
                 _reap(record.pid)
-                time.sleep(0.05)
+                time.sleep(0.02)
             if is_running(record):
                 _signal(record.pid, signal.SIGKILL)
             _reap(record.pid)
+            stopped.append(record.name)
         self.layout.state_file.unlink(missing_ok=True)
         return stopped
 
@@ -321,6 +336,7 @@ class ControlPlane:
             "kubernetes_version": state.kubernetes_version,
             "api": f"https://127.0.0.1:{state.ports.apiserver}",
             "ready_seconds": round(state.ready_seconds, 2),
+            "api_ready_seconds": round(state.api_ready_seconds, 2),
             "nodes": state.nodes,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flotilla.testenv.build import BuildSpec, default_cache_root
+from flotilla.testenv.build import BuildSpec, default_cache_root, kwok_stages_path
 from flotilla.testenv.pki import ADMIN, CONTROLLER_MANAGER, SCHEDULER, ClientIdentity
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -177,6 +177,7 @@ def plan_components(spec: BuildSpec, layout: Layout, ports: Ports) -> list[Compo
     kwok = Component("kwok", (
         str(spec.binary("kwok")),
         f"--kubeconfig={layout.kubeconfig}",
+        f"--config={kwok_stages_path(spec)}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
         "--node-lease-duration-seconds=40",

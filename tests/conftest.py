@@ -1,0 +1,96 @@
+"""Shared fixtures: the real control plane, started once per test session through the CLI.
+
+Cluster-tier tests are marked ``cluster``. They are never skipped: when the binaries cannot be
+built or the environment cannot start, the fixture fails with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+from flotilla.core.kube import client_from_kubeconfig, wait_until
+from flotilla.testenv.build import BuildSpec, is_built, run_build
+
+FLOTILLA = [sys.executable, "-m", "flotilla"]
+TEST_NODES = 3
+
+
+@dataclass(frozen=True)
+class TestCluster:
+    """A running environment: where its state is and how to reach it."""
+
+    __test__ = False
+
+    state_dir: Path
+    kubeconfig: Path
+    status: dict[str, object]
+
+    def flotilla(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a ``flotilla testenv`` command against this environment."""
+        return subprocess.run(
+            [*FLOTILLA, "testenv", *args, "--state-dir", str(self.state_dir)],
+            capture_output=True, text=True, check=check, timeout=300,
+        )
+
+
+@pytest.fixture(scope="session")
+def test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
+    spec = BuildSpec()
+    if not is_built(spec):
+        # `make test` builds first; a bare `pytest` builds here, failing loudly if it cannot.
+        run_build(spec)
+    state_dir = Path(os.environ.get("FLOTILLA_TEST_STATE_DIR") or tmp_path_factory.mktemp("kube"))
+    up = subprocess.run(
+        [*FLOTILLA, "testenv", "up", "--nodes", str(TEST_NODES), "--state-dir", str(state_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if up.returncode != 0:
+        pytest.fail(f"flotilla testenv up failed:\n{up.stderr}\n{up.stdout}", pytrace=False)
+    cluster = TestCluster(state_dir, Path(up.stdout.strip().splitlines()[-1]), {})
+    status = json.loads(cluster.flotilla("status", "--json").stdout)
+    cluster = TestCluster(state_dir, cluster.kubeconfig, status)
+    try:
+        yield cluster
+    finally:
+        cluster.flotilla("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(test_cluster: TestCluster) -> Path:
+    return test_cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: Path) -> Iterator[Client]:
+    with client_from_kubeconfig(kubeconfig) as client:
+        yield client
+
+
+@pytest.fixture
+def namespace(kube: Client) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the namespace controller empties it)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.create(Namespace(metadata=ObjectMeta(name=name, labels={"flotilla.dev/test": "true"})))
+    wait_until(
+        lambda: True if _has_default_sa(kube, name) else None,
+        timeout=30, what=f"default service account in {name}",
+    )
+    yield name
+    kube.delete(Namespace, name)
+
+
+def _has_default_sa(kube: Client, namespace: str) -> bool:
+    return any(sa.metadata is not None and sa.metadata.name == "default"
+               for sa in kube.list(ServiceAccount, namespace=namespace))

@@ -1,0 +1,81 @@
+"""The generated wrapper modules and the build plan: what makes `go build` work from the proxy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from flotilla.testenv.build import (
+    ALL_BINARIES,
+    STAGING_MODULES,
+    BuildSpec,
+    is_built,
+    kubernetes_go_mod,
+    kwok_go_mod,
+    plan_build,
+    version_ldflags,
+)
+
+
+def test_every_staging_module_is_replaced_by_its_published_tag() -> None:
+    text = kubernetes_go_mod(BuildSpec(kubernetes_version="1.34.10", cache_root=Path("/c")))
+    replaced = re.findall(r"k8s\.io/([\w-]+) => k8s\.io/([\w-]+) (v\S+)", text)
+    assert len(replaced) == 31 == len(STAGING_MODULES)
+    assert all(a == b and version == "v0.34.10" for a, b, version in replaced)
+    assert "require k8s.io/kubernetes v1.34.10" in text
+    # The tool block keeps tidy from dropping the commands we build.
+    assert "\tk8s.io/kubernetes/cmd/kube-apiserver\n" in text
+    assert "\tgo.etcd.io/etcd/server/v3\n" in text
+
+
+def test_the_staging_version_follows_the_kubernetes_version() -> None:
+    spec = BuildSpec(kubernetes_version="1.33.7", cache_root=Path("/c"))
+    assert spec.staging_version == "0.33.7"
+    assert spec.directory == Path("/c/v1.33.7")
+    assert "k8s.io/api => k8s.io/api v0.33.7" in kubernetes_go_mod(spec)
+
+
+def test_kwok_builds_in_its_own_module_without_replaces() -> None:
+    text = kwok_go_mod(BuildSpec(kwok_version="0.8.0"))
+    assert "require sigs.k8s.io/kwok v0.8.0" in text
+    assert "replace" not in text
+
+
+def test_version_ldflags_make_version_report_the_release() -> None:
+    flags = version_ldflags(BuildSpec(kubernetes_version="1.34.10"), "2026-01-01T00:00:00Z")
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        assert f"-X {pkg}.gitVersion=v1.34.10" in flags
+        assert f"-X {pkg}.gitMinor=34" in flags
+
+
+def _fake_binaries(spec: BuildSpec, names: tuple[str, ...]) -> None:
+    spec.bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (spec.bin_dir / name).write_text("#!/bin/true\n")
+
+
+def test_a_complete_cache_plans_nothing(tmp_path: Path) -> None:
+    spec = BuildSpec(cache_root=tmp_path)
+    assert not is_built(spec)
+    _fake_binaries(spec, ALL_BINARIES)
+    assert is_built(spec)
+    assert plan_build(spec, "now") == []
+
+
+def test_only_missing_binaries_are_rebuilt(tmp_path: Path) -> None:
+    spec = BuildSpec(cache_root=tmp_path)
+    _fake_binaries(spec, tuple(b for b in ALL_BINARIES if b not in {"kubelet", "kwok"}))
+    steps = plan_build(spec, "now")
+    built = [out for step in steps for out in step.outputs]
+    assert built == ["kubelet", "kwok"]
+    kubelet_step = next(s for s in steps if "kubelet" in s.outputs)
+    assert kubelet_step.env["CGO_ENABLED"] == "1"  # the kubelet needs cgo, the rest are static
+
+
+def test_static_binaries_build_without_cgo(tmp_path: Path) -> None:
+    steps = plan_build(BuildSpec(cache_root=tmp_path), "now")
+    static = next(s for s in steps if "kube-apiserver" in s.outputs)
+    assert static.env["CGO_ENABLED"] == "0"
+    assert set(static.outputs) == {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                   "kubectl"}
+    assert steps[0].args == ("mod", "tidy")
