@@ -12,6 +12,8 @@ from flotilla.testenv.build import (
     is_built,
     kubernetes_go_mod,
     kwok_go_mod,
+    kwok_stage_documents,
+    kwok_stages_path,
     plan_build,
     version_ldflags,
 )
@@ -58,6 +60,8 @@ def test_a_complete_cache_plans_nothing(tmp_path: Path) -> None:
     spec = BuildSpec(cache_root=tmp_path)
     assert not is_built(spec)
     _fake_binaries(spec, ALL_BINARIES)
+    assert not is_built(spec), "kwok is useless without its stages file"
+    kwok_stages_path(spec).write_text("kind: Stage\n")
     assert is_built(spec)
     assert plan_build(spec, "now") == []
 
@@ -79,3 +83,20 @@ def test_static_binaries_build_without_cgo(tmp_path: Path) -> None:
     assert set(static.outputs) == {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
                                    "kubectl"}
     assert steps[0].args == ("mod", "tidy")
+
+
+def test_kwok_stages_are_assembled_from_the_module_source(tmp_path: Path) -> None:
+    for sub, names in {
+        "kustomize/stage/node/fast": ["node-initialize.yaml"],
+        "kustomize/stage/node/heartbeat-with-lease": ["node-heartbeat-with-lease.yaml"],
+        "kustomize/stage/pod/fast": ["pod-complete.yaml", "pod-delete.yaml", "pod-ready.yaml"],
+    }.items():
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "kustomization.yaml").write_text("kind: Kustomization\n")
+        for name in names:
+            (tmp_path / sub / name).write_text(f"kind: Stage\nmetadata:\n  name: {name[:-5]}\n")
+    documents = kwok_stage_documents(tmp_path).split("---\n")
+    assert [d.split("name: ")[1].strip() for d in documents] == [
+        "node-initialize", "node-heartbeat-with-lease", "pod-complete", "pod-delete", "pod-ready",
+    ]
+    assert "Kustomization" not in "".join(documents)
