@@ -67,6 +67,21 @@ def test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
         cluster.flotilla("down", check=False)
 
 
+REAL_NODE = "real-node"
+
+
+@pytest.fixture(scope="session")
+def real_node(test_cluster: TestCluster) -> str:
+    """Add a real node (kubelet + containerd) to the session's cluster; returns its name.
+
+    Pods meant for it select ``flotilla.dev/real-node: "true"``; the kwok nodes stay as they are.
+    """
+    up = test_cluster.flotilla("up", "--real-node", "--real-node-name", REAL_NODE, check=False)
+    if up.returncode != 0:
+        pytest.fail(f"flotilla testenv up --real-node failed:\n{up.stderr}", pytrace=False)
+    return REAL_NODE
+
+
 @pytest.fixture(scope="session")
 def kubeconfig(test_cluster: TestCluster) -> Path:
     return test_cluster.kubeconfig

@@ -15,6 +15,7 @@ from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_
 from flotilla.testenv.cluster import ControlPlane
 from flotilla.testenv.components import default_state_dir
 from flotilla.testenv.errors import TestEnvError
+from flotilla.testenv.images import build_images
 
 app = typer.Typer(
     help="A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok).",
@@ -44,8 +45,15 @@ def _fail(exc: TestEnvError) -> typer.Exit:
 def build(
     cache_dir: Path | None = CacheOption,
     kubernetes_version: str = VersionOption,
+    images: bool = typer.Option(
+        True, "--images/--no-images",
+        help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python).",
+    ),
 ) -> None:
-    """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once."""
+    """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once.
+
+    The images the real node runs are built too (debootstrap, about a minute each, once).
+    """
     spec = _spec(cache_dir, kubernetes_version)
     started = time.monotonic()
     with Progress(
@@ -71,11 +79,24 @@ def build(
         console.print(f"already built: {spec.bin_dir}")
     else:
         console.print(f"built in {time.monotonic() - started:.0f}s: {spec.bin_dir}")
+    if images:
+        images_started = time.monotonic()
+        try:
+            with console.status("building images (debootstrap; once)"):
+                built = build_images()
+        except TestEnvError as exc:
+            raise _fail(exc) from exc
+        console.print(f"images ready in {time.monotonic() - images_started:.0f}s: "
+                      + ", ".join(built))
 
 
 @app.command()
 def up(
     nodes: int = typer.Option(1, "--nodes", min=0, help="How many kwok nodes to create."),
+    real_node: bool = typer.Option(
+        False, "--real-node", help="Also run a real node: kubelet + containerd, pods really run."
+    ),
+    real_node_name: str = typer.Option("real-node", "--real-node-name", help="Its node name."),
     state_dir: Path | None = StateOption,
     cache_dir: Path | None = CacheOption,
     kubernetes_version: str = VersionOption,
@@ -84,14 +105,17 @@ def up(
     plane = ControlPlane(state_dir or default_state_dir(), _spec(cache_dir, kubernetes_version))
     was_running = plane.running()
     try:
-        with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"):
-            state = plane.up(nodes=nodes)
+        with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"
+                            + (", a real node" if real_node else "")):
+            state = plane.up(nodes=nodes, real_node=real_node_name if real_node else None)
     except (TestEnvError, TimeoutError) as exc:
         raise _fail(TestEnvError(str(exc))) from exc
     if was_running:
         console.print("already running")
     else:
         console.print(f"ready in {state.ready_seconds:.1f}s with nodes: {', '.join(state.nodes)}")
+    for name, seconds in state.real_node_ready_seconds.items():
+        console.print(f"real node {name} Ready in {seconds:.1f}s")
     typer.echo(plane.layout.kubeconfig)
 
 

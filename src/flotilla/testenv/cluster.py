@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +36,24 @@ from flotilla.testenv.components import (
 )
 from flotilla.testenv.errors import StartError, TestEnvError
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
+from flotilla.testenv.processes import (
+    ProcessRecord,
+    ensure_alive,
+    is_running,
+    start_process,
+    stop_process,
+)
+from flotilla.testenv.realnode_lifecycle import (
+    prepare_host,
+    start_real_node,
+    start_registry,
+    stop_real_nodes,
+)
 
-STOP_GRACE_SECONDS = 10.0
 READY_TIMEOUT_SECONDS = 90.0
 
 # lightkube's typed Node drops unknown status fields on create; a generic resource keeps them.
 _RawNode = create_global_resource("", "v1", "Node", "nodes")
-
-
-@dataclass
-class ProcessRecord:
-    """A process we started: its pid and the binary, to check a pid was not reused."""
-
-    name: str
-    pid: int
-    binary: str
-    log: str
 
 
 @dataclass
@@ -69,6 +67,9 @@ class EnvironmentState:
     started_at: float
     ready_seconds: float
     api_ready_seconds: float = 0.0
+    real_nodes: list[str] = field(default_factory=list)
+    registry_port: int = 0
+    real_node_ready_seconds: dict[str, float] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -88,18 +89,12 @@ class EnvironmentState:
                 started_at=float(data["started_at"]),
                 ready_seconds=float(data["ready_seconds"]),
                 api_ready_seconds=float(data.get("api_ready_seconds", 0.0)),
+                real_nodes=list(data.get("real_nodes", [])),
+                registry_port=int(data.get("registry_port", 0)),
+                real_node_ready_seconds=dict(data.get("real_node_ready_seconds", {})),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
-
-
-def is_running(record: ProcessRecord) -> bool:
-    """True when the pid is alive and still runs the binary we started (pids get reused)."""
-    try:
-        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return cmdline.split(b"\0", 1)[0].decode(errors="replace") == record.binary
 
 
 def _free_port() -> int:
@@ -114,13 +109,6 @@ def _choose_ports() -> Ports:
         ports.add(_free_port())
     etcd_client, etcd_peer, apiserver = sorted(ports)
     return Ports(etcd_client, etcd_peer, apiserver)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class ControlPlane:
@@ -139,10 +127,16 @@ class ControlPlane:
         return state is not None and all(is_running(p) for p in state.processes)
 
     # --- up ------------------------------------------------------------------------------
-    def up(self, nodes: int = 1) -> EnvironmentState:
-        """Start everything and wait until nodes are Ready; a running environment is kept."""
+    def up(self, nodes: int = 1, real_node: str | None = None) -> EnvironmentState:
+        """Start everything and wait until nodes are Ready; a running environment is kept.
+
+        ``real_node`` names a node run by a real kubelet and containerd, added to a running
+        environment when it does not have it yet.
+        """
         existing = self.state()
         if existing is not None and all(is_running(p) for p in existing.processes):
+            if real_node is not None and real_node not in existing.real_nodes:
+                self.add_real_node(existing, real_node)
             return existing
         if existing is not None:
             self.down()  # a half-dead environment: stop what is left and start clean
@@ -181,7 +175,36 @@ class ControlPlane:
             raise
         state.ready_seconds = time.monotonic() - started
         state.save(self.layout.state_file)
+        if real_node is not None:
+            self.add_real_node(state, real_node)
         return state
+
+    def add_real_node(self, state: EnvironmentState, name: str) -> None:
+        """Start the registry (once), containerd and a kubelet for ``name``; wait until Ready."""
+        if state.real_nodes:
+            raise StartError(
+                f"this environment already has a real node ({state.real_nodes[0]}); "
+                "one real node per machine: its link and pod network are fixed"
+            )
+        tools = prepare_host(self.layout.state_dir)
+        started = time.monotonic()
+
+        def record(process: ProcessRecord) -> None:
+            state.processes.append(process)
+            state.save(self.layout.state_file)
+
+        state.real_nodes.append(name)
+        try:
+            registry, state.registry_port = start_registry(self.layout, tools)
+            record(registry)
+            start_real_node(self.layout, self.spec, state.ports, name, state.registry_port,
+                            tools, record)
+        except BaseException:
+            state.save(self.layout.state_file)
+            self.down()
+            raise
+        state.real_node_ready_seconds[name] = time.monotonic() - started
+        state.save(self.layout.state_file)
 
     def _prepare_directory(self) -> None:
         for sub in (self.layout.pki, self.layout.etcd_data, self.layout.logs):
@@ -199,29 +222,11 @@ class ControlPlane:
             path.chmod(0o600)
 
     def _start(self, component: Component) -> ProcessRecord:
-        log_path = self.layout.log(component.name)
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.layout.state_dir,
-            )
-        record = ProcessRecord(component.name, proc.pid, component.argv[0], str(log_path))
-        # Until exec() completes, /proc shows the parent's command line; wait for ours.
-        deadline = time.monotonic() + 5
-        while not is_running(record) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return record
-
-    def _ensure_alive(self, record: ProcessRecord) -> None:
-        if not is_running(record):
-            raise StartError(
-                f"{record.name} exited during start-up; last lines of {record.log}:\n"
-                + _tail(Path(record.log))
-            )
+        return start_process(component, self.layout.log(component.name), self.layout.state_dir)
 
     def _wait_etcd(self, ports: Ports, record: ProcessRecord) -> None:
         def healthy() -> bool | None:
-            self._ensure_alive(record)
+            ensure_alive(record)
             try:
                 reply = httpx.get(f"http://127.0.0.1:{ports.etcd_client}/health", timeout=2)
                 return True if reply.status_code == 200 and "true" in reply.text else None
@@ -242,7 +247,7 @@ class ControlPlane:
         ctx = self._tls_context()
 
         def ready() -> bool | None:
-            self._ensure_alive(record)
+            ensure_alive(record)
             try:
                 reply = httpx.get(
                     f"https://127.0.0.1:{ports.apiserver}/readyz", verify=ctx, timeout=2
@@ -274,7 +279,7 @@ class ControlPlane:
 
         def nodes_ready() -> bool | None:
             for record in state.processes:
-                self._ensure_alive(record)
+                ensure_alive(record)
             with kube_errors("list nodes"):
                 ready = {
                     n.metadata.name for n in client.list(Node)
@@ -308,19 +313,12 @@ class ControlPlane:
         state = self.state()
         if state is None:
             return []
-        stopped: list[str] = []
-        for record in reversed(state.processes):
-            if not is_running(record):
-                continue
-            _signal(record.pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE_SECONDS
-            while is_running(record) and time.monotonic() < deadline:
-                _reap(record.pid)
-                time.sleep(0.02)
-            if is_running(record):
-                _signal(record.pid, signal.SIGKILL)
-            _reap(record.pid)
-            stopped.append(record.name)
+        apiserver = next((r for r in state.processes if r.name == "kube-apiserver"), None)
+        stopped = stop_real_nodes(
+            self.layout, state.processes, state.real_nodes,
+            api_running=apiserver is not None and is_running(apiserver),
+        )
+        stopped += [r.name for r in reversed(state.processes) if stop_process(r)]
         self.layout.state_file.unlink(missing_ok=True)
         return stopped
 
@@ -338,19 +336,13 @@ class ControlPlane:
             "ready_seconds": round(state.ready_seconds, 2),
             "api_ready_seconds": round(state.api_ready_seconds, 2),
             "nodes": state.nodes,
+            "real_nodes": state.real_nodes,
+            "real_node_ready_seconds": {
+                k: round(v, 2) for k, v in state.real_node_ready_seconds.items()
+            },
+            "registry": f"127.0.0.1:{state.registry_port}" if state.registry_port else None,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}
                 for p in state.processes
             ],
         }
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-
-
-def _reap(pid: int) -> None:
-    """Collect our own exited children so they do not linger as zombies."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

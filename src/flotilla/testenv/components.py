@@ -137,6 +137,8 @@ def plan_components(spec: BuildSpec, layout: Layout, ports: Ports) -> list[Compo
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        # Node names ("real-node") do not resolve; the kubelet's InternalIP does.
+        "--kubelet-preferred-address-types=InternalIP,Hostname,ExternalIP",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
         f"--service-account-key-file={pki / 'sa.pub'}",

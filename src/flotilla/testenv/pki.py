@@ -32,9 +32,16 @@ class ClientIdentity:
 ADMIN = ClientIdentity("admin", "flotilla-admin", ("system:masters",))
 CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
+# kubeadm puts this user in kubeadm:cluster-admins and binds that group; we have no such binding,
+# so the API server reaches kubelets (logs, exec, port-forward) as a system:masters member.
 APISERVER_KUBELET_CLIENT = ClientIdentity(
-    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("kubeadm:cluster-admins",)
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
 )
+
+
+def node_identity(node: str) -> ClientIdentity:
+    """What the Node authorizer expects of a kubelet: user system:node:<name> in system:nodes."""
+    return ClientIdentity(f"kubelet-{node}", f"system:node:{node}", ("system:nodes",))
 CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, APISERVER_KUBELET_CLIENT)
 
 
@@ -84,6 +91,14 @@ class CertificateAuthority:
             .sign(key, hashes.SHA256())
         )
         return cls(key, cert)
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """The CA that ``write_cluster_pki`` wrote, to sign certificates for nodes added later."""
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory / 'ca.key'} is not an EC key")
+        return cls(key, x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()))
 
     def issue(
         self,
