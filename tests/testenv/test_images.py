@@ -1,0 +1,68 @@
+"""Image archives that ctr and docker can import: consistent digests, clean root layers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+from flotilla.testenv.images import BUSYBOX_IMAGE, IMAGES, image_archive, rootfs_layer
+
+
+def _members(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()  # type: ignore[union-attr]
+                if m.isfile()}
+
+
+def test_the_oci_layout_is_self_consistent() -> None:
+    layer = rootfs_layer_of({"bin/sh": b"#!sh"})
+    spec = next(s for s in IMAGES if s.reference == BUSYBOX_IMAGE)
+    files = _members(image_archive(layer, spec, "2026-01-01T00:00:00Z"))
+    for name, data in files.items():
+        if name.startswith("blobs/sha256/"):
+            assert hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[1]
+    index = json.loads(files["index.json"])
+    manifest_desc = index["manifests"][0]
+    assert manifest_desc["annotations"]["io.containerd.image.name"] == BUSYBOX_IMAGE
+    manifest = json.loads(files["blobs/sha256/" + manifest_desc["digest"][7:]])
+    config = json.loads(files["blobs/sha256/" + manifest["config"]["digest"][7:]])
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+    assert config["config"]["Cmd"] == ["/bin/sh"]
+    docker = json.loads(files["manifest.json"])
+    assert docker[0]["RepoTags"] == [BUSYBOX_IMAGE]
+
+
+def rootfs_layer_of(files: dict[str, bytes]) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for name, data in files.items():
+            (base / name).parent.mkdir(parents=True, exist_ok=True)
+            (base / name).write_bytes(data)
+        return rootfs_layer(base)
+
+
+def test_root_layers_leave_out_runtime_mounts_and_caches(tmp_path: Path) -> None:
+    (tmp_path / "proc" / "1").mkdir(parents=True)
+    (tmp_path / "proc" / "1" / "status").write_text("x")
+    (tmp_path / "var" / "cache" / "apt").mkdir(parents=True)
+    (tmp_path / "var" / "cache" / "apt" / "pkgcache.bin").write_text("x")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "os-release").write_text("ID=debian\n")
+    os.symlink("/etc/os-release", tmp_path / "etc" / "link")
+    os.mkfifo(tmp_path / "etc" / "fifo")
+    with tarfile.open(fileobj=io.BytesIO(rootfs_layer(tmp_path))) as tar:
+        names = {m.name: m for m in tar.getmembers()}
+    assert "etc/os-release" in names
+    assert names["etc/link"].issym()
+    assert names["etc/link"].linkname == "/etc/os-release"
+    assert "etc/fifo" not in names
+    assert "proc/1/status" not in names
+    assert "var/cache/apt/pkgcache.bin" not in names
+    assert names["proc"].isdir()
+    assert names["tmp"].mode == 0o1777
+    assert all(m.uname == "" for m in names.values())

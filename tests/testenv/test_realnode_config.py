@@ -1,0 +1,73 @@
+"""The real node's configuration encodes what this kernel and containerd 1.6 need."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from flotilla.testenv.realnode import (
+    NODE_IP,
+    POD_BRIDGE,
+    RealNodeLayout,
+    cni_conflist_text,
+    containerd_config,
+    kubelet_component,
+    kubelet_config,
+    registry_hosts,
+)
+
+
+def layout(tmp_path: Path) -> RealNodeLayout:
+    return RealNodeLayout(tmp_path, "real-node")
+
+
+def test_containerd_is_private_and_matches_the_kubelet(tmp_path: Path) -> None:
+    node = layout(tmp_path)
+    config = tomllib.loads(containerd_config(node))
+    assert config["grpc"]["address"] == str(node.containerd_socket)
+    assert config["root"].startswith(str(node.root))  # never the machine's /var/lib/containerd
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10"
+    assert cri["restrict_oom_score_adj"] is True
+    runc = cri["containerd"]["runtimes"]["runc"]
+    assert runc["options"]["SystemdCgroup"] is False
+    kubelet = kubelet_config(node, tmp_path / "ca.crt", 10250, 10248)
+    assert kubelet["cgroupDriver"] == "cgroupfs"  # must match SystemdCgroup = false
+    assert kubelet["containerRuntimeEndpoint"] == f"unix://{node.containerd_socket}"
+    assert cri["cni"]["conf_dir"] == str(node.cni_conf_dir)
+
+
+def test_kubelet_keeps_the_unpinned_sandbox_image(tmp_path: Path) -> None:
+    kubelet = kubelet_config(layout(tmp_path), tmp_path / "ca.crt", 1, 2)
+    assert kubelet["imageGCHighThresholdPercent"] == 100
+    assert kubelet["failCgroupV1"] is False
+    assert kubelet["authentication"]["anonymous"]["enabled"] is False
+    assert kubelet["authorization"]["mode"] == "Webhook"
+    assert kubelet["address"] == NODE_IP
+
+
+def test_kubelet_command_names_the_node_and_its_ip(tmp_path: Path) -> None:
+    argv = kubelet_component(layout(tmp_path), Path("/bin/kubelet")).argv
+    assert "--hostname-override=real-node" in argv
+    assert f"--node-ip={NODE_IP}" in argv
+    assert any(a.startswith("--root-dir=") and str(tmp_path) in a for a in argv)
+
+
+def test_cni_is_a_bridge_with_host_local_addresses_in_the_state_dir(tmp_path: Path) -> None:
+    node = layout(tmp_path)
+    conf = json.loads(cni_conflist_text(node))
+    bridge = conf["plugins"][0]
+    assert bridge["type"] == "bridge"
+    assert bridge["bridge"] == POD_BRIDGE
+    assert bridge["ipMasq"] is False
+    assert bridge["ipam"]["dataDir"] == str(node.cni_ipam_dir)
+    assert bridge["ipam"]["ranges"][0][0]["subnet"] == "10.244.0.0/24"
+
+
+def test_flotilla_local_resolves_to_the_loopback_registry() -> None:
+    hosts = registry_hosts(5123)
+    assert set(hosts) == {"flotilla.local", "127.0.0.1:5123", "localhost:5123"}
+    parsed = tomllib.loads(hosts["flotilla.local"])
+    assert parsed["server"] == "http://127.0.0.1:5123"
+    assert "pull" in parsed["host"]["http://127.0.0.1:5123"]["capabilities"]
