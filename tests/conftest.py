@@ -83,6 +83,22 @@ def real_node(test_cluster: TestCluster) -> str:
 
 
 @pytest.fixture(scope="session")
+def dockerd(test_cluster: TestCluster) -> str:
+    """A private dockerd of the session's environment; returns its DOCKER_HOST url.
+
+    Its image store has flotilla.local/python:3.11, flotilla.local/busybox:latest and
+    flotilla.local/node:18. Push to the registry in ``test_cluster.status()["registry"]`` to run
+    what it builds on the real node.
+    """
+    up = test_cluster.flotilla("up", "--docker", check=False)
+    if up.returncode != 0:
+        pytest.fail(f"flotilla testenv up --docker failed:\n{up.stderr}", pytrace=False)
+    host = json.loads(test_cluster.flotilla("status", "--json").stdout)["docker_host"]
+    assert isinstance(host, str)
+    return host
+
+
+@pytest.fixture(scope="session")
 def kubeconfig(test_cluster: TestCluster) -> Path:
     return test_cluster.kubeconfig
 

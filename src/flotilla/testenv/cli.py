@@ -97,6 +97,9 @@ def up(
         False, "--real-node", help="Also run a real node: kubelet + containerd, pods really run."
     ),
     real_node_name: str = typer.Option("real-node", "--real-node-name", help="Its node name."),
+    docker: bool = typer.Option(
+        False, "--docker", help="Also run a private dockerd (for image builds) with base images."
+    ),
     state_dir: Path | None = StateOption,
     cache_dir: Path | None = CacheOption,
     kubernetes_version: str = VersionOption,
@@ -106,8 +109,10 @@ def up(
     was_running = plane.running()
     try:
         with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"
-                            + (", a real node" if real_node else "")):
-            state = plane.up(nodes=nodes, real_node=real_node_name if real_node else None)
+                            + (", a real node" if real_node else "")
+                            + (", dockerd" if docker else "")):
+            state = plane.up(nodes=nodes, real_node=real_node_name if real_node else None,
+                             docker=docker)
     except (TestEnvError, TimeoutError) as exc:
         raise _fail(TestEnvError(str(exc))) from exc
     if was_running:
@@ -116,6 +121,8 @@ def up(
         console.print(f"ready in {state.ready_seconds:.1f}s with nodes: {', '.join(state.nodes)}")
     for name, seconds in state.real_node_ready_seconds.items():
         console.print(f"real node {name} Ready in {seconds:.1f}s")
+    if state.docker_host:
+        console.print(f"dockerd: DOCKER_HOST={state.docker_host}")
     typer.echo(plane.layout.kubeconfig)
 
 

@@ -34,6 +34,7 @@ from flotilla.testenv.components import (
     node_names,
     plan_components,
 )
+from flotilla.testenv.dockerd import start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
 from flotilla.testenv.processes import (
@@ -70,6 +71,7 @@ class EnvironmentState:
     real_nodes: list[str] = field(default_factory=list)
     registry_port: int = 0
     real_node_ready_seconds: dict[str, float] = field(default_factory=dict)
+    docker_host: str = ""
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -92,6 +94,7 @@ class EnvironmentState:
                 real_nodes=list(data.get("real_nodes", [])),
                 registry_port=int(data.get("registry_port", 0)),
                 real_node_ready_seconds=dict(data.get("real_node_ready_seconds", {})),
+                docker_host=str(data.get("docker_host", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
@@ -127,16 +130,20 @@ class ControlPlane:
         return state is not None and all(is_running(p) for p in state.processes)
 
     # --- up ------------------------------------------------------------------------------
-    def up(self, nodes: int = 1, real_node: str | None = None) -> EnvironmentState:
+    def up(
+        self, nodes: int = 1, real_node: str | None = None, docker: bool = False
+    ) -> EnvironmentState:
         """Start everything and wait until nodes are Ready; a running environment is kept.
 
-        ``real_node`` names a node run by a real kubelet and containerd, added to a running
-        environment when it does not have it yet.
+        ``real_node`` names a node run by a real kubelet and containerd; ``docker`` adds a
+        private dockerd for image builds. Either is added to a running environment that lacks it.
         """
         existing = self.state()
         if existing is not None and all(is_running(p) for p in existing.processes):
             if real_node is not None and real_node not in existing.real_nodes:
                 self.add_real_node(existing, real_node)
+            if docker and not existing.docker_host:
+                self.add_docker(existing)
             return existing
         if existing is not None:
             self.down()  # a half-dead environment: stop what is left and start clean
@@ -177,7 +184,20 @@ class ControlPlane:
         state.save(self.layout.state_file)
         if real_node is not None:
             self.add_real_node(state, real_node)
+        if docker:
+            self.add_docker(state)
         return state
+
+    def add_docker(self, state: EnvironmentState) -> None:
+        """A private dockerd with the base images loaded, for builds the real node can pull."""
+        try:
+            record, state.docker_host = start_dockerd(self.layout)
+        except BaseException:
+            state.save(self.layout.state_file)
+            self.down()
+            raise
+        state.processes.append(record)
+        state.save(self.layout.state_file)
 
     def add_real_node(self, state: EnvironmentState, name: str) -> None:
         """Start the registry (once), containerd and a kubelet for ``name``; wait until Ready."""
@@ -341,6 +361,7 @@ class ControlPlane:
                 k: round(v, 2) for k, v in state.real_node_ready_seconds.items()
             },
             "registry": f"127.0.0.1:{state.registry_port}" if state.registry_port else None,
+            "docker_host": state.docker_host or None,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}
                 for p in state.processes

@@ -2,8 +2,9 @@
 
 - ``registry.k8s.io/pause:3.10``: a static pause binary from a few lines of C in a scratch image,
   under the name containerd's ``sandbox_image`` expects.
-- ``flotilla.local/busybox:latest`` and ``flotilla.local/python:3.11``: Debian bookworm root
-  filesystems from ``debootstrap --variant=minbase`` (the second with python3).
+- ``flotilla.local/busybox:latest``, ``flotilla.local/python:3.11`` and ``flotilla.local/node:18``:
+  Debian bookworm root filesystems from ``debootstrap --variant=minbase`` (plus busybox, python3
+  or nodejs).
 
 Images are written as OCI image-layout archives (with a docker ``manifest.json`` too), which both
 ``ctr images import`` and ``docker load`` read. The layer is an uncompressed tar with numeric
@@ -31,6 +32,7 @@ from flotilla.testenv.errors import BuildError
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 BUSYBOX_IMAGE = "flotilla.local/busybox:latest"
 PYTHON_IMAGE = "flotilla.local/python:3.11"
+NODE_IMAGE = "flotilla.local/node:18"
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -82,6 +84,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec(PAUSE_IMAGE, "pause", cmd=("/pause",), env=()),
     ImageSpec(BUSYBOX_IMAGE, "debootstrap", include=("busybox", "procps")),
     ImageSpec(PYTHON_IMAGE, "debootstrap", include=("python3",), cmd=("python3",)),
+    ImageSpec(NODE_IMAGE, "debootstrap", include=("nodejs",), cmd=("node",)),
 )
 
 
