@@ -1,0 +1,166 @@
+"""``flotilla charts``: lint, package, index and publish Helm chart repositories.
+
+The entry point reads flags, builds the option dataclasses and maps :class:`ChartError` to a
+message and exit status 1 in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from flotilla.charts.chartfile import Severity
+from flotilla.charts.errors import ChartError
+from flotilla.charts.indexing import index_directory
+from flotilla.charts.linting import lint_directory
+from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
+from flotilla.charts.provenance import SigningKey, provenance
+from flotilla.charts.publishing import PublishOptions, publish
+
+app = typer.Typer(help="Helm chart repositories: lint, package, index, publish to GitHub Pages.",
+                  no_args_is_help=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors_to_exit(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ChartError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from e
+        except OSError as e:
+            typer.secho(f"error: {e.filename or ''}: {e.strerror or e}", fg=typer.colors.RED,
+                        err=True)
+            raise typer.Exit(1) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _signing_key(sign: bool, key: str | None, keyring: Path | None,
+                 passphrase_file: Path | None) -> SigningKey | None:
+    if not sign:
+        return None
+    if not key:
+        raise ChartError("--sign needs --key NAME (user id, e-mail or fingerprint)")
+    return SigningKey(key, keyring, passphrase_file)
+
+
+SIGN = typer.Option(False, "--sign", help="Write a .prov provenance file next to each archive.")
+KEY = typer.Option(None, "--key", help="GnuPG key (user id, e-mail or fingerprint) to sign with.")
+KEYRING = typer.Option(None, "--keyring", help="Secret keyring file; default: $GNUPGHOME.")
+PASSPHRASE = typer.Option(None, "--passphrase-file", help="File holding the key's passphrase.")
+DIRS = typer.Argument(..., help="Chart directories.")
+STRICT = typer.Option(False, "--strict", help="Fail on warnings too.")
+DESTINATION = typer.Option(Path("."), "-d", "--destination", help="Output directory.")
+ARCHIVE_DIR = typer.Argument(..., help="Directory of chart archives.")
+INDEX_URL = typer.Option("", "--url", help="Repository URL; archive URLs are relative to it.")
+MERGE = typer.Option(None, "--merge", help="Existing index to merge into.")
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid", help="Index the good archives even when some are bad.")
+CHARTS_DIR = typer.Argument(..., help="A chart, or a directory of charts.")
+REPO = typer.Option(..., "--repo", help="Git repository (path or URL) to push to.")
+PAGES_URL = typer.Option(..., "--url", help="Public URL of the pages site.")
+BRANCH = typer.Option("gh-pages", "--branch", help="Pages branch; created if absent.")
+ARTIFACTHUB = typer.Option(
+    None, "--artifacthub-repo", help="artifacthub-repo.yml to publish next to index.yaml.")
+TITLE = typer.Option("Helm chart repository", "--title", help="Title of index.html.")
+
+
+@app.command("lint")
+@_errors_to_exit
+def lint_cmd(
+    dirs: list[Path] = DIRS,
+    strict: bool = STRICT,
+) -> None:
+    """Check Chart.yaml and the chart layout the way `helm lint` does."""
+    failed = False
+    for d in dirs:
+        findings = lint_directory(d)
+        for f in findings:
+            color = {Severity.ERROR: typer.colors.RED, Severity.WARNING: typer.colors.YELLOW}.get(
+                f.severity)
+            typer.secho(str(f), fg=color)
+        worst = max((f.severity for f in findings), default=Severity.INFO)
+        bad = worst is Severity.ERROR or (strict and worst is Severity.WARNING)
+        failed = failed or bad
+        typer.echo(f"{d}: {'FAILED' if bad else 'ok'}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("package")
+@_errors_to_exit
+def package_cmd(
+    dirs: list[Path] = DIRS,
+    destination: Path = DESTINATION,
+    sign: bool = SIGN,
+    key: str | None = KEY,
+    keyring: Path | None = KEYRING,
+    passphrase_file: Path | None = PASSPHRASE,
+) -> None:
+    """Build reproducible `<name>-<version>.tgz` archives (and `.prov` files with --sign)."""
+    signing = _signing_key(sign, key, keyring, passphrase_file)
+    options = PackageOptions(mtime=default_mtime())
+    for d in dirs:
+        packaged = write_package(d, destination, options)
+        archive = destination / packaged.metadata.archive_name
+        typer.echo(f"packaged {archive}")
+        if signing is not None:
+            prov = archive.with_name(archive.name + ".prov")
+            prov.write_text(provenance(packaged.metadata.fields, archive.name, packaged.data,
+                                       signing))
+            typer.echo(f"signed {prov}")
+
+
+@app.command("index")
+@_errors_to_exit
+def index_cmd(
+    directory: Path = ARCHIVE_DIR,
+    url: str = INDEX_URL,
+    merge: Path | None = MERGE,
+    skip_invalid: bool = SKIP_INVALID,
+) -> None:
+    """Write DIR/index.yaml like `helm repo index`, keeping `created` of unchanged charts."""
+    if not directory.is_dir():
+        raise ChartError(f"{directory} is not a directory")
+    index, skipped = index_directory(directory, url, merge, skip_invalid)
+    for message in skipped:
+        typer.secho(f"skipped: {message}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote {directory / 'index.yaml'}: {len(index)} versions of "
+               f"{len(index.entries)} charts")
+
+
+@app.command("publish")
+@_errors_to_exit
+def publish_cmd(
+    charts_dir: Path = CHARTS_DIR,
+    repo: str = REPO,
+    url: str = PAGES_URL,
+    branch: str = BRANCH,
+    artifacthub_repo: Path | None = ARTIFACTHUB,
+    title: str = TITLE,
+    sign: bool = SIGN,
+    key: str | None = KEY,
+    keyring: Path | None = KEYRING,
+    passphrase_file: Path | None = PASSPHRASE,
+) -> None:
+    """Package unpublished chart versions; push them and the merged index to the pages branch."""
+    options = PublishOptions(
+        repo=repo, pages_url=url, branch=branch, artifacthub_repo=artifacthub_repo, title=title,
+        sign=_signing_key(sign, key, keyring, passphrase_file),
+        package=PackageOptions(mtime=default_mtime()),
+    )
+    result = publish(charts_dir, options)
+    for name in result.unchanged:
+        typer.echo(f"already published: {name}")
+    for name in result.published:
+        typer.echo(f"published: {name}")
+    if not result.published:
+        typer.echo("nothing new to publish" + ("" if result.pushed else "; branch unchanged"))

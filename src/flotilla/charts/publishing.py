@@ -1,0 +1,240 @@
+"""``flotilla charts publish``: decide what to add to a pages branch, then do it with git.
+
+:func:`plan_publish` is the pure decision (what is new, what is already there, what conflicts).
+:func:`publish` drives the adapters: package, fetch the branch, plan, write, commit, push; on a
+lost push race it fetches again and re-plans on top of the new branch, so a concurrent publisher's
+entries are merged, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flotilla.charts import index as idx
+from flotilla.charts.archives import ArchiveLimits, read_archive
+from flotilla.charts.chartfile import ChartMetadata
+from flotilla.charts.errors import ChartError, DuplicateVersionError, PublishConflictError
+from flotilla.charts.gitpages import PagesCheckout
+from flotilla.charts.packaging import PackageOptions, package_chart, write_atomic
+from flotilla.charts.pages import check_artifacthub_repo, render_html
+from flotilla.charts.provenance import SigningKey, provenance
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A packaged chart that may need publishing."""
+
+    metadata: ChartMetadata
+    data: bytes
+    source: Path
+
+    @property
+    def archive_name(self) -> str:
+        return self.metadata.archive_name
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.metadata.name, self.metadata.version)
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    """What a publish run will do to the branch."""
+
+    add: list[Candidate] = field(default_factory=list)
+    unchanged: list[Candidate] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def plan_publish(
+    published: idx.Index,
+    candidates: list[Candidate],
+    published_files: Mapping[str, dict[str, bytes]],
+    limits: ArchiveLimits = ArchiveLimits(),  # noqa: B008
+) -> PublishPlan:
+    """Split candidates into new, already published, and conflicting (same version, new content).
+
+    A digest match means published. A digest mismatch is still "published" when the archive on
+    the branch unpacks to the same files (e.g. compressed by another zlib); otherwise it conflicts.
+    """
+    plan = PublishPlan()
+    for c in candidates:
+        existing = published.get(*c.key)
+        if existing is None:
+            plan.add.append(c)
+        elif existing.digest == c.digest:
+            plan.unchanged.append(c)
+        else:
+            old_files = published_files.get(c.archive_name)
+            _, _, new_files = read_archive(c.data, c.archive_name, limits, keep_files=True)
+            if old_files is not None and old_files == new_files:
+                plan.unchanged.append(c)
+            else:
+                plan.conflicts.append(
+                    f"{c.metadata.name} {c.metadata.version} (from {c.source}) is already "
+                    f"published with digest {existing.digest[:12]}…, but this build has "
+                    f"{c.digest[:12]}…; published versions are never overwritten: bump the "
+                    f"chart version"
+                )
+    return plan
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """Everything a publish needs besides the charts."""
+
+    repo: str
+    """Git repository holding the pages branch: a local path or a URL git can push to."""
+    pages_url: str
+    """Public URL of the pages site; archive URLs in index.yaml start with it."""
+    branch: str = "gh-pages"
+    sign: SigningKey | None = None
+    artifacthub_repo: Path | None = None
+    """An artifacthub-repo.yml to publish next to index.yaml."""
+    title: str = "Helm chart repository"
+    max_attempts: int = 5
+    """Push attempts before giving up when other publishers keep winning the race."""
+    package: PackageOptions = field(default_factory=PackageOptions)
+    before_push: Callable[[int], None] | None = None
+    """Test hook: called with the attempt number just before each push."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What happened, for the CLI to report."""
+
+    published: list[str]
+    unchanged: list[str]
+    attempts: int
+    pushed: bool
+
+
+def find_chart_dirs(charts_dir: Path) -> list[Path]:
+    """The chart itself when ``charts_dir`` is one, else every direct child holding Chart.yaml."""
+    if (charts_dir / "Chart.yaml").is_file():
+        return [charts_dir]
+    return sorted(p for p in charts_dir.iterdir() if (p / "Chart.yaml").is_file())
+
+
+def package_all(chart_dirs: list[Path], options: PackageOptions) -> list[Candidate]:
+    """Package every chart or raise one error listing every broken chart; nothing partial."""
+    candidates: list[Candidate] = []
+    errors: list[str] = []
+    for d in chart_dirs:
+        try:
+            packaged = package_chart(d, options)
+        except ChartError as e:
+            errors.append(f"{d}: {e}")
+            continue
+        candidates.append(Candidate(packaged.metadata, packaged.data, d))
+    if errors:
+        raise ChartError("nothing published; fix these charts first:\n  " + "\n  ".join(errors))
+    seen: dict[tuple[str, str], Path] = {}
+    for c in candidates:
+        if c.key in seen:
+            raise DuplicateVersionError(
+                f"duplicate version: {c.key[0]} {c.key[1]} comes from both {seen[c.key]} and "
+                f"{c.source}"
+            )
+        seen[c.key] = c.source
+    return candidates
+
+
+def _published_files(tree: Path, published: idx.Index, candidates: list[Candidate],
+                     limits: ArchiveLimits) -> dict[str, dict[str, bytes]]:
+    """Unpack the branch's copy of archives whose digest differs from our build."""
+    found: dict[str, dict[str, bytes]] = {}
+    for c in candidates:
+        existing = published.get(*c.key)
+        path = tree / c.archive_name
+        if existing is not None and existing.digest != c.digest and path.is_file():
+            try:
+                found[c.archive_name] = read_archive(path.read_bytes(), c.archive_name, limits,
+                                                     keep_files=True)[2]
+            except ChartError:
+                continue
+    return found
+
+
+def _write_branch(tree: Path, published: idx.Index, plan: PublishPlan, options: PublishOptions,
+                  provs: Mapping[str, str]) -> None:
+    now = idx.timestamp()
+    new_entries = [
+        idx.new_entry(c.metadata, c.digest, idx.url_join(options.pages_url, c.archive_name), now)
+        for c in plan.add
+    ]
+    index = idx.add_entries(published, new_entries, now) if plan.add else published
+    for c in plan.add:
+        write_atomic(tree / c.archive_name, c.data)
+        if c.archive_name in provs:
+            write_atomic(tree / f"{c.archive_name}.prov", provs[c.archive_name].encode())
+    if plan.add or not (tree / "index.yaml").exists():
+        if not index.generated:
+            index.generated = now
+        write_atomic(tree / "index.yaml", idx.dump(index).encode())
+    write_atomic(tree / "index.html", render_html(index, options.pages_url, options.title).encode())
+    (tree / ".nojekyll").touch()
+    if options.artifacthub_repo is not None:
+        raw = options.artifacthub_repo.read_bytes()
+        write_atomic(tree / "artifacthub-repo.yml",
+                     check_artifacthub_repo(raw, str(options.artifacthub_repo)))
+
+
+def publish(charts_dir: Path, options: PublishOptions) -> PublishResult:
+    """Publish every chart under ``charts_dir`` whose version is not on the pages branch yet."""
+    chart_dirs = find_chart_dirs(charts_dir)
+    if not chart_dirs:
+        raise ChartError(f"{charts_dir}: no Chart.yaml there or in its direct subdirectories")
+    candidates = package_all(chart_dirs, options.package)
+    if options.artifacthub_repo is not None:
+        if not options.artifacthub_repo.is_file():
+            raise ChartError(f"--artifacthub-repo {options.artifacthub_repo}: no such file")
+        check_artifacthub_repo(options.artifacthub_repo.read_bytes(), str(options.artifacthub_repo))
+    provs: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="flotilla-pages-") as tmp:
+        tree = Path(tmp) / "pages"
+        checkout = PagesCheckout(options.repo, options.branch, tree)
+        for attempt in range(1, options.max_attempts + 1):
+            checkout.sync()
+            index_file = tree / "index.yaml"
+            published = (idx.load(index_file.read_bytes(), f"{options.branch}:index.yaml")
+                         if index_file.exists() else idx.Index())
+            limits = options.package.limits
+            plan = plan_publish(published, candidates,
+                                _published_files(tree, published, candidates, limits), limits)
+            if plan.conflicts:
+                raise PublishConflictError("\n".join(plan.conflicts))
+            if options.sign is not None:
+                for c in plan.add:
+                    if c.archive_name not in provs:
+                        provs[c.archive_name] = provenance(
+                            c.metadata.fields, c.archive_name, c.data, options.sign)
+            _write_branch(tree, published, plan, options, provs)
+            added = [f"{c.metadata.name}-{c.metadata.version}" for c in plan.add]
+            unchanged = [f"{c.metadata.name}-{c.metadata.version}" for c in plan.unchanged]
+            message = ("Publish " + ", ".join(added)) if added else "Update repository pages"
+            if not checkout.commit(message):
+                return PublishResult([], unchanged, attempt, pushed=False)
+            if options.before_push is not None:
+                options.before_push(attempt)
+            if checkout.push():
+                logger.info("published %s to %s", added or "pages", options.branch)
+                return PublishResult(added, unchanged, attempt, pushed=True)
+            time.sleep(min(0.2 * 2**attempt, 5.0) * random.uniform(0.5, 1.5))
+    raise ChartError(
+        f"gave up after {options.max_attempts} attempts: other publishers kept pushing to "
+        f"{options.branch}; nothing of this run was lost, re-run to publish"
+    )

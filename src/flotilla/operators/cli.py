@@ -1,0 +1,329 @@
+"""``flotilla operators``: audit what an operator grants, and install/upgrade it with review."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from flotilla.operators.audit import audit, diff_audits, exceeds
+from flotilla.operators.catalog import GraphError, load_catalog
+from flotilla.operators.loading import InputError, load_inputs
+from flotilla.operators.models import AuditReport, Severity
+from flotilla.operators.plan import Approval
+from flotilla.operators.report import (
+    diff_json,
+    diff_text,
+    report_json,
+    report_sarif,
+    report_text,
+)
+
+app = typer.Typer(help="Audit operators before they are installed; install and upgrade them "
+                       "with that review built in.", no_args_is_help=True)
+
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_HELD = 3
+INSTALL_MODES = ("OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces")
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+
+
+def _severity(text: str | None) -> Severity | None:
+    if not text or text == "none":
+        return None
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _kubeconfig(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    env = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(env) if env else Path.home() / ".kube" / "config"
+
+
+def _client(path: Path | None):  # type: ignore[no-untyped-def]
+    from flotilla.core.kube import client_from_kubeconfig
+
+    return client_from_kubeconfig(_kubeconfig(path))
+
+
+KUBECONFIG_OPT = typer.Option(None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG, "
+                              "then ~/.kube/config).")
+
+
+PATHS_ARG = typer.Argument(None, help="Bundles, charts, manifest files or directories.")
+OUTPUT_OPT = typer.Option(Output.table, "-o", "--output", help="table, json or sarif.")
+APPROVE_OPT = typer.Option(Approval.MANUAL, "--approve", help="manual: every change waits for "
+                           "`approve`; auto: only changes adding findings >= --hold-on wait.")
+
+
+@app.command("audit")
+def audit_cmd(
+    paths: list[Path] = PATHS_ARG,
+    live: bool = typer.Option(False, "--cluster", help="Audit the live cluster's RBAC, CRDs "
+                              "and webhooks."),
+    diff: bool = typer.Option(False, "--diff", help="Two paths, OLD NEW: show what NEW adds."),
+    output: Output = OUTPUT_OPT,
+    fail_on: str = typer.Option("none", "--fail-on", help="Exit 1 if a finding (or, with "
+                                "--diff, an added one) is at least this severe."),
+    namespace: str = typer.Option("operators", "--namespace", help="Namespace the operator "
+                                  "would be installed in (names its service accounts)."),
+    install_mode: str = typer.Option(None, "--install-mode", help="OwnNamespace, "
+                                     "SingleNamespace, MultiNamespace or AllNamespaces; default: "
+                                     "the widest the CSV supports."),
+    why: bool = typer.Option(False, "--why", help="Add the why column to the table."),
+    grants: bool = typer.Option(True, "--grants/--no-grants", help="List every permission."),
+    check_crds: bool = typer.Option(False, "--check-crds", help="Look up CRD name conflicts "
+                                    "in the cluster (needs a kubeconfig)."),
+    include_system: bool = typer.Option(False, "--include-system", help="With --cluster: also "
+                                        "audit system: roles and kube-system."),
+    kubeconfig: Path = KUBECONFIG_OPT,
+) -> None:
+    """Report what installing these manifests grants: CRDs, permissions, webhooks, risks."""
+    threshold = _severity(fail_on)
+    if install_mode and install_mode not in INSTALL_MODES:
+        raise typer.BadParameter(f"--install-mode must be one of {', '.join(INSTALL_MODES)}")
+    paths = paths or []
+    if diff and len(paths) != 2:
+        raise typer.BadParameter("--diff takes exactly two paths: OLD NEW")
+    if not paths and not live:
+        raise typer.BadParameter("give PATH... or --cluster")
+    existing: dict[str, str] | None = None
+    manifests, errors = load_inputs(paths, namespace=namespace)
+    if live or check_crds:
+        from flotilla.core.kube import KubeError
+        from flotilla.operators import cluster
+
+        try:
+            with _client(kubeconfig) as client:
+                if check_crds:
+                    existing = cluster.existing_crds(client)
+                if live:
+                    manifests.extend(cluster.cluster_manifests(client,
+                                                               include_system=include_system))
+        except (KubeError, OSError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from exc
+    if diff:
+        old_m, old_err = load_inputs(paths[:1], namespace=namespace)
+        new_m, new_err = load_inputs(paths[1:], namespace=namespace)
+        for err in old_err + new_err:
+            typer.echo(f"error: {err}", err=True)
+        if old_err or new_err:
+            raise typer.Exit(EXIT_USAGE)
+        kw = {"namespace": namespace, "install_mode": install_mode, "existing_crds": existing}
+        result = diff_audits(audit(old_m, **kw), audit(new_m, **kw),  # type: ignore[arg-type]
+                             old_manifests=old_m, new_manifests=new_m)
+        if output is Output.sarif:  # code scanning wants the new problems only
+            typer.echo(report_sarif(AuditReport(findings=result.added)))
+        else:
+            typer.echo(diff_json(result) if output is Output.json else diff_text(result),
+                       nl=False)
+        if exceeds(result, threshold):
+            raise typer.Exit(EXIT_FINDINGS)
+        return
+    report = audit(manifests, namespace=namespace, install_mode=install_mode,
+                   existing_crds=existing, errors=errors)
+    _emit(report, output, grants=grants, why=why)
+    if errors:
+        for err in errors:
+            typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if exceeds(report, threshold):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _emit(report: AuditReport, output: Output, *, grants: bool, why: bool) -> None:
+    if output is Output.json:
+        typer.echo(report_json(report))
+    elif output is Output.sarif:
+        typer.echo(report_sarif(report))
+    else:
+        typer.echo(report_text(report, grants=grants, why=why), nl=False)
+
+
+CATALOG_OPT = typer.Option(..., "--catalog", envvar="FLOTILLA_OPERATORS_CATALOG",
+                           help="File-based catalog directory (olm.package/channel/bundle).")
+STATE_NS_OPT = typer.Option("flotilla-operators", "--state-namespace", help="Where the "
+                            "per-operator state and pending approvals are kept.")
+HOLD_OPT = typer.Option("high", "--hold-on", help="With --approve auto, hold changes that add "
+                        "findings at least this severe (none: never).")
+
+
+def _lifecycle_errors() -> tuple[type[Exception], ...]:
+    from flotilla.core.kube import KubeError
+    from flotilla.operators.lifecycle import LifecycleError
+
+    return (KubeError, LifecycleError, GraphError, InputError, OSError, ValueError,
+            TimeoutError)
+
+
+def _report_outcome(outcome: object) -> None:
+    from flotilla.operators.lifecycle import Outcome
+
+    assert isinstance(outcome, Outcome)
+    total = len(outcome.steps)
+    for i, step in enumerate(outcome.steps, 1):
+        typer.echo(f"Step {i}/{total}: {step.ref.name} ({step.ref.version})")
+        typer.echo(report_text(step.report, grants=False), nl=False)
+        typer.echo("Diff against what runs now:" if i == 1 else "Diff against the step before:")
+        typer.echo(diff_text(step.diff), nl=False)
+    state = outcome.state
+    if outcome.action == "held":
+        typer.echo(f"HELD for approval: {outcome.reason}\n"
+                   f"Review the diff above, then run: flotilla operators approve {state.package}")
+        raise typer.Exit(EXIT_HELD)
+    if outcome.action == "up-to-date":
+        typer.echo(f"{state.package} is at the head of channel {state.channel}: {state.installed}")
+        return
+    for ref in outcome.pruned:
+        typer.echo(f"removed {ref} (not in the new version)")
+    typer.echo(f"{outcome.action} {state.package} {state.installed} in namespace "
+               f"{state.namespace} ({state.install_mode}, {len(state.objects)} objects)")
+
+
+@app.command()
+def install(
+    name: str = typer.Argument(..., help="Package name in the catalog."),
+    channel: str = typer.Option(None, "--channel", help="Channel (default: the package's)."),
+    approve_mode: Approval = APPROVE_OPT,
+    catalog: Path = CATALOG_OPT,
+    namespace: str = typer.Option(None, "--namespace", help="Install namespace "
+                                  "(default: NAME-system)."),
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", help="Install for all "
+                                        "namespaces (permissions become cluster-wide)."),
+    state_namespace: str = STATE_NS_OPT,
+    hold_on: str = HOLD_OPT,
+    kubeconfig: Path = KUBECONFIG_OPT,
+) -> None:
+    """Install the channel head after showing its audit; held unless approval allows it."""
+    from flotilla.operators import lifecycle
+
+    try:
+        with _client(kubeconfig) as client:
+            outcome = lifecycle.install(
+                client, load_catalog(catalog), name, channel=channel, approval=approve_mode,
+                namespace=namespace or f"{name}-system", state_ns=state_namespace,
+                hold_on=_severity(hold_on), all_namespaces=all_namespaces)
+    except _lifecycle_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    _report_outcome(outcome)
+
+
+@app.command()
+def upgrade(
+    name: str = typer.Argument(...),
+    channel: str = typer.Option(None, "--channel", help="Switch channel."),
+    catalog: Path = CATALOG_OPT,
+    state_namespace: str = STATE_NS_OPT,
+    hold_on: str = HOLD_OPT,
+    kubeconfig: Path = KUBECONFIG_OPT,
+) -> None:
+    """Resolve the upgrade graph to the channel head; show each step's audit and diff."""
+    from flotilla.operators import lifecycle
+
+    try:
+        with _client(kubeconfig) as client:
+            outcome = lifecycle.upgrade(client, load_catalog(catalog), name,
+                                        state_ns=state_namespace, channel=channel,
+                                        hold_on=_severity(hold_on))
+    except _lifecycle_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    _report_outcome(outcome)
+
+
+@app.command()
+def approve(
+    name: str = typer.Argument(...),
+    catalog: Path = CATALOG_OPT,
+    state_namespace: str = STATE_NS_OPT,
+    kubeconfig: Path = KUBECONFIG_OPT,
+) -> None:
+    """Apply this operator's pending install or upgrade (and only this operator's)."""
+    from flotilla.operators import lifecycle
+
+    try:
+        with _client(kubeconfig) as client:
+            outcome = lifecycle.approve(client, load_catalog(catalog), name,
+                                        state_ns=state_namespace)
+    except _lifecycle_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    outcome.steps = []  # already reviewed; keep the output short
+    _report_outcome(outcome)
+
+
+@app.command()
+def uninstall(
+    name: str = typer.Argument(...),
+    remove_crds: bool = typer.Option(False, "--remove-crds", help="Also delete the CRDs and "
+                                     "every object of them."),
+    state_namespace: str = STATE_NS_OPT,
+    kubeconfig: Path = KUBECONFIG_OPT,
+) -> None:
+    """Remove the operator; say which CRDs (and how many objects) stay behind."""
+    from flotilla.operators import lifecycle
+
+    try:
+        with _client(kubeconfig) as client:
+            result = lifecycle.uninstall(client, name, state_ns=state_namespace,
+                                         remove_crds=remove_crds)
+    except _lifecycle_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    for ref in result.deleted:
+        typer.echo(f"deleted {ref}")
+    for crd, count in result.removed_crds.items():
+        typer.echo(f"deleted CRD {crd} and its {count} objects")
+    for crd, count in result.kept_crds.items():
+        typer.echo(f"kept CRD {crd} ({count} objects still exist); "
+                   "remove with --remove-crds")
+    typer.echo(f"uninstalled {name}")
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(None, help="One operator (default: all)."),
+    state_namespace: str = STATE_NS_OPT,
+    kubeconfig: Path = KUBECONFIG_OPT,
+) -> None:
+    """Installed version, channel, approval mode, pending approval and Deployment readiness."""
+    from flotilla.operators import cluster
+
+    try:
+        with _client(kubeconfig) as client:
+            states = cluster.list_states(client, state_namespace)
+            if name:
+                states = [s for s in states if s.package == name]
+                if not states:
+                    raise GraphError(f"{name} is not installed")
+            for s in states:
+                deps = [r for r in s.objects if r.kind == "Deployment"]
+                ready = ", ".join(
+                    f"{r.name} {cluster.deployment_ready(client, r.namespace, r.name)}"
+                    for r in deps) or "-"
+                typer.echo(f"{s.package}: {s.installed or '(not installed)'} channel={s.channel} "
+                           f"approval={s.approval} namespace={s.namespace} mode={s.install_mode} "
+                           f"deployments: {ready}")
+                if s.pending:
+                    typer.echo(f"  pending approval: {' -> '.join(s.pending.steps)} "
+                               f"({s.pending.reason})")
+                    typer.echo(s.pending.diff, nl=False)
+                for crd in s.crds:
+                    typer.echo(f"  CRD {crd}")
+    except _lifecycle_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc

@@ -1,0 +1,162 @@
+"""Plain data shared by the audit and the lifecycle: manifests with their line, findings, grants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+def dig(obj: Any, *keys: str) -> dict[str, Any]:
+    """The mapping at ``obj[k1][k2]...``, or {} when any level is missing or not a mapping.
+
+    Manifests are untrusted input: ``spec: "oops"`` must not crash the audit.
+    """
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj if isinstance(obj, dict) else {}
+
+
+def seq(value: Any) -> list[Any]:
+    """``value`` if it is a list, else [] — for iterating fields of untrusted manifests."""
+    return value if isinstance(value, list) else []
+
+
+class Severity(IntEnum):
+    """Ordered so ``--fail-on high`` is a comparison; names are what users type and read."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        """``high`` -> ``Severity.HIGH``; raises ValueError naming the choices."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            choices = "|".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (choose {choices})") from None
+
+
+@dataclass(frozen=True, order=True)
+class Source:
+    """Where something came from, so a finding points at the line to change."""
+
+    file: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One Kubernetes object as loaded; ``body`` keeps line marks on its mappings."""
+
+    body: dict[str, Any]
+    source: Source
+    origin: str = ""
+    """What the user pointed at (bundle dir, chart, file) — findings are grouped by it."""
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind") or "")
+
+    @property
+    def api_version(self) -> str:
+        return str(self.body.get("apiVersion") or "")
+
+    @property
+    def name(self) -> str:
+        return str(dig(self.body, "metadata").get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str(dig(self.body, "metadata").get("namespace") or "")
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One RBAC rule, normalised to tuples so it can be hashed and compared across versions."""
+
+    api_groups: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ()
+    resource_names: tuple[str, ...] = ()
+    non_resource_urls: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``verbs on group/resources`` in the compact form auditors print."""
+        verbs = ",".join(self.verbs) or "-"
+        if self.non_resource_urls:
+            return f"{verbs} on URLs {','.join(self.non_resource_urls)}"
+        groups = ",".join(g or "core" for g in self.api_groups) or "core"
+        names = f" (names: {','.join(self.resource_names)})" if self.resource_names else ""
+        return f"{verbs} on {groups}/{','.join(self.resources) or '-'}{names}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A rule granted to a subject, with the scope it really has once installed."""
+
+    subject: str
+    """``ServiceAccount ns/name``, ``Group name``, ``User name`` or ``(unbound)``."""
+    role: str
+    """Where the rule is defined: ``ClusterRole x``, ``CSV y clusterPermissions``."""
+    scope: str
+    """``cluster``, ``namespace NS`` or ``all namespaces``."""
+    rule: PolicyRule
+    source: Source
+    origin: str = ""
+
+    @property
+    def cluster_wide(self) -> bool:
+        return self.scope in ("cluster", "all namespaces")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a reviewer should see before an install, with the line that causes it."""
+
+    rule: str
+    severity: Severity
+    subject: str
+    source: Source
+    message: str
+    why: str
+    origin: str = ""
+    identity: str = ""
+    """What makes this finding the same one in another version, when not the whole message."""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity across versions: lines and files move between releases, meaning does not."""
+        return (self.rule, self.subject, self.identity or self.message)
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity.label,
+            "subject": self.subject,
+            "source": str(self.source),
+            "message": self.message,
+            "why": self.why,
+        }
+
+
+@dataclass
+class AuditReport:
+    """Everything one audit found: risky findings plus the full inventory of grants."""
+
+    findings: list[Finding] = field(default_factory=list)
+    grants: list[Grant] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)

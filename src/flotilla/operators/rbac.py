@@ -1,0 +1,239 @@
+"""Who gets which permission, and where: RBAC and CSV permissions turned into grants.
+
+OLM materialises CSV ``permissions`` as a Role in the operator namespace — but as a ClusterRole
+when the operator is installed for all namespaces — and ``clusterPermissions`` as a ClusterRole.
+Raw Role/ClusterRole manifests are joined with their bindings here too, so one list answers
+"what does this install grant, to whom, and how far does it reach".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flotilla.operators.loading import line_of
+from flotilla.operators.models import Grant, Manifest, PolicyRule, Source, dig, seq
+
+__all__ = [
+    "BUILTIN_CLUSTER_ROLES",
+    "allows",
+    "csv_base_name",
+    "csv_install_mode",
+    "grants_from_manifests",
+    "policy_rule",
+]
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ALL_VERBS = ("*",)
+
+# The built-in roles bindings most often point at; their rules as the API server defines them,
+# reduced to what matters for an audit.
+BUILTIN_CLUSTER_ROLES: dict[str, tuple[PolicyRule, ...]] = {
+    "cluster-admin": (
+        PolicyRule(api_groups=("*",), resources=("*",), verbs=ALL_VERBS),
+        PolicyRule(non_resource_urls=("*",), verbs=ALL_VERBS),
+    ),
+    "admin": (
+        PolicyRule(api_groups=("", "apps", "batch"), resources=("*",), verbs=ALL_VERBS),
+        PolicyRule(api_groups=(RBAC_GROUP,), resources=("roles", "rolebindings"), verbs=ALL_VERBS),
+    ),
+    "edit": (
+        PolicyRule(api_groups=("", "apps", "batch"), resources=("*",),
+                   verbs=("create", "update", "patch", "delete", "get", "list", "watch")),
+    ),
+    "view": (
+        PolicyRule(api_groups=("", "apps", "batch"), resources=("pods", "services", "deployments"),
+                   verbs=("get", "list", "watch")),
+    ),
+}
+
+
+def csv_base_name(name: str) -> str:
+    """``etcdoperator.v0.9.2`` -> ``etcdoperator``: stable across versions, for diffs."""
+    return re.sub(r"\.v?\d+\.\d+\.\d+.*$", "", name)
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if v is not None)
+    return ()
+
+
+def policy_rule(raw: Any) -> PolicyRule | None:
+    """A PolicyRule from its manifest form; None if it is not a mapping."""
+    if not isinstance(raw, dict):
+        return None
+    return PolicyRule(
+        api_groups=_strs(raw.get("apiGroups")),
+        resources=_strs(raw.get("resources")),
+        verbs=tuple(v.lower() if v != "*" else v for v in _strs(raw.get("verbs"))),
+        resource_names=_strs(raw.get("resourceNames")),
+        non_resource_urls=_strs(raw.get("nonResourceURLs")),
+    )
+
+
+def _resource_matches(pattern: str, resource: str) -> bool:
+    if pattern == "*" or pattern == resource:
+        return True
+    if "/" in pattern and "/" in resource:
+        p_res, p_sub = pattern.split("/", 1)
+        res, sub = resource.split("/", 1)
+        # "*/scale" is that subresource of every resource; "pods/*" every subresource of pods.
+        return (p_res == "*" and p_sub == sub) or (p_res == res and p_sub == "*")
+    return False
+
+
+def allows(rule: PolicyRule, group: str, resource: str, verb: str) -> bool:
+    """Does ``rule`` allow ``verb`` on ``group/resource``? (Kubernetes RBAC semantics.)
+
+    ``resourceNames`` still count: they narrow get/update but cannot narrow create/list/watch,
+    and an auditor would rather over-report a named grant than miss a real one.
+    """
+    if rule.non_resource_urls and not rule.resources:
+        return False
+    if "*" not in rule.verbs and verb not in rule.verbs:
+        return False
+    if "*" not in rule.api_groups and group not in rule.api_groups:
+        return False
+    return any(_resource_matches(p, resource) for p in rule.resources)
+
+
+def allows_any(rule: PolicyRule, group: str, resources: Iterable[str],
+               verbs: Iterable[str]) -> list[tuple[str, str]]:
+    """Every (verb, resource) pair out of the given ones that ``rule`` allows."""
+    return [(v, r) for r in resources for v in verbs if allows(rule, group, r, v)]
+
+
+@dataclass(frozen=True)
+class _Role:
+    kind: str
+    name: str
+    namespace: str
+    rules: tuple[tuple[PolicyRule, Source], ...]
+    origin: str = ""
+
+
+def _role_rules(m: Manifest) -> tuple[tuple[PolicyRule, Source], ...]:
+    out: list[tuple[PolicyRule, Source]] = []
+    for raw in seq(m.body.get("rules")):
+        rule = policy_rule(raw)
+        if rule is not None:
+            out.append((rule, Source(m.source.file, line_of(raw, m.source.line))))
+    return tuple(out)
+
+
+def _subjects(m: Manifest, default_ns: str) -> list[str]:
+    subjects = []
+    for s in seq(m.body.get("subjects")):
+        if not isinstance(s, dict):
+            continue
+        kind = str(s.get("kind") or "")
+        name = str(s.get("name") or "")
+        if kind == "ServiceAccount":
+            subjects.append(f"ServiceAccount {s.get('namespace') or default_ns}/{name}")
+        else:
+            subjects.append(f"{kind} {name}")
+    return subjects
+
+
+def csv_install_mode(csv: Manifest, requested: str | None = None) -> str:
+    """The install mode to reason about: the requested one, or the widest the CSV supports.
+
+    Auditing the widest mode shows the worst an install can grant; the lifecycle passes the mode
+    it actually installs with.
+    """
+    if requested:
+        return requested
+    spec = dig(csv.body, "spec")
+    supported = {str(m.get("type")) for m in seq(spec.get("installModes"))
+                 if isinstance(m, dict) and m.get("supported") is True}
+    for mode in ("AllNamespaces", "MultiNamespace", "SingleNamespace", "OwnNamespace"):
+        if mode in supported:
+            return mode
+    return "OwnNamespace"
+
+
+def _csv_grants(csv: Manifest, namespace: str, install_mode: str | None) -> Iterator[Grant]:
+    spec = dig(csv.body, "spec", "install", "spec")
+    mode = csv_install_mode(csv, install_mode)
+    ns_scope = "all namespaces" if mode == "AllNamespaces" else f"namespace {namespace}"
+    for key, scope in (("clusterPermissions", "cluster"), ("permissions", ns_scope)):
+        for perm in seq(spec.get(key)):
+            if not isinstance(perm, dict):
+                continue
+            sa = f"ServiceAccount {namespace}/{perm.get('serviceAccountName') or 'default'}"
+            for raw in seq(perm.get("rules")):
+                rule = policy_rule(raw)
+                if rule is not None:
+                    yield Grant(subject=sa, role=f"CSV {csv_base_name(csv.name)} {key}",
+                                scope=scope, rule=rule, origin=csv.origin,
+                                source=Source(csv.source.file, line_of(raw, csv.source.line)))
+
+
+def _aggregate(roles: dict[tuple[str, str, str], _Role], manifests: Sequence[Manifest]) -> None:
+    """Fill aggregated ClusterRoles from the input ClusterRoles their selectors match."""
+    by_name = {m.name: m for m in manifests if m.kind == "ClusterRole"}
+    for m in by_name.values():
+        agg = m.body.get("aggregationRule")
+        if not isinstance(agg, dict):
+            continue
+        selectors = [dig(s, "matchLabels") for s in seq(agg.get("clusterRoleSelectors"))]
+        extra: list[tuple[PolicyRule, Source]] = []
+        for other in by_name.values():
+            labels = dig(other.body, "metadata", "labels")
+            if other is not m and any(sel and all(labels.get(k) == v for k, v in sel.items())
+                                      for sel in selectors):
+                extra.extend(_role_rules(other))
+        key = ("ClusterRole", "", m.name)
+        roles[key] = _Role("ClusterRole", m.name, "", roles[key].rules + tuple(extra), m.origin)
+
+
+def grants_from_manifests(manifests: Sequence[Manifest], *, namespace: str = "operators",
+                          install_mode: str | None = None) -> list[Grant]:
+    """Every grant the manifests make: CSV permissions plus raw roles joined to their bindings.
+
+    ``namespace`` is where the operator is (to be) installed: it names service accounts of the
+    CSV and of bindings without a namespace. Roles no binding refers to are listed as
+    ``(unbound)`` so nothing requested is invisible.
+    """
+    grants: list[Grant] = []
+    roles: dict[tuple[str, str, str], _Role] = {}
+    for m in manifests:
+        if m.kind == "ClusterServiceVersion":
+            grants.extend(_csv_grants(m, namespace, install_mode))
+        elif m.kind in ("Role", "ClusterRole") and m.api_version.startswith(RBAC_GROUP):
+            ns = m.namespace or namespace if m.kind == "Role" else ""
+            roles[(m.kind, ns, m.name)] = _Role(m.kind, m.name, ns, _role_rules(m), m.origin)
+    _aggregate(roles, manifests)
+    bound: set[tuple[str, str, str]] = set()
+    for m in manifests:
+        if m.kind not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        ref = dig(m.body, "roleRef")
+        ref_kind, ref_name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        ns = (m.namespace or namespace) if m.kind == "RoleBinding" else ""
+        scope = f"namespace {ns}" if m.kind == "RoleBinding" else "cluster"
+        role = roles.get((ref_kind, ns if ref_kind == "Role" else "", ref_name))
+        if role is not None:
+            bound.add((role.kind, role.namespace, role.name))
+            rules = role.rules
+        elif ref_kind == "ClusterRole" and ref_name in BUILTIN_CLUSTER_ROLES:
+            rules = tuple((r, m.source) for r in BUILTIN_CLUSTER_ROLES[ref_name])
+        else:
+            continue
+        for subject in _subjects(m, ns or namespace):
+            for rule, src in rules:
+                grants.append(Grant(subject=subject, role=f"{ref_kind} {ref_name}", scope=scope,
+                                    rule=rule, source=src, origin=m.origin))
+    for key, role in roles.items():
+        if key in bound:
+            continue
+        scope = "cluster" if role.kind == "ClusterRole" else f"namespace {role.namespace}"
+        for rule, src in role.rules:
+            grants.append(Grant(subject="(unbound)", role=f"{role.kind} {role.name}", scope=scope,
+                                rule=rule, source=src, origin=role.origin))
+    return grants

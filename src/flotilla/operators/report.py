@@ -1,0 +1,146 @@
+"""Render audits and diffs: a table for people, JSON for scripts, SARIF for code-scanning UIs."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from flotilla import __version__
+from flotilla.operators.audit import AuditDiff
+from flotilla.operators.models import AuditReport, Finding, Grant, Severity
+
+__all__ = ["diff_json", "diff_text", "report_json", "report_sarif", "report_text"]
+
+_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow",
+          Severity.LOW: "dim"}
+_SARIF_LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
+                Severity.LOW: "note"}
+
+
+def _render(*tables: Any, width: int = 160) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=False)
+    for t in tables:
+        console.print(t)
+    return buf.getvalue()
+
+
+def _findings_table(findings: list[Finding], title: str, *, why: bool = False) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col in ("severity", "rule", "subject", "source", "message"):
+        table.add_column(col, overflow="fold")
+    if why:
+        table.add_column("why", overflow="fold")
+    for f in findings:
+        row = [f.severity.label, f.rule, f.subject, str(f.source), f.message]
+        if why:
+            row.append(f.why)
+        table.add_row(*row, style=_STYLE[f.severity])
+    return table
+
+
+def _grants_table(grants: list[Grant], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("subject", "scope", "via", "permission", "source"):
+        table.add_column(col, overflow="fold")
+    for g in grants:
+        table.add_row(g.subject, g.scope, g.role, g.rule.describe(), str(g.source))
+    return table
+
+
+def _summary(findings: list[Finding]) -> str:
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in reversed(Severity)}
+    return ", ".join(f"{n} {s.label}" for s, n in counts.items() if n) or "no findings"
+
+
+def report_text(report: AuditReport, *, grants: bool = True, why: bool = False) -> str:
+    """Findings table (most severe first), the grants inventory, then input errors."""
+    parts: list[Any] = [_findings_table(report.findings, f"Findings: {_summary(report.findings)}",
+                                        why=why)]
+    if grants and report.grants:
+        parts.append(_grants_table(report.grants, f"Permissions granted ({len(report.grants)})"))
+    text = _render(*parts)
+    for err in report.errors:
+        text += f"error: {err}\n"
+    return text
+
+
+def _grant_json(g: Grant) -> dict[str, Any]:
+    r = g.rule
+    return {"subject": g.subject, "scope": g.scope, "via": g.role, "source": str(g.source),
+            "apiGroups": list(r.api_groups), "resources": list(r.resources),
+            "verbs": list(r.verbs), "resourceNames": list(r.resource_names),
+            "nonResourceURLs": list(r.non_resource_urls)}
+
+
+def report_json(report: AuditReport) -> str:
+    """``{"findings": [...], "grants": [...], "errors": [...]}``."""
+    return json.dumps({"findings": [f.to_json() for f in report.findings],
+                       "grants": [_grant_json(g) for g in report.grants],
+                       "errors": report.errors}, indent=2)
+
+
+def report_sarif(report: AuditReport) -> str:
+    """SARIF 2.1.0 with one result per finding, located at its manifest and line."""
+    from flotilla.operators.rules import RULES
+
+    used = sorted({f.rule for f in report.findings})
+    rules = [{"id": rid, "name": rid, "shortDescription": {"text": RULES[rid].title},
+              "fullDescription": {"text": RULES[rid].why},
+              "defaultConfiguration": {"level": _SARIF_LEVEL[RULES[rid].severity]},
+              "properties": {"security-severity": _security_score(RULES[rid].severity)}}
+             for rid in used if rid in RULES]
+    results = []
+    for f in report.findings:
+        location: dict[str, Any] = {"artifactLocation": {"uri": f.source.file}}
+        if f.source.line:
+            location["region"] = {"startLine": f.source.line}
+        results.append({
+            "ruleId": f.rule, "level": _SARIF_LEVEL[f.severity],
+            "message": {"text": f"{f.subject}: {f.message}"},
+            "locations": [{"physicalLocation": location}],
+            "properties": {"severity": f.severity.label, "subject": f.subject},
+        })
+    sarif = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": {"name": "flotilla-operators-audit",
+                                      "version": __version__, "rules": rules}},
+                  "results": results}],
+    }
+    return json.dumps(sarif, indent=2)
+
+
+def _security_score(severity: Severity) -> str:
+    return {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5",
+            Severity.LOW: "2.0"}[severity]
+
+
+def diff_text(diff: AuditDiff) -> str:
+    """What the new version adds (and drops), for a reviewer deciding on an upgrade."""
+    if diff.empty:
+        return "No change in findings or permissions.\n"
+    parts: list[Any] = []
+    if diff.added:
+        parts.append(_findings_table(diff.added, f"Added findings: {_summary(diff.added)}"))
+    if diff.grants_added:
+        parts.append(_grants_table(diff.grants_added, "Added permissions"))
+    if diff.removed:
+        parts.append(_findings_table(diff.removed, "Findings no longer present"))
+    if diff.grants_removed:
+        parts.append(_grants_table(diff.grants_removed, "Permissions no longer granted"))
+    return _render(*parts)
+
+
+def diff_json(diff: AuditDiff) -> str:
+    """``{"added": [...], "removed": [...], "grants_added": [...], "grants_removed": [...]}``."""
+    return json.dumps({
+        "added": [f.to_json() for f in diff.added],
+        "removed": [f.to_json() for f in diff.removed],
+        "grants_added": [_grant_json(g) for g in diff.grants_added],
+        "grants_removed": [_grant_json(g) for g in diff.grants_removed],
+    }, indent=2)
