@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -68,3 +69,15 @@ def test_up_without_binaries_says_how_to_build(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path / "state", BuildSpec(cache_root=tmp_path / "empty-cache"))
     with pytest.raises(TestEnvError, match="flotilla testenv build"):
         plane.up()
+
+
+def test_a_crashed_environment_does_not_hold_the_real_node(tmp_path: Path) -> None:
+    from flotilla.testenv import nodehost
+
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    (dead / "state.json").write_text(json.dumps({"processes": [
+        {"name": "kubelet-real-node", "pid": 2**22 + 7, "binary": "/nope/kubelet", "log": ""},
+    ]}))
+    assert not nodehost._owner_alive(dead)
+    assert not nodehost._owner_alive(tmp_path / "missing")

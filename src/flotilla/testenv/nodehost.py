@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from flotilla.testenv.errors import StartError
+from flotilla.testenv.processes import ProcessRecord, is_running
 from flotilla.testenv.realnode import NODE_IP, NODE_LINK, POD_BRIDGE, RealNodeLayout
 
 # Debian package that provides each program the real node needs.
@@ -56,11 +58,21 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
+def _owner_alive(owner: Path) -> bool:
+    """Whether the environment in ``owner`` still runs a process (a crashed one does not count)."""
+    try:
+        state = json.loads((owner / "state.json").read_text())
+        records = [ProcessRecord(**p) for p in state.get("processes", [])]
+    except (OSError, ValueError, TypeError):
+        return False
+    return any(is_running(r) for r in records)
+
+
 def claim_host(state_dir: Path) -> None:
     """One real node per machine: its link names and addresses are fixed. Refuse a second one."""
     if OWNER_FILE.exists():
         owner = Path(OWNER_FILE.read_text().strip())
-        if owner != state_dir and (owner / "state.json").exists():
+        if owner != state_dir and _owner_alive(owner):
             raise StartError(
                 f"another environment ({owner}) runs the real node on this machine; "
                 f"run `flotilla testenv down --state-dir {owner}` first"
