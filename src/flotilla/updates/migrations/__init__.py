@@ -1,0 +1,1 @@
+"""Alembic migrations of the update service's schema (applied on start)."""
