@@ -36,6 +36,7 @@ from flotilla.testenv.components import (
 )
 from flotilla.testenv.dockerd import start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
+from flotilla.testenv.nodehost import unmount_under
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
 from flotilla.testenv.processes import (
     ProcessRecord,
@@ -339,6 +340,8 @@ class ControlPlane:
             api_running=apiserver is not None and is_running(apiserver),
         )
         stopped += [r.name for r in reversed(state.processes) if stop_process(r)]
+        # dockerd leaves its netns bind mount behind; nothing may stay mounted in the state dir.
+        unmount_under(self.layout.state_dir)
         self.layout.state_file.unlink(missing_ok=True)
         return stopped
 
