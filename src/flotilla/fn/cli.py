@@ -1,0 +1,298 @@
+"""``flotilla fn``: init, run, test, build, deploy, invoke and pipeline for one function project."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from .model import (
+    FunctionSpec,
+    FunctionSpecError,
+    Runtime,
+    Target,
+    load_spec,
+)
+
+app = typer.Typer(help="Functions with health, metrics and tracing built in.",
+                  no_args_is_help=True)
+
+PathOpt = typer.Option(Path("."), "--path", "-C", help="The function's project directory.")
+KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
+                             help="Kubeconfig file (default: $KUBECONFIG).")
+RUNTIME_OPT = typer.Option(Runtime.PYTHON, "--runtime", "-r")
+DIR_OPT = typer.Option(None, "--dir", help="Where to create it (default NAME).")
+CONTEXT_DIR_OPT = typer.Option(None, "--context-dir",
+                               help="Only write the build context here (for kaniko).")
+TARGET_OPT = typer.Option(None, "--target", help="knative or kubernetes.")
+HEADER_OPT = typer.Option([], "--header", "-H", help="NAME:VALUE, repeatable.")
+OUTPUT_OPT = typer.Option(None, "--output", "-o", help="File (default: stdout).")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+def _spec(project: Path) -> FunctionSpec:
+    path = project / "function.yaml"
+    try:
+        return load_spec(path.read_text())
+    except FileNotFoundError:
+        raise _fail(f"{path} not found: run `flotilla fn init` first") from None
+    except FunctionSpecError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _client(kubeconfig: Path | None, in_cluster: bool) -> Any:
+    from flotilla.core.kube import client_from_environment, client_from_kubeconfig
+
+    if kubeconfig is not None and not in_cluster:
+        return client_from_kubeconfig(kubeconfig)
+    return client_from_environment()
+
+
+@app.command()
+def init(
+    name: str = typer.Argument(..., help="Function name (a DNS label); also the directory."),
+    runtime: Runtime = RUNTIME_OPT,
+    template: str = typer.Option("http", "--template", "-t", help="http or cloudevents."),
+    directory: Path | None = DIR_OPT,
+) -> None:
+    """Create a project: function.yaml, a minimal function and its test."""
+    from .model import parse_spec
+    from .templates import TEMPLATES, project_files, signature_for
+
+    if template not in TEMPLATES:
+        raise _fail(f"unknown template {template!r}: use one of {', '.join(TEMPLATES)}")
+    try:
+        spec = parse_spec({"name": name, "runtime": runtime.value,
+                           "signature": signature_for(template).value})
+    except FunctionSpecError as exc:
+        raise _fail(str(exc)) from None
+    target = directory or Path(name)
+    if target.exists() and any(target.iterdir()):
+        raise _fail(f"{target} exists and is not empty")
+    for rel, text in project_files(spec, template).items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    typer.echo(f"created {runtime.value} function {name} ({template}) in {target}")
+
+
+@app.command()
+def run(
+    project: Path = PathOpt,
+    port: int = typer.Option(8080, "--port", "-p"),
+    reload: bool = typer.Option(True, "--reload/--no-reload", help="Restart on file changes."),
+) -> None:
+    """Serve the function locally, restarting it when a file changes."""
+    from .devloop import run_supervised, serve_command
+
+    spec = _spec(project)
+    command = serve_command(spec, project.resolve(), port)
+    typer.echo(f"serving {spec.name} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+    code = run_supervised(command, watch=project.resolve() if reload else None,
+                          on_restart=lambda c: typer.echo(f"changed: {', '.join(c[:5])}; "
+                                                          "restarting", err=True))
+    raise typer.Exit(code)
+
+
+@app.command("test")
+def run_tests(project: Path = PathOpt) -> None:
+    """Run the function's own tests (pytest, or node --test)."""
+    from .devloop import test_command
+
+    spec = _spec(project)
+    command = test_command(spec, project.resolve())
+    raise typer.Exit(subprocess.run(command.argv, env=command.env, cwd=command.cwd).returncode)
+
+
+@app.command()
+def build(
+    project: Path = PathOpt,
+    tag: str | None = typer.Option(None, "--tag", help="Image name (default: function.yaml)."),
+    push: str | None = typer.Option(None, "--push", help="Registry host[:port] to push to."),
+    docker_host: str | None = typer.Option(None, "--docker-host", envvar="DOCKER_HOST"),
+    context_dir: Path | None = CONTEXT_DIR_OPT,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Build an OCI image through dockerd from the local base images."""
+    from .image import (
+        BuildError,
+        build_context,
+        build_image,
+        function_files,
+        push_image,
+        push_reference,
+        tag_image,
+    )
+
+    spec = _spec(project)
+    try:
+        context = build_context(spec, function_files(project.resolve()))
+    except BuildError as exc:
+        raise _fail(str(exc)) from None
+    if context_dir is not None:
+        context.write(context_dir)
+        typer.echo(f"wrote the build context to {context_dir}")
+        return
+    image = tag or spec.image_ref
+    try:
+        result = build_image(context, image, docker_host=docker_host)
+        pushed = ""
+        if push:
+            remote = push_reference(image, push)
+            tag_image(result.image_id, remote, docker_host=docker_host)
+            result.digest = push_image(remote, docker_host=docker_host)
+            pushed = f"{remote.rsplit(':', 1)[0]}@{result.digest}"
+    except BuildError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"image": image, "id": result.image_id, "steps": result.steps,
+                               "cached_steps": result.cached_steps, "pushed": pushed}))
+    else:
+        typer.echo(f"built {image} ({result.image_id[:19]}), {result.cached_steps} of "
+                   f"{result.steps} steps from cache")
+        if pushed:
+            typer.echo(f"pushed {pushed}")
+
+
+@app.command()
+def deploy(
+    project: Path = PathOpt,
+    target: Target | None = TARGET_OPT,
+    image: str | None = typer.Option(None, "--image", help="Image to run (default: built one)."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    kubeconfig: Path | None = KubeconfigOpt,
+    in_cluster: bool = typer.Option(False, "--in-cluster", help="Use the pod's service account."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for readiness (kubernetes)."),
+    timeout: float = typer.Option(120.0, "--timeout"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the manifests, apply nothing."),
+) -> None:
+    """Apply a Knative Service, or a Deployment + Service, with server-side apply."""
+    from .manifests import manifests_for
+
+    spec = _spec(project)
+    chosen = (target or spec.deploy.target).value
+    ns = namespace or spec.deploy.namespace
+    objects = manifests_for(spec, image or spec.image_ref, ns, chosen)
+    if dry_run:
+        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+        return
+    from flotilla.core.kube import KubeError
+
+    from .deploy import apply_objects, wait_ready
+
+    with _client(kubeconfig, in_cluster) as client:
+        try:
+            for applied in apply_objects(client, objects):
+                typer.echo(f"applied {applied} in {ns}")
+            if wait and chosen == Target.KUBERNETES.value:
+                seconds = wait_ready(client, ns, spec.name, timeout=timeout)
+                typer.echo(f"{spec.name} ready in {seconds:.1f}s")
+        except (KubeError, TimeoutError) as exc:
+            raise _fail(str(exc)) from None
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition(":")
+        if not sep or not key.strip():
+            raise _fail(f"--header wants NAME:VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def invoke(
+    path: str = typer.Argument("/", help="Path to call."),
+    project: Path = PathOpt,
+    data: str | None = typer.Option(None, "--data", "-d", help="Request body (@file reads one)."),
+    method: str | None = typer.Option(None, "--method", "-X"),
+    header: list[str] = HEADER_OPT,
+    event_type: str | None = typer.Option(None, "--event-type", help="Send a CloudEvent."),
+    event_source: str = typer.Option("/flotilla/invoke", "--event-source"),
+    url: str | None = typer.Option(None, "--url", help="Call this base URL directly."),
+    port: int = typer.Option(8080, "--port", help="Local port of `fn run`."),
+    cluster: bool = typer.Option(False, "--cluster", help="Call the deployed function."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    kubeconfig: Path | None = KubeconfigOpt,
+    show_headers: bool = typer.Option(False, "--include", "-i"),
+) -> None:
+    """Call the function: locally (fn run), at --url, or deployed (--cluster, via the API)."""
+    import uuid
+
+    import httpx
+
+    body = b""
+    if data is not None:
+        body = Path(data[1:]).read_bytes() if data.startswith("@") else data.encode()
+    headers = _headers(header)
+    if event_type:
+        headers.update({"ce-id": str(uuid.uuid4()), "ce-type": event_type,
+                        "ce-source": event_source, "ce-specversion": "1.0"})
+        headers.setdefault("content-type", "application/json")
+    verb = method or ("POST" if body or event_type else "GET")
+    if cluster:
+        from flotilla.core.kube import KubeError
+
+        from .deploy import invoke_service
+
+        spec = _spec(project)
+        with _client(kubeconfig, False) as client:
+            try:
+                status, out_headers, out = invoke_service(
+                    client, namespace or spec.deploy.namespace, spec.name, path, method=verb,
+                    body=body, headers=headers)
+            except KubeError as exc:
+                raise _fail(str(exc)) from None
+    else:
+        base = (url or f"http://127.0.0.1:{port}").rstrip("/")
+        try:
+            with httpx.Client(timeout=30) as http:
+                response = http.request(verb, base + "/" + path.lstrip("/"), content=body,
+                                        headers=headers)
+        except httpx.HTTPError as exc:
+            raise _fail(f"{base}: {exc}") from None
+        status, out_headers, out = response.status_code, dict(response.headers), response.content
+    if show_headers:
+        typer.echo(f"HTTP {status}")
+        for key, value in out_headers.items():
+            typer.echo(f"{key}: {value}")
+        typer.echo("")
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    if status >= 400:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pipeline(
+    project: Path = PathOpt,
+    output: Path | None = OUTPUT_OPT,
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    git_url: str = typer.Option("", "--git-url", help="Default repository to build from."),
+    context_dir: str = typer.Option(".", "--context-dir", help="Function dir in the repo."),
+    flotilla_image: str | None = typer.Option(None, "--flotilla-image"),
+) -> None:
+    """Write a Tekton Pipeline and Tasks that build and deploy this function on a cluster."""
+    from .pipeline import DEFAULT_FLOTILLA_IMAGE, pipeline_objects
+
+    spec = _spec(project)
+    objects = pipeline_objects(spec, namespace or spec.deploy.namespace, git_url=git_url,
+                               context_dir=context_dir,
+                               flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE)
+    text = yaml.safe_dump_all(objects, sort_keys=False)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {len(objects)} objects to {output}")
+

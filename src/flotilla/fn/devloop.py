@@ -1,0 +1,137 @@
+"""``fn run`` and ``fn test``: the runtime as a local process, restarted when a file changes.
+
+One supervisor for every runtime (rather than uvicorn's reloader for Python and something else for
+Node), so hot reload behaves the same everywhere. The decisions are pure: which command serves a
+runtime, and which files changed between two snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .image import IGNORED_DIRS
+from .model import FunctionSpec, Runtime
+
+__all__ = ["Command", "changed_files", "run_supervised", "serve_command", "snapshot",
+           "test_command"]
+
+logger = logging.getLogger(__name__)
+NODE_LIB = Path(__file__).resolve().parent / "node"
+Snapshot = dict[str, tuple[float, int]]
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def _node() -> str:
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        raise FileNotFoundError("node is not installed (Debian package nodejs)")
+    return node
+
+
+def serve_command(spec: FunctionSpec, project: Path, port: int,
+                  base_env: dict[str, str] | None = None) -> Command:
+    """How to serve ``spec`` from ``project`` on ``port`` with the same variables as the image."""
+    env = {**(base_env if base_env is not None else os.environ), **spec.env,
+           "PORT": str(port), "HOST": "127.0.0.1", "FLOTILLA_FN_NAME": spec.name,
+           "FLOTILLA_FN_SOURCE": str(project), "FLOTILLA_FN_HANDLER": spec.handler_ref,
+           "FLOTILLA_FN_SIGNATURE": spec.signature.value, "FLOTILLA_FN_VERSION": "dev"}
+    if spec.runtime is Runtime.PYTHON:
+        return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
+    env["NODE_PATH"] = str(NODE_LIB)
+    return Command([_node(), str(NODE_LIB / "flotilla-fn.js")], env, project)
+
+
+def test_command(spec: FunctionSpec, project: Path) -> Command:
+    """The function's own tests: pytest for Python, ``node --test`` for Node."""
+    env = dict(os.environ)
+    if spec.runtime is Runtime.PYTHON:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
+        return Command([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "--rootdir", str(project), str(project)], env, project)
+    env["NODE_PATH"] = str(NODE_LIB)
+    return Command([_node(), "--test"], env, project)
+
+
+def snapshot(project: Path) -> Snapshot:
+    """Modification time and size of every file that could change the function."""
+    out: Snapshot = {}
+    for path in project.rglob("*"):
+        rel = PurePosixPath(path.relative_to(project).as_posix())
+        if any(part in IGNORED_DIRS or part == "node_modules" for part in rel.parts[:-1]):
+            continue
+        if rel.name.endswith((".pyc", "~", ".swp")) or rel.name.startswith(".#"):
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            out[str(rel)] = (st.st_mtime, st.st_size)
+    return out
+
+
+def changed_files(before: Snapshot, after: Snapshot) -> list[str]:
+    """Files added, removed or modified between two snapshots, sorted."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_supervised(command: Command, *, watch: Path | None, interval: float = 0.4,
+                   should_stop: Callable[[], bool] = lambda: False,
+                   on_restart: Callable[[list[str]], None] | None = None) -> int:
+    """Run ``command``; restart it when files under ``watch`` change; stop on Ctrl-C.
+
+    A crashed process is started again after the next change, not in a loop.
+    """
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)  # stop the child on SIGTERM too
+    proc = subprocess.Popen(command.argv, env=command.env, cwd=command.cwd)
+    before = snapshot(watch) if watch else {}
+    try:
+        while not should_stop():
+            time.sleep(interval)
+            if watch is None:
+                if proc.poll() is not None:
+                    return proc.returncode
+                continue
+            after = snapshot(watch)
+            changes = changed_files(before, after)
+            if changes:
+                before = after
+                if on_restart:
+                    on_restart(changes)
+                _stop(proc)
+                proc = subprocess.Popen(command.argv, env=command.env, cwd=command.cwd)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop(proc)
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,428 @@
+'use strict';
+// The Node function runtime: `node flotilla-fn.js` serves one function; `require('flotilla-fn')`
+// gives functions Response and CloudEvent. Zero dependencies: images cannot npm install, and the
+// wire formats (Prometheus text 0.0.4, W3C traceparent, OTLP/HTTP JSON) are small. It mirrors
+// flotilla/fn/runtime (Python) field for field; tests/fn/test_conformance.py holds both to it.
+
+const http = require('http');
+const https = require('https');
+const os = require('os');
+const path = require('path');
+const crypto = require('crypto');
+const { AsyncLocalStorage } = require('async_hooks');
+const { performance } = require('perf_hooks');
+
+const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+const HEALTH_LIVE = '/health/liveness';
+const HEALTH_READY = '/health/readiness';
+const METRICS = '/metrics';
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const spanStore = new AsyncLocalStorage();
+
+class Response {
+  constructor(body = '', { status = 200, headers = {} } = {}) {
+    this.body = body;
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
+class CloudEvent {
+  constructor({ type, source, data = null, id = crypto.randomUUID(), specversion = '1.0',
+    datacontenttype = 'application/json', subject = null,
+    time = new Date().toISOString(), extensions = {} }) {
+    Object.assign(this, { type, source, data, id, specversion, datacontenttype, subject, time,
+      extensions });
+  }
+}
+
+// --- logs --------------------------------------------------------------------------------------
+let faasName = 'function';
+const rawWrite = process.stdout.write.bind(process.stdout);
+function logLine(level, logger, args) {
+  // Errors go to `exception` (as Python's traceback does), the rest joins into `msg`.
+  const errors = args.filter((a) => a instanceof Error);
+  const msg = args.filter((a) => !(a instanceof Error))
+    .map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ');
+  const doc = { time: new Date().toISOString(), level, logger, msg, 'faas.name': faasName };
+  const span = spanStore.getStore();
+  if (span) { doc.trace_id = span.traceId; doc.span_id = span.spanId; }
+  if (errors.length) doc.exception = errors.map((e) => e.stack).join('\n');
+  rawWrite(JSON.stringify(doc) + '\n');
+}
+function safeJson(v) { try { return JSON.stringify(v); } catch (e) { return String(v); } }
+function makeLogger(name) {
+  return {
+    debug: (...a) => logLine('debug', name, a), info: (...a) => logLine('info', name, a),
+    warning: (...a) => logLine('warning', name, a), warn: (...a) => logLine('warning', name, a),
+    error: (...a) => logLine('error', name, a),
+  };
+}
+const runtimeLog = makeLogger('flotilla.fn');
+
+// --- metrics -----------------------------------------------------------------------------------
+function esc(v) { return String(v).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"'); }
+function num(v) { return Number.isInteger(v) ? String(v) : String(v); }
+class Histogram {
+  constructor() { this.counts = new Array(BUCKETS.length + 1).fill(0); this.sum = 0; this.count = 0; }
+  observe(v) {
+    let i = 0;
+    while (i < BUCKETS.length && BUCKETS[i] < v) i++;
+    this.counts[i]++; this.sum += v; this.count++;
+  }
+  render(name, labels) {
+    const out = []; let running = 0;
+    BUCKETS.forEach((b, i) => { running += this.counts[i]; out.push(`${name}_bucket{${labels},le="${num(b)}"} ${running}`); });
+    out.push(`${name}_bucket{${labels},le="+Inf"} ${this.count}`);
+    out.push(`${name}_sum{${labels}} ${num(this.sum)}`);
+    out.push(`${name}_count{${labels}} ${this.count}`);
+    return out;
+  }
+}
+class Metrics {
+  constructor(identity) {
+    this.identity = identity; this.invocations = new Map(); this.errors = new Map();
+    this.durations = new Map(); this.coldstarts = new Map(); this.init = new Histogram(); this.cold = true;
+  }
+  labels(t) {
+    const i = this.identity;
+    return `faas_name="${esc(i.name)}",faas_version="${esc(i.version)}",faas_instance="${esc(i.instance)}",faas_trigger="${esc(t)}"`;
+  }
+  record(trigger, seconds, error) {
+    const target = error ? this.errors : this.invocations;
+    target.set(trigger, (target.get(trigger) || 0) + 1);
+    if (!this.durations.has(trigger)) this.durations.set(trigger, new Histogram());
+    this.durations.get(trigger).observe(seconds);
+    const cold = this.cold; this.cold = false;
+    if (cold) this.coldstarts.set(trigger, (this.coldstarts.get(trigger) || 0) + 1);
+    return cold;
+  }
+  render() {
+    const sorted = (m) => [...m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    const out = [
+      '# HELP faas_invocations_total Number of successful invocations.',
+      '# TYPE faas_invocations_total counter',
+      ...sorted(this.invocations).map(([t, n]) => `faas_invocations_total{${this.labels(t)}} ${n}`),
+      '# HELP faas_errors_total Number of invocation errors.',
+      '# TYPE faas_errors_total counter',
+      ...sorted(this.errors).map(([t, n]) => `faas_errors_total{${this.labels(t)}} ${n}`),
+      '# HELP faas_coldstarts_total Number of invocation cold starts.',
+      '# TYPE faas_coldstarts_total counter',
+      ...sorted(this.coldstarts).map(([t, n]) => `faas_coldstarts_total{${this.labels(t)}} ${n}`),
+      "# HELP faas_invoke_duration_seconds Duration of the function's logic execution.",
+      '# TYPE faas_invoke_duration_seconds histogram',
+    ];
+    for (const [t, h] of sorted(this.durations)) out.push(...h.render('faas_invoke_duration_seconds', this.labels(t)));
+    out.push('# HELP faas_init_duration_seconds Process start to serving (cold start time).',
+      '# TYPE faas_init_duration_seconds histogram',
+      ...this.init.render('faas_init_duration_seconds', this.labels('http')));
+    return out.join('\n') + '\n';
+  }
+}
+
+// --- tracing -----------------------------------------------------------------------------------
+function parseTraceparent(value) {
+  if (!value) return null;
+  const m = TRACEPARENT.exec(String(value).trim().toLowerCase());
+  if (!m || m[1] === 'ff' || /^0+$/.test(m[2]) || /^0+$/.test(m[3])) return null;
+  return { traceId: m[2], parentId: m[3], sampled: (parseInt(m[4], 16) & 1) === 1 };
+}
+function newSpan(name, traceparent) {
+  const parent = parseTraceparent(traceparent);
+  return {
+    traceId: parent ? parent.traceId : crypto.randomBytes(16).toString('hex'),
+    spanId: crypto.randomBytes(8).toString('hex'),
+    parentId: parent ? parent.parentId : '',
+    sampled: parent ? parent.sampled : true,
+    name, startNs: BigInt(Date.now()) * 1000000n + BigInt(Math.floor((performance.now() % 1) * 1e6)),
+    endNs: 0n, attributes: {}, error: null,
+  };
+}
+function traceparentOf(span) { return `00-${span.traceId}-${span.spanId}-${span.sampled ? '01' : '00'}`; }
+function otlpValue(v) {
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Number.isInteger(v)) return { intValue: String(v) };
+  if (typeof v === 'number') return { doubleValue: v };
+  return { stringValue: String(v) };
+}
+function otlpAttributes(attrs) { return Object.entries(attrs).map(([key, v]) => ({ key, value: otlpValue(v) })); }
+function spanToOtlp(s) {
+  const out = {
+    traceId: s.traceId, spanId: s.spanId, name: s.name, kind: 2,
+    startTimeUnixNano: String(s.startNs), endTimeUnixNano: String(s.endNs),
+    attributes: otlpAttributes(s.attributes),
+    status: s.error ? { code: 2, message: s.error } : { code: 0 },
+  };
+  if (s.parentId) out.parentSpanId = s.parentId;
+  return out;
+}
+function parseKv(value) {
+  const out = {};
+  for (const item of (value || '').split(',')) {
+    const i = item.indexOf('=');
+    if (i > 0) out[item.slice(0, i).trim()] = decodeURIComponent(item.slice(i + 1).trim());
+  }
+  return out;
+}
+class OtlpExporter {
+  constructor(endpoint, resource, headers, delayMs) {
+    this.url = new URL(endpoint); this.resource = otlpAttributes(resource);
+    this.headers = { 'content-type': 'application/json', ...headers };
+    this.queue = []; this.dropped = 0; this.maxQueue = 2048;
+    this.timer = setInterval(() => this.flush(), delayMs); this.timer.unref();
+  }
+  submit(span) { if (this.queue.length >= this.maxQueue) this.dropped++; else this.queue.push(span); }
+  flush() {
+    if (!this.queue.length) return Promise.resolve();
+    const batch = this.queue.splice(0, 512);
+    const body = JSON.stringify({ resourceSpans: [{ resource: { attributes: this.resource },
+      scopeSpans: [{ scope: { name: 'flotilla.fn' }, spans: batch.map(spanToOtlp) }] }] });
+    const mod = this.url.protocol === 'https:' ? https : http;
+    return new Promise((resolve) => {
+      const req = mod.request(this.url, { method: 'POST', headers: { ...this.headers, 'content-length': Buffer.byteLength(body) }, timeout: 10000 }, (res) => {
+        res.resume(); res.on('end', resolve);
+      });
+      req.on('error', (e) => { runtimeLog.warning(`OTLP export of ${batch.length} spans to ${this.url} failed: ${e.message}`); resolve(); });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end(body);
+    });
+  }
+  async shutdown() { clearInterval(this.timer); while (this.queue.length) await this.flush(); }
+}
+function exporterFromEnv(env, identity) {
+  if ((env.OTEL_SDK_DISABLED || '').toLowerCase() === 'true' || (env.OTEL_TRACES_EXPORTER || 'otlp').toLowerCase() === 'none') return null;
+  let endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  if (!endpoint && env.OTEL_EXPORTER_OTLP_ENDPOINT) endpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '') + '/v1/traces';
+  if (!endpoint) return null;
+  const resource = {
+    ...parseKv(env.OTEL_RESOURCE_ATTRIBUTES), 'service.name': env.OTEL_SERVICE_NAME || identity.name,
+    'faas.name': identity.name, 'faas.version': identity.version, 'faas.instance': identity.instance,
+    'telemetry.sdk.name': 'flotilla-fn', 'telemetry.sdk.language': 'nodejs',
+  };
+  const headers = parseKv(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS || env.OTEL_EXPORTER_OTLP_HEADERS);
+  return new OtlpExporter(endpoint, resource, headers, Number(env.OTEL_BSP_SCHEDULE_DELAY || 1000));
+}
+
+// --- CloudEvents -------------------------------------------------------------------------------
+function isJson(ct) {
+  const t = String(ct || '').split(';')[0].trim().toLowerCase();
+  return t === 'application/json' || t.endsWith('+json') || t === 'text/json';
+}
+function decodeCloudEvent(headers, body) {
+  const ct = headers['content-type'] || '';
+  let attrs; let data;
+  if (ct.split(';')[0].trim().toLowerCase() === 'application/cloudevents+json') {
+    let doc;
+    try { doc = JSON.parse(body.toString('utf8')); } catch (e) { throw new Error(`structured CloudEvent is not JSON: ${e.message}`); }
+    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('structured CloudEvent must be a JSON object');
+    attrs = {}; for (const [k, v] of Object.entries(doc)) if (k !== 'data' && k !== 'data_base64') attrs[k] = v;
+    data = doc.data === undefined ? null : doc.data;
+  } else {
+    attrs = {}; for (const [k, v] of Object.entries(headers)) if (k.startsWith('ce-')) attrs[k.slice(3)] = v;
+    attrs.datacontenttype = ct || null;
+    if (isJson(ct) && body.length) {
+      try { data = JSON.parse(body.toString('utf8')); } catch (e) { throw new Error(`CloudEvent data is not JSON: ${e.message}`); }
+    } else data = body.length ? body.toString('utf8') : null;
+  }
+  const missing = ['id', 'source', 'type', 'specversion'].filter((a) => !attrs[a]);
+  if (missing.length) throw new Error(`not a CloudEvent: missing ${missing.join(', ')}`);
+  if (String(attrs.specversion) !== '1.0') throw new Error(`unsupported CloudEvents specversion '${attrs.specversion}'`);
+  const known = new Set(['id', 'source', 'type', 'specversion', 'datacontenttype', 'subject', 'time']);
+  const extensions = {}; for (const [k, v] of Object.entries(attrs)) if (!known.has(k)) extensions[k] = String(v);
+  return new CloudEvent({ type: String(attrs.type), source: String(attrs.source), data, id: String(attrs.id),
+    datacontenttype: attrs.datacontenttype || null, subject: attrs.subject || null, time: attrs.time || null, extensions });
+}
+function encodeCloudEvent(ev) {
+  const headers = { 'ce-id': ev.id, 'ce-source': ev.source, 'ce-type': ev.type, 'ce-specversion': ev.specversion || '1.0' };
+  if (ev.subject) headers['ce-subject'] = ev.subject;
+  if (ev.time) headers['ce-time'] = ev.time;
+  for (const [k, v] of Object.entries(ev.extensions || {})) headers[`ce-${k}`] = v;
+  if (ev.data === null || ev.data === undefined) return [headers, Buffer.alloc(0)];
+  let body;
+  if (Buffer.isBuffer(ev.data)) body = ev.data;
+  else if (typeof ev.data === 'string' && !isJson(ev.datacontenttype)) body = Buffer.from(ev.data);
+  else body = Buffer.from(JSON.stringify(ev.data));
+  headers['content-type'] = ev.datacontenttype || 'application/json';
+  return [headers, body];
+}
+
+// --- responses ---------------------------------------------------------------------------------
+function encodeResult(value) {
+  let status = 200; let extra = {};
+  if (value instanceof Response) { status = value.status; extra = value.headers || {}; value = value.body; }
+  let body; let ctype = null;
+  if (value === null || value === undefined) { body = Buffer.alloc(0); if (status === 200) status = 204; }
+  else if (Buffer.isBuffer(value) || value instanceof Uint8Array) { body = Buffer.from(value); ctype = 'application/octet-stream'; }
+  else if (typeof value === 'string') { body = Buffer.from(value); ctype = 'text/plain; charset=utf-8'; }
+  else { body = Buffer.from(JSON.stringify(value)); ctype = 'application/json'; }
+  const headers = {};
+  for (const [k, v] of Object.entries(extra)) {
+    const key = k.toLowerCase();
+    if (key !== 'content-length' && key !== 'traceparent') headers[key] = String(v); // ours
+  }
+  if (ctype && !headers['content-type']) headers['content-type'] = ctype;
+  return [status, headers, body];
+}
+const JSON_CT = { 'content-type': 'application/json' };
+
+// --- the server --------------------------------------------------------------------------------
+function loadFunction(config) {
+  const [file, attr] = config.handler.split(':');
+  const mod = require(path.resolve(config.source, file));
+  const handler = attr ? mod[attr] : (typeof mod === 'function' ? mod : mod.handle);
+  if (typeof handler !== 'function') throw new Error(`${config.handler}: no handler function exported`);
+  const hook = (n) => (typeof mod[n] === 'function' ? mod[n] : null);
+  return { handler, init: hook('init'), liveness: hook('liveness'), readiness: hook('readiness') };
+}
+
+function configFromEnv(env) {
+  const name = env.FLOTILLA_FN_NAME || env.K_SERVICE || 'function';
+  const signature = env.FLOTILLA_FN_SIGNATURE || 'http';
+  if (!['http', 'cloudevent'].includes(signature)) throw new Error('FLOTILLA_FN_SIGNATURE must be http or cloudevent');
+  return {
+    source: env.FLOTILLA_FN_SOURCE || '.', handler: env.FLOTILLA_FN_HANDLER || 'index.js:handle', signature,
+    identity: { name, version: env.FLOTILLA_FN_VERSION || env.K_REVISION || '0',
+      instance: env.POD_NAME || env.HOSTNAME || os.hostname() },
+    maxBody: Number(env.FLOTILLA_FN_MAX_BODY || 10 * 1024 * 1024),
+    accessLog: ['1', 'true', 'yes'].includes((env.FLOTILLA_FN_ACCESS_LOG || '').toLowerCase()),
+  };
+}
+
+function createServer(fn, config, exporter) {
+  const metrics = new Metrics(config.identity);
+  const trigger = config.signature === 'cloudevent' ? 'pubsub' : 'http';
+  const state = { ready: false };
+
+  async function check(hook) {
+    let ok = true; let detail = '';
+    if (hook) {
+      let result;
+      try { result = await hook(); } catch (e) { result = [false, `${e.name}: ${e.message}`]; }
+      if (Array.isArray(result)) { ok = Boolean(result[0]); detail = result.length > 1 ? String(result[1]) : ''; }
+      else ok = result === undefined || result === null || Boolean(result);
+    }
+    const doc = { status: ok ? 'ok' : 'failing' }; if (detail) doc.detail = detail;
+    return [ok ? 200 : 503, doc];
+  }
+  function sendJson(res, status, doc) {
+    const body = JSON.stringify(doc);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  function readBody(req) {
+    return new Promise((resolve, reject) => {
+      const chunks = []; let size = 0;
+      req.on('data', (c) => { size += c.length; if (size > config.maxBody) { reject(Object.assign(new Error('too large'), { tooLarge: true })); req.pause(); } else chunks.push(c); });
+      req.on('end', () => resolve(Buffer.concat(chunks)));
+      req.on('error', reject);
+    });
+  }
+
+  async function invoke(req, res, url) {
+    const span = newSpan(config.identity.name, req.headers.traceparent);
+    const started = process.hrtime.bigint();
+    await spanStore.run(span, async () => {
+      let status = 500; let headers = { ...JSON_CT }; let body; let error = null;
+      try {
+        const raw = await readBody(req);
+        if (config.signature === 'cloudevent') {
+          let event = null;
+          try { event = decodeCloudEvent(req.headers, raw); } catch (e) { status = 400; body = Buffer.from(JSON.stringify({ error: e.message })); }
+          if (event) {
+            const reply = await fn.handler(event);
+            if (reply === null || reply === undefined) { status = 204; headers = {}; body = Buffer.alloc(0); }
+            else { const [h, b] = encodeCloudEvent(reply instanceof CloudEvent ? reply : new CloudEvent(reply)); status = 200; headers = h; body = b; }
+          }
+        } else {
+          const request = {
+            method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams),
+            headers: req.headers, body: raw, traceId: span.traceId, spanId: span.spanId,
+            traceparent: traceparentOf(span), log: makeLogger('function'),
+            text() { return raw.toString('utf8'); }, json() { return raw.length ? JSON.parse(raw.toString('utf8')) : null; },
+          };
+          [status, headers, body] = encodeResult(await fn.handler(request));
+        }
+      } catch (e) {
+        if (e && e.tooLarge) { status = 413; body = Buffer.from('{"error":"request body too large"}'); }
+        else {
+          error = `${(e && e.name) || 'Error'}: ${(e && e.message) || e}`;
+          logLine('error', 'flotilla.fn', ['function raised', e]);
+          status = 500; headers = { ...JSON_CT }; body = Buffer.from(JSON.stringify({ error: 'internal error', trace_id: span.traceId }));
+        }
+      }
+      headers.traceparent = traceparentOf(span);
+      headers['content-length'] = body.length;
+      res.writeHead(status, headers);
+      res.end(body);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const failed = error !== null || status >= 500;
+      const cold = metrics.record(trigger, seconds, failed);
+      span.endNs = span.startNs + BigInt(Math.round(seconds * 1e9));
+      span.attributes = { 'faas.trigger': trigger, 'faas.invocation_id': span.spanId, 'faas.coldstart': cold,
+        'http.request.method': req.method, 'url.path': url.pathname, 'http.response.status_code': status };
+      if (failed) span.error = error || `HTTP ${status}`;
+      if (exporter && span.sampled) exporter.submit(span);
+      if (config.accessLog) runtimeLog.info(`${req.method} ${url.pathname} ${status} ${(seconds * 1e3).toFixed(1)}ms`);
+    });
+  }
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://function');
+    if (url.pathname === HEALTH_LIVE) {
+      check(fn.liveness).then(([s, d]) => sendJson(res, s, d));
+    } else if (url.pathname === HEALTH_READY) {
+      if (!state.ready) sendJson(res, 503, { status: 'failing', detail: 'not started' });
+      else check(fn.readiness).then(([s, d]) => sendJson(res, s, d));
+    } else if (url.pathname === METRICS) {
+      const body = metrics.render();
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    } else {
+      invoke(req, res, url).catch((e) => { runtimeLog.error(String(e)); if (!res.headersSent) sendJson(res, 500, { error: 'internal error' }); });
+    }
+  });
+  return { server, metrics, state };
+}
+
+async function main() {
+  const env = process.env;
+  let config;
+  let fn;
+  try {
+    config = configFromEnv(env);
+    faasName = config.identity.name;
+    fn = loadFunction(config);
+  } catch (e) {
+    process.stderr.write(`cannot load function: ${e.message}\n`);
+    process.exit(2);
+  }
+  // User code logging through console gets the same JSON lines as the runtime's own.
+  const userLog = makeLogger('function');
+  console.log = userLog.info; console.info = userLog.info; console.warn = userLog.warning;
+  console.error = userLog.error; console.debug = userLog.debug;
+  const exporter = exporterFromEnv(env, config.identity);
+  const { server, metrics, state } = createServer(fn, config, exporter);
+  if (fn.init) await fn.init();
+  server.keepAliveTimeout = 65000;
+  server.listen(Number(env.PORT || 8080), env.HOST || '0.0.0.0', () => {
+    state.ready = true;
+    const seconds = (Date.now() - performance.timeOrigin) / 1000;
+    metrics.init.observe(Math.max(0, seconds));
+    runtimeLog.info(`function ${config.identity.name} ready in ${seconds.toFixed(3)}s`);
+  });
+  const stop = async () => {
+    state.ready = false;
+    server.close();
+    if (server.closeIdleConnections) server.closeIdleConnections();
+    if (exporter) await exporter.shutdown();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // A rejection nobody awaited (a handler's fire-and-forget call) is logged, not fatal.
+  process.on('unhandledRejection', (e) => logLine('error', 'flotilla.fn', ['unhandled rejection', e]));
+}
+
+module.exports = { Response, CloudEvent, parseTraceparent, decodeCloudEvent, encodeCloudEvent, Metrics, createServer };
+if (require.main === module) main();

@@ -1,0 +1,39 @@
+"""Entry point: read ``FLOTILLA_FN_*``, ``PORT`` and ``OTEL_*`` from the environment, serve."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .telemetry import process_start_time
+
+
+def main() -> None:
+    """Serve the function in ``$FLOTILLA_FN_SOURCE`` on ``$PORT`` until SIGTERM."""
+    start = process_start_time()
+    import uvicorn
+
+    from .app import FunctionApp, RuntimeConfig, load_function
+    from .telemetry import exporter_from_env, setup_json_logging
+
+    env = dict(os.environ)
+    config = RuntimeConfig.from_env(env)
+    setup_json_logging(config.identity.name, env.get("FLOTILLA_FN_LOG_LEVEL", "INFO"))
+    try:
+        fn = load_function(config)
+    except Exception as exc:
+        print(f"cannot load function {config.handler} from {config.source}: {exc}",
+              file=sys.stderr)
+        raise SystemExit(2) from exc
+    app = FunctionApp(fn, config, exporter_from_env(env, config.identity), start_time=start)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=env.get("HOST", "0.0.0.0"), port=int(env.get("PORT", "8080")),
+        log_config=None, access_log=False, lifespan="on", ws="none",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    ))
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Test helpers: a small OTLP/HTTP JSON collector, free ports, runtime processes, metric parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flotilla.fn.devloop import serve_command
+from flotilla.fn.model import load_spec
+
+CONFORMANCE = Path(__file__).parent / "conformance"
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$')
+
+
+class Collector:
+    """Receives ``POST /v1/traces`` (OTLP JSON) and keeps every span with its resource."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.requests = 0
+        self._lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                doc = json.loads(self.rfile.read(length))
+                with collector._lock:
+                    collector.requests += 1
+                    for rs in doc.get("resourceSpans", []):
+                        resource = {a["key"]: a["value"] for a in
+                                    rs.get("resource", {}).get("attributes", [])}
+                        for ss in rs.get("scopeSpans", []):
+                            for span in ss.get("spans", []):
+                                collector.spans.append({**span, "resource": resource})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://{host}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait_for(self, trace_id: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = [s for s in self.spans if s["traceId"] == trace_id]
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no span with trace id {trace_id} reached the collector")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as http:
+        while True:
+            try:
+                if http.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer 200")
+            time.sleep(0.05)
+
+
+@dataclass
+class Served:
+    """A running runtime: where it listens and how to read its log lines."""
+
+    runtime: str
+    name: str
+    base: str
+    read_logs: Any
+    collector: Collector
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.read_logs().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+
+def contract_env(collector: Collector) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "FLOTILLA_FN_MAX_BODY": "65536"}
+
+
+@contextmanager
+def local_runtime(runtime: str, collector: Collector, tmp: Path,
+                  project: Path | None = None) -> Iterator[Served]:
+    """The runtime as ``fn run`` starts it (no reload), serving the conformance function."""
+    project = project or CONFORMANCE / runtime
+    spec = load_spec((project / "function.yaml").read_text())
+    port = free_port()
+    env = {**os.environ, **contract_env(collector)}
+    command = serve_command(spec, project, port, env)
+    log_path = tmp / f"{runtime}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command.argv, env=command.env, cwd=command.cwd, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/readiness")
+        yield Served(runtime, spec.name, f"http://127.0.0.1:{port}", log_path.read_text,
+                     collector)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text samples keyed by name and label set."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"malformed sample line: {line!r}"
+        name, labels, value = match.groups()
+        pairs = frozenset(tuple(p.split("=", 1)) for p in re.findall(r'[a-z_]+="[^"]*"', labels))
+        out[(name, frozenset((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return out
+
+
+def sample(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+           **labels: str) -> float:
+    total = 0.0
+    for (metric, label_set), value in metrics.items():
+        if metric == name and all((k, v) in label_set for k, v in labels.items()):
+            total += value
+    return total

@@ -1,0 +1,129 @@
+"""Deployment, Service, Knative Service and Tekton objects generated from function.yaml."""
+
+from __future__ import annotations
+
+from flotilla.fn.manifests import knative_service, kubernetes_objects, manifests_for
+from flotilla.fn.model import load_spec
+from flotilla.fn.pipeline import pipeline_objects
+
+SPEC = load_spec("""
+name: hello
+runtime: python
+env: {GREETING: hi}
+scale: {min: 2, max: 7, target: 50, metric: rps, utilization: 60}
+deploy:
+  nodeSelector: {flotilla.dev/real-node: "true"}
+  labels: {team: platform}
+""")
+
+
+def test_deployment_probes_hit_the_health_endpoints() -> None:
+    deployment, service = kubernetes_objects(SPEC, "reg/hello:v3", "apps")
+    assert deployment["metadata"]["namespace"] == "apps"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/readiness", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/liveness", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/health/liveness"
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"PORT": "8080", "FLOTILLA_FN_NAME": "hello", "FLOTILLA_FN_VERSION": "v3",
+                   "GREETING": "hi"}
+    assert pod["nodeSelector"] == {"flotilla.dev/real-node": "true"}
+    assert pod["enableServiceLinks"] is False
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] \
+        == "/metrics"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["selector"] == selector
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert deployment["metadata"]["labels"]["team"] == "platform"
+
+
+def test_scale_to_zero_still_runs_one_replica_on_plain_kubernetes() -> None:
+    spec = load_spec("name: z\nruntime: node\n")
+    assert kubernetes_objects(spec, "i", "d")[0]["spec"]["replicas"] == 1
+
+
+def test_version_comes_from_the_tag_or_digest() -> None:
+    def version(image: str) -> str:
+        env = kubernetes_objects(SPEC, image, "d")[0]["spec"]["template"]["spec"][
+            "containers"][0]["env"]
+        return str(next(e["value"] for e in env if e["name"] == "FLOTILLA_FN_VERSION"))
+
+    assert version("127.0.0.1:5000/hello") == "latest"
+    assert version("127.0.0.1:5000/hello:v9") == "v9"
+    assert version("reg/hello@sha256:abcdef0123456789") == "sha256:abcdef012345"
+
+
+def test_knative_service_carries_the_autoscaling_annotations() -> None:
+    ksvc = knative_service(SPEC, "reg/hello:v3", "apps")
+    assert (ksvc["apiVersion"], ksvc["kind"]) == ("serving.knative.dev/v1", "Service")
+    annotations = ksvc["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == "2"
+    assert annotations["autoscaling.knative.dev/max-scale"] == "7"
+    assert annotations["autoscaling.knative.dev/target"] == "50"
+    assert annotations["autoscaling.knative.dev/metric"] == "rps"
+    assert annotations["autoscaling.knative.dev/target-utilization-percentage"] == "60"
+    assert annotations["autoscaling.knative.dev/class"] == "kpa.autoscaling.knative.dev"
+    (container,) = ksvc["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/readiness"}
+    assert {e["name"] for e in container["env"]} == {"FLOTILLA_FN_NAME", "GREETING"}
+    cpu = load_spec("name: c\nruntime: python\nscale: {metric: cpu}")
+    assert knative_service(cpu, "i", "d")["spec"]["template"]["metadata"]["annotations"][
+        "autoscaling.knative.dev/class"] == "hpa.autoscaling.knative.dev"
+
+
+def test_target_and_namespace_can_be_overridden() -> None:
+    assert [o["kind"] for o in manifests_for(SPEC, "i")] == ["Deployment", "Service"]
+    (ksvc,) = manifests_for(SPEC, "i", "other", "knative")
+    assert ksvc["metadata"]["namespace"] == "other"
+
+
+def test_pipeline_tasks_are_all_defined_and_wired() -> None:
+    objects = pipeline_objects(SPEC, "ci", git_url="https://git.example/fn.git")
+    tasks = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Task"}
+    (pipeline,) = [o for o in objects if o["kind"] == "Pipeline"]
+    steps = pipeline["spec"]["tasks"]
+    assert [t["name"] for t in steps] == ["fetch", "build", "deploy"]
+    for step in steps:
+        assert step["taskRef"]["name"] in tasks  # nothing fetched through resolvers
+        task_params = {p["name"] for p in tasks[step["taskRef"]["name"]]["spec"]["params"]}
+        assert {p["name"] for p in step.get("params", [])} <= task_params
+    assert steps[2]["runAfter"] == ["build"]
+    digest = next(p for p in steps[2]["params"] if p["name"] == "digest")
+    assert digest["value"] == "$(tasks.build.results.IMAGE_DIGEST)"
+    params = {p["name"]: p for p in pipeline["spec"]["params"]}
+    assert params["git-url"]["default"] == "https://git.example/fn.git"
+    assert params["image"]["default"] == "flotilla.local/hello:latest"
+    assert all(o["metadata"]["namespace"] == "ci" for o in objects)
+
+
+def test_push_reference_moves_the_image_into_the_registry() -> None:
+    from flotilla.fn.image import push_reference
+
+    assert push_reference("flotilla.local/hello:v1", "127.0.0.1:5000") \
+        == "127.0.0.1:5000/hello:v1"
+    assert push_reference("127.0.0.1:9/team/hello", "reg:1/") == "reg:1/team/hello:latest"
+    assert push_reference("localhost/hello", "r") == "r/hello:latest"
+    assert push_reference("team/hello:v2", "r") == "r/team/hello:v2"
+
+
+def test_deployment_readiness_and_pod_problems() -> None:
+    from flotilla.fn.deploy import deployment_ready, pod_problems
+
+    done = {"metadata": {"generation": 2}, "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1,
+                       "replicas": 1}}
+    assert deployment_ready(done)
+    assert not deployment_ready(None)
+    assert not deployment_ready({**done, "status": {**done["status"], "observedGeneration": 1}})
+    assert not deployment_ready({**done, "status": {**done["status"], "replicas": 2}})  # rolling
+    pods = [{"metadata": {"name": "p"}, "status": {
+        "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff",
+                                                     "message": "not found"}}}],
+        "conditions": [{"type": "PodScheduled", "status": "True"}]}},
+            {"metadata": {"name": "q"}, "status": {"conditions": [
+                {"type": "PodScheduled", "status": "False", "message": "0/3 nodes"}]}}]
+    assert pod_problems(pods) == ["p: ImagePullBackOff: not found", "q: unschedulable: 0/3 nodes"]
