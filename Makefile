@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint unit cluster-tests testenv-build bench clean
+.PHONY: venv assets demo test lint unit cluster-tests testenv-build bench clean
 
 venv: $(VENV)/.installed
 
@@ -13,7 +13,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
 	touch $@
 
-demo: venv
+# The dashboard's front-end libraries, fetched with npm ci from package-lock.json (never committed).
+DASHBOARD := src/flotilla/updates/dashboard
+ASSETS := $(DASHBOARD)/static/vendor/chart.umd.min.js
+assets: $(ASSETS)
+
+$(ASSETS): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json scripts/dashboard-assets.sh
+	bash scripts/dashboard-assets.sh
+
+demo: venv assets
 	bash scripts/demo.sh
 
 lint: venv
@@ -25,13 +33,13 @@ lint: venv
 testenv-build: venv
 	$(BIN)/flotilla testenv build
 
-test: lint testenv-build
+test: lint testenv-build assets
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-unit: venv
+unit: venv assets
 	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
 
-bench: venv testenv-build
+bench: venv testenv-build assets
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

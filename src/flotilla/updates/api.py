@@ -27,6 +27,8 @@ from starlette.routing import Route
 
 from flotilla import __version__
 from flotilla.updates import catalog
+from flotilla.updates.dashboard import mount as mount_dashboard
+from flotilla.updates.fleetlock_http import router as fleetlock_router
 from flotilla.updates.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.metrics import Metrics
 from flotilla.updates.models import Channel, ExtraFile, InvalidVersionError, Package, Version
@@ -359,6 +361,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except (OmahaError, UnicodeDecodeError) as e:
             return JSONResponse({"detail": str(e)}, 413 if isinstance(e, OmahaError) else 422)
         return await change(catalog.apply_fleet, engine, spec)
+
+    # --- dashboard (``/`` and ``/ui``; plain Starlette routes, not in the OpenAPI document) ------
+    mount_dashboard(
+        app,
+        engine,
+        settings.admin_tokens,
+        settings.read_tokens,
+        store.invalidate,
+        settings.sample_interval,
+    )
+
+    # --- FleetLock (``/v1/pre-reboot``, ``/v1/steady-state``, ``/api/v1/fleetlock/...``) ----------
+    app.include_router(fleetlock_router(engine, reader, admin))
 
     return app
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flotilla.updates import fleetlock
 from flotilla.updates.fleetspec import (
     AppSpec,
     FleetSpec,
@@ -194,6 +195,7 @@ def apply_fleet(engine: Engine, spec: FleetSpec) -> list[str]:
         with engine.begin() as conn:
             for app in spec.applications:
                 _apply_app(conn, app, changes)
+            fleetlock.apply_groups(conn, spec.fleetlock, changes)
     except IntegrityError as e:
         raise CatalogError(
             f"conflicts with what is stored (a track used twice?): {e.orig}"

@@ -65,9 +65,16 @@ def serve(
         help="Prune instances not seen for this long (e.g. 30d); 0 keeps them forever.",
     ),
     workers: int = typer.Option(1, "--workers", help="Server processes sharing the port."),
+    sample_interval: float = typer.Option(
+        30.0,
+        "--sample-interval",
+        envvar="FLOTILLA_UPDATES_SAMPLE_INTERVAL",
+        help="Seconds between the dashboard's rollout-chart samples (0: none).",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
-    """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), /metrics and /healthz."""
+    """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
+    and /healthz."""
     import uvicorn
 
     from flotilla.updates.api import create_app
@@ -86,6 +93,7 @@ def serve(
         admin_tokens=_tokens(admin_token),
         read_tokens=_tokens(read_token),
         retention=keep,
+        sample_interval=sample_interval,
     )
     if workers > 1:
         # Each worker builds its own app from the environment (the only way uvicorn forks).
@@ -95,6 +103,7 @@ def serve(
                 "FLOTILLA_UPDATES_ADMIN_TOKENS": ",".join(settings.admin_tokens),
                 "FLOTILLA_UPDATES_READ_TOKENS": ",".join(settings.read_tokens),
                 "FLOTILLA_UPDATES_RETENTION": retention,
+                "FLOTILLA_UPDATES_SAMPLE_INTERVAL": str(sample_interval),
             }
         )
         migrate(make_engine(db, pool_size=1))
@@ -196,3 +205,13 @@ def activity(
             (r["at"] or "")[:19], r["severity"], r["kind"], r["version"] or "", r["message"]
         )
     _out().print(table)
+
+
+def _register_node_commands() -> None:
+    """The node side (agent, simulator, reboot coordination) lives in its own modules."""
+    from flotilla.updates.node_commands import register
+
+    register(app)
+
+
+_register_node_commands()

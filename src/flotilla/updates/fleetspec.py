@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from flotilla.updates.fleetlock import LockGroup
 from flotilla.updates.models import (
     ARCHES,
     DEFAULT_CHANNELS,
@@ -24,6 +25,7 @@ from flotilla.updates.models import (
     Package,
     Policy,
     Version,
+    Window,
     is_valid_app_id,
     normalize_app_id,
 )
@@ -81,6 +83,8 @@ class FleetSpec:
     """A whole fleet file."""
 
     applications: tuple[AppSpec, ...] = field(default_factory=tuple)
+    fleetlock: tuple[LockGroup, ...] = field(default_factory=tuple)
+    """FleetLock groups (``fleetlock: groups: [...]``), applied by :mod:`fleetlock`."""
 
 
 # --- YAML with line numbers ---------------------------------------------------------------------
@@ -467,11 +471,14 @@ def parse_fleet(text: str) -> FleetSpec:
         line = mark.line + 1 if mark is not None else 0
         raise FleetFileError([f"line {line}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
     c = _Checker()
-    d = c.mapping(doc, 1, "$", {"applications"})
+    d = c.mapping(doc, 1, "$", {"applications", "fleetlock"})
     apps: list[AppSpec] = []
+    locks: tuple[LockGroup, ...] = ()
     if d is not None:
-        if "applications" not in d:
+        if "applications" not in d and "fleetlock" not in d:
             c.err(d.line, "$", "applications is required")
+        if "fleetlock" in d:
+            locks = _fleetlock(c, d)
         for line, raw, path in c.items(d, "applications", "$"):
             app = _app(c, line, raw, path)
             if app is not None:
@@ -480,4 +487,35 @@ def parse_fleet(text: str) -> FleetSpec:
                 apps.append(app)
     if c.problems:
         raise FleetFileError(c.problems)
-    return FleetSpec(tuple(apps))
+    return FleetSpec(tuple(apps), locks)
+
+
+def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
+    """``fleetlock: {groups: [{name, max_holders, windows, timezone}]}``."""
+    section = c.mapping(d["fleetlock"], c.line(d, "fleetlock"), "$.fleetlock", {"groups"})
+    out: list[LockGroup] = []
+    if section is None:
+        return ()
+    for line, raw, path in c.items(section, "groups", "$.fleetlock"):
+        g = c.mapping(raw, line, path, {"name", "max_holders", "windows", "timezone"})
+        if g is None:
+            continue
+        name = c.string(g, "name", path)
+        if name is not None and not _NAME.match(name):
+            c.err(c.line(g, "name"), f"{path}.name", "use letters, digits, '.', '_', '-'")
+            name = None
+        if name is not None and name in {x.name for x in out}:
+            c.err(line, path, f"duplicate fleetlock group {name}")
+        top = c.integer(g, "max_holders", path, 1) if "max_holders" in g else 1
+        tz = c.string(g, "timezone", path, required=False) or "UTC"
+        if zone(tz) is None:
+            c.err(c.line(g, "timezone"), f"{path}.timezone", f"unknown timezone {tz!r}")
+        windows: list[Window] = []
+        for wline, w, wpath in c.items(g, "windows", path):
+            try:
+                windows.append(parse_window(str(w)))
+            except ValueError as e:
+                c.err(wline, wpath, str(e))
+        if name is not None and top is not None:
+            out.append(LockGroup(name, top, tuple(windows), tz))
+    return tuple(out)

@@ -112,6 +112,10 @@ instances = Table(
     Index("ix_instances_group_granted", "group_id", "last_update_granted_at"),
     Index("ix_instances_group_target", "group_id", "update_in_progress", "last_update_version"),
     Index("ix_instances_last_seen", "last_seen"),
+    # Migration 0002: the dashboard's per-group counts and sorted pages.
+    Index("ix_instances_group_seen", "group_id", "last_seen", "machine_id"),
+    Index("ix_instances_group_status", "group_id", "status"),
+    Index("ix_instances_group_version", "group_id", "version", "machine_id"),
 )
 
 instance_history = Table(
@@ -141,6 +145,38 @@ activity = Table(
     Column("machine_id", String(100), nullable=True),
     Column("message", Text, nullable=False),
     Index("ix_activity_at", "at"),
+)
+
+
+group_status_samples = Table(
+    "group_status_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("count", Integer, nullable=False),
+    Index("ix_samples_group_at", "group_id", "at"),
+)
+"""Migration 0002: instances per group and status, sampled periodically for the rollout chart."""
+
+# Migration 0003: FleetLock reboot semaphores (Zincati/Flatcar clients); see fleetlock.py.
+
+fleetlock_groups = Table(
+    "fleetlock_groups",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("max_holders", Integer, nullable=False),
+    Column("windows", JSON, nullable=False, default=list),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+)
+
+fleetlock_holders = Table(
+    "fleetlock_holders",
+    metadata,
+    Column("group_name", String(100), primary_key=True),
+    Column("holder", String(256), primary_key=True),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
 )
 
 

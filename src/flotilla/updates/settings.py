@@ -34,6 +34,8 @@ class ServerSettings:
     """Seconds a process caches a group's channel and policy for check-ins (0: no cache)."""
     trust_forwarded_for: bool = False
     """Take the client IP from X-Forwarded-For (only behind a proxy you run)."""
+    sample_interval: float = 30.0
+    """Seconds between the dashboard's samples of each group's status counts (0: none)."""
 
 
 def _tokens(raw: str | None) -> tuple[str, ...]:
@@ -56,4 +58,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServerSettings:
         pool_size=int(env.get("FLOTILLA_UPDATES_POOL_SIZE", "10")),
         config_ttl=float(env.get("FLOTILLA_UPDATES_CONFIG_TTL", "1.0")),
         trust_forwarded_for=env.get("FLOTILLA_UPDATES_TRUST_FORWARDED_FOR", "") in ("1", "true"),
+        sample_interval=float(env.get("FLOTILLA_UPDATES_SAMPLE_INTERVAL", "30")),
     )

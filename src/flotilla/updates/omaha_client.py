@@ -1,0 +1,219 @@
+"""The client side of Omaha v3, shaped exactly like Flatcar's update_engine. No I/O.
+
+:func:`build_request` renders what ``omaha_request_action.cc`` sends (same attributes, braces on
+the app id, ``machinealias``, ping ``active="1"``, an event next to the updatecheck after a
+reboot); :func:`parse_response` reads an answer the way ``ParseResponse`` does: the first
+package, the postinstall sha256 (required), ``PollInterval``, and ``noupdate``/``ok`` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from xml.etree import ElementTree as ET
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as defused_fromstring
+
+from flotilla.updates.models import FLATCAR_APP_ID
+
+UPDATER_VERSION = "update_engine-0.4.10"
+
+# Event types and results (omaha_request_action.h: OmahaEvent).
+EVENT_UPDATE_COMPLETE = 3
+EVENT_DOWNLOAD_STARTED = 13
+EVENT_DOWNLOAD_FINISHED = 14
+RESULT_ERROR = 0
+RESULT_SUCCESS = 1
+RESULT_SUCCESS_REBOOT = 2
+
+# Error codes (action_processor.h: ActionExitCode); HTTP failures are 2000 + status.
+ERROR_GENERIC = 1
+ERROR_DOWNLOAD_TRANSFER = 9
+ERROR_PAYLOAD_HASH_MISMATCH = 10
+ERROR_PAYLOAD_SIZE_MISMATCH = 11
+ERROR_DOWNLOAD_WRITE = 20
+ERROR_OMAHA_RESPONSE_INVALID = 34
+ERROR_HTTP_BASE = 2000
+
+
+class ResponseError(ValueError):
+    """An answer update_engine would reject (its error 34, OmahaResponseInvalid)."""
+
+
+@dataclass(frozen=True)
+class ClientEvent:
+    """An ``<event>`` to send."""
+
+    type: int
+    result: int
+    error_code: int | None = None
+    previous_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the machine is: what update.conf, /etc/machine-id and the release files say."""
+
+    machine_id: str
+    version: str
+    track: str = "stable"
+    app_id: str = FLATCAR_APP_ID
+    boot_id: str = ""
+    machine_alias: str = ""
+    oem: str = ""
+    oem_version: str = ""
+    aleph_version: str = ""
+    board: str = "amd64-usr"
+
+
+@dataclass(frozen=True)
+class Update:
+    """An offered update: where to fetch it and how to check it."""
+
+    version: str
+    urls: tuple[str, ...]
+    name: str
+    size: int
+    sha256_hex: str
+    """From ``actions/action[@event="postinstall"]@sha256`` (base64 on the wire)."""
+
+    def payload_urls(self) -> tuple[str, ...]:
+        """Each codebase with a ``/`` appended when missing, then the package name."""
+        return tuple((u if u.endswith("/") else u + "/") + self.name for u in self.urls)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The parsed response for our app: an update or not, and an optional poll interval."""
+
+    update: Update | None
+    poll_interval: int | None = None
+    """Seconds, from ``updatecheck@PollInterval``; update_engine honours it."""
+
+
+def _arch(board: str) -> str:
+    return "aarch64" if board.startswith("arm64") else "x86_64"
+
+
+def build_request(
+    ident: Identity,
+    *,
+    update_check: bool = True,
+    events: tuple[ClientEvent, ...] = (),
+    interactive: bool = False,
+) -> bytes:
+    """The request body update_engine would send for this machine."""
+    root = ET.Element(
+        "request",
+        protocol="3.0",
+        version=UPDATER_VERSION,
+        updaterversion=UPDATER_VERSION,
+        installsource="ondemandupdate" if interactive else "scheduler",
+        ismachine="1",
+    )
+    ET.SubElement(
+        root, "os", version="Chateau", platform="CoreOS", sp=f"{ident.version}_{_arch(ident.board)}"
+    )
+    app = ET.SubElement(
+        root,
+        "app",
+        appid="{" + ident.app_id.strip("{}") + "}",
+        version=ident.version,
+        track=ident.track,
+        bootid="{" + ident.boot_id.strip("{}") + "}" if ident.boot_id else "",
+        oem=ident.oem,
+        oemversion=ident.oem_version,
+        alephversion=ident.aleph_version or ident.version,
+        machineid=ident.machine_id,
+        machinealias=ident.machine_alias,
+        lang="en-US",
+        board=ident.board,
+        hardware_class="",
+        delta_okay="false",
+    )
+    if update_check or not events:
+        ET.SubElement(app, "ping", active="1")
+    if update_check:
+        ET.SubElement(app, "updatecheck")
+    for ev in events:
+        attrs = {"eventtype": str(ev.type), "eventresult": str(ev.result)}
+        if ev.error_code is not None:
+            attrs["errorcode"] = str(ev.error_code)
+        if ev.previous_version is not None:
+            attrs["previousversion"] = ev.previous_version
+        ET.SubElement(app, "event", attrs)
+    xml = ET.tostring(root, encoding="unicode")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + xml.encode()
+
+
+def _b64_sha256_to_hex(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ResponseError("postinstall sha256 is not base64") from None
+    if len(raw) != 32:
+        raise ResponseError("postinstall sha256 is not 32 bytes")
+    return raw.hex()
+
+
+def parse_response(body: bytes, app_id: str = FLATCAR_APP_ID) -> Answer:
+    """Read the answer for ``app_id``; raise :class:`ResponseError` where update_engine would."""
+    try:
+        root = defused_fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ET.ParseError, ValueError) as e:
+        raise ResponseError(f"unparsable response: {e}") from None
+    if root.tag != "response":
+        raise ResponseError(f"root element is <{root.tag[:40]}>")
+    want = app_id.strip("{}").lower()
+    app = next(
+        (a for a in root.findall("app") if a.get("appid", "").strip("{}").lower() == want), None
+    )
+    if app is None:
+        raise ResponseError("no <app> for our app id in the response")
+    uc = app.find("updatecheck")
+    if uc is None:
+        raise ResponseError("no <updatecheck> in the response")
+    poll: int | None = None
+    raw_poll = uc.get("PollInterval")
+    if raw_poll and raw_poll.isdigit() and int(raw_poll) > 0:
+        poll = int(raw_poll)
+    status = uc.get("status", "")
+    if status == "noupdate":
+        return Answer(None, poll)
+    if status != "ok":
+        raise ResponseError(f"updatecheck status {status[:40]!r}")
+    manifest = uc.find("manifest")
+    if manifest is None or not manifest.get("version"):
+        raise ResponseError("no manifest version")
+    urls = tuple(u.get("codebase", "") for u in uc.findall("urls/url") if u.get("codebase"))
+    if not urls:
+        raise ResponseError("no url codebase")
+    pkg = manifest.find("packages/package")
+    if pkg is None or not pkg.get("name"):
+        raise ResponseError("no package")
+    name = pkg.get("name", "")
+    if "/" in name or name in (".", ".."):
+        raise ResponseError("package name must be a plain file name")
+    try:
+        size = int(pkg.get("size", "0"))
+    except ValueError:
+        raise ResponseError("package size is not an integer") from None
+    if size <= 0:
+        raise ResponseError("package size must be positive")
+    post = next(
+        (a for a in manifest.findall("actions/action") if a.get("event") == "postinstall"), None
+    )
+    if post is None or not post.get("sha256"):
+        raise ResponseError("no postinstall sha256")
+    return Answer(
+        Update(
+            version=manifest.get("version", ""),
+            urls=urls,
+            name=name,
+            size=size,
+            sha256_hex=_b64_sha256_to_hex(post.get("sha256", "")),
+        ),
+        poll,
+    )
