@@ -1,0 +1,152 @@
+"""The one interface every storage backend implements, and the hostpath backend.
+
+The agent translates a LocalVolume object into a :class:`VolumeSpec` and calls the backend named
+in it; backends never see Kubernetes objects. Pool names come from the agent's own configuration
+(allow-list); a spec naming any other pool is refused before a backend is asked.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flotilla.localpv.model import Backend, VolumeMode
+from flotilla.localpv.policies import InvalidInput
+from flotilla.localpv.safefs import (
+    Owner,
+    filesystem_space,
+    make_volume_dir,
+    remove_volume_dir,
+    tree_usage,
+)
+
+
+class BackendError(Exception):
+    """A backend operation failed on the node; the agent reports it on the LocalVolume."""
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """What the agent asks a backend for: one volume in one pool."""
+
+    name: str
+    pool: str
+    size: int
+    subpath: tuple[str, ...] = ()
+    owner: Owner = field(default_factory=Owner)
+    volume_mode: VolumeMode = VolumeMode.FILESYSTEM
+    fs_type: str = "ext4"
+    source: VolumeSpec | None = None
+    """Clone source (same node, same backend, same pool)."""
+
+
+@dataclass(frozen=True)
+class Realised:
+    """What exists on the node after ``create``: the PV's ``spec.local.path`` and its size."""
+
+    path: str
+    capacity: int
+    volume_mode: VolumeMode = VolumeMode.FILESYSTEM
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """A pool as the agent reports it: budget (bytes it may promise) and free bytes now."""
+
+    name: str
+    budget: int
+    free: int
+
+
+class VolumeBackend(Protocol):
+    """Create, grow, measure and delete volumes of one kind on this node."""
+
+    kind: Backend
+
+    def pools(self) -> list[PoolStatus]:
+        """Pools this node offers, for capacity publishing."""
+        ...
+
+    def create(self, spec: VolumeSpec) -> Realised:
+        """Make the volume exist; calling it again for the same spec is harmless."""
+        ...
+
+    def expand(self, spec: VolumeSpec) -> int:
+        """Grow to ``spec.size``; returns the new capacity in bytes."""
+        ...
+
+    def delete(self, spec: VolumeSpec) -> bool:
+        """Remove the volume's data and only that; False when there was nothing to remove."""
+        ...
+
+    def usage(self, spec: VolumeSpec) -> int | None:
+        """Bytes used, or None when the backend cannot tell cheaply."""
+        ...
+
+
+@dataclass(frozen=True)
+class RootConfig:
+    """One allow-listed root directory; ``budget`` caps what it may promise (None: fs size)."""
+
+    path: str
+    budget: int | None = None
+
+
+def parse_root(text: str) -> RootConfig:
+    """``/srv/local`` or ``/srv/local=100Gi`` (a budget) from the command line."""
+    from flotilla.localpv.policies import parse_quantity
+
+    path, _, budget = text.partition("=")
+    if not os.path.isabs(path):
+        raise InvalidInput(f"root {path!r} must be an absolute path")
+    real = os.path.realpath(path)
+    return RootConfig(real, parse_quantity(budget) if budget else None)
+
+
+class HostPathBackend:
+    """A directory per volume under allow-listed roots. Size is a promise, not enforced.
+
+    The kernel here offers no ext4/xfs project quota, so the size is accounted against the root's
+    budget (capacity-aware scheduling stays honest) but writes past it are not stopped: use btrfs
+    for enforcement.
+    """
+
+    kind = Backend.HOSTPATH
+
+    def __init__(self, roots: list[RootConfig]) -> None:
+        self._roots = {r.path: r for r in roots}
+
+    def _root(self, pool: str) -> RootConfig:
+        root = self._roots.get(pool)
+        if root is None:
+            raise InvalidInput(f"{pool!r} is not a hostpath root on this node")
+        return root
+
+    def pools(self) -> list[PoolStatus]:
+        result = []
+        for root in self._roots.values():
+            total, free = filesystem_space(root.path)
+            result.append(PoolStatus(root.path, root.budget if root.budget is not None else total,
+                                     free))
+        return result
+
+    def create(self, spec: VolumeSpec) -> Realised:
+        root = self._root(spec.pool)
+        path = make_volume_dir(root.path, spec.subpath, spec.owner)
+        return Realised(path, spec.size)
+
+    def expand(self, spec: VolumeSpec) -> int:
+        self._root(spec.pool)
+        return spec.size
+
+    def delete(self, spec: VolumeSpec) -> bool:
+        root = self._root(spec.pool)
+        return remove_volume_dir(root.path, spec.subpath)
+
+    def usage(self, spec: VolumeSpec) -> int | None:
+        root = self._root(spec.pool)
+        try:
+            return tree_usage(root.path, spec.subpath)
+        except FileNotFoundError:
+            return None

@@ -1,0 +1,204 @@
+"""``flotilla localpv``: the controller, the node agent, and the manifests that deploy them.
+
+Flags are read here and nowhere else; they become settings dataclasses passed down.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+from lightkube import Client
+
+from flotilla.localpv.backends import HostPathBackend, VolumeBackend, parse_root
+from flotilla.localpv.model import Backend
+from flotilla.localpv.policies import InvalidInput
+
+app = typer.Typer(help="Dynamic local persistent volumes: controller, node agent, manifests.",
+                  no_args_is_help=True)
+
+KUBECONFIG = typer.Option(None, help="Kubeconfig file (default: in-cluster service account).")
+KUBECONFIG_REQUIRED = typer.Option(..., "--kubeconfig", help="Kubeconfig of the cluster.")
+HOSTPATH_ROOTS = typer.Option(
+    [], "--hostpath-root",
+    help="Allowed hostpath root, optionally with a budget: /srv/lpv=100Gi. Repeatable.")
+BTRFS_ROOTS = typer.Option(
+    [], "--btrfs-root", help="Allowed btrfs root (a btrfs mount or a directory on it). Repeatable.")
+DEVICE_FILTERS = typer.Option(
+    [], "--device-filter",
+    help="Glob of block devices to offer (e.g. /dev/disk/by-id/nvme-*). Repeatable.")
+VOLUME_GROUPS = typer.Option(
+    [], "--lvm-volume-group", help="Volume group the lvm backend may carve from. Repeatable.")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run_until_signalled(stop: threading.Event) -> None:
+    def handler(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not stop.wait(0.5):
+        pass
+
+
+def _client(kubeconfig: Path | None) -> Client:
+    from flotilla.core.kube import client_from_environment, client_from_kubeconfig
+
+    if kubeconfig is None:
+        return client_from_environment()
+    return client_from_kubeconfig(kubeconfig)
+
+
+@app.command()
+def controller(
+    kubeconfig: Path | None = KUBECONFIG,
+    namespace: str = typer.Option("flotilla-localpv", help="Namespace for capacity objects."),
+    workers: int = typer.Option(16, min=1, help="Reconcile threads."),
+    node_gone_grace: float = typer.Option(300.0, help="Seconds before a gone node's deleted "
+                                          "volumes are released (data NOT deleted)."),
+    agent_timeout: float = typer.Option(30.0, help="Seconds without heartbeat before a node's "
+                                        "agent counts as down."),
+    leader_elect: bool = typer.Option(False, help="Take a Lease before acting (replicas > 1)."),
+    bind_claims: bool = typer.Option(True, help="Complete claim binding ourselves rather than "
+                                     "wait for kube-controller-manager's throttled binder."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the cluster-wide provisioner (one active instance per cluster)."""
+    from flotilla.localpv.controller import Controller, ControllerSettings
+    from flotilla.localpv.leader import LeaderElector
+
+    _setup_logging(verbose)
+    client = _client(kubeconfig)
+    settings = ControllerSettings(namespace=namespace, workers=workers,
+                                  node_gone_grace=node_gone_grace, agent_timeout=agent_timeout,
+                                  bind_claims=bind_claims)
+    stop = threading.Event()
+    ctl = Controller(client, settings)
+    elector = None
+    if leader_elect:
+        from lightkube.resources.coordination_v1 import Lease
+
+        from flotilla.core.kube import warm_up_decoders
+        warm_up_decoders(Lease)
+        elector = LeaderElector(client, namespace=namespace, name="flotilla-localpv-controller")
+        chosen = elector
+
+        def lead() -> None:
+            if chosen.acquire(stop):
+                ctl.start()
+
+        elector.on_lost = stop.set
+        threading.Thread(target=lead, name="leader", daemon=True).start()
+    else:
+        ctl.start()
+    _run_until_signalled(stop)
+    ctl.stop()
+    if elector is not None:
+        elector.release()
+    time.sleep(0.1)
+
+
+@app.command()
+def agent(
+    kubeconfig: Path | None = KUBECONFIG,
+    node: str = typer.Option(..., help="Name of the Node this agent serves."),
+    hostpath_root: list[str] = HOSTPATH_ROOTS,
+    btrfs_root: list[str] = BTRFS_ROOTS,
+    device_filter: list[str] = DEVICE_FILTERS,
+    lvm_volume_group: list[str] = VOLUME_GROUPS,
+    device_mount_root: str = typer.Option("/var/lib/flotilla-localpv/devices",
+                                          help="Where formatted devices are mounted."),
+    heartbeat: float = typer.Option(5.0, help="Seconds between LocalNode reports."),
+    usage_interval: float = typer.Option(30.0, help="Seconds between usage measurements."),
+    metrics_port: int | None = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the node agent for NODE (a DaemonSet pod in production)."""
+    from flotilla.localpv.agent import Agent, AgentSettings
+
+    _setup_logging(verbose)
+    backends: dict[Backend, VolumeBackend] = {}
+    try:
+        if hostpath_root:
+            backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
+        if btrfs_root:
+            from flotilla.localpv.btrfs import BtrfsBackend
+            backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
+    except InvalidInput as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    if lvm_volume_group:
+        from flotilla.localpv.lvm import LvmBackend
+        backends[Backend.LVM] = LvmBackend(lvm_volume_group, mount_root=device_mount_root)
+    if device_filter:
+        from flotilla.localpv.device import DeviceBackend
+        backends[Backend.DEVICE] = DeviceBackend(device_filter, mount_root=device_mount_root)
+    client = _client(kubeconfig)
+    settings = AgentSettings(node=node, heartbeat=heartbeat, usage_interval=usage_interval,
+                             metrics_port=metrics_port)
+    worker = Agent(client, settings, backends)
+    worker.start()
+    stop = threading.Event()
+    _run_until_signalled(stop)
+    worker.stop()
+
+
+@app.command()
+def manifests(
+    image: str = typer.Option("ghcr.io/flotilla/flotilla:latest", help="Container image."),
+    namespace: str = typer.Option("flotilla-localpv"),
+    hostpath_root: str = typer.Option("/var/lib/flotilla-localpv/hostpath"),
+) -> None:
+    """Print deploy manifests: CRDs, RBAC, controller Deployment, agent DaemonSet, a class."""
+    import yaml
+
+    from flotilla.localpv.deploy import deploy_manifests
+
+    docs = deploy_manifests(image=image, namespace=namespace, hostpath_root=hostpath_root)
+    typer.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+
+
+def install_crds(kubeconfig: Path, timeout: float = 60.0) -> None:
+    """Apply our CRDs and wait until the API server serves them."""
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    from flotilla.core.kube import client_from_kubeconfig, kube_errors, to_dict, wait_until
+    from flotilla.localpv.manifests import crds as crd_documents
+
+    with client_from_kubeconfig(kubeconfig) as client:
+        for crd in crd_documents():
+            with kube_errors(f"apply CRD {crd['metadata']['name']}"):
+                client.apply(CustomResourceDefinition.from_dict(crd),  # type: ignore[call-overload]
+                             field_manager="flotilla-localpv", force=True)
+
+        def established() -> bool | None:
+            for crd in crd_documents():
+                got = to_dict(client.get(CustomResourceDefinition, crd["metadata"]["name"]))
+                conditions = got.get("status", {}).get("conditions") or []
+                if not any(c["type"] == "Established" and c["status"] == "True"
+                           for c in conditions):
+                    return None
+            return True
+
+        wait_until(established, timeout=timeout, what="localpv CRDs established")
+
+
+@app.command()
+def crds(
+    kubeconfig: Path = KUBECONFIG_REQUIRED,
+) -> None:
+    """Install (or update) the LocalVolume, LocalNode and BlockDevice CRDs."""
+    install_crds(kubeconfig)
+    typer.echo("localpv CRDs installed")
