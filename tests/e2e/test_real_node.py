@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import socket
 import subprocess
 import time
@@ -28,8 +30,11 @@ ON_REAL_NODE = {REAL_NODE_LABEL: "true"}
 
 def kubectl(kubeconfig: Path, *args: str, check: bool = True, timeout: float = 120
             ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, check=check, timeout=timeout)
+    result = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args],
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
 
 
 def apply(kubeconfig: Path, namespace: str, document: dict[str, object]) -> None:
@@ -91,17 +96,23 @@ def test_the_real_node_reports_a_real_runtime(kube: Client, real_node: str) -> N
     assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
-def test_a_deployment_of_two_replicas_becomes_ready(web: list[Pod], real_node: str) -> None:
+def test_a_deployment_of_two_replicas_becomes_ready(
+    web: list[Pod], real_node: str, test_cluster: TestCluster
+) -> None:
+    status = json.loads(test_cluster.flotilla("status", "--json").stdout)
+    pod_subnet = ipaddress.ip_network(status["real_node_pod_cidr"])
     assert len(web) == 2
     for pod in web:
         assert pod.spec is not None
         assert pod.spec.nodeName == real_node
         assert pod.status is not None
         assert pod.status.podIP is not None
-        assert pod.status.podIP.startswith("10.244.0.")
+        assert ipaddress.ip_address(pod.status.podIP) in pod_subnet
 
 
-def test_logs_exec_and_port_forward(web: list[Pod], kubeconfig: Path, namespace: str) -> None:
+def test_logs_exec_and_port_forward(
+    web: list[Pod], kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
     name = web[0].metadata.name if web[0].metadata else ""
     assert name
     # The readiness probe's requests are in the server's log.
@@ -112,24 +123,29 @@ def test_logs_exec_and_port_forward(web: list[Pod], kubeconfig: Path, namespace:
                   f"echo {marker} > /tmp/m && cat /tmp/m && hostname").stdout.split()
     assert out == [marker, name]
 
+    # python's http.server lists the container's /etc, so we reached the pod, not the host.
+    listing = port_forward_get(kubeconfig, namespace, name, 8080, "/etc/", tmp_path)
+    assert "debian_version" in listing
+
+
+def port_forward_get(kubeconfig: Path, namespace: str, pod: str, port: int, path: str,
+                     workdir: Path) -> str:
+    """GET ``path`` through `kubectl port-forward`, waiting until it says it is forwarding."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    forward = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "-n", namespace, "port-forward", name,
-         f"{port}:8080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+        local = sock.getsockname()[1]
+    out, err = workdir / "pf.out", workdir / "pf.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        forward = subprocess.Popen(
+            [KUBECTL, "--kubeconfig", str(kubeconfig), "-n", namespace, "port-forward", pod,
+             f"{local}:{port}"], stdout=stdout, stderr=stderr,
+        )
     try:
-        def answer() -> int | None:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/etc/", timeout=2).status_code
-            except httpx.TransportError:
-                return None
-
-        # python's http.server lists the container's /etc, so we reached the pod, not the host.
-        assert wait_until(answer, timeout=30, what="port-forward") == 200
-        listing = httpx.get(f"http://127.0.0.1:{port}/etc/", timeout=5).text
-        assert "debian_version" in listing
+        wait_until(lambda: True if "Forwarding from" in out.read_text() else None,
+                   timeout=60, what=f"port-forward to start ({err.read_text()!r})")
+        reply = httpx.get(f"http://127.0.0.1:{local}{path}", timeout=30)
+        assert reply.status_code == 200, err.read_text()
+        return reply.text
     finally:
         forward.terminate()
         forward.wait(timeout=10)
@@ -166,7 +182,6 @@ def test_host_path_volume_writes_land_on_the_host(
 def test_deleting_a_pod_stops_its_container(
     kube: Client, kubeconfig: Path, namespace: str, real_node: str, test_cluster: TestCluster
 ) -> None:
-    before = running_tasks(test_cluster, real_node)
     apply(kubeconfig, namespace, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
         "spec": {
@@ -177,11 +192,16 @@ def test_deleting_a_pod_stops_its_container(
     })
     kubectl(kubeconfig, "-n", namespace, "wait", "--for=condition=Ready", "pod/sleeper",
             "--timeout=90s")
-    started = running_tasks(test_cluster, real_node) - before
-    assert len(started) == 2, "the pod's sandbox (pause) and its container"
+    pod = kube.get(Pod, "sleeper", namespace=namespace)
+    assert pod.status is not None
+    assert pod.status.containerStatuses
+    container_id = pod.status.containerStatuses[0].containerID or ""
+    assert container_id.startswith("containerd://")
+    task = container_id.removeprefix("containerd://")
+    assert task in running_tasks(test_cluster, real_node)
     kube.delete(Pod, "sleeper", namespace=namespace)
-    wait_until(lambda: True if not (running_tasks(test_cluster, real_node) & started) else None,
-               timeout=60, what="the pod's containers to stop")
+    wait_until(lambda: True if task not in running_tasks(test_cluster, real_node) else None,
+               timeout=60, what="the pod's container to stop")
 
 
 def test_images_pull_by_reference_from_the_local_registry(

@@ -27,9 +27,6 @@ from .support import Collector, parse_metrics, sample
 
 pytestmark = [pytest.mark.cluster]
 CRDS = Path("/work/shared/crds")
-# The real node's own address (docs/testenv.md): a host address that exists as soon as the node
-# is up (the CNI bridge's gateway only appears with the first pod), and pods reach the host on it.
-NODE_ADDRESS = "10.213.0.1"
 runner = CliRunner()
 
 
@@ -148,9 +145,11 @@ def test_tekton_pipeline_and_tasks_are_accepted(kube: Client, namespace: str, cr
 
 
 @pytest.fixture(scope="module")
-def pod_collector(real_node: str) -> Iterator[Collector]:
-    """An OTLP collector the real node's pods can reach (on the node's host address)."""
-    collector = Collector(NODE_ADDRESS)
+def pod_collector(real_node: str, test_cluster: Any) -> Iterator[Collector]:
+    """An OTLP collector the real node's pods can reach: on the node's own address, which exists
+    as soon as the node is up (the pod bridge's gateway only appears with the first pod)."""
+    status = json.loads(test_cluster.flotilla("status", "--json").stdout)
+    collector = Collector(status["real_node_ip"])
     yield collector
     collector.close()
 

@@ -6,9 +6,10 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from flotilla.testenv.realnode import (
-    NODE_IP,
-    POD_BRIDGE,
+    NodeNetwork,
     RealNodeLayout,
     cni_conflist_text,
     containerd_config,
@@ -32,34 +33,35 @@ def test_containerd_is_private_and_matches_the_kubelet(tmp_path: Path) -> None:
     assert cri["restrict_oom_score_adj"] is True
     runc = cri["containerd"]["runtimes"]["runc"]
     assert runc["options"]["SystemdCgroup"] is False
-    kubelet = kubelet_config(node, tmp_path / "ca.crt", 10250, 10248)
+    kubelet = kubelet_config(node, NodeNetwork(0), tmp_path / "ca.crt", 10250, 10248)
     assert kubelet["cgroupDriver"] == "cgroupfs"  # must match SystemdCgroup = false
     assert kubelet["containerRuntimeEndpoint"] == f"unix://{node.containerd_socket}"
     assert cri["cni"]["conf_dir"] == str(node.cni_conf_dir)
 
 
 def test_kubelet_keeps_the_unpinned_sandbox_image(tmp_path: Path) -> None:
-    kubelet = kubelet_config(layout(tmp_path), tmp_path / "ca.crt", 1, 2)
+    kubelet = kubelet_config(layout(tmp_path), NodeNetwork(3), tmp_path / "ca.crt", 1, 2)
     assert kubelet["imageGCHighThresholdPercent"] == 100
     assert kubelet["failCgroupV1"] is False
     assert kubelet["authentication"]["anonymous"]["enabled"] is False
     assert kubelet["authorization"]["mode"] == "Webhook"
-    assert kubelet["address"] == NODE_IP
+    assert kubelet["address"] == "10.213.0.4"
 
 
 def test_kubelet_command_names_the_node_and_its_ip(tmp_path: Path) -> None:
-    argv = kubelet_component(layout(tmp_path), Path("/bin/kubelet")).argv
+    network = NodeNetwork(0)
+    argv = kubelet_component(layout(tmp_path), network, Path("/bin/kubelet")).argv
     assert "--hostname-override=real-node" in argv
-    assert f"--node-ip={NODE_IP}" in argv
+    assert f"--node-ip={network.node_ip}" in argv
     assert any(a.startswith("--root-dir=") and str(tmp_path) in a for a in argv)
 
 
 def test_cni_is_a_bridge_with_host_local_addresses_in_the_state_dir(tmp_path: Path) -> None:
     node = layout(tmp_path)
-    conf = json.loads(cni_conflist_text(node))
+    conf = json.loads(cni_conflist_text(node, NodeNetwork(0)))
     bridge = conf["plugins"][0]
     assert bridge["type"] == "bridge"
-    assert bridge["bridge"] == POD_BRIDGE
+    assert bridge["bridge"] == "flotilla0"
     assert bridge["ipMasq"] is False
     assert bridge["ipam"]["dataDir"] == str(node.cni_ipam_dir)
     assert bridge["ipam"]["ranges"][0][0]["subnet"] == "10.244.0.0/24"
@@ -71,3 +73,13 @@ def test_flotilla_local_resolves_to_the_loopback_registry() -> None:
     parsed = tomllib.loads(hosts["flotilla.local"])
     assert parsed["server"] == "http://127.0.0.1:5123"
     assert "pull" in parsed["host"]["http://127.0.0.1:5123"]["capabilities"]
+
+
+def test_slots_never_share_links_or_subnets() -> None:
+    networks = [NodeNetwork(i) for i in range(16)]
+    for attribute in ("node_ip", "node_link", "pod_bridge", "pod_cidr"):
+        values = [getattr(n, attribute) for n in networks]
+        assert len(set(values)) == 16, attribute
+    assert all(len(n.node_link) <= 15 for n in networks), "Linux link names are 15 bytes at most"
+    with pytest.raises(ValueError, match="slot"):
+        NodeNetwork(16)

@@ -34,7 +34,7 @@ from flotilla.testenv.components import (
     node_names,
     plan_components,
 )
-from flotilla.testenv.dockerd import start_dockerd
+from flotilla.testenv.dockerd import DockerLayout, kill_containers, start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
 from flotilla.testenv.nodehost import unmount_under
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
@@ -45,6 +45,7 @@ from flotilla.testenv.processes import (
     start_process,
     stop_process,
 )
+from flotilla.testenv.realnode import NodeNetwork
 from flotilla.testenv.realnode_lifecycle import (
     prepare_host,
     start_real_node,
@@ -73,6 +74,7 @@ class EnvironmentState:
     registry_port: int = 0
     real_node_ready_seconds: dict[str, float] = field(default_factory=dict)
     docker_host: str = ""
+    real_node_slot: int = 0
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -96,6 +98,7 @@ class EnvironmentState:
                 registry_port=int(data.get("registry_port", 0)),
                 real_node_ready_seconds=dict(data.get("real_node_ready_seconds", {})),
                 docker_host=str(data.get("docker_host", "")),
+                real_node_slot=int(data.get("real_node_slot", 0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
@@ -205,9 +208,10 @@ class ControlPlane:
         if state.real_nodes:
             raise StartError(
                 f"this environment already has a real node ({state.real_nodes[0]}); "
-                "one real node per machine: its link and pod network are fixed"
+                "one per environment"
             )
-        tools = prepare_host(self.layout.state_dir)
+        tools, network = prepare_host(self.layout.state_dir)
+        state.real_node_slot = network.slot
         started = time.monotonic()
 
         def record(process: ProcessRecord) -> None:
@@ -218,8 +222,8 @@ class ControlPlane:
         try:
             registry, state.registry_port = start_registry(self.layout, tools)
             record(registry)
-            start_real_node(self.layout, self.spec, state.ports, name, state.registry_port,
-                            tools, record)
+            start_real_node(self.layout, self.spec, state.ports, name, network,
+                            state.registry_port, tools, record)
         except BaseException:
             state.save(self.layout.state_file)
             self.down()
@@ -336,9 +340,12 @@ class ControlPlane:
             return []
         apiserver = next((r for r in state.processes if r.name == "kube-apiserver"), None)
         stopped = stop_real_nodes(
-            self.layout, state.processes, state.real_nodes,
+            self.layout, state.processes, state.real_nodes, NodeNetwork(state.real_node_slot),
             api_running=apiserver is not None and is_running(apiserver),
         )
+        dockerd = next((r for r in state.processes if r.name == "dockerd"), None)
+        if dockerd is not None and is_running(dockerd):
+            kill_containers(DockerLayout(self.layout.state_dir))
         stopped += [r.name for r in reversed(state.processes) if stop_process(r)]
         # dockerd leaves its netns bind mount behind; nothing may stay mounted in the state dir.
         unmount_under(self.layout.state_dir)
@@ -350,6 +357,7 @@ class ControlPlane:
         state = self.state()
         if state is None:
             return {"running": False, "state_dir": str(self.layout.state_dir)}
+        network = NodeNetwork(state.real_node_slot)
         return {
             "running": all(is_running(p) for p in state.processes),
             "state_dir": str(self.layout.state_dir),
@@ -365,6 +373,8 @@ class ControlPlane:
             },
             "registry": f"127.0.0.1:{state.registry_port}" if state.registry_port else None,
             "docker_host": state.docker_host or None,
+            "real_node_ip": network.node_ip if state.real_nodes else None,
+            "real_node_pod_cidr": network.pod_cidr if state.real_nodes else None,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}
                 for p in state.processes

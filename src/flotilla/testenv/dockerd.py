@@ -98,3 +98,17 @@ def load_images(docker: DockerLayout) -> list[str]:
                 raise StartError(f"dockerd could not load {archive.name}: {reply.text[:500]}")
             loaded.append(reference)
     return loaded
+
+
+def kill_containers(docker: DockerLayout) -> int:
+    """Kill every container before dockerd stops: it waits only so long for them, and a
+    container outliving its daemon keeps running with no one to stop it."""
+    killed = 0
+    try:
+        with _client(docker, timeout=30) as client:
+            for container in client.get("/containers/json").json():
+                if client.post(f"/containers/{container['Id']}/kill").is_success:
+                    killed += 1
+    except (httpx.HTTPError, ValueError):
+        return killed
+    return killed

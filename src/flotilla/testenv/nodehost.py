@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flotilla.testenv.errors import StartError
 from flotilla.testenv.processes import ProcessRecord, is_running
-from flotilla.testenv.realnode import NODE_IP, NODE_LINK, POD_BRIDGE, RealNodeLayout
+from flotilla.testenv.realnode import MAX_SLOTS, NodeNetwork, RealNodeLayout
 
 # Debian package that provides each program the real node needs.
 REQUIRED_TOOLS: dict[str, str] = {
@@ -23,7 +23,7 @@ REQUIRED_TOOLS: dict[str, str] = {
     "debootstrap": "debootstrap",
 }
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
-OWNER_FILE = Path("/run/flotilla-real-node.owner")
+SLOTS_DIR = Path("/run/flotilla")
 
 
 def _which(tool: str) -> str | None:
@@ -68,36 +68,49 @@ def _owner_alive(owner: Path) -> bool:
     return any(is_running(r) for r in records)
 
 
-def claim_host(state_dir: Path) -> None:
-    """One real node per machine: its link names and addresses are fixed. Refuse a second one."""
-    if OWNER_FILE.exists():
-        owner = Path(OWNER_FILE.read_text().strip())
-        if owner != state_dir and _owner_alive(owner):
-            raise StartError(
-                f"another environment ({owner}) runs the real node on this machine; "
-                f"run `flotilla testenv down --state-dir {owner}` first"
-            )
-    OWNER_FILE.write_text(str(state_dir))
+def _slot_file(slot: int) -> Path:
+    return SLOTS_DIR / f"real-node-{slot}.owner"
 
 
-def release_host(state_dir: Path) -> None:
-    if OWNER_FILE.exists() and Path(OWNER_FILE.read_text().strip()) == state_dir:
-        OWNER_FILE.unlink()
+def claim_slot(state_dir: Path) -> NodeNetwork:
+    """Take the first real-node slot no live environment holds; slots fix links and subnets."""
+    SLOTS_DIR.mkdir(parents=True, exist_ok=True)
+    for slot in range(MAX_SLOTS):
+        owner_file = _slot_file(slot)
+        try:
+            owner = Path(owner_file.read_text().strip())
+        except OSError:
+            owner = None
+        if owner is None or owner == state_dir or not _owner_alive(owner):
+            owner_file.write_text(str(state_dir))
+            return NodeNetwork(slot)
+    raise StartError(f"all {MAX_SLOTS} real-node slots are held by running environments "
+                     f"(see {SLOTS_DIR}); stop one with `flotilla testenv down`")
 
 
-def ensure_node_link() -> None:
+def release_slot(state_dir: Path, network: NodeNetwork) -> None:
+    owner_file = _slot_file(network.slot)
+    try:
+        if Path(owner_file.read_text().strip()) == state_dir:
+            owner_file.unlink()
+    except OSError:
+        pass
+
+
+def ensure_node_link(network: NodeNetwork) -> None:
     """A port-less bridge carrying the node's own address (this kernel has no dummy links)."""
-    if _ip("link", "show", NODE_LINK, check=False).returncode != 0:
-        _ip("link", "add", NODE_LINK, "type", "bridge")
-    addresses = _ip("-o", "addr", "show", "dev", NODE_LINK).stdout
-    if f" {NODE_IP}/" not in addresses:
-        _ip("addr", "add", f"{NODE_IP}/32", "dev", NODE_LINK)
-    _ip("link", "set", NODE_LINK, "up")
+    link = network.node_link
+    if _ip("link", "show", link, check=False).returncode != 0:
+        _ip("link", "add", link, "type", "bridge")
+    addresses = _ip("-o", "addr", "show", "dev", link).stdout
+    if f" {network.node_ip}/" not in addresses:
+        _ip("addr", "add", f"{network.node_ip}/32", "dev", link)
+    _ip("link", "set", link, "up")
 
 
-def remove_links() -> None:
+def remove_links(network: NodeNetwork) -> None:
     """Remove the node link and the pod bridge (veths of dead pods go with their netns)."""
-    for link in (POD_BRIDGE, NODE_LINK):
+    for link in (network.pod_bridge, network.node_link):
         _ip("link", "del", link, check=False)
 
 

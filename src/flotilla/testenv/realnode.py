@@ -10,6 +10,7 @@ shape the configuration (see docs/testenv.md for the evidence):
   kubelet from collecting it.
 - The kubelet refuses a loopback node IP, so the node gets an address of its own on a port-less
   bridge (this kernel has no dummy links). Pods get addresses on a second bridge from host-local.
+  Each environment's real node takes a numbered slot, so links and subnets never collide.
 - ``flotilla.local/*`` images resolve to the local registry through containerd's hosts.toml.
 """
 
@@ -25,12 +26,37 @@ from flotilla.testenv.components import CLUSTER_DOMAIN, Component
 from flotilla.testenv.images import PAUSE_IMAGE
 
 CNI_BIN_DIR = "/usr/lib/cni"
-NODE_LINK = "flotilla-node"
-POD_BRIDGE = "flotilla0"
-NODE_IP = "10.213.0.1"
-POD_CIDR = "10.244.0.0/24"
 LOCAL_REGISTRY_HOST = "flotilla.local"
 REAL_NODE_LABEL = "flotilla.dev/real-node"
+MAX_SLOTS = 16
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    """The addresses and link names of the real node in one machine-wide slot."""
+
+    slot: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.slot < MAX_SLOTS:
+            raise ValueError(f"real-node slot must be 0..{MAX_SLOTS - 1}, not {self.slot}")
+
+    @property
+    def node_ip(self) -> str:
+        """The kubelet's InternalIP: on a port-less bridge, never loopback."""
+        return f"10.213.0.{self.slot + 1}"
+
+    @property
+    def node_link(self) -> str:
+        return f"flotilla-node{self.slot}"
+
+    @property
+    def pod_bridge(self) -> str:
+        return f"flotilla{self.slot}"
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"10.244.{self.slot}.0/24"
 
 
 @dataclass(frozen=True)
@@ -165,9 +191,9 @@ def registry_hosts(registry_port: int) -> dict[str, str]:
     }
 
 
-def cni_conflist() -> dict[str, Any]:
+def cni_conflist(network: NodeNetwork) -> dict[str, Any]:
     """A bridge with host-local addresses and port mappings; no masquerading (no way out)."""
-    subnet = ipaddress.ip_network(POD_CIDR)
+    subnet = ipaddress.ip_network(network.pod_cidr)
     gateway = str(subnet.network_address + 1)
     return {
         "cniVersion": "1.0.0",
@@ -175,7 +201,7 @@ def cni_conflist() -> dict[str, Any]:
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": POD_BRIDGE,
+                "bridge": network.pod_bridge,
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
@@ -190,20 +216,20 @@ def cni_conflist() -> dict[str, Any]:
     }
 
 
-def cni_conflist_text(layout: RealNodeLayout) -> str:
-    conf = cni_conflist()
+def cni_conflist_text(layout: RealNodeLayout, network: NodeNetwork) -> str:
+    conf = cni_conflist(network)
     conf["plugins"][0]["ipam"]["dataDir"] = str(layout.cni_ipam_dir)
     return json.dumps(conf, indent=2)
 
 
-def kubelet_config(layout: RealNodeLayout, ca_file: Path, port: int, healthz_port: int,
-                   ) -> dict[str, Any]:
+def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, port: int,
+                   healthz_port: int) -> dict[str, Any]:
     """KubeletConfiguration for containerd 1.6 on cgroup v1 in a small VM."""
     endpoint = f"unix://{layout.containerd_socket}"
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "address": NODE_IP,
+        "address": network.node_ip,
         "port": port,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
@@ -232,13 +258,13 @@ def kubelet_config(layout: RealNodeLayout, ca_file: Path, port: int, healthz_por
     }
 
 
-def kubelet_component(layout: RealNodeLayout, binary: Path) -> Component:
+def kubelet_component(layout: RealNodeLayout, network: NodeNetwork, binary: Path) -> Component:
     return Component(f"kubelet-{layout.name}", (
         str(binary),
         f"--config={layout.kubelet_config}",
         f"--kubeconfig={layout.kubelet_kubeconfig}",
         f"--hostname-override={layout.name}",
-        f"--node-ip={NODE_IP}",
+        f"--node-ip={network.node_ip}",
         f"--root-dir={layout.kubelet_root}",
         f"--cert-dir={layout.kubelet_dir / 'pki'}",
         f"--node-labels={REAL_NODE_LABEL}=true",

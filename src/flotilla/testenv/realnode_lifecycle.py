@@ -19,9 +19,9 @@ from flotilla.testenv.components import Layout, Ports, kubeconfig_document
 from flotilla.testenv.images import BUSYBOX_IMAGE, PYTHON_IMAGE, build_images
 from flotilla.testenv.nodehost import (
     Ctr,
-    claim_host,
+    claim_slot,
     ensure_node_link,
-    release_host,
+    release_slot,
     remove_links,
     require_tools,
     unmount_under,
@@ -35,6 +35,7 @@ from flotilla.testenv.processes import (
     stop_process,
 )
 from flotilla.testenv.realnode import (
+    NodeNetwork,
     RealNodeLayout,
     RegistryLayout,
     cni_conflist_text,
@@ -81,8 +82,8 @@ def start_registry(layout: Layout, tools: dict[str, str]) -> tuple[ProcessRecord
 
 
 def start_real_node(
-    layout: Layout, spec: BuildSpec, ports: Ports, name: str, registry_port: int,
-    tools: dict[str, str], started: Callable[[ProcessRecord], None],
+    layout: Layout, spec: BuildSpec, ports: Ports, name: str, network: NodeNetwork,
+    registry_port: int, tools: dict[str, str], started: Callable[[ProcessRecord], None],
 ) -> None:
     """containerd, images, then the kubelet, until the node is Ready.
 
@@ -93,12 +94,12 @@ def start_real_node(
     for directory in (node.containerd_dir, node.hosts_dir, node.cni_conf_dir, node.cni_ipam_dir,
                       node.kubelet_root, node.pod_logs):
         directory.mkdir(parents=True, exist_ok=True)
-    ensure_node_link()
+    ensure_node_link(network)
     node.containerd_config.write_text(containerd_config(node))
     for host, body in registry_hosts(registry_port).items():
         (node.hosts_dir / host).mkdir(exist_ok=True)
         (node.hosts_dir / host / "hosts.toml").write_text(body)
-    (node.cni_conf_dir / "10-flotilla.conflist").write_text(cni_conflist_text(node))
+    (node.cni_conf_dir / "10-flotilla.conflist").write_text(cni_conflist_text(node, network))
     host_resolv = Path("/etc/resolv.conf")
     node.resolv_conf.write_text(host_resolv.read_text() if host_resolv.exists() else "")
 
@@ -134,9 +135,9 @@ def start_real_node(
     }
     node.kubelet_kubeconfig.write_text(yaml.safe_dump(document))
     node.kubelet_config.write_text(yaml.safe_dump(
-        kubelet_config(node, layout.pki / "ca.crt", _free_port(), _free_port())
+        kubelet_config(node, network, layout.pki / "ca.crt", _free_port(), _free_port())
     ))
-    kubelet = kubelet_component(node, spec.binary("kubelet"))
+    kubelet = kubelet_component(node, network, spec.binary("kubelet"))
     records.append(start_process(kubelet, layout.log(kubelet.name), layout.state_dir))
     started(records[-1])
     with client_from_kubeconfig(layout.kubeconfig) as client:
@@ -183,7 +184,8 @@ def drain_real_node(kubeconfig: Path, name: str) -> None:
 
 
 def stop_real_nodes(
-    layout: Layout, records: list[ProcessRecord], nodes: list[str], api_running: bool,
+    layout: Layout, records: list[ProcessRecord], nodes: list[str], network: NodeNetwork,
+    api_running: bool,
 ) -> list[str]:
     """Drain, stop kubelets, remove leftover containers, stop containerd and the registry."""
     stopped: list[str] = []
@@ -208,15 +210,14 @@ def stop_real_nodes(
     if registry is not None and stop_process(registry):
         stopped.append(registry.name)
     if nodes:
-        remove_links()
-        release_host(layout.state_dir)
+        remove_links(network)
+        release_slot(layout.state_dir, network)
     return stopped
 
 
-def prepare_host(state_dir: Path) -> dict[str, str]:
-    """Check the tools and take the machine-wide real-node slot for this environment."""
+def prepare_host(state_dir: Path) -> tuple[dict[str, str], NodeNetwork]:
+    """Check the tools and take a free machine-wide real-node slot for this environment."""
     tools = require_tools()
-    claim_host(state_dir)
-    return tools
+    return tools, claim_slot(state_dir)
 
 
