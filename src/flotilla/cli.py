@@ -17,7 +17,10 @@ from flotilla import __version__
 # name -> (module holding a Typer app called `app`, one-line help shown by `flotilla --help`)
 SYSTEMS: dict[str, tuple[str, str]] = {
     "updates": ("flotilla.updates.cli", "Fleet OS updates: Omaha server, policies, agents."),
+    "localpv": ("flotilla.localpv.cli", "Dynamic local persistent volumes: controller, agent."),
     "charts": ("flotilla.charts.cli", "Helm chart repositories on GitHub Pages."),
+    "dev": ("flotilla.dev.cli", "An inner dev loop that runs Tiltfiles."),
+    "fn": ("flotilla.fn.cli", "Functions with health, metrics and tracing built in."),
     "operators": ("flotilla.operators.cli", "What installing an operator grants; its lifecycle."),
     "testenv": ("flotilla.testenv.cli", "A real Kubernetes control plane on loopback."),
 }
