@@ -104,7 +104,31 @@ def parse_root(text: str) -> RootConfig:
     return RootConfig(real, parse_quantity(budget) if budget else None)
 
 
-class HostPathBackend:
+class RootedPools:
+    """What the root-based backends share: their allow-listed roots, each one a pool."""
+
+    kind: Backend
+
+    def __init__(self, roots: list[RootConfig]) -> None:
+        self._roots = {r.path: r for r in roots}
+
+    def _root(self, pool: str) -> RootConfig:
+        root = self._roots.get(pool)
+        if root is None:
+            raise InvalidInput(f"{pool!r} is not a {self.kind.value} root on this node")
+        return root
+
+    def pools(self) -> list[PoolStatus]:
+        """Capacity is the root's budget when it has one, else its filesystem's size."""
+        result = []
+        for root in self._roots.values():
+            total, free = filesystem_space(root.path)
+            result.append(PoolStatus(root.path, root.budget if root.budget is not None else total,
+                                     free))
+        return result
+
+
+class HostPathBackend(RootedPools):
     """A directory per volume under allow-listed roots. Size is a promise, not enforced.
 
     The kernel here offers no ext4/xfs project quota, so the size is accounted against the root's
@@ -113,23 +137,6 @@ class HostPathBackend:
     """
 
     kind = Backend.HOSTPATH
-
-    def __init__(self, roots: list[RootConfig]) -> None:
-        self._roots = {r.path: r for r in roots}
-
-    def _root(self, pool: str) -> RootConfig:
-        root = self._roots.get(pool)
-        if root is None:
-            raise InvalidInput(f"{pool!r} is not a hostpath root on this node")
-        return root
-
-    def pools(self) -> list[PoolStatus]:
-        result = []
-        for root in self._roots.values():
-            total, free = filesystem_space(root.path)
-            result.append(PoolStatus(root.path, root.budget if root.budget is not None else total,
-                                     free))
-        return result
 
     def create(self, spec: VolumeSpec) -> Realised:
         root = self._root(spec.pool)

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 
 from flotilla.localpv.backends import (
     BackendError,
-    PoolStatus,
     Realised,
     RootConfig,
+    RootedPools,
     VolumeSpec,
 )
 from flotilla.localpv.model import Backend
 from flotilla.localpv.policies import InvalidInput
-from flotilla.localpv.safefs import UnsafePath, filesystem_space, opened_parent, prune_parents
+from flotilla.localpv.safefs import UnsafePath, opened_parent, prune_parents
 
 _IOC_WRITE = 1
 _VOL_ARGS_SIZE = 4096  # struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }
@@ -77,30 +77,16 @@ def _run(argv: Sequence[str], *, fds: tuple[int, ...] = ()) -> str:
     return proc.stdout
 
 
-class BtrfsBackend:
+class BtrfsBackend(RootedPools):
     """Subvolumes under allow-listed roots on btrfs, sized by qgroup limits (enforced)."""
 
     kind = Backend.BTRFS
 
     def __init__(self, roots: list[RootConfig], *, enable_quota: bool = True) -> None:
-        self._roots = {r.path: r for r in roots}
+        super().__init__(roots)
         if enable_quota:
             for root in roots:
                 _run(["btrfs", "quota", "enable", root.path])
-
-    def _root(self, pool: str) -> RootConfig:
-        root = self._roots.get(pool)
-        if root is None:
-            raise InvalidInput(f"{pool!r} is not a btrfs root on this node")
-        return root
-
-    def pools(self) -> list[PoolStatus]:
-        result = []
-        for root in self._roots.values():
-            total, free = filesystem_space(root.path)
-            result.append(PoolStatus(root.path, root.budget if root.budget is not None else total,
-                                     free))
-        return result
 
     def _open_subvolume(self, parent: int, name: str) -> int | None:
         try:
