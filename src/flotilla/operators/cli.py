@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 from flotilla.operators.audit import audit, diff_audits, exceeds
 from flotilla.operators.catalog import GraphError, load_catalog
@@ -169,6 +175,17 @@ def _lifecycle_errors() -> tuple[type[Exception], ...]:
             TimeoutError)
 
 
+@contextmanager
+def _lifecycle_client(kubeconfig: Path | None) -> Iterator[Client]:
+    """A client for one lifecycle command; any lifecycle failure ends it with the usage code."""
+    try:
+        with _client(kubeconfig) as client:
+            yield client
+    except _lifecycle_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
 def _report_outcome(outcome: object) -> None:
     from flotilla.operators.lifecycle import Outcome
 
@@ -210,15 +227,11 @@ def install(
     """Install the channel head after showing its audit; held unless approval allows it."""
     from flotilla.operators import lifecycle
 
-    try:
-        with _client(kubeconfig) as client:
-            outcome = lifecycle.install(
-                client, load_catalog(catalog), name, channel=channel, approval=approve_mode,
-                namespace=namespace or f"{name}-system", state_ns=state_namespace,
-                hold_on=_severity(hold_on), all_namespaces=all_namespaces)
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    with _lifecycle_client(kubeconfig) as client:
+        outcome = lifecycle.install(
+            client, load_catalog(catalog), name, channel=channel, approval=approve_mode,
+            namespace=namespace or f"{name}-system", state_ns=state_namespace,
+            hold_on=_severity(hold_on), all_namespaces=all_namespaces)
     _report_outcome(outcome)
 
 
@@ -234,14 +247,10 @@ def upgrade(
     """Resolve the upgrade graph to the channel head; show each step's audit and diff."""
     from flotilla.operators import lifecycle
 
-    try:
-        with _client(kubeconfig) as client:
-            outcome = lifecycle.upgrade(client, load_catalog(catalog), name,
-                                        state_ns=state_namespace, channel=channel,
-                                        hold_on=_severity(hold_on))
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    with _lifecycle_client(kubeconfig) as client:
+        outcome = lifecycle.upgrade(client, load_catalog(catalog), name,
+                                    state_ns=state_namespace, channel=channel,
+                                    hold_on=_severity(hold_on))
     _report_outcome(outcome)
 
 
@@ -255,13 +264,9 @@ def approve(
     """Apply this operator's pending install or upgrade (and only this operator's)."""
     from flotilla.operators import lifecycle
 
-    try:
-        with _client(kubeconfig) as client:
-            outcome = lifecycle.approve(client, load_catalog(catalog), name,
-                                        state_ns=state_namespace)
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    with _lifecycle_client(kubeconfig) as client:
+        outcome = lifecycle.approve(client, load_catalog(catalog), name,
+                                    state_ns=state_namespace)
     outcome.steps = []  # already reviewed; keep the output short
     _report_outcome(outcome)
 
@@ -277,13 +282,9 @@ def uninstall(
     """Remove the operator; say which CRDs (and how many objects) stay behind."""
     from flotilla.operators import lifecycle
 
-    try:
-        with _client(kubeconfig) as client:
-            result = lifecycle.uninstall(client, name, state_ns=state_namespace,
-                                         remove_crds=remove_crds)
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    with _lifecycle_client(kubeconfig) as client:
+        result = lifecycle.uninstall(client, name, state_ns=state_namespace,
+                                     remove_crds=remove_crds)
     for ref in result.deleted:
         typer.echo(f"deleted {ref}")
     for crd, count in result.removed_crds.items():
@@ -303,27 +304,23 @@ def status(
     """Installed version, channel, approval mode, pending approval and Deployment readiness."""
     from flotilla.operators import cluster
 
-    try:
-        with _client(kubeconfig) as client:
-            states = cluster.list_states(client, state_namespace)
-            if name:
-                states = [s for s in states if s.package == name]
-                if not states:
-                    raise GraphError(f"{name} is not installed")
-            for s in states:
-                deps = [r for r in s.objects if r.kind == "Deployment"]
-                ready = ", ".join(
-                    f"{r.name} {cluster.deployment_ready(client, r.namespace, r.name)}"
-                    for r in deps) or "-"
-                typer.echo(f"{s.package}: {s.installed or '(not installed)'} channel={s.channel} "
-                           f"approval={s.approval} namespace={s.namespace} mode={s.install_mode} "
-                           f"deployments: {ready}")
-                if s.pending:
-                    typer.echo(f"  pending approval: {' -> '.join(s.pending.steps)} "
-                               f"({s.pending.reason})")
-                    typer.echo(s.pending.diff, nl=False)
-                for crd in s.crds:
-                    typer.echo(f"  CRD {crd}")
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    with _lifecycle_client(kubeconfig) as client:
+        states = cluster.list_states(client, state_namespace)
+        if name:
+            states = [s for s in states if s.package == name]
+            if not states:
+                raise GraphError(f"{name} is not installed")
+        for s in states:
+            deps = [r for r in s.objects if r.kind == "Deployment"]
+            ready = ", ".join(
+                f"{r.name} {cluster.deployment_ready(client, r.namespace, r.name)}"
+                for r in deps) or "-"
+            typer.echo(f"{s.package}: {s.installed or '(not installed)'} channel={s.channel} "
+                       f"approval={s.approval} namespace={s.namespace} mode={s.install_mode} "
+                       f"deployments: {ready}")
+            if s.pending:
+                typer.echo(f"  pending approval: {' -> '.join(s.pending.steps)} "
+                           f"({s.pending.reason})")
+                typer.echo(s.pending.diff, nl=False)
+            for crd in s.crds:
+                typer.echo(f"  CRD {crd}")

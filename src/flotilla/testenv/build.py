@@ -87,6 +87,15 @@ class BuildSpec:
         return self.cache_root / f"v{self.kubernetes_version}"
 
     @property
+    def kubernetes_module_dir(self) -> Path:
+        return self.directory / "src-kubernetes"
+
+    @property
+    def kwok_module_dir(self) -> Path:
+        """Keyed by the kwok version too: the cache directory is keyed by Kubernetes only."""
+        return self.directory / f"src-kwok-v{self.kwok_version}"
+
+    @property
     def bin_dir(self) -> Path:
         return self.directory / "bin"
 
@@ -154,8 +163,8 @@ class BuildStep:
 
 def plan_build(spec: BuildSpec, build_date: str) -> list[BuildStep]:
     """The ordered go commands; only binaries not yet in the cache are built."""
-    k8s_dir = spec.directory / "src-kubernetes"
-    kwok_dir = spec.directory / "src-kwok"
+    k8s_dir = spec.kubernetes_module_dir
+    kwok_dir = spec.kwok_module_dir
     out = str(spec.bin_dir) + "/"
     common = ("-trimpath", "-tags", BUILD_TAGS, "-ldflags", version_ldflags(spec, build_date))
     missing = {b for b in ALL_BINARIES if not spec.binary(b).exists()}
@@ -217,7 +226,7 @@ def kwok_stage_documents(module_dir: Path) -> str:
 
 def _write_kwok_stages(spec: BuildSpec, go: str) -> None:
     listing = subprocess.run(
-        [go, "list", "-m", "-json", "sigs.k8s.io/kwok"], cwd=spec.directory / "src-kwok",
+        [go, "list", "-m", "-json", "sigs.k8s.io/kwok"], cwd=spec.kwok_module_dir,
         env=_go_environment({}), capture_output=True, text=True,
     )
     if listing.returncode != 0:
@@ -272,13 +281,11 @@ def run_build(spec: BuildSpec, progress: ProgressCallback | None = None) -> dict
     go = find_go()
     build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     spec.bin_dir.mkdir(parents=True, exist_ok=True)
-    k8s_dir = spec.directory / "src-kubernetes"
-    kwok_dir = spec.directory / "src-kwok"
-    for directory, text in ((k8s_dir, kubernetes_go_mod(spec)), (kwok_dir, kwok_go_mod(spec))):
+    for directory, text in ((spec.kubernetes_module_dir, kubernetes_go_mod(spec)),
+                            (spec.kwok_module_dir, kwok_go_mod(spec))):
         directory.mkdir(parents=True, exist_ok=True)
         gomod = directory / "go.mod"
-        # Keep a go.mod that tidy already completed; rewrite one that differs in what we ask for.
-        if not gomod.exists() or not gomod.read_text().startswith(text.split("replace", 1)[0]):
+        if not gomod.exists():  # one that `go mod tidy` completed is kept as it is
             gomod.write_text(text)
     log = spec.directory / "build.log"
     timings: dict[str, float] = {}
