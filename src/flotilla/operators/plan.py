@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from flotilla.operators.audit import AuditDiff, exceeds
-from flotilla.operators.loading import Bundle
+from flotilla.operators.documents import Bundle
 from flotilla.operators.models import Severity, seq
 
 __all__ = [
