@@ -21,7 +21,7 @@ the build metadata, so the order is total and stable across runs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from flotilla.core import semver
@@ -39,7 +39,11 @@ PartKey = tuple[int, int, str]
 
 @dataclass(frozen=True)
 class Version:
-    """A parsed chart version; ``original`` is the exact string, which is the identity we index."""
+    """A parsed chart version; ``original`` is the exact string, which is the identity we index.
+
+    ``precedence`` is SemVer 2 precedence (build metadata does not count, a release beats its
+    pre-releases), computed once at parse time because sorting an index asks for it often.
+    """
 
     major: int
     minor: int
@@ -47,12 +51,7 @@ class Version:
     prerelease: str
     build: str
     original: str
-
-    @property
-    def precedence(self) -> semver.PrecedenceKey:
-        """SemVer 2 precedence: build metadata does not count, a release beats its pre-releases."""
-        pre = semver.prerelease_identifiers(self.prerelease) if self.prerelease else ()
-        return semver.precedence_key(self.major, self.minor, self.patch, pre)
+    precedence: semver.PrecedenceKey = field(compare=False, repr=False)
 
     @property
     def is_prerelease(self) -> bool:
@@ -76,14 +75,14 @@ def parse(text: str) -> Version | None:
         return None
     major, minor, patch, pre, build = m.groups()
     numbers = (int(major), int(minor or 0), int(patch or 0))
-    if any(n > semver.UINT64_MAX for n in numbers):
+    if max(numbers) > semver.UINT64_MAX:
         return None
-    if pre:
-        try:
-            semver.prerelease_identifiers(pre)
-        except semver.InvalidVersionError:
-            return None
-    return Version(*numbers, pre or "", build or "", text)
+    try:
+        identifiers = semver.prerelease_identifiers(pre) if pre else ()
+    except semver.InvalidVersionError:
+        return None
+    return Version(*numbers, pre or "", build or "", text,
+                   semver.precedence_key(*numbers, identifiers))
 
 
 def is_strict(text: str) -> bool:

@@ -40,6 +40,8 @@ PrecedenceKey = tuple[int, int, int, int, PrereleaseKey]
 
 _ASCII_IDENT = re.compile(r"[0-9A-Za-z-]+\Z")
 _NUMBER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
+_PRE_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_PRERELEASE = re.compile(rf"{_PRE_IDENT}(?:\.{_PRE_IDENT})*\Z")
 _CORE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([^+]*))?(?:\+(.*))?\Z",
                    re.DOTALL)
 
@@ -55,6 +57,8 @@ def _shown(text: str) -> str:
 def prerelease_identifiers(text: str) -> tuple[Identifier, ...]:
     """Dot-separated pre-release identifiers: non-empty ``[0-9A-Za-z-]``, numbers without leading
     zeros (SemVer 2 §9). Numeric identifiers become ints so they compare numerically."""
+    if _PRERELEASE.match(text):  # the common, valid case in one pass
+        return tuple(int(p) if p.isdigit() else p for p in text.split("."))
     out: list[Identifier] = []
     for part in text.split("."):
         if not _ASCII_IDENT.match(part):
@@ -83,9 +87,11 @@ def precedence_key(major: int, minor: int, patch: int,
                    prerelease: tuple[Identifier, ...]) -> PrecedenceKey:
     """SemVer 2 §11 as a sort key: numbers numerically, a release above its pre-releases,
     numeric identifiers below alphanumeric ones, a longer identifier list above its prefix."""
+    if not prerelease:
+        return (major, minor, patch, 1, ())
     pre: PrereleaseKey = tuple(
         (0, p, "") if isinstance(p, int) else (1, 0, p) for p in prerelease)
-    return (major, minor, patch, 0 if prerelease else 1, pre)
+    return (major, minor, patch, 0, pre)
 
 
 @dataclass(frozen=True)
