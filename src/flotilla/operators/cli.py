@@ -57,9 +57,14 @@ def _kubeconfig(path: Path | None) -> Path:
 
 
 def _client(path: Path | None):  # type: ignore[no-untyped-def]
+    from lightkube.core.exceptions import ConfigError
+
     from flotilla.core.kube import client_from_kubeconfig
 
-    return client_from_kubeconfig(_kubeconfig(path))
+    try:
+        return client_from_kubeconfig(_kubeconfig(path))
+    except ConfigError as exc:  # a missing or broken kubeconfig: a message, not a traceback
+        raise ValueError(str(exc)) from exc
 
 
 KUBECONFIG_OPT = typer.Option(None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG, "
