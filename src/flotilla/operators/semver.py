@@ -17,9 +17,11 @@ accepts, quirks included:
   token is dropped by blang's tokenizer, so ``1.0.0 - 2.0.0`` parses as ``=1.0.0 AND =2.0.0``
   (matches nothing); we accept it likewise but :func:`range_warnings` points it out.
 
-Precedence comes from the strict SemVer 2 core (``flotilla.core.semver``). The verdicts we hold
-ourselves to are the table in ``tests/operators/test_semver_blang.py``, taken from reading blang's
-parser, in our own words.
+Stricter than blang in two ways only: an empty alternative (``>=1.0.0 || || <0.5.0``), which
+blang parses and then crashes on when it is used, is refused; and against hostile input a
+version over 256 characters or a range over 1024 is refused (no real catalog comes near either).
+Precedence comes from the strict SemVer 2 core (``flotilla.core.semver``). The verdicts are a
+table in ``tests/operators/test_semver_blang.py``, checked there against blang itself.
 """
 
 from __future__ import annotations
