@@ -153,7 +153,8 @@ def test_generated_ranges_agree_with_blang(oracle: Path) -> None:
     singles = [op + v for op, v in itertools.product(ops, versions)]
     pairs = [f"{a} {b}" for a, b in itertools.product(singles[::3], singles[1::4])]
     ors = [f"{a} || {b}" for a, b in itertools.product(singles[::5], singles[2::7])]
-    texts = singles + pairs + ors + ["1.0.0 - 2.0.0", "- 1.0.0", "1.0.0 -", "* || 1.0.0"]
+    texts = singles + pairs + ors + ["1.0.0 - 2.0.0", "- 1.0.0", "1.0.0 -", "* || 1.0.0",
+                                     ">=1.0.0 || || <0.5.0"]
     disagree = []
     for text, verdict in zip(texts, ask(oracle, [(t, PROBES) for t in texts]), strict=True):
         valid, matches = _ours(text)
