@@ -21,9 +21,9 @@ from flotilla.localpv.btrfs import (
     qgroup_limit_command,
     vol_args,
 )
+from flotilla.localpv.controller.leader import lease_free
 from flotilla.localpv.deploy import deploy_manifests
 from flotilla.localpv.discovery import DeviceFilter, Disk, eligible, parse_lsblk
-from flotilla.localpv.leader import lease_free
 from flotilla.localpv.lvm import (
     LvmBackend,
     lvcreate_command,
@@ -280,7 +280,7 @@ def test_agent_metrics_expose_pools_and_volumes() -> None:
 
 
 def test_capacity_per_class_and_node_from_agent_reports() -> None:
-    from flotilla.localpv.capacity import desired_capacities, same_quantities
+    from flotilla.localpv.controller.capacity import desired_capacities, same_quantities
     from flotilla.localpv.model import Allocation, Backend
     from flotilla.localpv.resources import now_iso
 

@@ -95,7 +95,7 @@ class Agent:
         self.client = client
         self.settings = settings
         self.backends = backends
-        self.queue = WorkQueue()
+        self.queue: WorkQueue[str] = WorkQueue()
         self.stop_event = threading.Event()
         self.node_uid = ""
         self.volumes = Informer(client, LocalVolume, labels={LABEL_NODE: settings.node},

@@ -77,7 +77,7 @@ def controller(
 ) -> None:
     """Run the cluster-wide provisioner (one active instance per cluster)."""
     from flotilla.localpv.controller import Controller, ControllerSettings
-    from flotilla.localpv.leader import LeaderElector
+    from flotilla.localpv.controller.leader import LeaderElector
 
     _setup_logging(verbose)
     client = _client(kubeconfig)
