@@ -160,10 +160,11 @@ def test_a_provision_carries_what_placement_needs() -> None:
 
 
 def _placement(claim: ClaimView, report: NodeReport, *, allocations: list[Allocation] | None = None,
-               source: VolumeView | None = None, **params: str) -> object:
-    parsed = parse_class_params(params)
-    return decide_placement(claim_from(claim.obj), parsed, ("ns_data_pvc-u1",), sc(**params),
-                            report, allocations or [], source)
+               source: VolumeView | None = None, params: dict[str, str] | None = None
+               ) -> object:
+    params = params or {}
+    return decide_placement(claim_from(claim.obj), parse_class_params(params),
+                            ("ns_data_pvc-u1",), sc(**params), report, allocations or [], source)
 
 
 PLACEMENT_CASES: list[tuple[str, NodeReport, list[Allocation], dict[str, str], object]] = [
@@ -185,7 +186,7 @@ PLACEMENT_CASES: list[tuple[str, NodeReport, list[Allocation], dict[str, str], o
                          [c[1:] for c in PLACEMENT_CASES], ids=[c[0] for c in PLACEMENT_CASES])
 def test_decide_placement(report: NodeReport, allocations: list[Allocation],
                           params: dict[str, str], expected: object) -> None:
-    action = _placement(pvc(node="n1"), report, allocations=allocations, **params)
+    action = _placement(pvc(node="n1"), report, allocations=allocations, params=params)
     if isinstance(expected, type):
         assert isinstance(action, expected)
     else:
@@ -193,7 +194,7 @@ def test_decide_placement(report: NodeReport, allocations: list[Allocation],
 
 
 def test_a_placed_volume_records_node_pool_claim_and_promise() -> None:
-    action = _placement(pvc(node="n1"), node(), uid="1000", mode="0750")
+    action = _placement(pvc(node="n1"), node(), params={"uid": "1000", "mode": "0750"})
     assert isinstance(action, CreateVolume)
     spec = action.body["spec"]
     assert (spec["node"], spec["nodeUID"], spec["pool"], spec["size"]) == (
@@ -213,7 +214,7 @@ def test_a_placed_volume_records_node_pool_claim_and_promise() -> None:
 def test_clones_need_a_ready_source(source: VolumeView | None, expected: object) -> None:
     claim = pvc(node="n1", dataSource={"kind": "PersistentVolumeClaim", "name": "origin"})
     report = node(pools=(Pool("n1", Backend.BTRFS, "/a", 1024 * Mi, 1024 * Mi),))
-    action = _placement(claim, report, source=source, backend="btrfs")
+    action = _placement(claim, report, source=source, params={"backend": "btrfs"})
     if isinstance(expected, type):
         assert isinstance(action, CreateVolume)
         assert action.body["spec"]["source"] == {"volume": "pvc-u1", "pool": "/a",
