@@ -4,5 +4,5 @@ from __future__ import annotations
 
 __all__ = ["Engine", "EngineConfig", "TiltfileError", "evaluate"]
 
-from flotilla.dev.engine import Engine, EngineConfig
-from flotilla.dev.tiltfile import TiltfileError, evaluate
+from flotilla.dev.runtime.engine import Engine, EngineConfig
+from flotilla.dev.tiltfile.evaluator import TiltfileError, evaluate

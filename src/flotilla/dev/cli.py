@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from flotilla.dev.engine import Engine, EngineConfig
-from flotilla.dev.tiltfile import TiltfileError
+from flotilla.dev.runtime.engine import Engine, EngineConfig
+from flotilla.dev.tiltfile.evaluator import TiltfileError
 
 app = typer.Typer(help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
                   no_args_is_help=True)
@@ -66,11 +66,11 @@ def render(
     registry: str = RegOpt,
 ) -> None:
     """Evaluate the Tiltfile and print its resources and manifests as YAML; touches nothing."""
-    from flotilla.dev.context import Matcher, read_ignore_file
-    from flotilla.dev.render import planned_refs
-    from flotilla.dev.render import render as render_yaml
-    from flotilla.dev.resources import assemble
-    from flotilla.dev.tiltfile import evaluate
+    from flotilla.dev.plan.context import Matcher, read_ignore_file
+    from flotilla.dev.plan.render import planned_refs
+    from flotilla.dev.plan.render import render as render_yaml
+    from flotilla.dev.plan.resources import assemble
+    from flotilla.dev.tiltfile.evaluator import evaluate
 
     try:
         result, _ = evaluate(tiltfile, args=list(ctx.args))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import watchfiles
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.engine import Engine
 
 logger = logging.getLogger(__name__)
 _ALWAYS_IGNORED = ("/.git/", "/__pycache__/", "/.mypy_cache/", "/.pytest_cache/")

@@ -7,12 +7,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from flotilla.core.kube import KubeError, PortForward, follow_pod_logs
-from flotilla.dev import manifests
-from flotilla.dev.kubedeploy import pod_failure, pod_ready
-from flotilla.dev.model import ResourceKind
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.model import ResourceKind
+from flotilla.dev.runtime.kubedeploy import pod_failure, pod_ready
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.engine import Engine
 
 logger = logging.getLogger(__name__)
 RUNTIME = "runtime: "

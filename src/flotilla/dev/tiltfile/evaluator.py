@@ -17,7 +17,7 @@ from typing import Any
 
 import starlark as sl
 
-from flotilla.dev.model import TiltfileResult
+from flotilla.dev.plan.model import TiltfileResult
 
 __all__ = ["TiltfileError", "evaluate"]
 
@@ -64,7 +64,7 @@ class Evaluator:
     _builtins: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from flotilla.dev import builtins
+        from flotilla.dev.tiltfile import builtins
 
         self.tiltfile = self.tiltfile.resolve()
         self.result = TiltfileResult(tiltfile=str(self.tiltfile), k8s_context=self.kube_context,
@@ -115,7 +115,7 @@ class Evaluator:
                      "parse", "set_enabled_resources", "clear_enabled_resources"):
             mod.add_callable(f"_config_{name}",
                              self._wrap(f"config.{name}", getattr(self, f"_config_{name}")))
-        from flotilla.dev.builtins import CONSTANTS
+        from flotilla.dev.tiltfile.builtins import CONSTANTS
 
         for key, value in CONSTANTS.items():
             mod[key] = value
@@ -167,7 +167,7 @@ class Evaluator:
         self._exec_file(target)
 
     def _extension(self, module_id: str) -> sl.FrozenModule:
-        from flotilla.dev.builtins import EXTENSIONS
+        from flotilla.dev.tiltfile.builtins import EXTENSIONS
 
         name = module_id.removeprefix("ext://")
         source = EXTENSIONS.get(name)
@@ -237,7 +237,7 @@ class Evaluator:
         """Values from ``tilt_config.json`` beside the Tiltfile, then from the command line."""
         if self.config_parsed is not None:
             return self.config_parsed
-        from flotilla.dev.builtins import parse_config_args
+        from flotilla.dev.tiltfile.builtins import parse_config_args
 
         values: dict[str, Any] = {}
         cfg = self.tiltfile.parent / "tilt_config.json"

@@ -6,14 +6,14 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from flotilla.dev import manifests
-from flotilla.dev.decide import Action, ActionKind, Copy
-from flotilla.dev.model import InitialSync, Sync
-from flotilla.dev.render import container_overrides
-from flotilla.dev.state import ResourceState
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.decide import Action, ActionKind, Copy
+from flotilla.dev.plan.model import InitialSync, Sync
+from flotilla.dev.plan.render import container_overrides
+from flotilla.dev.runtime.state import ResourceState
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.engine import Engine
 
 
 class RolloutError(RuntimeError):

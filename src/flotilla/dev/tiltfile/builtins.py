@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import starlark as sl
 import yaml
 
-from flotilla.dev import manifests
-from flotilla.dev.model import (
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.model import (
     ComposeProject,
     DcResourceOptions,
     FallBackOn,
@@ -36,10 +36,10 @@ from flotilla.dev.model import (
     Sync,
     TriggerMode,
 )
-from flotilla.dev.tools import find_tool
+from flotilla.dev.tiltfile.tools import find_tool
 
 if TYPE_CHECKING:
-    from flotilla.dev.tiltfile import Evaluator
+    from flotilla.dev.tiltfile.evaluator import Evaluator
 
 CONSTANTS: dict[str, Any] = {
     "TRIGGER_MODE_AUTO": int(TriggerMode.AUTO),

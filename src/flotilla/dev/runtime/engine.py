@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.dev import decide, resources
-from flotilla.dev.build import Builder, Registry
-from flotilla.dev.context import ContextFilter, Matcher, image_filter, read_ignore_file
-from flotilla.dev.decide import Action, ActionKind
-from flotilla.dev.local import Server, run_cmd, wait_probe
-from flotilla.dev.model import ImageTarget, Resource, ResourceKind, TiltfileResult
-from flotilla.dev.state import BuildRecord, ResourceState, write_record
-from flotilla.dev.tiltfile import TiltfileError, evaluate
+from flotilla.dev.plan import decide, resources
+from flotilla.dev.plan.context import ContextFilter, Matcher, image_filter, read_ignore_file
+from flotilla.dev.plan.decide import Action, ActionKind
+from flotilla.dev.plan.model import ImageTarget, Resource, ResourceKind, TiltfileResult
+from flotilla.dev.runtime.build import Builder, Registry
+from flotilla.dev.runtime.local import Server, run_cmd, wait_probe
+from flotilla.dev.runtime.state import BuildRecord, ResourceState, write_record
+from flotilla.dev.tiltfile.evaluator import TiltfileError, evaluate
 
 logger = logging.getLogger(__name__)
 TILTFILE = "(Tiltfile)"
@@ -144,14 +144,14 @@ class Engine:
                                     "or set KUBECONFIG")
             self._check_context(result)
             from flotilla.core.kube import client_from_kubeconfig
-            from flotilla.dev.kubedeploy import KubeDeployer
-            from flotilla.dev.monitor import Monitor
+            from flotilla.dev.runtime.kubedeploy import KubeDeployer
+            from flotilla.dev.runtime.monitor import Monitor
 
             self._client = client_from_kubeconfig(self.cfg.kubeconfig)
             self.kube = KubeDeployer(self._client, self.cfg.kubeconfig, namespace)
             self.monitor = Monitor(self)
         if result.compose and self.compose is None:
-            from flotilla.dev.compose import ComposeRunner
+            from flotilla.dev.runtime.compose import ComposeRunner
 
             self.compose = ComposeRunner(self.builder)
 
@@ -185,7 +185,7 @@ class Engine:
         if self.monitor is not None:
             self._spawn("monitor", self.monitor.run)
         if self.cfg.watch:
-            from flotilla.dev.watch import watch_loop
+            from flotilla.dev.runtime.watch import watch_loop
 
             self._spawn("watch", lambda: watch_loop(self))
             self.record()  # a long-running `up`: let `down` in another shell find and stop it
@@ -307,11 +307,11 @@ class Engine:
         elif r.kind == ResourceKind.COMPOSE:
             self.compose.update(self, st, action)
         elif action is not None and action.kind == ActionKind.LIVE_UPDATE:
-            from flotilla.dev.k8supdate import live_update
+            from flotilla.dev.runtime.k8supdate import live_update
 
             live_update(self, st, action)
         else:
-            from flotilla.dev.k8supdate import full_update
+            from flotilla.dev.runtime.k8supdate import full_update
 
             full_update(self, st)
             self.record()

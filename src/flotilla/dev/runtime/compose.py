@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import docker
 import docker.errors
 
-from flotilla.dev.build import Builder
-from flotilla.dev.decide import Action, ActionKind
-from flotilla.dev.kubedeploy import live_update_script, tar_of
-from flotilla.dev.model import ImageTarget, RestartContainer
-from flotilla.dev.state import ResourceState
+from flotilla.dev.plan.decide import Action, ActionKind
+from flotilla.dev.plan.model import ImageTarget, RestartContainer
+from flotilla.dev.runtime.build import Builder
+from flotilla.dev.runtime.kubedeploy import live_update_script, tar_of
+from flotilla.dev.runtime.state import ResourceState
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.engine import Engine
 
 logger = logging.getLogger(__name__)
 PROJECT_LABEL = "com.docker.compose.project"
