@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from flotilla.dev.plan.model import FallBackOn, Run, Sync, TriggerMode
-from flotilla.dev.tiltfile.evaluator import TiltfileError, evaluate
+from flotilla.dev.tiltfile.errors import TiltfileError
+from flotilla.dev.tiltfile.evaluator import evaluate
 
 DEPLOY = """apiVersion: apps/v1
 kind: Deployment

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from flotilla.dev.runtime.engine import Engine, EngineConfig
-from flotilla.dev.tiltfile.evaluator import TiltfileError
+from flotilla.dev.tiltfile.errors import TiltfileError
 
 app = typer.Typer(help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
                   no_args_is_help=True)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import docker
 import docker.errors
 
-from flotilla.dev.plan.decide import Action, ActionKind
-from flotilla.dev.plan.model import ImageTarget, RestartContainer
 from flotilla.dev.runtime.build import Builder
+from flotilla.dev.plan.decide import Action, ActionKind
 from flotilla.dev.runtime.kubedeploy import live_update_script, tar_of
+from flotilla.dev.plan.model import ImageTarget, RestartContainer
 from flotilla.dev.runtime.state import ResourceState
 
 if TYPE_CHECKING:

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from flotilla.dev.plan import decide, resources
+from flotilla.dev.runtime.build import Builder, Registry
 from flotilla.dev.plan.context import ContextFilter, Matcher, image_filter, read_ignore_file
 from flotilla.dev.plan.decide import Action, ActionKind
-from flotilla.dev.plan.model import ImageTarget, Resource, ResourceKind, TiltfileResult
-from flotilla.dev.runtime.build import Builder, Registry
 from flotilla.dev.runtime.local import Server, run_cmd, wait_probe
+from flotilla.dev.plan.model import ImageTarget, Resource, ResourceKind, TiltfileResult
 from flotilla.dev.runtime.state import BuildRecord, ResourceState, write_record
-from flotilla.dev.tiltfile.evaluator import TiltfileError, evaluate
+from flotilla.dev.tiltfile.errors import TiltfileError
+from flotilla.dev.tiltfile.evaluator import evaluate
 
 logger = logging.getLogger(__name__)
 TILTFILE = "(Tiltfile)"

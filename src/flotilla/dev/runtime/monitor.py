@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from flotilla.core.kube import KubeError, PortForward, follow_pod_logs
 from flotilla.dev.plan import manifests
-from flotilla.dev.plan.model import ResourceKind
 from flotilla.dev.runtime.kubedeploy import pod_failure, pod_ready
+from flotilla.dev.plan.model import ResourceKind
 
 if TYPE_CHECKING:
     from flotilla.dev.runtime.engine import Engine
