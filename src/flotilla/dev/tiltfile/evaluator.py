@@ -18,8 +18,8 @@ from typing import Any
 import starlark as sl
 
 from flotilla.dev.plan.model import TiltfileResult
-from flotilla.dev.tiltfile.builtins import CONSTANTS, EXTENSIONS, Builtins
 from flotilla.dev.tiltfile.arguments import parse_config_args
+from flotilla.dev.tiltfile.builtins import CONSTANTS, EXTENSIONS, Builtins
 from flotilla.dev.tiltfile.errors import BuiltinError, TiltfileError, UsageError
 
 __all__ = ["Evaluator", "TiltfileError", "UsageError", "evaluate"]
