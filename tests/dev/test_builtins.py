@@ -1,4 +1,4 @@
-"""The built-in registry: every Tilt name is exposed, and misuse reports the Tiltfile's file:line."""
+"""The built-in registry: every Tilt name is exposed; misuse reports the Tiltfile's file:line."""
 
 from __future__ import annotations
 
