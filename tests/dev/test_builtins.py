@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from flotilla.dev.tiltfile import builtins
-from flotilla.dev.tiltfile.builtins import REGISTRY, Builtins, builtin
+from flotilla.dev.tiltfile import registry
+from flotilla.dev.tiltfile.builtins import Builtins
 from flotilla.dev.tiltfile.errors import TiltfileError, UsageError
 from flotilla.dev.tiltfile.evaluator import evaluate
+from flotilla.dev.tiltfile.registry import REGISTRY, builtin
 
 # Tilt's names that flotilla dev implements (docs/dev.md lists them); the `_`-prefixed ones back
 # the ext://restart_process and ext://namespace extensions.
@@ -54,7 +55,7 @@ def test_extensions_expose_the_underscored_builtins(tmp_path: Path) -> None:
 def test_registering_a_name_twice_is_refused() -> None:
     with pytest.raises(RuntimeError, match="'k8s_yaml' registered twice"):
         builtin("k8s_yaml")(lambda self: None)
-    assert builtins.REGISTRY["k8s_yaml"] == "k8s_yaml"
+    assert registry.REGISTRY["k8s_yaml"] == "k8s_yaml"
 
 
 @pytest.mark.parametrize(("call", "message"), [

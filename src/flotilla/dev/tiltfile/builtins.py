@@ -1,8 +1,8 @@
 """Tilt's built-in functions, with Tilt's argument names and defaults.
 
 ``Builtins`` holds one evaluation's state; each Tilt built-in is a method that ``@builtin``
-records in ``REGISTRY`` under its Tilt name (as kopf's ``on.*`` decorators fill a registry).
-Relative paths resolve against the file being run and declarations land in its
+(``registry.py``) records in ``REGISTRY`` under its Tilt name, as kopf's ``on.*`` decorators
+fill a registry. Relative paths resolve against the file being run and declarations land in its
 ``TiltfileResult``. Tilt's ``Blob`` is a plain string here; strings that came from
 ``local``/``read_file``/``helm``/... are remembered so ``k8s_yaml`` knows they are YAML. Usage
 errors raise ``UsageError``; the evaluator adds the Tiltfile's file and line.
@@ -16,7 +16,7 @@ import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import starlark as sl
 import yaml
@@ -36,7 +36,6 @@ from flotilla.dev.plan.model import (
     RestartContainer,
     Run,
     Sync,
-    TiltfileResult,
     TriggerMode,
 )
 from flotilla.dev.tiltfile.arguments import (
@@ -49,6 +48,7 @@ from flotilla.dev.tiltfile.arguments import (
     trigger_mode_of,
 )
 from flotilla.dev.tiltfile.errors import UsageError
+from flotilla.dev.tiltfile.registry import REGISTRY, Scope, builtin
 from flotilla.dev.tiltfile.tools import find_tool
 
 CONSTANTS: dict[str, Any] = {
@@ -69,44 +69,6 @@ EXTENSIONS: dict[str, str] = {
 }
 
 RESTART_FILE = "/tmp/.restart-proc"
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-REGISTRY: dict[str, str] = {}
-"""Tilt name -> name of the ``Builtins`` method that implements it."""
-
-
-def builtin(tilt_name: str = "") -> Callable[[_Method], _Method]:
-    """Record the decorated method as the Tilt built-in ``tilt_name`` (default: its own name)."""
-
-    def record(method: _Method) -> _Method:
-        name = tilt_name or method.__name__
-        if name in REGISTRY:
-            raise RuntimeError(f"built-in {name!r} registered twice")
-        REGISTRY[name] = method.__name__
-        return method
-
-    return record
-
-
-class Scope(Protocol):
-    """What the built-ins need of the evaluator; it is passed in, never imported."""
-
-    @property
-    def result(self) -> TiltfileResult: ...
-    @property
-    def blobs(self) -> set[str]: ...
-    @property
-    def cwd(self) -> Path: ...
-    @property
-    def kube_context(self) -> str: ...
-    @property
-    def kube_namespace(self) -> str: ...
-    def path(self, p: str) -> str: ...
-    def watch(self, p: str) -> None: ...
-    def blob(self, text: str) -> str: ...
-    def include(self, path: str) -> None: ...
-
 
 def _env(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
