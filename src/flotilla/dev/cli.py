@@ -8,11 +8,14 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.dev.engine import Engine, EngineConfig
-from flotilla.dev.tiltfile import TiltfileError
+from flotilla.dev.tiltfile.errors import TiltfileError
+
+if TYPE_CHECKING:  # the engine pulls in docker and starlark: imported when a command runs
+    from flotilla.dev.runtime.engine import Engine
 
 app = typer.Typer(help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
                   no_args_is_help=True)
@@ -43,6 +46,8 @@ def _echo(name: str, line: str) -> None:
 
 def _engine(ctx: typer.Context, tiltfile: Path, kubeconfig: Path | None, namespace: str,
             registry: str, docker_host: str | None, *, ci: bool, quiet: bool) -> Engine:
+    from flotilla.dev.runtime.engine import Engine, EngineConfig
+
     cfg = EngineConfig(tiltfile=tiltfile, kubeconfig=_kubeconfig(kubeconfig),
                        namespace=namespace, args=list(ctx.args), registry=registry,
                        docker_host=docker_host, ci=ci, watch=not ci,
@@ -66,11 +71,11 @@ def render(
     registry: str = RegOpt,
 ) -> None:
     """Evaluate the Tiltfile and print its resources and manifests as YAML; touches nothing."""
-    from flotilla.dev.context import Matcher, read_ignore_file
-    from flotilla.dev.render import planned_refs
-    from flotilla.dev.render import render as render_yaml
-    from flotilla.dev.resources import assemble
-    from flotilla.dev.tiltfile import evaluate
+    from flotilla.dev.plan.context import Matcher, read_ignore_file
+    from flotilla.dev.plan.render import planned_refs
+    from flotilla.dev.plan.render import render as render_yaml
+    from flotilla.dev.plan.resources import assemble
+    from flotilla.dev.tiltfile.evaluator import evaluate
 
     try:
         result, _ = evaluate(tiltfile, args=list(ctx.args))

@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flotilla.dev.model import ImageTarget
+from flotilla.dev.plan.model import ImageTarget
 
 GENERATED_DOCKERFILE = ".flotilla.Dockerfile"
 RESTART_SCRIPT = (

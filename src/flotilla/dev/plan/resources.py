@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flotilla.dev import manifests
-from flotilla.dev.model import (
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.model import (
     ImageTarget,
     Resource,
     ResourceKind,

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import docker
 import docker.errors
 
-from flotilla.dev.build import Builder
-from flotilla.dev.decide import Action, ActionKind
-from flotilla.dev.kubedeploy import live_update_script, tar_of
-from flotilla.dev.model import ImageTarget, RestartContainer
-from flotilla.dev.state import ResourceState
+from flotilla.dev.plan.decide import Action, ActionKind
+from flotilla.dev.plan.model import ImageTarget, RestartContainer
+from flotilla.dev.runtime.build import Builder
+from flotilla.dev.runtime.kubedeploy import live_update_script, tar_of
+from flotilla.dev.runtime.state import ResourceState
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.session import Session
 
 logger = logging.getLogger(__name__)
 PROJECT_LABEL = "com.docker.compose.project"
@@ -92,11 +92,11 @@ class ComposeRunner:
     def container_name(self, project: str, service: str) -> str:
         return f"{project}-{service}-1"
 
-    def _image(self, engine: Engine, st: ResourceState) -> str:
+    def _image(self, session: Session, st: ResourceState) -> str:
         spec = st.resource.compose_service or {}
         if st.resource.images:
             ref = st.resource.images[0]
-            built = self.builder.build(engine.images[ref], lambda line: engine._log(st, line))
+            built = self.builder.build(session.images[ref], lambda line: session.log_to(st, line))
             st.deployed_refs = {ref: built.local_ref}
             return built.local_ref
         build = spec.get("build")
@@ -112,23 +112,23 @@ class ComposeRunner:
             saved = self.builder.registry
             self.builder.registry = dataclasses.replace(saved, host="")
             try:
-                return self.builder.build(target, lambda line: engine._log(st, line)).local_ref
+                return self.builder.build(target, lambda line: session.log_to(st, line)).local_ref
             finally:
                 self.builder.registry = saved
         if not spec.get("image"):
             raise ValueError(f"compose service {st.resource.name} has neither image nor build")
         return str(spec["image"])
 
-    def update(self, engine: Engine, st: ResourceState, action: Action | None) -> None:
+    def update(self, session: Session, st: ResourceState, action: Action | None) -> None:
         if action is not None and action.kind == ActionKind.LIVE_UPDATE:
-            self.live_update(engine, st, action)
+            self.live_update(session, st, action)
             return
         spec = st.resource.compose_service or {}
         bad = UNSUPPORTED_KEYS & set(spec)
         if bad:
             raise ValueError(f"compose keys not supported: {', '.join(sorted(bad))}")
         st.status = "building"
-        image = self._image(engine, st)
+        image = self._image(session, st)
         project = st.resource.compose_project
         self._projects.add(project)
         name = self.container_name(project, st.resource.name)
@@ -149,8 +149,8 @@ class ComposeRunner:
         network_obj.connect(container, aliases=[st.resource.name])
         container.start()
         st.applied = [{"container": name}]
-        self._wait_running(engine, st, name)
-        self._follow(engine, st, name)
+        self._wait_running(session, st, name)
+        self._follow(session, st, name)
 
     def _network(self, project: str) -> str:
         name = f"{project}_default"
@@ -160,9 +160,9 @@ class ComposeRunner:
             self.client.networks.create(name, labels={PROJECT_LABEL: project})
         return name
 
-    def _wait_running(self, engine: Engine, st: ResourceState, name: str) -> None:
-        deadline = time.monotonic() + engine.settings_timeout()
-        while time.monotonic() < deadline and not engine.stop_event.is_set():
+    def _wait_running(self, session: Session, st: ResourceState, name: str) -> None:
+        deadline = time.monotonic() + session.settings_timeout()
+        while time.monotonic() < deadline and not session.stop_event.is_set():
             c = self.client.containers.get(name)
             state = c.attrs.get("State") or {}
             health = (state.get("Health") or {}).get("Status")
@@ -170,48 +170,48 @@ class ComposeRunner:
                 raise RuntimeError(f"container {name} exited with code {state.get('ExitCode')}")
             if state.get("Running") and health in (None, "healthy"):
                 return
-            engine.stop_event.wait(0.2)
+            session.stop_event.wait(0.2)
         raise RuntimeError(f"container {name} not running/healthy in time")
 
-    def _follow(self, engine: Engine, st: ResourceState, name: str) -> None:
+    def _follow(self, session: Session, st: ResourceState, name: str) -> None:
         since = int(time.time()) - 1
 
         def pump() -> None:
             try:
                 c = self.client.containers.get(name)
                 for chunk in c.logs(stream=True, follow=True, since=since):
-                    engine._log(st, chunk.decode(errors="replace").rstrip("\n"))
+                    session.log_to(st, chunk.decode(errors="replace").rstrip("\n"))
             except Exception as exc:  # container removed or client closed: the stream ends
                 logger.debug("compose logs %s ended: %s", name, exc)
         t = threading.Thread(target=pump, name=f"compose-logs-{name}", daemon=True)
         t.start()
         self._logs.append(t)
 
-    def live_update(self, engine: Engine, st: ResourceState, action: Action) -> None:
+    def live_update(self, session: Session, st: ResourceState, action: Action) -> None:
         st.status = "updating"
         name = self.container_name(st.resource.compose_project, st.resource.name)
         try:
             c = self.client.containers.get(name)
         except docker.errors.NotFound:
-            self.update(engine, st, None)
+            self.update(session, st, None)
             return
         copies = [(cp.local, cp.remote) for cp in action.copies]
         if copies:
             c.put_archive("/", tar_of(copies))
         docker_restart = any(isinstance(s, RestartContainer) for ref in action.images
-                             for s in engine.images[ref].live_update)
+                             for s in session.images[ref].live_update)
         script_action = dataclasses.replace(action, restart=action.restart and not docker_restart)
         script = live_update_script(script_action, has_files=False)
         code, out = c.exec_run(["sh", "-c", script])
         text = out.decode(errors="replace") if isinstance(out, bytes) else ""
         for line in text.splitlines():
-            engine._log(st, line)
+            session.log_to(st, line)
         if code != 0:
             raise RuntimeError(f"live update in {name} failed (exit {code})")
         if docker_restart:
             c.restart(timeout=2)
-            self._follow(engine, st, name)
-        engine._log(st, f"live update {name}: {len(copies)} file(s)")
+            self._follow(session, st, name)
+        session.log_to(st, f"live update {name}: {len(copies)} file(s)")
 
     def remove_container(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):

@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.dev import decide, resources
-from flotilla.dev.build import Builder, Registry
-from flotilla.dev.context import ContextFilter, Matcher, image_filter, read_ignore_file
-from flotilla.dev.decide import Action, ActionKind
-from flotilla.dev.local import Server, run_cmd, wait_probe
-from flotilla.dev.model import ImageTarget, Resource, ResourceKind, TiltfileResult
-from flotilla.dev.state import BuildRecord, ResourceState, write_record
-from flotilla.dev.tiltfile import TiltfileError, evaluate
+from flotilla.dev.plan import decide, resources
+from flotilla.dev.plan.context import ContextFilter, Matcher, image_filter, read_ignore_file
+from flotilla.dev.plan.decide import Action, ActionKind
+from flotilla.dev.plan.model import ImageTarget, Resource, ResourceKind, TiltfileResult
+from flotilla.dev.runtime.build import Builder, Registry
+from flotilla.dev.runtime.local import Server, run_cmd, wait_probe
+from flotilla.dev.runtime.state import BuildRecord, ResourceState, write_record
+from flotilla.dev.tiltfile.errors import TiltfileError
+from flotilla.dev.tiltfile.evaluator import evaluate
 
 logger = logging.getLogger(__name__)
 TILTFILE = "(Tiltfile)"
@@ -51,7 +52,9 @@ class EngineConfig:
 
 
 class Engine:
-    """One running ``flotilla dev up`` (or ``ci``): resources, their states, the loop."""
+    """One running ``flotilla dev up`` (or ``ci``): resources, their states, the loop.
+
+    It implements ``Session``, which is all its collaborators see of it."""
 
     def __init__(self, cfg: EngineConfig) -> None:
         self.cfg = cfg
@@ -68,7 +71,7 @@ class Engine:
         self.compose: Any = None  # ComposeRunner, created only for docker_compose projects
         self._client: Any = None
         self._servers: dict[str, Server] = {}
-        self._slots = threading.Semaphore(3)
+        self.build_slots = threading.Semaphore(3)
         self._threads: list[threading.Thread] = []
         self._filters: dict[str, ContextFilter] = {}
         self._tiltignore: tuple[tuple[str, Matcher], ...] = ()
@@ -93,11 +96,12 @@ class Engine:
             self._tiltfile_done(start, str(exc))
             raise
         for line in result.logs:
-            self._log(self.tiltfile_state, line)
+            self.log_to(self.tiltfile_state, line)
         for w in result.warnings:
-            self._log(self.tiltfile_state, f"WARNING: {w}")
+            self.log_to(self.tiltfile_state, f"WARNING: {w}")
         for ref in resources.unused_images(result.images, res):
-            self._log(self.tiltfile_state, f"WARNING: image {ref} is built but no resource uses it")
+            self.log_to(self.tiltfile_state,
+                        f"WARNING: image {ref} is built but no resource uses it")
         with self.lock:
             self.result = result
             self.resources = res
@@ -111,7 +115,7 @@ class Engine:
             for name in list(self.states):
                 if name not in {r.name for r in res}:
                     del self.states[name]
-            self._slots = threading.Semaphore(max(1, result.settings.max_parallel_updates))
+            self.build_slots = threading.Semaphore(max(1, result.settings.max_parallel_updates))
             tiltignore = read_ignore_file(str(self.tiltfile.parent / ".tiltignore"))
             tiltignore += list(result.settings.watch_ignore)
             self._tiltignore = ((str(self.tiltfile.parent), Matcher.of(tiltignore)),)
@@ -130,7 +134,7 @@ class Engine:
         st.history.append(st.last)
         st.status, st.error = ("error", error) if error else ("ready", "")
         if error:
-            self._log(st, f"ERROR: {error}")
+            self.log_to(st, f"ERROR: {error}")
 
     def _connect(self, result: TiltfileResult, namespace: str) -> None:
         reg = Registry(result.settings.default_registry or self.cfg.registry,
@@ -144,14 +148,14 @@ class Engine:
                                     "or set KUBECONFIG")
             self._check_context(result)
             from flotilla.core.kube import client_from_kubeconfig
-            from flotilla.dev.kubedeploy import KubeDeployer
-            from flotilla.dev.monitor import Monitor
+            from flotilla.dev.runtime.kubedeploy import KubeDeployer
+            from flotilla.dev.runtime.monitor import Monitor
 
             self._client = client_from_kubeconfig(self.cfg.kubeconfig)
             self.kube = KubeDeployer(self._client, self.cfg.kubeconfig, namespace)
             self.monitor = Monitor(self)
         if result.compose and self.compose is None:
-            from flotilla.dev.compose import ComposeRunner
+            from flotilla.dev.runtime.compose import ComposeRunner
 
             self.compose = ComposeRunner(self.builder)
 
@@ -185,9 +189,9 @@ class Engine:
         if self.monitor is not None:
             self._spawn("monitor", self.monitor.run)
         if self.cfg.watch:
-            from flotilla.dev.watch import watch_loop
+            from flotilla.dev.runtime.watch import watch_loop
 
-            self._spawn("watch", lambda: watch_loop(self))
+            self._spawn("watch", lambda: watch_loop(self, self.cfg.debounce_ms))
             self.record()  # a long-running `up`: let `down` in another shell find and stop it
 
     def _await_tiltfile(self) -> None:
@@ -247,7 +251,7 @@ class Engine:
             st = self.states[name]
             if not st.resource.trigger_mode.auto and not force:
                 st.pending_changes |= paths
-                self._log(st, f"changes waiting for a manual trigger: {action.reason}")
+                self.log_to(st, f"changes waiting for a manual trigger: {action.reason}")
                 continue
             self.submit(name, action)
 
@@ -259,7 +263,7 @@ class Engine:
 
     def _reload(self, action: Action) -> None:
         before = {r.name: _fingerprint(r, self.images) for r in self.resources}
-        self._log(self.tiltfile_state, f"reloading: {action.reason}")
+        self.log_to(self.tiltfile_state, f"reloading: {action.reason}")
         try:
             self.load()
         except (TiltfileError, ValueError):
@@ -294,11 +298,11 @@ class Engine:
                     return
                 rec.error = st.error = str(exc)
                 st.status = "error"
-                self._log(st, f"ERROR: {exc}")
+                self.log_to(st, f"ERROR: {exc}")
             finally:
                 rec.seconds = time.monotonic() - start
             if not rec.error:
-                self._log(st, f"{kind} done in {rec.seconds:.2f}s")
+                self.log_to(st, f"{kind} done in {rec.seconds:.2f}s")
 
     def _do_update(self, st: ResourceState, action: Action | None) -> None:
         r = st.resource
@@ -307,11 +311,11 @@ class Engine:
         elif r.kind == ResourceKind.COMPOSE:
             self.compose.update(self, st, action)
         elif action is not None and action.kind == ActionKind.LIVE_UPDATE:
-            from flotilla.dev.k8supdate import live_update
+            from flotilla.dev.runtime.k8supdate import live_update
 
             live_update(self, st, action)
         else:
-            from flotilla.dev.k8supdate import full_update
+            from flotilla.dev.runtime.k8supdate import full_update
 
             full_update(self, st)
             self.record()
@@ -324,12 +328,12 @@ class Engine:
             old.stop()
         if lr.cmd:
             st.status = "updating"
-            self._log(st, f"running: {lr.cmd if isinstance(lr.cmd, str) else ' '.join(lr.cmd)}")
-            code = run_cmd(lr, lambda line: self._log(st, line), self.stop_event)
+            self.log_to(st, f"running: {lr.cmd if isinstance(lr.cmd, str) else ' '.join(lr.cmd)}")
+            code = run_cmd(lr, lambda line: self.log_to(st, line), self.stop_event)
             if code != 0:
                 raise RuntimeError(f"cmd exited with code {code}")
         if lr.serve_cmd:
-            server = Server(lr, lambda line: self._log(st, line))
+            server = Server(lr, lambda line: self.log_to(st, line))
             self._servers[lr.name] = server
             if lr.readiness_probe is not None:
                 deadline = time.monotonic() + self.settings_timeout()
@@ -338,6 +342,9 @@ class Engine:
                     raise RuntimeError("serve_cmd did not pass its readiness probe"
                                        if server.exit_code is None
                                        else f"serve_cmd exited with code {server.exit_code}")
+
+    def context_filter(self, key: str) -> ContextFilter | None:
+        return self._filters.get(key)
 
     def settings_timeout(self) -> float:
         return self.result.settings.readiness_timeout_secs if self.result else 300.0
@@ -351,14 +358,14 @@ class Engine:
         write_record(self.tiltfile, {"pid": os.getpid(), "objects": objs,
                                      "compose": self.compose.projects() if self.compose else []})
 
-    def _log(self, st: ResourceState, line: str) -> None:
+    def log_to(self, st: ResourceState, line: str) -> None:
         st.append_log(line)
         if self.cfg.echo is not None:
             self.cfg.echo(st.resource.name, line)
 
     def log(self, name: str, line: str) -> None:
         st = self.states.get(name) or self.tiltfile_state
-        self._log(st, line)
+        self.log_to(st, line)
 
     # --- views and shutdown ----------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:

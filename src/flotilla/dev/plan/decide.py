@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flotilla.dev.context import ContextFilter
-from flotilla.dev.model import (
+from flotilla.dev.plan.context import ContextFilter
+from flotilla.dev.plan.model import (
     FallBackOn,
     ImageTarget,
     LocalResource,

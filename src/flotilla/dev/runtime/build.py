@@ -18,8 +18,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from flotilla.dev.context import GENERATED_DOCKERFILE, Matcher, build_context, registry_ref
-from flotilla.dev.model import ImageTarget
+from flotilla.dev.plan.context import GENERATED_DOCKERFILE, Matcher, build_context, registry_ref
+from flotilla.dev.plan.model import ImageTarget
 
 logger = logging.getLogger(__name__)
 LogFn = Callable[[str], None]

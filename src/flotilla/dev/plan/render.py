@@ -6,9 +6,9 @@ from typing import Any
 
 import yaml
 
-from flotilla.dev import manifests
-from flotilla.dev.context import Matcher, build_context, registry_ref
-from flotilla.dev.model import (
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.context import Matcher, build_context, registry_ref
+from flotilla.dev.plan.model import (
     FallBackOn,
     ImageTarget,
     InitialSync,

@@ -1,4 +1,4 @@
-"""File watching with watchfiles: debounced batches of changed paths go to ``Engine.changed``."""
+"""File watching with watchfiles: debounced batches of changed paths go to ``Session.changed``."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING
 import watchfiles
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.session import Session
 
 logger = logging.getLogger(__name__)
 _ALWAYS_IGNORED = ("/.git/", "/__pycache__/", "/.mypy_cache/", "/.pytest_cache/")
 
 
-def watch_roots(engine: Engine) -> list[str]:
+def watch_roots(session: Session) -> list[str]:
     """Existing directories covering the Tiltfile's files, image contexts and deps, deduplicated."""
-    assert engine.result is not None
-    paths = set(engine.result.watched_files) | {str(engine.tiltfile)}
-    for image in engine.images.values():
+    assert session.result is not None
+    paths = set(session.result.watched_files) | {str(session.tiltfile)}
+    for image in session.images.values():
         paths.update(image.watched)
-    for r in engine.resources:
+    for r in session.resources:
         if r.local is not None:
             paths.update(r.local.deps)
     dirs = set()
@@ -46,23 +46,23 @@ def relevant(path: str) -> bool:
     return not any(part in path + "/" for part in _ALWAYS_IGNORED)
 
 
-def watch_loop(engine: Engine) -> None:
-    """Watch until the engine stops; re-reads its roots after every Tiltfile reload."""
-    while not engine.stop_event.is_set():
-        roots = watch_roots(engine)
-        generation = id(engine.result)
+def watch_loop(session: Session, debounce_ms: int) -> None:
+    """Watch until the session stops; re-reads its roots after every Tiltfile reload."""
+    while not session.stop_event.is_set():
+        roots = watch_roots(session)
+        generation = id(session.result)
         if not roots:
-            engine.stop_event.wait(1.0)
+            session.stop_event.wait(1.0)
             continue
-        for batch in watchfiles.watch(*roots, stop_event=engine.stop_event,
-                                      debounce=engine.cfg.debounce_ms, step=10,
+        for batch in watchfiles.watch(*roots, stop_event=session.stop_event,
+                                      debounce=debounce_ms, step=10,
                                       rust_timeout=500, yield_on_timeout=True,
                                       raise_interrupt=False, recursive=True):
             paths = {p for _, p in batch if relevant(p)}
             if paths:
                 try:
-                    engine.changed(paths)
+                    session.changed(paths)
                 except Exception:  # a bad batch must not end the watch
                     logger.exception("handling file changes failed")
-            if id(engine.result) != generation:
+            if id(session.result) != generation:
                 break

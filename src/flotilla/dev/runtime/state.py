@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.dev.model import Resource
+from flotilla.dev.plan.model import Resource
 
 MAX_LOG_LINES = 5000
 

@@ -17,9 +17,12 @@ from typing import Any
 
 import starlark as sl
 
-from flotilla.dev.model import TiltfileResult
+from flotilla.dev.plan.model import TiltfileResult
+from flotilla.dev.tiltfile.arguments import parse_config_args
+from flotilla.dev.tiltfile.builtins import CONSTANTS, EXTENSIONS, Builtins
+from flotilla.dev.tiltfile.errors import BuiltinError, TiltfileError, UsageError
 
-__all__ = ["TiltfileError", "evaluate"]
+__all__ = ["Evaluator", "TiltfileError", "UsageError", "evaluate"]
 
 _GLOBALS = sl.Globals.extended_by([
     sl.LibraryExtension.StructType, sl.LibraryExtension.Json, sl.LibraryExtension.Print,
@@ -27,21 +30,6 @@ _GLOBALS = sl.Globals.extended_by([
 ])
 _LOCATION = re.compile(r"--> (?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+)")
 _NOT_FOUND = re.compile(r"Variable `(?P<name>[^`]+)` not found")
-
-
-class TiltfileError(Exception):
-    """A Tiltfile failed to evaluate; ``file`` and ``line`` say where (line 0 when unknown)."""
-
-    def __init__(self, message: str, file: str = "", line: int = 0) -> None:
-        self.message = message
-        self.file = file
-        self.line = line
-        where = f"{file}:{line}: " if line else (f"{file}: " if file else "")
-        super().__init__(f"{where}{message}")
-
-
-class BuiltinError(Exception):
-    """Raised by a built-in; the message is shown as is, prefixed by the built-in's name."""
 
 
 @dataclass
@@ -60,16 +48,15 @@ class Evaluator:
     _loaded: dict[str, sl.FrozenModule] = field(default_factory=dict)
     _included: set[str] = field(default_factory=set)
     _last_error: str = ""
+    _last_was_usage: bool = False
     _pending: TiltfileError | None = None
     _builtins: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from flotilla.dev import builtins
-
         self.tiltfile = self.tiltfile.resolve()
         self.result = TiltfileResult(tiltfile=str(self.tiltfile), k8s_context=self.kube_context,
                                      namespace=self.kube_namespace)
-        self._builtins = builtins.make_builtins(self)
+        self._builtins = Builtins(self).functions()
 
     # --- paths -----------------------------------------------------------------------------
     @property
@@ -115,8 +102,6 @@ class Evaluator:
                      "parse", "set_enabled_resources", "clear_enabled_resources"):
             mod.add_callable(f"_config_{name}",
                              self._wrap(f"config.{name}", getattr(self, f"_config_{name}")))
-        from flotilla.dev.builtins import CONSTANTS
-
         for key, value in CONSTANTS.items():
             mod[key] = value
         mod["_os_environ"] = dict(os.environ)
@@ -167,8 +152,6 @@ class Evaluator:
         self._exec_file(target)
 
     def _extension(self, module_id: str) -> sl.FrozenModule:
-        from flotilla.dev.builtins import EXTENSIONS
-
         name = module_id.removeprefix("ext://")
         source = EXTENSIONS.get(name)
         if source is None:
@@ -187,12 +170,20 @@ class Evaluator:
             try:
                 return fn(*args, **kwargs)
             except TiltfileError as exc:
-                self._pending = self._pending or exc
+                if isinstance(exc, UsageError) and not exc.file:  # raised by this built-in
+                    self._last_was_usage = True
+                    msg = exc.message
+                    self._last_error = (msg if msg.startswith(name.split(".")[-1])
+                                        else f"{name}: {msg}")
+                    raise BuiltinError(self._last_error) from None
+                self._pending = self._pending or exc  # from an included file: already located
                 raise BuiltinError(str(exc)) from None
             except TypeError as exc:
+                self._last_was_usage = True
                 self._last_error = f"{name}: {_type_error(exc)}"
                 raise BuiltinError(self._last_error) from None
             except Exception as exc:
+                self._last_was_usage = True
                 msg = str(exc)
                 self._last_error = msg if msg.startswith(name.split(".")[-1]) else f"{name}: {msg}"
                 raise BuiltinError(self._last_error) from None
@@ -212,6 +203,8 @@ class Evaluator:
             message = self._last_error or _first_error_line(text)
         else:
             message = _first_error_line(text)
+        if self._last_was_usage and not missing:
+            return UsageError(message, file, line)
         return TiltfileError(message, file, line)
 
     # --- config ----------------------------------------------------------------------------
@@ -237,8 +230,6 @@ class Evaluator:
         """Values from ``tilt_config.json`` beside the Tiltfile, then from the command line."""
         if self.config_parsed is not None:
             return self.config_parsed
-        from flotilla.dev.builtins import parse_config_args
-
         values: dict[str, Any] = {}
         cfg = self.tiltfile.parent / "tilt_config.json"
         if cfg.exists():

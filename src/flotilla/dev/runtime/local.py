@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from flotilla.dev.model import LocalResource, Probe
+from flotilla.dev.plan.model import LocalResource, Probe
 
 LogFn = Callable[[str], None]
 

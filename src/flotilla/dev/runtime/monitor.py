@@ -7,12 +7,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from flotilla.core.kube import KubeError, PortForward, follow_pod_logs
-from flotilla.dev import manifests
-from flotilla.dev.kubedeploy import pod_failure, pod_ready
-from flotilla.dev.model import ResourceKind
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.model import ResourceKind
+from flotilla.dev.runtime.kubedeploy import pod_failure, pod_ready
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.session import Session
 
 logger = logging.getLogger(__name__)
 RUNTIME = "runtime: "
@@ -21,8 +21,8 @@ RUNTIME = "runtime: "
 class Monitor:
     """One polling loop (1 s) over deployed resources; owns its API client and subprocesses."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self._stop = threading.Event()
         self._streams: dict[str, threading.Thread] = {}
         self._forwards: dict[str, list[PortForward]] = {}  # resource → its forwards
@@ -31,7 +31,7 @@ class Monitor:
     def run(self) -> None:
         try:
             while not self._stop.wait(0.5):
-                for st in list(self.engine.states.values()):
+                for st in list(self.session.states.values()):
                     if st.resource.kind != ResourceKind.K8S or not st.applied:
                         continue
                     try:
@@ -52,7 +52,7 @@ class Monitor:
                 _end(proc)
 
     def _check(self, st: Any) -> None:
-        kube = self.engine.kube
+        kube = self.session.kube
         pods: list[dict[str, Any]] = []
         for obj in st.applied:
             if manifests.is_workload(obj):
@@ -65,7 +65,7 @@ class Monitor:
             failure = next((f for f in map(pod_failure, pods) if f), "")
             if failure and st.status == "ready":
                 st.status, st.error = "error", RUNTIME + failure
-                self.engine._log(st, f"ERROR: {failure}")
+                self.session.log_to(st, f"ERROR: {failure}")
             elif not failure and st.status == "error" and st.error.startswith(RUNTIME) and all(
                     pod_ready(p) for p in pods):
                 st.status, st.error = "ready", ""
@@ -93,11 +93,11 @@ class Monitor:
             t.start()
 
     def _stream(self, st: Any, pod: str, namespace: str, container: str) -> None:
-        proc = follow_pod_logs(self.engine.kube.kubeconfig, namespace, pod, container=container)
+        proc = follow_pod_logs(self.session.kube.kubeconfig, namespace, pod, container=container)
         self._procs.append(proc)
         try:
             for raw in proc.stdout:
-                self.engine._log(st, raw.decode(errors="replace").rstrip("\n"))
+                self.session.log_to(st, raw.decode(errors="replace").rstrip("\n"))
         except (OSError, ValueError) as exc:  # the pipe closed under us at shutdown
             logger.debug("log stream %s/%s ended: %s", pod, container, exc)
 
@@ -115,15 +115,15 @@ class Monitor:
             for p in st.resource.port_forwards:
                 try:
                     forwards.append(PortForward(
-                        self.engine.kube.kubeconfig, pod["metadata"]["namespace"], name,
+                        self.session.kube.kubeconfig, pod["metadata"]["namespace"], name,
                         p.local_port, p.container_port or p.local_port,
                         address=p.host or "127.0.0.1"))
                 except OSError as exc:
-                    self.engine._log(st, f"WARNING: port-forward {p.local_port}: {exc}")
+                    self.session.log_to(st, f"WARNING: port-forward {p.local_port}: {exc}")
             self._forwards[st.resource.name] = forwards
         ports = ", ".join(f"{p.local_port}:{p.container_port or p.local_port}"
                           for p in st.resource.port_forwards)
-        self.engine._log(st, f"port-forward {ports} → pod/{name}")
+        self.session.log_to(st, f"port-forward {ports} → pod/{name}")
 
     def forwarding(self, resource: str) -> bool:
         return resource in self._forwards

@@ -26,8 +26,8 @@ from flotilla.core.kube import (
     list_raw,
     wait_until,
 )
-from flotilla.dev import manifests
-from flotilla.dev.decide import Action
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.decide import Action
 
 logger = logging.getLogger(__name__)
 MANAGED_BY = "flotilla-dev"
