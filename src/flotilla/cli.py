@@ -10,9 +10,9 @@ import importlib
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
 from flotilla import __version__
+from flotilla.core.cli import ErrorMappingGroup
 
 # name -> (module holding a Typer app called `app`, one-line help shown by `flotilla --help`)
 SYSTEMS: dict[str, tuple[str, str]] = {
@@ -26,8 +26,12 @@ SYSTEMS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazySystemsGroup(TyperGroup):
-    """A group whose system sub-groups are built from their modules on first use."""
+class LazySystemsGroup(ErrorMappingGroup):
+    """A group whose system sub-groups are built from their modules on first use.
+
+    Being an :class:`ErrorMappingGroup`, it turns any system's ``FlotillaError`` into a one-line
+    message and that error's exit code, for ``main()`` and for anything invoking ``app``.
+    """
 
     def list_commands(self, ctx: Any) -> list[str]:
         return sorted({*super().list_commands(ctx), *SYSTEMS})
@@ -68,5 +72,5 @@ def _root(
 
 
 def main() -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script; errors are mapped by :class:`ErrorMappingGroup`."""
     app()

@@ -1,7 +1,7 @@
 """``flotilla charts``: lint, package, index and publish Helm chart repositories.
 
-The entry point reads flags, builds the option dataclasses and maps :class:`ChartError` to a
-message and exit status 1 in one place.
+The entry point reads flags and builds the option dataclasses; file-system errors become
+:class:`ChartError`, which ``flotilla.cli`` shows as a message and exit status 1.
 """
 
 from __future__ import annotations
@@ -20,25 +20,24 @@ from flotilla.charts.linting import lint_directory
 from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
 from flotilla.charts.provenance import SigningKey, provenance
 from flotilla.charts.publishing import PublishOptions, publish
+from flotilla.core.cli import ErrorMappingGroup
 
-app = typer.Typer(help="Helm chart repositories: lint, package, index, publish to GitHub Pages.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    cls=ErrorMappingGroup,
+    help="Helm chart repositories: lint, package, index, publish to GitHub Pages.",
+    no_args_is_help=True
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _errors_to_exit(func: F) -> F:
+def _os_errors_as_chart_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ChartError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from e
-        except OSError as e:
-            typer.secho(f"error: {e.filename or ''}: {e.strerror or e}", fg=typer.colors.RED,
-                        err=True)
-            raise typer.Exit(1) from e
+        except OSError as e:  # flotilla.cli shows ChartError as "error: ..." and exit 1
+            raise ChartError(f"{e.filename or ''}: {e.strerror or e}") from e
 
     return wrapper  # type: ignore[return-value]
 
@@ -74,7 +73,7 @@ TITLE = typer.Option("Helm chart repository", "--title", help="Title of index.ht
 
 
 @app.command("lint")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def lint_cmd(
     dirs: list[Path] = DIRS,
     strict: bool = STRICT,
@@ -96,7 +95,7 @@ def lint_cmd(
 
 
 @app.command("package")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def package_cmd(
     dirs: list[Path] = DIRS,
     destination: Path = DESTINATION,
@@ -120,7 +119,7 @@ def package_cmd(
 
 
 @app.command("index")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def index_cmd(
     directory: Path = ARCHIVE_DIR,
     url: str = INDEX_URL,
@@ -138,7 +137,7 @@ def index_cmd(
 
 
 @app.command("publish")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def publish_cmd(
     charts_dir: Path = CHARTS_DIR,
     repo: str = REPO,

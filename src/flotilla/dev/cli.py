@@ -11,11 +11,16 @@ from pathlib import Path
 
 import typer
 
+from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.errors import cli_message
 from flotilla.dev.engine import Engine, EngineConfig
 from flotilla.dev.tiltfile import TiltfileError
 
-app = typer.Typer(help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    cls=ErrorMappingGroup,
+    help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
+    no_args_is_help=True
+)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 FileOpt = typer.Option(Path("Tiltfile"), "--file", "-f", help="The Tiltfile to run.")
@@ -51,7 +56,7 @@ def _engine(ctx: typer.Context, tiltfile: Path, kubeconfig: Path | None, namespa
     try:
         engine.load()
     except (TiltfileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(cli_message(exc), err=True)
         if ci:
             engine.stop()
             raise typer.Exit(1) from None
@@ -78,9 +83,8 @@ def render(
         ignore = read_ignore_file(str(tiltfile.resolve().parent / ".tiltignore"))
         tiltignore = ((str(tiltfile.resolve().parent), Matcher.of(ignore)),)
         refs = planned_refs(result, tiltignore, registry)
-    except (TiltfileError, ValueError, OSError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (ValueError, OSError) as exc:  # flotilla.cli shows TiltfileError and its exit code
+        raise TiltfileError(str(exc)) from exc
     for line in result.logs:
         typer.echo(line.rstrip("\n"), err=True)
     typer.echo(render_yaml(result, resources, refs), nl=False)
@@ -187,7 +191,6 @@ def down(
     try:
         summary = teardown(tiltfile, _kubeconfig(kubeconfig), namespace, list(ctx.args),
                            docker_host, delete_namespaces=delete_namespaces)
-    except (TiltfileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except ValueError as exc:  # flotilla.cli shows TiltfileError and its exit code
+        raise TiltfileError(str(exc)) from exc
     typer.echo(summary)

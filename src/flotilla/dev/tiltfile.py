@@ -17,6 +17,7 @@ from typing import Any
 
 import starlark as sl
 
+from flotilla.core.errors import FlotillaError
 from flotilla.dev.model import TiltfileResult
 
 __all__ = ["TiltfileError", "evaluate"]
@@ -29,8 +30,11 @@ _LOCATION = re.compile(r"--> (?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+)")
 _NOT_FOUND = re.compile(r"Variable `(?P<name>[^`]+)` not found")
 
 
-class TiltfileError(Exception):
-    """A Tiltfile failed to evaluate; ``file`` and ``line`` say where (line 0 when unknown)."""
+class TiltfileError(FlotillaError):
+    """A Tiltfile failed to evaluate; ``file`` and ``line`` say where (line 0 when unknown).
+
+    The root error of ``flotilla dev``: the CLI shows it as ``error: ...`` and exit 1.
+    """
 
     def __init__(self, message: str, file: str = "", line: int = 0) -> None:
         self.message = message

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from flotilla.core.errors import FlotillaError
+
 __all__ = [
     "DEFAULT_HANDLERS",
     "DeploySpec",
@@ -58,7 +60,11 @@ class Target(StrEnum):
 DEFAULT_HANDLERS = {Runtime.PYTHON: "func:handle", Runtime.NODE: "index.js:handle"}
 
 
-class FunctionSpecError(ValueError):
+class FnError(FlotillaError):
+    """Root error of ``flotilla fn``: the CLI shows it as ``error: ...`` and exits 1."""
+
+
+class FunctionSpecError(FnError, ValueError):
     """``function.yaml`` is invalid; ``problems`` lists each as ``path: what is wrong``."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from flotilla.localpv.model import Backend, VolumeMode
-from flotilla.localpv.policies import InvalidInput
+from flotilla.localpv.policies import InvalidInput, LocalPVError
 from flotilla.localpv.safefs import (
     Owner,
     filesystem_space,
@@ -22,7 +22,7 @@ from flotilla.localpv.safefs import (
 )
 
 
-class BackendError(Exception):
+class BackendError(LocalPVError):
     """A backend operation failed on the node; the agent reports it on the LocalVolume."""
 
 

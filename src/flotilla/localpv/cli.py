@@ -15,12 +15,15 @@ from types import FrameType
 import typer
 from lightkube import Client
 
+from flotilla.core.cli import ErrorMappingGroup
 from flotilla.localpv.backends import HostPathBackend, VolumeBackend, parse_root
 from flotilla.localpv.model import Backend
-from flotilla.localpv.policies import InvalidInput
 
-app = typer.Typer(help="Dynamic local persistent volumes: controller, node agent, manifests.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    cls=ErrorMappingGroup,
+    help="Dynamic local persistent volumes: controller, node agent, manifests.",
+    no_args_is_help=True
+)
 
 KUBECONFIG = typer.Option(None, help="Kubeconfig file (default: in-cluster service account).")
 KUBECONFIG_REQUIRED = typer.Option(..., "--kubeconfig", help="Kubeconfig of the cluster.")
@@ -130,15 +133,12 @@ def agent(
 
     _setup_logging(verbose)
     backends: dict[Backend, VolumeBackend] = {}
-    try:
-        if hostpath_root:
-            backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
-        if btrfs_root:
-            from flotilla.localpv.btrfs import BtrfsBackend
-            backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
-    except InvalidInput as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
+    # A root or budget we refuse raises InvalidInput: flotilla.cli shows it and exits 2.
+    if hostpath_root:
+        backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
+    if btrfs_root:
+        from flotilla.localpv.btrfs import BtrfsBackend
+        backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
     if lvm_volume_group:
         from flotilla.localpv.lvm import LvmBackend
         backends[Backend.LVM] = LvmBackend(lvm_volume_group, mount_root=device_mount_root)

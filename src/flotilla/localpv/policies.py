@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
+from flotilla.core.errors import EXIT_USAGE, FlotillaError
 from flotilla.localpv.model import (
     ANNOTATION_SUBDIR,
     Allocation,
@@ -38,8 +39,17 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?([kMGTPE]i?)?$")
 
 
-class InvalidInput(ValueError):  # noqa: N818  (reads better at raise sites)
-    """A StorageClass, PVC or LocalVolume asks for something we refuse; permanent, not retried."""
+class LocalPVError(FlotillaError):
+    """Root error of ``flotilla localpv``; the CLI shows it as ``error: ...`` and its exit code."""
+
+
+class InvalidInput(LocalPVError, ValueError):  # noqa: N818  (reads better at raise sites)
+    """A StorageClass, PVC or LocalVolume asks for something we refuse; permanent, not retried.
+
+    On the command line (a ``--hostpath-root`` it refuses) it is a usage error: exit 2.
+    """
+
+    exit_code = EXIT_USAGE
 
 
 def parse_quantity(text: str) -> int:

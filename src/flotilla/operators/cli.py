@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from flotilla.core.cli import ErrorMappingGroup
+
 if TYPE_CHECKING:
     from lightkube import Client
 
 from flotilla.operators.audit import audit, diff_audits, exceeds
 from flotilla.operators.catalog import GraphError, load_catalog
-from flotilla.operators.loading import InputError, load_inputs
-from flotilla.operators.models import AuditReport, Severity
+from flotilla.operators.loading import load_inputs
+from flotilla.operators.models import AuditReport, OperatorsError, Severity
 from flotilla.operators.plan import Approval
 from flotilla.operators.report import (
     diff_json,
@@ -27,11 +29,14 @@ from flotilla.operators.report import (
     report_text,
 )
 
-app = typer.Typer(help="Audit operators before they are installed; install and upgrade them "
-                       "with that review built in.", no_args_is_help=True)
+app = typer.Typer(
+    cls=ErrorMappingGroup,
+    help="Audit operators before they are installed; install and upgrade them "
+    "with that review built in.", no_args_is_help=True
+)
 
 EXIT_FINDINGS = 1
-EXIT_USAGE = 2
+EXIT_USAGE = OperatorsError.exit_code  # 2: input or cluster trouble
 EXIT_HELD = 3
 INSTALL_MODES = ("OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces")
 
@@ -118,9 +123,8 @@ def audit_cmd(
                 if live:
                     manifests.extend(cluster.cluster_manifests(client,
                                                                include_system=include_system))
-        except (KubeError, OSError, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_USAGE) from exc
+        except (KubeError, OSError, ValueError) as exc:  # flotilla.cli shows it, exit 2
+            raise OperatorsError(str(exc)) from exc
     if diff:
         old_m, old_err = load_inputs(paths[:1], namespace=namespace)
         new_m, new_err = load_inputs(paths[1:], namespace=namespace)
@@ -167,23 +171,20 @@ HOLD_OPT = typer.Option("high", "--hold-on", help="With --approve auto, hold cha
                         "findings at least this severe (none: never).")
 
 
-def _lifecycle_errors() -> tuple[type[Exception], ...]:
-    from flotilla.core.kube import KubeError
-    from flotilla.operators.lifecycle import LifecycleError
-
-    return (KubeError, LifecycleError, GraphError, InputError, OSError, ValueError,
-            TimeoutError)
-
-
 @contextmanager
 def _lifecycle_client(kubeconfig: Path | None) -> Iterator[Client]:
-    """A client for one lifecycle command; any lifecycle failure ends it with the usage code."""
+    """A client for one lifecycle command; any lifecycle failure ends it with the usage code.
+
+    Our own errors (``OperatorsError``) pass through to ``flotilla.cli``; the cluster's and the
+    file system's become one, so they read and exit the same way.
+    """
+    from flotilla.core.kube import KubeError
+
     try:
         with _client(kubeconfig) as client:
             yield client
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    except (KubeError, OSError, ValueError, TimeoutError) as exc:
+        raise OperatorsError(str(exc)) from exc
 
 
 def _report_outcome(outcome: object) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from flotilla.operators.models import Manifest, Source
+from flotilla.operators.models import Manifest, OperatorsError, Source
 
 __all__ = [
     "Bundle",
@@ -34,7 +34,7 @@ _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-class InputError(Exception):
+class InputError(OperatorsError):
     """An input cannot be read as Kubernetes manifests; the message says which and why."""
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from flotilla.core.errors import EXIT_USAGE, FlotillaError
+
 
 def dig(obj: Any, *keys: str) -> dict[str, Any]:
     """The mapping at ``obj[k1][k2]...``, or {} when any level is missing or not a mapping.
@@ -20,6 +22,13 @@ def dig(obj: Any, *keys: str) -> dict[str, Any]:
 def seq(value: Any) -> list[Any]:
     """``value`` if it is a list, else [] — for iterating fields of untrusted manifests."""
     return value if isinstance(value, list) else []
+
+
+class OperatorsError(FlotillaError):
+    """Root error of ``flotilla operators``: input, catalog or cluster trouble, shown as
+    ``error: ...`` with exit 2, so it never reads as exit 1 ("the audit found problems")."""
+
+    exit_code = EXIT_USAGE
 
 
 class Severity(IntEnum):

@@ -1,0 +1,27 @@
+"""The command-line side of :class:`~flotilla.core.errors.FlotillaError`: one group class.
+
+The root ``flotilla`` command and each system's Typer app use :class:`ErrorMappingGroup`, so a
+system's error becomes ``error: <message>`` on stderr and its ``exit_code`` in this one place,
+whether the command runs as ``flotilla charts ...``, as ``python -m flotilla.charts ...`` or
+through a test runner invoking the system's app. Commands raise; they do not print and exit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from flotilla.core.errors import FlotillaError, cli_message
+
+
+class ErrorMappingGroup(TyperGroup):
+    """A Typer group that turns any :class:`FlotillaError` into its message and exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FlotillaError as exc:
+            typer.secho(cli_message(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(exc.exit_code) from None
