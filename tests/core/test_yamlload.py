@@ -78,8 +78,15 @@ def test_size_depth_and_recursion_limits() -> None:
         yamlload.load("[[[[[[1]]]]]]", limits=Limits(max_depth=5))
     with pytest.raises(YamlLimitError, match="recursive alias"):
         yamlload.load("&a [*a]")
-    with pytest.raises(YamlLimitError, match="past 10 nodes"):
-        yamlload.load("[" + ", ".join(["x"] * 20) + "]", limits=Limits(max_nodes=10))
+    tight = Limits(max_alias_nodes=10)
+    assert len(yamlload.load("[" + ", ".join(["x"] * 50) + "]", limits=tight)) == 50
+    with pytest.raises(YamlLimitError, match="more than 10 nodes"):
+        yamlload.load("a: &a [x, y, z]\nb: [*a, *a, *a, *a]\n", limits=tight)
+    assert yamlload.load("a: &a [x, y, z]\nb: [*a, *a]\n", limits=tight)["b"][1] == ["x", "y", "z"]
+    node = yamlload.compose("v: 1.0")
+    assert node is not None and node.value[0][1].tag == "tag:yaml.org,2002:float"
+    with pytest.raises(YamlLimitError):
+        yamlload.compose(bomb(9))
     with pytest.raises(yaml.YAMLError):  # 10,000 brackets: an error, never a RecursionError
         yamlload.load("[" * 10_000 + "]" * 10_000, loader=yaml.SafeLoader)
     with pytest.raises(yaml.YAMLError):

@@ -4,11 +4,12 @@ Flotilla reads YAML it did not write (charts, manifests, catalogs, fleet files, 
 so loading is bounded:
 
 - ``max_bytes``: the text itself;
-- ``max_nodes``: nodes after expanding aliases. An alias bomb ("billion laughs") is a few lines
-  whose aliases expand to billions of nodes. PyYAML builds such a document cheaply, because an
+- ``max_alias_nodes``: nodes that aliases add once expanded. An alias bomb ("billion laughs") is
+  a few lines whose aliases expand to billions of nodes. PyYAML builds one cheaply, because an
   alias shares the object, but whatever walks the result next (a linter, ``json.dumps``, an
   audit) would never finish. The check walks the composed node graph once, counting each
-  shared node once, so rejecting a bomb costs as little as reading it;
+  shared node once, so rejecting a bomb costs as little as reading it. A document without
+  aliases adds nothing, so a large index is bounded by ``max_bytes`` alone;
 - ``max_depth``: nesting, so deep brackets give an error rather than a ``RecursionError``;
 - recursive aliases (``&a [*a]``) are refused: no configuration needs a cycle.
 
@@ -20,7 +21,6 @@ their keys or items, for messages such as ``line 12: spec.channel: ...``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +37,8 @@ class Limits:
 
     max_bytes: int = 64 * 2**20
     """Size of the text, in bytes (or characters, for ``str`` input)."""
-    max_nodes: int = 2_000_000
-    """Nodes in one document after expanding aliases (each scalar, key and collection is one)."""
+    max_alias_nodes: int = 1_000_000
+    """Nodes aliases add to one document when expanded (each scalar, key and collection is one)."""
     max_depth: int = 256
     """Nesting of collections in one document."""
 
@@ -102,6 +102,21 @@ def load_all(text: str | bytes, *, loader: type[Any] | None = None, lines: bool 
         instance.dispose()
 
 
+def compose(text: str | bytes, *, loader: type[Any] | None = None,
+            limits: Limits = DEFAULT_LIMITS) -> yaml.Node | None:
+    """The node graph of the single document of ``text``, for callers that read tags."""
+    instance = _open(text, loader, False, limits)
+    try:
+        node: yaml.Node | None = instance.get_single_node()
+        if node is not None:
+            check_expansion(node, limits)
+        return node
+    except RecursionError:
+        raise YamlLimitError(_TOO_DEEP) from None
+    finally:
+        instance.dispose()
+
+
 def _open(text: str | bytes, loader: type[Any] | None, lines: bool, limits: Limits) -> Any:
     if len(text) > limits.max_bytes:
         raise YamlLimitError(f"YAML of {len(text)} bytes is over the limit of {limits.max_bytes}")
@@ -115,7 +130,8 @@ def _construct(instance: Any, node: yaml.Node, limits: Limits) -> Any:
 
 
 def check_expansion(root: yaml.Node, limits: Limits = DEFAULT_LIMITS) -> int:
-    """Nodes ``root`` stands for once aliases are expanded; raises :class:`YamlLimitError`.
+    """Nodes ``root`` stands for once aliases are expanded; raises :class:`YamlLimitError`
+    when aliases add more than ``limits.max_alias_nodes`` to the nodes written in the text.
 
     Iterative and memoised by node identity: each distinct node is visited once, so a bomb of
     nine levels of nine aliases (387 million nodes expanded) costs about a hundred steps.
@@ -129,11 +145,12 @@ def check_expansion(root: yaml.Node, limits: Limits = DEFAULT_LIMITS) -> int:
         if finished:
             open_nodes.discard(key)
             size = 1 + sum(sizes[id(child)] for child in _children(node))
-            if size > limits.max_nodes:
-                raise YamlLimitError(
-                    f"line {node.start_mark.line + 1}: aliases expand this YAML past "
-                    f"{limits.max_nodes} nodes (an alias bomb?)")
             sizes[key] = size
+            # len(sizes) bounds the distinct nodes below this one, so the excess is a floor
+            if size - len(sizes) > limits.max_alias_nodes:
+                raise YamlLimitError(
+                    f"line {node.start_mark.line + 1}: aliases add more than "
+                    f"{limits.max_alias_nodes} nodes to this YAML (an alias bomb?)")
             continue
         if key in sizes:
             continue
@@ -157,12 +174,17 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-@functools.cache
+_LINE_LOADERS: dict[type[Any], type[Any]] = {}
+
+
 def _line_loader(base: type[Any]) -> type[Any]:
     """``base`` whose mappings and sequences come back as :class:`LineDict` / :class:`LineList`."""
-    cls = type(f"Line{base.__name__}", (base,), {})
-    cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-    cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+    cls = _LINE_LOADERS.get(base)
+    if cls is None:
+        cls = type(f"Line{base.__name__}", (base,), {})
+        cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+        cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+        _LINE_LOADERS[base] = cls
     return cls
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from flotilla.core import yamlload
 from flotilla.core.errors import FlotillaError
 
 __all__ = [
@@ -260,7 +261,7 @@ def parse_spec(doc: Any) -> FunctionSpec:
 def load_spec(text: str) -> FunctionSpec:
     """Parse ``function.yaml`` text; YAML errors become :class:`FunctionSpecError` too."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlload.load(text)
     except yaml.YAMLError as exc:
         raise FunctionSpecError([f"(yaml): {exc}"]) from None
     return parse_spec(doc)

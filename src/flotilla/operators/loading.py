@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from flotilla.core import yamlload
+from flotilla.core.yamlload import LineDict, line_of
 from flotilla.operators.models import Manifest, OperatorsError, Source
 
 __all__ = [
@@ -30,7 +32,6 @@ __all__ = [
     "load_yaml_documents",
 ]
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -38,39 +39,10 @@ class InputError(OperatorsError):
     """An input cannot be read as Kubernetes manifests; the message says which and why."""
 
 
-class LineDict(dict[str, Any]):
-    """A mapping that remembers the (1-based) line it starts on in its file."""
-
-    __slots__ = ("line",)
-    line: int
-
-
-def line_of(obj: object, default: int = 0) -> int:
-    """Line of a mapping loaded by this module, or ``default`` for anything else."""
-    return getattr(obj, "line", default) if isinstance(obj, LineDict) else default
-
-
-class _LineLoader(_BaseLoader):  # type: ignore[misc]
-    """Safe loader whose mappings are :class:`LineDict` with the node's start line."""
-
-
-def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LineDict:
-    result = LineDict()
-    result.line = node.start_mark.line + 1
-    loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_yaml_documents(text: str, file: str) -> list[Any]:
     """All documents of a YAML (or JSON) stream with line marks; empty documents dropped."""
     try:
-        return [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None]
+        return [d for d in yamlload.load_all(text, lines=True) if d is not None]
     except yaml.YAMLError as exc:
         raise InputError(f"{file}: not valid YAML: {exc}") from exc
 
