@@ -46,10 +46,19 @@ class LazySystemsGroup(ErrorMappingGroup):
         command.short_help = summary
         return command
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """List the systems from :data:`SYSTEMS`, so ``flotilla --help`` imports none of them."""
+        rows = [(name, SYSTEMS[name][1]) for name in sorted(SYSTEMS)]
+        rows += [(name, self.commands[name].get_short_help_str())
+                 for name in sorted(set(self.commands) - set(SYSTEMS))]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="flotilla",
     cls=LazySystemsGroup,
+    rich_markup_mode=None,  # plain help: see flotilla.core.cli.system_app
     help="An open platform kit for people who run their own Kubernetes fleets.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},

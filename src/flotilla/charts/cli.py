@@ -20,12 +20,10 @@ from flotilla.charts.linting import lint_directory
 from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
 from flotilla.charts.provenance import SigningKey, provenance
 from flotilla.charts.publishing import PublishOptions, publish
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import system_app
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="Helm chart repositories: lint, package, index, publish to GitHub Pages.",
-    no_args_is_help=True
+app = system_app(
+    "Helm chart repositories: lint, package, index, publish to GitHub Pages."
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import typer
 
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import system_app
 from flotilla.core.errors import cli_message
 from flotilla.dev.engine import Engine, EngineConfig
 from flotilla.dev.tiltfile import TiltfileError
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
-    no_args_is_help=True
+app = system_app(
+    "Inner dev loop: run Tiltfiles (build, deploy, live update, web UI)."
 )
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 import yaml
 
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import system_app
 
 from .model import (
     FnError,
@@ -21,10 +21,8 @@ from .model import (
     load_spec,
 )
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="Functions with health, metrics and tracing built in.",
-    no_args_is_help=True
+app = system_app(
+    "Functions with health, metrics and tracing built in."
 )
 
 PathOpt = typer.Option(Path("."), "--path", "-C", help="The function's project directory.")

@@ -11,18 +11,19 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from lightkube import Client
 
-from flotilla.core.cli import ErrorMappingGroup
-from flotilla.localpv.backends import HostPathBackend, VolumeBackend, parse_root
-from flotilla.localpv.model import Backend
+from flotilla.core.cli import system_app
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="Dynamic local persistent volumes: controller, node agent, manifests.",
-    no_args_is_help=True
+if TYPE_CHECKING:  # imported where used, so `--help` loads no Kubernetes client
+    from lightkube import Client
+
+    from flotilla.localpv.backends import VolumeBackend
+
+app = system_app(
+    "Dynamic local persistent volumes: controller, node agent, manifests."
 )
 
 KUBECONFIG = typer.Option(None, help="Kubeconfig file (default: in-cluster service account).")
@@ -130,6 +131,8 @@ def agent(
 ) -> None:
     """Run the node agent for NODE (a DaemonSet pod in production)."""
     from flotilla.localpv.agent import Agent, AgentSettings
+    from flotilla.localpv.backends import HostPathBackend, parse_root
+    from flotilla.localpv.model import Backend
 
     _setup_logging(verbose)
     backends: dict[Backend, VolumeBackend] = {}

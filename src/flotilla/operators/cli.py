@@ -11,28 +11,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import system_app
 
 if TYPE_CHECKING:
     from lightkube import Client
 
-from flotilla.operators.audit import audit, diff_audits, exceeds
-from flotilla.operators.catalog import GraphError, load_catalog
-from flotilla.operators.loading import load_inputs
-from flotilla.operators.models import AuditReport, OperatorsError, Severity
-from flotilla.operators.plan import Approval
-from flotilla.operators.report import (
-    diff_json,
-    diff_text,
-    report_json,
-    report_sarif,
-    report_text,
-)
+# Only the light, pure models at module level: the audit, its loaders (YAML, helm) and reports
+# are imported by the commands that use them, so `--help` starts fast.
+from flotilla.operators.models import Approval, AuditReport, OperatorsError, Severity
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="Audit operators before they are installed; install and upgrade them "
-    "with that review built in.", no_args_is_help=True
+app = system_app(
+    "Audit operators before they are installed; install and upgrade them "
+    "with that review built in."
 )
 
 EXIT_FINDINGS = 1
@@ -102,6 +92,10 @@ def audit_cmd(
     kubeconfig: Path = KUBECONFIG_OPT,
 ) -> None:
     """Report what installing these manifests grants: CRDs, permissions, webhooks, risks."""
+    from flotilla.operators.audit import audit, diff_audits, exceeds
+    from flotilla.operators.loading import load_inputs
+    from flotilla.operators.report import diff_json, diff_text, report_sarif
+
     threshold = _severity(fail_on)
     if install_mode and install_mode not in INSTALL_MODES:
         raise typer.BadParameter(f"--install-mode must be one of {', '.join(INSTALL_MODES)}")
@@ -155,6 +149,8 @@ def audit_cmd(
 
 
 def _emit(report: AuditReport, output: Output, *, grants: bool, why: bool) -> None:
+    from flotilla.operators.report import report_json, report_sarif, report_text
+
     if output is Output.json:
         typer.echo(report_json(report))
     elif output is Output.sarif:
@@ -189,6 +185,7 @@ def _lifecycle_client(kubeconfig: Path | None) -> Iterator[Client]:
 
 def _report_outcome(outcome: object) -> None:
     from flotilla.operators.lifecycle import Outcome
+    from flotilla.operators.report import diff_text, report_text
 
     assert isinstance(outcome, Outcome)
     total = len(outcome.steps)
@@ -227,6 +224,7 @@ def install(
 ) -> None:
     """Install the channel head after showing its audit; held unless approval allows it."""
     from flotilla.operators import lifecycle
+    from flotilla.operators.catalog import load_catalog
 
     with _lifecycle_client(kubeconfig) as client:
         outcome = lifecycle.install(
@@ -247,6 +245,7 @@ def upgrade(
 ) -> None:
     """Resolve the upgrade graph to the channel head; show each step's audit and diff."""
     from flotilla.operators import lifecycle
+    from flotilla.operators.catalog import load_catalog
 
     with _lifecycle_client(kubeconfig) as client:
         outcome = lifecycle.upgrade(client, load_catalog(catalog), name,
@@ -264,6 +263,7 @@ def approve(
 ) -> None:
     """Apply this operator's pending install or upgrade (and only this operator's)."""
     from flotilla.operators import lifecycle
+    from flotilla.operators.catalog import load_catalog
 
     with _lifecycle_client(kubeconfig) as client:
         outcome = lifecycle.approve(client, load_catalog(catalog), name,
@@ -304,6 +304,7 @@ def status(
 ) -> None:
     """Installed version, channel, approval mode, pending approval and Deployment readiness."""
     from flotilla.operators import cluster
+    from flotilla.operators.catalog import GraphError
 
     with _lifecycle_client(kubeconfig) as client:
         states = cluster.list_states(client, state_namespace)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from flotilla.core.errors import EXIT_USAGE, FlotillaError
@@ -29,6 +29,14 @@ class OperatorsError(FlotillaError):
     ``error: ...`` with exit 2, so it never reads as exit 1 ("the audit found problems")."""
 
     exit_code = EXIT_USAGE
+
+
+class Approval(StrEnum):
+    """``manual``: every install/upgrade waits for ``approve``. ``auto``: goes ahead unless it
+    adds findings at or above the hold threshold (default high)."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
 
 
 class Severity(IntEnum):

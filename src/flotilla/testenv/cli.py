@@ -11,17 +11,15 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import system_app
 from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_root, run_build
 from flotilla.testenv.cluster import ControlPlane
 from flotilla.testenv.components import default_state_dir
 from flotilla.testenv.errors import TestEnvError
 from flotilla.testenv.images import build_images
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok).",
-    no_args_is_help=True,
+app = system_app(
+    "A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok)."
 )
 console = Console(stderr=True)
 

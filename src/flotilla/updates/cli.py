@@ -12,16 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import system_app
 from flotilla.updates import catalog
 from flotilla.updates.fleetspec import FleetFileError, parse_fleet
 from flotilla.updates.policies import parse_duration
 from flotilla.updates.schema import make_engine, migrate
 from flotilla.updates.settings import DEFAULT_DB, ServerSettings
 
-app = typer.Typer(
-    cls=ErrorMappingGroup,
-    help="Omaha update server for Flatcar fleets, with rollout policies.", no_args_is_help=True
+app = system_app(
+    "Omaha update server for Flatcar fleets, with rollout policies."
 )
 console = Console(stderr=True)
 
