@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from flotilla.core.cli import system_app
 
@@ -170,6 +169,8 @@ def deploy(
     ns = namespace or spec.deploy.namespace
     objects = manifests_for(spec, image or spec.image_ref, ns, chosen)
     if dry_run:
+        import yaml
+
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
         return
     from flotilla.core.kube import KubeError
@@ -276,6 +277,8 @@ def pipeline(
     objects = pipeline_objects(spec, namespace or spec.deploy.namespace, git_url=git_url,
                                context_dir=context_dir,
                                flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE)
+    import yaml
+
     text = yaml.safe_dump_all(objects, sort_keys=False)
     if output is None:
         typer.echo(text, nl=False)

@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import yaml
-
-from flotilla.core import yamlload
 from flotilla.core.errors import FlotillaError
 
 __all__ = [
@@ -260,6 +257,10 @@ def parse_spec(doc: Any) -> FunctionSpec:
 
 def load_spec(text: str) -> FunctionSpec:
     """Parse ``function.yaml`` text; YAML errors become :class:`FunctionSpecError` too."""
+    import yaml  # here, not at module level: `flotilla fn --help` needs no YAML
+
+    from flotilla.core import yamlload
+
     try:
         doc = yamlload.load(text)
     except yaml.YAMLError as exc:
@@ -278,4 +279,6 @@ def dump_spec(spec: FunctionSpec) -> str:
     doc["deploy"] = {"target": d.target.value, "namespace": d.namespace, "port": d.port,
                      "nodeSelector": dict(d.node_selector),
                      "resources": {"requests": dict(d.requests), "limits": dict(d.limits)}}
+    import yaml
+
     return yaml.safe_dump(doc, sort_keys=False)
