@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from typer._coercion import PassThroughRuntimeParam
 from typer.core import TyperGroup
 
 from flotilla.core.errors import FlotillaError, cli_message
@@ -19,12 +20,32 @@ from flotilla.core.errors import FlotillaError, cli_message
 class ErrorMappingGroup(TyperGroup):
     """A Typer group that turns any :class:`FlotillaError` into its message and exit code."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _plain_bool_flags(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except FlotillaError as exc:
             typer.secho(cli_message(exc), fg=typer.colors.RED, err=True)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _plain_bool_flags(params: list[Any]) -> None:
+    """Give a group's bool flags (``--help``, ``--version``, completion) typer's plain coercion.
+
+    typer 0.29 coerces a parameter that was not given through a pydantic ``TypeAdapter``, and
+    building the first one imports pydantic: 0.1-0.25 s before any command ran, for flags whose
+    value is ``None``, ``True`` or ``False`` and need no coercion at all. Typer's own
+    pass-through handles those the same way, so the answer is unchanged.
+    """
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if (descriptor is not None and descriptor.annotation is bool
+                and getattr(param, "_runtime_param", "absent") is None):
+            param._runtime_param = PassThroughRuntimeParam(
+                annotation=bool, parameter_info=descriptor.parameter_info)
 
 
 def system_app(help: str, **settings: Any) -> typer.Typer:
