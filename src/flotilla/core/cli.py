@@ -11,8 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer._coercion import PassThroughRuntimeParam
 from typer.core import TyperGroup
+
+try:  # typer's private pass-through coercion (typer 0.29, pinned in constraints.txt)
+    from typer import _coercion
+
+    _PASS_THROUGH: Any = _coercion.PassThroughRuntimeParam
+except (ImportError, AttributeError):  # another typer: flags keep its coercion, only slower
+    _PASS_THROUGH = None
 
 from flotilla.core.errors import FlotillaError, cli_message
 
@@ -40,11 +46,13 @@ def _plain_bool_flags(params: list[Any]) -> None:
     value is ``None``, ``True`` or ``False`` and need no coercion at all. Typer's own
     pass-through handles those the same way, so the answer is unchanged.
     """
+    if _PASS_THROUGH is None:
+        return
     for param in params:
         descriptor = getattr(param, "type_descriptor", None)
         if (descriptor is not None and descriptor.annotation is bool
                 and getattr(param, "_runtime_param", "absent") is None):
-            param._runtime_param = PassThroughRuntimeParam(
+            param._runtime_param = _PASS_THROUGH(
                 annotation=bool, parameter_info=descriptor.parameter_info)
 
 
