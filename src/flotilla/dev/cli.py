@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from flotilla.core.cli import system_app
+from flotilla.core.errors import cli_message
 from flotilla.dev.tiltfile.errors import TiltfileError
 
 if TYPE_CHECKING:  # the engine pulls in docker and starlark: imported when a command runs
     from flotilla.dev.runtime.engine import Engine
 
-app = typer.Typer(help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
-                  no_args_is_help=True)
+app = system_app(
+    "Inner dev loop: run Tiltfiles (build, deploy, live update, web UI)."
+)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 FileOpt = typer.Option(Path("Tiltfile"), "--file", "-f", help="The Tiltfile to run.")
@@ -56,7 +59,7 @@ def _engine(ctx: typer.Context, tiltfile: Path, kubeconfig: Path | None, namespa
     try:
         engine.load()
     except (TiltfileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(cli_message(exc), err=True)
         if ci:
             engine.stop()
             raise typer.Exit(1) from None
@@ -83,9 +86,8 @@ def render(
         ignore = read_ignore_file(str(tiltfile.resolve().parent / ".tiltignore"))
         tiltignore = ((str(tiltfile.resolve().parent), Matcher.of(ignore)),)
         refs = planned_refs(result, tiltignore, registry)
-    except (TiltfileError, ValueError, OSError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (ValueError, OSError) as exc:  # flotilla.cli shows TiltfileError and its exit code
+        raise TiltfileError(str(exc)) from exc
     for line in result.logs:
         typer.echo(line.rstrip("\n"), err=True)
     typer.echo(render_yaml(result, resources, refs), nl=False)
@@ -192,7 +194,6 @@ def down(
     try:
         summary = teardown(tiltfile, _kubeconfig(kubeconfig), namespace, list(ctx.args),
                            docker_host, delete_namespaces=delete_namespaces)
-    except (TiltfileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except ValueError as exc:  # flotilla.cli shows TiltfileError and its exit code
+        raise TiltfileError(str(exc)) from exc
     typer.echo(summary)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flotilla.core.errors import FlotillaError
 from flotilla.updates import fleetlock
 from flotilla.updates.fleetspec import (
     AppSpec,
@@ -35,11 +36,11 @@ from flotilla.updates.schema import (
 )
 
 
-class CatalogError(ValueError):
+class CatalogError(FlotillaError, ValueError):
     """A change that would break the catalog (unknown names, conflicting tracks)."""
 
 
-class NotFoundError(LookupError):
+class NotFoundError(FlotillaError, LookupError):
     """An application, channel, group or instance that does not exist."""
 
 

@@ -12,14 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flotilla.core.cli import system_app
 from flotilla.updates import catalog
 from flotilla.updates.fleetspec import FleetFileError, parse_fleet
 from flotilla.updates.policies import parse_duration
 from flotilla.updates.schema import make_engine, migrate
 from flotilla.updates.settings import DEFAULT_DB, ServerSettings
 
-app = typer.Typer(
-    help="Omaha update server for Flatcar fleets, with rollout policies.", no_args_is_help=True
+app = system_app(
+    "Omaha update server for Flatcar fleets, with rollout policies."
 )
 console = Console(stderr=True)
 
@@ -135,11 +136,7 @@ def apply(
     except UnicodeDecodeError:
         console.print(f"[red]{file}:[/red] not UTF-8 text")
         raise typer.Exit(1) from None
-    try:
-        changes = catalog.apply_fleet(_engine(db), spec)
-    except catalog.CatalogError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
+    changes = catalog.apply_fleet(_engine(db), spec)  # CatalogError: flotilla.cli shows it
     for c in changes:
         typer.echo(c)
     typer.echo(f"{len(changes)} change(s)" if changes else "no changes")
@@ -156,11 +153,7 @@ def instances(
     """List instances, most recently seen first."""
     if output not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="-o")
-    try:
-        rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
-    except catalog.NotFoundError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
+    rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return

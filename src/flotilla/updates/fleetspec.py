@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from flotilla.core.errors import FlotillaError
 from flotilla.updates.fleetlock import LockGroup
 from flotilla.updates.models import (
     ARCHES,
@@ -48,7 +49,7 @@ def group_id(app_id: str, name: str) -> str:
     return str(uuid.uuid5(_GROUP_NS, f"{app_id}/{name}"))
 
 
-class FleetFileError(ValueError):
+class FleetFileError(FlotillaError, ValueError):
     """A fleet file with problems; ``problems`` holds one ``line N: path: message`` per issue."""
 
     def __init__(self, problems: list[str]) -> None:

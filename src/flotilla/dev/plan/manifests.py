@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from flotilla.core.errors import FlotillaError
+
 Obj = dict[str, Any]
 
 # Kinds whose objects run pods, and where their pod template lives.
@@ -23,7 +25,7 @@ WORKLOAD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ManifestError(ValueError):
+class ManifestError(FlotillaError, ValueError):
     """A manifest could not be parsed or is not a Kubernetes object."""
 
 

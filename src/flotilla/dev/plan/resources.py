@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from flotilla.core.errors import FlotillaError
 from flotilla.dev.plan import manifests
 from flotilla.dev.plan.model import (
     ImageTarget,
@@ -20,7 +21,7 @@ from flotilla.dev.plan.model import (
 UNCATEGORIZED = "uncategorized"
 
 
-class ResourceError(ValueError):
+class ResourceError(FlotillaError, ValueError):
     """The declarations do not form a valid set of resources."""
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from flotilla.core.errors import FlotillaError
 
-class TiltfileError(Exception):
-    """A Tiltfile failed to evaluate; ``file`` and ``line`` say where (line 0 when unknown)."""
+
+class TiltfileError(FlotillaError):
+    """A Tiltfile failed to evaluate; ``file`` and ``line`` say where (line 0 when unknown).
+
+    The root error of ``flotilla dev``: the CLI shows it as ``error: ...`` and exit 1.
+    """
 
     def __init__(self, message: str, file: str = "", line: int = 0) -> None:
         self.message = message
