@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from flotilla.updates import catalog, fleetlock
-from flotilla.updates.api import create_app
-from flotilla.updates.dashboard.queries import sample
-from flotilla.updates.fleetspec import group_id
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.settings import ServerSettings
+from flotilla.updates.server import catalog, fleetlock_store
+from flotilla.updates.server.api import create_app
+from flotilla.updates.server.dashboard.queries import sample
+from flotilla.updates.server.fleetspec import group_id
+from flotilla.updates.server.settings import ServerSettings
 from tests.updates.conftest import ADMIN, MID, NEW, OLD, READER, apply_doc, fleet, ue_request
 
 APP = FLATCAR_APP_ID
@@ -424,7 +424,7 @@ def test_pages_actions_and_samples_on_postgresql(pg_url: str) -> None:
 def test_reboot_locks_and_releasing_a_stale_one(client: TestClient) -> None:
     engine = client.app.state.engine
     now = datetime.now(UTC)
-    assert fleetlock.acquire(engine, "a" * 32, "default", now - timedelta(hours=3)).ok
+    assert fleetlock_store.acquire(engine, "a" * 32, "default", now - timedelta(hours=3)).ok
     csrf = login(client, ADMIN)
     page = client.get("/ui/reboots")
     assert "a" * 32 in page.text
@@ -435,5 +435,5 @@ def test_reboot_locks_and_releasing_a_stale_one(client: TestClient) -> None:
     r = client.post("/ui/reboots/release", data={"csrf": csrf, "group": "default", "id": "a" * 32})
     assert r.status_code == 200
     assert "Reboot lock released." in r.text
-    assert fleetlock.list_holders(engine) == []
+    assert fleetlock_store.list_holders(engine) == []
     assert "RebootLockReleased" in client.get("/ui/activity").text

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from flotilla.updates import slots
-from flotilla.updates.omaha_client import (
+from flotilla.updates.node import slots
+from flotilla.updates.node.omaha_client import (
     ERROR_DOWNLOAD_TRANSFER,
     ERROR_DOWNLOAD_WRITE,
     ERROR_HTTP_BASE,

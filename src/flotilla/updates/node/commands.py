@@ -1,6 +1,8 @@
-"""The node-side commands of ``flotilla updates``: agent (and, registered from their own
-modules, simulate, reboot-coordinator and fleetlock). Kept out of :mod:`cli` so the server's
-command file stays small; :func:`register` adds them to its Typer app."""
+"""The node-side commands of ``flotilla updates``: ``agent`` and ``simulate``.
+
+Only Typer and the standard library load at import time, so ``--help`` stays fast; each command
+imports the agent (httpx) or the simulator when it runs.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +12,15 @@ import logging
 import shlex
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from flotilla.updates.agent import Agent, AgentSettings, Schedule, merge_confs, status
-from flotilla.updates.omaha_client import Identity
-from flotilla.updates.policies import parse_duration
-from flotilla.updates.settings import DEFAULT_DB
+from flotilla.updates.options import BOOT_ID, read_text, seconds
 
 CONF_FILES = (Path("/etc/flatcar/update.conf"), Path("/usr/share/flatcar/update.conf"))
 RELEASE_FILE = Path("/usr/share/flatcar/release")
 STATE_DIR = Path("/var/lib/flotilla-agent")
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
-
-
-def _seconds(text: str, flag: str) -> float:
-    try:
-        return parse_duration(text).total_seconds()
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint=flag) from None
-
 
 def agent(
     slot_a: Annotated[Path, typer.Option("--slot-a", help="Slot A: file, dir or block device.")],
@@ -84,11 +67,14 @@ def agent(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Check for updates like update_engine; stage them in the inactive A/B slot."""
+    from flotilla.updates.node.agent import Agent, AgentSettings, Schedule, merge_confs, status
+    from flotilla.updates.node.omaha_client import Identity
+
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    conf = merge_confs(*(_read(p) for p in config or CONF_FILES), _read(release_file))
+    conf = merge_confs(*(read_text(p) for p in config or CONF_FILES), read_text(release_file))
     url = server or conf.get("SERVER", "")
-    mid = machine_id or _read(Path("/etc/machine-id")).strip()
+    mid = machine_id or read_text(Path("/etc/machine-id")).strip()
     ver = version or conf.get("FLATCAR_RELEASE_VERSION", "")
     board = conf.get("FLATCAR_RELEASE_BOARD", "amd64-usr")
     strategy = (reboot_strategy or conf.get("REBOOT_STRATEGY", "off")).lower()
@@ -116,9 +102,9 @@ def agent(
         fleetlock_url=lock_url,
         fleetlock_group=fleetlock_group or conf.get("FLEETLOCK_GROUP", "default"),
         schedule=Schedule(
-            interval=_seconds(interval, "--interval"),
-            fuzz=_seconds(fuzz, "--fuzz"),
-            initial_delay=_seconds(initial_delay, "--initial-delay"),
+            interval=seconds(interval, "--interval"),
+            fuzz=seconds(fuzz, "--fuzz"),
+            initial_delay=seconds(initial_delay, "--initial-delay"),
         ),
     )
     if show_status:
@@ -141,94 +127,6 @@ def agent(
         return 1 if once and a.failures else 0
 
     raise typer.Exit(asyncio.run(main()))
-
-
-def reboot_coordinator(
-    node_agent: Annotated[
-        bool, typer.Option("--node-agent", help="Run the node side (one per node).")
-    ] = False,
-    node: Annotated[
-        str | None, typer.Option("--node", envvar="NODE_NAME", help="This node (agent mode).")
-    ] = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option("--kubeconfig", help="Default: in-cluster, else $KUBECONFIG.")
-    ] = None,
-    max_rebooting: Annotated[int, typer.Option("--max-rebooting", min=1)] = 1,
-    window: Annotated[
-        list[str] | None,
-        typer.Option("--window", help='Reboot window, e.g. "Sat 02:00-06:00" (repeatable).'),
-    ] = None,
-    timezone: Annotated[str, typer.Option("--timezone")] = "UTC",
-    delay: Annotated[str, typer.Option("--delay", help="Pause after each reboot, e.g. 10m.")] = "0",
-    before: Annotated[
-        list[str] | None,
-        typer.Option("--before-reboot-annotation", help="Must be \"true\" before a reboot."),
-    ] = None,
-    after: Annotated[
-        list[str] | None,
-        typer.Option("--after-reboot-annotation", help="Must be \"true\" after a reboot."),
-    ] = None,
-    selector: Annotated[
-        list[str] | None, typer.Option("--selector", help="Only nodes with label k=v.")
-    ] = None,
-    reboot_command: Annotated[
-        str, typer.Option("--reboot-command", help="Agent mode: how to reboot.")
-    ] = "systemctl reboot",
-    reboot_needed_file: Annotated[
-        Path | None,
-        typer.Option("--reboot-needed-file",
-                     help="Agent mode: the update agent's marker, e.g. "
-                          "/var/lib/flotilla-agent/reboot-needed."),
-    ] = None,
-    boot_id_file: Annotated[Path, typer.Option("--boot-id-file")] = BOOT_ID,
-    drain_timeout: Annotated[str, typer.Option("--drain-timeout")] = "10m",
-    interval: Annotated[str, typer.Option("--interval")] = "10s",
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
-) -> None:
-    """Coordinate node reboots in Kubernetes (FLUO-class), or run the node agent."""
-    import shlex
-    import threading
-    from datetime import timedelta
-
-    from flotilla.core.kube import client_from_environment, client_from_kubeconfig
-    from flotilla.updates.policies import parse_window
-    from flotilla.updates.reboot_coordinator import Coordinator, NodeAgent, NodeAgentSettings
-    from flotilla.updates.reboots import CoordinatorConfig
-
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        windows = tuple(parse_window(w) for w in window or [])
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--window") from None
-    labels = {}
-    for sel in selector or []:
-        k, sep, v = sel.partition("=")
-        if not sep:
-            raise typer.BadParameter("use key=value", param_hint="--selector")
-        labels[k] = v
-    if node_agent and not node:
-        raise typer.BadParameter("agent mode needs --node (or NODE_NAME)", param_hint="--node")
-    client = client_from_kubeconfig(kubeconfig) if kubeconfig else client_from_environment()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    if node_agent:
-        assert node is not None
-        NodeAgent(client, NodeAgentSettings(
-            node=node, reboot_command=shlex.split(reboot_command),
-            reboot_needed_file=reboot_needed_file, boot_id_file=boot_id_file,
-            drain_timeout=_seconds(drain_timeout, "--drain-timeout"),
-            interval=_seconds(interval, "--interval"),
-        )).run(stop)
-        return
-    cfg = CoordinatorConfig(
-        max_rebooting=max_rebooting, windows=windows, timezone=timezone,
-        delay=timedelta(seconds=_seconds(delay, "--delay")),
-        before_annotations=tuple(before or ()), after_annotations=tuple(after or ()),
-    )
-    Coordinator(client, cfg, interval=_seconds(interval, "--interval"),
-                selector=labels or None).run(stop)
 
 
 def simulate(
@@ -263,8 +161,9 @@ def simulate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flotilla.updates.models import FLATCAR_APP_ID
-    from flotilla.updates.simulator import Fleet, SimSettings, target_from_api
-    from flotilla.updates.simulator import simulate as run_sim
+    from flotilla.updates.node.agent import Schedule
+    from flotilla.updates.node.simulator import Fleet, SimSettings, target_from_api
+    from flotilla.updates.node.simulator import simulate as run_sim
 
     if until_done and target is None:
         if not token:
@@ -278,10 +177,10 @@ def simulate(
             raise typer.BadParameter(f"no group with track {track} or no channel version")
     settings = SimSettings(
         server=server, instances=instances, track=track, version=version, time_scale=time_scale,
-        schedule=Schedule(interval=_seconds(interval, "--interval"), fuzz=_seconds(fuzz, "--fuzz"),
+        schedule=Schedule(interval=seconds(interval, "--interval"), fuzz=seconds(fuzz, "--fuzz"),
                           initial_delay=0),
-        download=_seconds(download, "--download"),
-        reboot_delay=_seconds(reboot_delay, "--reboot-delay"),
+        download=seconds(download, "--download"),
+        reboot_delay=seconds(reboot_delay, "--reboot-delay"),
         failure_rate=failure_rate, concurrency=concurrency, seed=seed,
     )
     console = Console(stderr=True)
@@ -306,97 +205,3 @@ def simulate(
     if until_done and not ok:
         console.print(f"[red]timed out[/red]: not every machine reached {target}")
         raise typer.Exit(1)
-
-
-fleetlock_app = typer.Typer(help="FleetLock reboot slots: groups, holders, stale locks.",
-                            no_args_is_help=True)
-DbOption = typer.Option("--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite path.")
-
-
-def _db(db: str) -> Any:
-    from flotilla.updates.schema import make_engine, migrate
-
-    engine = make_engine(db, pool_size=2)
-    migrate(engine)
-    return engine
-
-
-@fleetlock_app.command("holders")
-def fleetlock_holders(
-    db: Annotated[str, DbOption] = DEFAULT_DB,
-    group: Annotated[str | None, typer.Option("--group")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
-) -> None:
-    """Who holds a reboot slot now, oldest first."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from flotilla.updates import fleetlock
-
-    rows = fleetlock.list_holders(_db(db), group)
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table()
-    for col in ("GROUP", "ID", "ACQUIRED"):
-        table.add_column(col, no_wrap=True)
-    for r in rows:
-        table.add_row(r["group"], r["id"], (r["acquired_at"] or "")[:19])
-    Console(width=200).print(table)
-
-
-@fleetlock_app.command("groups")
-def fleetlock_groups(
-    db: Annotated[str, DbOption] = DEFAULT_DB,
-    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
-) -> None:
-    """Groups with their maximum, windows and number of holders."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from flotilla.updates import fleetlock
-
-    rows = fleetlock.list_groups(_db(db))
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table()
-    for col in ("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE"):
-        table.add_column(col, no_wrap=True)
-    for r in rows:
-        table.add_row(r["name"], str(r["held"]), str(r["max_holders"]),
-                      ", ".join(r["windows"]) or "any time", r["timezone"])
-    Console(width=200).print(table)
-
-
-@fleetlock_app.command("release")
-def fleetlock_release(
-    db: Annotated[str, DbOption] = DEFAULT_DB,
-    group: Annotated[str | None, typer.Option("--group")] = None,
-    node_id: Annotated[str | None, typer.Option("--id", help="The holder's id.")] = None,
-    older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Holders older than this, e.g. 2h.")
-    ] = None,
-) -> None:
-    """Release stale locks (a node that died holding its slot); name a group, id or age."""
-    from datetime import UTC, datetime, timedelta
-
-    from flotilla.updates import fleetlock
-
-    age = timedelta(seconds=_seconds(older_than, "--older-than")) if older_than else None
-    try:
-        dropped = fleetlock.release_stale(_db(db), group=group, node_id=node_id,
-                                          older_than=age, now=datetime.now(UTC))
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    for r in dropped:
-        typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
-    typer.echo(f"{len(dropped)} lock(s) released")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the node-side commands to ``flotilla updates``."""
-    app.command("agent")(agent)
-    app.command("reboot-coordinator")(reboot_coordinator)
-    app.command("simulate")(simulate)
-    app.add_typer(fleetlock_app, name="fleetlock")

@@ -7,7 +7,7 @@ rollout, two failed downloads tripping the brake - deterministically, in a few s
 Each machine walks update_engine's event sequence (check, 13/1 download started, 14/1 downloaded,
 3/1 applied, then after a "reboot" 3/2 with ``previousversion`` next to its next check), with the
 timing compressed into rounds. Some machines of the ``experimental`` group fail their download,
-so the failure brake trips. Run: ``python -m flotilla.updates.demo --server URL``.
+so the failure brake trips. Run: ``python -m flotilla.updates.node.demo --server URL``.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line of ``python -m flotilla.updates.demo``."""
+    """Command line of ``python -m flotilla.updates.node.demo``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--server", required=True, help="base URL of flotilla updates serve")
     p.add_argument("--rounds", type=int, default=8)

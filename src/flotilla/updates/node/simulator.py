@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from flotilla.updates.agent import Schedule, next_delay
-from flotilla.updates.omaha_client import (
+from flotilla.updates.node.agent import Schedule, next_delay
+from flotilla.updates.node.omaha_client import (
     ERROR_PAYLOAD_HASH_MISMATCH,
     EVENT_DOWNLOAD_FINISHED,
     EVENT_DOWNLOAD_STARTED,

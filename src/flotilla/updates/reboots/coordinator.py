@@ -1,6 +1,6 @@
 """``flotilla updates reboot-coordinator``: the Kubernetes adapter for :mod:`reboots`.
 
-Two modes. The coordinator (one replica) lists Nodes, asks :func:`reboots.plan` what to do, and
+Two modes. The coordinator (one replica) lists Nodes, asks :func:`planning.plan` what to do, and
 writes labels/annotations with merge patches. The node agent (one per node, ``--node-agent``)
 marks ``reboot-needed``, and once allowed cordons, drains through the Eviction API (which
 honours PodDisruptionBudgets; DaemonSet and mirror pods stay), runs the reboot command, and
@@ -29,8 +29,8 @@ from flotilla.core.kube import (
     patch_merge_raw,
     post_event,
 )
-from flotilla.updates import reboots
-from flotilla.updates.reboots import CoordinatorConfig, NodeAction, NodeView, Step
+from flotilla.updates.reboots import planning
+from flotilla.updates.reboots.planning import CoordinatorConfig, NodeAction, NodeView, Step
 
 logger = logging.getLogger(__name__)
 COMPONENT = "flotilla-reboot-coordinator"
@@ -71,7 +71,7 @@ class Coordinator:
         """One pass: read nodes, plan, write; returns what it did."""
         nodes = [NodeView.from_node(n)
                  for n in list_raw(self.client, "v1", "Node", labels=self.selector)]
-        steps = reboots.plan(nodes, self.cfg, now or datetime.now(UTC))
+        steps = planning.plan(nodes, self.cfg, now or datetime.now(UTC))
         for name, step in steps:
             self._do(name, step)
         return steps
@@ -80,19 +80,19 @@ class Coordinator:
         t = "true"
         if step is Step.PICK:
             resets: dict[str, str | None] = dict.fromkeys(self.cfg.before_annotations)
-            _patch(self.client, name, labels={reboots.BEFORE_REBOOT: t}, annotations=resets)
+            _patch(self.client, name, labels={planning.BEFORE_REBOOT: t}, annotations=resets)
             msg = "picked for reboot; waiting for before-reboot checks"
         elif step is Step.ALLOW:
-            _patch(self.client, name, labels={reboots.BEFORE_REBOOT: None},
-                   annotations={reboots.REBOOT_OK: t})
+            _patch(self.client, name, labels={planning.BEFORE_REBOOT: None},
+                   annotations={planning.REBOOT_OK: t})
             msg = "reboot allowed"
         elif step is Step.CHECK_AFTER:
             resets = dict.fromkeys(self.cfg.after_annotations)
-            _patch(self.client, name, labels={reboots.AFTER_REBOOT: t}, annotations=resets)
+            _patch(self.client, name, labels={planning.AFTER_REBOOT: t}, annotations=resets)
             msg = "rebooted; waiting for after-reboot checks"
         else:
-            _patch(self.client, name, labels={reboots.AFTER_REBOOT: None},
-                   annotations={reboots.REBOOT_OK: None})
+            _patch(self.client, name, labels={planning.AFTER_REBOOT: None},
+                   annotations={planning.REBOOT_OK: None})
             msg = "reboot cycle finished; node released"
         logger.info("node %s: %s", name, msg)
         post_event(self.client, _node_ref(name), f"Reboot{step.value.title().replace('-', '')}",
@@ -145,22 +145,22 @@ class NodeAgent:
             raise KubeError(f"node {self.s.node} not found", 404)
         view = NodeView.from_node(node)
         local = self.s.reboot_needed_file is not None and self.s.reboot_needed_file.exists()
-        action = reboots.node_action(view, self._boot_id(), local)
+        action = planning.node_action(view, self._boot_id(), local)
         t = "true"
         name = self.s.node
         if action is NodeAction.MARK_NEEDED:
-            _patch(self.client, name, labels={reboots.REBOOT_NEEDED: t},
-                   annotations={reboots.REBOOT_NEEDED: t})
+            _patch(self.client, name, labels={planning.REBOOT_NEEDED: t},
+                   annotations={planning.REBOOT_NEEDED: t})
         elif action is NodeAction.REBOOT:
             self._reboot(view, bool((node.get("spec") or {}).get("unschedulable")))
         elif action is NodeAction.CAME_BACK:
-            _patch(self.client, name, labels={reboots.REBOOT_NEEDED: None},
-                   annotations={reboots.REBOOT_NEEDED: None, reboots.REBOOT_IN_PROGRESS: None,
-                                reboots.BOOT_ID: None, reboots.LAST_REBOOT: _now()})
+            _patch(self.client, name, labels={planning.REBOOT_NEEDED: None},
+                   annotations={planning.REBOOT_NEEDED: None, planning.REBOOT_IN_PROGRESS: None,
+                                planning.BOOT_ID: None, planning.LAST_REBOOT: _now()})
             post_event(self.client, _node_ref(name), "Rebooted", "node is back after its reboot",
                        component=COMPONENT)
         elif action is NodeAction.UNCORDON:
-            _patch(self.client, name, annotations={reboots.MADE_UNSCHEDULABLE: None},
+            _patch(self.client, name, annotations={planning.MADE_UNSCHEDULABLE: None},
                    unschedulable=False)
             post_event(self.client, _node_ref(name), "Uncordoned", "released after reboot",
                        component=COMPONENT)
@@ -168,10 +168,10 @@ class NodeAgent:
 
     def _reboot(self, view: NodeView, unschedulable: bool) -> None:
         name = self.s.node
-        ann: dict[str, str | None] = {reboots.REBOOT_IN_PROGRESS: "true",
-                                      reboots.BOOT_ID: self._boot_id()}
+        ann: dict[str, str | None] = {planning.REBOOT_IN_PROGRESS: "true",
+                                      planning.BOOT_ID: self._boot_id()}
         if not unschedulable:
-            ann[reboots.MADE_UNSCHEDULABLE] = "true"  # only then is uncordoning ours to do
+            ann[planning.MADE_UNSCHEDULABLE] = "true"  # only then is uncordoning ours to do
         _patch(self.client, name, annotations=ann, unschedulable=True if not unschedulable
                else None)
         if not self.drain():
@@ -194,7 +194,7 @@ class NodeAgent:
         while True:
             pods = [p for p in list_raw_fields(self.client, "v1", "Pod",
                                                {"spec.nodeName": self.s.node})
-                    if reboots.evictable(p)]
+                    if planning.evictable(p)]
             if not pods:
                 return True
             for p in pods:

@@ -26,16 +26,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from flotilla import __version__
-from flotilla.updates import catalog
-from flotilla.updates.dashboard import mount as mount_dashboard
-from flotilla.updates.fleetlock_http import router as fleetlock_router
-from flotilla.updates.fleetspec import FleetFileError, parse_fleet, policy_problems
-from flotilla.updates.metrics import Metrics
 from flotilla.updates.models import Channel, ExtraFile, InvalidVersionError, Package, Version
-from flotilla.updates.omaha import MAX_BODY, OmahaError, parse_request, render_response
-from flotilla.updates.schema import make_engine, migrate
-from flotilla.updates.settings import ServerSettings, settings_from_env
-from flotilla.updates.store import Store
+from flotilla.updates.server import catalog
+from flotilla.updates.server.dashboard import mount as mount_dashboard
+from flotilla.updates.server.fleetlock_http import router as fleetlock_router
+from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
+from flotilla.updates.server.metrics import Metrics
+from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
+from flotilla.updates.server.schema import make_engine, migrate
+from flotilla.updates.server.settings import ServerSettings, settings_from_env
+from flotilla.updates.server.store import Store
 
 logger = logging.getLogger(__name__)
 

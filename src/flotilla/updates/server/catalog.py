@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flotilla.updates import fleetlock
-from flotilla.updates.fleetspec import (
+from flotilla.updates.models import DEFAULT_CHANNELS, ActivityKind, Channel, Package, Severity
+from flotilla.updates.server import fleetlock_store
+from flotilla.updates.server.fleetspec import (
     AppSpec,
     FleetSpec,
     group_id,
@@ -21,9 +22,8 @@ from flotilla.updates.fleetspec import (
     policy_from_dict,
     policy_to_dict,
 )
-from flotilla.updates.models import DEFAULT_CHANNELS, ActivityKind, Channel, Package, Severity
-from flotilla.updates.rollouts import utc
-from flotilla.updates.schema import (
+from flotilla.updates.server.rollouts import utc
+from flotilla.updates.server.schema import (
     activity,
     applications,
     channels,
@@ -195,7 +195,7 @@ def apply_fleet(engine: Engine, spec: FleetSpec) -> list[str]:
         with engine.begin() as conn:
             for app in spec.applications:
                 _apply_app(conn, app, changes)
-            fleetlock.apply_groups(conn, spec.fleetlock, changes)
+            fleetlock_store.apply_groups(conn, spec.fleetlock, changes)
     except IntegrityError as e:
         raise CatalogError(
             f"conflicts with what is stored (a track used twice?): {e.orig}"

@@ -1,4 +1,8 @@
-"""``flotilla updates``: serve the Omaha server, apply fleet files, list instances and activity."""
+"""The server-side commands of ``flotilla updates``: serve, apply, instances, activity, fleetlock.
+
+Only Typer, rich and the standard library load at import time, so ``--help`` stays fast;
+SQLAlchemy, FastAPI and uvicorn load inside the command that needs them.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla.updates import catalog
-from flotilla.updates.fleetspec import FleetFileError, parse_fleet
-from flotilla.updates.policies import parse_duration
-from flotilla.updates.schema import make_engine, migrate
-from flotilla.updates.settings import DEFAULT_DB, ServerSettings
+from flotilla.updates.options import seconds
+from flotilla.updates.server.settings import DEFAULT_DB
 
-app = typer.Typer(
-    help="Omaha update server for Flatcar fleets, with rollout policies.", no_args_is_help=True
-)
 console = Console(stderr=True)
 
 DbOption = typer.Option(
@@ -36,6 +34,9 @@ FileOption = typer.Option(..., "-f", "--file", exists=True, dir_okay=False, help
 
 
 def _engine(db: str) -> Any:
+    """A small engine on ``db``, migrated to the newest schema."""
+    from flotilla.updates.server.schema import make_engine, migrate
+
     engine = make_engine(db, pool_size=2)
     migrate(engine)
     return engine
@@ -51,7 +52,6 @@ def _tokens(values: list[str] | None) -> tuple[str, ...]:
     return tuple(t for v in values or [] for t in v.split(",") if t)
 
 
-@app.command()
 def serve(
     db: str = DbOption,
     host: str = typer.Option("127.0.0.1", "--host", envvar="FLOTILLA_UPDATES_HOST"),
@@ -77,7 +77,10 @@ def serve(
     and /healthz."""
     import uvicorn
 
-    from flotilla.updates.api import create_app
+    from flotilla.updates.policies import parse_duration
+    from flotilla.updates.server.api import create_app
+    from flotilla.updates.server.schema import make_engine, migrate
+    from flotilla.updates.server.settings import ServerSettings
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -108,7 +111,7 @@ def serve(
         )
         migrate(make_engine(db, pool_size=1))
         uvicorn.run(
-            "flotilla.updates.api:create_app_from_env",
+            "flotilla.updates.server.api:create_app_from_env",
             factory=True,
             host=host,
             port=port,
@@ -120,12 +123,14 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
 
-@app.command()
 def apply(
     file: Path = FileOption,
     db: str = DbOption,
 ) -> None:
     """Make the database match a fleet file; running it again changes nothing."""
+    from flotilla.updates.server import catalog
+    from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet
+
     try:
         spec = parse_fleet(file.read_text(encoding="utf-8"))
     except FleetFileError as e:
@@ -145,7 +150,6 @@ def apply(
     typer.echo(f"{len(changes)} change(s)" if changes else "no changes")
 
 
-@app.command()
 def instances(
     db: str = DbOption,
     group: str | None = typer.Option(None, "--group", help="Group name or id."),
@@ -154,6 +158,8 @@ def instances(
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
     """List instances, most recently seen first."""
+    from flotilla.updates.server import catalog
+
     if output not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="-o")
     try:
@@ -183,13 +189,14 @@ def instances(
     _out().print(table)
 
 
-@app.command()
 def activity(
     db: str = DbOption,
     limit: int = typer.Option(50, "--limit"),
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
     """Show the activity feed: rollouts started/finished/failed, failed instances, channel moves."""
+    from flotilla.updates.server import catalog
+
     rows = catalog.list_activity(_engine(db), limit=limit)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
@@ -207,11 +214,75 @@ def activity(
     _out().print(table)
 
 
-def _register_node_commands() -> None:
-    """The node side (agent, simulator, reboot coordination) lives in its own modules."""
-    from flotilla.updates.node_commands import register
+fleetlock_app = typer.Typer(help="FleetLock reboot slots: groups, holders, stale locks.",
+                            no_args_is_help=True)
+LockDbOption = typer.Option(
+    "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite path."
+)
 
-    register(app)
+
+@fleetlock_app.command("holders")
+def fleetlock_holders(
+    db: Annotated[str, LockDbOption] = DEFAULT_DB,
+    group: Annotated[str | None, typer.Option("--group")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+) -> None:
+    """Who holds a reboot slot now, oldest first."""
+    from flotilla.updates.server import fleetlock_store
+
+    rows = fleetlock_store.list_holders(_engine(db), group)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for col in ("GROUP", "ID", "ACQUIRED"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(r["group"], r["id"], (r["acquired_at"] or "")[:19])
+    Console(width=200).print(table)
 
 
-_register_node_commands()
+@fleetlock_app.command("groups")
+def fleetlock_groups(
+    db: Annotated[str, LockDbOption] = DEFAULT_DB,
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+) -> None:
+    """Groups with their maximum, windows and number of holders."""
+    from flotilla.updates.server import fleetlock_store
+
+    rows = fleetlock_store.list_groups(_engine(db))
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for col in ("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(r["name"], str(r["held"]), str(r["max_holders"]),
+                      ", ".join(r["windows"]) or "any time", r["timezone"])
+    Console(width=200).print(table)
+
+
+@fleetlock_app.command("release")
+def fleetlock_release(
+    db: Annotated[str, LockDbOption] = DEFAULT_DB,
+    group: Annotated[str | None, typer.Option("--group")] = None,
+    node_id: Annotated[str | None, typer.Option("--id", help="The holder's id.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Holders older than this, e.g. 2h.")
+    ] = None,
+) -> None:
+    """Release stale locks (a node that died holding its slot); name a group, id or age."""
+    from datetime import UTC, datetime, timedelta
+
+    from flotilla.updates.server import fleetlock_store
+
+    age = timedelta(seconds=seconds(older_than, "--older-than")) if older_than else None
+    try:
+        dropped = fleetlock_store.release_stale(_engine(db), group=group, node_id=node_id,
+                                          older_than=age, now=datetime.now(UTC))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    for r in dropped:
+        typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
+    typer.echo(f"{len(dropped)} lock(s) released")

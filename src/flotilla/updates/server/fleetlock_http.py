@@ -14,8 +14,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from flotilla.updates import fleetlock
-from flotilla.updates.fleetlock import FleetLockError
+from flotilla.updates.reboots import fleetlock
+from flotilla.updates.reboots.fleetlock import FleetLockError
+from flotilla.updates.server import fleetlock_store
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def router(engine: Engine, reader: Callable[..., str], admin: Callable[..., str]
         try:
             node_id, group = await _params(request)
             decision = await run_in_threadpool(
-                fleetlock.acquire, engine, node_id, group, datetime.now(UTC))
+                fleetlock_store.acquire, engine, node_id, group, datetime.now(UTC))
         except FleetLockError as e:
             return _error(400, e.kind, str(e))
         except SQLAlchemyError:
@@ -65,7 +66,7 @@ def router(engine: Engine, reader: Callable[..., str], admin: Callable[..., str]
         """Give the slot back (a success also when none was held)."""
         try:
             node_id, group = await _params(request)
-            await run_in_threadpool(fleetlock.release, engine, node_id, group)
+            await run_in_threadpool(fleetlock_store.release, engine, node_id, group)
         except FleetLockError as e:
             return _error(400, e.kind, str(e))
         except SQLAlchemyError:
@@ -76,18 +77,18 @@ def router(engine: Engine, reader: Callable[..., str], admin: Callable[..., str]
     @r.get("/api/v1/fleetlock/groups", tags=["fleetlock"])
     async def groups(_: read_role) -> Any:
         """FleetLock groups with their maximum, windows and current holders."""
-        return await run_in_threadpool(fleetlock.list_groups, engine)
+        return await run_in_threadpool(fleetlock_store.list_groups, engine)
 
     @r.get("/api/v1/fleetlock/holders", tags=["fleetlock"])
     async def holders(_: read_role, group: str | None = None) -> Any:
         """Current lock holders, oldest first."""
-        return await run_in_threadpool(fleetlock.list_holders, engine, group)
+        return await run_in_threadpool(fleetlock_store.list_holders, engine, group)
 
     @r.delete("/api/v1/fleetlock/groups/{group}/holders/{node_id}", tags=["fleetlock"])
     async def unlock(group: str, node_id: str, _: admin_role) -> Any:
         """Release a stale lock (a node that died holding its slot)."""
         dropped = await run_in_threadpool(
-            lambda: fleetlock.release_stale(engine, group=group, node_id=node_id,
+            lambda: fleetlock_store.release_stale(engine, group=group, node_id=node_id,
                                             now=datetime.now(UTC)))
         if not dropped:
             return JSONResponse({"detail": f"{node_id} holds no lock in {group}"}, 404)

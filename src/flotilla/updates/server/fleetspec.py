@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-from flotilla.updates.fleetlock import LockGroup
 from flotilla.updates.models import (
     ARCHES,
     DEFAULT_CHANNELS,
@@ -36,6 +35,7 @@ from flotilla.updates.policies import (
     parse_window,
     zone,
 )
+from flotilla.updates.reboots.fleetlock import LockGroup
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from flotilla.updates.store import Observer
+from flotilla.updates.server.store import Observer
 
 FleetCounts = Callable[[], list[tuple[str, str, str, str, int]]]
 
@@ -78,7 +78,7 @@ class Metrics:
         self.registry.register(_FleetCollector(fleet_counts, ttl))
 
     def observer(self) -> Observer:
-        """Hooks for :class:`flotilla.updates.store.Store`."""
+        """Hooks for :class:`flotilla.updates.server.store.Store`."""
         return Observer(
             on_grant=lambda app, group: self.grants.labels(app, group).inc(),
             on_failure=lambda app, group: self.failures.labels(app, group).inc(),

@@ -21,8 +21,8 @@ from flotilla.updates.models import (
     Policy,
     Severity,
 )
-from flotilla.updates.omaha import AppRequest
-from flotilla.updates.schema import activity, groups, instance_history, instances
+from flotilla.updates.server.omaha import AppRequest
+from flotilla.updates.server.schema import activity, groups, instance_history, instances
 
 logger = logging.getLogger(__name__)
 

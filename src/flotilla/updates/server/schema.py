@@ -242,7 +242,7 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option(
-        "script_location", str(resources.files("flotilla.updates").joinpath("migrations"))
+        "script_location", str(resources.files("flotilla.updates.server").joinpath("migrations"))
     )
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":

@@ -42,8 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from flotilla.updates import lifecycle, policies, rollouts
-from flotilla.updates.fleetspec import package_from_row, policy_from_dict
+from flotilla.updates import policies
 from flotilla.updates.models import (
     IN_PROGRESS,
     Channel,
@@ -53,16 +52,18 @@ from flotilla.updates.models import (
     Policy,
     RolloutStats,
 )
-from flotilla.updates.omaha import AppRequest, AppResponse, OmahaError, Request
-from flotilla.updates.rollouts import LIVE_INTERVAL, GroupCtx, utc
-from flotilla.updates.schema import (
+from flotilla.updates.server import lifecycle, rollouts
+from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
+from flotilla.updates.server.omaha import AppRequest, AppResponse, OmahaError, Request
+from flotilla.updates.server.rollouts import LIVE_INTERVAL, GroupCtx, utc
+from flotilla.updates.server.schema import (
     channels,
     groups,
     instance_history,
     instances,
     reading,
 )
-from flotilla.updates.schema import packages as packages_t
+from flotilla.updates.server.schema import packages as packages_t
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,6 @@
 makes changes, :mod:`auth` handles sessions and CSRF, :mod:`routes` wires them to HTTP.
 """
 
-from flotilla.updates.dashboard.routes import Dashboard, mount
+from flotilla.updates.server.dashboard.routes import Dashboard, mount
 
 __all__ = ["Dashboard", "mount"]

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from flotilla.updates import catalog
 from flotilla.updates.models import Channel, Severity
-from flotilla.updates.schema import activity
+from flotilla.updates.server import catalog
+from flotilla.updates.server.schema import activity
 
 POLICY_UPDATED = "PolicyUpdated"
 GROUP_PAUSED = "GroupPaused"

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from flotilla.updates.fleetspec import policy_problems
 from flotilla.updates.models import InvalidVersionError, Version
+from flotilla.updates.server.fleetspec import policy_problems
 
 MAX_FORM = 64 * 1024
 """Bytes a dashboard form may send."""

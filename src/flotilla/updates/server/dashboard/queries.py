@@ -24,11 +24,11 @@ from sqlalchemy import (
     select,
 )
 
-from flotilla.updates import catalog
 from flotilla.updates.models import ActivityKind, InstanceStatus
 from flotilla.updates.policies import in_any_window, parse_window
-from flotilla.updates.rollouts import utc
-from flotilla.updates.schema import (
+from flotilla.updates.server import catalog
+from flotilla.updates.server.rollouts import utc
+from flotilla.updates.server.schema import (
     activity,
     applications,
     channels,

@@ -28,9 +28,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from flotilla.updates import catalog, fleetlock
-from flotilla.updates.dashboard import actions, queries
-from flotilla.updates.dashboard.auth import (
+from flotilla.updates.server import catalog, fleetlock_store
+from flotilla.updates.server.dashboard import actions, queries
+from flotilla.updates.server.dashboard.auth import (
     COOKIE,
     LOGIN_COOKIE,
     SESSION_SECONDS,
@@ -38,7 +38,7 @@ from flotilla.updates.dashboard.auth import (
     Viewer,
     csrf_ok,
 )
-from flotilla.updates.dashboard.forms import (
+from flotilla.updates.server.dashboard.forms import (
     FormTooLargeError,
     parse_form,
     policy_from_form,
@@ -47,7 +47,7 @@ from flotilla.updates.dashboard.forms import (
 
 logger = logging.getLogger(__name__)
 
-HERE = Path(str(resources.files("flotilla.updates.dashboard")))
+HERE = Path(str(resources.files("flotilla.updates.server.dashboard")))
 POLL_SECONDS = 3
 """How often open pages ask for fresh numbers."""
 MESSAGES = {
@@ -297,8 +297,8 @@ class Dashboard:
         )  # fmt: skip
 
     async def reboots(self, request: Request, viewer: Viewer) -> Response:
-        groups = await run_in_threadpool(fleetlock.list_groups, self.engine)
-        holders = await run_in_threadpool(fleetlock.list_holders, self.engine)
+        groups = await run_in_threadpool(fleetlock_store.list_groups, self.engine)
+        holders = await run_in_threadpool(fleetlock_store.list_holders, self.engine)
         now = datetime.now(UTC)
         return self.render(
             request, viewer, "reboots.html",
@@ -347,7 +347,7 @@ class Dashboard:
         if not group or not holder:
             return self.error(request, viewer, 422, "A group and a machine id are required.")
         dropped = await run_in_threadpool(
-            lambda: fleetlock.release_stale(
+            lambda: fleetlock_store.release_stale(
                 self.engine, group=group, node_id=holder, now=datetime.now(UTC)
             )
         )

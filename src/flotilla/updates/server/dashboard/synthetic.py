@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 
 from flotilla.updates.models import ActivityKind, InstanceStatus, Severity
-from flotilla.updates.schema import activity, groups, instance_history, instances
+from flotilla.updates.server.schema import activity, groups, instance_history, instances
 
 OLD, NEW = "3510.2.0", "3760.2.0"
 
