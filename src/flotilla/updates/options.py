@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from flotilla.updates.policies import parse_duration
-
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 """Where Linux tells the current boot's id; a new one means the machine rebooted."""
 
@@ -22,6 +20,8 @@ def read_text(path: Path) -> str:
 
 def seconds(text: str, flag: str) -> float:
     """A duration flag (``45m``, ``2h``, ``30``) in seconds; a usage error names the flag."""
+    from flotilla.updates.policies import parse_duration
+
     try:
         return parse_duration(text).total_seconds()
     except ValueError as e:

@@ -6,11 +6,8 @@ imports the agent (httpx) or the simulator when it runs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import shlex
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -67,6 +64,10 @@ def agent(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Check for updates like update_engine; stage them in the inactive A/B slot."""
+    import asyncio
+    import shlex
+    import signal
+
     from flotilla.updates.node.agent import Agent, AgentSettings, Schedule, merge_confs, status
     from flotilla.updates.node.omaha_client import Identity
 
@@ -157,6 +158,8 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed")] = 1,
 ) -> None:
     """Run N simulated update_engine machines against a server, with a live rollout view."""
+    import asyncio
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

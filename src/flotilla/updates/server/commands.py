@@ -10,16 +10,35 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from flotilla.updates.options import seconds
 from flotilla.updates.server.settings import DEFAULT_DB
 
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+
+def _err() -> Console:
+    """Messages on stderr (rich loads when a command prints, not for ``--help``)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _table(*columns: str) -> Table:
+    """An empty table with these columns, none wrapped."""
+    from rich.table import Table
+
+    table = Table()
+    for name in columns:
+        table.add_column(name, no_wrap=True)
+    return table
+
 
 DbOption = typer.Option(
     DEFAULT_DB, "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite file path."
@@ -44,8 +63,17 @@ def _engine(db: str) -> Any:
 
 def _out() -> Console:
     """Tables on stdout: the terminal's width, or wide enough for machine ids when piped."""
+    from rich.console import Console
+
     out = Console()
     return out if out.is_terminal else Console(width=200)
+
+
+def _wide() -> Console:
+    """FleetLock tables: always wide enough for holder ids."""
+    from rich.console import Console
+
+    return Console(width=200)
 
 
 def _tokens(values: list[str] | None) -> tuple[str, ...]:
@@ -135,15 +163,15 @@ def apply(
         spec = parse_fleet(file.read_text(encoding="utf-8"))
     except FleetFileError as e:
         for p in e.problems:
-            console.print(f"[red]{file}:[/red] {p}", highlight=False)
+            _err().print(f"[red]{file}:[/red] {p}", highlight=False)
         raise typer.Exit(1) from None
     except UnicodeDecodeError:
-        console.print(f"[red]{file}:[/red] not UTF-8 text")
+        _err().print(f"[red]{file}:[/red] not UTF-8 text")
         raise typer.Exit(1) from None
     try:
         changes = catalog.apply_fleet(_engine(db), spec)
     except catalog.CatalogError as e:
-        console.print(f"[red]error:[/red] {e}")
+        _err().print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from None
     for c in changes:
         typer.echo(c)
@@ -165,12 +193,12 @@ def instances(
     try:
         rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
     except catalog.NotFoundError as e:
-        console.print(f"[red]error:[/red] {e}")
+        _err().print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from None
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table()
+    table = _table()
     table.add_column("MACHINE", no_wrap=True, min_width=32)
     for name in ("GROUP", "VERSION", "STATUS", "TARGET"):
         table.add_column(name, no_wrap=True)
@@ -201,7 +229,7 @@ def activity(
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table()
+    table = _table()
     table.add_column("AT", no_wrap=True, min_width=19)
     table.add_column("SEVERITY", no_wrap=True)
     table.add_column("KIND", no_wrap=True)
@@ -234,12 +262,10 @@ def fleetlock_holders(
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table()
-    for col in ("GROUP", "ID", "ACQUIRED"):
-        table.add_column(col, no_wrap=True)
+    table = _table("GROUP", "ID", "ACQUIRED")
     for r in rows:
         table.add_row(r["group"], r["id"], (r["acquired_at"] or "")[:19])
-    Console(width=200).print(table)
+    _wide().print(table)
 
 
 @fleetlock_app.command("groups")
@@ -254,13 +280,11 @@ def fleetlock_groups(
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table()
-    for col in ("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE"):
-        table.add_column(col, no_wrap=True)
+    table = _table("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE")
     for r in rows:
         table.add_row(r["name"], str(r["held"]), str(r["max_holders"]),
                       ", ".join(r["windows"]) or "any time", r["timezone"])
-    Console(width=200).print(table)
+    _wide().print(table)
 
 
 @fleetlock_app.command("release")

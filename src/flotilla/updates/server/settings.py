@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flotilla.updates.policies import parse_duration
-
 DEFAULT_DB = "sqlite:///flotilla-updates.db"
 
 
@@ -44,6 +42,8 @@ def _tokens(raw: str | None) -> tuple[str, ...]:
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> ServerSettings:
     """Settings from ``FLOTILLA_UPDATES_*`` variables (used by worker processes and containers)."""
+    from flotilla.updates.policies import parse_duration  # loaded here: the CLI's --help needs none
+
     env = os.environ if env is None else env
     retention_raw = env.get("FLOTILLA_UPDATES_RETENTION", "90d")
     retention = None if retention_raw in ("", "0", "never") else parse_duration(retention_raw)
