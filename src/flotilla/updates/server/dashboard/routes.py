@@ -8,10 +8,8 @@ Blocking database calls run in the thread pool.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -20,8 +18,6 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -73,12 +69,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Dashboard:
     """The dashboard's routes over one engine and one token set."""
 
-    def __init__(
-        self, engine: Engine, sessions: Sessions, on_change: Callable[[], None] = lambda: None
-    ) -> None:
-        self.engine = engine
+    engine: Engine
+    """The server's database; set by :meth:`bind` when the server's lifespan has opened it."""
+
+    def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
-        self.on_change = on_change
+        self.on_change: Callable[[], None] = lambda: None
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=True,
@@ -86,6 +82,11 @@ class Dashboard:
         )
         self.env.globals.update(quote=quote, urlencode=urlencode, poll=POLL_SECONDS)
         self.has_chartjs = (HERE / "static" / "vendor" / "chart.umd.min.js").exists()
+
+    def bind(self, engine: Engine, on_change: Callable[[], None] = lambda: None) -> None:
+        """Use ``engine`` from now on; ``on_change`` runs after every action (cache refresh)."""
+        self.engine = engine
+        self.on_change = on_change
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -459,48 +460,3 @@ def _safe_next(raw: str) -> str:
 def _back(request: Request, done: str) -> Response:
     app_id, gid = request.path_params["app"], request.path_params["group"]
     return RedirectResponse(f"/ui/apps/{quote(app_id)}/groups/{quote(gid)}?done={done}", 303)
-
-
-async def _sample_loop(engine: Engine, interval: float) -> None:
-    """Sample group numbers for the rollout chart until cancelled; errors are logged, not fatal."""
-    while True:
-        try:
-            await run_in_threadpool(queries.sample, engine)
-        except SQLAlchemyError:
-            logger.exception("sampling group numbers failed; will retry")
-        await asyncio.sleep(interval)
-
-
-def mount(
-    app: Starlette,
-    engine: Engine,
-    admin_tokens: tuple[str, ...],
-    read_tokens: tuple[str, ...],
-    on_change: Callable[[], None] = lambda: None,
-    sample_interval: float = 30.0,
-) -> Dashboard:
-    """Add the dashboard to the update server's app; ``on_change`` runs after every action.
-
-    The app's lifespan is wrapped to run the sampler task (``sample_interval`` seconds; 0 turns
-    it off) inside the server's own lifespan, so it stops before the engine is disposed.
-    """
-    dash = Dashboard(engine, Sessions(admin_tokens, read_tokens), on_change)
-    app.router.routes.extend(dash.routes())
-    if sample_interval > 0:
-        inner = app.router.lifespan_context
-
-        @contextlib.asynccontextmanager
-        async def lifespan(a: Any) -> AsyncIterator[Any]:
-            async with inner(a) as state:
-                task = asyncio.create_task(
-                    _sample_loop(engine, sample_interval), name="flotilla-dashboard-sampler"
-                )
-                try:
-                    yield state
-                finally:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait_for(task, timeout=5)
-
-        app.router.lifespan_context = lifespan
-    return dash
