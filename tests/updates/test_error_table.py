@@ -139,3 +139,16 @@ def test_omaha_requests_are_counted_by_the_status_the_table_gave(
     metrics = client.get("/metrics").text
     assert 'flotilla_updates_omaha_requests_total{code="400"} 1.0' in metrics
     assert 'flotilla_updates_omaha_requests_total{code="200"} 1.0' in metrics
+
+
+def test_the_lifespan_owns_every_periodic_task(tmp_path: Path) -> None:
+    settings = ServerSettings(db_url=f"sqlite:///{tmp_path / 'u.db'}", sample_interval=60)
+    app = create_app(settings)
+    with TestClient(app) as c:
+        assert c.get("/healthz").text == "ok\n"
+        tasks = app.state.tasks
+        assert tasks.names == ["flotilla-updates-prune", "flotilla-dashboard-sampler"]
+        running = tasks.tasks
+        assert running and not any(t.done() for t in running)
+    assert all(t.done() for t in running)  # cancelled on the way out
+    assert tasks.names == []

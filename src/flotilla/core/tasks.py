@@ -28,8 +28,13 @@ class BackgroundTasks:
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
+    def tasks(self) -> tuple[asyncio.Task[Any], ...]:
+        """The tasks started and not yet stopped (finished ones included)."""
+        return tuple(self._tasks)
+
+    @property
     def names(self) -> list[str]:
-        """Names of the tasks started so far (finished ones included)."""
+        """Names of :attr:`tasks`."""
         return [t.get_name() for t in self._tasks]
 
     def start(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -313,6 +313,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.dashboard.bind(svc.engine, svc.store.invalidate)
     try:
         async with BackgroundTasks(cancel_timeout=5) as tasks:
+            app.state.tasks = tasks
             if settings.retention is not None:
                 interval = settings.prune_interval.total_seconds()
                 step = every(interval, lambda: _prune(svc), "pruning")

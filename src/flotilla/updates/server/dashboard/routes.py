@@ -1,8 +1,9 @@
 """HTTP adapter of the dashboard: server-rendered pages under ``/`` and ``/ui``, JSON for polling.
 
-Plain Starlette routes added to the update server's app (no catch-all mount, so routes other
-systems add later are never shadowed). Reads go through :mod:`queries`, changes through
-:mod:`actions`; this module only checks who may do what, parses forms and renders templates.
+:meth:`Dashboard.routes` is a list of plain Starlette routes that the update server puts in its
+one route table (no catch-all mount, so routes added later are never shadowed). Reads go through
+:mod:`queries`, changes through :mod:`actions`; this module only checks who may do what, parses
+forms and renders templates.
 Blocking database calls run in the thread pool.
 """
 
