@@ -1,6 +1,6 @@
 """The server-side commands of ``flotilla updates``: serve, apply, instances, activity, fleetlock.
 
-Only Typer, rich and the standard library load at import time, so ``--help`` stays fast;
+Only Typer and the standard library load at import time, so ``--help`` stays fast; rich,
 SQLAlchemy, FastAPI and uvicorn load inside the command that needs them.
 """
 
@@ -20,7 +20,6 @@ from flotilla.updates.server.settings import DEFAULT_DB
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
-
 
 
 def _err() -> Console:
