@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flotilla.localpv.backends import RootConfig, VolumeSpec
-from flotilla.localpv.btrfs import BtrfsBackend
+from flotilla.localpv.backends.btrfs import BtrfsBackend
 from flotilla.localpv.policies import InvalidInput
 from tests.localpv.kit import btrfs_mount
 

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from flotilla.localpv.agent import spec_from
 from flotilla.localpv.backends import VolumeSpec
-from flotilla.localpv.btrfs import (
+from flotilla.localpv.backends.btrfs import (
     IOC_SNAP_CREATE,
     IOC_SNAP_DESTROY,
     IOC_SUBVOL_CREATE,
@@ -21,10 +20,8 @@ from flotilla.localpv.btrfs import (
     qgroup_limit_command,
     vol_args,
 )
-from flotilla.localpv.deploy import deploy_manifests
-from flotilla.localpv.discovery import DeviceFilter, Disk, eligible, parse_lsblk
-from flotilla.localpv.leader import lease_free
-from flotilla.localpv.lvm import (
+from flotilla.localpv.backends.discovery import DeviceFilter, Disk, eligible, parse_lsblk
+from flotilla.localpv.backends.lvm import (
     LvmBackend,
     lvcreate_command,
     lvextend_command,
@@ -32,6 +29,8 @@ from flotilla.localpv.lvm import (
     parse_vgs,
     round_to_extent,
 )
+from flotilla.localpv.controller.leader import lease_free
+from flotilla.localpv.deploy import deploy_manifests
 from flotilla.localpv.manifests import (
     block_device,
     capacity_name,
@@ -41,6 +40,7 @@ from flotilla.localpv.manifests import (
     storage_capacity,
 )
 from flotilla.localpv.model import VolumeMode
+from flotilla.localpv.node.agent import spec_from
 from flotilla.localpv.policies import InvalidInput
 from flotilla.localpv.runtime import WorkQueue
 
@@ -266,7 +266,7 @@ def test_leases_are_taken_only_when_free_or_expired() -> None:
 def test_agent_metrics_expose_pools_and_volumes() -> None:
     from prometheus_client import generate_latest
 
-    from flotilla.localpv.metrics import AgentMetrics
+    from flotilla.localpv.node.metrics import AgentMetrics
 
     metrics = AgentMetrics("node-1")
     metrics.pools([{"backend": "btrfs", "name": "/mnt/b", "budget": 100, "free": 60}])
@@ -280,7 +280,7 @@ def test_agent_metrics_expose_pools_and_volumes() -> None:
 
 
 def test_capacity_per_class_and_node_from_agent_reports() -> None:
-    from flotilla.localpv.capacity import desired_capacities, same_quantities
+    from flotilla.localpv.controller.capacity import desired_capacities, same_quantities
     from flotilla.localpv.model import Allocation, Backend
     from flotilla.localpv.resources import now_iso
 

@@ -161,7 +161,7 @@ def test_only_one_controller_leads_and_a_released_lease_passes_on(
     from lightkube.resources.coordination_v1 import Lease
 
     from flotilla.core.kube import warm_up_decoders
-    from flotilla.localpv.leader import LeaderElector
+    from flotilla.localpv.controller.leader import LeaderElector
 
     warm_up_decoders(Lease)
     stop = threading.Event()

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from flotilla.localpv.backends import HostPathBackend, RootConfig, VolumeSpec, parse_root
-from flotilla.localpv.policies import InvalidInput
-from flotilla.localpv.safefs import (
+from flotilla.localpv.backends.safefs import (
     Owner,
     UnsafePath,
     make_volume_dir,
     remove_volume_dir,
     tree_usage,
 )
+from flotilla.localpv.policies import InvalidInput
 
 
 def test_create_sets_owner_and_mode_and_is_idempotent(tmp_path: Path) -> None:

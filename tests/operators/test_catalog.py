@@ -28,10 +28,11 @@ def v(text: str) -> Version:
 def test_version_order_follows_semver() -> None:
     assert v("1.0.0-alpha") < v("1.0.0-alpha.1") < v("1.0.0-beta") < v("1.0.0")
     assert v("0.9.10") > v("0.9.2")
-    assert v("v1.2") == v("1.2.0")
-    assert str(v("1.2.3-rc.1+build.5")) == "1.2.3-rc.1"
-    with pytest.raises(ValueError, match="not a semantic version"):
-        v("latest")
+    assert v("1.2.3+build.5") == v("1.2.3")
+    assert str(v("1.2.3-rc.1+build.5")) == "1.2.3-rc.1+build.5"
+    for bad in ("latest", "v1.2.3", "1.2", "1.0.0-01"):  # OLM's blang Parse refuses these too
+        with pytest.raises(ValueError, match="not a semantic version"):
+            v(bad)
 
 
 def test_skip_range_syntax() -> None:
@@ -41,7 +42,7 @@ def test_skip_range_syntax() -> None:
     spaced = VersionRange.parse(">= 1.0.0 < 2.0.0 || =3.0.0")
     assert v("1.5.0") in spaced and v("3.0.0") in spaced and v("2.5.0") not in spaced
     assert v("1.0.0") in VersionRange.parse("1.0.0")
-    with pytest.raises(ValueError, match="empty alternative"):
+    with pytest.raises(ValueError, match=r"ends with '\|\|'"):
         VersionRange.parse(">=1.0.0 ||")
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from flotilla.operators.audit import audit
 from flotilla.operators.cli import app
 from flotilla.operators.models import Manifest, Source
-from tests.operators.helpers import BUNDLES, DATA
+from tests.operators.helpers import BUNDLES, CATALOG, DATA
 
 runner = CliRunner()
 
@@ -115,3 +115,12 @@ _json = st.recursive(
 def test_malformed_manifests_never_crash_the_audit(kind: str, body: dict[str, Any]) -> None:
     doc = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, **body}
     audit([Manifest(doc, Source("fuzz.yaml", 1))])
+
+
+def test_missing_kubeconfig_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope")
+    for args in (["install", "etcd", "--catalog", str(CATALOG), "--kubeconfig", missing],
+                 ["audit", str(CATALOG), "--check-crds", "--kubeconfig", missing]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "error:" in result.output and "Traceback" not in result.output

@@ -1,7 +1,9 @@
 """``flotilla charts``: lint, package, index and publish Helm chart repositories.
 
 The entry point reads flags, builds the option dataclasses and maps :class:`ChartError` to a
-message and exit status 1 in one place.
+message and exit status 1 in one place. Each command imports what it runs inside its function,
+so ``--help`` and a lint of one chart don't pay for YAML emitting, git, gpg or archives they never
+touch (start-up is most of the cost of a per-chart lint in CI).
 """
 
 from __future__ import annotations
@@ -9,20 +11,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from flotilla.charts.chartfile import Severity
 from flotilla.charts.errors import ChartError
-from flotilla.charts.indexing import index_directory
-from flotilla.charts.linting import lint_directory
-from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
-from flotilla.charts.provenance import SigningKey, provenance
-from flotilla.charts.publishing import PublishOptions, publish
 
+if TYPE_CHECKING:
+    from flotilla.charts.provenance import SigningKey
+
+# Plain help and usage errors: rich's formatter (with its markdown parser) costs about 0.1 s of
+# start-up, a third of the budget for a command a CI job runs once per chart.
 app = typer.Typer(help="Helm chart repositories: lint, package, index, publish to GitHub Pages.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +50,8 @@ def _signing_key(sign: bool, key: str | None, keyring: Path | None,
         return None
     if not key:
         raise ChartError("--sign needs --key NAME (user id, e-mail or fingerprint)")
+    from flotilla.charts.provenance import SigningKey
+
     return SigningKey(key, keyring, passphrase_file)
 
 
@@ -80,6 +83,9 @@ def lint_cmd(
     strict: bool = STRICT,
 ) -> None:
     """Check Chart.yaml and the chart layout the way `helm lint` does."""
+    from flotilla.charts.chartfile import Severity
+    from flotilla.charts.linting import lint_directory
+
     failed = False
     for d in dirs:
         findings = lint_directory(d)
@@ -106,6 +112,9 @@ def package_cmd(
     passphrase_file: Path | None = PASSPHRASE,
 ) -> None:
     """Build reproducible `<name>-<version>.tgz` archives (and `.prov` files with --sign)."""
+    from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
+    from flotilla.charts.provenance import provenance
+
     signing = _signing_key(sign, key, keyring, passphrase_file)
     options = PackageOptions(mtime=default_mtime())
     for d in dirs:
@@ -128,6 +137,8 @@ def index_cmd(
     skip_invalid: bool = SKIP_INVALID,
 ) -> None:
     """Write DIR/index.yaml like `helm repo index`, keeping `created` of unchanged charts."""
+    from flotilla.charts.indexing import index_directory
+
     if not directory.is_dir():
         raise ChartError(f"{directory} is not a directory")
     index, skipped = index_directory(directory, url, merge, skip_invalid)
@@ -152,6 +163,9 @@ def publish_cmd(
     passphrase_file: Path | None = PASSPHRASE,
 ) -> None:
     """Package unpublished chart versions; push them and the merged index to the pages branch."""
+    from flotilla.charts.packaging import PackageOptions, default_mtime
+    from flotilla.charts.publishing import PublishOptions, publish
+
     options = PublishOptions(
         repo=repo, pages_url=url, branch=branch, artifacthub_repo=artifacthub_repo, title=title,
         sign=_signing_key(sign, key, keyring, passphrase_file),

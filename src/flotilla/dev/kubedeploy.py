@@ -18,6 +18,7 @@ from lightkube import Client
 
 from flotilla.core.kube import (
     KubeError,
+    KubeInvalidError,
     apply_raw,
     delete_raw,
     exec_websocket,
@@ -151,8 +152,8 @@ class KubeDeployer:
         for obj in sorted(objs, key=manifests.apply_order):
             try:
                 stored.append(apply_raw(self.client, obj))
-            except KubeError as exc:
-                if exc.status != 422 or obj.get("kind") not in REPLACEABLE:
+            except KubeInvalidError:
+                if obj.get("kind") not in REPLACEABLE:
                     raise
                 self.delete([obj])
                 wait_until(partial(self._gone, obj), timeout=60, interval=0.2,

@@ -77,7 +77,7 @@ def controller(
 ) -> None:
     """Run the cluster-wide provisioner (one active instance per cluster)."""
     from flotilla.localpv.controller import Controller, ControllerSettings
-    from flotilla.localpv.leader import LeaderElector
+    from flotilla.localpv.controller.leader import LeaderElector
 
     _setup_logging(verbose)
     client = _client(kubeconfig)
@@ -126,7 +126,7 @@ def agent(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the node agent for NODE (a DaemonSet pod in production)."""
-    from flotilla.localpv.agent import Agent, AgentSettings
+    from flotilla.localpv.node.agent import Agent, AgentSettings
 
     _setup_logging(verbose)
     backends: dict[Backend, VolumeBackend] = {}
@@ -134,16 +134,16 @@ def agent(
         if hostpath_root:
             backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
         if btrfs_root:
-            from flotilla.localpv.btrfs import BtrfsBackend
+            from flotilla.localpv.backends.btrfs import BtrfsBackend
             backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
     except InvalidInput as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     if lvm_volume_group:
-        from flotilla.localpv.lvm import LvmBackend
+        from flotilla.localpv.backends.lvm import LvmBackend
         backends[Backend.LVM] = LvmBackend(lvm_volume_group, mount_root=device_mount_root)
     if device_filter:
-        from flotilla.localpv.device import DeviceBackend
+        from flotilla.localpv.backends.device import DeviceBackend
         backends[Backend.DEVICE] = DeviceBackend(device_filter, mount_root=device_mount_root)
     client = _client(kubeconfig)
     settings = AgentSettings(node=node, heartbeat=heartbeat, usage_interval=usage_interval,

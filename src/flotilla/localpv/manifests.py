@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flotilla.localpv.discovery import Disk
+from flotilla.localpv.backends.discovery import Disk
 from flotilla.localpv.model import (
     API_VERSION,
     GROUP,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.operators.loading import InputError, load_yaml_documents
-from flotilla.operators.semver import Version, VersionRange
+from flotilla.operators.documents import InputError, load_yaml_documents
+from flotilla.operators.semver import Version, VersionRange, parse_version, range_warnings
 
 __all__ = [
     "BundleRef",
@@ -90,6 +90,8 @@ class Package:
 class Catalog:
     root: Path
     packages: dict[str, Package] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    """Entries OLM would refuse or misread, one line each (bundle and why); the rest still loads."""
 
     def package(self, name: str) -> Package:
         if name not in self.packages:
@@ -103,13 +105,28 @@ def _version_of(doc: dict[str, Any]) -> Version:
         if isinstance(prop, dict) and prop.get("type") == "olm.package":
             value = prop.get("value") or {}
             if isinstance(value, dict) and value.get("version"):
-                return Version.parse(str(value["version"]))
+                return parse_version(str(value["version"]))
     name = str(doc.get("name") or "")
     tail = name.rsplit(".v", 1)[-1] if ".v" in name else name
     try:
-        return Version.parse(tail)
+        return parse_version(tail)
     except ValueError:
         raise GraphError(f"bundle {name}: no olm.package version property") from None
+
+
+def _skip_range(entry: dict[str, Any], channel: str, problems: list[str]) -> VersionRange | None:
+    """The entry's skipRange, or None with a problem noted: one bad range spoils one entry."""
+    if not entry.get("skipRange"):
+        return None
+    text = str(entry["skipRange"])
+    where = f"channel {channel}: bundle {entry['name']}: skipRange {text[:80]!r}"
+    try:
+        rng = VersionRange.parse(text)
+    except ValueError as exc:
+        problems.append(f"{where} ignored, OLM cannot parse it: {exc}")
+        return None
+    problems.extend(f"{where}: {note}" for note in range_warnings(text))
+    return rng
 
 
 def parse_catalog(docs: list[Any], root: Path) -> Catalog:
@@ -131,7 +148,7 @@ def parse_catalog(docs: list[Any], root: Path) -> Catalog:
             for e in doc.get("entries") or []:
                 if not isinstance(e, dict) or not e.get("name"):
                     continue
-                rng = VersionRange.parse(str(e["skipRange"])) if e.get("skipRange") else None
+                rng = _skip_range(e, f"{doc.get('package')}/{doc.get('name')}", catalog.problems)
                 entries.append(ChannelEntry(
                     name=str(e["name"]), replaces=str(e.get("replaces") or ""),
                     skips=tuple(str(s) for s in e.get("skips") or []), skip_range=rng))
@@ -142,8 +159,13 @@ def parse_catalog(docs: list[Any], root: Path) -> Catalog:
             path = (root / image).resolve()
             if not path.is_relative_to(root.resolve()):
                 raise InputError(f"bundle {doc['name']}: image path {image!r} leaves the catalog")
+            try:
+                version = _version_of(doc)
+            except (ValueError, GraphError) as exc:
+                catalog.problems.append(f"bundle {doc['name']} left out: {exc}")
+                continue
             ref = BundleRef(name=str(doc["name"]), package=str(doc["package"]),
-                            version=_version_of(doc), path=path)
+                            version=version, path=path)
             pkg(ref.package).bundles[ref.name] = ref
     return catalog
 

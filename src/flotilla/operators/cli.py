@@ -1,4 +1,8 @@
-"""``flotilla operators``: audit what an operator grants, and install/upgrade it with review."""
+"""``flotilla operators``: audit what an operator grants, and install/upgrade it with review.
+
+Only the small models module is imported up front (typer needs the option types); each command
+imports the audit, catalog, loading and report code it runs, so ``--help`` starts fast.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from flotilla.operators.models import Approval, Severity
+
 if TYPE_CHECKING:
     from lightkube import Client
 
-from flotilla.operators.audit import audit, diff_audits, exceeds
-from flotilla.operators.catalog import GraphError, load_catalog
-from flotilla.operators.loading import InputError, load_inputs
-from flotilla.operators.models import AuditReport, Severity
-from flotilla.operators.plan import Approval
-from flotilla.operators.report import (
-    diff_json,
-    diff_text,
-    report_json,
-    report_sarif,
-    report_text,
-)
+    from flotilla.operators.catalog import Catalog
+    from flotilla.operators.models import AuditReport
 
+# Plain help and usage errors: rich's formatter (with its markdown parser) costs about 0.1 s of
+# start-up; the audit's own table output still uses rich, loaded only when it prints.
 app = typer.Typer(help="Audit operators before they are installed; install and upgrade them "
-                       "with that review built in.", no_args_is_help=True)
+                       "with that review built in.", no_args_is_help=True, rich_markup_mode=None)
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -59,9 +57,14 @@ def _kubeconfig(path: Path | None) -> Path:
 
 
 def _client(path: Path | None):  # type: ignore[no-untyped-def]
+    from lightkube.core.exceptions import ConfigError
+
     from flotilla.core.kube import client_from_kubeconfig
 
-    return client_from_kubeconfig(_kubeconfig(path))
+    try:
+        return client_from_kubeconfig(_kubeconfig(path))
+    except ConfigError as exc:  # a missing or broken kubeconfig: a message, not a traceback
+        raise ValueError(str(exc)) from exc
 
 
 KUBECONFIG_OPT = typer.Option(None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG, "
@@ -97,6 +100,11 @@ def audit_cmd(
     kubeconfig: Path = KUBECONFIG_OPT,
 ) -> None:
     """Report what installing these manifests grants: CRDs, permissions, webhooks, risks."""
+    from flotilla.operators.audit import audit, diff_audits, exceeds
+    from flotilla.operators.loading import load_inputs
+    from flotilla.operators.models import AuditReport
+    from flotilla.operators.report import diff_json, diff_text, report_sarif
+
     threshold = _severity(fail_on)
     if install_mode and install_mode not in INSTALL_MODES:
         raise typer.BadParameter(f"--install-mode must be one of {', '.join(INSTALL_MODES)}")
@@ -151,6 +159,8 @@ def audit_cmd(
 
 
 def _emit(report: AuditReport, output: Output, *, grants: bool, why: bool) -> None:
+    from flotilla.operators.report import report_json, report_sarif, report_text
+
     if output is Output.json:
         typer.echo(report_json(report))
     elif output is Output.sarif:
@@ -167,8 +177,20 @@ HOLD_OPT = typer.Option("high", "--hold-on", help="With --approve auto, hold cha
                         "findings at least this severe (none: never).")
 
 
+def _catalog(path: Path) -> Catalog:
+    """Load the catalog; entries OLM would refuse are left out with a warning, not fatal."""
+    from flotilla.operators.catalog import load_catalog
+
+    catalog = load_catalog(path)
+    for problem in catalog.problems:
+        typer.echo(f"warning: catalog {path}: {problem}", err=True)
+    return catalog
+
+
 def _lifecycle_errors() -> tuple[type[Exception], ...]:
     from flotilla.core.kube import KubeError
+    from flotilla.operators.catalog import GraphError
+    from flotilla.operators.documents import InputError
     from flotilla.operators.lifecycle import LifecycleError
 
     return (KubeError, LifecycleError, GraphError, InputError, OSError, ValueError,
@@ -188,6 +210,7 @@ def _lifecycle_client(kubeconfig: Path | None) -> Iterator[Client]:
 
 def _report_outcome(outcome: object) -> None:
     from flotilla.operators.lifecycle import Outcome
+    from flotilla.operators.report import diff_text, report_text
 
     assert isinstance(outcome, Outcome)
     total = len(outcome.steps)
@@ -229,7 +252,7 @@ def install(
 
     with _lifecycle_client(kubeconfig) as client:
         outcome = lifecycle.install(
-            client, load_catalog(catalog), name, channel=channel, approval=approve_mode,
+            client, _catalog(catalog), name, channel=channel, approval=approve_mode,
             namespace=namespace or f"{name}-system", state_ns=state_namespace,
             hold_on=_severity(hold_on), all_namespaces=all_namespaces)
     _report_outcome(outcome)
@@ -248,7 +271,7 @@ def upgrade(
     from flotilla.operators import lifecycle
 
     with _lifecycle_client(kubeconfig) as client:
-        outcome = lifecycle.upgrade(client, load_catalog(catalog), name,
+        outcome = lifecycle.upgrade(client, _catalog(catalog), name,
                                     state_ns=state_namespace, channel=channel,
                                     hold_on=_severity(hold_on))
     _report_outcome(outcome)
@@ -265,7 +288,7 @@ def approve(
     from flotilla.operators import lifecycle
 
     with _lifecycle_client(kubeconfig) as client:
-        outcome = lifecycle.approve(client, load_catalog(catalog), name,
+        outcome = lifecycle.approve(client, _catalog(catalog), name,
                                     state_ns=state_namespace)
     outcome.steps = []  # already reviewed; keep the output short
     _report_outcome(outcome)
@@ -303,6 +326,7 @@ def status(
 ) -> None:
     """Installed version, channel, approval mode, pending approval and Deployment readiness."""
     from flotilla.operators import cluster
+    from flotilla.operators.catalog import GraphError
 
     with _lifecycle_client(kubeconfig) as client:
         states = cluster.list_states(client, state_namespace)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 
@@ -160,3 +160,11 @@ class AuditReport:
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
+
+
+class Approval(StrEnum):
+    """``manual``: every install/upgrade waits for ``approve``. ``auto``: goes ahead unless it
+    adds findings at or above the hold threshold (default high)."""
+
+    MANUAL = "manual"
+    AUTO = "auto"

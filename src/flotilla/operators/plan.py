@@ -7,12 +7,11 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from flotilla.operators.audit import AuditDiff, exceeds
-from flotilla.operators.loading import Bundle
-from flotilla.operators.models import Severity, seq
+from flotilla.operators.documents import Bundle
+from flotilla.operators.models import Approval, Severity, seq
 
 __all__ = [
     "Approval",
@@ -33,14 +32,6 @@ _NAMESPACED = {"Secret", "ConfigMap", "ServiceAccount", "Service", "Role", "Role
 # Applied in this order: definitions before their users, RBAC before the pods that need it.
 _ORDER = ["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
           "ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret", "Service", "Deployment"]
-
-
-class Approval(StrEnum):
-    """``manual``: every install/upgrade waits for ``approve``. ``auto``: goes ahead unless it
-    adds findings at or above the hold threshold (default high)."""
-
-    MANUAL = "manual"
-    AUTO = "auto"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flotilla.operators.loading import line_of
+from flotilla.operators.documents import line_of
 from flotilla.operators.models import Grant, Manifest, PolicyRule, Source, dig, seq
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from flotilla.operators.loading import line_of
+from flotilla.operators.documents import line_of
 from flotilla.operators.models import Finding, Grant, Manifest, Severity, Source, dig, seq
 from flotilla.operators.rbac import RBAC_GROUP, allows_any, csv_base_name, csv_install_mode
 

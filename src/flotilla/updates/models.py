@@ -10,15 +10,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
+from flotilla.core import semver
+
 FLATCAR_APP_ID = "e96281a6-d1af-4bde-9a0a-97b76e56dc57"
 DEFAULT_CHANNELS = ("alpha", "beta", "stable", "edge")
 ARCHES = ("amd64", "arm64")
 
-_SEMVER = re.compile(
-    r"^(0|[1-9]\d{0,9})\.(0|[1-9]\d{0,9})\.(0|[1-9]\d{0,9})"
-    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
-)
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -26,9 +23,18 @@ class InvalidVersionError(ValueError):
     """A version string that is not semantic versioning (``3815.2.0``, ``1.2.3-rc.1``)."""
 
 
+_FLATCAR_MAX_NUMBER = 9_999_999_999
+
+
 @dataclass(frozen=True, order=False)
 class Version:
-    """A parsed semantic version; compares by semver precedence (build metadata ignored)."""
+    """A Flatcar OS version; compares by SemVer precedence (build metadata ignored).
+
+    Dialect: strict SemVer 2 from ``flotilla.core.semver`` (what Flatcar's ``3815.2.0`` and
+    ``3815.2.0+2023-01-01`` already are; ``0.0.0`` is the "never updated" floor), with each
+    number at most ten digits so it fits the store's columns and the Omaha reply. No ``v``, no
+    short forms: update_engine always reports all three numbers.
+    """
 
     major: int
     minor: int
@@ -39,18 +45,16 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         """Parse ``text`` or raise :class:`InvalidVersionError` (callers turn it into a 400)."""
-        m = _SEMVER.match(text)
-        if m is None:
-            raise InvalidVersionError(f"not a semantic version: {text[:64]!r}")
-        pre: tuple[int | str, ...] = ()
-        if m.group(4):
-            pre = tuple(int(p) if p.isdigit() else p for p in m.group(4).split("."))
-        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, text)
+        try:
+            v = semver.parse(text)
+        except semver.InvalidVersionError:
+            raise InvalidVersionError(f"not a semantic version: {text[:64]!r}") from None
+        if max(v.major, v.minor, v.patch) > _FLATCAR_MAX_NUMBER:
+            raise InvalidVersionError(f"not a semantic version: {text[:64]!r} (number too big)")
+        return cls(v.major, v.minor, v.patch, v.prerelease, text)
 
-    def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
-        # A release sorts after its pre-releases; numeric identifiers sort before alphanumeric.
-        pre_key = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.pre)
-        return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre_key)
+    def _key(self) -> semver.PrecedenceKey:
+        return semver.precedence_key(self.major, self.minor, self.patch, self.pre)
 
     def __lt__(self, other: Version) -> bool:
         return self._key() < other._key()

@@ -2,19 +2,29 @@
 
 Systems describe objects with lightkube's typed resources or plain dicts and go through these
 helpers, so error mapping and client construction live here and the client library can be
-swapped. ``client`` holds clients, errors and polling; ``raw`` objects as dicts; ``informers``
-list+watch caches and Events; ``streams`` exec, port-forward, logs and the service proxy.
+swapped. ``errors`` maps API statuses to one exception class each; ``client`` holds clients and
+polling; ``raw`` objects as dicts; ``informers`` list+watch caches and Events; ``streams`` exec,
+port-forward, logs and the service proxy.
 """
 
 from flotilla.core.kube.client import (
-    KubeConflictError,
-    KubeError,
-    KubeNotFoundError,
     client_from_environment,
     client_from_kubeconfig,
-    kube_errors,
     object_name,
     wait_until,
+)
+from flotilla.core.kube.errors import (
+    KubeAlreadyExistsError,
+    KubeConflictError,
+    KubeError,
+    KubeForbiddenError,
+    KubeGoneError,
+    KubeInvalidError,
+    KubeNotFoundError,
+    KubeTooManyRequestsError,
+    KubeUnauthorizedError,
+    error_for_status,
+    kube_errors,
 )
 from flotilla.core.kube.informers import (
     Informer,
@@ -45,9 +55,15 @@ from flotilla.core.kube.streams import (
 
 __all__ = [
     "Informer",
+    "KubeAlreadyExistsError",
     "KubeConflictError",
     "KubeError",
+    "KubeForbiddenError",
+    "KubeGoneError",
+    "KubeInvalidError",
     "KubeNotFoundError",
+    "KubeTooManyRequestsError",
+    "KubeUnauthorizedError",
     "PortForward",
     "apply_raw",
     "client_from_environment",
@@ -55,6 +71,7 @@ __all__ = [
     "create_raw",
     "custom_resource",
     "delete_raw",
+    "error_for_status",
     "evict_pod",
     "exec_websocket",
     "follow_pod_logs",

@@ -1,63 +1,23 @@
-"""Clients of the Kubernetes API and its errors, mapped once: callers never see lightkube's.
+"""Clients of the Kubernetes API, and polling until a condition holds.
 
-Also polling until a condition holds, which every caller needs with them.
+Errors are mapped in :mod:`flotilla.core.kube.errors`: callers never see lightkube's.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from lightkube import ApiError, Client, KubeConfig
+from lightkube import Client, KubeConfig
 from lightkube.core.resource import GlobalResource, NamespacedResource
+
+from flotilla.core.kube.errors import KubeError
 
 T = TypeVar("T")
 Resource = GlobalResource | NamespacedResource
-
-
-class KubeError(Exception):
-    """An API call failed; ``status`` is the HTTP status (0 when the server was unreachable)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        """Unreachable, throttled or server-side failures are worth another try; 4xx are not."""
-        return self.status == 0 or self.status == 429 or self.status >= 500
-
-
-class KubeNotFoundError(KubeError):
-    """The object does not exist (404)."""
-
-
-class KubeConflictError(KubeError):
-    """The object exists already or changed underneath us (409)."""
-
-
-@contextmanager
-def kube_errors(action: str) -> Iterator[None]:
-    """Map lightkube and transport failures to our hierarchy, naming what we were doing.
-
-    lightkube 1.x talks through ``httpx2`` (its fork of httpx), so those are the transport errors.
-    """
-    try:
-        yield
-    except ApiError as exc:
-        code = int(exc.status.code or 0)
-        message = f"{action}: {exc.status.message or exc}"
-        if code == 404:
-            raise KubeNotFoundError(message, code) from exc
-        if code == 409:
-            raise KubeConflictError(message, code) from exc
-        raise KubeError(message, code) from exc
-    except httpx2.TransportError as exc:
-        raise KubeError(f"{action}: API server unreachable ({exc})") from exc
 
 
 def client_from_kubeconfig(path: Path, *, timeout: float = 30.0) -> Client:

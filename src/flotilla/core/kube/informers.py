@@ -18,7 +18,7 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from lightkube.models import meta_v1
 from lightkube.resources.core_v1 import Event
 
-from flotilla.core.kube.client import KubeError, kube_errors
+from flotilla.core.kube.errors import KubeError, KubeGoneError, kube_errors
 
 # --- Generic helpers for controllers: raw custom resources, events, list+watch caches. ---------
 
@@ -164,7 +164,11 @@ class Informer:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                self._list_and_watch()
+                with kube_errors(f"list and watch {self.name}"):
+                    self._list_and_watch()
+                backoff = 0.5
+            except KubeGoneError:
+                log.debug("informer %s: watch expired, listing again", self.name)
                 backoff = 0.5
             except Exception as exc:  # a watch must survive anything the server throws at it
                 if self._stop.is_set():

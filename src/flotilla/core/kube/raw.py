@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx2
 from lightkube import Client
 from lightkube.core.exceptions import LoadResourceError
 from lightkube.core.resource import NamespacedResource
@@ -16,11 +13,11 @@ from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
-from flotilla.core.kube.client import (
-    KubeConflictError,
+from flotilla.core.kube.client import Resource
+from flotilla.core.kube.errors import (
     KubeError,
     KubeNotFoundError,
-    Resource,
+    KubeTooManyRequestsError,
     kube_errors,
 )
 from flotilla.core.kube.informers import to_dict
@@ -53,18 +50,6 @@ def resource_type(
     return create_global_resource(group, version, kind, plural)
 
 
-@contextmanager
-def _raw_errors(action: str) -> Iterator[None]:
-    """``kube_errors`` plus HTTP status errors, which lightkube's list iterator raises as is."""
-    with kube_errors(action):
-        try:
-            yield
-        except httpx2.HTTPStatusError as exc:
-            code = exc.response.status_code
-            cls = {404: KubeNotFoundError, 409: KubeConflictError}.get(code, KubeError)
-            raise cls(f"{action}: HTTP {code}", code) from exc
-
-
 def _as_dict(obj: Any) -> dict[str, Any]:
     result = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
     return dict(result)
@@ -95,7 +80,7 @@ def apply_raw(
     meta = obj.get("metadata") or {}
     name = str(meta.get("name") or "")
     namespace = str(meta.get("namespace") or "") or None if _is_namespaced(res) else None
-    with _raw_errors(f"apply {obj['kind']} {namespace + '/' if namespace else ''}{name}"):
+    with kube_errors(f"apply {obj['kind']} {namespace + '/' if namespace else ''}{name}"):
         stored = api.patch(res, name, obj, namespace=namespace,
                            patch_type=PatchType.APPLY, field_manager=field_manager, force=force)
     return _as_dict(stored)
@@ -109,7 +94,7 @@ def get_raw(
     res = resource_type(api_version, kind, plural=plural, namespaced=namespaced)
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
     try:
-        with _raw_errors(f"get {kind} {name}"):
+        with kube_errors(f"get {kind} {name}"):
             if _is_namespaced(res):
                 return _as_dict(api.get(res, name, namespace=namespace))
             return _as_dict(api.get(res, name))
@@ -125,7 +110,7 @@ def list_raw(
     """Objects of a kind as dicts; ``namespace=None`` lists all namespaces for namespaced kinds."""
     res = resource_type(api_version, kind, plural=plural, namespaced=namespaced)
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
-    with _raw_errors(f"list {kind}"):
+    with kube_errors(f"list {kind}"):
         if _is_namespaced(res):
             items = api.list(res, namespace=namespace or "*", labels=labels)
         else:
@@ -141,7 +126,7 @@ def delete_raw(
     res = resource_type(api_version, kind, plural=plural, namespaced=namespaced)
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
     try:
-        with _raw_errors(f"delete {kind} {name}"):
+        with kube_errors(f"delete {kind} {name}"):
             if _is_namespaced(res):
                 api.delete(res, name, namespace=namespace)
             else:
@@ -154,14 +139,12 @@ def delete_raw(
 def create_raw(client: Client, resource: type[Any], body: dict[str, Any]) -> dict[str, Any]:
     """Create an object given as a plain dict; returns the stored object as a dict.
 
-    Errors are mapped like :func:`kube_errors` (an existing object is :class:`KubeConflictError`).
+    An existing object raises :class:`KubeAlreadyExistsError` (a :class:`KubeConflictError`).
     """
     name = body.get("metadata", {}).get("name", "?")
-    with _raw_errors(f"create {body.get('kind', resource.__name__)} {name}"):
+    with kube_errors(f"create {body.get('kind', resource.__name__)} {name}"):
         created = client.create(resource.from_dict(body))
     return to_dict(created)
-
-
 
 
 # --- Node maintenance: merge patches, field-selected lists, evictions --------------------------
@@ -175,7 +158,7 @@ def patch_merge_raw(
 
     res = resource_type(api_version, kind)
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
-    with _raw_errors(f"patch {kind} {name}"):
+    with kube_errors(f"patch {kind} {name}"):
         if _is_namespaced(res):
             return _as_dict(api.patch(res, name, patch, namespace=namespace,
                                       patch_type=PatchType.MERGE))
@@ -189,7 +172,7 @@ def list_raw_fields(
     """Objects matching a field selector (e.g. pods by ``spec.nodeName``), as dicts."""
     res = resource_type(api_version, kind)
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
-    with _raw_errors(f"list {kind}"):
+    with kube_errors(f"list {kind}"):
         if _is_namespaced(res):
             items = api.list(res, namespace=namespace or "*", fields=fields)
         else:
@@ -216,8 +199,6 @@ def evict_pod(
             client.create(body, name, namespace=namespace)
     except KubeNotFoundError:
         return True
-    except KubeError as exc:
-        if exc.status == 429:
-            return False
-        raise
+    except KubeTooManyRequestsError:
+        return False
     return True

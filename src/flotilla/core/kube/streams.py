@@ -21,7 +21,7 @@ from lightkube.config.models import User
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import connect
 
-from flotilla.core.kube.client import KubeError, kube_errors
+from flotilla.core.kube.errors import KubeError, kube_errors
 
 # --- Pod exec, port-forward and logs -----------------------------------------------------------
 # lightkube has no exec/port-forward streams: they use the API's websocket protocols directly;

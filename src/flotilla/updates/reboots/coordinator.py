@@ -22,6 +22,7 @@ from typing import Any
 
 from flotilla.core.kube import (
     KubeError,
+    KubeNotFoundError,
     evict_pod,
     get_raw,
     list_raw,
@@ -142,7 +143,7 @@ class NodeAgent:
         """Read the Node, decide, act once."""
         node = get_raw(self.client, "v1", "Node", self.s.node)
         if node is None:
-            raise KubeError(f"node {self.s.node} not found", 404)
+            raise KubeNotFoundError(f"node {self.s.node} not found", 404)
         view = NodeView.from_node(node)
         local = self.s.reboot_needed_file is not None and self.s.reboot_needed_file.exists()
         action = planning.node_action(view, self._boot_id(), local)

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from flotilla.localpv.backends import BackendError, PoolStatus, Realised, VolumeSpec
+from flotilla.localpv.backends.base import BackendError, PoolStatus, Realised, VolumeSpec
 from flotilla.localpv.model import Backend, VolumeMode
 from flotilla.localpv.policies import InvalidInput, validate_component
 

@@ -12,8 +12,8 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from flotilla.localpv.backends import BackendError, PoolStatus, Realised, VolumeSpec
-from flotilla.localpv.discovery import DeviceFilter, Disk, discover
+from flotilla.localpv.backends.base import BackendError, PoolStatus, Realised, VolumeSpec
+from flotilla.localpv.backends.discovery import DeviceFilter, Disk, discover
 from flotilla.localpv.model import Backend, VolumeMode
 from flotilla.localpv.policies import InvalidInput, validate_component
 

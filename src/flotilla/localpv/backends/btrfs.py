@@ -1,8 +1,8 @@
 """btrfs backend: a subvolume per volume, a qgroup limit as the size, snapshots as clones.
 
 Subvolumes are created, snapshotted and destroyed with ioctls on a directory fd opened without
-following links (the openat discipline of :mod:`flotilla.localpv.safefs`); quota commands run
-``btrfs`` on ``/proc/self/fd/N`` of such an fd, so no path is resolved twice.
+following links (the openat discipline of :mod:`.safefs`); quota commands run ``btrfs`` on
+``/proc/self/fd/N`` of such an fd, so no path is resolved twice.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import struct
 import subprocess
 from collections.abc import Sequence
 
-from flotilla.localpv.backends import (
+from flotilla.localpv.backends.base import (
     BackendError,
     Realised,
     RootConfig,
     RootedPools,
     VolumeSpec,
 )
+from flotilla.localpv.backends.safefs import UnsafePath, opened_parent, prune_parents
 from flotilla.localpv.model import Backend
 from flotilla.localpv.policies import InvalidInput
-from flotilla.localpv.safefs import UnsafePath, opened_parent, prune_parents
 
 _IOC_WRITE = 1
 _VOL_ARGS_SIZE = 4096  # struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }

@@ -1,4 +1,4 @@
-"""The one interface every storage backend implements, and the hostpath backend.
+"""The one interface every storage backend implements, and what the root-based ones share.
 
 The agent translates a LocalVolume object into a :class:`VolumeSpec` and calls the backend named
 in it; backends never see Kubernetes objects. Pool names come from the agent's own configuration
@@ -11,15 +11,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from flotilla.localpv.backends.safefs import Owner, filesystem_space
 from flotilla.localpv.model import Backend, VolumeMode
 from flotilla.localpv.policies import InvalidInput
-from flotilla.localpv.safefs import (
-    Owner,
-    filesystem_space,
-    make_volume_dir,
-    remove_volume_dir,
-    tree_usage,
-)
 
 
 class BackendError(Exception):
@@ -126,34 +120,3 @@ class RootedPools:
             result.append(PoolStatus(root.path, root.budget if root.budget is not None else total,
                                      free))
         return result
-
-
-class HostPathBackend(RootedPools):
-    """A directory per volume under allow-listed roots. Size is a promise, not enforced.
-
-    The kernel here offers no ext4/xfs project quota, so the size is accounted against the root's
-    budget (capacity-aware scheduling stays honest) but writes past it are not stopped: use btrfs
-    for enforcement.
-    """
-
-    kind = Backend.HOSTPATH
-
-    def create(self, spec: VolumeSpec) -> Realised:
-        root = self._root(spec.pool)
-        path = make_volume_dir(root.path, spec.subpath, spec.owner)
-        return Realised(path, spec.size)
-
-    def expand(self, spec: VolumeSpec) -> int:
-        self._root(spec.pool)
-        return spec.size
-
-    def delete(self, spec: VolumeSpec) -> bool:
-        root = self._root(spec.pool)
-        return remove_volume_dir(root.path, spec.subpath)
-
-    def usage(self, spec: VolumeSpec) -> int | None:
-        root = self._root(spec.pool)
-        try:
-            return tree_usage(root.path, spec.subpath)
-        except FileNotFoundError:
-            return None

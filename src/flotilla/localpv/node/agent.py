@@ -29,6 +29,7 @@ from flotilla.core.kube import (
 )
 from flotilla.localpv import manifests
 from flotilla.localpv.backends import BackendError, VolumeBackend, VolumeSpec
+from flotilla.localpv.backends.safefs import Owner
 from flotilla.localpv.model import API_VERSION, FINALIZER, LABEL_NODE, Backend, VolumeMode
 from flotilla.localpv.policies import InvalidInput, validate_subpath
 from flotilla.localpv.resources import (
@@ -41,7 +42,6 @@ from flotilla.localpv.resources import (
     with_kind,
 )
 from flotilla.localpv.runtime import WorkQueue, every, start_workers
-from flotilla.localpv.safefs import Owner
 
 logger = logging.getLogger(__name__)
 COMPONENT = "flotilla-localpv-agent"
@@ -95,7 +95,7 @@ class Agent:
         self.client = client
         self.settings = settings
         self.backends = backends
-        self.queue = WorkQueue()
+        self.queue: WorkQueue[str] = WorkQueue()
         self.stop_event = threading.Event()
         self.node_uid = ""
         self.volumes = Informer(client, LocalVolume, labels={LABEL_NODE: settings.node},
@@ -113,7 +113,7 @@ class Agent:
         self.volumes.start()
         self.volumes.synced.wait(30)
         if self.settings.metrics_port is not None:
-            from flotilla.localpv.metrics import AgentMetrics
+            from flotilla.localpv.node.metrics import AgentMetrics
             self.metrics = AgentMetrics(self.settings.node)
             self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
         every(self.settings.heartbeat, self.stop_event, self.report, "heartbeat")

@@ -1,0 +1,1 @@
+"""The node half of localpv: the agent that realises its node's LocalVolumes, and its metrics."""
