@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "jinja2",
+HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "jinja2", "rich.markdown",
          "lightkube", "prometheus_client", "yaml", "defusedxml", "flotilla.updates.models")
 
 
