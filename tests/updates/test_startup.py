@@ -9,8 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "jinja2", "rich.markdown",
-         "lightkube", "prometheus_client", "yaml", "defusedxml", "flotilla.updates.models")
+HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "jinja2",
+         "rich.markdown", "lightkube", "prometheus_client", "yaml", "defusedxml",
+         "flotilla.updates.models")
 
 
 def _loaded_after(argv: list[str]) -> set[str]:
