@@ -24,9 +24,9 @@ ROOTS: list[tuple[str, str, str, object, int]] = [
     ("localpv", "flotilla.localpv.policies", "InvalidInput", "it broke", EXIT_USAGE),
     ("operators", "flotilla.operators.models", "OperatorsError", "it broke", EXIT_USAGE),
     ("testenv", "flotilla.testenv.errors", "TestEnvError", "it broke", 1),
-    ("updates", "flotilla.updates.catalog", "CatalogError", "it broke", 1),
-    ("updates", "flotilla.updates.catalog", "NotFoundError", "it broke", 1),
-    ("updates", "flotilla.updates.fleetspec", "FleetFileError", ["it broke"], 1),
+    ("updates", "flotilla.updates.server.catalog", "CatalogError", "it broke", 1),
+    ("updates", "flotilla.updates.server.catalog", "NotFoundError", "it broke", 1),
+    ("updates", "flotilla.updates.server.fleetspec", "FleetFileError", ["it broke"], 1),
 ]
 
 app = typer.Typer()
