@@ -97,6 +97,10 @@ def up(
         False, "--real-node", help="Also run a real node: kubelet + containerd, pods really run."
     ),
     real_node_name: str = typer.Option("real-node", "--real-node-name", help="Its node name."),
+    real_nodes: int = typer.Option(
+        0, "--real-nodes", min=0, max=16,
+        help="Run N real nodes (NAME, NAME-2, ... NAME-N); implies --real-node when N > 0.",
+    ),
     docker: bool = typer.Option(
         False, "--docker", help="Also run a private dockerd (for image builds) with base images."
     ),
@@ -106,13 +110,14 @@ def up(
 ) -> None:
     """Start the control plane and print the kubeconfig path (no-op when already running)."""
     plane = ControlPlane(state_dir or default_state_dir(), _spec(cache_dir, kubernetes_version))
+    count = real_nodes or (1 if real_node else 0)
+    names = real_node_names(real_node_name, count)
     was_running = plane.running()
     try:
         with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"
-                            + (", a real node" if real_node else "")
+                            + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
                             + (", dockerd" if docker else "")):
-            state = plane.up(nodes=nodes, real_node=real_node_name if real_node else None,
-                             docker=docker)
+            state = plane.up(nodes=nodes, real_nodes=names, docker=docker)
     except (TestEnvError, TimeoutError) as exc:
         raise _fail(TestEnvError(str(exc))) from exc
     if was_running:
@@ -124,6 +129,11 @@ def up(
     if state.docker_host:
         console.print(f"dockerd: DOCKER_HOST={state.docker_host}")
     typer.echo(plane.layout.kubeconfig)
+
+
+def real_node_names(first: str, count: int) -> tuple[str, ...]:
+    """``real-node``, ``real-node-2``, ...: the first keeps the plain name tests rely on."""
+    return tuple(first if i == 1 else f"{first}-{i}" for i in range(1, count + 1))
 
 
 @app.command()
