@@ -15,6 +15,7 @@ from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_
 from flotilla.testenv.cluster import ControlPlane
 from flotilla.testenv.components import default_state_dir
 from flotilla.testenv.errors import TestEnvError
+from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
 from flotilla.testenv.images import build_images
 
 app = typer.Typer(
@@ -47,7 +48,8 @@ def build(
     kubernetes_version: str = VersionOption,
     images: bool = typer.Option(
         True, "--images/--no-images",
-        help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python).",
+        help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python, "
+        "flotilla.local/node, flotilla.local/flotilla).",
     ),
 ) -> None:
     """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once.
@@ -84,6 +86,8 @@ def build(
         try:
             with console.status("building images (debootstrap; once)"):
                 built = build_images()
+            with console.status("building Flotilla's image (its wheel and dependencies)"):
+                built[flotilla_image_reference()] = build_flotilla_image()
         except TestEnvError as exc:
             raise _fail(exc) from exc
         console.print(f"images ready in {time.monotonic() - images_started:.0f}s: "

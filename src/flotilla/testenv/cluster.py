@@ -37,6 +37,7 @@ from flotilla.testenv.components import (
 )
 from flotilla.testenv.dockerd import DockerLayout, kill_containers, start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
+from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
 from flotilla.testenv.nodehost import unmount_under
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
 from flotilla.testenv.processes import (
@@ -233,11 +234,13 @@ class ControlPlane:
         state.real_nodes.append(name)
         try:
             dns_image, dns_archive = coredns_image(self.spec)
+            images = {dns_image: dns_archive,
+                      flotilla_image_reference(): build_flotilla_image()}
             if not state.registry_port:
                 registry, state.registry_port = start_registry(self.layout, tools)
                 record(registry)
             start_real_node(self.layout, self.spec, state.ports, name, network,
-                            state.registry_port, tools, record, {dns_image: dns_archive})
+                            state.registry_port, tools, record, images)
             if not any(p.name == "kube-proxy" for p in state.processes):
                 proxy = start_kube_proxy(self.layout, self.spec, state.ports, name)
                 record(proxy)

@@ -126,7 +126,7 @@ def start_real_node(
     for reference, archive in {**build_images(), **(extra_images or {})}.items():
         if reference not in present:
             ctr.import_image(archive)
-    for reference in PUSHED_IMAGES:
+    for reference in (*PUSHED_IMAGES, *(extra_images or {})):
         ctr.push(reference)  # so pulls by reference (imagePullPolicy: Always) work too
 
     ca = CertificateAuthority.load(layout.pki)
