@@ -130,6 +130,8 @@ def up(
         console.print(f"ready in {state.ready_seconds:.1f}s with nodes: {', '.join(state.nodes)}")
     for name, seconds in state.real_node_ready_seconds.items():
         console.print(f"real node {name} Ready in {seconds:.1f}s")
+    if state.services_note:
+        console.print(f"[yellow]warning:[/yellow] {state.services_note}")
     if state.docker_host:
         console.print(f"dockerd: DOCKER_HOST={state.docker_host}")
     typer.echo(plane.layout.kubeconfig)

@@ -38,7 +38,7 @@ from flotilla.testenv.components import (
 from flotilla.testenv.dockerd import DockerLayout, kill_containers, start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
 from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
-from flotilla.testenv.nodehost import unmount_under
+from flotilla.testenv.nodehost import service_proxy_owner, unmount_under
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
 from flotilla.testenv.processes import (
     ProcessRecord,
@@ -79,6 +79,7 @@ class EnvironmentState:
     docker_host: str = ""
     real_node_slot: int = 0  # read from older state files: the slot of their one real node
     real_node_slots: dict[str, int] = field(default_factory=dict)
+    services_note: str = ""  # why this environment's real nodes have no Services, if so
 
     def networks(self) -> dict[str, NodeNetwork]:
         """Each real node's slot: its links, subnets and cgroup root."""
@@ -110,6 +111,7 @@ class EnvironmentState:
                 real_node_slot=int(data.get("real_node_slot", 0)),
                 real_node_slots={str(k): int(v)
                                  for k, v in data.get("real_node_slots", {}).items()},
+                services_note=str(data.get("services_note", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
@@ -239,9 +241,15 @@ class ControlPlane:
             if not state.registry_port:
                 registry, state.registry_port = start_registry(self.layout, tools)
                 record(registry)
+            has_proxy = any(p.name == "kube-proxy" for p in state.processes)
+            other = None if has_proxy else service_proxy_owner(self.layout.state_dir)
+            if other is not None and not state.services_note:
+                state.services_note = (f"no kube-proxy or CoreDNS: the environment in {other} "
+                                       "runs this machine's kube-proxy")
             start_real_node(self.layout, self.spec, state.ports, name, network,
-                            state.registry_port, tools, record, images)
-            if not any(p.name == "kube-proxy" for p in state.processes):
+                            state.registry_port, tools, record, images,
+                            cluster_dns=other is None and not state.services_note)
+            if not has_proxy and not state.services_note:
                 proxy = start_kube_proxy(self.layout, self.spec, state.ports, name)
                 record(proxy)
                 deploy_coredns(self.layout, state.ports, dns_image, proxy)
@@ -400,7 +408,9 @@ class ControlPlane:
             "real_node_pod_cidr": first.pod_cidr if first else None,
             "real_node_ips": {name: n.node_ip for name, n in networks.items()},
             "real_node_cgroup_roots": {name: n.cgroup_root for name, n in networks.items()},
-            "cluster_dns": CLUSTER_DNS_IP if state.real_nodes else None,
+            "cluster_dns": CLUSTER_DNS_IP if state.real_nodes and not state.services_note
+            else None,
+            "services_note": state.services_note or None,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}
                 for p in state.processes

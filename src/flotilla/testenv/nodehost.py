@@ -59,14 +59,30 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
-def _owner_alive(owner: Path) -> bool:
-    """Whether the environment in ``owner`` still runs a process (a crashed one does not count)."""
+def _running_records(owner: Path) -> list[ProcessRecord]:
     try:
         state = json.loads((owner / "state.json").read_text())
         records = [ProcessRecord(**p) for p in state.get("processes", [])]
     except (OSError, ValueError, TypeError):
-        return False
-    return any(is_running(r) for r in records)
+        return []
+    return [r for r in records if is_running(r)]
+
+
+def _owner_alive(owner: Path) -> bool:
+    """Whether the environment in ``owner`` still runs a process (a crashed one does not count)."""
+    return bool(_running_records(owner))
+
+
+def service_proxy_owner(state_dir: Path) -> Path | None:
+    """The other environment whose kube-proxy runs on this machine, if any.
+
+    kube-proxy's chains (KUBE-SERVICES, ...) are machine-wide in the host's network namespace: a
+    second kube-proxy would rewrite the first one's Services, so there is one per machine.
+    """
+    owners = {owner[0] for slot in range(MAX_SLOTS)
+              if (owner := _slot_owner(slot)) is not None and owner[0] != state_dir}
+    return next((o for o in sorted(owners)
+                 if any(r.name == "kube-proxy" for r in _running_records(o))), None)
 
 
 def _slot_file(slot: int) -> Path:

@@ -237,10 +237,14 @@ def cni_conflist_text(layout: RealNodeLayout, network: NodeNetwork) -> str:
 
 
 def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, port: int,
-                   healthz_port: int) -> dict[str, Any]:
-    """KubeletConfiguration for containerd 1.6 on cgroup v1 in a small VM."""
+                   healthz_port: int, cluster_dns: bool = True) -> dict[str, Any]:
+    """KubeletConfiguration for containerd 1.6 on cgroup v1 in a small VM.
+
+    Without cluster DNS (another environment owns this machine's kube-proxy) pods use the
+    host's resolv.conf instead of a kube-dns address nothing would answer.
+    """
     endpoint = f"unix://{layout.containerd_socket}"
-    return {
+    config: dict[str, Any] = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": network.node_ip,
@@ -267,11 +271,13 @@ def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, 
         "resolvConf": str(layout.resolv_conf),
         "podLogsDir": str(layout.pod_logs),
         "clusterDomain": CLUSTER_DOMAIN,
-        "clusterDNS": [CLUSTER_DNS_IP],
         "serializeImagePulls": False,
         "maxPods": 110,
         "registerNode": True,
     }
+    if cluster_dns:
+        config["clusterDNS"] = [CLUSTER_DNS_IP]
+    return config
 
 
 def kubelet_component(layout: RealNodeLayout, network: NodeNetwork, binary: Path) -> Component:

@@ -88,7 +88,7 @@ def start_registry(layout: Layout, tools: dict[str, str]) -> tuple[ProcessRecord
 def start_real_node(
     layout: Layout, spec: BuildSpec, ports: Ports, name: str, network: NodeNetwork,
     registry_port: int, tools: dict[str, str], started: Callable[[ProcessRecord], None],
-    extra_images: dict[str, Path] | None = None,
+    extra_images: dict[str, Path] | None = None, cluster_dns: bool = True,
 ) -> None:
     """containerd, images, then the kubelet, until the node is Ready.
 
@@ -141,7 +141,8 @@ def start_real_node(
     }
     node.kubelet_kubeconfig.write_text(yaml.safe_dump(document))
     node.kubelet_config.write_text(yaml.safe_dump(
-        kubelet_config(node, network, layout.pki / "ca.crt", _free_port(), _free_port())
+        kubelet_config(node, network, layout.pki / "ca.crt", _free_port(), _free_port(),
+                       cluster_dns)
     ))
     kubelet = kubelet_component(node, network, spec.binary("kubelet"))
     records.append(start_process(kubelet, layout.log(kubelet.name), layout.state_dir))
