@@ -136,7 +136,7 @@ def coredns_objects(image: str, secret_data: dict[str, str]) -> list[dict[str, A
             "name": "coredns",
             "image": image,
             "imagePullPolicy": "IfNotPresent",
-            "args": ["-conf", "/etc/coredns/Corefile"],
+            "command": ["/coredns", "-conf", "/etc/coredns/Corefile"],
             "env": [{"name": "POD_IP",
                      "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
             "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
