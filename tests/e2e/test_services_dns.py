@@ -61,10 +61,13 @@ def in_client(kubeconfig: Path, namespace: str, *command: str) -> str:
 
 
 def fetch(kubeconfig: Path, namespace: str, url: str) -> str:
-    """GET from inside the client pod, retried while endpoints and rules settle."""
+    """GET from inside the client pod, retried while endpoints and rules settle.
+
+    (No ``wget -T``: Debian's busybox 1.35 wget segfaults with it.)
+    """
     def get() -> str | None:
         result = kubectl(kubeconfig, "-n", namespace, "exec", "client", "--", "busybox",
-                         "wget", "-q", "-T", "5", "-O", "-", url, check=False, timeout=60)
+                         "wget", "-q", "-O", "-", url, check=False, timeout=60)
         return result.stdout if result.returncode == 0 else None
 
     return wait_until(get, timeout=60, interval=1, what=f"{url} from a pod")
