@@ -4,7 +4,9 @@ machine, real nodes never touch each other's pods (cgroup roots, links, runc sta
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,11 @@ SLEEPER = {
 }
 
 
+def short_dir(name: str) -> Path:
+    """containerd's sockets live in the state dir, and unix socket paths stop at 104 bytes."""
+    return Path(tempfile.mkdtemp(prefix=f"fl-{name}-"))
+
+
 @contextmanager
 def environment(state_dir: Path, *up_args: str) -> Iterator[Path]:
     """Another environment with real nodes, as a developer's beside the suite; always downed."""
@@ -40,6 +47,7 @@ def environment(state_dir: Path, *up_args: str) -> Iterator[Path]:
         yield Path(up.stdout.strip().splitlines()[-1])
     finally:
         flotilla("down")
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def identity(kube: Client, namespace: str, name: str = "sleeper") -> tuple[str, str, int] | None:
@@ -58,25 +66,26 @@ def start_sleeper(kube: Client, kubeconfig: Path, namespace: str) -> tuple[str, 
 
 
 def test_pods_stay_up_while_other_environments_start_and_stop(
-    kube: Client, kubeconfig: Path, namespace: str, real_node: str, tmp_path: Path,
+    kube: Client, kubeconfig: Path, namespace: str, real_node: str,
     test_cluster: TestCluster,
 ) -> None:
     ours = start_sleeper(kube, kubeconfig, namespace)
-    with environment(tmp_path / "b", "--real-node") as b_config, \
+    b_dir = short_dir("b")
+    with environment(b_dir, "--real-node") as b_config, \
             client_from_kubeconfig(b_config) as b_kube:
         kubectl(b_config, "create", "namespace", "iso")
         wait_until(lambda: True if kubectl(b_config, "-n", "iso", "get", "sa", "default",
                                            check=False).returncode == 0 else None,
                    timeout=60, what="default service account in iso")
         theirs = start_sleeper(b_kube, b_config, "iso")
-        with environment(tmp_path / "c", "--real-node"):
+        with environment(short_dir("c"), "--real-node"):
             assert identity(kube, namespace) == ours
             assert identity(b_kube, "iso") == theirs
         # The third environment stopped: its drain and clean-up touched only its own node.
         assert identity(kube, namespace) == ours
         assert identity(b_kube, "iso") == theirs
         status = json.loads(subprocess.run(
-            [*FLOTILLA, "testenv", "status", "--json", "--state-dir", str(tmp_path / "b")],
+            [*FLOTILLA, "testenv", "status", "--json", "--state-dir", str(b_dir)],
             capture_output=True, text=True, check=True).stdout)
         session = json.loads(test_cluster.flotilla("status", "--json").stdout)
         assert not set(status["real_node_cgroup_roots"].values()) & set(
@@ -85,11 +94,12 @@ def test_pods_stay_up_while_other_environments_start_and_stop(
     assert identity(kube, namespace) == ours  # and after the second one went too
 
 
-def test_a_drain_moves_pods_to_the_other_real_node(tmp_path: Path) -> None:
-    with environment(tmp_path / "two", "--real-nodes", "2") as config, \
+def test_a_drain_moves_pods_to_the_other_real_node() -> None:
+    two_dir = short_dir("two")
+    with environment(two_dir, "--real-nodes", "2") as config, \
             client_from_kubeconfig(config) as kube:
         status = json.loads(subprocess.run(
-            [*FLOTILLA, "testenv", "status", "--json", "--state-dir", str(tmp_path / "two")],
+            [*FLOTILLA, "testenv", "status", "--json", "--state-dir", str(two_dir)],
             capture_output=True, text=True, check=True).stdout)
         assert status["real_nodes"] == ["real-node", "real-node-2"]
         assert len(set(status["real_node_ips"].values())) == 2
@@ -101,8 +111,8 @@ def test_a_drain_moves_pods_to_the_other_real_node(tmp_path: Path) -> None:
                                   "spec": {**SLEEPER["spec"],  # type: ignore[dict-item]
                                            "nodeSelector": ON_REAL_NODE}}},
         }
-        apply(config, "default", deployment)
         kubectl(config, "cordon", "real-node-2")  # both replicas start on real-node
+        apply(config, "default", deployment)
         assert wait_until(lambda: nodes_of(kube) if nodes_of(kube) == ["real-node"] * 2 else None,
                           timeout=120, what="two sleepers on real-node")
         kubectl(config, "uncordon", "real-node-2")
