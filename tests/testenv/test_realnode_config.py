@@ -101,3 +101,21 @@ def test_slots_never_share_links_or_subnets() -> None:
     assert all(len(n.node_link) <= 15 for n in networks), "Linux link names are 15 bytes at most"
     with pytest.raises(ValueError, match="slot"):
         NodeNetwork(16)
+
+
+def test_a_slot_per_real_node_kept_on_up_again_and_freed_at_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flotilla.testenv import nodehost
+
+    monkeypatch.setattr(nodehost, "SLOTS_DIR", tmp_path / "slots")
+    env, other = tmp_path / "env", tmp_path / "other"
+    first = nodehost.claim_slot(env, "real-node")
+    second = nodehost.claim_slot(env, "real-node-2")
+    assert (first.slot, second.slot) == (0, 1)
+    assert nodehost.claim_slot(env, "real-node") == first  # `up` again keeps the node's slot
+    # A dead environment's slots are free for others; a live one's would not be.
+    assert nodehost.claim_slot(other, "real-node").slot == 0
+    nodehost.release_slot(env, second)
+    assert not (tmp_path / "slots" / "real-node-1.owner").exists()
+    assert nodehost.service_proxy_owner(env) is None  # nobody's kube-proxy runs
