@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: venv assets demo test lint unit cluster-tests testenv-build bench clean
+.PHONY: venv assets demo test lint unit cluster-tests testenv-build tools bench clean
 
 venv: $(VENV)/.installed
 
@@ -33,7 +33,11 @@ lint: venv
 testenv-build: venv
 	$(BIN)/flotilla testenv build
 
-test: lint testenv-build assets
+# helm is the reference client of the chart and operator tests; built once into ~/.cache/flotilla/tools.
+tools: venv
+	$(BIN)/python tests/charts/helm_build.py
+
+test: lint testenv-build tools assets
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv assets

@@ -6,6 +6,7 @@ built or the environment cannot start, the fixture fails with the reason.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +25,21 @@ from flotilla.core.kube import client_from_kubeconfig, wait_until
 from flotilla.testenv.build import BuildSpec, is_built, run_build
 
 FLOTILLA = [sys.executable, "-m", "flotilla"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put the helm that tests/charts/helm_build.py builds on PATH before any test module loads.
+
+    Tests that render charts decide at import whether helm exists; building it here (once per
+    machine, cached) means a fresh machine skips nothing.
+    """
+    path = Path(__file__).parent / "charts" / "helm_build.py"
+    spec = importlib.util.spec_from_file_location("flotilla_tests_helm_build", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    helm: Path = module.ensure_helm()
+    os.environ["PATH"] = f"{helm.parent}{os.pathsep}{os.environ.get('PATH', '')}"
 TEST_NODES = 3
 
 

@@ -17,6 +17,7 @@ from flotilla.testenv.build import (
     plan_build,
     version_ldflags,
 )
+from flotilla.testenv.coredns_build import coredns_go_mod, coredns_main
 
 
 def test_every_staging_module_is_replaced_by_its_published_tag() -> None:
@@ -81,7 +82,7 @@ def test_static_binaries_build_without_cgo(tmp_path: Path) -> None:
     static = next(s for s in steps if "kube-apiserver" in s.outputs)
     assert static.env["CGO_ENABLED"] == "0"
     assert set(static.outputs) == {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                                   "kubectl"}
+                                   "kubectl", "kube-proxy"}
     assert steps[0].args == ("mod", "tidy")
 
 
@@ -100,3 +101,17 @@ def test_kwok_stages_are_assembled_from_the_module_source(tmp_path: Path) -> Non
         "node-initialize", "node-heartbeat-with-lease", "pod-complete", "pod-delete", "pod-ready",
     ]
     assert "Kustomization" not in "".join(documents)
+
+
+def test_coredns_builds_from_a_wrapper_main_with_only_the_plugins_we_use(tmp_path: Path) -> None:
+    spec = BuildSpec(cache_root=tmp_path)
+    _fake_binaries(spec, tuple(b for b in ALL_BINARIES if b != "coredns"))
+    steps = plan_build(spec, "now")
+    assert [s.title for s in steps] == ["resolve coredns modules", "build coredns"]
+    assert steps[1].workdir == spec.coredns_module_dir and steps[1].outputs == ("coredns",)
+    main = coredns_main()
+    assert '"github.com/coredns/coredns/coremain"' in main
+    assert "core/plugin" not in main  # upstream's list of every plugin (and cloud SDK)
+    for plugin in ("kubernetes", "forward", "cache", "health", "ready", "errors"):
+        assert f'_ "github.com/coredns/coredns/plugin/{plugin}"' in main
+    assert "require github.com/coredns/coredns v1.12.1" in coredns_go_mod("1.12.1")

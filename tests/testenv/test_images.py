@@ -66,3 +66,36 @@ def test_root_layers_leave_out_runtime_mounts_and_caches(tmp_path: Path) -> None
     assert names["proc"].isdir()
     assert names["tmp"].mode == 0o1777
     assert all(m.uname == "" for m in names.values())
+
+
+def test_layers_round_trip_and_binary_images_are_cached_by_content(tmp_path: Path) -> None:
+    from flotilla.testenv.images import archive_layers, binary_image, files_layer
+
+    binary = tmp_path / "tool"
+    binary.write_bytes(b"\x7fELF fake")
+    binary.chmod(0o755)
+    archive = binary_image("flotilla.local/tool:1", binary, cache=tmp_path / "cache")
+    assert binary_image("flotilla.local/tool:1", binary, cache=tmp_path / "cache") == archive
+    (layer,) = archive_layers(archive)
+    assert layer == files_layer({"tool": binary})
+    binary.write_bytes(b"\x7fELF changed")
+    assert binary_image("flotilla.local/tool:1", binary, cache=tmp_path / "cache") != archive
+
+
+def test_the_flotilla_image_key_ignores_zip_timestamps(tmp_path: Path) -> None:
+    import zipfile
+
+    from flotilla.testenv.flotilla_image import wheel_key
+
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("httpx==1\n")
+    wheels = []
+    for stamp in ((2020, 1, 1, 0, 0, 0), (2026, 1, 1, 0, 0, 0)):
+        wheel = tmp_path / f"w{stamp[0]}.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(zipfile.ZipInfo("flotilla/__init__.py", stamp), "x = 1\n")
+        wheels.append(wheel)
+    before = wheel_key(wheels[0], constraints)
+    assert before == wheel_key(wheels[1], constraints)
+    constraints.write_text("httpx==2\n")  # a new pin is a new image
+    assert wheel_key(wheels[0], constraints) != before

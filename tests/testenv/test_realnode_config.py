@@ -39,6 +39,24 @@ def test_containerd_is_private_and_matches_the_kubelet(tmp_path: Path) -> None:
     assert cri["cni"]["conf_dir"] == str(node.cni_conf_dir)
 
 
+def test_each_node_has_its_own_cgroup_root_and_runc_state(tmp_path: Path) -> None:
+    """Kubelets sharing /kubepods delete each other's pod cgroups as orphans (exit 137)."""
+    first, second = layout(tmp_path), RealNodeLayout(tmp_path / "other", "real-node")
+    roots = {kubelet_config(n, NodeNetwork(slot), tmp_path / "ca.crt", 1, 2)["cgroupRoot"]
+             for n, slot in ((first, 0), (second, 1))}
+    assert roots == {"/flotilla-node0", "/flotilla-node1"}
+    runc_roots = {tomllib.loads(containerd_config(n))["plugins"]["io.containerd.grpc.v1.cri"][
+        "containerd"]["runtimes"]["runc"]["options"]["Root"] for n in (first, second)}
+    assert runc_roots == {str(first.runc_root), str(second.runc_root)}
+    assert all(r.startswith(str(tmp_path)) for r in runc_roots)  # never /run/containerd/runc
+
+
+def test_pods_resolve_through_the_cluster_dns_service(tmp_path: Path) -> None:
+    kubelet = kubelet_config(layout(tmp_path), NodeNetwork(0), tmp_path / "ca.crt", 1, 2)
+    assert kubelet["clusterDNS"] == ["10.96.0.10"]
+    assert kubelet["clusterDomain"] == "cluster.local"
+
+
 def test_kubelet_keeps_the_unpinned_sandbox_image(tmp_path: Path) -> None:
     kubelet = kubelet_config(layout(tmp_path), NodeNetwork(3), tmp_path / "ca.crt", 1, 2)
     assert kubelet["imageGCHighThresholdPercent"] == 100
@@ -77,9 +95,27 @@ def test_flotilla_local_resolves_to_the_loopback_registry() -> None:
 
 def test_slots_never_share_links_or_subnets() -> None:
     networks = [NodeNetwork(i) for i in range(16)]
-    for attribute in ("node_ip", "node_link", "pod_bridge", "pod_cidr"):
+    for attribute in ("node_ip", "node_link", "pod_bridge", "pod_cidr", "cgroup_root"):
         values = [getattr(n, attribute) for n in networks]
         assert len(set(values)) == 16, attribute
     assert all(len(n.node_link) <= 15 for n in networks), "Linux link names are 15 bytes at most"
     with pytest.raises(ValueError, match="slot"):
         NodeNetwork(16)
+
+
+def test_a_slot_per_real_node_kept_on_up_again_and_freed_at_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flotilla.testenv import nodehost
+
+    monkeypatch.setattr(nodehost, "SLOTS_DIR", tmp_path / "slots")
+    env, other = tmp_path / "env", tmp_path / "other"
+    first = nodehost.claim_slot(env, "real-node")
+    second = nodehost.claim_slot(env, "real-node-2")
+    assert (first.slot, second.slot) == (0, 1)
+    assert nodehost.claim_slot(env, "real-node") == first  # `up` again keeps the node's slot
+    # A dead environment's slots are free for others; a live one's would not be.
+    assert nodehost.claim_slot(other, "real-node").slot == 0
+    nodehost.release_slot(env, second)
+    assert not (tmp_path / "slots" / "real-node-1.owner").exists()
+    assert nodehost.service_proxy_owner(env) is None  # nobody's kube-proxy runs

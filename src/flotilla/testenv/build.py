@@ -4,7 +4,8 @@
 staging modules at ``v0.0.0`` and maps them with local ``replace`` lines that consumers ignore.
 We therefore generate a wrapper module that requires ``k8s.io/kubernetes`` and replaces every
 staging module with its published ``v0.<minor>.<patch>`` tag. kwok gets a wrapper of its own so
-its newer ``k8s.io/*`` requirements never fight the kubernetes replaces.
+its newer ``k8s.io/*`` requirements never fight the kubernetes replaces, and CoreDNS one with a
+``main`` that links only the plugins cluster DNS needs (``coredns_build.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flotilla.testenv.coredns_build import COREDNS_VERSION, coredns_go_mod, coredns_main
 from flotilla.testenv.errors import BuildError
 
 KUBERNETES_VERSION = "1.34.10"
@@ -36,14 +38,14 @@ STAGING_MODULES: tuple[str, ...] = (
 
 # Static binaries (upstream KUBE_STATIC_BINARIES) build with CGO off; the kubelet needs cgo.
 STATIC_COMMANDS: tuple[str, ...] = (
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kube-proxy",
 )
 CGO_COMMANDS: tuple[str, ...] = ("kubelet",)
 ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
 KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
 BUILD_TAGS = "selinux,notest,grpcnotrace"
 
-ALL_BINARIES: tuple[str, ...] = (*STATIC_COMMANDS, *CGO_COMMANDS, "etcd", "kwok")
+ALL_BINARIES: tuple[str, ...] = (*STATIC_COMMANDS, *CGO_COMMANDS, "etcd", "kwok", "coredns")
 
 # The standalone kwok binary embeds no behaviour: it needs Stage objects. kwokctl's default set
 # ("fast") is node-initialize + heartbeat-with-lease + the fast pod stages, shipped as YAML in the
@@ -70,6 +72,7 @@ class BuildSpec:
 
     kubernetes_version: str = KUBERNETES_VERSION
     kwok_version: str = KWOK_VERSION
+    coredns_version: str = COREDNS_VERSION
     cache_root: Path = field(default_factory=default_cache_root)
 
     @property
@@ -94,6 +97,10 @@ class BuildSpec:
     def kwok_module_dir(self) -> Path:
         """Keyed by the kwok version too: the cache directory is keyed by Kubernetes only."""
         return self.directory / f"src-kwok-v{self.kwok_version}"
+
+    @property
+    def coredns_module_dir(self) -> Path:
+        return self.directory / f"src-coredns-v{self.coredns_version}"
 
     @property
     def bin_dir(self) -> Path:
@@ -201,6 +208,15 @@ def plan_build(spec: BuildSpec, build_date: str) -> list[BuildStep]:
              KWOK_PACKAGE),
             {"CGO_ENABLED": "0"}, ("kwok",),
         ))
+    if "coredns" in missing:
+        steps.append(BuildStep("resolve coredns modules", spec.coredns_module_dir,
+                               ("mod", "tidy"), {}))
+        steps.append(BuildStep(
+            "build coredns", spec.coredns_module_dir,
+            ("build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(spec.binary("coredns")),
+             "."),
+            {"CGO_ENABLED": "0"}, ("coredns",),
+        ))
     return steps
 
 
@@ -282,11 +298,13 @@ def run_build(spec: BuildSpec, progress: ProgressCallback | None = None) -> dict
     build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     spec.bin_dir.mkdir(parents=True, exist_ok=True)
     for directory, text in ((spec.kubernetes_module_dir, kubernetes_go_mod(spec)),
-                            (spec.kwok_module_dir, kwok_go_mod(spec))):
+                            (spec.kwok_module_dir, kwok_go_mod(spec)),
+                            (spec.coredns_module_dir, coredns_go_mod(spec.coredns_version))):
         directory.mkdir(parents=True, exist_ok=True)
         gomod = directory / "go.mod"
         if not gomod.exists():  # one that `go mod tidy` completed is kept as it is
             gomod.write_text(text)
+    (spec.coredns_module_dir / "main.go").write_text(coredns_main())
     log = spec.directory / "build.log"
     timings: dict[str, float] = {}
     for step in plan_build(spec, build_date):
@@ -305,6 +323,7 @@ def run_build(spec: BuildSpec, progress: ProgressCallback | None = None) -> dict
     previous.setdefault("timings", {}).update(timings)
     previous.update({
         "kubernetes": spec.kubernetes_version, "kwok": spec.kwok_version,
+        "coredns": spec.coredns_version,
         "built": build_date, "binaries": list(ALL_BINARIES),
     })
     record.write_text(json.dumps(previous, indent=2))

@@ -1,27 +1,47 @@
-"""``flotilla testenv``: build and run a real Kubernetes control plane on loopback."""
+"""``flotilla testenv``: build and run a real Kubernetes control plane on loopback.
+
+The control plane, its certificates (cryptography) and rich's progress are imported by the
+commands that use them, so ``--help`` and ``kubeconfig`` start fast.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from flotilla.core.cli import system_app
-from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_root, run_build
-from flotilla.testenv.cluster import ControlPlane
-from flotilla.testenv.components import default_state_dir
+from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_root
 from flotilla.testenv.errors import TestEnvError
-from flotilla.testenv.images import build_images
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from flotilla.testenv.cluster import ControlPlane
 
 app = system_app(
     "A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok)."
 )
-console = Console(stderr=True)
+
+
+@functools.cache
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _plane(state_dir: Path | None, spec: BuildSpec | None = None) -> ControlPlane:
+    from flotilla.testenv.cluster import ControlPlane
+    from flotilla.testenv.components import default_state_dir
+
+    if spec is None:
+        return ControlPlane(state_dir or default_state_dir())
+    return ControlPlane(state_dir or default_state_dir(), spec)
 
 CacheOption = typer.Option(
     None, "--cache-dir", help="Where built binaries live [default: ~/.cache/flotilla/k8s]."
@@ -42,13 +62,21 @@ def build(
     kubernetes_version: str = VersionOption,
     images: bool = typer.Option(
         True, "--images/--no-images",
-        help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python).",
+        help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python, "
+        "flotilla.local/node, flotilla.local/flotilla).",
     ),
 ) -> None:
     """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once.
 
     The images the real node runs are built too (debootstrap, about a minute each, once).
     """
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+    from flotilla.testenv.build import run_build
+    from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
+    from flotilla.testenv.images import build_images
+
+    console = _console()
     spec = _spec(cache_dir, kubernetes_version)
     started = time.monotonic()
     with Progress(
@@ -75,6 +103,8 @@ def build(
         images_started = time.monotonic()
         with console.status("building images (debootstrap; once)"):
             built = build_images()
+        with console.status("building Flotilla's image (its wheel and dependencies)"):
+            built[flotilla_image_reference()] = build_flotilla_image()
         console.print(f"images ready in {time.monotonic() - images_started:.0f}s: "
                       + ", ".join(built))
 
@@ -86,6 +116,10 @@ def up(
         False, "--real-node", help="Also run a real node: kubelet + containerd, pods really run."
     ),
     real_node_name: str = typer.Option("real-node", "--real-node-name", help="Its node name."),
+    real_nodes: int = typer.Option(
+        0, "--real-nodes", min=0, max=16,
+        help="Run N real nodes (NAME, NAME-2, ... NAME-N); implies --real-node when N > 0.",
+    ),
     docker: bool = typer.Option(
         False, "--docker", help="Also run a private dockerd (for image builds) with base images."
     ),
@@ -94,14 +128,16 @@ def up(
     kubernetes_version: str = VersionOption,
 ) -> None:
     """Start the control plane and print the kubeconfig path (no-op when already running)."""
-    plane = ControlPlane(state_dir or default_state_dir(), _spec(cache_dir, kubernetes_version))
+    console = _console()
+    plane = _plane(state_dir, _spec(cache_dir, kubernetes_version))
+    count = real_nodes or (1 if real_node else 0)
+    names = real_node_names(real_node_name, count)
     was_running = plane.running()
     try:
         with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"
-                            + (", a real node" if real_node else "")
+                            + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
                             + (", dockerd" if docker else "")):
-            state = plane.up(nodes=nodes, real_node=real_node_name if real_node else None,
-                             docker=docker)
+            state = plane.up(nodes=nodes, real_nodes=names, docker=docker)
     except TimeoutError as exc:  # flotilla.cli shows TestEnvError, exit 1
         raise TestEnvError(str(exc)) from exc
     if was_running:
@@ -110,17 +146,24 @@ def up(
         console.print(f"ready in {state.ready_seconds:.1f}s with nodes: {', '.join(state.nodes)}")
     for name, seconds in state.real_node_ready_seconds.items():
         console.print(f"real node {name} Ready in {seconds:.1f}s")
+    if state.services_note:
+        console.print(f"[yellow]warning:[/yellow] {state.services_note}")
     if state.docker_host:
         console.print(f"dockerd: DOCKER_HOST={state.docker_host}")
     typer.echo(plane.layout.kubeconfig)
 
 
+def real_node_names(first: str, count: int) -> tuple[str, ...]:
+    """``real-node``, ``real-node-2``, ...: the first keeps the plain name tests rely on."""
+    return tuple(first if i == 1 else f"{first}-{i}" for i in range(1, count + 1))
+
+
 @app.command()
 def down(state_dir: Path | None = StateOption) -> None:
     """Stop only the processes that `up` started in this state directory."""
-    plane = ControlPlane(state_dir or default_state_dir())
+    plane = _plane(state_dir)
     stopped = plane.down()
-    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    _console().print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
 @app.command()
@@ -129,13 +172,16 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Report whether the environment runs, its API address, nodes and processes."""
-    plane = ControlPlane(state_dir or default_state_dir())
+    plane = _plane(state_dir)
     info = plane.status()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     elif not info["running"] and "processes" not in info:
         typer.echo(f"not running (state dir {info['state_dir']})")
     else:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table("component", "pid", "running", "log")
         for proc in info["processes"]:
             table.add_row(proc["name"], str(proc["pid"]), "yes" if proc["running"] else "NO",
@@ -149,7 +195,7 @@ def status(
 @app.command()
 def kubeconfig(state_dir: Path | None = StateOption) -> None:
     """Print the path of the admin kubeconfig of a running environment."""
-    plane = ControlPlane(state_dir or default_state_dir())
+    plane = _plane(state_dir)
     if plane.state() is None:
         raise TestEnvError("no environment is running here; run `flotilla testenv up`")
     typer.echo(plane.layout.kubeconfig)

@@ -26,6 +26,7 @@ from flotilla.core.kube import (
 )
 from flotilla.testenv.build import BuildSpec, is_built
 from flotilla.testenv.components import (
+    CLUSTER_DNS_IP,
     Component,
     Layout,
     Ports,
@@ -36,7 +37,8 @@ from flotilla.testenv.components import (
 )
 from flotilla.testenv.dockerd import DockerLayout, kill_containers, start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
-from flotilla.testenv.nodehost import unmount_under
+from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
+from flotilla.testenv.nodehost import service_proxy_owner, unmount_under
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
 from flotilla.testenv.processes import (
     ProcessRecord,
@@ -52,6 +54,7 @@ from flotilla.testenv.realnode_lifecycle import (
     start_registry,
     stop_real_nodes,
 )
+from flotilla.testenv.services_lifecycle import coredns_image, deploy_coredns, start_kube_proxy
 
 READY_TIMEOUT_SECONDS = 90.0
 
@@ -74,7 +77,14 @@ class EnvironmentState:
     registry_port: int = 0
     real_node_ready_seconds: dict[str, float] = field(default_factory=dict)
     docker_host: str = ""
-    real_node_slot: int = 0
+    real_node_slot: int = 0  # read from older state files: the slot of their one real node
+    real_node_slots: dict[str, int] = field(default_factory=dict)
+    services_note: str = ""  # why this environment's real nodes have no Services, if so
+
+    def networks(self) -> dict[str, NodeNetwork]:
+        """Each real node's slot: its links, subnets and cgroup root."""
+        return {name: NodeNetwork(self.real_node_slots.get(name, self.real_node_slot))
+                for name in self.real_nodes}
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -99,6 +109,9 @@ class EnvironmentState:
                 real_node_ready_seconds=dict(data.get("real_node_ready_seconds", {})),
                 docker_host=str(data.get("docker_host", "")),
                 real_node_slot=int(data.get("real_node_slot", 0)),
+                real_node_slots={str(k): int(v)
+                                 for k, v in data.get("real_node_slots", {}).items()},
+                services_note=str(data.get("services_note", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TestEnvError(f"state file {path} is unreadable ({exc}); remove it") from exc
@@ -135,17 +148,18 @@ class ControlPlane:
 
     # --- up ------------------------------------------------------------------------------
     def up(
-        self, nodes: int = 1, real_node: str | None = None, docker: bool = False
+        self, nodes: int = 1, real_nodes: tuple[str, ...] = (), docker: bool = False
     ) -> EnvironmentState:
         """Start everything and wait until nodes are Ready; a running environment is kept.
 
-        ``real_node`` names a node run by a real kubelet and containerd; ``docker`` adds a
-        private dockerd for image builds. Either is added to a running environment that lacks it.
+        ``real_nodes`` names nodes run by real kubelets and containerds (with kube-proxy and
+        CoreDNS); ``docker`` adds a private dockerd for image builds. Either is added to a
+        running environment that lacks it.
         """
         existing = self.state()
         if existing is not None and all(is_running(p) for p in existing.processes):
-            if real_node is not None and real_node not in existing.real_nodes:
-                self.add_real_node(existing, real_node)
+            for name in real_nodes:
+                self.add_real_node(existing, name)
             if docker and not existing.docker_host:
                 self.add_docker(existing)
             return existing
@@ -186,8 +200,8 @@ class ControlPlane:
             raise
         state.ready_seconds = time.monotonic() - started
         state.save(self.layout.state_file)
-        if real_node is not None:
-            self.add_real_node(state, real_node)
+        for name in real_nodes:
+            self.add_real_node(state, name)
         if docker:
             self.add_docker(state)
         return state
@@ -204,14 +218,15 @@ class ControlPlane:
         state.save(self.layout.state_file)
 
     def add_real_node(self, state: EnvironmentState, name: str) -> None:
-        """Start the registry (once), containerd and a kubelet for ``name``; wait until Ready."""
-        if state.real_nodes:
-            raise StartError(
-                f"this environment already has a real node ({state.real_nodes[0]}); "
-                "one per environment"
-            )
-        tools, network = prepare_host(self.layout.state_dir)
-        state.real_node_slot = network.slot
+        """Start containerd and a kubelet for ``name`` (and, once per environment, the registry,
+        kube-proxy and CoreDNS); wait until the node is Ready and cluster DNS answers."""
+        if name in state.real_nodes:
+            return
+        if not is_built(self.spec):
+            raise StartError(f"binaries are missing in {self.spec.bin_dir} (kube-proxy and "
+                             "coredns came later); run `flotilla testenv build`")
+        tools, network = prepare_host(self.layout.state_dir, name)
+        state.real_node_slots[name] = network.slot
         started = time.monotonic()
 
         def record(process: ProcessRecord) -> None:
@@ -220,10 +235,24 @@ class ControlPlane:
 
         state.real_nodes.append(name)
         try:
-            registry, state.registry_port = start_registry(self.layout, tools)
-            record(registry)
+            dns_image, dns_archive = coredns_image(self.spec)
+            images = {dns_image: dns_archive,
+                      flotilla_image_reference(): build_flotilla_image()}
+            if not state.registry_port:
+                registry, state.registry_port = start_registry(self.layout, tools)
+                record(registry)
+            has_proxy = any(p.name == "kube-proxy" for p in state.processes)
+            other = None if has_proxy else service_proxy_owner(self.layout.state_dir)
+            if other is not None and not state.services_note:
+                state.services_note = (f"no kube-proxy or CoreDNS: the environment in {other} "
+                                       "runs this machine's kube-proxy")
             start_real_node(self.layout, self.spec, state.ports, name, network,
-                            state.registry_port, tools, record)
+                            state.registry_port, tools, record, images,
+                            cluster_dns=other is None and not state.services_note)
+            if not has_proxy and not state.services_note:
+                proxy = start_kube_proxy(self.layout, self.spec, state.ports, name)
+                record(proxy)
+                deploy_coredns(self.layout, state.ports, dns_image, proxy)
         except BaseException:
             state.save(self.layout.state_file)
             self.down()
@@ -340,8 +369,9 @@ class ControlPlane:
             return []
         apiserver = next((r for r in state.processes if r.name == "kube-apiserver"), None)
         stopped = stop_real_nodes(
-            self.layout, state.processes, state.real_nodes, NodeNetwork(state.real_node_slot),
+            self.layout, state.processes, state.networks(),
             api_running=apiserver is not None and is_running(apiserver),
+            kube_proxy_binary=self.spec.binary("kube-proxy"),
         )
         dockerd = next((r for r in state.processes if r.name == "dockerd"), None)
         if dockerd is not None and is_running(dockerd):
@@ -357,7 +387,8 @@ class ControlPlane:
         state = self.state()
         if state is None:
             return {"running": False, "state_dir": str(self.layout.state_dir)}
-        network = NodeNetwork(state.real_node_slot)
+        networks = state.networks()
+        first = networks[state.real_nodes[0]] if state.real_nodes else None
         return {
             "running": all(is_running(p) for p in state.processes),
             "state_dir": str(self.layout.state_dir),
@@ -373,8 +404,13 @@ class ControlPlane:
             },
             "registry": f"127.0.0.1:{state.registry_port}" if state.registry_port else None,
             "docker_host": state.docker_host or None,
-            "real_node_ip": network.node_ip if state.real_nodes else None,
-            "real_node_pod_cidr": network.pod_cidr if state.real_nodes else None,
+            "real_node_ip": first.node_ip if first else None,
+            "real_node_pod_cidr": first.pod_cidr if first else None,
+            "real_node_ips": {name: n.node_ip for name, n in networks.items()},
+            "real_node_cgroup_roots": {name: n.cgroup_root for name, n in networks.items()},
+            "cluster_dns": CLUSTER_DNS_IP if state.real_nodes and not state.services_note
+            else None,
+            "services_note": state.services_note or None,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}
                 for p in state.processes

@@ -14,6 +14,9 @@ from flotilla.testenv.build import BuildSpec, default_cache_root, kwok_stages_pa
 from flotilla.testenv.pki import ADMIN, CONTROLLER_MANAGER, SCHEDULER, ClientIdentity
 
 SERVICE_CIDR = "10.96.0.0/16"
+# The kube-dns Service's ClusterIP, which the kubelet writes into every pod's resolv.conf.
+CLUSTER_DNS_IP = "10.96.0.10"
+POD_CIDR = "10.244.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 

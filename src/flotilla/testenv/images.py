@@ -107,23 +107,23 @@ class _Blob:
         return desc
 
 
-def image_archive(layer: bytes, spec: ImageSpec, created: str) -> bytes:
-    """An OCI image layout (plus docker manifest.json) holding one uncompressed layer."""
+def image_archive(layer: bytes | tuple[bytes, ...], spec: ImageSpec, created: str) -> bytes:
+    """An OCI image layout (plus docker manifest.json) of uncompressed layers, base first."""
+    layers = (layer,) if isinstance(layer, bytes) else layer
+    layer_blobs = [_Blob("application/vnd.oci.image.layer.v1.tar", data) for data in layers]
     config = _Blob("application/vnd.oci.image.config.v1+json", json.dumps({
         "architecture": "amd64",
         "os": "linux",
         "created": created,
         "config": {"Cmd": list(spec.cmd), "Env": list(spec.env), "WorkingDir": "/"},
-        "rootfs": {"type": "layers",
-                   "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+        "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layer_blobs]},
         "history": [{"created": created, "created_by": f"flotilla testenv images ({spec.kind})"}],
     }, sort_keys=True).encode())
-    layer_blob = _Blob("application/vnd.oci.image.layer.v1.tar", layer)
     manifest = _Blob("application/vnd.oci.image.manifest.v1+json", json.dumps({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": config.descriptor(),
-        "layers": [layer_blob.descriptor()],
+        "layers": [b.descriptor() for b in layer_blobs],
     }, sort_keys=True).encode())
     manifest.annotations = {
         "io.containerd.image.name": spec.reference,
@@ -134,7 +134,7 @@ def image_archive(layer: bytes, spec: ImageSpec, created: str) -> bytes:
     docker_manifest = [{
         "Config": f"blobs/sha256/{config.digest[7:]}",
         "RepoTags": [spec.reference],
-        "Layers": [f"blobs/sha256/{layer_blob.digest[7:]}"],
+        "Layers": [f"blobs/sha256/{b.digest[7:]}" for b in layer_blobs],
     }]
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -147,7 +147,7 @@ def image_archive(layer: bytes, spec: ImageSpec, created: str) -> bytes:
         add("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         add("index.json", json.dumps(index).encode())
         add("manifest.json", json.dumps(docker_manifest).encode())
-        for blob in (config, layer_blob, manifest):
+        for blob in (config, *layer_blobs, manifest):
             add(f"blobs/sha256/{blob.digest[7:]}", blob.data)
     return out.getvalue()
 
@@ -250,3 +250,52 @@ def build_image(
 def build_images(cache: Path | None = None, mirror: str = DEFAULT_MIRROR) -> dict[str, Path]:
     """Every image tests and examples use, built once; reference -> archive path."""
     return {spec.reference: build_image(spec, cache=cache, mirror=mirror) for spec in IMAGES}
+
+
+def files_layer(files: dict[str, Path]) -> bytes:
+    """A layer of single files owned by root: image path -> file on disk (mode kept)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for arcname, source in sorted(files.items()):
+            info = tar.gettarinfo(str(source), arcname=arcname)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with source.open("rb") as handle:
+                tar.addfile(info, handle)
+    return out.getvalue()
+
+
+def archive_layers(archive: Path) -> tuple[bytes, ...]:
+    """The layers of an image archive written by ``image_archive``, base first."""
+    with tarfile.open(archive) as tar:
+        def blob(digest: str) -> bytes:
+            member = tar.extractfile(f"blobs/sha256/{digest.split(':', 1)[1]}")
+            if member is None:
+                raise BuildError(f"{archive} lacks blob {digest}")
+            return member.read()
+
+        index_file = tar.extractfile("index.json")
+        if index_file is None:
+            raise BuildError(f"{archive} has no index.json")
+        manifest = json.loads(blob(json.load(index_file)["manifests"][0]["digest"]))
+        return tuple(blob(layer["digest"]) for layer in manifest["layers"])
+
+
+def write_image(target: Path, layers: tuple[bytes, ...], spec: ImageSpec) -> Path:
+    """Write an archive atomically, so an interrupted build never leaves half an image."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(image_archive(layers, spec, created))
+    partial.replace(target)
+    return target
+
+
+def binary_image(reference: str, binary: Path, cache: Path | None = None) -> Path:
+    """One static binary as ``/<name>`` in an otherwise empty image, cached by its content."""
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:16]
+    spec = ImageSpec(reference, "binary", cmd=(f"/{binary.name}",), env=())
+    target = (cache or images_cache_dir()) / f"{digest}-{spec.archive_name}"
+    if target.exists():
+        return target
+    return write_image(target, (files_layer({binary.name: binary}),), spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,43 +59,111 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
-def _owner_alive(owner: Path) -> bool:
-    """Whether the environment in ``owner`` still runs a process (a crashed one does not count)."""
+def _running_records(owner: Path) -> list[ProcessRecord]:
     try:
         state = json.loads((owner / "state.json").read_text())
         records = [ProcessRecord(**p) for p in state.get("processes", [])]
     except (OSError, ValueError, TypeError):
-        return False
-    return any(is_running(r) for r in records)
+        return []
+    return [r for r in records if is_running(r)]
+
+
+def _owner_alive(owner: Path) -> bool:
+    """Whether the environment in ``owner`` still runs a process (a crashed one does not count)."""
+    return bool(_running_records(owner))
+
+
+def service_proxy_owner(state_dir: Path) -> Path | None:
+    """The other environment whose kube-proxy runs on this machine, if any.
+
+    kube-proxy's chains (KUBE-SERVICES, ...) are machine-wide in the host's network namespace: a
+    second kube-proxy would rewrite the first one's Services, so there is one per machine.
+    """
+    owners = {owner[0] for slot in range(MAX_SLOTS)
+              if (owner := _slot_owner(slot)) is not None and owner[0] != state_dir}
+    return next((o for o in sorted(owners)
+                 if any(r.name == "kube-proxy" for r in _running_records(o))), None)
 
 
 def _slot_file(slot: int) -> Path:
     return SLOTS_DIR / f"real-node-{slot}.owner"
 
 
-def claim_slot(state_dir: Path) -> NodeNetwork:
-    """Take the first real-node slot no live environment holds; slots fix links and subnets."""
+def _slot_owner(slot: int) -> tuple[Path, str] | None:
+    """(state dir, node name) written by ``claim_slot``; an older file holds the dir alone."""
+    try:
+        lines = _slot_file(slot).read_text().splitlines()
+    except OSError:
+        return None
+    if not lines or not lines[0].strip():
+        return None
+    return Path(lines[0].strip()), (lines[1].strip() if len(lines) > 1 else "")
+
+
+def claim_slot(state_dir: Path, node: str) -> NodeNetwork:
+    """Take the first slot no live environment's node holds; a slot fixes links, subnets and
+    the cgroup root of one real node."""
     SLOTS_DIR.mkdir(parents=True, exist_ok=True)
-    for slot in range(MAX_SLOTS):
-        owner_file = _slot_file(slot)
-        try:
-            owner = Path(owner_file.read_text().strip())
-        except OSError:
-            owner = None
-        if owner is None or owner == state_dir or not _owner_alive(owner):
-            owner_file.write_text(str(state_dir))
+    held = {slot: _slot_owner(slot) for slot in range(MAX_SLOTS)}
+    for slot, owner in held.items():  # this node's own slot first: `up` again keeps it
+        if owner == (state_dir, node):
+            return NodeNetwork(slot)
+    for slot, owner in held.items():
+        if owner is None or (owner[0] != state_dir and not _owner_alive(owner[0])):
+            _slot_file(slot).write_text(f"{state_dir}\n{node}\n")
             return NodeNetwork(slot)
     raise StartError(f"all {MAX_SLOTS} real-node slots are held by running environments "
                      f"(see {SLOTS_DIR}); stop one with `flotilla testenv down`")
 
 
 def release_slot(state_dir: Path, network: NodeNetwork) -> None:
-    owner_file = _slot_file(network.slot)
-    try:
-        if Path(owner_file.read_text().strip()) == state_dir:
-            owner_file.unlink()
-    except OSError:
-        pass
+    owner = _slot_owner(network.slot)
+    if owner is not None and owner[0] == state_dir:
+        _slot_file(network.slot).unlink(missing_ok=True)
+
+
+def other_live_slots(state_dir: Path) -> list[int]:
+    """Slots held by real nodes of other running environments on this machine."""
+    return [slot for slot in range(MAX_SLOTS)
+            if (owner := _slot_owner(slot)) is not None and owner[0] != state_dir
+            and _owner_alive(owner[0])]
+
+
+def _cgroup_mounts() -> list[Path]:
+    """Every cgroup hierarchy (v1 controllers, named ones, the v2 unified tree) mounted here."""
+    mounts = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] in ("cgroup", "cgroup2"):
+            mounts.append(Path(fields[1]))
+    return mounts
+
+
+def ensure_cgroup_root(network: NodeNetwork) -> None:
+    """The kubelet refuses a ``cgroupRoot`` that does not exist in every hierarchy."""
+    name = network.cgroup_root.strip("/")
+    for mount in _cgroup_mounts():
+        directory = mount / name
+        try:
+            directory.mkdir(exist_ok=True)
+            for knob in ("cpuset.cpus", "cpuset.mems"):  # an empty cpuset admits no task
+                if (directory / knob).exists() and not (directory / knob).read_text().strip():
+                    (directory / knob).write_text((mount / knob).read_text())
+        except OSError as exc:
+            if mount.name != "unified":  # the hybrid v2 tree is optional on cgroup v1
+                raise StartError(f"cannot create cgroup {directory}: {exc}") from exc
+
+
+def remove_cgroup_root(network: NodeNetwork) -> None:
+    """rmdir the node's cgroup tree, deepest first (only empty cgroups can go)."""
+    name = network.cgroup_root.strip("/")
+    for mount in _cgroup_mounts():
+        root = mount / name
+        if not root.is_dir():
+            continue
+        for directory, _dirs, _files in sorted(os.walk(root), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
 
 def ensure_node_link(network: NodeNetwork) -> None:

@@ -10,7 +10,10 @@ shape the configuration (see docs/testenv.md for the evidence):
   kubelet from collecting it.
 - The kubelet refuses a loopback node IP, so the node gets an address of its own on a port-less
   bridge (this kernel has no dummy links). Pods get addresses on a second bridge from host-local.
-  Each environment's real node takes a numbered slot, so links and subnets never collide.
+  Each real node takes a machine-wide numbered slot, so links, subnets and its cgroup root
+  never collide with another node's, in this environment or another.
+- Every kubelet has a cgroup root of its own (``cgroupRoot``): kubelets sharing ``/kubepods``
+  delete each other's pod cgroups as orphans, killing the pods (exit 137, SandboxChanged).
 - ``flotilla.local/*`` images resolve to the local registry through containerd's hosts.toml.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flotilla.testenv.components import CLUSTER_DOMAIN, Component
+from flotilla.testenv.components import CLUSTER_DNS_IP, CLUSTER_DOMAIN, Component
 from flotilla.testenv.images import PAUSE_IMAGE
 
 CNI_BIN_DIR = "/usr/lib/cni"
@@ -58,6 +61,11 @@ class NodeNetwork:
     def pod_cidr(self) -> str:
         return f"10.244.{self.slot}.0/24"
 
+    @property
+    def cgroup_root(self) -> str:
+        """The kubelet's cgroup root; containerd puts pods wherever the kubelet says."""
+        return f"/flotilla-node{self.slot}"
+
 
 @dataclass(frozen=True)
 class RealNodeLayout:
@@ -81,6 +89,11 @@ class RealNodeLayout:
     @property
     def containerd_socket(self) -> Path:
         return self.containerd_dir / "containerd.sock"
+
+    @property
+    def runc_root(self) -> Path:
+        """runc's state, private: the default /run/containerd/runc is shared machine-wide."""
+        return self.containerd_dir / "runc"
 
     @property
     def hosts_dir(self) -> Path:
@@ -163,6 +176,7 @@ def containerd_config(layout: RealNodeLayout) -> str:
         '      runtime_type = "io.containerd.runc.v2"',
         f"      [{cri}.containerd.runtimes.runc.options]",
         "        SystemdCgroup = false",
+        f'        Root = "{layout.runc_root}"',
         f"  [{cri}.cni]",
         f'    bin_dir = "{CNI_BIN_DIR}"',
         f'    conf_dir = "{layout.cni_conf_dir}"',
@@ -223,10 +237,14 @@ def cni_conflist_text(layout: RealNodeLayout, network: NodeNetwork) -> str:
 
 
 def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, port: int,
-                   healthz_port: int) -> dict[str, Any]:
-    """KubeletConfiguration for containerd 1.6 on cgroup v1 in a small VM."""
+                   healthz_port: int, cluster_dns: bool = True) -> dict[str, Any]:
+    """KubeletConfiguration for containerd 1.6 on cgroup v1 in a small VM.
+
+    Without cluster DNS (another environment owns this machine's kube-proxy) pods use the
+    host's resolv.conf instead of a kube-dns address nothing would answer.
+    """
     endpoint = f"unix://{layout.containerd_socket}"
-    return {
+    config: dict[str, Any] = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": network.node_ip,
@@ -241,6 +259,7 @@ def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, 
         },
         "authorization": {"mode": "Webhook"},
         "cgroupDriver": "cgroupfs",
+        "cgroupRoot": network.cgroup_root,
         "failCgroupV1": False,
         "containerRuntimeEndpoint": endpoint,
         "imageServiceEndpoint": endpoint,
@@ -256,6 +275,9 @@ def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, 
         "maxPods": 110,
         "registerNode": True,
     }
+    if cluster_dns:
+        config["clusterDNS"] = [CLUSTER_DNS_IP]
+    return config
 
 
 def kubelet_component(layout: RealNodeLayout, network: NodeNetwork, binary: Path) -> Component:

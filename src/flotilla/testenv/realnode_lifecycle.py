@@ -20,8 +20,11 @@ from flotilla.testenv.images import BUSYBOX_IMAGE, PYTHON_IMAGE, build_images
 from flotilla.testenv.nodehost import (
     Ctr,
     claim_slot,
+    ensure_cgroup_root,
     ensure_node_link,
+    other_live_slots,
     release_slot,
+    remove_cgroup_root,
     remove_links,
     require_tools,
     unmount_under,
@@ -47,6 +50,7 @@ from flotilla.testenv.realnode import (
     registry_config,
     registry_hosts,
 )
+from flotilla.testenv.services_lifecycle import clean_service_rules
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ def start_registry(layout: Layout, tools: dict[str, str]) -> tuple[ProcessRecord
 def start_real_node(
     layout: Layout, spec: BuildSpec, ports: Ports, name: str, network: NodeNetwork,
     registry_port: int, tools: dict[str, str], started: Callable[[ProcessRecord], None],
+    extra_images: dict[str, Path] | None = None, cluster_dns: bool = True,
 ) -> None:
     """containerd, images, then the kubelet, until the node is Ready.
 
@@ -95,6 +100,7 @@ def start_real_node(
                       node.kubelet_root, node.pod_logs):
         directory.mkdir(parents=True, exist_ok=True)
     ensure_node_link(network)
+    ensure_cgroup_root(network)
     node.containerd_config.write_text(containerd_config(node))
     for host, body in registry_hosts(registry_port).items():
         (node.hosts_dir / host).mkdir(exist_ok=True)
@@ -117,10 +123,10 @@ def start_real_node(
 
     wait_until(containerd_ready, timeout=30, interval=0.1, what="containerd")
     present = ctr.image_names()
-    for reference, archive in build_images().items():
+    for reference, archive in {**build_images(), **(extra_images or {})}.items():
         if reference not in present:
             ctr.import_image(archive)
-    for reference in PUSHED_IMAGES:
+    for reference in (*PUSHED_IMAGES, *(extra_images or {})):
         ctr.push(reference)  # so pulls by reference (imagePullPolicy: Always) work too
 
     ca = CertificateAuthority.load(layout.pki)
@@ -135,7 +141,8 @@ def start_real_node(
     }
     node.kubelet_kubeconfig.write_text(yaml.safe_dump(document))
     node.kubelet_config.write_text(yaml.safe_dump(
-        kubelet_config(node, network, layout.pki / "ca.crt", _free_port(), _free_port())
+        kubelet_config(node, network, layout.pki / "ca.crt", _free_port(), _free_port(),
+                       cluster_dns)
     ))
     kubelet = kubelet_component(node, network, spec.binary("kubelet"))
     records.append(start_process(kubelet, layout.log(kubelet.name), layout.state_dir))
@@ -184,11 +191,17 @@ def drain_real_node(kubeconfig: Path, name: str) -> None:
 
 
 def stop_real_nodes(
-    layout: Layout, records: list[ProcessRecord], nodes: list[str], network: NodeNetwork,
-    api_running: bool,
+    layout: Layout, records: list[ProcessRecord], nodes: dict[str, NodeNetwork],
+    api_running: bool, kube_proxy_binary: Path,
 ) -> list[str]:
-    """Drain, stop kubelets, remove leftover containers, stop containerd and the registry."""
+    """Drain, stop kubelets, remove leftover containers, stop containerd and the registry.
+
+    Then each node's links, cgroup root and slot go; kube-proxy's rules too unless another
+    environment on this machine still runs real nodes (the chains are machine-wide).
+    """
     stopped: list[str] = []
+    if api_running and nodes:
+        _cordon(layout.kubeconfig, list(nodes))  # so drained pods never land on a sibling
     for name in nodes:
         kubelet = next((r for r in records if r.name == f"kubelet-{name}"), None)
         if api_running and kubelet is not None and is_running(kubelet):
@@ -206,18 +219,34 @@ def stop_real_nodes(
             stop_process(containerd)
             stopped.append(containerd.name)
         unmount_under(node.root)
+        remove_links(nodes[name])
+        remove_cgroup_root(nodes[name])
+        release_slot(layout.state_dir, nodes[name])
+    proxy = next((r for r in records if r.name == "kube-proxy"), None)
+    if proxy is not None:
+        if stop_process(proxy):
+            stopped.append(proxy.name)
+        if not other_live_slots(layout.state_dir):
+            clean_service_rules(kube_proxy_binary)
     registry = next((r for r in records if r.name == "registry"), None)
     if registry is not None and stop_process(registry):
         stopped.append(registry.name)
-    if nodes:
-        remove_links(network)
-        release_slot(layout.state_dir, network)
     return stopped
 
 
-def prepare_host(state_dir: Path) -> tuple[dict[str, str], NodeNetwork]:
-    """Check the tools and take a free machine-wide real-node slot for this environment."""
+def _cordon(kubeconfig: Path, names: list[str]) -> None:
+    try:
+        with client_from_kubeconfig(kubeconfig) as client:
+            for name in names:
+                with kube_errors(f"cordon {name}"):
+                    client.patch(Node, name, {"spec": {"unschedulable": True}})
+    except Exception as exc:  # draining below reports what matters
+        logger.warning("cordoning %s failed: %s", names, exc)
+
+
+def prepare_host(state_dir: Path, node: str) -> tuple[dict[str, str], NodeNetwork]:
+    """Check the tools and take a free machine-wide slot for this real node."""
     tools = require_tools()
-    return tools, claim_slot(state_dir)
+    return tools, claim_slot(state_dir, node)
 
 
