@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from flotilla.core.units import (
     MAX_QUANTITY,
+    DurationGrammar,
     format_duration,
     format_quantity,
     parse_duration,
@@ -33,6 +34,37 @@ def test_durations_users_write(text: str | int, seconds: float) -> None:
 def test_durations_refused(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)  # type: ignore[arg-type]
+
+
+WHOLE_DHMS = DurationGrammar(units=frozenset("dhms"), fractions=False)
+GO_LIKE = DurationGrammar(units=frozenset({"ms", "s", "m", "h"}), spaces=False, any_case=False,
+                          bare_seconds=False)
+
+
+@pytest.mark.parametrize(("grammar", "text", "seconds"), [
+    (WHOLE_DHMS, "1h 30 m", 5400), (WHOLE_DHMS, " 7D ", 604800), (WHOLE_DHMS, "90", 90),
+    (WHOLE_DHMS, 90, 90), (GO_LIKE, "1.5h", 5400), (GO_LIKE, "1h30m500ms", 5400.5),
+    (GO_LIKE, "0s", 0),
+])
+def test_a_narrower_grammar_still_reads_its_own_spellings(
+        grammar: DurationGrammar, text: str | int, seconds: float) -> None:
+    assert parse_duration(text, grammar) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("grammar", "text"), [
+    (WHOLE_DHMS, "500ms"), (WHOLE_DHMS, "1.5h"), (WHOLE_DHMS, "1.5"), (WHOLE_DHMS, 1.5),
+    (WHOLE_DHMS, 90.0), (WHOLE_DHMS, "999999999d"), (GO_LIKE, "90"), (GO_LIKE, 90),
+    (GO_LIKE, "7d"), (GO_LIKE, "1H"), (GO_LIKE, " 5m"), (GO_LIKE, "1h 30m"), (GO_LIKE, "5 m"),
+])
+def test_a_narrower_grammar_refuses_what_the_default_accepts(
+        grammar: DurationGrammar, text: str | float) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text, grammar)
+
+
+def test_a_grammar_names_only_known_units() -> None:
+    with pytest.raises(ValueError, match="units"):
+        parse_duration("5w", DurationGrammar(units=frozenset({"w"})))
 
 
 @given(st.integers(min_value=0, max_value=10**12))

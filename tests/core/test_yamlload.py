@@ -103,3 +103,14 @@ def test_a_custom_loader_keeps_its_resolvers_and_gets_the_limits() -> None:
     assert yamlload.load("n: 12", loader=Strings) == {"n": "12"}
     with pytest.raises(YamlLimitError):
         yamlload.load(bomb(9), loader=Strings)
+
+
+def test_limit_errors_carry_the_line_and_the_problem_apart() -> None:
+    """Callers with their own ``line N: ...`` format (fleet files) read both separately."""
+    with pytest.raises(YamlLimitError) as err:
+        yamlload.load("ok: 1\nb: &a [*a]\n")
+    assert (err.value.line, err.value.problem) == (2, "a recursive alias")
+    assert str(err.value) == "line 2: a recursive alias"
+    with pytest.raises(YamlLimitError) as err:
+        yamlload.load("a: " + "x" * 100, limits=Limits(max_bytes=50))
+    assert err.value.line == 0 and str(err.value) == err.value.problem

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flotilla.dev.tiltfile import registry
+from flotilla.dev.tiltfile.arguments import duration
 from flotilla.dev.tiltfile.builtins import Builtins
 from flotilla.dev.tiltfile.errors import TiltfileError, UsageError
 from flotilla.dev.tiltfile.evaluator import evaluate
@@ -99,3 +100,20 @@ def test_an_unknown_builtin_reports_file_and_line_but_is_no_usage_error(tmp_path
     assert not isinstance(err.value, UsageError)
     assert (err.value.file, err.value.line) == (str(tf), 2)
     assert "unknown built-in or name `frobnicate`" in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("1.5h", 5400), ("1h30m500ms", 5400.5), ("0s", 0), ("5m0s", 300),
+    ("5ms", 0.005),
+])
+def test_durations_follow_go_parse_duration(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", [
+    "", "90", 90, "7d", "1H", " 5m", "1h 30m", "5 m", ".5s", "1.s", "1..5s", "-5s", "1h-30m",
+])
+def test_durations_go_refuses_stay_refused(text: object) -> None:
+    """Go's ``time.ParseDuration`` as Tilt uses it (no sign): a unit, lower case, no spaces."""
+    with pytest.raises(UsageError, match="invalid duration"):
+        duration(text)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from flotilla.cli import app
+from tests.core.test_yamlload import bomb
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "dev"
@@ -88,6 +90,17 @@ def test_render_of_a_broken_manifest(tmp_path: Path) -> None:
     (tmp_path / "app" / "k8s.yaml").write_text("kind: [\n")
     code, _, err = render("-f", str(tmp_path / "app" / "Tiltfile"))
     assert code == 1 and "invalid YAML" in err and "Tiltfile:28:" in err
+
+
+def test_render_of_a_yaml_alias_bomb_is_a_quick_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "Tiltfile").write_text("k8s_yaml('k8s.yaml')\n")
+    (tmp_path / "k8s.yaml").write_text("apiVersion: v1\nkind: ConfigMap\ndata:\n" +
+                                       "".join(f"  {row}\n" for row in bomb(9).splitlines()))
+    start = time.monotonic()
+    code, out, err = render("-f", str(tmp_path / "Tiltfile"))
+    assert time.monotonic() - start < 5
+    assert code == 1 and out == ""
+    assert "alias bomb" in err and "Tiltfile:1:" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [["dev", "--help"], ["dev", "up", "--help"]])

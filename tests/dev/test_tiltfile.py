@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from flotilla.dev.plan.model import FallBackOn, Run, Sync, TriggerMode
 from flotilla.dev.tiltfile.errors import TiltfileError
 from flotilla.dev.tiltfile.evaluator import evaluate
+from tests.core.test_yamlload import bomb
 
 DEPLOY = """apiVersion: apps/v1
 kind: Deployment
@@ -273,3 +275,17 @@ def test_compose_services(tmp_path: Path) -> None:
     assert set(result.compose[0].services) == {"web", "db"}
     assert result.compose[0].project_name == tmp_path.name
     assert result.dc_resources[0].labels == ("fe",)
+
+
+@pytest.mark.parametrize("call", [
+    "read_yaml('bomb.yaml')", "decode_yaml(read_file('bomb.yaml'))",
+    "decode_yaml_stream(read_file('bomb.yaml'))", "k8s_yaml('bomb.yaml')",
+    "docker_compose('bomb.yaml')",
+])
+def test_a_yaml_alias_bomb_is_an_error_on_its_line_not_a_hang(tmp_path: Path, call: str) -> None:
+    tf = tilt(tmp_path, f"x = 1\n{call}\n", **{"bomb.yaml": bomb(9)})
+    start = time.monotonic()
+    with pytest.raises(TiltfileError, match="alias bomb") as err:
+        evaluate(tf)
+    assert time.monotonic() - start < 5
+    assert err.value.line == 2

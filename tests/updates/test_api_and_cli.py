@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from flotilla.updates.cli import app as cli
 from flotilla.updates.models import FLATCAR_APP_ID
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet
+from tests.core.test_yamlload import bomb
 from tests.updates.conftest import MID, NEW, OLD, SHA, Server, apply_doc, fleet, ue_request
 from tests.updates.test_http_lifecycle import updatecheck
 
@@ -182,6 +184,27 @@ def test_fleet_file_errors_have_lines() -> None:
         parse_fleet("applications: [")
     with pytest.raises(FleetFileError, match="applications is required"):
         parse_fleet("{}")
+
+
+def test_cli_apply_of_a_yaml_alias_bomb_is_a_quick_clear_error(tmp_path: Path,
+                                                               sqlite_url: str) -> None:
+    f = tmp_path / "fleet.yaml"
+    f.write_text("applications: []\n" + bomb(9))
+    start = time.monotonic()
+    r = CliRunner().invoke(cli, ["apply", "-f", str(f), "--db", sqlite_url])
+    assert time.monotonic() - start < 5
+    output = " ".join(r.output.split())  # the console wraps long lines
+    assert r.exit_code == 1 and "Traceback" not in output
+    assert "fleet.yaml: line 8: not valid YAML: aliases add more than" in output, output
+    assert "alias bomb" in output
+
+
+def test_fleet_file_yaml_keeps_its_old_strictness() -> None:
+    """Merge keys were never part of a fleet file; loading through core.yamlload keeps that."""
+    with pytest.raises(FleetFileError, match=r"line 3: not valid YAML: .*merge"):
+        parse_fleet("applications:\n  - &a {id: x}\n  - <<: *a\n    name: y\n")
+    with pytest.raises(FleetFileError, match=r"line 2: not valid YAML: a recursive alias"):
+        parse_fleet("applications: []\nx: &a [*a]\n")
 
 
 def test_cli_apply_instances_activity(tmp_path: Path, sqlite_url: str) -> None:

@@ -216,6 +216,10 @@ def test_needs_stats_without_stats_is_an_error() -> None:
         ("7d", timedelta(days=7)),
         ("120", timedelta(seconds=120)),
         (60, timedelta(seconds=60)),
+        ("1h 30 m", timedelta(minutes=90)),
+        (" 1H30M ", timedelta(minutes=90)),
+        ("0", timedelta()),
+        ("2d1s", timedelta(days=2, seconds=1)),
     ],
 )
 def test_parse_duration(text: str | int, expected: timedelta) -> None:
@@ -223,10 +227,20 @@ def test_parse_duration(text: str | int, expected: timedelta) -> None:
     assert parse_duration(format_duration(expected)) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "1x", "h", "1h 2", "-5m", "1h30"])
+@pytest.mark.parametrize(
+    "bad",
+    # whole units only: the core parser's ms, fractions and floats stay refused here
+    ["", "1x", "h", "1h 2", "-5m", "1h30", -5, "500ms", "1.5h", "1.5", 1.5, 90.0, True,
+     "999999999d", "1w"],
+)
 def test_parse_duration_rejects(bad: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+def test_format_duration_drops_what_parse_duration_cannot_read() -> None:
+    assert format_duration(timedelta(seconds=90.7)) == "1m30s"
+    assert format_duration(timedelta(seconds=-5)) == "0s"
 
 
 def test_windows_round_trip() -> None:

@@ -9,8 +9,10 @@ error where they need one.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from functools import lru_cache
 
 MAX_DURATION = timedelta(days=100 * 365)
 """Longer than any wait, retention or timeout anyone means; beyond it is a typo or an attack."""
@@ -18,7 +20,28 @@ MAX_QUANTITY = 2**63 - 1
 """Kubernetes keeps quantities in an int64."""
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DurationGrammar:
+    """The spellings one caller accepts. The default is the most lenient; a system whose users
+    (or whose upstream, such as Tilt) already have a stricter grammar passes its own, so moving
+    to this parser never starts accepting what that system refused before."""
+
+    units: frozenset[str] = frozenset(_DURATION_UNITS)
+    """Unit suffixes allowed, a subset of ``ms s m h d``."""
+    fractions: bool = True
+    """``1.5h``, ``0.5s`` and float numbers; else whole numbers only."""
+    spaces: bool = True
+    """Whitespace around the text, between parts and between number and unit (``1h 30 m``)."""
+    any_case: bool = True
+    """Units in any case (``5M``, ``1H``); else lower case only."""
+    bare_seconds: bool = True
+    """A number without a unit (``90``, or an ``int``) is seconds; else a unit is required."""
+
+
+LENIENT = DurationGrammar()
+"""What :func:`parse_duration` accepts by default."""
 _QUANTITY_SUFFIXES = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
@@ -28,16 +51,18 @@ _QUANTITY = re.compile(
 _MAX_TEXT = 64
 
 
-def parse_duration(value: str | int | float) -> timedelta:
+def parse_duration(value: str | int | float, grammar: DurationGrammar = LENIENT) -> timedelta:
     """``90s``, ``500ms``, ``45m``, ``1h30m``, ``1.5h``, ``7d``; a bare number is seconds.
 
-    Units are case-insensitive and may be separated by spaces (``1h 30m``). Negative, empty and
-    over-long (:data:`MAX_DURATION`) durations are refused.
+    By default units are case-insensitive and may be separated by spaces (``1h 30m``); a
+    stricter ``grammar`` narrows that. Negative, empty and over-long (:data:`MAX_DURATION`)
+    durations are refused whatever the grammar.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
     is_number = isinstance(value, int | float)
-    seconds = float(value) if is_number else _duration_seconds(str(value))
+    if (isinstance(value, bool) or (is_number and not grammar.bare_seconds)
+            or (isinstance(value, float) and not grammar.fractions)):
+        raise ValueError(f"not a duration: {value!r}")
+    seconds = float(value) if is_number else _duration_seconds(str(value), grammar)
     if not seconds >= 0:  # also refuses NaN
         raise ValueError(f"a duration cannot be negative: {value!r}")
     if seconds > MAX_DURATION.total_seconds():
@@ -45,14 +70,15 @@ def parse_duration(value: str | int | float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _duration_seconds(text: str) -> float:
-    stripped = text.strip()
+def _duration_seconds(text: str, grammar: DurationGrammar) -> float:
+    stripped = text.strip() if grammar.spaces else text
     if len(stripped) > _MAX_TEXT:
         raise ValueError(f"not a duration (too long): {stripped[:_MAX_TEXT]!r}...")
-    if re.fullmatch(r"\d+(?:\.\d+)?", stripped):
+    number, part = _duration_patterns(grammar)
+    if grammar.bare_seconds and number.fullmatch(stripped):
         return float(stripped)
     total, pos = 0.0, 0
-    for match in _DURATION_PART.finditer(stripped):
+    for match in part.finditer(stripped):
         if match.start() != pos:
             break
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
@@ -60,6 +86,19 @@ def _duration_seconds(text: str) -> float:
     if pos == 0 or pos != len(stripped):
         raise ValueError(f"not a duration (use e.g. 90s, 45m, 1h30m, 7d): {stripped!r}")
     return total
+
+
+@lru_cache(maxsize=16)
+def _duration_patterns(grammar: DurationGrammar) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A bare number and one ``<number><unit>`` part, as ``grammar`` spells them."""
+    unknown = grammar.units - _DURATION_UNITS.keys()
+    if unknown or not grammar.units:
+        raise ValueError(f"duration units must be some of {sorted(_DURATION_UNITS)}")
+    number = r"\d+(?:\.\d+)?" if grammar.fractions else r"\d+"
+    units = "|".join(sorted(grammar.units, key=len, reverse=True))  # ms before m
+    gap = r"\s*" if grammar.spaces else ""
+    flags = re.IGNORECASE if grammar.any_case else 0
+    return re.compile(number), re.compile(f"{gap}({number}){gap}({units})", flags)
 
 
 def format_duration(duration: timedelta) -> str:

@@ -48,7 +48,16 @@ _TOO_DEEP = "YAML nested too deeply to read"
 
 
 class YamlLimitError(yaml.YAMLError):
-    """The YAML is refused before it is built: too big, an alias bomb, too deep or recursive."""
+    """The YAML is refused before it is built: too big, an alias bomb, too deep or recursive.
+
+    ``problem`` is the reason alone and ``line`` the 1-based line it was found on (0 when the
+    whole text is refused), for callers that format their own ``line N: ...`` messages.
+    """
+
+    def __init__(self, problem: str, line: int = 0) -> None:
+        super().__init__(f"line {line}: {problem}" if line else problem)
+        self.problem = problem
+        self.line = line
 
 
 class LineDict(dict[Any, Any]):
@@ -149,16 +158,16 @@ def check_expansion(root: yaml.Node, limits: Limits = DEFAULT_LIMITS) -> int:
             # len(sizes) bounds the distinct nodes below this one, so the excess is a floor
             if size - len(sizes) > limits.max_alias_nodes:
                 raise YamlLimitError(
-                    f"line {node.start_mark.line + 1}: aliases add more than "
-                    f"{limits.max_alias_nodes} nodes to this YAML (an alias bomb?)")
+                    f"aliases add more than {limits.max_alias_nodes} nodes to this YAML "
+                    "(an alias bomb?)", node.start_mark.line + 1)
             continue
         if key in sizes:
             continue
         if key in open_nodes:
-            raise YamlLimitError(f"line {node.start_mark.line + 1}: a recursive alias")
+            raise YamlLimitError("a recursive alias", node.start_mark.line + 1)
         if depth > limits.max_depth:
-            raise YamlLimitError(
-                f"line {node.start_mark.line + 1}: nested deeper than {limits.max_depth} levels")
+            raise YamlLimitError(f"nested deeper than {limits.max_depth} levels",
+                                 node.start_mark.line + 1)
         open_nodes.add(key)
         stack.append((node, depth, True))
         stack.extend((child, depth + 1, False) for child in _children(node)

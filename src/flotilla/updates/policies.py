@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flotilla.core import units
 from flotilla.updates.models import Channel, Policy, RolloutStats, Version, Window
 
 UNLIMITED = 900_000
@@ -203,44 +204,27 @@ def brake_trips(policy: Policy, failures: int) -> bool:
 
 # --- parsing of the human forms used in fleet files and the API --------------------------------
 
-_DURATION = re.compile(r"(\d+)\s*(d|h|m|s)")
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _WINDOW = re.compile(
     r"^\s*([A-Za-z]{3})(?:\s*-\s*([A-Za-z]{3}))?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$"
 )
 
 
+FLEET_DURATIONS = units.DurationGrammar(units=frozenset("dhms"), fractions=False)
+"""Fleet files, the API and settings take whole numbers of days, hours, minutes and seconds
+(``90s``, ``45m``, ``1h 30m``, ``7d``, a bare number of seconds): no ``ms``, no ``1.5h``."""
+
+
 def parse_duration(text: str | int) -> timedelta:
-    """``90s``, ``45m``, ``1h``, ``1h30m``, ``7d``; a bare number is seconds."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=text)
-    s = str(text).strip().lower()
-    if s.isdigit():
-        return timedelta(seconds=int(s))
-    pos = 0
-    total = timedelta()
-    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-    for m in _DURATION.finditer(s):
-        if s[pos : m.start()].strip():
-            break
-        total += timedelta(**{units[m.group(2)]: int(m.group(1))})
-        pos = m.end()
-    if pos == 0 or s[pos:].strip():
-        raise ValueError(f"not a duration (use e.g. 45m, 1h, 1h30m, 7d): {str(text)[:40]!r}")
-    return total
+    """``90s``, ``45m``, ``1h``, ``1h30m``, ``7d``; a bare number is seconds (see
+    :data:`FLEET_DURATIONS`)."""
+    return units.parse_duration(text, FLEET_DURATIONS)
 
 
 def format_duration(td: timedelta) -> str:
-    """The inverse of :func:`parse_duration`, for listing and for storing policies."""
-    secs = int(td.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if secs >= size:
-            parts.append(f"{secs // size}{unit}")
-            secs %= size
-    return "".join(parts) or "0s"
+    """The inverse of :func:`parse_duration`, for listing and for storing policies; whole
+    seconds, so the text always reads back."""
+    return units.format_duration(timedelta(seconds=max(0, int(td.total_seconds()))))
 
 
 def parse_window(text: str) -> Window:

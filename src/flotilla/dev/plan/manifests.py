@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from flotilla.core import yamlload
 from flotilla.core.errors import FlotillaError
 
 Obj = dict[str, Any]
@@ -30,9 +31,12 @@ class ManifestError(FlotillaError, ValueError):
 
 
 def parse_yaml_stream(text: str, *, source: str = "<yaml>") -> list[Obj]:
-    """Objects in a YAML stream; ``List`` kinds are flattened, empty documents skipped."""
+    """Objects in a YAML stream; ``List`` kinds are flattened, empty documents skipped.
+
+    Loaded within :mod:`flotilla.core.yamlload` limits, so an alias bomb is an error, not a hang.
+    """
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = yamlload.load_all(text)
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: invalid YAML: {exc}") from exc
     out: list[Obj] = []

@@ -6,9 +6,9 @@ Pure functions over the values a Tiltfile passes; each raises ``UsageError`` say
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from flotilla.core import units
 from flotilla.dev.plan.model import (
     FallBackOn,
     InitialSync,
@@ -143,10 +143,15 @@ def parse_config_args(defs: dict[str, tuple[str, bool, str]], args: list[str]) -
     return values
 
 
+GO_DURATIONS = units.DurationGrammar(units=frozenset({"ms", "s", "m", "h"}), spaces=False,
+                                     any_case=False, bare_seconds=False)
+"""Tilt reads durations with Go's ``time.ParseDuration``: ``90s``, ``1.5h``, ``1h30m``, no spaces,
+lower-case units, always a unit."""
+
+
 def duration(text: str) -> float:
-    """Go-style durations as Tilt takes them: ``90s``, ``5m``, ``1h30m``."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise UsageError(f"invalid duration {text!r}")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * scale[u] for n, u in parts)
+    """Go-style durations as Tilt takes them: ``90s``, ``5m``, ``1h30m``, in seconds."""
+    try:
+        return units.parse_duration(str(text), GO_DURATIONS).total_seconds()
+    except ValueError:
+        raise UsageError(f"invalid duration {text!r}") from None

@@ -21,6 +21,7 @@ from typing import Any
 import starlark as sl
 import yaml
 
+from flotilla.core import yamlload
 from flotilla.dev.plan import manifests
 from flotilla.dev.plan.model import (
     ComposeProject,
@@ -351,7 +352,7 @@ class Builtins:
         paths = tuple(self.ev.path(p) for p in strs(configPaths, "configPaths"))
         services: dict[str, dict[str, Any]] = {}
         for p in paths:
-            doc = yaml.safe_load(self._read_text(p, "docker_compose")) or {}
+            doc = yamlload.load(self._read_text(p, "docker_compose")) or {}
             for svc, spec in (doc.get("services") or {}).items():
                 services.setdefault(svc, {}).update(spec or {})
                 services[svc]["_dir"] = os.path.dirname(p)
@@ -434,7 +435,7 @@ class Builtins:
 
     @builtin()
     def read_yaml(self, path: str, default: Any = None) -> Any:
-        return self._read_structured(path, default, yaml.safe_load, "read_yaml")
+        return self._read_structured(path, default, yamlload.load, "read_yaml")
 
     @builtin()
     def decode_json(self, json_text: Any) -> Any:
@@ -446,7 +447,7 @@ class Builtins:
 
     @builtin()
     def decode_yaml(self, yaml_text: Any) -> Any:
-        return yaml.safe_load(str(yaml_text))
+        return yamlload.load(str(yaml_text))
 
     @builtin()
     def encode_yaml(self, obj: Any) -> str:
@@ -454,7 +455,7 @@ class Builtins:
 
     @builtin()
     def decode_yaml_stream(self, yaml_text: str) -> list[Any]:
-        return [d for d in yaml.safe_load_all(str(yaml_text)) if d is not None]
+        return [d for d in yamlload.load_all(str(yaml_text)) if d is not None]
 
     @builtin()
     def encode_yaml_stream(self, objs: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from flotilla.core import yamlload
 from flotilla.core.errors import FlotillaError
 from flotilla.updates.models import (
     ARCHES,
@@ -91,40 +92,17 @@ class FleetSpec:
 # --- YAML with line numbers ---------------------------------------------------------------------
 
 
-class _LineDict(dict[str, Any]):
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _LineList(list[Any]):
-    line: int = 0
-    item_lines: list[int]
+_LineDict = yamlload.LineDict
+_LineList = yamlload.LineList
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """PyYAML's pure-Python safe loader, whose error texts fleet-file messages have always
+    quoted, without merge keys (``<<``): a fleet file spells every field out, so a merge stays
+    "not valid YAML" as it always was."""
 
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
-    d = _LineDict()
-    d.line = node.start_mark.line + 1
-    d.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        d[str(key)] = loader.construct_object(value_node, deep=True)
-        d.key_lines[str(key)] = key_node.start_mark.line + 1
-    return d
-
-
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _LineList:
-    items = _LineList(loader.construct_object(n, deep=True) for n in node.value)
-    items.line = node.start_mark.line + 1
-    items.item_lines = [n.start_mark.line + 1 for n in node.value]
-    return items
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Leave ``<<`` as an ordinary key; constructing it then refuses the merge tag."""
 
 
 class _Checker:
@@ -466,7 +444,9 @@ def _app(c: _Checker, line: int, raw: Any, path: str) -> AppSpec | None:
 def parse_fleet(text: str) -> FleetSpec:
     """Parse and validate a fleet file; raise :class:`FleetFileError` listing every problem."""
     try:
-        doc = yaml.load(text, Loader=_Loader)
+        doc = yamlload.load(text, loader=_Loader, lines=True)
+    except yamlload.YamlLimitError as e:
+        raise FleetFileError([f"line {e.line}: not valid YAML: {e.problem}"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
