@@ -43,13 +43,23 @@ data:
 
 def make_archives(directory: Path, count: int) -> None:
     """``count`` realistic archives: 500 charts x versions, pre-releases and build metadata."""
-    versions = ["1.0.0", "1.0.1", "1.1.0-rc.1", "1.1.0", "1.2.0+build.3", "2.0.0-alpha.1",
-                "2.0.0", "2.1.0", "2.1.1", "3.0.0-beta.2"]
+    versions = [
+        "1.0.0",
+        "1.0.1",
+        "1.1.0-rc.1",
+        "1.1.0",
+        "1.2.0+build.3",
+        "2.0.0-alpha.1",
+        "2.0.0",
+        "2.1.0",
+        "2.1.1",
+        "3.0.0-beta.2",
+    ]
     for n in range(count):
         name = f"chart{n // len(versions):04d}"
         version = versions[n % len(versions)]
         chart_yaml = (
-            f"apiVersion: v2\nname: {name}\nversion: {version}\nappVersion: \"{n}.0\"\n"
+            f'apiVersion: v2\nname: {name}\nversion: {version}\nappVersion: "{n}.0"\n'
             f"description: Benchmark chart number {n} with a realistic amount of metadata\n"
             "type: application\nkeywords: [bench, demo]\nhome: https://example.com\n"
             "maintainers:\n  - name: Bench\n    email: bench@example.com\n"
@@ -57,11 +67,17 @@ def make_archives(directory: Path, count: int) -> None:
             "dependencies:\n  - name: common\n    version: 1.x\n"
             "    repository: https://charts.example.com\n"
         )
-        files = [(f"{name}/Chart.yaml", chart_yaml.encode()),
-                 (f"{name}/values.yaml", VALUES.encode())]
+        files = [
+            (f"{name}/Chart.yaml", chart_yaml.encode()),
+            (f"{name}/values.yaml", VALUES.encode()),
+        ]
         files += [(f"{name}/templates/cm{i}.yaml", (TEMPLATE % i).encode()) for i in range(3)]
-        files.append((f"{name}/charts/common/Chart.yaml",
-                      b"apiVersion: v2\nname: common\nversion: 1.0.0\ntype: library\n"))
+        files.append(
+            (
+                f"{name}/charts/common/Chart.yaml",
+                b"apiVersion: v2\nname: common\nversion: 1.0.0\ntype: library\n",
+            )
+        )
         (directory / f"{name}-{version}.tgz").write_bytes(build_archive(files))
 
 
@@ -136,8 +152,15 @@ def main() -> None:
         print(f"generated {args.charts} archives in {time.perf_counter() - started:.1f} s")
         tools = {
             "flotilla": [flotilla, "charts", "index", str(directory), "--url", url],
-            "flotilla-m": [sys.executable, "-m", "flotilla.charts", "index", str(directory),
-                           "--url", url],
+            "flotilla-m": [
+                sys.executable,
+                "-m",
+                "flotilla.charts",
+                "index",
+                str(directory),
+                "--url",
+                url,
+            ],
             "helm": [str(helm), "repo", "index", str(directory), "--url", url],
         }
         results: dict[str, list[tuple[float, int]]] = {name: [] for name in tools}
@@ -151,8 +174,9 @@ def main() -> None:
             times = [t for t, _ in runs]
             medians[name] = statistics.median(times)
             peak = max(p for _, p in runs) / 2**20
-            print(f"{name:<12}{medians[name]:>10.2f}{min(times):>8.2f}{max(times):>8.2f}"
-                  f"{peak:>10.0f}")
+            print(
+                f"{name:<12}{medians[name]:>10.2f}{min(times):>8.2f}{max(times):>8.2f}{peak:>10.0f}"
+            )
         for name in ("flotilla", "flotilla-m"):
             print(f"ratio helm/{name} (median time): {medians['helm'] / medians[name]:.2f}x")
 

@@ -65,12 +65,29 @@ def environment(state_dir: Path | None) -> tuple[Path, dict[str, str], bool]:
     started = state_dir is None
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="flotilla-bench-dev-"))
-        subprocess.run([*FLOTILLA, "up", "--nodes", "1", "--real-node", "--docker",
-                        "--state-dir", str(state_dir)], check=True, capture_output=True,
-                       timeout=600)
-    status = json.loads(subprocess.run([*FLOTILLA, "status", "--json", "--state-dir",
-                                        str(state_dir)], check=True, capture_output=True,
-                                       text=True).stdout)
+        subprocess.run(
+            [
+                *FLOTILLA,
+                "up",
+                "--nodes",
+                "1",
+                "--real-node",
+                "--docker",
+                "--state-dir",
+                str(state_dir),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    status = json.loads(
+        subprocess.run(
+            [*FLOTILLA, "status", "--json", "--state-dir", str(state_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     return state_dir, status, started
 
 
@@ -92,9 +109,16 @@ def main() -> None:
     server = app / "app" / "server.py"
     client = client_from_kubeconfig(kubeconfig)
     apply_raw(client, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    engine = Engine(EngineConfig(tiltfile=tf, kubeconfig=kubeconfig, namespace=namespace,
-                                 registry=str(status["registry"]),
-                                 docker_host=str(status["docker_host"]), debounce_ms=20))
+    engine = Engine(
+        EngineConfig(
+            tiltfile=tf,
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            registry=str(status["registry"]),
+            docker_host=str(status["docker_host"]),
+            debounce_ms=20,
+        )
+    )
     live: list[float] = []
     rebuild: list[float] = []
     detect: list[float] = []  # save → the engine starts the update (watch + debounce)
@@ -131,8 +155,9 @@ def main() -> None:
         client.close()
         shutil.rmtree(work, ignore_errors=True)
         if started:
-            subprocess.run([*FLOTILLA, "down", "--state-dir", str(state_dir)],
-                           capture_output=True, check=False)
+            subprocess.run(
+                [*FLOTILLA, "down", "--state-dir", str(state_dir)], capture_output=True, check=False
+            )
     report("first up (build, push, apply, ready, served)", [first])
     report("live update: save -> served", live, TILT_LIVE_UPDATE_S)
     report("  of which save -> update starts (watch, debounce)", detect)
@@ -144,11 +169,15 @@ def report(name: str, samples: list[float], tilt: tuple[float, float] | None = N
     if not samples:
         return
     med = statistics.median(samples)
-    line = (f"{name}: median {med * 1000:.0f} ms, min {min(samples) * 1000:.0f} ms, "
-            f"max {max(samples) * 1000:.0f} ms (n={len(samples)})")
+    line = (
+        f"{name}: median {med * 1000:.0f} ms, min {min(samples) * 1000:.0f} ms, "
+        f"max {max(samples) * 1000:.0f} ms (n={len(samples)})"
+    )
     if tilt is not None:
-        line += (f"; Tilt's published {tilt[0]:.0f}-{tilt[1]:.0f} s → "
-                 f"{tilt[0] / med:.1f}-{tilt[1] / med:.1f}x faster")
+        line += (
+            f"; Tilt's published {tilt[0]:.0f}-{tilt[1]:.0f} s → "
+            f"{tilt[0] / med:.1f}-{tilt[1] / med:.1f}x faster"
+        )
     print(line)
 
 

@@ -47,20 +47,45 @@ def proc_cpu(pid: int) -> float:
 
 
 def fleet_doc() -> dict[str, object]:
-    pkgs = [{"version": v, "url": "https://dl.example.test/", "filename": "u.gz",
-             "size": 1000, "sha256": "ab" * 32} for v in (OLD, NEW)]
-    return {"applications": [{
-        "id": FLATCAR_APP_ID, "name": "Flatcar", "packages": pkgs,
-        "channels": [{"name": "stable", "package": NEW}],
-        "groups": [{"name": "stable", "track": "stable", "channel": "stable",
-                    "policy": {"max_updates_per_period": 500, "period_interval": "10s"}}],
-    }]}
+    pkgs = [
+        {
+            "version": v,
+            "url": "https://dl.example.test/",
+            "filename": "u.gz",
+            "size": 1000,
+            "sha256": "ab" * 32,
+        }
+        for v in (OLD, NEW)
+    ]
+    return {
+        "applications": [
+            {
+                "id": FLATCAR_APP_ID,
+                "name": "Flatcar",
+                "packages": pkgs,
+                "channels": [{"name": "stable", "package": NEW}],
+                "groups": [
+                    {
+                        "name": "stable",
+                        "track": "stable",
+                        "channel": "stable",
+                        "policy": {"max_updates_per_period": 500, "period_interval": "10s"},
+                    }
+                ],
+            }
+        ]
+    }
 
 
 async def measure(url: str, args: argparse.Namespace, server_pid: int) -> None:
     settings = SimSettings(
-        server=url, instances=args.instances, version=OLD, time_scale=args.time_scale,
-        schedule=Schedule(initial_delay=0), download=60, reboot_delay=300,
+        server=url,
+        instances=args.instances,
+        version=OLD,
+        time_scale=args.time_scale,
+        schedule=Schedule(initial_delay=0),
+        download=60,
+        reboot_delay=300,
         concurrency=args.concurrency,
     )
     fleet = Fleet(settings)
@@ -83,20 +108,30 @@ async def measure(url: str, args: argparse.Namespace, server_pid: int) -> None:
     per_req = sim_cpu / max(requests, 1)
     demand = args.instances / (settings.schedule.interval / args.time_scale)
     real_rate_per_1000 = 1000 / settings.schedule.interval  # checks/s from 1,000 real machines
-    print(f"machines                       {args.instances:,} in one process "
-          f"(time scale {args.time_scale:g}: a 45-min interval is "
-          f"{settings.schedule.interval / args.time_scale:.1f} s)")
+    print(
+        f"machines                       {args.instances:,} in one process "
+        f"(time scale {args.time_scale:g}: a 45-min interval is "
+        f"{settings.schedule.interval / args.time_scale:.1f} s)"
+    )
     print(f"offered check-in rate          {demand:,.0f}/s (if the server kept up)")
-    print(f"check-ins sustained            {rate:,.0f}/s over {wall:.0f} s "
-          f"(+ {(e1 - e0) / wall:,.0f} events/s; errors so far {fleet.tally.errors})")
-    print(f"simulator CPU                  {sim_cpu / wall * 100:.0f}% of a core "
-          f"= {sim_cpu / wall * 100 / (args.instances / 1000):.1f}% per 1,000 machines "
-          f"at this rate; {per_req * 1e6:.0f} µs per request")
-    print(f"  at the real 45-min cadence   {per_req * real_rate_per_1000 * 1.1 * 100:.4f}% "
-          "of a core per 1,000 machines (update checks + ~10% events)")
+    print(
+        f"check-ins sustained            {rate:,.0f}/s over {wall:.0f} s "
+        f"(+ {(e1 - e0) / wall:,.0f} events/s; errors so far {fleet.tally.errors})"
+    )
+    print(
+        f"simulator CPU                  {sim_cpu / wall * 100:.0f}% of a core "
+        f"= {sim_cpu / wall * 100 / (args.instances / 1000):.1f}% per 1,000 machines "
+        f"at this rate; {per_req * 1e6:.0f} µs per request"
+    )
+    print(
+        f"  at the real 45-min cadence   {per_req * real_rate_per_1000 * 1.1 * 100:.4f}% "
+        "of a core per 1,000 machines (update checks + ~10% events)"
+    )
     print(f"server CPU                     {(scpu1 - scpu0) / wall * 100:.0f}% of a core")
-    print(f"versions at the end            {dict(fleet.versions())}  "
-          f"(after {time.monotonic() - t0:.0f} s)")
+    print(
+        f"versions at the end            {dict(fleet.versions())}  "
+        f"(after {time.monotonic() - t0:.0f} s)"
+    )
 
 
 def main() -> None:
@@ -105,8 +140,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--warmup", type=float, default=10)
     ap.add_argument("--time-scale", type=float, default=200)
-    ap.add_argument("--concurrency", type=int, default=8,
-                    help="requests in flight (httpx's pool gets slower per request with more)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="requests in flight (httpx's pool gets slower per request with more)",
+    )
     ap.add_argument("--db", default="", help="database URL (default: a temporary SQLite file)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="flotilla-sim-"))
@@ -117,8 +156,21 @@ def main() -> None:
     engine.dispose()
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "flotilla", "updates", "serve", "--db", db, "--port", str(port),
-         "--log-level", "warning", "--retention", "0"],
+        [
+            sys.executable,
+            "-m",
+            "flotilla",
+            "updates",
+            "serve",
+            "--db",
+            db,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--retention",
+            "0",
+        ],
         stderr=open(tmp / "server.log", "w"),  # noqa: SIM115 (closed with the process)
     )
     try:

@@ -33,8 +33,10 @@ from pathlib import Path
 
 FLOTILLA_SYNC = 'def handle(request):\n    return "hello"\n'
 FLOTILLA_ASYNC = 'async def handle(request):\n    return "hello"\n'
-FF_MAIN = ('import functions_framework\n\n\n@functions_framework.http\n'
-           'def hello(request):\n    return "hello"\n')
+FF_MAIN = (
+    "import functions_framework\n\n\n@functions_framework.http\n"
+    'def hello(request):\n    return "hello"\n'
+)
 
 
 def free_port() -> int:
@@ -53,8 +55,9 @@ class NullCollector:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 doc = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                collector.spans += sum(len(ss["spans"]) for rs in doc["resourceSpans"]
-                                       for ss in rs["scopeSpans"])
+                collector.spans += sum(
+                    len(ss["spans"]) for rs in doc["resourceSpans"] for ss in rs["scopeSpans"]
+                )
                 self.send_response(200)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -74,17 +77,36 @@ class NullCollector:
 
 def commands(work: Path, port: int, collector: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     base = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1"}
-    fl = {**base, "FLOTILLA_FN_SOURCE": str(work), "FLOTILLA_FN_NAME": "bench",
-          "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    fl = {
+        **base,
+        "FLOTILLA_FN_SOURCE": str(work),
+        "FLOTILLA_FN_NAME": "bench",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+    }
     ff_bin = shutil.which("functions-framework", path=str(Path(sys.executable).parent))
     return {
-        "flotilla (sync def)": ([sys.executable, "-m", "flotilla.fn.runtime"],
-                                {**fl, "FLOTILLA_FN_HANDLER": "func_sync:handle"}),
-        "flotilla (async def)": ([sys.executable, "-m", "flotilla.fn.runtime"],
-                                 {**fl, "FLOTILLA_FN_HANDLER": "func_async:handle"}),
-        "functions-framework": ([ff_bin or "functions-framework", "--target", "hello",
-                                 "--source", str(work / "main.py"), "--host", "127.0.0.1",
-                                 "--port", str(port)], base),
+        "flotilla (sync def)": (
+            [sys.executable, "-m", "flotilla.fn.runtime"],
+            {**fl, "FLOTILLA_FN_HANDLER": "func_sync:handle"},
+        ),
+        "flotilla (async def)": (
+            [sys.executable, "-m", "flotilla.fn.runtime"],
+            {**fl, "FLOTILLA_FN_HANDLER": "func_async:handle"},
+        ),
+        "functions-framework": (
+            [
+                ff_bin or "functions-framework",
+                "--target",
+                "hello",
+                "--source",
+                str(work / "main.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            base,
+        ),
     }
 
 
@@ -107,8 +129,13 @@ def cold_start(argv: list[str], env: dict[str, str], port: int, starts: int) -> 
     times = []
     for _ in range(starts):
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, cwd=env.get("FLOTILLA_FN_SOURCE"),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=env.get("FLOTILLA_FN_SOURCE"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             if not first_response(port, t0 + 20):
                 raise RuntimeError(f"{argv} did not answer")
@@ -143,10 +170,12 @@ async def _worker(port: int, stop: float, latencies: list[float]) -> None:
 
 def load(port: int, seconds: float, connections: int) -> tuple[float, float, float]:
     """Requests per second, p50 and p99 latency (seconds) over ``seconds`` of steady load."""
+
     async def main() -> list[float]:
         latencies: list[float] = []
-        await asyncio.gather(*(_worker(port, time.perf_counter() + 0.5, [])
-                               for _ in range(connections)))  # warm-up
+        await asyncio.gather(
+            *(_worker(port, time.perf_counter() + 0.5, []) for _ in range(connections))
+        )  # warm-up
         stop = time.perf_counter() + seconds
         await asyncio.gather(*(_worker(port, stop, latencies) for _ in range(connections)))
         return latencies
@@ -158,8 +187,11 @@ def load(port: int, seconds: float, connections: int) -> tuple[float, float, flo
     except ImportError:
         latencies = asyncio.run(main())
     latencies.sort()
-    return (len(latencies) / seconds, latencies[len(latencies) // 2],
-            latencies[int(len(latencies) * 0.99)])
+    return (
+        len(latencies) / seconds,
+        latencies[len(latencies) // 2],
+        latencies[int(len(latencies) * 0.99)],
+    )
 
 
 def image_cold_starts(docker_host: str, starts: int) -> dict[str, float]:
@@ -170,8 +202,10 @@ def image_cold_starts(docker_host: str, starts: int) -> dict[str, float]:
     from flotilla.fn.image import build_context, build_image
     from flotilla.fn.model import parse_spec
 
-    sources = {"python": {"func.py": FLOTILLA_SYNC.encode()},
-               "node": {"index.js": b"exports.handle = async () => 'hello';\n"}}
+    sources = {
+        "python": {"func.py": FLOTILLA_SYNC.encode()},
+        "node": {"index.js": b"exports.handle = async () => 'hello';\n"},
+    }
     out: dict[str, float] = {}
     client = docker.DockerClient(base_url=docker_host)
     try:
@@ -182,13 +216,17 @@ def image_cold_starts(docker_host: str, starts: int) -> dict[str, float]:
             seconds = []
             for _ in range(starts):
                 port = free_port()
-                container = client.containers.run(tag, detach=True, network_mode="host",
-                                                   environment={"PORT": str(port)})
+                container = client.containers.run(
+                    tag, detach=True, network_mode="host", environment={"PORT": str(port)}
+                )
                 try:
                     first_response(port, time.perf_counter() + 20)
                     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-                    line = next(x for x in text.splitlines()
-                                if x.startswith("faas_init_duration_seconds_sum"))
+                    line = next(
+                        x
+                        for x in text.splitlines()
+                        if x.startswith("faas_init_duration_seconds_sum")
+                    )
                     seconds.append(float(line.rsplit(" ", 1)[1]))
                 finally:
                     container.remove(force=True)
@@ -216,35 +254,51 @@ def main() -> None:
         port = free_port()
         for name, (argv, env) in commands(work, port, collector.endpoint).items():
             cold = cold_start(argv, env, port, args.starts)
-            proc = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                argv, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             try:
                 first_response(port, time.perf_counter() + 20)
                 rps, p50, p99 = load(port, args.seconds, args.connections)
             finally:
                 proc.terminate()
                 proc.wait(10)
-            results[name] = {"rps": rps, "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3,
-                             "cold_start_ms": cold * 1e3}
+            results[name] = {
+                "rps": rps,
+                "p50_ms": p50 * 1e3,
+                "p99_ms": p99 * 1e3,
+                "cold_start_ms": cold * 1e3,
+            }
     collector.close()
     images = image_cold_starts(args.docker_host, args.starts) if args.docker_host else {}
     ff = results["functions-framework"]["rps"]
     if args.json:
-        print(json.dumps({"results": results, "spans_exported": collector.spans,
-                          "image_init_ms": images}, indent=2))
+        print(
+            json.dumps(
+                {"results": results, "spans_exported": collector.spans, "image_init_ms": images},
+                indent=2,
+            )
+        )
         return
-    print(f"{'server':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cold start ms':>14} "
-          f"{'vs FF':>6}")
+    print(
+        f"{'server':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cold start ms':>14} {'vs FF':>6}"
+    )
     for name, r in results.items():
-        print(f"{name:24} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-              f"{r['cold_start_ms']:14.0f} {r['rps'] / ff:5.2f}x")
+        print(
+            f"{name:24} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{r['cold_start_ms']:14.0f} {r['rps'] / ff:5.2f}x"
+        )
     print(f"spans exported to the local OTLP collector during the run: {collector.spans}")
-    print(f"{args.connections} keep-alive connections, {args.seconds:.0f} s per server, "
-          f"{os.cpu_count()} CPUs shared by client and server; cold start is the median of "
-          f"{args.starts} spawns")
+    print(
+        f"{args.connections} keep-alive connections, {args.seconds:.0f} s per server, "
+        f"{os.cpu_count()} CPUs shared by client and server; cold start is the median of "
+        f"{args.starts} spawns"
+    )
     for runtime, ms in images.items():
-        print(f"image cold start ({runtime}, process start to serving, median of "
-              f"{args.starts} docker runs): {ms:.0f} ms")
+        print(
+            f"image cold start ({runtime}, process start to serving, median of "
+            f"{args.starts} docker runs): {ms:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

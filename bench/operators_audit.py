@@ -36,41 +36,55 @@ RULES = """- apiGroups: [""]
 def manifest(i: int) -> str:
     kind = i % 20
     if kind < 6:
-        return (f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
-                f"metadata:\n  name: role-{i}\nrules:\n" + RULES.format(i=i))
+        return (
+            f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
+            f"metadata:\n  name: role-{i}\nrules:\n" + RULES.format(i=i)
+        )
     if kind < 10:
-        return (f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
-                f"metadata:\n  name: bind-{i}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n"
-                f"  kind: ClusterRole\n  name: role-{i - 4}\nsubjects:\n"
-                f"- kind: ServiceAccount\n  name: sa-{i}\n  namespace: ns-{i % 50}\n")
+        return (
+            f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+            f"metadata:\n  name: bind-{i}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n"
+            f"  kind: ClusterRole\n  name: role-{i - 4}\nsubjects:\n"
+            f"- kind: ServiceAccount\n  name: sa-{i}\n  namespace: ns-{i % 50}\n"
+        )
     if kind < 13:
-        return (f"apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n"
-                f"  name: role-{i}\n  namespace: ns-{i % 50}\nrules:\n" + RULES.format(i=i))
+        return (
+            f"apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n"
+            f"  name: role-{i}\n  namespace: ns-{i % 50}\nrules:\n" + RULES.format(i=i)
+        )
     if kind < 16:
-        return (f"apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n"
-                f"  name: bind-{i}\n  namespace: ns-{(i - 3) % 50}\nroleRef:\n"
-                f"  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: role-{i - 3}\n"
-                f"subjects:\n- kind: ServiceAccount\n  name: sa-{i}\n")
+        return (
+            f"apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n"
+            f"  name: bind-{i}\n  namespace: ns-{(i - 3) % 50}\nroleRef:\n"
+            f"  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: role-{i - 3}\n"
+            f"subjects:\n- kind: ServiceAccount\n  name: sa-{i}\n"
+        )
     if kind < 19:
-        return (f"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
-                f"metadata:\n  name: widgets.example{i}.com\nspec:\n  group: example{i}.com\n"
-                f"  names: {{kind: Widget, plural: widgets}}\n  scope: Namespaced\n"
-                f"  versions:\n  - name: v1\n    served: true\n    storage: true\n"
-                f"    schema:\n      openAPIV3Schema:\n        type: object\n"
-                f"        properties:\n          spec: {{type: object}}\n")
+        return (
+            f"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+            f"metadata:\n  name: widgets.example{i}.com\nspec:\n  group: example{i}.com\n"
+            f"  names: {{kind: Widget, plural: widgets}}\n  scope: Namespaced\n"
+            f"  versions:\n  - name: v1\n    served: true\n    storage: true\n"
+            f"    schema:\n      openAPIV3Schema:\n        type: object\n"
+            f"        properties:\n          spec: {{type: object}}\n"
+        )
     if i % 100 == 19:
-        return (f"apiVersion: operators.coreos.com/v1alpha1\nkind: ClusterServiceVersion\n"
-                f"metadata:\n  name: op{i}.v1.0.{i}\nspec:\n  installModes:\n"
-                f"  - {{type: AllNamespaces, supported: true}}\n  install:\n"
-                f"    strategy: deployment\n    spec:\n      clusterPermissions:\n"
-                f"      - serviceAccountName: op{i}\n        rules:\n"
-                + "".join("        " + line + "\n" for line in RULES.format(i=i).splitlines())
-                + f"      permissions:\n      - serviceAccountName: op{i}\n        rules:\n"
-                + "".join("        " + line + "\n" for line in RULES.format(i=i).splitlines()))
-    return (f"apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n"
-            f"metadata:\n  name: hook-{i}\nwebhooks:\n- name: hook{i}.example.com\n"
-            f"  rules:\n  - apiGroups: ['']\n    apiVersions: [v1]\n"
-            f"    operations: [CREATE]\n    resources: [pods]\n")
+        return (
+            f"apiVersion: operators.coreos.com/v1alpha1\nkind: ClusterServiceVersion\n"
+            f"metadata:\n  name: op{i}.v1.0.{i}\nspec:\n  installModes:\n"
+            f"  - {{type: AllNamespaces, supported: true}}\n  install:\n"
+            f"    strategy: deployment\n    spec:\n      clusterPermissions:\n"
+            f"      - serviceAccountName: op{i}\n        rules:\n"
+            + "".join("        " + line + "\n" for line in RULES.format(i=i).splitlines())
+            + f"      permissions:\n      - serviceAccountName: op{i}\n        rules:\n"
+            + "".join("        " + line + "\n" for line in RULES.format(i=i).splitlines())
+        )
+    return (
+        f"apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n"
+        f"metadata:\n  name: hook-{i}\nwebhooks:\n- name: hook{i}.example.com\n"
+        f"  rules:\n  - apiGroups: ['']\n    apiVersions: [v1]\n"
+        f"    operations: [CREATE]\n    resources: [pods]\n"
+    )
 
 
 def main() -> int:
@@ -100,8 +114,10 @@ def main() -> int:
     print(f"operators audit: {args.count} manifests, {findings} findings, {grants} grants")
     print(f"  load (YAML with line marks): median {statistics.median(load_s):.3f} s")
     print(f"  audit + JSON report:         median {statistics.median(audit_s):.3f} s")
-    print(f"  total: best {best:.3f} s, median {median:.3f} s over {args.repeat} runs "
-          f"(goal < 2 s: {'met' if median < 2 else 'MISSED'})")
+    print(
+        f"  total: best {best:.3f} s, median {median:.3f} s over {args.repeat} runs "
+        f"(goal < 2 s: {'met' if median < 2 else 'MISSED'})"
+    )
     return 0 if median < 2 else 1
 
 

@@ -44,12 +44,14 @@ def default_helm() -> Path | None:
 def small_chart(root: Path) -> Path:
     chart = root / "tiny"
     (chart / "templates").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\n"
-                                      "description: A chart with one ConfigMap.\n")
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: tiny\nversion: 0.1.0\ndescription: A chart with one ConfigMap.\n"
+    )
     (chart / "values.yaml").write_text("answer: 42\n")
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
-        "data:\n  answer: {{ .Values.answer | quote }}\n")
+        "data:\n  answer: {{ .Values.answer | quote }}\n"
+    )
     return chart
 
 
@@ -70,8 +72,9 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, with children) of one run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                          check=False)
+    done = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -87,8 +90,13 @@ def main() -> None:
     args = parser.parse_args()
     helm = args.helm or default_helm()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "HELM_CONFIG_HOME": tmp, "HELM_CACHE_HOME": tmp,
-               "HELM_DATA_HOME": tmp, "NO_COLOR": "1"}
+        env = {
+            **os.environ,
+            "HELM_CONFIG_HOME": tmp,
+            "HELM_CACHE_HOME": tmp,
+            "HELM_DATA_HOME": tmp,
+            "NO_COLOR": "1",
+        }
         cases = commands(flotilla_binary(), small_chart(Path(tmp)))
         if helm is not None:
             cases["helm version"] = [str(helm), "version"]

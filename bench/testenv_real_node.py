@@ -25,11 +25,21 @@ from flotilla.testenv.realnode import REAL_NODE_LABEL
 
 
 def pod(name: str) -> Pod:
-    return Pod(metadata=ObjectMeta(name=name, namespace="default"), spec=PodSpec(
-        nodeSelector={REAL_NODE_LABEL: "true"}, terminationGracePeriodSeconds=0,
-        containers=[Container(name="c", image="flotilla.local/busybox:latest",
-                              imagePullPolicy="IfNotPresent", command=["sleep", "3600"])],
-    ))
+    return Pod(
+        metadata=ObjectMeta(name=name, namespace="default"),
+        spec=PodSpec(
+            nodeSelector={REAL_NODE_LABEL: "true"},
+            terminationGracePeriodSeconds=0,
+            containers=[
+                Container(
+                    name="c",
+                    image="flotilla.local/busybox:latest",
+                    imagePullPolicy="IfNotPresent",
+                    command=["sleep", "3600"],
+                )
+            ],
+        ),
+    )
 
 
 def main() -> None:
@@ -44,10 +54,13 @@ def main() -> None:
         try:
             started = time.monotonic()
             state = plane.up(nodes=1, real_node="real-node")
-            print(f"control plane ready {state.ready_seconds:.2f}s; real node Ready "
-                  f"{state.real_node_ready_seconds['real-node']:.2f}s after that; "
-                  f"`up --real-node` total {time.monotonic() - started:.2f}s")
+            print(
+                f"control plane ready {state.ready_seconds:.2f}s; real node Ready "
+                f"{state.real_node_ready_seconds['real-node']:.2f}s after that; "
+                f"`up --real-node` total {time.monotonic() - started:.2f}s"
+            )
             with client_from_kubeconfig(plane.layout.kubeconfig) as client:
+
                 def running(name: str) -> bool | None:
                     p = client.get(Pod, name, namespace="default")
                     return True if p.status is not None and p.status.phase == "Running" else None
@@ -56,12 +69,18 @@ def main() -> None:
                 for i in range(args.sequential):
                     t0 = time.monotonic()
                     client.create(pod(f"seq-{i}"))
-                    wait_until(lambda n=f"seq-{i}": running(n), timeout=60, interval=0.05,
-                               what="pod Running")
+                    wait_until(
+                        lambda n=f"seq-{i}": running(n),
+                        timeout=60,
+                        interval=0.05,
+                        what="pod Running",
+                    )
                     one_by_one.append(time.monotonic() - t0)
-                print(f"pod start latency, one at a time ({args.sequential}): median "
-                      f"{statistics.median(one_by_one):.2f}s, min {min(one_by_one):.2f}s, "
-                      f"max {max(one_by_one):.2f}s")
+                print(
+                    f"pod start latency, one at a time ({args.sequential}): median "
+                    f"{statistics.median(one_by_one):.2f}s, min {min(one_by_one):.2f}s, "
+                    f"max {max(one_by_one):.2f}s"
+                )
                 t0 = time.monotonic()
                 names = [f"batch-{i}" for i in range(args.pods)]
                 for name in names:
@@ -74,8 +93,10 @@ def main() -> None:
                             done[name] = time.monotonic() - t0
                     time.sleep(0.05)
                 lat = sorted(done.values())
-                print(f"{len(names)} pods at once: all Running in {max(lat):.2f}s, "
-                      f"p50 {statistics.median(lat):.2f}s ({len(done)}/{len(names)} started)")
+                print(
+                    f"{len(names)} pods at once: all Running in {max(lat):.2f}s, "
+                    f"p50 {statistics.median(lat):.2f}s ({len(done)}/{len(names)} started)"
+                )
         finally:
             t0 = time.monotonic()
             plane.down()

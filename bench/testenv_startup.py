@@ -45,16 +45,20 @@ def main() -> None:
                 state = plane.up(nodes=args.nodes)
                 ready.append(state.ready_seconds)
                 api.append(state.api_ready_seconds)
-                print(f"run {run + 1}: API /readyz in {state.api_ready_seconds:.2f}s; "
-                      f"{args.nodes} nodes Ready + default SA in {state.ready_seconds:.2f}s; "
-                      f"wall {time.monotonic() - started:.2f}s")
+                print(
+                    f"run {run + 1}: API /readyz in {state.api_ready_seconds:.2f}s; "
+                    f"{args.nodes} nodes Ready + default SA in {state.ready_seconds:.2f}s; "
+                    f"wall {time.monotonic() - started:.2f}s"
+                )
             finally:
                 stop_started = time.monotonic()
                 plane.down()
                 print(f"        down in {time.monotonic() - stop_started:.2f}s")
     print(f"start-up to API ready: median {statistics.median(api):.2f}s")
-    print(f"start-up to ready: median {statistics.median(ready):.2f}s, "
-          f"min {min(ready):.2f}s, max {max(ready):.2f}s over {len(ready)} runs (goal < 20 s)")
+    print(
+        f"start-up to ready: median {statistics.median(ready):.2f}s, "
+        f"min {min(ready):.2f}s, max {max(ready):.2f}s over {len(ready)} runs (goal < 20 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     text = bomb(args.levels)
-    print(f"{args.levels}-level bomb ({len(text)} bytes, {9 ** args.levels:,} nodes expanded), "
-          f"median of {args.runs}:")
+    print(
+        f"{args.levels}-level bomb ({len(text)} bytes, {9**args.levels:,} nodes expanded), "
+        f"median of {args.runs}:"
+    )
     for name, loader in (("C loader", None), ("pure-Python loader", yaml.SafeLoader)):
         times = [refuse_ms(text, loader) for _ in range(args.runs)]
-        print(f"  refused by the {name:<19} {statistics.median(times):7.2f} ms "
-              f"(max {max(times):.2f} ms)")
+        print(
+            f"  refused by the {name:<19} {statistics.median(times):7.2f} ms "
+            f"(max {max(times):.2f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
     spec.loader.exec_module(module)
     helm: Path = module.ensure_helm()
     os.environ["PATH"] = f"{helm.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 TEST_NODES = 3
 
 
@@ -57,7 +59,10 @@ class TestCluster:
         """Run a ``flotilla testenv`` command against this environment."""
         return subprocess.run(
             [*FLOTILLA, "testenv", *args, "--state-dir", str(self.state_dir)],
-            capture_output=True, text=True, check=check, timeout=300,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=300,
         )
 
 
@@ -70,7 +75,9 @@ def test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
     state_dir = Path(os.environ.get("FLOTILLA_TEST_STATE_DIR") or tmp_path_factory.mktemp("kube"))
     up = subprocess.run(
         [*FLOTILLA, "testenv", "up", "--nodes", str(TEST_NODES), "--state-dir", str(state_dir)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if up.returncode != 0:
         pytest.fail(f"flotilla testenv up failed:\n{up.stderr}\n{up.stdout}", pytrace=False)
@@ -132,12 +139,15 @@ def namespace(kube: Client) -> Iterator[str]:
     kube.create(Namespace(metadata=ObjectMeta(name=name, labels={"flotilla.dev/test": "true"})))
     wait_until(
         lambda: True if _has_default_sa(kube, name) else None,
-        timeout=30, what=f"default service account in {name}",
+        timeout=30,
+        what=f"default service account in {name}",
     )
     yield name
     kube.delete(Namespace, name)
 
 
 def _has_default_sa(kube: Client, namespace: str) -> bool:
-    return any(sa.metadata is not None and sa.metadata.name == "default"
-               for sa in kube.list(ServiceAccount, namespace=namespace))
+    return any(
+        sa.metadata is not None and sa.metadata.name == "default"
+        for sa in kube.list(ServiceAccount, namespace=namespace)
+    )

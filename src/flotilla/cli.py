@@ -49,8 +49,10 @@ class LazySystemsGroup(ErrorMappingGroup):
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         """List the systems from :data:`SYSTEMS`, so ``flotilla --help`` imports none of them."""
         rows = [(name, SYSTEMS[name][1]) for name in sorted(SYSTEMS)]
-        rows += [(name, self.commands[name].get_short_help_str())
-                 for name in sorted(set(self.commands) - set(SYSTEMS))]
+        rows += [
+            (name, self.commands[name].get_short_help_str())
+            for name in sorted(set(self.commands) - set(SYSTEMS))
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -18,50 +18,65 @@ def write(path: Path, text: str) -> Path:
 def library_chart(root: Path, version: str = "0.3.0") -> Path:
     """A library chart (type: library) offering named templates, used via file://."""
     d = root / "common"
-    write(d / "Chart.yaml", f"""
+    write(
+        d / "Chart.yaml",
+        f"""
         apiVersion: v2
         name: common
         description: Shared named templates
         type: library
         version: "{version}"
         icon: https://example.com/common.png
-        """)
-    write(d / "templates" / "_labels.tpl", """
+        """,
+    )
+    write(
+        d / "templates" / "_labels.tpl",
+        """
         {{- define "common.labels" -}}
         app.kubernetes.io/name: {{ .Chart.Name }}
         app.kubernetes.io/version: {{ .Chart.AppVersion | default .Chart.Version | quote }}
         {{- end -}}
-        """)
+        """,
+    )
     return d
 
 
 def sidecar_chart(parent: Path) -> Path:
     """A vendored subchart directory in charts/, as `helm dependency build` leaves them."""
     d = parent / "charts" / "sidecar"
-    write(d / "Chart.yaml", """
+    write(
+        d / "Chart.yaml",
+        """
         apiVersion: v2
         name: sidecar
         version: 2.1.0
         appVersion: "2.1"
-        """)
+        """,
+    )
     write(d / "values.yaml", "image: busybox:1.36\n")
-    write(d / "templates" / "configmap.yaml", """
+    write(
+        d / "templates" / "configmap.yaml",
+        """
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: {{ .Release.Name }}-sidecar
         data:
           image: {{ .Values.image | quote }}
-        """)
+        """,
+    )
     return d
 
 
-def webapp_chart(root: Path, version: str = "1.0.0", name: str = "webapp",
-                 app_version: str = "4.2.0") -> Path:
+def webapp_chart(
+    root: Path, version: str = "1.0.0", name: str = "webapp", app_version: str = "4.2.0"
+) -> Path:
     """An application chart with a file:// library dependency and a vendored subchart."""
     d = root / name
     library_chart(root)
-    write(d / "Chart.yaml", f"""
+    write(
+        d / "Chart.yaml",
+        f"""
         apiVersion: v2
         name: {name}
         description: A web application with a library and a sidecar
@@ -94,16 +109,22 @@ def webapp_chart(root: Path, version: str = "1.0.0", name: str = "webapp",
             repository: https://charts.example.com
             condition: sidecar.enabled
             tags: [extras]
-        """)
-    write(d / "values.yaml", """
+        """,
+    )
+    write(
+        d / "values.yaml",
+        """
         replicaCount: 2
         image:
           repository: nginx
           tag: "1.27"
         sidecar:
           enabled: true
-        """)
-    write(d / "templates" / "deployment.yaml", """
+        """,
+    )
+    write(
+        d / "templates" / "deployment.yaml",
+        """
         apiVersion: apps/v1
         kind: Deployment
         metadata:
@@ -123,7 +144,8 @@ def webapp_chart(root: Path, version: str = "1.0.0", name: str = "webapp",
               containers:
                 - name: web
                   image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-        """)
+        """,
+    )
     write(d / "templates" / ".hidden-scratch.yaml", "not: packaged\n")
     write(d / ".helmignore", "*.bak\nscratch/\n")
     write(d / "notes.bak", "ignored\n")
@@ -135,39 +157,51 @@ def webapp_chart(root: Path, version: str = "1.0.0", name: str = "webapp",
 def big_values_chart(root: Path, version: str = "0.1.0", entries: int = 20000) -> Path:
     """A chart whose values.yaml is about 1 MiB."""
     d = root / "bigvalues"
-    write(d / "Chart.yaml", f"""
+    write(
+        d / "Chart.yaml",
+        f"""
         apiVersion: v2
         name: bigvalues
         description: A chart with a large values.yaml
         version: "{version}"
-        """)
+        """,
+    )
     lines = ["settings:"] + [f"  key{i:05d}: value-{i:05d}-{'x' * 24}" for i in range(entries)]
     (d / "values.yaml").write_text("\n".join(lines) + "\n")
-    write(d / "templates" / "cm.yaml", """
+    write(
+        d / "templates" / "cm.yaml",
+        """
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: {{ .Release.Name }}-big
         data:
           count: {{ len .Values.settings | quote }}
-        """)
+        """,
+    )
     return d
 
 
 def simple_chart(root: Path, name: str, version: str, description: str = "simple") -> Path:
     d = root / name
-    write(d / "Chart.yaml", f"""
+    write(
+        d / "Chart.yaml",
+        f"""
         apiVersion: v2
         name: {name}
         description: {description}
         version: "{version}"
-        """)
-    write(d / "templates" / "cm.yaml", """
+        """,
+    )
+    write(
+        d / "templates" / "cm.yaml",
+        """
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: {{ .Release.Name }}
-        """)
+        """,
+    )
     return d
 
 
@@ -184,8 +218,9 @@ def raw_archive(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buf.getvalue()
 
 
-def member(name: str, data: bytes | None = b"", kind: bytes = tarfile.REGTYPE,
-           link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+def member(
+    name: str, data: bytes | None = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = link

@@ -39,8 +39,9 @@ def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpgKey]:
     name = "Flotilla Charts Test <charts-test@example.com>"
 
     def gpg(*args: str) -> bytes:
-        return subprocess.run(["gpg", "--batch", *args], env=env, check=True,
-                              capture_output=True).stdout
+        return subprocess.run(
+            ["gpg", "--batch", *args], env=env, check=True, capture_output=True
+        ).stdout
 
     gpg("--passphrase", "", "--quick-gen-key", name, "ed25519", "sign", "never")
     secret = home / "secring.gpg"

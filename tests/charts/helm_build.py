@@ -37,7 +37,10 @@ def _reports_version(binary: Path, version: str) -> bool:
     try:
         out = subprocess.run(
             [str(binary), "version", "--template", "{{.Version}}"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except OSError:
         return False

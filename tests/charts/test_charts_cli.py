@@ -27,17 +27,27 @@ def test_lint_passes_good_and_fails_bad_charts(tmp_path: Path) -> None:
     both = runner.invoke(app, ["lint", str(bad.parent), str(good)])
     assert both.exit_code == 1 and f"{good}: ok" in both.output
     assert f"{bad.parent}: FAILED" in both.output
-    strict = runner.invoke(app, ["lint", "--strict",
-                                 str(simple_chart(tmp_path, "Loud", "1.0.0"))])
+    strict = runner.invoke(app, ["lint", "--strict", str(simple_chart(tmp_path, "Loud", "1.0.0"))])
     assert strict.exit_code == 1 and "naming convention" in strict.output
 
 
 def test_package_sign_and_helm_verify(tmp_path: Path, gpg_key: GpgKey, helm: Helm) -> None:
     chart = webapp_chart(tmp_path / "src", version="3.0.0-rc.1+sha.5114f85")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["package", str(chart), "-d", str(out), "--sign",
-                                 "--key", "charts-test@example.com", "--keyring",
-                                 str(gpg_key.secret_keyring)])
+    result = runner.invoke(
+        app,
+        [
+            "package",
+            str(chart),
+            "-d",
+            str(out),
+            "--sign",
+            "--key",
+            "charts-test@example.com",
+            "--keyring",
+            str(gpg_key.secret_keyring),
+        ],
+    )
     assert result.exit_code == 0, result.output
     archive = out / "webapp-3.0.0-rc.1+sha.5114f85.tgz"
     prov = Path(f"{archive}.prov").read_text()
@@ -51,17 +61,28 @@ def test_sign_without_a_usable_key_is_a_clear_error(tmp_path: Path, gpg_key: Gpg
     chart = simple_chart(tmp_path, "app", "1.0.0")
     no_key = runner.invoke(app, ["package", str(chart), "-d", str(tmp_path), "--sign"])
     assert no_key.exit_code == 1 and "--sign needs --key" in no_key.output
-    wrong = runner.invoke(app, ["package", str(chart), "-d", str(tmp_path), "--sign",
-                                "--key", "nobody@example.com", "--keyring",
-                                str(gpg_key.secret_keyring)])
+    wrong = runner.invoke(
+        app,
+        [
+            "package",
+            str(chart),
+            "-d",
+            str(tmp_path),
+            "--sign",
+            "--key",
+            "nobody@example.com",
+            "--keyring",
+            str(gpg_key.secret_keyring),
+        ],
+    )
     assert wrong.exit_code == 1 and "gpg could not sign with key 'nobody@example.com'" in (
-        wrong.output)
+        wrong.output
+    )
 
 
 def test_index_command_and_hostile_archive(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    runner.invoke(app, ["package", str(simple_chart(tmp_path, "app", "1.0.0")),
-                        "-d", str(repo)])
+    runner.invoke(app, ["package", str(simple_chart(tmp_path, "app", "1.0.0")), "-d", str(repo)])
     result = runner.invoke(app, ["index", str(repo), "--url", "https://x.test"])
     assert result.exit_code == 0, result.output
     assert idx.load((repo / "index.yaml").read_bytes()).get("app", "1.0.0") is not None
@@ -88,13 +109,29 @@ def test_publish_command_twice(tmp_path: Path) -> None:
 
 def test_armored_secret_key_signs_too(tmp_path: Path, gpg_key: GpgKey, helm: Helm) -> None:
     armored = tmp_path / "key.asc"
-    armored.write_bytes(subprocess.run(
-        ["gpg", "--batch", "--armor", "--export-secret-keys", gpg_key.name],
-        env={**os.environ, "GNUPGHOME": str(gpg_key.home)}, check=True, capture_output=True,
-    ).stdout)
+    armored.write_bytes(
+        subprocess.run(
+            ["gpg", "--batch", "--armor", "--export-secret-keys", gpg_key.name],
+            env={**os.environ, "GNUPGHOME": str(gpg_key.home)},
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
     chart = simple_chart(tmp_path / "src", "app", "1.0.0")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["package", str(chart), "-d", str(out), "--sign", "--key",
-                                 gpg_key.name, "--keyring", str(armored)])
+    result = runner.invoke(
+        app,
+        [
+            "package",
+            str(chart),
+            "-d",
+            str(out),
+            "--sign",
+            "--key",
+            gpg_key.name,
+            "--keyring",
+            str(armored),
+        ],
+    )
     assert result.exit_code == 0, result.output
     helm.run("verify", str(out / "app-1.0.0.tgz"), "--keyring", str(gpg_key.public_keyring))

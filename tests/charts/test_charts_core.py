@@ -12,11 +12,33 @@ from flotilla.charts.errors import DuplicateVersionError, IndexFormatError, Inva
 
 # --- versions ---------------------------------------------------------------------------------
 def test_newest_first_follows_semver_precedence() -> None:
-    given = ["1.0.0-rc.1", "1.0.0", "0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
-             "1.0.0-beta.11", "1.0.0-beta.2", "1.0.0-beta", "1.10.0", "1.9.0", "not-a-version"]
+    given = [
+        "1.0.0-rc.1",
+        "1.0.0",
+        "0.9.0",
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta.11",
+        "1.0.0-beta.2",
+        "1.0.0-beta",
+        "1.10.0",
+        "1.9.0",
+        "not-a-version",
+    ]
     assert versions.newest_first(given) == [
-        "1.10.0", "1.9.0", "1.0.0", "1.0.0-rc.1", "1.0.0-beta.11", "1.0.0-beta.2", "1.0.0-beta",
-        "1.0.0-alpha.beta", "1.0.0-alpha.1", "1.0.0-alpha", "0.9.0", "not-a-version",
+        "1.10.0",
+        "1.9.0",
+        "1.0.0",
+        "1.0.0-rc.1",
+        "1.0.0-beta.11",
+        "1.0.0-beta.2",
+        "1.0.0-beta",
+        "1.0.0-alpha.beta",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha",
+        "0.9.0",
+        "not-a-version",
     ]
 
 
@@ -29,11 +51,20 @@ def test_build_metadata_versions_are_distinct_and_ordered_stably() -> None:
     assert first.index("1.0.0+build.10") < first.index("1.0.0+build.2")
 
 
-@pytest.mark.parametrize(("text", "lenient", "strict"), [
-    ("1.2.3", True, True), ("v1.2", True, False), ("1.2", True, False),
-    ("1.2.3-rc.1+build.5", True, True), ("01.2.3", True, False), ("1.2.3-", False, False),
-    ("latest", False, False), ("1.2.3+", False, False), ("1.2.3\n", False, False),
-])
+@pytest.mark.parametrize(
+    ("text", "lenient", "strict"),
+    [
+        ("1.2.3", True, True),
+        ("v1.2", True, False),
+        ("1.2", True, False),
+        ("1.2.3-rc.1+build.5", True, True),
+        ("01.2.3", True, False),
+        ("1.2.3-", False, False),
+        ("latest", False, False),
+        ("1.2.3+", False, False),
+        ("1.2.3\n", False, False),
+    ],
+)
 def test_parse_lenient_and_strict(text: str, lenient: bool, strict: bool) -> None:
     assert (versions.parse(text) is not None) is lenient
     assert versions.is_strict(text) is strict
@@ -69,8 +100,14 @@ def test_parse_keeps_helm_fields_and_drops_unknown_ones() -> None:
     assert meta.fields["description"] == "tab here"
     assert "unknownField" not in meta.fields and "deprecated" not in meta.fields
     assert meta.fields["maintainers"] == [{"name": "Ada", "email": "ada@example.com"}]
-    assert meta.fields["dependencies"] == [{"name": "redis", "version": "1.x", "repository":
-                                            "https://charts.example.com", "enabled": True}]
+    assert meta.fields["dependencies"] == [
+        {
+            "name": "redis",
+            "version": "1.x",
+            "repository": "https://charts.example.com",
+            "enabled": True,
+        }
+    ]
     warned = {f.field for f in meta.findings if f.severity is Severity.WARNING}
     assert {"unknownField", "dependencies[0].future"} <= warned
     assert meta.archive_name == "webapp-1.2.3-rc.1+build.9.tgz"
@@ -80,27 +117,40 @@ def _errors(raw: str) -> list[str]:
     return [f"{f.field}: {f.message}" for f in parse_chart_yaml(raw.encode()).errors]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("name: x\nversion: 1.0.0\n", "apiVersion: is required"),
-    ("apiVersion: v3\nname: x\nversion: 1.0.0\n", "apiVersion: 'v3' is not valid"),
-    ("apiVersion: v2\nversion: 1.0.0\n", "name: is required"),
-    ("apiVersion: v2\nname: ../x\nversion: 1.0.0\n", "name: chart name '../x' is invalid"),
-    ("apiVersion: v2\nname: x\n", "version: is required"),
-    ("apiVersion: v2\nname: x\nversion: latest\n", "version: 'latest' is not a valid SemVer"),
-    ("apiVersion: v2\nname: x\nversion: 1.0\n", "version: must be a string, but it is a YAML"),
-    ("apiVersion: v2\nname: x\nversion: 1.0.0\ntype: plugin\n", "type: 'plugin' is invalid"),
-    ("apiVersion: v1\nname: x\nversion: 1.0.0\ntype: library\n", "type: is only allowed with"),
-    ("apiVersion: v2\nname: x\nversion: 1.0.0\nmaintainers: [{email: a@b.c}]\n",
-     "maintainers[0].name: each maintainer needs a name"),
-    ("apiVersion: v2\nname: x\nversion: 1.0.0\nmaintainers: [{name: a, email: nope}]\n",
-     "maintainers[0].email: 'nope' is not an email"),
-    ("apiVersion: v2\nname: x\nversion: 1.0.0\nsources: [not a url]\n", "sources[0]"),
-    ("apiVersion: v2\nname: x\nversion: 1.0.0\ndependencies: [{name: a, version: 1.x, "
-     "repository: 'https://e.com', alias: 'b c'}]\n", "dependencies[0].alias"),
-    ("apiVersion: v2\nname: x\nversion: 1.0.0\ndependencies: [{name: a, repository: ''}, "
-     "{name: a, repository: ''}]\n", "more than one dependency with name or alias 'a'"),
-    ("apiVersion: v2\nname: x\nname: y\nversion: 1.0.0\n", "name: duplicate key"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("name: x\nversion: 1.0.0\n", "apiVersion: is required"),
+        ("apiVersion: v3\nname: x\nversion: 1.0.0\n", "apiVersion: 'v3' is not valid"),
+        ("apiVersion: v2\nversion: 1.0.0\n", "name: is required"),
+        ("apiVersion: v2\nname: ../x\nversion: 1.0.0\n", "name: chart name '../x' is invalid"),
+        ("apiVersion: v2\nname: x\n", "version: is required"),
+        ("apiVersion: v2\nname: x\nversion: latest\n", "version: 'latest' is not a valid SemVer"),
+        ("apiVersion: v2\nname: x\nversion: 1.0\n", "version: must be a string, but it is a YAML"),
+        ("apiVersion: v2\nname: x\nversion: 1.0.0\ntype: plugin\n", "type: 'plugin' is invalid"),
+        ("apiVersion: v1\nname: x\nversion: 1.0.0\ntype: library\n", "type: is only allowed with"),
+        (
+            "apiVersion: v2\nname: x\nversion: 1.0.0\nmaintainers: [{email: a@b.c}]\n",
+            "maintainers[0].name: each maintainer needs a name",
+        ),
+        (
+            "apiVersion: v2\nname: x\nversion: 1.0.0\nmaintainers: [{name: a, email: nope}]\n",
+            "maintainers[0].email: 'nope' is not an email",
+        ),
+        ("apiVersion: v2\nname: x\nversion: 1.0.0\nsources: [not a url]\n", "sources[0]"),
+        (
+            "apiVersion: v2\nname: x\nversion: 1.0.0\ndependencies: [{name: a, version: 1.x, "
+            "repository: 'https://e.com', alias: 'b c'}]\n",
+            "dependencies[0].alias",
+        ),
+        (
+            "apiVersion: v2\nname: x\nversion: 1.0.0\ndependencies: [{name: a, repository: ''}, "
+            "{name: a, repository: ''}]\n",
+            "more than one dependency with name or alias 'a'",
+        ),
+        ("apiVersion: v2\nname: x\nname: y\nversion: 1.0.0\n", "name: duplicate key"),
+    ],
+)
 def test_invalid_chart_yaml_names_the_field(raw: str, expected: str) -> None:
     assert any(expected in e for e in _errors(raw)), _errors(raw)
 
@@ -122,13 +172,18 @@ def test_lint_warnings_for_style() -> None:
 # --- index ------------------------------------------------------------------------------------
 def _entry(name: str, version: str, digest: str = "d" * 64) -> idx.ChartVersion:
     meta = ChartMetadata({"apiVersion": "v2", "name": name, "version": version})
-    return idx.new_entry(meta, digest, idx.url_join("https://x.test/c", f"{name}-{version}.tgz"),
-                         "")
+    return idx.new_entry(
+        meta, digest, idx.url_join("https://x.test/c", f"{name}-{version}.tgz"), ""
+    )
 
 
 def test_build_index_sorts_and_stamps() -> None:
-    local = [_entry("a", "1.0.0"), _entry("a", "2.0.0-rc.1"), _entry("a", "1.5.0"),
-             _entry("b", "0.1.0")]
+    local = [
+        _entry("a", "1.0.0"),
+        _entry("a", "2.0.0-rc.1"),
+        _entry("a", "1.5.0"),
+        _entry("b", "0.1.0"),
+    ]
     index = idx.build_index(local, "NOW")
     assert [e.version for e in index.entries["a"]] == ["2.0.0-rc.1", "1.5.0", "1.0.0"]
     assert all(e.created == "NOW" for e in index.all_versions())
@@ -137,8 +192,9 @@ def test_build_index_sorts_and_stamps() -> None:
 
 def test_created_is_kept_when_digest_is_unchanged() -> None:
     first = idx.build_index([_entry("a", "1.0.0"), _entry("a", "1.1.0")], "T1")
-    second = idx.build_index([_entry("a", "1.0.0"), _entry("a", "1.1.0", "e" * 64)], "T2",
-                             merge=first)
+    second = idx.build_index(
+        [_entry("a", "1.0.0"), _entry("a", "1.1.0", "e" * 64)], "T2", merge=first
+    )
     created = {e.version: e.created for e in second.all_versions()}
     assert created == {"1.0.0": "T1", "1.1.0": "T2"}
     assert second.generated == "T2"
@@ -147,8 +203,7 @@ def test_created_is_kept_when_digest_is_unchanged() -> None:
 def test_merge_keeps_old_entries_and_local_wins() -> None:
     old = idx.build_index([_entry("a", "0.9.0"), _entry("a", "1.0.0", "o" * 64)], "T1")
     new = idx.build_index([_entry("a", "1.0.0", "n" * 64)], "T2", merge=old)
-    assert [(e.version, e.digest[0]) for e in new.entries["a"]] == [("1.0.0", "n"),
-                                                                     ("0.9.0", "d")]
+    assert [(e.version, e.digest[0]) for e in new.entries["a"]] == [("1.0.0", "n"), ("0.9.0", "d")]
 
 
 def test_build_metadata_versions_do_not_collide() -> None:
@@ -181,9 +236,11 @@ def test_dump_and_load_round_trip_with_sorted_keys() -> None:
 
 
 def test_load_keeps_timestamps_verbatim_and_accepts_json() -> None:
-    raw = (b"apiVersion: v1\nentries:\n  a:\n  - name: a\n    version: 1.0\n"
-           b"    created: 2019-03-29T22:50:44.754424+01:00\n    digest: abc\n"
-           b"generated: 2019-03-29T22:50:44+01:00\npublicKeys: [k]\n")
+    raw = (
+        b"apiVersion: v1\nentries:\n  a:\n  - name: a\n    version: 1.0\n"
+        b"    created: 2019-03-29T22:50:44.754424+01:00\n    digest: abc\n"
+        b"generated: 2019-03-29T22:50:44+01:00\npublicKeys: [k]\n"
+    )
     index = idx.load(raw)
     entry = index.entries["a"][0]
     assert entry.created == "2019-03-29T22:50:44.754424+01:00" and entry.version == "1.0"
@@ -191,26 +248,35 @@ def test_load_keeps_timestamps_verbatim_and_accepts_json() -> None:
     assert idx.load(b'{"apiVersion": "v1", "entries": {}}').entries == {}
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"", "empty index"), (b"entries: {}\n", "no apiVersion"), (b"a: [\n", "not valid YAML"),
-    (b"apiVersion: v1\nentries: [1]\n", "entries must be a mapping"),
-    (b"apiVersion: v1\nentries:\n  a: 3\n", "entries.a must be a list"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "empty index"),
+        (b"entries: {}\n", "no apiVersion"),
+        (b"a: [\n", "not valid YAML"),
+        (b"apiVersion: v1\nentries: [1]\n", "entries must be a mapping"),
+        (b"apiVersion: v1\nentries:\n  a: 3\n", "entries.a must be a list"),
+    ],
+)
 def test_bad_index_is_refused(raw: bytes, message: str) -> None:
     with pytest.raises(IndexFormatError, match=message):
         idx.load(raw)
 
 
-@pytest.mark.parametrize("raw", [
-    GOOD,
-    b"apiVersion: v2\nname: x\nversion: 1.0\nappVersion: 1.10\n",
-    b"apiVersion: v2\nname: x # comment\nversion: '1.0.0'\ndeprecated: yes\n",
-    b"apiVersion: v2\nname: x\nversion: 1.0.0\nannotations:\n  a: |\n    multi\n    line\n",
-    b"apiVersion: v2\nname: x\nname: y\nversion: 1.0.0\n",
-    b"apiVersion: v2\nname: x\nversion: ~\ntags: null\nkeywords: [a, b]\n",
-])
-def test_fast_and_full_chart_yaml_parsers_agree(raw: bytes, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        GOOD,
+        b"apiVersion: v2\nname: x\nversion: 1.0\nappVersion: 1.10\n",
+        b"apiVersion: v2\nname: x # comment\nversion: '1.0.0'\ndeprecated: yes\n",
+        b"apiVersion: v2\nname: x\nversion: 1.0.0\nannotations:\n  a: |\n    multi\n    line\n",
+        b"apiVersion: v2\nname: x\nname: y\nversion: 1.0.0\n",
+        b"apiVersion: v2\nname: x\nversion: ~\ntags: null\nkeywords: [a, b]\n",
+    ],
+)
+def test_fast_and_full_chart_yaml_parsers_agree(
+    raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flotilla.charts import yamlread
 
     fast = parse_chart_yaml(raw)
@@ -222,7 +288,8 @@ def test_fast_and_full_chart_yaml_parsers_agree(raw: bytes, monkeypatch: pytest.
     full = parse_chart_yaml(raw)
     assert fast.fields == full.fields
     assert {(f.field, f.message) for f in fast.findings} == {
-        (f.field, f.message) for f in full.findings}
+        (f.field, f.message) for f in full.findings
+    }
     assert all(type(v) is str for v in fast.fields.get("annotations", {}).values())
 
 

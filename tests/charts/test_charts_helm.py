@@ -28,23 +28,28 @@ WEBAPP_VERSIONS = ("1.0.0", "1.1.0-rc.1", "1.1.0-rc.1+build.2", "1.1.0+build.7",
 
 
 def _export_branch(bare: Path, branch: str, dest: Path) -> None:
-    archive = subprocess.run(["git", "--git-dir", str(bare), "archive", "--format=tar", branch],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "--git-dir", str(bare), "archive", "--format=tar", branch],
+        check=True,
+        capture_output=True,
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
 
 
 @pytest.fixture
-def published_site(tmp_path: Path, gpg_key: GpgKey,
-                   serve: Callable[[Path], str]) -> tuple[str, Path]:
+def published_site(
+    tmp_path: Path, gpg_key: GpgKey, serve: Callable[[Path], str]
+) -> tuple[str, Path]:
     """Publish realistic charts (signed) to a bare repo and serve its gh-pages over HTTP."""
     site = tmp_path / "site"
     site.mkdir()
     url = serve(site)
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    options = PublishOptions(repo=str(bare), pages_url=url,
-                             sign=SigningKey(gpg_key.name, gpg_key.secret_keyring))
+    options = PublishOptions(
+        repo=str(bare), pages_url=url, sign=SigningKey(gpg_key.name, gpg_key.secret_keyring)
+    )
     for version in WEBAPP_VERSIONS:
         publish(webapp_chart(tmp_path / "src" / version, version=version).parent, options)
     publish(big_values_chart(tmp_path / "src" / "big"), options)
@@ -57,8 +62,9 @@ def test_helm_adds_searches_pulls_verifies_and_templates(
 ) -> None:
     url, _ = published_site
     helm.run("repo", "add", "flot", url)
-    found = json.loads(helm.run("search", "repo", "flot/", "--devel", "--versions",
-                                "-o", "json").stdout)
+    found = json.loads(
+        helm.run("search", "repo", "flot/", "--devel", "--versions", "-o", "json").stdout
+    )
     listed = {(c["name"], c["version"]) for c in found}
     assert {("flot/webapp", v) for v in WEBAPP_VERSIONS} <= listed
     assert {("flot/common", "0.3.0"), ("flot/bigvalues", "0.1.0")} <= listed
@@ -68,11 +74,21 @@ def test_helm_adds_searches_pulls_verifies_and_templates(
     dest = tmp_path / "pulled"
     dest.mkdir()
     for version in ("1.0.0", "2.0.0-alpha.1"):
-        out = helm.run("pull", "flot/webapp", "--version", version, "--verify", "--keyring",
-                       str(gpg_key.public_keyring), "-d", str(dest))
+        out = helm.run(
+            "pull",
+            "flot/webapp",
+            "--version",
+            version,
+            "--verify",
+            "--keyring",
+            str(gpg_key.public_keyring),
+            "-d",
+            str(dest),
+        )
         assert "Signed by: Flotilla Charts Test" in out.stdout + out.stderr
-    rendered = helm.run("template", "demo", str(dest / "webapp-1.0.0.tgz"),
-                        "--kube-version", "1.30.0").stdout
+    rendered = helm.run(
+        "template", "demo", str(dest / "webapp-1.0.0.tgz"), "--kube-version", "1.30.0"
+    ).stdout
     assert "app.kubernetes.io/name: webapp" in rendered, "library chart dependency rendered"
     assert "name: demo-sidecar" in rendered, "vendored subchart rendered"
     big = helm.run("template", "big", "flot/bigvalues", "--version", "0.1.0").stdout
@@ -89,8 +105,7 @@ def test_helm_verify_rejects_tampering(
     shutil.copy(site / "webapp-1.0.0.tgz.prov", tmp_path / "webapp-1.0.0.tgz.prov")
     helm.run("verify", str(good), "--keyring", str(gpg_key.public_keyring))
     good.write_bytes(good.read_bytes() + b"\0")
-    tampered = helm.run("verify", str(good), "--keyring", str(gpg_key.public_keyring),
-                        check=False)
+    tampered = helm.run("verify", str(good), "--keyring", str(gpg_key.public_keyring), check=False)
     assert tampered.returncode != 0 and "sha256 sum does not match" in tampered.stderr
 
 

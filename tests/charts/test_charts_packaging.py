@@ -65,7 +65,8 @@ def test_archive_layout_follows_helm(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(packaged.data), mode="r:gz") as tar:
         infos = tar.getmembers()
     assert {(i.mode, i.uid, i.gid, i.mtime, i.type) for i in infos} == {
-        (0o644, 0, 0, 315532800, tarfile.REGTYPE)}
+        (0o644, 0, 0, 315532800, tarfile.REGTYPE)
+    }
 
 
 def test_source_date_epoch_sets_the_mtime(tmp_path: Path) -> None:
@@ -84,8 +85,10 @@ def test_write_package_names_the_archive(tmp_path: Path) -> None:
 def test_missing_dependency_is_refused(tmp_path: Path) -> None:
     chart = simple_chart(tmp_path, "needy", "1.0.0")
     with (chart / "Chart.yaml").open("a") as f:
-        f.write("dependencies:\n  - name: redis\n    version: 1.x\n"
-                "    repository: https://charts.example.com\n")
+        f.write(
+            "dependencies:\n  - name: redis\n    version: 1.x\n"
+            "    repository: https://charts.example.com\n"
+        )
     with pytest.raises(InvalidChartError, match=r"'redis' is declared but missing from charts/"):
         package_chart(chart)
 
@@ -116,26 +119,47 @@ def test_lint_reports_file_and_field(tmp_path: Path) -> None:
 
 
 # --- hostile archives -------------------------------------------------------------------------
-@pytest.mark.parametrize(("members", "message"), [
-    ([member("evil/Chart.yaml", CHART_YAML), member("evil/../../etc/cron.d/x", b"boom")],
-     "references the parent directory"),
-    ([member("evil/Chart.yaml", CHART_YAML), member("/etc/passwd", b"boom")], "absolute path"),
-    ([member("evil/Chart.yaml", CHART_YAML),
-      member("evil/templates/x.yaml", kind=tarfile.SYMTYPE, link="/etc/shadow")],
-     "is a link to '/etc/shadow'"),
-    ([member("evil/Chart.yaml", CHART_YAML),
-      member("evil/hard", kind=tarfile.LNKTYPE, link="evil/Chart.yaml")], "is a link"),
-    ([member("evil/Chart.yaml", CHART_YAML), member("evil/dev", kind=tarfile.CHRTYPE)],
-     "not a regular file"),
-    ([member("evil/Chart.yaml", CHART_YAML), member("other/values.yaml", b"")],
-     "outside base directory"),
-    ([member("evil/Chart.yaml", CHART_YAML), member("evil/values.yaml", b"a" * 4096)],
-     "over the 2048-byte limit per file"),
-    ([member("evil/values.yaml", b"")], "no Chart.yaml"),
-    ([member("evil/Chart.yaml", b"apiVersion: v2\nname: [\n")], "invalid YAML"),
-])
-def test_hostile_archives_are_refused(members: list[tuple[tarfile.TarInfo, bytes | None]],
-                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (
+            [member("evil/Chart.yaml", CHART_YAML), member("evil/../../etc/cron.d/x", b"boom")],
+            "references the parent directory",
+        ),
+        ([member("evil/Chart.yaml", CHART_YAML), member("/etc/passwd", b"boom")], "absolute path"),
+        (
+            [
+                member("evil/Chart.yaml", CHART_YAML),
+                member("evil/templates/x.yaml", kind=tarfile.SYMTYPE, link="/etc/shadow"),
+            ],
+            "is a link to '/etc/shadow'",
+        ),
+        (
+            [
+                member("evil/Chart.yaml", CHART_YAML),
+                member("evil/hard", kind=tarfile.LNKTYPE, link="evil/Chart.yaml"),
+            ],
+            "is a link",
+        ),
+        (
+            [member("evil/Chart.yaml", CHART_YAML), member("evil/dev", kind=tarfile.CHRTYPE)],
+            "not a regular file",
+        ),
+        (
+            [member("evil/Chart.yaml", CHART_YAML), member("other/values.yaml", b"")],
+            "outside base directory",
+        ),
+        (
+            [member("evil/Chart.yaml", CHART_YAML), member("evil/values.yaml", b"a" * 4096)],
+            "over the 2048-byte limit per file",
+        ),
+        ([member("evil/values.yaml", b"")], "no Chart.yaml"),
+        ([member("evil/Chart.yaml", b"apiVersion: v2\nname: [\n")], "invalid YAML"),
+    ],
+)
+def test_hostile_archives_are_refused(
+    members: list[tuple[tarfile.TarInfo, bytes | None]], message: str
+) -> None:
     data = raw_archive(members)
     with pytest.raises(ChartError, match=message):
         read_archive(data, "evil-1.0.0.tgz", ArchiveLimits(max_file_bytes=2048))
@@ -143,7 +167,8 @@ def test_hostile_archives_are_refused(members: list[tuple[tarfile.TarInfo, bytes
 
 def test_decompression_bomb_is_bounded() -> None:
     members = [member("evil/Chart.yaml", CHART_YAML)] + [
-        member(f"evil/f{i}", b"\0" * 4000) for i in range(10)]
+        member(f"evil/f{i}", b"\0" * 4000) for i in range(10)
+    ]
     with pytest.raises(UnsafeArchiveError, match="decompressed size exceeds 16384 bytes"):
         read_archive(raw_archive(members), "bomb.tgz", ArchiveLimits(max_total_bytes=16384))
 
@@ -199,7 +224,9 @@ def test_index_directory_keeps_created_for_unchanged_archives(tmp_path: Path) ->
     repo = _repo(tmp_path)
     first, _ = index_directory(repo, "https://example.com/charts")
     assert [e.version for e in first.entries["webapp"]] in (
-        ["1.1.0-rc.1", "1.1.0+build.7", "1.0.0"], ["1.1.0+build.7", "1.1.0-rc.1", "1.0.0"])
+        ["1.1.0-rc.1", "1.1.0+build.7", "1.0.0"],
+        ["1.1.0+build.7", "1.1.0-rc.1", "1.0.0"],
+    )
     assert first.entries["common"][0].urls == ["https://example.com/charts/sub/common-0.3.0.tgz"]
     text1 = (repo / "index.yaml").read_text()
     time.sleep(0.01)
@@ -212,9 +239,11 @@ def test_index_directory_keeps_created_for_unchanged_archives(tmp_path: Path) ->
 def test_index_merge_keeps_foreign_entries(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     old = tmp_path / "old-index.yaml"
-    old.write_text("apiVersion: v1\nentries:\n  legacy:\n  - name: legacy\n    version: 0.0.1\n"
-                   "    digest: abc\n    urls: [https://old.example.com/legacy-0.0.1.tgz]\n"
-                   "    created: '2020-01-01T00:00:00Z'\n")
+    old.write_text(
+        "apiVersion: v1\nentries:\n  legacy:\n  - name: legacy\n    version: 0.0.1\n"
+        "    digest: abc\n    urls: [https://old.example.com/legacy-0.0.1.tgz]\n"
+        "    created: '2020-01-01T00:00:00Z'\n"
+    )
     index, _ = index_directory(repo, "", merge=old)
     assert index.entries["legacy"][0].created == "2020-01-01T00:00:00Z"
     assert index.entries["webapp"][0].urls[0].startswith("webapp-1.1.0")
@@ -224,8 +253,9 @@ def test_bad_archive_in_a_batch_leaves_the_index_alone(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     index_directory(repo, "https://example.com")
     before = (repo / "index.yaml").read_bytes()
-    (repo / "evil-1.0.0.tgz").write_bytes(raw_archive(
-        [member("evil/Chart.yaml", CHART_YAML), member("evil/../../x", b"")]))
+    (repo / "evil-1.0.0.tgz").write_bytes(
+        raw_archive([member("evil/Chart.yaml", CHART_YAML), member("evil/../../x", b"")])
+    )
     with pytest.raises(ChartError, match=r"refusing to write the index; bad archives:\n.*evil"):
         index_directory(repo, "https://example.com")
     assert (repo / "index.yaml").read_bytes() == before
@@ -236,8 +266,9 @@ def test_bad_archive_in_a_batch_leaves_the_index_alone(tmp_path: Path) -> None:
 def test_duplicate_versions_across_subdirectories_are_refused(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     (repo / "copy").mkdir()
-    (repo / "copy" / "common-0.3.0.tgz").write_bytes((repo / "sub" / "common-0.3.0.tgz")
-                                                     .read_bytes())
+    (repo / "copy" / "common-0.3.0.tgz").write_bytes(
+        (repo / "sub" / "common-0.3.0.tgz").read_bytes()
+    )
     with pytest.raises(ChartError, match=r"duplicate version: common 0\.3\.0"):
         index_directory(repo, "")
 
@@ -258,17 +289,23 @@ def test_merge_with_a_missing_index_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.yaml").exists()
 
 
-_SEED_ARCHIVE = raw_archive([
-    member("evil/Chart.yaml", CHART_YAML), member("evil/values.yaml", b"a: 1\n"),
-    member("evil/templates/" + "x" * 120 + ".yaml", b"kind: ConfigMap\n"),
-])
+_SEED_ARCHIVE = raw_archive(
+    [
+        member("evil/Chart.yaml", CHART_YAML),
+        member("evil/values.yaml", b"a: 1\n"),
+        member("evil/templates/" + "x" * 120 + ".yaml", b"kind: ConfigMap\n"),
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), min_size=1, max_size=8),
-       st.booleans())
+@given(
+    st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), min_size=1, max_size=8),
+    st.booleans(),
+)
 def test_corrupted_archives_fail_only_with_chart_errors(
-        edits: list[tuple[int, int]], truncate: bool) -> None:
+    edits: list[tuple[int, int]], truncate: bool
+) -> None:
     tar = bytearray(gzip.decompress(_SEED_ARCHIVE))
     for offset, value in edits:
         tar[offset % len(tar)] = value

@@ -16,8 +16,9 @@ URL = "https://example.github.io/charts"
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
@@ -52,8 +53,13 @@ def test_first_publish_creates_an_orphan_branch(tmp_path: Path, remote: Path) ->
     result = publish(charts, PublishOptions(repo=str(remote), pages_url=URL))
     assert sorted(result.published) == ["common-0.3.0", "webapp-1.0.0"]
     files = set(git("--git-dir", str(remote), "ls-tree", "--name-only", "gh-pages").split())
-    assert files == {".nojekyll", "common-0.3.0.tgz", "index.html", "index.yaml",
-                     "webapp-1.0.0.tgz"}
+    assert files == {
+        ".nojekyll",
+        "common-0.3.0.tgz",
+        "index.html",
+        "index.yaml",
+        "webapp-1.0.0.tgz",
+    }
     assert commits(remote) == 1, "gh-pages must not carry main's history"
     index = branch_index(remote)
     assert index.entries["webapp"][0].urls == [f"{URL}/webapp-1.0.0.tgz"]
@@ -80,7 +86,11 @@ def test_new_versions_are_added_and_nothing_is_dropped(tmp_path: Path, remote: P
         publish(simple_chart(tmp_path / version, "app", version), options)
     index = branch_index(remote)
     assert [e.version for e in index.entries["app"]] == [
-        "1.1.0", "1.1.0-rc.1+build.2", "1.1.0-rc.1", "1.0.0"]
+        "1.1.0",
+        "1.1.0-rc.1+build.2",
+        "1.1.0-rc.1",
+        "1.0.0",
+    ]
     assert index.get("app", "1.0.0") == first, "existing entries are kept verbatim"
     assert commits(remote) == 4
 
@@ -138,39 +148,50 @@ def test_concurrent_publishers_race_for_real(tmp_path: Path, remote: Path) -> No
 
     charts = [simple_chart(tmp_path / f"c{i}", f"chart{i}", "1.0.0") for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(
-            lambda c: publish(c, PublishOptions(repo=str(remote), pages_url=URL,
-                                                max_attempts=10)), charts))
+        results = list(
+            pool.map(
+                lambda c: publish(
+                    c, PublishOptions(repo=str(remote), pages_url=URL, max_attempts=10)
+                ),
+                charts,
+            )
+        )
     assert all(r.pushed for r in results)
     assert set(branch_index(remote).entries) == {f"chart{i}" for i in range(4)}
 
 
 def test_artifacthub_metadata_and_custom_branch(tmp_path: Path, remote: Path) -> None:
-    meta = write(tmp_path / "artifacthub-repo.yml",
-                 "repositoryID: 0b5d3a8e-1111-2222-3333-444455556666\n"
-                 "owners:\n  - name: ada\n    email: ada@example.com\n")
-    options = PublishOptions(repo=str(remote), pages_url=URL, branch="pages",
-                             artifacthub_repo=meta)
+    meta = write(
+        tmp_path / "artifacthub-repo.yml",
+        "repositoryID: 0b5d3a8e-1111-2222-3333-444455556666\n"
+        "owners:\n  - name: ada\n    email: ada@example.com\n",
+    )
+    options = PublishOptions(repo=str(remote), pages_url=URL, branch="pages", artifacthub_repo=meta)
     publish(simple_chart(tmp_path, "app", "1.0.0"), options)
     assert "repositoryID" in branch_file(remote, "artifacthub-repo.yml", "pages")
     bad = write(tmp_path / "bad.yml", "repositoryId: typo\n")
     with pytest.raises(ChartError, match=r"unknown keys \['repositoryId'\]"):
-        publish(simple_chart(tmp_path / "x", "app", "1.0.1"),
-                PublishOptions(repo=str(remote), pages_url=URL, artifacthub_repo=bad))
+        publish(
+            simple_chart(tmp_path / "x", "app", "1.0.1"),
+            PublishOptions(repo=str(remote), pages_url=URL, artifacthub_repo=bad),
+        )
 
 
 def test_publish_to_a_non_bare_repo_path(tmp_path: Path) -> None:
     work = tmp_path / "work"
     git("init", "-q", "-b", "main", str(work))
-    publish(simple_chart(tmp_path / "c", "app", "1.0.0"),
-            PublishOptions(repo=str(work), pages_url=URL))
+    publish(
+        simple_chart(tmp_path / "c", "app", "1.0.0"), PublishOptions(repo=str(work), pages_url=URL)
+    )
     assert "app-1.0.0.tgz" in git("ls-tree", "--name-only", "gh-pages", cwd=work)
 
 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ChartError, match="does not exist"):
-        publish(simple_chart(tmp_path, "app", "1.0.0"),
-                PublishOptions(repo=str(tmp_path / "nope"), pages_url=URL))
+        publish(
+            simple_chart(tmp_path, "app", "1.0.0"),
+            PublishOptions(repo=str(tmp_path / "nope"), pages_url=URL),
+        )
 
 
 def test_credentials_never_appear_in_errors(tmp_path: Path) -> None:

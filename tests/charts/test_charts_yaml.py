@@ -14,18 +14,60 @@ from flotilla.charts import yamlemit, yamlread
 
 scalars = st.one_of(
     st.text(max_size=30),
-    st.sampled_from(["1.0", "1.0.0", "yes", "No", "null", "~", "y", "0x1F", "1e3", "2019-03-29",
-                     "2019-03-29T22:50:44.754424+01:00", "- a", "a: b", "a #b", "#c", "@x",
-                     "*y", "&z", "!t", "|", ">", "'q'", '"d"', " lead", "trail ", "", "a\nb",
-                     "\u2028", "\x85", "\ufeff", "tab\tx", "é", "😀", "1_000", "12:30:00",
-                     "v1.2", "0.1.0-rc.1+build.5", ".inf", "-.5", "+1", "=", "<<"]),
+    st.sampled_from(
+        [
+            "1.0",
+            "1.0.0",
+            "yes",
+            "No",
+            "null",
+            "~",
+            "y",
+            "0x1F",
+            "1e3",
+            "2019-03-29",
+            "2019-03-29T22:50:44.754424+01:00",
+            "- a",
+            "a: b",
+            "a #b",
+            "#c",
+            "@x",
+            "*y",
+            "&z",
+            "!t",
+            "|",
+            ">",
+            "'q'",
+            '"d"',
+            " lead",
+            "trail ",
+            "",
+            "a\nb",
+            "\u2028",
+            "\x85",
+            "\ufeff",
+            "tab\tx",
+            "é",
+            "😀",
+            "1_000",
+            "12:30:00",
+            "v1.2",
+            "0.1.0-rc.1+build.5",
+            ".inf",
+            "-.5",
+            "+1",
+            "=",
+            "<<",
+        ]
+    ),
     st.booleans(),
     st.none(),
 )
 documents = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=25,
 )
 
@@ -47,10 +89,14 @@ def test_emitter_round_trips_through_pyyaml_and_the_fast_reader(doc: dict[str, A
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(max_size=12), documents, min_size=1, max_size=5),
-       st.sampled_from([20, 80, 1 << 16]), st.booleans())
-def test_fast_reader_agrees_with_pyyaml_or_declines(doc: dict[str, Any], width: int,
-                                                    unicode: bool) -> None:
+@given(
+    st.dictionaries(st.text(max_size=12), documents, min_size=1, max_size=5),
+    st.sampled_from([20, 80, 1 << 16]),
+    st.booleans(),
+)
+def test_fast_reader_agrees_with_pyyaml_or_declines(
+    doc: dict[str, Any], width: int, unicode: bool
+) -> None:
     text = yaml.safe_dump(doc, default_flow_style=False, width=width, allow_unicode=unicode)
     try:
         fast = yamlread.load(text)
@@ -59,21 +105,37 @@ def test_fast_reader_agrees_with_pyyaml_or_declines(doc: dict[str, Any], width: 
     assert fast == _pyyaml(text)
 
 
-@pytest.mark.parametrize("text", [
-    "a: 1\n# comment\n", "a: &x 1\nb: *x\n", "a: [1, [2]]\n", "a: [x, ]\n", "a: ['x,y']\n",
-    "a: plain\n  continued\n", "---\na: 1\n", "a: 'x' # c\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\n# comment\n",
+        "a: &x 1\nb: *x\n",
+        "a: [1, [2]]\n",
+        "a: [x, ]\n",
+        "a: ['x,y']\n",
+        "a: plain\n  continued\n",
+        "---\na: 1\n",
+        "a: 'x' # c\n",
+    ],
+)
 def test_fast_reader_declines_what_it_does_not_know(text: str) -> None:
     with pytest.raises(yamlread.UnsupportedYamlError):
         yamlread.load(text)
     assert idx.load(text.encode() + b"apiVersion: v1\n").extra is not None
 
 
-@pytest.mark.parametrize("text", [
-    "a: |\n  one\n\n  two\n\n\nb: x\n", "a: |-\n  one\n  # not a comment\n", "a: |+\n  x\n\n",
-    "l:\n- |\n  item\n  more\n- y\n", "a: |\n    deeper\n  less\n", "k: [a, 1.0, yes, ~]\n",
-    "k: []\nm: {}\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: |\n  one\n\n  two\n\n\nb: x\n",
+        "a: |-\n  one\n  # not a comment\n",
+        "a: |+\n  x\n\n",
+        "l:\n- |\n  item\n  more\n- y\n",
+        "a: |\n    deeper\n  less\n",
+        "k: [a, 1.0, yes, ~]\n",
+        "k: []\nm: {}\n",
+    ],
+)
 def test_fast_reader_reads_literal_blocks_like_pyyaml(text: str) -> None:
     try:
         fast = yamlread.load(text)

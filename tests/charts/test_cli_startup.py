@@ -8,9 +8,15 @@ import sys
 
 import pytest
 
-HEAVY = ["yaml", "flotilla.charts.chartfile", "flotilla.charts.packaging",
-         "flotilla.charts.publishing", "flotilla.charts.indexing", "flotilla.charts.provenance",
-         "rich.markdown"]
+HEAVY = [
+    "yaml",
+    "flotilla.charts.chartfile",
+    "flotilla.charts.packaging",
+    "flotilla.charts.publishing",
+    "flotilla.charts.indexing",
+    "flotilla.charts.provenance",
+    "rich.markdown",
+]
 
 
 @pytest.mark.parametrize("command", ["lint", "package", "index", "publish"])

@@ -88,13 +88,23 @@ def test_the_table_is_what_helm_does(helm: Helm, tmp_path: Path) -> None:
         lint = helm.run("lint", str(chart), check=False)
         actual = (package.returncode == 0, lint.returncode == 0)
         if actual != expected:
-            wrong.append(f"{version!r}: table says {expected}, helm says {actual}: "
-                         f"{package.stderr.strip()[-200:]} {lint.stdout.strip()[-200:]}")
+            wrong.append(
+                f"{version!r}: table says {expected}, helm says {actual}: "
+                f"{package.stderr.strip()[-200:]} {lint.stdout.strip()[-200:]}"
+            )
     assert not wrong, "\n".join(wrong)
 
 
 def test_order_follows_precedence_not_spelling() -> None:
-    ordered = versions.newest_first(["1.0.0-rc.2", "v1.0", "1.0.0-rc.10", "1.0.0-alpha",
-                                     "0.9.0", "1.0.0-rc.1", "1.0.0-1"])
-    assert ordered == ["v1.0", "1.0.0-rc.10", "1.0.0-rc.2", "1.0.0-rc.1", "1.0.0-alpha",
-                       "1.0.0-1", "0.9.0"]
+    ordered = versions.newest_first(
+        ["1.0.0-rc.2", "v1.0", "1.0.0-rc.10", "1.0.0-alpha", "0.9.0", "1.0.0-rc.1", "1.0.0-1"]
+    )
+    assert ordered == [
+        "v1.0",
+        "1.0.0-rc.10",
+        "1.0.0-rc.2",
+        "1.0.0-rc.1",
+        "1.0.0-alpha",
+        "1.0.0-1",
+        "0.9.0",
+    ]

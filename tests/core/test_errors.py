@@ -52,11 +52,18 @@ def _error(module: str, name: str, arg: object) -> FlotillaError:
     return error
 
 
-@pytest.mark.parametrize(("system", "module", "name", "arg", "code"), ROOTS,
-                         ids=[f"{r[0]}.{r[2]}" for r in ROOTS])
+@pytest.mark.parametrize(
+    ("system", "module", "name", "arg", "code"), ROOTS, ids=[f"{r[0]}.{r[2]}" for r in ROOTS]
+)
 def test_main_maps_each_root_error_to_message_and_code(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        system: str, module: str, name: str, arg: object, code: int) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    system: str,
+    module: str,
+    name: str,
+    arg: object,
+    code: int,
+) -> None:
     assert system in cli.SYSTEMS
     _to_raise.append(_error(module, name, arg))
     monkeypatch.setitem(cli.SYSTEMS, "boom", (__name__, "raises a queued error"))

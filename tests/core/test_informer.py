@@ -29,8 +29,9 @@ class ExpiringClient:
     def list(self, _res: Any, **_kw: Any) -> Listing:
         self.lists.append(time.monotonic())
         n = len(self.lists)
-        return Listing([{"metadata": {"name": f"cm-{n}", "namespace": "a",
-                                      "resourceVersion": str(n)}}])
+        return Listing(
+            [{"metadata": {"name": f"cm-{n}", "namespace": "a", "resourceVersion": str(n)}}]
+        )
 
     def watch(self, _res: Any, **_kw: Any) -> Iterator[tuple[str, Any]]:
         self.watches += 1
@@ -44,8 +45,12 @@ class ExpiringClient:
 def test_an_expired_watch_relists_at_once_and_the_cache_follows() -> None:
     client = ExpiringClient()
     seen: list[tuple[str, str]] = []
-    informer = Informer(cast(Client, client), ConfigMap, name="cm",
-                        on_change=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+    informer = Informer(
+        cast(Client, client),
+        ConfigMap,
+        name="cm",
+        on_change=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])),
+    )
     informer.start()
     try:
         assert client.done.wait(5)

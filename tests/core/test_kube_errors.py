@@ -42,8 +42,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("status", "reason", "cls", "retryable"), CASES)
-def test_each_status_maps_to_one_class(status: int, reason: str, cls: type[KubeError],
-                                       retryable: bool) -> None:
+def test_each_status_maps_to_one_class(
+    status: int, reason: str, cls: type[KubeError], retryable: bool
+) -> None:
     err = error_for_status(status, "get thing: boom", reason=reason)
     assert type(err) is cls
     assert err.status == status
@@ -55,11 +56,18 @@ def test_already_exists_is_still_a_conflict() -> None:
     assert isinstance(error_for_status(409, "x", reason="AlreadyExists"), KubeConflictError)
 
 
-def _api_error(status: int, reason: str, *, retry_after_seconds: int | None = None,
-               header: str | None = None) -> ApiError:
+def _api_error(
+    status: int, reason: str, *, retry_after_seconds: int | None = None, header: str | None = None
+) -> ApiError:
     request = httpx2.Request("POST", "https://api.example/api/v1/namespaces/a/pods")
-    body: dict[str, object] = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                               "code": status, "reason": reason, "message": f"said {reason}"}
+    body: dict[str, object] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": status,
+        "reason": reason,
+        "message": f"said {reason}",
+    }
     if retry_after_seconds is not None:
         body["details"] = {"retryAfterSeconds": retry_after_seconds}
     headers = {"Retry-After": header} if header is not None else {}
@@ -67,11 +75,10 @@ def _api_error(status: int, reason: str, *, retry_after_seconds: int | None = No
     return ApiError(request=request, response=response)
 
 
-@pytest.mark.parametrize(("status", "reason", "cls", "retryable"),
-                         [c for c in CASES if c[0] != 0])
-def test_lightkube_errors_map_through_the_same_table(status: int, reason: str,
-                                                     cls: type[KubeError],
-                                                     retryable: bool) -> None:
+@pytest.mark.parametrize(("status", "reason", "cls", "retryable"), [c for c in CASES if c[0] != 0])
+def test_lightkube_errors_map_through_the_same_table(
+    status: int, reason: str, cls: type[KubeError], retryable: bool
+) -> None:
     with pytest.raises(KubeError) as info, kube_errors("create Pod a/b"):
         raise _api_error(status, reason)
     assert type(info.value) is cls
@@ -80,14 +87,18 @@ def test_lightkube_errors_map_through_the_same_table(status: int, reason: str,
     assert isinstance(info.value.__cause__, ApiError)  # chained, for the traceback
 
 
-@pytest.mark.parametrize(("details", "header", "expected"), [
-    (7, None, 7.0),        # the Status object's details win
-    (None, "3", 3.0),      # else the Retry-After header
-    (None, "Wed, 21 Oct 2026 07:28:00 GMT", None),  # a date: no number to give
-    (None, None, None),
-])
-def test_too_many_requests_carries_the_servers_wait(details: int | None, header: str | None,
-                                                    expected: float | None) -> None:
+@pytest.mark.parametrize(
+    ("details", "header", "expected"),
+    [
+        (7, None, 7.0),  # the Status object's details win
+        (None, "3", 3.0),  # else the Retry-After header
+        (None, "Wed, 21 Oct 2026 07:28:00 GMT", None),  # a date: no number to give
+        (None, None, None),
+    ],
+)
+def test_too_many_requests_carries_the_servers_wait(
+    details: int | None, header: str | None, expected: float | None
+) -> None:
     with pytest.raises(KubeTooManyRequestsError) as info, kube_errors("evict pod a/b"):
         raise _api_error(429, "TooManyRequests", retry_after_seconds=details, header=header)
     assert info.value.retry_after == expected
@@ -104,8 +115,10 @@ def test_errors_decoded_from_a_watch_stream_have_no_response() -> None:
 def test_bare_http_status_errors_map_too() -> None:
     request = httpx2.Request("GET", "https://api.example/apis/x/v1/things")
     response = httpx2.Response(404, text="404 page not found", request=request)
-    with pytest.raises(KubeNotFoundError, match=r"^list Thing: HTTP 404$"), \
-            kube_errors("list Thing"):
+    with (
+        pytest.raises(KubeNotFoundError, match=r"^list Thing: HTTP 404$"),
+        kube_errors("list Thing"),
+    ):
         raise httpx2.HTTPStatusError("not found", request=request, response=response)
 
 

@@ -17,16 +17,26 @@ CODE = (
 
 
 def loaded_by(*argv: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", CODE, *argv], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CODE, *argv], capture_output=True, text=True, check=True
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("argv", [("--help",), ("--version",), ("fn", "--help"),
-                                  ("fn", "init", "--help"), ("localpv", "--help"),
-                                  ("localpv", "agent", "--help"), ("operators", "--help"),
-                                  ("operators", "audit", "--help")],
-                         ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--help",),
+        ("--version",),
+        ("fn", "--help"),
+        ("fn", "init", "--help"),
+        ("localpv", "--help"),
+        ("localpv", "agent", "--help"),
+        ("operators", "--help"),
+        ("operators", "audit", "--help"),
+    ],
+    ids=" ".join,
+)
 def test_help_imports_no_heavy_library(argv: tuple[str, ...]) -> None:
     assert loaded_by(*argv) & HEAVY == set()
 

@@ -18,46 +18,101 @@ from flotilla.core.units import (
 )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("30s", 30), ("5m", 300), ("1h30m", 5400), ("1h 30m", 5400), ("7d", 604800),
-    ("90", 90), (90, 90), (0, 0), ("0s", 0), ("500ms", 0.5), ("1.5h", 5400), ("2M", 120),
-    (" 45m ", 2700), (2.5, 2.5), ("1d2h3m4s5ms", 93784.005),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("1h 30m", 5400),
+        ("7d", 604800),
+        ("90", 90),
+        (90, 90),
+        (0, 0),
+        ("0s", 0),
+        ("500ms", 0.5),
+        ("1.5h", 5400),
+        ("2M", 120),
+        (" 45m ", 2700),
+        (2.5, 2.5),
+        ("1d2h3m4s5ms", 93784.005),
+    ],
+)
 def test_durations_users_write(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", [
-    "", "s", "-5s", -5, "5x", "5s garbage", "1h-30m", "h1", "5 s s", True, float("nan"),
-    "9" * 5000 + "d", "1" * 70, "999999999d", "1e3s", "1,5h",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "s",
+        "-5s",
+        -5,
+        "5x",
+        "5s garbage",
+        "1h-30m",
+        "h1",
+        "5 s s",
+        True,
+        float("nan"),
+        "9" * 5000 + "d",
+        "1" * 70,
+        "999999999d",
+        "1e3s",
+        "1,5h",
+    ],
+)
 def test_durations_refused(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)  # type: ignore[arg-type]
 
 
 WHOLE_DHMS = DurationGrammar(units=frozenset("dhms"), fractions=False)
-GO_LIKE = DurationGrammar(units=frozenset({"ms", "s", "m", "h"}), spaces=False, any_case=False,
-                          bare_seconds=False)
+GO_LIKE = DurationGrammar(
+    units=frozenset({"ms", "s", "m", "h"}), spaces=False, any_case=False, bare_seconds=False
+)
 
 
-@pytest.mark.parametrize(("grammar", "text", "seconds"), [
-    (WHOLE_DHMS, "1h 30 m", 5400), (WHOLE_DHMS, " 7D ", 604800), (WHOLE_DHMS, "90", 90),
-    (WHOLE_DHMS, 90, 90), (GO_LIKE, "1.5h", 5400), (GO_LIKE, "1h30m500ms", 5400.5),
-    (GO_LIKE, "0s", 0),
-])
+@pytest.mark.parametrize(
+    ("grammar", "text", "seconds"),
+    [
+        (WHOLE_DHMS, "1h 30 m", 5400),
+        (WHOLE_DHMS, " 7D ", 604800),
+        (WHOLE_DHMS, "90", 90),
+        (WHOLE_DHMS, 90, 90),
+        (GO_LIKE, "1.5h", 5400),
+        (GO_LIKE, "1h30m500ms", 5400.5),
+        (GO_LIKE, "0s", 0),
+    ],
+)
 def test_a_narrower_grammar_still_reads_its_own_spellings(
-        grammar: DurationGrammar, text: str | int, seconds: float) -> None:
+    grammar: DurationGrammar, text: str | int, seconds: float
+) -> None:
     assert parse_duration(text, grammar) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize(("grammar", "text"), [
-    (WHOLE_DHMS, "500ms"), (WHOLE_DHMS, "1.5h"), (WHOLE_DHMS, "1.5"), (WHOLE_DHMS, 1.5),
-    (WHOLE_DHMS, 90.0), (WHOLE_DHMS, "999999999d"), (GO_LIKE, "90"), (GO_LIKE, 90),
-    (GO_LIKE, "7d"), (GO_LIKE, "1H"), (GO_LIKE, " 5m"), (GO_LIKE, "1h 30m"), (GO_LIKE, "5 m"),
-])
+@pytest.mark.parametrize(
+    ("grammar", "text"),
+    [
+        (WHOLE_DHMS, "500ms"),
+        (WHOLE_DHMS, "1.5h"),
+        (WHOLE_DHMS, "1.5"),
+        (WHOLE_DHMS, 1.5),
+        (WHOLE_DHMS, 90.0),
+        (WHOLE_DHMS, "999999999d"),
+        (GO_LIKE, "90"),
+        (GO_LIKE, 90),
+        (GO_LIKE, "7d"),
+        (GO_LIKE, "1H"),
+        (GO_LIKE, " 5m"),
+        (GO_LIKE, "1h 30m"),
+        (GO_LIKE, "5 m"),
+    ],
+)
 def test_a_narrower_grammar_refuses_what_the_default_accepts(
-        grammar: DurationGrammar, text: str | float) -> None:
+    grammar: DurationGrammar, text: str | float
+) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text, grammar)
 
@@ -79,18 +134,41 @@ def test_format_duration_is_short() -> None:
     assert format_duration(timedelta(seconds=0.25)) == "250ms"
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    ("1Gi", 2**30), ("500M", 500 * 10**6), ("1e3", 1000), ("1.5Ki", 1536), ("0.1", 1),
-    (".5k", 500), ("100", 100), ("1E3", 1000), ("7Ei", 7 * 2**60),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1Gi", 2**30),
+        ("500M", 500 * 10**6),
+        ("1e3", 1000),
+        ("1.5Ki", 1536),
+        ("0.1", 1),
+        (".5k", 500),
+        ("100", 100),
+        ("1E3", 1000),
+        ("7Ei", 7 * 2**60),
+    ],
+)
 def test_quantities(text: str, size: int) -> None:
     assert parse_quantity(text) == size
 
 
-@pytest.mark.parametrize("text", [
-    "", "Gi", "1GB", "1ki", "1Mb", "-1Gi", "1 Gi", "1e9999999", "1e-9999999", "8Ei", "9" * 100,
-    "1.2.3",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Gi",
+        "1GB",
+        "1ki",
+        "1Mb",
+        "-1Gi",
+        "1 Gi",
+        "1e9999999",
+        "1e-9999999",
+        "8Ei",
+        "9" * 100,
+        "1.2.3",
+    ],
+)
 def test_quantities_refused(text: str) -> None:
     with pytest.raises(ValueError, match="quantity"):
         parse_quantity(text)

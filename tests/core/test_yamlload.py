@@ -25,8 +25,7 @@ def test_plain_documents_load_as_pyyaml_safe_load_does(loader: type | None) -> N
     text = "a: 1\nb: [x, 2.5, null, true]\nc: {d: '2024-01-01'}\nt: 2024-01-01\n"
     assert yamlload.load(text, loader=loader) == yaml.safe_load(text)
     assert yamlload.load("", loader=loader) is None
-    assert yamlload.load_all("a: 1\n---\n---\nb: 2\n", loader=loader) == [{"a": 1}, None,
-                                                                           {"b": 2}]
+    assert yamlload.load_all("a: 1\n---\n---\nb: 2\n", loader=loader) == [{"a": 1}, None, {"b": 2}]
 
 
 def test_the_c_loader_is_used_when_pyyaml_has_it() -> None:
@@ -35,8 +34,9 @@ def test_the_c_loader_is_used_when_pyyaml_has_it() -> None:
 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_lines_of_documents_keys_and_items(loader: type | None) -> None:
-    docs = yamlload.load_all("a: 1\n---\nkind: X\nspec:\n  items:\n    - x\n    - {c: 2}\n",
-                             loader=loader, lines=True)
+    docs = yamlload.load_all(
+        "a: 1\n---\nkind: X\nspec:\n  items:\n    - x\n    - {c: 2}\n", loader=loader, lines=True
+    )
     first, second = docs
     assert isinstance(first, LineDict) and first.line == 1
     assert second.line == 3 and second.key_lines == {"kind": 3, "spec": 4}
@@ -99,7 +99,8 @@ def test_a_custom_loader_keeps_its_resolvers_and_gets_the_limits() -> None:
 
     Strings.yaml_implicit_resolvers = {
         k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:int"]
-        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
     assert yamlload.load("n: 12", loader=Strings) == {"n": "12"}
     with pytest.raises(YamlLimitError):
         yamlload.load(bomb(9), loader=Strings)

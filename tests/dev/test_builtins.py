@@ -16,16 +16,57 @@ from flotilla.dev.tiltfile.registry import REGISTRY, builtin
 # Tilt's names that flotilla dev implements (docs/dev.md lists them); the `_`-prefixed ones back
 # the ext://restart_process and ext://namespace extensions.
 TILT_NAMES = {
-    "allow_k8s_contexts", "blob", "ci_settings", "custom_build", "dc_resource", "decode_json",
-    "decode_yaml", "decode_yaml_stream", "default_registry", "docker_build", "docker_compose",
-    "encode_json", "encode_yaml", "encode_yaml_stream", "exec_action", "fail", "fall_back_on",
-    "helm", "http_get_action", "include", "initial_sync", "k8s_context", "k8s_namespace",
-    "k8s_resource", "k8s_yaml", "kustomize", "link", "listdir", "local", "local_resource",
-    "port_forward", "print", "probe", "read_file", "read_json", "read_yaml", "restart_container",
-    "run", "sync", "tcp_socket_action", "trigger_mode", "update_settings", "version_settings",
-    "warn", "watch_file", "watch_settings",
-    "_custom_build_with_restart", "_docker_build_with_restart", "_namespace_create",
-    "_namespace_inject", "_namespace_yaml",
+    "allow_k8s_contexts",
+    "blob",
+    "ci_settings",
+    "custom_build",
+    "dc_resource",
+    "decode_json",
+    "decode_yaml",
+    "decode_yaml_stream",
+    "default_registry",
+    "docker_build",
+    "docker_compose",
+    "encode_json",
+    "encode_yaml",
+    "encode_yaml_stream",
+    "exec_action",
+    "fail",
+    "fall_back_on",
+    "helm",
+    "http_get_action",
+    "include",
+    "initial_sync",
+    "k8s_context",
+    "k8s_namespace",
+    "k8s_resource",
+    "k8s_yaml",
+    "kustomize",
+    "link",
+    "listdir",
+    "local",
+    "local_resource",
+    "port_forward",
+    "print",
+    "probe",
+    "read_file",
+    "read_json",
+    "read_yaml",
+    "restart_container",
+    "run",
+    "sync",
+    "tcp_socket_action",
+    "trigger_mode",
+    "update_settings",
+    "version_settings",
+    "warn",
+    "watch_file",
+    "watch_settings",
+    "_custom_build_with_restart",
+    "_docker_build_with_restart",
+    "_namespace_create",
+    "_namespace_inject",
+    "_namespace_yaml",
 }
 
 
@@ -46,9 +87,11 @@ def test_every_registered_builtin_is_exposed_to_a_tiltfile(tmp_path: Path) -> No
 
 def test_extensions_expose_the_underscored_builtins(tmp_path: Path) -> None:
     tf = tmp_path / "Tiltfile"
-    tf.write_text("load('ext://namespace', 'namespace_yaml')\n"
-                  "load('ext://restart_process', 'docker_build_with_restart')\n"
-                  "print(type(namespace_yaml), type(docker_build_with_restart))\n")
+    tf.write_text(
+        "load('ext://namespace', 'namespace_yaml')\n"
+        "load('ext://restart_process', 'docker_build_with_restart')\n"
+        "print(type(namespace_yaml), type(docker_build_with_restart))\n"
+    )
     result, _ = evaluate(tf)
     assert result.logs == ["python_callable_value python_callable_value"]
 
@@ -59,18 +102,21 @@ def test_registering_a_name_twice_is_refused() -> None:
     assert registry.REGISTRY["k8s_yaml"] == "k8s_yaml"
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    ("k8s_resource()", "k8s_resource needs workload or new_name"),
-    ("sync('src', 'relative/dir')", "sync remote_path 'relative/dir' must be absolute"),
-    ("docker_build('', '.')", "docker_build: ref must be a non-empty image name"),
-    ("trigger_mode(7)", "trigger_mode: invalid trigger_mode 7"),
-    ("local_resource('x', readiness_probe=1)", "readiness_probe must be made with probe()"),
-    ("k8s_yaml('missing.yaml')", "k8s_yaml: cannot read"),
-    ("local('exit 3')", "local: command `exit 3` exited 3"),
-    ("fail('stop here')", "fail: stop here"),
-    ("k8s_yaml(nope=1)", "k8s_yaml: got an unexpected keyword argument 'nope'"),
-    ("link()", "link: missing 1 required positional argument: 'url'"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("k8s_resource()", "k8s_resource needs workload or new_name"),
+        ("sync('src', 'relative/dir')", "sync remote_path 'relative/dir' must be absolute"),
+        ("docker_build('', '.')", "docker_build: ref must be a non-empty image name"),
+        ("trigger_mode(7)", "trigger_mode: invalid trigger_mode 7"),
+        ("local_resource('x', readiness_probe=1)", "readiness_probe must be made with probe()"),
+        ("k8s_yaml('missing.yaml')", "k8s_yaml: cannot read"),
+        ("local('exit 3')", "local: command `exit 3` exited 3"),
+        ("fail('stop here')", "fail: stop here"),
+        ("k8s_yaml(nope=1)", "k8s_yaml: got an unexpected keyword argument 'nope'"),
+        ("link()", "link: missing 1 required positional argument: 'url'"),
+    ],
+)
 def test_misuse_raises_a_usage_error_at_the_tiltfile_line(
     tmp_path: Path, call: str, message: str
 ) -> None:
@@ -102,17 +148,39 @@ def test_an_unknown_builtin_reports_file_and_line_but_is_no_usage_error(tmp_path
     assert "unknown built-in or name `frobnicate`" in str(err.value)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90s", 90), ("1.5h", 5400), ("1h30m500ms", 5400.5), ("0s", 0), ("5m0s", 300),
-    ("5ms", 0.005),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("1.5h", 5400),
+        ("1h30m500ms", 5400.5),
+        ("0s", 0),
+        ("5m0s", 300),
+        ("5ms", 0.005),
+    ],
+)
 def test_durations_follow_go_parse_duration(text: str, seconds: float) -> None:
     assert duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", [
-    "", "90", 90, "7d", "1H", " 5m", "1h 30m", "5 m", ".5s", "1.s", "1..5s", "-5s", "1h-30m",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "90",
+        90,
+        "7d",
+        "1H",
+        " 5m",
+        "1h 30m",
+        "5 m",
+        ".5s",
+        "1.s",
+        "1..5s",
+        "-5s",
+        "1h-30m",
+    ],
+)
 def test_durations_go_refuses_stay_refused(text: object) -> None:
     """Go's ``time.ParseDuration`` as Tilt uses it (no sign): a unit, lower case, no spaces."""
     with pytest.raises(UsageError, match="invalid duration"):

@@ -30,8 +30,9 @@ def docs(text: str) -> list[dict[str, object]]:
 
 
 def test_python_example_renders_resources_and_injected_manifests() -> None:
-    code, out, _ = render("-f", str(EXAMPLES / "python-app" / "Tiltfile"), "--",
-                          "--registry", "127.0.0.1:5000")
+    code, out, _ = render(
+        "-f", str(EXAMPLES / "python-app" / "Tiltfile"), "--", "--registry", "127.0.0.1:5000"
+    )
     assert code == 0
     head, *objs = docs(out)
     resources = {r["name"]: r for r in head["resources"]}  # type: ignore[union-attr,index]
@@ -53,8 +54,9 @@ def test_examples_render(example: str) -> None:
 
 
 def test_big_monorepo_tiltfile_with_flags() -> None:
-    code, out, err = render("-f", str(BIG), "--", "api", "--frontend=false",
-                            "--extra-labels", "team-a")
+    code, out, err = render(
+        "-f", str(BIG), "--", "api", "--frontend=false", "--extra-labels", "team-a"
+    )
     assert code == 0, err
     head = docs(out)[0]
     names = [r["name"] for r in head["resources"]]  # type: ignore[index,union-attr]
@@ -94,8 +96,10 @@ def test_render_of_a_broken_manifest(tmp_path: Path) -> None:
 
 def test_render_of_a_yaml_alias_bomb_is_a_quick_clear_error(tmp_path: Path) -> None:
     (tmp_path / "Tiltfile").write_text("k8s_yaml('k8s.yaml')\n")
-    (tmp_path / "k8s.yaml").write_text("apiVersion: v1\nkind: ConfigMap\ndata:\n" +
-                                       "".join(f"  {row}\n" for row in bomb(9).splitlines()))
+    (tmp_path / "k8s.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n"
+        + "".join(f"  {row}\n" for row in bomb(9).splitlines())
+    )
     start = time.monotonic()
     code, out, err = render("-f", str(tmp_path / "Tiltfile"))
     assert time.monotonic() - start < 5
@@ -112,7 +116,8 @@ def test_help_loads_no_interpreter_docker_or_kubernetes_client(argv: list[str]) 
         "heavy = ('starlark', 'docker', 'lightkube', 'watchfiles', 'fastapi', 'uvicorn')\n"
         "print('LOADED:' + ','.join(m for m in heavy if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     assert "Usage" in out
     assert out.strip().splitlines()[-1] == "LOADED:"

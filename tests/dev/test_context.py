@@ -19,8 +19,9 @@ from flotilla.dev.plan.model import ImageTarget
 
 
 def test_dockerignore_semantics() -> None:
-    m = Matcher.of(["# comment", "*.log", "build/", "!build/keep.txt", "**/node_modules",
-                    "docs/*.md"])
+    m = Matcher.of(
+        ["# comment", "*.log", "build/", "!build/keep.txt", "**/node_modules", "docs/*.md"]
+    )
     assert m.ignored("debug.log")
     assert not m.ignored("sub/debug.log")  # * does not cross directories
     assert m.ignored("build/out.bin") and not m.ignored("build/keep.txt")
@@ -30,8 +31,9 @@ def test_dockerignore_semantics() -> None:
 
 
 def test_only_and_tiltignore(tmp_path: Path) -> None:
-    flt = ContextFilter(str(tmp_path), Matcher.of([]), ("app",),
-                        ((str(tmp_path), Matcher.of(["app/*.tmp"])),))
+    flt = ContextFilter(
+        str(tmp_path), Matcher.of([]), ("app",), ((str(tmp_path), Matcher.of(["app/*.tmp"])),)
+    )
     assert flt.includes(str(tmp_path / "app" / "x.py"))
     assert not flt.includes(str(tmp_path / "README.md"))
     assert not flt.includes(str(tmp_path / "app" / "x.tmp"))

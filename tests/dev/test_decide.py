@@ -20,12 +20,17 @@ from flotilla.dev.plan.model import (
 )
 
 CTX = "/src/app"
-IMAGE = ImageTarget("example/app", CTX, live_update=(
-    FallBackOn((f"{CTX}/requirements.txt",)),
-    Sync(f"{CTX}/app", "/srv/app"),
-    Run("touch /tmp/reload", (f"{CTX}/app/server.py",)),
-    Run("echo always"),
-), restart_entrypoint=("python", "/srv/app/server.py"))
+IMAGE = ImageTarget(
+    "example/app",
+    CTX,
+    live_update=(
+        FallBackOn((f"{CTX}/requirements.txt",)),
+        Sync(f"{CTX}/app", "/srv/app"),
+        Run("touch /tmp/reload", (f"{CTX}/app/server.py",)),
+        Run("echo always"),
+    ),
+    restart_entrypoint=("python", "/srv/app/server.py"),
+)
 
 
 def test_synced_files_are_live_updated() -> None:
@@ -67,8 +72,9 @@ def test_ignored_and_unrelated_files_do_nothing() -> None:
 
 
 def test_dockerfile_change_rebuilds_even_outside_only() -> None:
-    image = ImageTarget("example/app", CTX, dockerfile=f"{CTX}/Dockerfile",
-                        live_update=IMAGE.live_update)
+    image = ImageTarget(
+        "example/app", CTX, dockerfile=f"{CTX}/Dockerfile", live_update=IMAGE.live_update
+    )
     flt = ContextFilter(CTX, Matcher.of([]), ("app",))
     a = image_action(image, {f"{CTX}/Dockerfile"}, exists=set(), flt=flt)
     assert a.kind == ActionKind.REBUILD and a.reason == "Dockerfile changed"
@@ -81,21 +87,39 @@ def test_no_live_update_rebuilds() -> None:
 
 def test_plan_reloads_on_config_and_reruns_local() -> None:
     lr = LocalResource("compile", "make", deps=("/src/go",))
-    resources = [Resource("app", ResourceKind.K8S, images=["example/app"]),
-                 Resource("compile", ResourceKind.LOCAL, local=lr)]
+    resources = [
+        Resource("app", ResourceKind.K8S, images=["example/app"]),
+        Resource("compile", ResourceKind.LOCAL, local=lr),
+    ]
     images = {"example/app": IMAGE}
-    plans = plan(resources, images, {"/src/go/main.go", f"{CTX}/app/a.py"},
-                 exists={"/src/go/main.go", f"{CTX}/app/a.py"}, filters={},
-                 deployed={"app"}, config_files={"/src/Tiltfile"})
+    plans = plan(
+        resources,
+        images,
+        {"/src/go/main.go", f"{CTX}/app/a.py"},
+        exists={"/src/go/main.go", f"{CTX}/app/a.py"},
+        filters={},
+        deployed={"app"},
+        config_files={"/src/Tiltfile"},
+    )
     assert plans["compile"].kind == ActionKind.RERUN
     assert plans["app"].kind == ActionKind.LIVE_UPDATE
-    reload = plan(resources, images, {"/src/Tiltfile"}, exists=set(), filters={},
-                  deployed=set(), config_files={"/src/Tiltfile"})
+    reload = plan(
+        resources,
+        images,
+        {"/src/Tiltfile"},
+        exists=set(),
+        filters={},
+        deployed=set(),
+        config_files={"/src/Tiltfile"},
+    )
     assert list(reload) == ["*"] and reload["*"].kind == ActionKind.RELOAD
 
 
-@given(st.lists(st.from_regex(r"[a-z]{1,5}(/[a-z]{1,5}){0,3}\.py", fullmatch=True), min_size=1,
-                max_size=8))
+@given(
+    st.lists(
+        st.from_regex(r"[a-z]{1,5}(/[a-z]{1,5}){0,3}\.py", fullmatch=True), min_size=1, max_size=8
+    )
+)
 def test_every_synced_path_lands_under_the_remote_root(rels: list[str]) -> None:
     changed = {str(Path(CTX) / "app" / r) for r in rels}
     a = image_action(IMAGE, changed, exists=changed)

@@ -70,26 +70,54 @@ def python_app(tmp_path: Path) -> tuple[Path, int]:
 
 
 @pytest.fixture
-def env(kubeconfig: Path, namespace: str, registry: str, dockerd: str,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+def env(
+    kubeconfig: Path,
+    namespace: str,
+    registry: str,
+    dockerd: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> dict[str, str]:
     monkeypatch.setenv("FLOTILLA_DEV_STATE", str(tmp_path / "state"))
-    return {"kubeconfig": str(kubeconfig), "namespace": namespace, "registry": registry,
-            "docker_host": dockerd}
+    return {
+        "kubeconfig": str(kubeconfig),
+        "namespace": namespace,
+        "registry": registry,
+        "docker_host": dockerd,
+    }
 
 
 def cli(env: dict[str, str], command: str, *args: str) -> Any:
     """``flotilla dev COMMAND`` against the test cluster (options first, then ``args``)."""
-    return CliRunner().invoke(app, ["dev", command, "--kubeconfig", env["kubeconfig"],
-                                    "-n", env["namespace"], "--docker-host", env["docker_host"],
-                                    *args])
+    return CliRunner().invoke(
+        app,
+        [
+            "dev",
+            command,
+            "--kubeconfig",
+            env["kubeconfig"],
+            "-n",
+            env["namespace"],
+            "--docker-host",
+            env["docker_host"],
+            *args,
+        ],
+    )
 
 
 @pytest.fixture
 def engine(python_app: tuple[Path, int], env: dict[str, str]) -> Iterator[Engine]:
     root, _ = python_app
-    eng = Engine(EngineConfig(tiltfile=root / "Tiltfile", kubeconfig=Path(env["kubeconfig"]),
-                              namespace=env["namespace"], registry=env["registry"],
-                              docker_host=env["docker_host"], debounce_ms=30))
+    eng = Engine(
+        EngineConfig(
+            tiltfile=root / "Tiltfile",
+            kubeconfig=Path(env["kubeconfig"]),
+            namespace=env["namespace"],
+            registry=env["registry"],
+            docker_host=env["docker_host"],
+            debounce_ms=30,
+        )
+    )
     eng.load()
     eng.start()
     try:
@@ -99,13 +127,18 @@ def engine(python_app: tuple[Path, int], env: dict[str, str]) -> Iterator[Engine
 
 
 def pods(kube: Client, namespace: str) -> list[str]:
-    return sorted(p["metadata"]["name"] for p in list_raw(kube, "v1", "Pod", namespace=namespace,
-                                                           labels={"app": "hello-py"})
-                  if not p["metadata"].get("deletionTimestamp"))
+    return sorted(
+        p["metadata"]["name"]
+        for p in list_raw(kube, "v1", "Pod", namespace=namespace, labels={"app": "hello-py"})
+        if not p["metadata"].get("deletionTimestamp")
+    )
 
 
 def test_python_app_edit_fallback_and_broken_build(
-    engine: Engine, python_app: tuple[Path, int], kube: Client, namespace: str,
+    engine: Engine,
+    python_app: tuple[Path, int],
+    kube: Client,
+    namespace: str,
 ) -> None:
     root, port = python_app
     st = engine.states["hello-py"]
@@ -119,30 +152,42 @@ def test_python_app_edit_fallback_and_broken_build(
     assert st.last is not None and st.last.action == "live_update"
     assert pods(kube, namespace) == [pod]  # same pod: no rebuild, no redeploy
     # The pod's own output is streamed into the resource's log, restarts included.
-    wait_for(lambda: any("serving 'hello from flotilla dev v2'" in line for line in st.log),
-             timeout=15, what="pod log line")
+    wait_for(
+        lambda: any("serving 'hello from flotilla dev v2'" in line for line in st.log),
+        timeout=15,
+        what="pod log line",
+    )
 
     # 2. A file under fall_back_on forces a rebuild and a new pod.
     (root / "requirements.txt").write_text("# pinned nothing, again\n")
     server.write_text(server.read_text().replace("dev v2", "dev v3"))
-    wait_for(lambda: st.last is not None and st.last.action == "rebuild" and
-             st.status == "ready", what="rebuild")
+    wait_for(
+        lambda: st.last is not None and st.last.action == "rebuild" and st.status == "ready",
+        what="rebuild",
+    )
     wait_for(lambda: fetch(port) == "hello from flotilla dev v3", what="v3 served")
-    new_pods = wait_for(lambda: (p := pods(kube, namespace)) and pod not in p and p,
-                        what="old pod gone")
+    new_pods = wait_for(
+        lambda: (p := pods(kube, namespace)) and pod not in p and p, what="old pod gone"
+    )
     assert len(new_pods) == 1
 
     # 3. A manifest edit reloads the Tiltfile and re-applies (the image is cached: no build).
     manifest = root / "k8s.yaml"
-    manifest.write_text(manifest.read_text().replace(
-        "ports: [{containerPort: 8000}]",
-        "ports: [{containerPort: 8000}]\n        env: [{name: GREETING, value: hi}]"))
-    wait_for(lambda: st.last is not None and st.last.action == "reapply" and
-             st.status == "ready", what="re-apply")
+    manifest.write_text(
+        manifest.read_text().replace(
+            "ports: [{containerPort: 8000}]",
+            "ports: [{containerPort: 8000}]\n        env: [{name: GREETING, value: hi}]",
+        )
+    )
+    wait_for(
+        lambda: st.last is not None and st.last.action == "reapply" and st.status == "ready",
+        what="re-apply",
+    )
     deploy = get_raw(kube, "apps/v1", "Deployment", "hello-py", namespace=namespace)
     assert deploy is not None
     assert deploy["spec"]["template"]["spec"]["containers"][0]["env"] == [
-        {"name": "GREETING", "value": "hi"}]
+        {"name": "GREETING", "value": "hi"}
+    ]
     assert any("is up to date (content unchanged)" in line for line in st.log)
 
     # 4. A broken Dockerfile is an error on the resource, in the UI's API with the build error.
@@ -153,8 +198,9 @@ def test_python_app_edit_fallback_and_broken_build(
     with TestClient(create_app(engine)) as client:
         res = {r["name"]: r for r in client.get("/api/resources").json()["resources"]}
         assert res["hello-py"]["status"] == "error"
-        assert "exit 7" in res["hello-py"]["error"] or "non-zero code: 7" in res["hello-py"][
-            "error"]
+        assert (
+            "exit 7" in res["hello-py"]["error"] or "non-zero code: 7" in res["hello-py"]["error"]
+        )
         logs = client.get("/api/logs/hello-py").json()["lines"]
         assert any("broken-on-purpose" in line for line in logs)
     assert fetch(port) == "hello from flotilla dev v3"  # the old pod keeps serving
@@ -162,13 +208,13 @@ def test_python_app_edit_fallback_and_broken_build(
     wait_for(lambda: st.status == "ready", what="recovery")
 
 
-def test_ci_exit_codes_and_down(python_app: tuple[Path, int], env: dict[str, str],
-                                kube: Client, namespace: str) -> None:
+def test_ci_exit_codes_and_down(
+    python_app: tuple[Path, int], env: dict[str, str], kube: Client, namespace: str
+) -> None:
     root, _ = python_app
     tf = str(root / "Tiltfile")
     (root / "Dockerfile").write_text("FROM flotilla.local/python:3.11\nRUN exit 9\n")
-    bad = cli(env, "ci", "-f", tf, "--timeout", "120", "-q", "--", "--registry",
-              env["registry"])
+    bad = cli(env, "ci", "-f", tf, "--timeout", "120", "-q", "--", "--registry", env["registry"])
     assert bad.exit_code == 1
     assert "resource hello-py failed" in bad.stderr and "exit" in bad.stderr
     shutil.copy(EXAMPLES / "python-app" / "Dockerfile", root / "Dockerfile")
@@ -182,8 +228,9 @@ def test_ci_exit_codes_and_down(python_app: tuple[Path, int], env: dict[str, str
 
 
 @pytest.mark.parametrize("example", ["go-style", "custom-build"])
-def test_examples_pass_ci(example: str, env: dict[str, str], tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_examples_pass_ci(
+    example: str, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / example
     shutil.copytree(EXAMPLES / example, root)
     monkeypatch.setenv("FLOTILLA_DEV_REGISTRY", env["registry"])
@@ -192,16 +239,20 @@ def test_examples_pass_ci(example: str, env: dict[str, str], tmp_path: Path,
     assert result.exit_code == 0, result.stderr
 
 
-def test_compose_live_update(dockerd: str, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compose_live_update(dockerd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOTILLA_DEV_STATE", str(tmp_path / "state"))
     port = free_port()
     root = tmp_path / "compose"
     shutil.copytree(EXAMPLES / "compose", root)
     project = f"dev{port}"
-    (root / "Tiltfile").write_text((root / "Tiltfile").read_text().replace(
-        "docker_compose('docker-compose.yml')",
-        f"docker_compose('docker-compose.yml', project_name='{project}')"))
+    (root / "Tiltfile").write_text(
+        (root / "Tiltfile")
+        .read_text()
+        .replace(
+            "docker_compose('docker-compose.yml')",
+            f"docker_compose('docker-compose.yml', project_name='{project}')",
+        )
+    )
     compose = root / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("18090", str(port)))
     eng = Engine(EngineConfig(tiltfile=root / "Tiltfile", docker_host=dockerd, debounce_ms=30))
@@ -216,8 +267,9 @@ def test_compose_live_update(dockerd: str, tmp_path: Path,
         eng.record()
     finally:
         eng.stop()
-    down = CliRunner().invoke(app, ["dev", "down", "-f", str(root / "Tiltfile"),
-                                    "--docker-host", dockerd])
+    down = CliRunner().invoke(
+        app, ["dev", "down", "-f", str(root / "Tiltfile"), "--docker-host", dockerd]
+    )
     assert down.exit_code == 0, down.stderr
     assert "removed 1 compose container(s)" in down.stdout
     assert fetch(port) == ""

@@ -74,8 +74,12 @@ def test_file_change_reruns_auto_and_waits_for_manual(engine: Engine, tmp_path: 
     wait_for(lambda: engine.states["manual"].pending_changes != set())
     assert len(engine.states["manual"].history) == manual_runs
     engine.trigger("manual")
-    wait_for(lambda: len(engine.states["manual"].history) == manual_runs + 1
-             and status(engine, "manual") == "ready")
+    wait_for(
+        lambda: (
+            len(engine.states["manual"].history) == manual_runs + 1
+            and status(engine, "manual") == "ready"
+        )
+    )
     assert engine.states["manual"].pending_changes == set()
     assert any("manual run" in line for line in engine.states["manual"].log)
 
@@ -98,7 +102,8 @@ def test_ci_succeeds_and_fails_with_the_log(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.stderr
     (tmp_path / "Tiltfile").write_text(
         "local_resource('ok', 'echo fine')\n"
-        "local_resource('bad', 'echo compiling; echo boom >&2; exit 2', resource_deps=['ok'])\n")
+        "local_resource('bad', 'echo compiling; echo boom >&2; exit 2', resource_deps=['ok'])\n"
+    )
     bad = CliRunner().invoke(app, ["dev", "ci", "-q", "-f", str(tmp_path / "Tiltfile")])
     assert bad.exit_code == 1
     assert "resource bad failed: cmd exited with code 2" in bad.stderr
@@ -109,9 +114,11 @@ def test_ci_times_out_on_a_probe_that_never_passes(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "Tiltfile").write_text(
         f"local_resource('srv', serve_cmd='sleep 30', readiness_probe=probe("
-        f"tcp_socket=tcp_socket_action({port})))\n")
-    result = CliRunner().invoke(app, ["dev", "ci", "-q", "--timeout", "2", "-f",
-                                      str(tmp_path / "Tiltfile")])
+        f"tcp_socket=tcp_socket_action({port})))\n"
+    )
+    result = CliRunner().invoke(
+        app, ["dev", "ci", "-q", "--timeout", "2", "-f", str(tmp_path / "Tiltfile")]
+    )
     assert result.exit_code == 1 and "timed out after 2s waiting for srv" in result.stderr
 
 
@@ -153,23 +160,44 @@ def test_up_serves_the_ui_and_down_stops_it(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "Tiltfile").write_text("local_resource('hello', 'echo hello from up')\n")
     env = {**os.environ, "FLOTILLA_DEV_STATE": str(tmp_path / "state")}
-    up = subprocess.Popen([sys.executable, "-m", "flotilla", "dev", "up", "-q", "--port",
-                           str(port), "-f", str(tmp_path / "Tiltfile")], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flotilla",
+            "dev",
+            "up",
+            "-q",
+            "--port",
+            str(port),
+            "-f",
+            str(tmp_path / "Tiltfile"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
+
         def ready() -> bool:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/resources",
-                                            timeout=1) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/resources", timeout=1
+                ) as resp:
                     body = json.loads(resp.read())
             except OSError:
                 return False
-            return any(r["name"] == "hello" and r["status"] == "ready"
-                       for r in body["resources"])
+            return any(r["name"] == "hello" and r["status"] == "ready" for r in body["resources"])
+
         wait_for(ready, timeout=30)
-        down = subprocess.run([sys.executable, "-m", "flotilla", "dev", "down", "-f",
-                               str(tmp_path / "Tiltfile")], env=env, capture_output=True,
-                              text=True, timeout=60, check=False)
+        down = subprocess.run(
+            [sys.executable, "-m", "flotilla", "dev", "down", "-f", str(tmp_path / "Tiltfile")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert down.returncode == 0, down.stderr
         assert "stopped the running `flotilla dev up`" in down.stdout
         assert up.wait(15) == 0

@@ -26,15 +26,27 @@ from flotilla.dev.plan.resources import (
 
 
 def deployment(name: str, image: str = "example/app", kind: str = "Deployment") -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
-            "spec": {"selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "c", "image": image}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }
 
 
 def service(name: str, app: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": app}, "ports": [{"port": 80}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 80}]},
+    }
 
 
 def configmap(name: str) -> dict[str, Any]:
@@ -49,9 +61,17 @@ def result(objs: list[dict[str, Any]], **kw: Any) -> TiltfileResult:
 
 
 def test_workloads_become_resources_and_services_join_them() -> None:
-    res = assemble(result([deployment("api", "example/api"), service("api", "api"),
-                           deployment("web"), configmap("settings")],
-                          images=[ImageTarget("example/api", "/t")]))
+    res = assemble(
+        result(
+            [
+                deployment("api", "example/api"),
+                service("api", "api"),
+                deployment("web"),
+                configmap("settings"),
+            ],
+            images=[ImageTarget("example/api", "/t")],
+        )
+    )
     names = [r.name for r in res]
     assert names == [UNCATEGORIZED, "api", "web"]
     api = next(r for r in res if r.name == "api")
@@ -66,11 +86,18 @@ def test_same_name_different_kinds_get_qualified_names() -> None:
 
 
 def test_k8s_resource_options_apply() -> None:
-    opts = K8sResourceOptions(workload="api", new_name="backend", resource_deps=("web",),
-                              objects=("settings:configmap",), labels=("be",),
-                              trigger_mode=TriggerMode.MANUAL, auto_init=False)
-    res = assemble(result([deployment("api"), deployment("web"), configmap("settings")],
-                          k8s_resources=[opts]))
+    opts = K8sResourceOptions(
+        workload="api",
+        new_name="backend",
+        resource_deps=("web",),
+        objects=("settings:configmap",),
+        labels=("be",),
+        trigger_mode=TriggerMode.MANUAL,
+        auto_init=False,
+    )
+    res = assemble(
+        result([deployment("api"), deployment("web"), configmap("settings")], k8s_resources=[opts])
+    )
     be = next(r for r in res if r.name == "backend")
     assert be.trigger_mode == TriggerMode.MANUAL and not be.auto_init
     assert be.labels == ["be"] and be.resource_deps == ["web"]
@@ -97,13 +124,15 @@ def test_unknown_dependency_and_cycles_fail() -> None:
     with pytest.raises(ResourceError, match="cycle: a -> b -> c -> a"):
         assemble(result([], local_resources=[a, b, c]))
     with pytest.raises(ResourceError, match="unknown resource 'zzz'"):
-        assemble(result([], local_resources=[LocalResource("a", "true",
-                                                           resource_deps=("zzz",))]))
+        assemble(result([], local_resources=[LocalResource("a", "true", resource_deps=("zzz",))]))
 
 
 def test_order_and_dependents() -> None:
-    locals_ = [LocalResource("deploy", resource_deps=("build",)), LocalResource("build"),
-               LocalResource("test", resource_deps=("deploy",))]
+    locals_ = [
+        LocalResource("deploy", resource_deps=("build",)),
+        LocalResource("build"),
+        LocalResource("test", resource_deps=("deploy",)),
+    ]
     res = assemble(result([], local_resources=locals_))
     assert [r.name for r in res] == ["build", "deploy", "test"]
     assert dependents(res, "build") == ["deploy", "test"]
@@ -116,8 +145,10 @@ def test_restart_container_is_refused_for_kubernetes() -> None:
 
 
 def test_unused_images_are_reported() -> None:
-    r = result([deployment("api", "example/api")],
-               images=[ImageTarget("example/api", "/t"), ImageTarget("example/unused", "/t")])
+    r = result(
+        [deployment("api", "example/api")],
+        images=[ImageTarget("example/api", "/t"), ImageTarget("example/unused", "/t")],
+    )
     assert unused_images(r.images, assemble(r)) == ["example/unused"]
 
 
@@ -130,10 +161,14 @@ def test_enabled_resources_keep_their_dependencies() -> None:
 def test_image_injection_and_entrypoint() -> None:
     obj = deployment("api", "example/api:latest")
     obj["spec"]["template"]["spec"]["containers"][0]["env"] = [
-        {"name": "IMG", "value": "example/api"}]
-    out = manifests.inject_images(obj, {"example/api": "reg:5000/example_api:tilt-1"},
-                                  env_vars={"example/api"},
-                                  commands={"example/api": (["/bin/app"], None)})
+        {"name": "IMG", "value": "example/api"}
+    ]
+    out = manifests.inject_images(
+        obj,
+        {"example/api": "reg:5000/example_api:tilt-1"},
+        env_vars={"example/api"},
+        commands={"example/api": (["/bin/app"], None)},
+    )
     c = out["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "reg:5000/example_api:tilt-1" and c["command"] == ["/bin/app"]
     assert c["env"][0]["value"] == "reg:5000/example_api:tilt-1"
@@ -145,6 +180,8 @@ def test_yaml_parsing_rejects_non_objects() -> None:
         manifests.parse_yaml_stream("a: 1\n")
     with pytest.raises(manifests.ManifestError, match="invalid YAML"):
         manifests.parse_yaml_stream("a: [\n")
-    items = manifests.parse_yaml_stream("kind: List\napiVersion: v1\nitems:\n- " +
-                                        "{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n")
+    items = manifests.parse_yaml_stream(
+        "kind: List\napiVersion: v1\nitems:\n- "
+        + "{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"
+    )
     assert items[0]["kind"] == "ConfigMap"

@@ -35,14 +35,18 @@ def tilt(tmp_path: Path, text: str, **files: str) -> Path:
 
 
 def test_docker_build_defaults_and_live_update(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 docker_build('example/web', '.', live_update=[
     fall_back_on('requirements.txt'),
     sync('./src', '/app/src'),
     run('pip install -r requirements.txt', trigger=['requirements.txt']),
 ])
 k8s_yaml('deploy.yaml')
-""", **{"Dockerfile": "FROM scratch\n", "deploy.yaml": DEPLOY, "src/a.py": ""})
+""",
+        **{"Dockerfile": "FROM scratch\n", "deploy.yaml": DEPLOY, "src/a.py": ""},
+    )
     result, _ = evaluate(tf)
     (image,) = result.images
     assert image.dockerfile == str(tmp_path / "Dockerfile")
@@ -58,8 +62,11 @@ k8s_yaml('deploy.yaml')
 
 
 def test_live_update_order_is_checked(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, "docker_build('a', '.', live_update=[\n  run('x'),\n  sync('.', '/a')])\n",
-              Dockerfile="FROM scratch\n")
+    tf = tilt(
+        tmp_path,
+        "docker_build('a', '.', live_update=[\n  run('x'),\n  sync('.', '/a')])\n",
+        Dockerfile="FROM scratch\n",
+    )
     with pytest.raises(TiltfileError, match="ordered") as err:
         evaluate(tf)
     assert err.value.line == 1
@@ -103,16 +110,20 @@ def test_syntax_error_has_a_line(tmp_path: Path) -> None:
 
 
 def test_load_and_include_resolve_relative_to_their_file(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 load('./lib/helpers.star', 'service', VERSION='version')
 include('./svc/Tiltfile')
 service('api')
 print(VERSION)
-""", **{
-        "lib/helpers.star": "version = '1.2'\ndef service(name):\n"
-                            "    local_resource(name, 'true', deps=['data'])\n",
-        "svc/Tiltfile": "local_resource('svc', 'true', deps=['.'])\n",
-    })
+""",
+        **{
+            "lib/helpers.star": "version = '1.2'\ndef service(name):\n"
+            "    local_resource(name, 'true', deps=['data'])\n",
+            "svc/Tiltfile": "local_resource('svc', 'true', deps=['.'])\n",
+        },
+    )
     result, _ = evaluate(tf)
     names = {lr.name: lr for lr in result.local_resources}
     assert names["svc"].deps == (str(tmp_path / "svc"),)
@@ -122,14 +133,18 @@ print(VERSION)
 
 
 def test_builtin_extensions(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 load('ext://restart_process', 'docker_build_with_restart')
 load('ext://namespace', 'namespace_create', 'namespace_inject')
 namespace_create('dev', labels=['team=a'])
 docker_build_with_restart('example/web', '.', entrypoint='python app.py',
                           live_update=[sync('.', '/app')])
 k8s_yaml(namespace_inject(read_file('deploy.yaml'), 'dev'))
-""", **{"Dockerfile": "FROM scratch\n", "deploy.yaml": DEPLOY})
+""",
+        **{"Dockerfile": "FROM scratch\n", "deploy.yaml": DEPLOY},
+    )
     result, _ = evaluate(tf)
     assert result.images[0].restart_entrypoint == ("sh", "-c", "python app.py")
     ns, web = result.k8s_objects
@@ -144,14 +159,18 @@ def test_unknown_extension_fails(tmp_path: Path) -> None:
 
 
 def test_config_flags_from_args_and_tilt_config_json(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 config.define_string_list('to-run', args=True)
 config.define_string('env')
 config.define_bool('debug')
 cfg = config.parse()
 local_resource('a', 'echo %s %s %s' % (cfg.get('to-run', []), cfg.get('env', 'dev'),
                                          cfg.get('debug', False)))
-""", **{"tilt_config.json": json.dumps({"env": "staging"})})
+""",
+        **{"tilt_config.json": json.dumps({"env": "staging"})},
+    )
     result, _ = evaluate(tf, args=["api", "web", "--debug"])
     assert result.local_resources[0].cmd == 'echo ["api", "web"] staging True'
     with pytest.raises(TiltfileError, match="unknown flag --nope"):
@@ -160,7 +179,9 @@ local_resource('a', 'echo %s %s %s' % (cfg.get('to-run', []), cfg.get('env', 'de
 
 def test_os_and_file_builtins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOTILLA_TEST_VALUE", "from-env")
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 v = os.getenv('FLOTILLA_TEST_VALUE', 'unset')
 missing = os.getenv('FLOTILLA_TEST_MISSING', 'default')
 here = os.path.exists('data/a.json')
@@ -176,7 +197,9 @@ print(v, missing, here, data['n'], len(ys), y['fallback'], len(files), out)
 warn('careful')
 version_settings(constraint='>=0.30')
 update_settings(max_parallel_updates=2)
-""", **{"data/a.json": '{"n": 3}', "data/s.yaml": "a: 1\n---\nb: 2\n"})
+""",
+        **{"data/a.json": '{"n": 3}', "data/s.yaml": "a: 1\n---\nb: 2\n"},
+    )
     result, _ = evaluate(tf)
     assert result.logs[-1] == "from-env default True 3 2 True 2 hi"
     assert result.k8s_objects[0]["data"] == {"v": "from-env"}
@@ -193,13 +216,16 @@ def test_local_failure_reports_command_and_output(tmp_path: Path) -> None:
 
 
 def test_local_resource_arguments(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 local_resource('compile', cmd=['go', 'build'], deps=['src'], ignore=['src/*.tmp'],
                resource_deps=[], trigger_mode=TRIGGER_MODE_MANUAL, auto_init=False,
                serve_cmd='./server', env={'A': '1'}, serve_env={'B': '2'}, dir='src',
                labels=['backend'], links=['http://x'],
                readiness_probe=probe(period_secs=1, http_get=http_get_action(port=8080)))
-""")
+""",
+    )
     result, _ = evaluate(tf)
     (lr,) = result.local_resources
     assert lr.cmd == ("go", "build") and lr.trigger_mode == TriggerMode.MANUAL
@@ -209,11 +235,14 @@ local_resource('compile', cmd=['go', 'build'], deps=['src'], ignore=['src/*.tmp'
 
 
 def test_custom_build_and_registry(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, """
+    tf = tilt(
+        tmp_path,
+        """
 default_registry('127.0.0.1:5000', host_from_cluster='registry:5000')
 custom_build('example/web', 'docker build -t $EXPECTED_REF .', ['.'], disable_push=True)
 allow_k8s_contexts(['kind-kind', k8s_context()])
-""")
+""",
+    )
     result, _ = evaluate(tf, kube_context="dev")
     assert result.images[0].kind == "custom" and result.images[0].disable_push
     assert result.settings.default_registry == "127.0.0.1:5000"
@@ -222,9 +251,14 @@ allow_k8s_contexts(['kind-kind', k8s_context()])
 
 
 def test_kustomize_renders_with_kubectl(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, "k8s_yaml(kustomize('k'))\n", **{
-        "k/kustomization.yaml": "resources: [deploy.yaml]\nnamePrefix: dev-\n",
-        "k/deploy.yaml": DEPLOY})
+    tf = tilt(
+        tmp_path,
+        "k8s_yaml(kustomize('k'))\n",
+        **{
+            "k/kustomization.yaml": "resources: [deploy.yaml]\nnamePrefix: dev-\n",
+            "k/deploy.yaml": DEPLOY,
+        },
+    )
     result, _ = evaluate(tf)
     assert result.k8s_objects[0]["metadata"]["name"] == "dev-web"
 
@@ -249,12 +283,17 @@ def helm_on_hand(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("helm_on_hand")
 def test_helm_renders_a_chart(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, "k8s_yaml(helm('chart', name='rel', set=['replicas=2']))\n", **{
-        "chart/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
-        "chart/values.yaml": "replicas: 1\n",
-        "chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\n"
-                                   "metadata: {name: '{{ .Release.Name }}-cfg'}\n"
-                                   "data: {replicas: '{{ .Values.replicas }}'}\n"})
+    tf = tilt(
+        tmp_path,
+        "k8s_yaml(helm('chart', name='rel', set=['replicas=2']))\n",
+        **{
+            "chart/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            "chart/values.yaml": "replicas: 1\n",
+            "chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\n"
+            "metadata: {name: '{{ .Release.Name }}-cfg'}\n"
+            "data: {replicas: '{{ .Values.replicas }}'}\n",
+        },
+    )
     result, _ = evaluate(tf)
     cm = result.k8s_objects[0]
     assert cm["metadata"]["name"] == "rel-cfg" and cm["data"] == {"replicas": "2"}
@@ -268,20 +307,30 @@ def test_duplicate_objects_need_allow_duplicates(tmp_path: Path) -> None:
 
 
 def test_compose_services(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, "docker_compose('compose.yaml')\ndc_resource('web', labels=['fe'])\n",
-              **{"compose.yaml": "services:\n  web: {image: nginx, ports: ['8080:80']}\n"
-                                 "  db: {image: postgres}\n"})
+    tf = tilt(
+        tmp_path,
+        "docker_compose('compose.yaml')\ndc_resource('web', labels=['fe'])\n",
+        **{
+            "compose.yaml": "services:\n  web: {image: nginx, ports: ['8080:80']}\n"
+            "  db: {image: postgres}\n"
+        },
+    )
     result, _ = evaluate(tf)
     assert set(result.compose[0].services) == {"web", "db"}
     assert result.compose[0].project_name == tmp_path.name
     assert result.dc_resources[0].labels == ("fe",)
 
 
-@pytest.mark.parametrize("call", [
-    "read_yaml('bomb.yaml')", "decode_yaml(read_file('bomb.yaml'))",
-    "decode_yaml_stream(read_file('bomb.yaml'))", "k8s_yaml('bomb.yaml')",
-    "docker_compose('bomb.yaml')",
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "read_yaml('bomb.yaml')",
+        "decode_yaml(read_file('bomb.yaml'))",
+        "decode_yaml_stream(read_file('bomb.yaml'))",
+        "k8s_yaml('bomb.yaml')",
+        "docker_compose('bomb.yaml')",
+    ],
+)
 def test_a_yaml_alias_bomb_is_an_error_on_its_line_not_a_hang(tmp_path: Path, call: str) -> None:
     tf = tilt(tmp_path, f"x = 1\n{call}\n", **{"bomb.yaml": bomb(9)})
     start = time.monotonic()

@@ -14,9 +14,15 @@ from playwright.sync_api import expect, sync_playwright
 from flotilla.dev.runtime.engine import TILTFILE, Engine, EngineConfig
 from flotilla.dev.ui import UIServer, create_app
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:

@@ -50,7 +50,9 @@ KUBECTL = str(BuildSpec().binary("kubectl"))
 def test_version_reports_the_built_release(test_cluster: TestCluster) -> None:
     out = subprocess.run(
         [KUBECTL, "--kubeconfig", str(test_cluster.kubeconfig), "version", "-o", "json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     server = json.loads(out.stdout)["serverVersion"]
     assert server["gitVersion"] == "v1.34.10"
@@ -60,7 +62,9 @@ def test_version_reports_the_built_release(test_cluster: TestCluster) -> None:
 def test_kubectl_sees_every_node_ready(test_cluster: TestCluster) -> None:
     out = subprocess.run(
         [KUBECTL, "--kubeconfig", str(test_cluster.kubeconfig), "get", "nodes", "-o", "json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     nodes = json.loads(out.stdout)["items"]
     # Other tests may have added the real node to this session's cluster.
@@ -84,7 +88,11 @@ def test_up_again_is_a_no_op_and_status_reports(test_cluster: TestCluster) -> No
     after = {p["name"]: p["pid"] for p in status["processes"]}
     assert {name: after[name] for name in before} == before, "up restarted something"
     assert set(before) >= {
-        "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
     }
     printed = test_cluster.flotilla("kubeconfig").stdout.strip()
     assert Path(printed) == test_cluster.kubeconfig
@@ -102,33 +110,47 @@ def test_wait_for_first_consumer_binds_through_the_real_controllers(
 ) -> None:
     """Scheduler picks a node for the claim, a provisioner-made PV is bound, kwok runs the pod."""
     class_name = f"wffc-{namespace}"
-    kube.create(StorageClass(
-        metadata=ObjectMeta(name=class_name),
-        provisioner=PROVISIONER,
-        volumeBindingMode="WaitForFirstConsumer",
-        reclaimPolicy="Delete",
-    ))
+    kube.create(
+        StorageClass(
+            metadata=ObjectMeta(name=class_name),
+            provisioner=PROVISIONER,
+            volumeBindingMode="WaitForFirstConsumer",
+            reclaimPolicy="Delete",
+        )
+    )
     try:
-        kube.create(PersistentVolumeClaim(
-            metadata=ObjectMeta(name="data", namespace=namespace),
-            spec=PersistentVolumeClaimSpec(
-                accessModes=["ReadWriteOnce"], storageClassName=class_name,
-                resources=VolumeResourceRequirements(requests={"storage": "1Gi"}),
-            ),
-        ))
-        kube.create(Pod(
-            metadata=ObjectMeta(name="app", namespace=namespace),
-            spec=PodSpec(
-                containers=[Container(
-                    name="app", image="example.invalid/app:1",
-                    volumeMounts=[VolumeMount(name="data", mountPath="/data")],
-                )],
-                volumes=[Volume(
-                    name="data",
-                    persistentVolumeClaim=PersistentVolumeClaimVolumeSource(claimName="data"),
-                )],
-            ),
-        ))
+        kube.create(
+            PersistentVolumeClaim(
+                metadata=ObjectMeta(name="data", namespace=namespace),
+                spec=PersistentVolumeClaimSpec(
+                    accessModes=["ReadWriteOnce"],
+                    storageClassName=class_name,
+                    resources=VolumeResourceRequirements(requests={"storage": "1Gi"}),
+                ),
+            )
+        )
+        kube.create(
+            Pod(
+                metadata=ObjectMeta(name="app", namespace=namespace),
+                spec=PodSpec(
+                    containers=[
+                        Container(
+                            name="app",
+                            image="example.invalid/app:1",
+                            volumeMounts=[VolumeMount(name="data", mountPath="/data")],
+                        )
+                    ],
+                    volumes=[
+                        Volume(
+                            name="data",
+                            persistentVolumeClaim=PersistentVolumeClaimVolumeSource(
+                                claimName="data"
+                            ),
+                        )
+                    ],
+                ),
+            )
+        )
 
         def selected_node() -> str | None:
             pvc = kube.get(PersistentVolumeClaim, "data", namespace=namespace)
@@ -140,32 +162,49 @@ def test_wait_for_first_consumer_binds_through_the_real_controllers(
         pvc = kube.get(PersistentVolumeClaim, "data", namespace=namespace)
         assert pvc.metadata is not None and pvc.metadata.annotations is not None
         # The PV controller hands the claim to the external provisioner named by the class.
-        assert pvc.metadata.annotations.get(
-            "volume.kubernetes.io/storage-provisioner"
-        ) == PROVISIONER
+        assert (
+            pvc.metadata.annotations.get("volume.kubernetes.io/storage-provisioner") == PROVISIONER
+        )
         assert pvc.status is not None and pvc.status.phase == "Pending"
 
         # Act as the provisioner: a PV on the selected node, pre-bound to the claim.
         pv_name = f"pv-{namespace}"
-        kube.create(PersistentVolume(
-            metadata=ObjectMeta(
-                name=pv_name, annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER},
-            ),
-            spec=PersistentVolumeSpec(
-                capacity={"storage": "1Gi"}, accessModes=["ReadWriteOnce"],
-                storageClassName=class_name, persistentVolumeReclaimPolicy="Delete",
-                local=LocalSource(path="/var/lib/made-up/" + namespace),
-                claimRef=ObjectReference(
-                    kind="PersistentVolumeClaim", namespace=namespace, name="data",
-                    uid=pvc.metadata.uid,
+        kube.create(
+            PersistentVolume(
+                metadata=ObjectMeta(
+                    name=pv_name,
+                    annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER},
                 ),
-                nodeAffinity=VolumeNodeAffinity(required=NodeSelector(nodeSelectorTerms=[
-                    NodeSelectorTerm(matchExpressions=[NodeSelectorRequirement(
-                        key="kubernetes.io/hostname", operator="In", values=[node],
-                    )]),
-                ])),
-            ),
-        ))
+                spec=PersistentVolumeSpec(
+                    capacity={"storage": "1Gi"},
+                    accessModes=["ReadWriteOnce"],
+                    storageClassName=class_name,
+                    persistentVolumeReclaimPolicy="Delete",
+                    local=LocalSource(path="/var/lib/made-up/" + namespace),
+                    claimRef=ObjectReference(
+                        kind="PersistentVolumeClaim",
+                        namespace=namespace,
+                        name="data",
+                        uid=pvc.metadata.uid,
+                    ),
+                    nodeAffinity=VolumeNodeAffinity(
+                        required=NodeSelector(
+                            nodeSelectorTerms=[
+                                NodeSelectorTerm(
+                                    matchExpressions=[
+                                        NodeSelectorRequirement(
+                                            key="kubernetes.io/hostname",
+                                            operator="In",
+                                            values=[node],
+                                        )
+                                    ]
+                                ),
+                            ]
+                        )
+                    ),
+                ),
+            )
+        )
 
         def bound() -> bool | None:
             claim = kube.get(PersistentVolumeClaim, "data", namespace=namespace)

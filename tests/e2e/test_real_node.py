@@ -28,23 +28,35 @@ KUBECTL = str(BuildSpec().binary("kubectl"))
 ON_REAL_NODE = {REAL_NODE_LABEL: "true"}
 
 
-def kubectl(kubeconfig: Path, *args: str, check: bool = True, timeout: float = 120
-            ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args],
-                            capture_output=True, text=True, timeout=timeout)
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result
 
 
 def apply(kubeconfig: Path, namespace: str, document: dict[str, object]) -> None:
-    subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "-n", namespace, "apply", "-f", "-"],
-                   input=yaml.safe_dump(document), text=True, check=True, capture_output=True)
+    subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kubeconfig), "-n", namespace, "apply", "-f", "-"],
+        input=yaml.safe_dump(document),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 def web_deployment(replicas: int) -> dict[str, object]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
@@ -52,12 +64,17 @@ def web_deployment(replicas: int) -> dict[str, object]:
                 "metadata": {"labels": {"app": "web"}},
                 "spec": {
                     "nodeSelector": ON_REAL_NODE,
-                    "containers": [{
-                        "name": "web", "image": "flotilla.local/python:3.11",
-                        "command": ["python3", "-u", "-m", "http.server", "8080"],
-                        "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
-                                           "periodSeconds": 1},
-                    }],
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "flotilla.local/python:3.11",
+                            "command": ["python3", "-u", "-m", "http.server", "8080"],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/", "port": 8080},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
                 },
             },
         },
@@ -68,10 +85,15 @@ def running_tasks(cluster: TestCluster, node: str) -> set[str]:
     layout = RealNodeLayout(cluster.state_dir, node)
     out = subprocess.run(
         ["ctr", "--address", str(layout.containerd_socket), "-n", "k8s.io", "tasks", "ls"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    return {line.split()[0] for line in out.stdout.splitlines()[1:]
-            if line.split() and line.split()[-1] == "RUNNING"}
+    return {
+        line.split()[0]
+        for line in out.stdout.splitlines()[1:]
+        if line.split() and line.split()[-1] == "RUNNING"
+    }
 
 
 @pytest.fixture
@@ -119,8 +141,17 @@ def test_logs_exec_and_port_forward(
     logs = kubectl(kubeconfig, "-n", namespace, "logs", name).stdout
     assert '"GET / HTTP/1.1" 200' in logs
     marker = uuid.uuid4().hex
-    out = kubectl(kubeconfig, "-n", namespace, "exec", name, "--", "sh", "-c",
-                  f"echo {marker} > /tmp/m && cat /tmp/m && hostname").stdout.split()
+    out = kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        f"echo {marker} > /tmp/m && cat /tmp/m && hostname",
+    ).stdout.split()
     assert out == [marker, name]
 
     # python's http.server lists the container's /etc, so we reached the pod, not the host.
@@ -128,8 +159,9 @@ def test_logs_exec_and_port_forward(
     assert "debian_version" in listing
 
 
-def port_forward_get(kubeconfig: Path, namespace: str, pod: str, port: int, path: str,
-                     workdir: Path) -> str:
+def port_forward_get(
+    kubeconfig: Path, namespace: str, pod: str, port: int, path: str, workdir: Path
+) -> str:
     """GET ``path`` through `kubectl port-forward`, waiting until it says it is forwarding."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,12 +169,25 @@ def port_forward_get(kubeconfig: Path, namespace: str, pod: str, port: int, path
     out, err = workdir / "pf.out", workdir / "pf.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         forward = subprocess.Popen(
-            [KUBECTL, "--kubeconfig", str(kubeconfig), "-n", namespace, "port-forward", pod,
-             f"{local}:{port}"], stdout=stdout, stderr=stderr,
+            [
+                KUBECTL,
+                "--kubeconfig",
+                str(kubeconfig),
+                "-n",
+                namespace,
+                "port-forward",
+                pod,
+                f"{local}:{port}",
+            ],
+            stdout=stdout,
+            stderr=stderr,
         )
     try:
-        wait_until(lambda: True if "Forwarding from" in out.read_text() else None,
-                   timeout=60, what=f"port-forward to start ({err.read_text()!r})")
+        wait_until(
+            lambda: True if "Forwarding from" in out.read_text() else None,
+            timeout=60,
+            what=f"port-forward to start ({err.read_text()!r})",
+        )
         reply = httpx.get(f"http://127.0.0.1:{local}{path}", timeout=30)
         assert reply.status_code == 200, err.read_text()
         return reply.text
@@ -157,18 +202,30 @@ def test_host_path_volume_writes_land_on_the_host(
     marker = uuid.uuid4().hex
     host_dir = tmp_path / "host"
     host_dir.mkdir()
-    apply(kubeconfig, namespace, {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "writer"},
-        "spec": {
-            "nodeSelector": ON_REAL_NODE, "restartPolicy": "Never",
-            "containers": [{
-                "name": "writer", "image": "flotilla.local/busybox:latest",
-                "command": ["sh", "-c", f"echo {marker} > /out/result.txt"],
-                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
-            }],
-            "volumes": [{"name": "out", "hostPath": {"path": str(host_dir), "type": "Directory"}}],
+    apply(
+        kubeconfig,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "writer"},
+            "spec": {
+                "nodeSelector": ON_REAL_NODE,
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "writer",
+                        "image": "flotilla.local/busybox:latest",
+                        "command": ["sh", "-c", f"echo {marker} > /out/result.txt"],
+                        "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                    }
+                ],
+                "volumes": [
+                    {"name": "out", "hostPath": {"path": str(host_dir), "type": "Directory"}}
+                ],
+            },
         },
-    })
+    )
 
     def finished() -> str | None:
         pod = kube.get(Pod, "writer", namespace=namespace)
@@ -182,16 +239,29 @@ def test_host_path_volume_writes_land_on_the_host(
 def test_deleting_a_pod_stops_its_container(
     kube: Client, kubeconfig: Path, namespace: str, real_node: str, test_cluster: TestCluster
 ) -> None:
-    apply(kubeconfig, namespace, {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
-        "spec": {
-            "nodeSelector": ON_REAL_NODE, "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "sleeper", "image": "flotilla.local/busybox:latest",
-                            "command": ["sleep", "3600"]}],
+    apply(
+        kubeconfig,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "sleeper"},
+            "spec": {
+                "nodeSelector": ON_REAL_NODE,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "sleeper",
+                        "image": "flotilla.local/busybox:latest",
+                        "command": ["sleep", "3600"],
+                    }
+                ],
+            },
         },
-    })
-    kubectl(kubeconfig, "-n", namespace, "wait", "--for=condition=Ready", "pod/sleeper",
-            "--timeout=90s")
+    )
+    kubectl(
+        kubeconfig, "-n", namespace, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"
+    )
     pod = kube.get(Pod, "sleeper", namespace=namespace)
     assert pod.status is not None
     assert pod.status.containerStatuses
@@ -200,22 +270,38 @@ def test_deleting_a_pod_stops_its_container(
     task = container_id.removeprefix("containerd://")
     assert task in running_tasks(test_cluster, real_node)
     kube.delete(Pod, "sleeper", namespace=namespace)
-    wait_until(lambda: True if task not in running_tasks(test_cluster, real_node) else None,
-               timeout=60, what="the pod's container to stop")
+    wait_until(
+        lambda: True if task not in running_tasks(test_cluster, real_node) else None,
+        timeout=60,
+        what="the pod's container to stop",
+    )
 
 
 def test_images_pull_by_reference_from_the_local_registry(
     kube: Client, kubeconfig: Path, namespace: str, real_node: str
 ) -> None:
     """imagePullPolicy Always makes containerd resolve flotilla.local through the registry."""
-    apply(kubeconfig, namespace, {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "puller"},
-        "spec": {
-            "nodeSelector": ON_REAL_NODE, "restartPolicy": "Never",
-            "containers": [{"name": "puller", "image": "flotilla.local/busybox:latest",
-                            "imagePullPolicy": "Always", "command": ["true"]}],
+    apply(
+        kubeconfig,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "puller"},
+            "spec": {
+                "nodeSelector": ON_REAL_NODE,
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "puller",
+                        "image": "flotilla.local/busybox:latest",
+                        "imagePullPolicy": "Always",
+                        "command": ["true"],
+                    }
+                ],
+            },
         },
-    })
+    )
     started = time.monotonic()
 
     def done() -> str | None:

@@ -22,7 +22,7 @@ from flotilla.fn.devloop import serve_command
 from flotilla.fn.model import load_spec
 
 CONFORMANCE = Path(__file__).parent / "conformance"
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$')
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$")
 
 
 class Collector:
@@ -41,8 +41,10 @@ class Collector:
                 with collector._lock:
                     collector.requests += 1
                     for rs in doc.get("resourceSpans", []):
-                        resource = {a["key"]: a["value"] for a in
-                                    rs.get("resource", {}).get("attributes", [])}
+                        resource = {
+                            a["key"]: a["value"]
+                            for a in rs.get("resource", {}).get("attributes", [])
+                        }
                         for ss in rs.get("scopeSpans", []):
                             for span in ss.get("spans", []):
                                 collector.spans.append({**span, "resource": resource})
@@ -118,13 +120,17 @@ class Served:
 
 
 def contract_env(collector: Collector) -> dict[str, str]:
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "FLOTILLA_FN_MAX_BODY": "65536"}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "FLOTILLA_FN_MAX_BODY": "65536",
+    }
 
 
 @contextmanager
-def local_runtime(runtime: str, collector: Collector, tmp: Path,
-                  project: Path | None = None) -> Iterator[Served]:
+def local_runtime(
+    runtime: str, collector: Collector, tmp: Path, project: Path | None = None
+) -> Iterator[Served]:
     """The runtime as ``fn run`` starts it (no reload), serving the conformance function."""
     project = project or CONFORMANCE / runtime
     spec = load_spec((project / "function.yaml").read_text())
@@ -133,12 +139,12 @@ def local_runtime(runtime: str, collector: Collector, tmp: Path,
     command = serve_command(spec, project, port, env)
     log_path = tmp / f"{runtime}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command.argv, env=command.env, cwd=command.cwd, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command.argv, env=command.env, cwd=command.cwd, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/health/readiness")
-        yield Served(runtime, spec.name, f"http://127.0.0.1:{port}", log_path.read_text,
-                     collector)
+        yield Served(runtime, spec.name, f"http://127.0.0.1:{port}", log_path.read_text, collector)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -158,8 +164,9 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
     return out
 
 
-def sample(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-           **labels: str) -> float:
+def sample(
+    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     total = 0.0
     for (metric, label_set), value in metrics.items():
         if metric == name and all((k, v) in label_set for k, v in labels.items()):

@@ -27,13 +27,17 @@ def fn(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize(("runtime", "template"), [("python", "http"), ("python", "cloudevents"),
-                                                   ("node", "http"), ("node", "cloudevents")])
-def test_init_creates_a_project_whose_own_tests_pass(tmp_path: Path, runtime: str,
-                                                     template: str) -> None:
+@pytest.mark.parametrize(
+    ("runtime", "template"),
+    [("python", "http"), ("python", "cloudevents"), ("node", "http"), ("node", "cloudevents")],
+)
+def test_init_creates_a_project_whose_own_tests_pass(
+    tmp_path: Path, runtime: str, template: str
+) -> None:
     project = tmp_path / "hello"
-    code, out = fn("init", "hello", "--runtime", runtime, "--template", template,
-                   "--dir", str(project))
+    code, out = fn(
+        "init", "hello", "--runtime", runtime, "--template", template, "--dir", str(project)
+    )
     assert code == 0, out
     spec = yaml.safe_load((project / "function.yaml").read_text())
     assert spec["runtime"] == runtime
@@ -58,8 +62,12 @@ def test_a_failing_function_test_fails_fn_test(tmp_path: Path) -> None:
     fn("init", "p", "--dir", str(project))
     func = project / "func.py"
     func.write_text(func.read_text().replace("Hello,", "Bye,"))
-    result = subprocess.run([sys.executable, "-m", "flotilla", "fn", "test", "-C", str(project)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "flotilla", "fn", "test", "-C", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
 
 
@@ -75,9 +83,11 @@ def test_run_reloads_on_change_and_invoke_calls_it(tmp_path: Path, runtime: str)
     project = tmp_path / "live"
     fn("init", "live", "--runtime", runtime, "--dir", str(project))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "flotilla", "fn", "run", "-C", str(project),
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flotilla", "fn", "run", "-C", str(project), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health/readiness")
         code, out = fn("invoke", "/?name=fleet", "--port", str(port))
@@ -129,8 +139,9 @@ def test_build_context_and_dry_runs(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "runtime" / "flotilla" / "fn" / "runtime" / "app.py").exists()
     assert (tmp_path / "out" / "runtime" / "flotilla" / "__init__.py").read_text() == ""
     assert not (tmp_path / "out" / "function" / "__pycache__").exists()
-    code, out = fn("deploy", "-C", str(project), "--dry-run", "--target", "knative",
-                   "--image", "reg/ctx:1")
+    code, out = fn(
+        "deploy", "-C", str(project), "--dry-run", "--target", "knative", "--image", "reg/ctx:1"
+    )
     (ksvc,) = yaml.safe_load_all(out)
     assert ksvc["kind"] == "Service" and ksvc["apiVersion"] == "serving.knative.dev/v1"
     code, out = fn("pipeline", "-C", str(project), "-o", str(tmp_path / "p.yaml"))
@@ -141,6 +152,5 @@ def test_build_context_and_dry_runs(tmp_path: Path) -> None:
 def test_build_without_a_reachable_dockerd_says_so(tmp_path: Path) -> None:
     project = tmp_path / "nodock"
     fn("init", "nodock", "--dir", str(project))
-    code, out = fn("build", "-C", str(project), "--docker-host",
-                   f"unix://{tmp_path}/no-such.sock")
+    code, out = fn("build", "-C", str(project), "--docker-host", f"unix://{tmp_path}/no-such.sock")
     assert code == 1 and "cannot reach dockerd" in out

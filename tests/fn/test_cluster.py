@@ -47,8 +47,9 @@ def _project(tmp_path: Path, runtime: str, name: str, **deploy: Any) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["python", "node"])
-def test_a_code_change_rebuilds_only_the_top_layer(tmp_path: Path, dockerd: str,
-                                                   runtime: str) -> None:
+def test_a_code_change_rebuilds_only_the_top_layer(
+    tmp_path: Path, dockerd: str, runtime: str
+) -> None:
     import docker
 
     project = _project(tmp_path, runtime, f"layers-{runtime}")
@@ -62,8 +63,10 @@ def test_a_code_change_rebuilds_only_the_top_layer(tmp_path: Path, dockerd: str,
     assert second.cached_steps == second.steps - 2, second.log  # all but FROM and the code COPY
     client = docker.DockerClient(base_url=dockerd)
     try:
-        layers = [client.images.get(i).attrs["RootFS"]["Layers"]
-                  for i in (first.image_id, second.image_id)]
+        layers = [
+            client.images.get(i).attrs["RootFS"]["Layers"]
+            for i in (first.image_id, second.image_id)
+        ]
         base = client.images.get(BASE_IMAGES[Runtime(runtime)]).attrs
     finally:
         client.close()
@@ -92,10 +95,12 @@ def crds(kube: Client) -> None:
 
     def established() -> bool | None:
         for crd in _crd_files():
-            got = get_raw(kube, "apiextensions.k8s.io/v1", "CustomResourceDefinition",
-                          crd["metadata"]["name"])
-            conditions = {c["type"]: c["status"] for c in (got or {}).get("status", {})
-                          .get("conditions", [])}
+            got = get_raw(
+                kube, "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"]
+            )
+            conditions = {
+                c["type"]: c["status"] for c in (got or {}).get("status", {}).get("conditions", [])
+            }
             if conditions.get("Established") != "True":
                 return None
         return True
@@ -104,13 +109,32 @@ def crds(kube: Client) -> None:
 
 
 def test_knative_service_is_accepted_by_the_owners_schema(
-        kube: Client, namespace: str, crds: None, tmp_path: Path, kubeconfig: Path) -> None:
+    kube: Client, namespace: str, crds: None, tmp_path: Path, kubeconfig: Path
+) -> None:
     project = _project(tmp_path, "python", "kn-hello")
-    out = fn("deploy", "-C", str(project), "--target", "knative", "-n", namespace,
-             "--kubeconfig", str(kubeconfig), "--image", "reg.example/kn-hello:v1")
+    out = fn(
+        "deploy",
+        "-C",
+        str(project),
+        "--target",
+        "knative",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--image",
+        "reg.example/kn-hello:v1",
+    )
     assert f"applied Service/kn-hello in {namespace}" in out
-    stored = get_raw(kube, "serving.knative.dev/v1", "Service", "kn-hello", namespace=namespace,
-                     plural="services", namespaced=True)
+    stored = get_raw(
+        kube,
+        "serving.knative.dev/v1",
+        "Service",
+        "kn-hello",
+        namespace=namespace,
+        plural="services",
+        namespaced=True,
+    )
     assert stored is not None
     annotations = stored["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/max-scale"] == "10"
@@ -123,17 +147,38 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     assert info.value.status == 422
 
 
-def test_tekton_pipeline_and_tasks_are_accepted(kube: Client, namespace: str, crds: None,
-                                                tmp_path: Path) -> None:
+def test_tekton_pipeline_and_tasks_are_accepted(
+    kube: Client, namespace: str, crds: None, tmp_path: Path
+) -> None:
     project = _project(tmp_path, "node", "tk-hello")
     out_file = tmp_path / "pipeline.yaml"
-    fn("pipeline", "-C", str(project), "-n", namespace, "-o", str(out_file),
-       "--git-url", "https://git.example/fns.git")
+    fn(
+        "pipeline",
+        "-C",
+        str(project),
+        "-n",
+        namespace,
+        "-o",
+        str(out_file),
+        "--git-url",
+        "https://git.example/fns.git",
+    )
     objects = list(yaml.safe_load_all(out_file.read_text()))
-    assert apply_objects(kube, objects) == ["Task/tk-hello-fetch", "Task/tk-hello-build",
-                                            "Task/tk-hello-deploy", "Pipeline/tk-hello"]
-    stored = get_raw(kube, "tekton.dev/v1", "Pipeline", "tk-hello", namespace=namespace,
-                     plural="pipelines", namespaced=True)
+    assert apply_objects(kube, objects) == [
+        "Task/tk-hello-fetch",
+        "Task/tk-hello-build",
+        "Task/tk-hello-deploy",
+        "Pipeline/tk-hello",
+    ]
+    stored = get_raw(
+        kube,
+        "tekton.dev/v1",
+        "Pipeline",
+        "tk-hello",
+        namespace=namespace,
+        plural="pipelines",
+        namespaced=True,
+    )
     assert stored is not None
     assert [t["name"] for t in stored["spec"]["tasks"]] == ["fetch", "build", "deploy"]
     bad = pipeline_objects(load_spec((project / "function.yaml").read_text()), namespace)[0]
@@ -157,34 +202,75 @@ def pod_collector(real_node: str, test_cluster: Any) -> Iterator[Collector]:
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["python", "node"])
 def test_end_to_end_on_the_real_node(
-        runtime: str, tmp_path: Path, kube: Client, namespace: str, kubeconfig: Path,
-        real_node: str, dockerd: str, test_cluster: Any, pod_collector: Collector) -> None:
+    runtime: str,
+    tmp_path: Path,
+    kube: Client,
+    namespace: str,
+    kubeconfig: Path,
+    real_node: str,
+    dockerd: str,
+    test_cluster: Any,
+    pod_collector: Collector,
+) -> None:
     registry = json.loads(test_cluster.flotilla("status", "--json").stdout)["registry"]
     name = f"e2e-{runtime}"
-    project = _project(tmp_path, runtime, name,
-                       nodeSelector={"flotilla.dev/real-node": "true"})
+    project = _project(tmp_path, runtime, name, nodeSelector={"flotilla.dev/real-node": "true"})
     spec = yaml.safe_load((project / "function.yaml").read_text())
-    spec["env"] = {"OTEL_EXPORTER_OTLP_ENDPOINT": pod_collector.endpoint,
-                   "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    spec["env"] = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": pod_collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
     (project / "function.yaml").write_text(yaml.safe_dump(spec))
     tag = f"flotilla.local/{name}:{uuid.uuid4().hex[:8]}"
-    built = json.loads(fn("build", "-C", str(project), "--tag", tag, "--push", registry,
-                          "--docker-host", dockerd, "--json"))
+    built = json.loads(
+        fn(
+            "build",
+            "-C",
+            str(project),
+            "--tag",
+            tag,
+            "--push",
+            registry,
+            "--docker-host",
+            dockerd,
+            "--json",
+        )
+    )
     assert built["pushed"].startswith(f"{registry}/{name}@sha256:")
     started = time.monotonic()
-    out = fn("deploy", "-C", str(project), "-n", namespace, "--kubeconfig", str(kubeconfig),
-             "--image", built["pushed"], "--timeout", "120")
+    out = fn(
+        "deploy",
+        "-C",
+        str(project),
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--image",
+        built["pushed"],
+        "--timeout",
+        "120",
+    )
     assert f"{name} ready in" in out, out
     deploy_seconds = time.monotonic() - started
 
     trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     status, headers, body = invoke_service(
-        kube, namespace, name, "/?name=node",
-        headers={"traceparent": f"00-{trace_id}-{parent}-01"})
+        kube, namespace, name, "/?name=node", headers={"traceparent": f"00-{trace_id}-{parent}-01"}
+    )
     assert (status, json.loads(body)) == (200, {"message": "Hello, node!"})
     assert headers["traceparent"].split("-")[1] == trace_id
-    out = fn("invoke", "/metrics", "-C", str(project), "--cluster", "-n", namespace,
-             "--kubeconfig", str(kubeconfig))
+    out = fn(
+        "invoke",
+        "/metrics",
+        "-C",
+        str(project),
+        "--cluster",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+    )
     metrics = parse_metrics(out)
     assert sample(metrics, "faas_invocations_total", faas_name=name) >= 1
     assert sample(metrics, "faas_coldstarts_total", faas_name=name) == 1
@@ -197,12 +283,22 @@ def test_end_to_end_on_the_real_node(
 
 
 def test_deploy_waits_for_the_new_generation_and_explains_a_stuck_rollout(
-        kube: Client, namespace: str, kubeconfig: Path, tmp_path: Path) -> None:
+    kube: Client, namespace: str, kubeconfig: Path, tmp_path: Path
+) -> None:
     # kwok's nodes report pods ready without running them: this checks the apply + wait path.
-    project = _project(tmp_path, "python", "waiter",
-                       nodeSelector={"kubernetes.io/hostname": "node-1"})
-    common = ["-C", str(project), "-n", namespace, "--kubeconfig", str(kubeconfig),
-              "--image", "flotilla.local/waiter:v1"]
+    project = _project(
+        tmp_path, "python", "waiter", nodeSelector={"kubernetes.io/hostname": "node-1"}
+    )
+    common = [
+        "-C",
+        str(project),
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--image",
+        "flotilla.local/waiter:v1",
+    ]
     assert "waiter ready in" in fn("deploy", *common, "--timeout", "60")
     out = fn("deploy", *common[:-1], "flotilla.local/waiter:v2", "--timeout", "60")
     assert "waiter ready in" in out
@@ -213,7 +309,20 @@ def test_deploy_waits_for_the_new_generation_and_explains_a_stuck_rollout(
     assert "flotilla-fn" in fields  # server-side apply, our field manager
 
     stuck = _project(tmp_path, "python", "stuck", nodeSelector={"no-such": "node"})
-    result = runner.invoke(app, ["fn", "deploy", "-C", str(stuck), "-n", namespace,
-                                 "--kubeconfig", str(kubeconfig), "--timeout", "4"])
+    result = runner.invoke(
+        app,
+        [
+            "fn",
+            "deploy",
+            "-C",
+            str(stuck),
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--timeout",
+            "4",
+        ],
+    )
     assert result.exit_code == 1
     assert "timed out" in result.output and "unschedulable" in result.output

@@ -51,7 +51,9 @@ def _image_runtime(runtime: str, collector: Collector, docker_host: str) -> Iter
     port = free_port()
     client = docker.DockerClient(base_url=docker_host)
     container = client.containers.run(
-        tag, detach=True, network_mode="host",
+        tag,
+        detach=True,
+        network_mode="host",
         environment={**contract_env(collector), "PORT": str(port)},
     )
     try:
@@ -66,12 +68,18 @@ def _image_runtime(runtime: str, collector: Collector, docker_host: str) -> Iter
         client.close()
 
 
-@pytest.fixture(scope="module", params=[
-    "python", "node",
-    pytest.param("python-image", marks=IMAGE), pytest.param("node-image", marks=IMAGE),
-])
-def served(request: pytest.FixtureRequest, collector: Collector,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(
+    scope="module",
+    params=[
+        "python",
+        "node",
+        pytest.param("python-image", marks=IMAGE),
+        pytest.param("node-image", marks=IMAGE),
+    ],
+)
+def served(
+    request: pytest.FixtureRequest, collector: Collector, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     kind: str = request.param
     if kind.endswith("-image"):
         docker_host = request.getfixturevalue("dockerd")
@@ -108,13 +116,26 @@ def test_caller_trace_is_continued_and_visible_to_the_handler(http: httpx.Client
     _, got_trace, got_span, flags = r.headers["traceparent"].split("-")
     assert (got_trace, flags) == (trace_id, "01")
     assert got_span != parent
-    assert doc == {"method": "POST", "query": {"x": "1"}, "body": "ping", "trace_id": trace_id,
-                   "span_id": got_span, "traceparent": r.headers["traceparent"]}
+    assert doc == {
+        "method": "POST",
+        "query": {"x": "1"},
+        "body": "ping",
+        "trace_id": trace_id,
+        "span_id": got_span,
+        "traceparent": r.headers["traceparent"],
+    }
 
 
-@pytest.mark.parametrize("bad", ["garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
-                                 "ff-" + "a" * 32 + "-" + "b" * 16 + "-01", "00-xyz-abc-01",
-                                 "00-" + "A" * 32 + "-" + "b" * 16 + "-01" + "x" * 500])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "garbage",
+        "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
+        "ff-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "00-xyz-abc-01",
+        "00-" + "A" * 32 + "-" + "b" * 16 + "-01" + "x" * 500,
+    ],
+)
 def test_malformed_traceparent_starts_a_new_trace(http: httpx.Client, bad: str) -> None:
     r = http.get("/hello", headers={"traceparent": bad})
     assert r.status_code == 200
@@ -138,8 +159,10 @@ def test_explicit_response_and_its_headers(http: httpx.Client) -> None:
 def test_raising_function_is_a_500_with_the_trace_id(http: httpx.Client) -> None:
     r = http.get("/fail")
     assert r.status_code == 500
-    assert r.json() == {"error": "internal error",
-                        "trace_id": r.headers["traceparent"].split("-")[1]}
+    assert r.json() == {
+        "error": "internal error",
+        "trace_id": r.headers["traceparent"].split("-")[1],
+    }
 
 
 def test_none_is_204(http: httpx.Client) -> None:
@@ -164,7 +187,8 @@ def test_health_endpoints_and_user_hooks(http: httpx.Client) -> None:
 
 
 def test_metrics_count_invocations_errors_latency_and_cold_start(
-        http: httpx.Client, served: Served) -> None:
+    http: httpx.Client, served: Served
+) -> None:
     before = parse_metrics(http.get("/metrics").text)
     for _ in range(3):
         http.get("/hello")
@@ -184,15 +208,19 @@ def test_metrics_count_invocations_errors_latency_and_cold_start(
     assert sample(after, "faas_coldstarts_total", **labels) == 1
     assert sample(after, "faas_init_duration_seconds_count") == 1
     assert 0 < sample(after, "faas_init_duration_seconds_sum") < 30
-    buckets = sorted((float(dict(k[1])["le"]), v) for k, v in after.items()
-                     if k[0] == "faas_invoke_duration_seconds_bucket")
+    buckets = sorted(
+        (float(dict(k[1])["le"]), v)
+        for k, v in after.items()
+        if k[0] == "faas_invoke_duration_seconds_bucket"
+    )
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     label_names = {k for key in after for k, _ in key[1]}
     assert {"faas_name", "faas_version", "faas_instance", "faas_trigger"} <= label_names
 
 
 def test_span_reaches_the_collector_with_the_callers_trace(
-        http: httpx.Client, served: Served) -> None:
+    http: httpx.Client, served: Served
+) -> None:
     trace_id, parent, header = _caller()
     r = http.get("/hello", headers={"traceparent": header})
     span_id = r.headers["traceparent"].split("-")[2]
@@ -239,22 +267,26 @@ def test_every_runtime_renders_the_same_metric_families(tmp_path: Path) -> None:
     try:
         shapes = []
         for runtime in ("python", "node"):
-            with local_runtime(runtime, collector, tmp_path) as s, \
-                    httpx.Client(base_url=s.base) as client:
+            with (
+                local_runtime(runtime, collector, tmp_path) as s,
+                httpx.Client(base_url=s.base) as client,
+            ):
                 client.get("/hello")
                 client.get("/fail")
                 text = client.get("/metrics").text
-            shape = [re.sub(r'faas_name="[^"]*"|faas_instance="[^"]*"| \S+$', "", line)
-                     for line in text.splitlines()]
+            shape = [
+                re.sub(r'faas_name="[^"]*"|faas_instance="[^"]*"| \S+$', "", line)
+                for line in text.splitlines()
+            ]
             shapes.append(shape)
         assert shapes[0] == shapes[1]
     finally:
         collector.close()
 
 
-
 def test_a_raising_function_logs_the_exception_with_its_trace(
-        http: httpx.Client, served: Served) -> None:
+    http: httpx.Client, served: Served
+) -> None:
     trace_id, _, header = _caller()
     http.get("/fail", headers={"traceparent": header})
     lines: list[dict[str, object]] = []
@@ -264,6 +296,9 @@ def test_a_raising_function_logs_the_exception_with_its_trace(
             break
         time.sleep(0.05)
     (line,) = lines
-    assert (line["level"], line["msg"], line["logger"]) == ("error", "function raised",
-                                                             "flotilla.fn")
+    assert (line["level"], line["msg"], line["logger"]) == (
+        "error",
+        "function raised",
+        "flotilla.fn",
+    )
     assert "boom" in str(line["exception"])

@@ -17,13 +17,26 @@ CE = {"ce-id": "42", "ce-source": "/tests", "ce-type": "dev.example.ping", "ce-s
 
 
 @pytest.fixture(scope="module", params=["python", "node"])
-def served(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     runtime: str = request.param
     tmp = tmp_path_factory.mktemp(f"ce-{runtime}")
     project = tmp / "events"
-    result = CliRunner().invoke(app, ["fn", "init", "events", "--runtime", runtime,
-                                      "--template", "cloudevents", "--dir", str(project)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fn",
+            "init",
+            "events",
+            "--runtime",
+            runtime,
+            "--template",
+            "cloudevents",
+            "--dir",
+            str(project),
+        ],
+    )
     assert result.exit_code == 0, result.output
     collector = Collector()
     try:
@@ -50,22 +63,35 @@ def test_binary_mode_in_binary_mode_out(http: httpx.Client) -> None:
 
 
 def test_structured_mode_in(http: httpx.Client) -> None:
-    doc = {"specversion": "1.0", "id": "7", "source": "/s", "type": "t", "data": {"x": [1]},
-           "datacontenttype": "application/json"}
-    r = http.post("/", content=json.dumps(doc).encode(),
-                  headers={"content-type": "application/cloudevents+json"})
+    doc = {
+        "specversion": "1.0",
+        "id": "7",
+        "source": "/s",
+        "type": "t",
+        "data": {"x": [1]},
+        "datacontenttype": "application/json",
+    }
+    r = http.post(
+        "/",
+        content=json.dumps(doc).encode(),
+        headers={"content-type": "application/cloudevents+json"},
+    )
     assert (r.status_code, r.json()) == (200, {"received": {"x": [1]}})
 
 
-@pytest.mark.parametrize(("headers", "body"), [
-    ({}, b"{}"),
-    ({**CE, "ce-specversion": "0.3"}, b"{}"),
-    ({**CE, "content-type": "application/json"}, b"{not json"),
-    ({"content-type": "application/cloudevents+json"}, b"[1, 2]"),
-    ({"content-type": "application/cloudevents+json"}, b"\xff\xfe"),
-])
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({}, b"{}"),
+        ({**CE, "ce-specversion": "0.3"}, b"{}"),
+        ({**CE, "content-type": "application/json"}, b"{not json"),
+        ({"content-type": "application/cloudevents+json"}, b"[1, 2]"),
+        ({"content-type": "application/cloudevents+json"}, b"\xff\xfe"),
+    ],
+)
 def test_what_is_not_a_cloudevent_gets_400_with_the_reason(
-        http: httpx.Client, headers: dict[str, str], body: bytes) -> None:
+    http: httpx.Client, headers: dict[str, str], body: bytes
+) -> None:
     r = http.post("/", content=body, headers=headers)
     assert r.status_code == 400
     assert r.json()["error"]
@@ -76,6 +102,3 @@ def test_events_are_counted_with_the_pubsub_trigger(http: httpx.Client, served: 
     metrics = parse_metrics(http.get("/metrics").text)
     assert sample(metrics, "faas_invocations_total", faas_trigger="pubsub") >= 1
     assert sample(metrics, "faas_invocations_total", faas_trigger="http") == 0
-
-
-

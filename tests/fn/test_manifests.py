@@ -27,13 +27,19 @@ def test_deployment_probes_hit_the_health_endpoints() -> None:
     assert container["startupProbe"]["httpGet"]["path"] == "/health/liveness"
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"PORT": "8080", "FLOTILLA_FN_NAME": "hello", "FLOTILLA_FN_VERSION": "v3",
-                   "GREETING": "hi"}
+    assert env == {
+        "PORT": "8080",
+        "FLOTILLA_FN_NAME": "hello",
+        "FLOTILLA_FN_VERSION": "v3",
+        "GREETING": "hi",
+    }
     assert pod["nodeSelector"] == {"flotilla.dev/real-node": "true"}
     assert pod["enableServiceLinks"] is False
     assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] \
+    assert (
+        deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
         == "/metrics"
+    )
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert service["spec"]["selector"] == selector
@@ -48,8 +54,9 @@ def test_scale_to_zero_still_runs_one_replica_on_plain_kubernetes() -> None:
 
 def test_version_comes_from_the_tag_or_digest() -> None:
     def version(image: str) -> str:
-        env = kubernetes_objects(SPEC, image, "d")[0]["spec"]["template"]["spec"][
-            "containers"][0]["env"]
+        env = kubernetes_objects(SPEC, image, "d")[0]["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
         return str(next(e["value"] for e in env if e["name"] == "FLOTILLA_FN_VERSION"))
 
     assert version("127.0.0.1:5000/hello") == "latest"
@@ -71,8 +78,12 @@ def test_knative_service_carries_the_autoscaling_annotations() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/health/readiness"}
     assert {e["name"] for e in container["env"]} == {"FLOTILLA_FN_NAME", "GREETING"}
     cpu = load_spec("name: c\nruntime: python\nscale: {metric: cpu}")
-    assert knative_service(cpu, "i", "d")["spec"]["template"]["metadata"]["annotations"][
-        "autoscaling.knative.dev/class"] == "hpa.autoscaling.knative.dev"
+    assert (
+        knative_service(cpu, "i", "d")["spec"]["template"]["metadata"]["annotations"][
+            "autoscaling.knative.dev/class"
+        ]
+        == "hpa.autoscaling.knative.dev"
+    )
 
 
 def test_target_and_namespace_can_be_overridden() -> None:
@@ -103,8 +114,7 @@ def test_pipeline_tasks_are_all_defined_and_wired() -> None:
 def test_push_reference_moves_the_image_into_the_registry() -> None:
     from flotilla.fn.image import push_reference
 
-    assert push_reference("flotilla.local/hello:v1", "127.0.0.1:5000") \
-        == "127.0.0.1:5000/hello:v1"
+    assert push_reference("flotilla.local/hello:v1", "127.0.0.1:5000") == "127.0.0.1:5000/hello:v1"
     assert push_reference("127.0.0.1:9/team/hello", "reg:1/") == "reg:1/team/hello:latest"
     assert push_reference("localhost/hello", "r") == "r/hello:latest"
     assert push_reference("team/hello:v2", "r") == "r/team/hello:v2"
@@ -113,17 +123,35 @@ def test_push_reference_moves_the_image_into_the_registry() -> None:
 def test_deployment_readiness_and_pod_problems() -> None:
     from flotilla.fn.deploy import deployment_ready, pod_problems
 
-    done = {"metadata": {"generation": 2}, "spec": {"replicas": 1},
-            "status": {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1,
-                       "replicas": 1}}
+    done = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": 2,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+            "replicas": 1,
+        },
+    }
     assert deployment_ready(done)
     assert not deployment_ready(None)
     assert not deployment_ready({**done, "status": {**done["status"], "observedGeneration": 1}})
     assert not deployment_ready({**done, "status": {**done["status"], "replicas": 2}})  # rolling
-    pods = [{"metadata": {"name": "p"}, "status": {
-        "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff",
-                                                     "message": "not found"}}}],
-        "conditions": [{"type": "PodScheduled", "status": "True"}]}},
-            {"metadata": {"name": "q"}, "status": {"conditions": [
-                {"type": "PodScheduled", "status": "False", "message": "0/3 nodes"}]}}]
+    pods = [
+        {
+            "metadata": {"name": "p"},
+            "status": {
+                "containerStatuses": [
+                    {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}
+                ],
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+            },
+        },
+        {
+            "metadata": {"name": "q"},
+            "status": {
+                "conditions": [{"type": "PodScheduled", "status": "False", "message": "0/3 nodes"}]
+            },
+        },
+    ]
     assert pod_problems(pods) == ["p: ImagePullBackOff: not found", "q: unschedulable: 0/3 nodes"]

@@ -64,23 +64,42 @@ scale: {min: 5, max: 2, target: "lots", metric: vibes}
 deploy: {target: lambda, port: 80, resources: {requests: {gpu: "1"}}}
 """)
     problems = "\n".join(info.value.problems)
-    for fragment in ("name:", "runtime:", "signature:", "imgae: unknown key", "env.1BAD",
-                     "env.PORT: is set by the runtime", "env.OK: must be a string",
-                     "scale.target: must be an integer", "scale.metric", "deploy.target",
-                     "deploy.port: must be between", "deploy.resources.requests.gpu"):
+    for fragment in (
+        "name:",
+        "runtime:",
+        "signature:",
+        "imgae: unknown key",
+        "env.1BAD",
+        "env.PORT: is set by the runtime",
+        "env.OK: must be a string",
+        "scale.target: must be an integer",
+        "scale.metric",
+        "deploy.target",
+        "deploy.port: must be between",
+        "deploy.resources.requests.gpu",
+    ):
         assert fragment in problems, fragment
     assert len(info.value.problems) >= 12
 
 
-@pytest.mark.parametrize("text", [
-    "", "[]", "just a string", "name: [1, 2]\nruntime: python", "{{{", "name: x\nruntime: python\n"
-    "scale: 7", "name: x\nruntime: python\nscale: {min: true}",
-    "name: x\nruntime: node\nsignature: asgi", "name: x\nruntime: python\nhandler: 'os:system; rm'",
-    "name: x\nruntime: node\nhandler: ../../etc/passwd",
-    "name: x\nruntime: python\nimage: '--privileged'",
-    "name: " + "a" * 64 + "\nruntime: python",
-    "name: x\nruntime: python\ndeploy: {labels: {a: 'not a valid value!'}}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[]",
+        "just a string",
+        "name: [1, 2]\nruntime: python",
+        "{{{",
+        "name: x\nruntime: python\nscale: 7",
+        "name: x\nruntime: python\nscale: {min: true}",
+        "name: x\nruntime: node\nsignature: asgi",
+        "name: x\nruntime: python\nhandler: 'os:system; rm'",
+        "name: x\nruntime: node\nhandler: ../../etc/passwd",
+        "name: x\nruntime: python\nimage: '--privileged'",
+        "name: " + "a" * 64 + "\nruntime: python",
+        "name: x\nruntime: python\ndeploy: {labels: {a: 'not a valid value!'}}",
+    ],
+)
 def test_hostile_or_malformed_input_is_refused_cleanly(text: str) -> None:
     with pytest.raises(FunctionSpecError):
         load_spec(text)
@@ -91,16 +110,28 @@ def test_yaml_tags_cannot_construct_objects() -> None:
         load_spec("name: !!python/object/apply:os.system ['true']\nruntime: python\n")
 
 
-@given(name=st.from_regex(r"[a-z]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True),
-       runtime=st.sampled_from(list(Runtime)),
-       env=st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True),
-                           st.text(max_size=20), max_size=4),
-       low=st.integers(0, 5), span=st.integers(0, 20))
-def test_dump_then_load_is_identity(name: str, runtime: Runtime, env: dict[str, str], low: int,
-                                    span: int) -> None:
+@given(
+    name=st.from_regex(r"[a-z]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True),
+    runtime=st.sampled_from(list(Runtime)),
+    env=st.dictionaries(
+        st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True), st.text(max_size=20), max_size=4
+    ),
+    low=st.integers(0, 5),
+    span=st.integers(0, 20),
+)
+def test_dump_then_load_is_identity(
+    name: str, runtime: Runtime, env: dict[str, str], low: int, span: int
+) -> None:
     env = {k: v for k, v in env.items() if k not in ("PORT", "NODE_PATH", "PYTHONPATH")}
-    spec = parse_spec({"name": name, "runtime": runtime.value, "env": env,
-                       "scale": {"min": low, "max": max(1, low + span)}})
+    spec = parse_spec(
+        {
+            "name": name,
+            "runtime": runtime.value,
+            "env": env,
+            "scale": {"min": low, "max": max(1, low + span)},
+        }
+    )
     again = load_spec(dump_spec(spec))
-    assert again == FunctionSpec(**{**spec.__dict__, "handler": spec.handler_ref,
-                                    "image": spec.image_ref})
+    assert again == FunctionSpec(
+        **{**spec.__dict__, "handler": spec.handler_ref, "image": spec.image_ref}
+    )

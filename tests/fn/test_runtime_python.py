@@ -45,19 +45,30 @@ def test_metrics_text_format() -> None:
     text = metrics.render()
     assert 'faas_name="we\\"ird\\\\name"' in text and 'faas_instance="pod\\n1"' in text
     assert text.count("faas_invocations_total{") == 1
-    assert '_bucket{faas_name="we\\"ird\\\\name",faas_version="v1",faas_instance="pod\\n1",' \
-           'faas_trigger="http",le="0.005"} 1' in text
+    assert (
+        '_bucket{faas_name="we\\"ird\\\\name",faas_version="v1",faas_instance="pod\\n1",'
+        'faas_trigger="http",le="0.005"} 1' in text
+    )
     assert 'le="0.25"} 2' in text and 'le="+Inf"} 2' in text
     assert text.endswith("\n")
 
 
 def test_exporter_configuration_from_env() -> None:
     assert exporter_from_env({}, ID) is None
-    assert exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
-                              "OTEL_SDK_DISABLED": "true"}, ID) is None
-    exporter = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/",
-                                  "OTEL_EXPORTER_OTLP_HEADERS": "a=b%20c",
-                                  "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod"}, ID)
+    assert (
+        exporter_from_env(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}, ID
+        )
+        is None
+    )
+    exporter = exporter_from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/",
+            "OTEL_EXPORTER_OTLP_HEADERS": "a=b%20c",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod",
+        },
+        ID,
+    )
     assert exporter is not None
     try:
         assert exporter.endpoint == "http://c:4318/v1/traces"
@@ -69,20 +80,29 @@ def test_exporter_configuration_from_env() -> None:
 
 
 def test_cloudevents_binary_and_structured() -> None:
-    headers = {"ce-id": "1", "ce-source": "/s", "ce-type": "t", "ce-specversion": "1.0",
-               "ce-traceparent": "x", "Content-Type": "application/json"}
+    headers = {
+        "ce-id": "1",
+        "ce-source": "/s",
+        "ce-type": "t",
+        "ce-specversion": "1.0",
+        "ce-traceparent": "x",
+        "Content-Type": "application/json",
+    }
     event = decode_cloudevent(headers, b'{"a": 1}')
     assert (event.id, event.data, event.extensions) == ("1", {"a": 1}, {"traceparent": "x"})
     structured = decode_cloudevent(
         {"content-type": "application/cloudevents+json; charset=utf-8"},
-        b'{"specversion":"1.0","id":"2","source":"/s","type":"t","data":"hi","subject":"s"}')
+        b'{"specversion":"1.0","id":"2","source":"/s","type":"t","data":"hi","subject":"s"}',
+    )
     assert (structured.data, structured.subject) == ("hi", "s")
     out_headers, body = encode_cloudevent(CloudEvent(type="r", source="/me", data=[1]))
     assert out_headers["ce-type"] == "r" and body == b"[1]"
-    for bad_headers, bad_body in [({}, b""), ({"content-type": "application/cloudevents+json"},
-                                                b"[1]"),
-                                  ({**headers, "ce-specversion": "0.3"}, b"{}"),
-                                  (headers, b"{not json")]:
+    for bad_headers, bad_body in [
+        ({}, b""),
+        ({"content-type": "application/cloudevents+json"}, b"[1]"),
+        ({**headers, "ce-specversion": "0.3"}, b"{}"),
+        (headers, b"{not json"),
+    ]:
         with pytest.raises(ValueError, match=r"\S"):
             decode_cloudevent(bad_headers, bad_body)
 
@@ -124,12 +144,18 @@ def test_init_hook_runs_once_before_serving() -> None:
 
 def test_asgi_signature_serves_an_app_with_the_same_telemetry() -> None:
     async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": scope["path"].encode()})
 
-    app = FunctionApp(LoadedFunction(asgi), RuntimeConfig(signature="asgi", identity=ID),
-                      start_time=0.0)
+    app = FunctionApp(
+        LoadedFunction(asgi), RuntimeConfig(signature="asgi", identity=ID), start_time=0.0
+    )
     with TestClient(app) as client:
         r = client.get("/deep/path")
         assert (r.status_code, r.text) == (201, "/deep/path")
@@ -170,8 +196,9 @@ def test_load_function_finds_handler_and_hooks(module_dir: Path) -> None:
 
 
 def test_config_from_env_refuses_unknown_signatures() -> None:
-    config = RuntimeConfig.from_env({"K_SERVICE": "ksvc", "K_REVISION": "ksvc-001",
-                                     "HOSTNAME": "pod-9"})
+    config = RuntimeConfig.from_env(
+        {"K_SERVICE": "ksvc", "K_REVISION": "ksvc-001", "HOSTNAME": "pod-9"}
+    )
     assert config.identity == FaasIdentity("ksvc", "ksvc-001", "pod-9")
     with pytest.raises(ValueError, match="FLOTILLA_FN_SIGNATURE"):
         RuntimeConfig.from_env({"FLOTILLA_FN_SIGNATURE": "smtp"})

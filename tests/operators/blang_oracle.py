@@ -99,7 +99,8 @@ def ensure_oracle() -> Path:
     (src / "main.go").write_text(_MAIN_GO)
     (src / "go.mod").write_text(
         "module flotilla.test/blangoracle\n\ngo 1.22\n\n"
-        f"require github.com/blang/semver/v4 {BLANG_VERSION}\n")
+        f"require github.com/blang/semver/v4 {BLANG_VERSION}\n"
+    )
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod")
     for cmd in ([go, "mod", "tidy"], [go, "build", "-o", str(target), "."]):
         proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, check=False)
@@ -111,7 +112,8 @@ def ensure_oracle() -> Path:
 def ask(oracle: Path, queries: list[tuple[str, list[str]]]) -> list[Verdict]:
     """blang's verdict for each (range, probe versions); probes must be valid versions."""
     lines = "".join(json.dumps({"range": r, "probes": p}) + "\n" for r, p in queries)
-    proc = subprocess.run([str(oracle)], input=lines, capture_output=True, text=True,
-                          timeout=120, check=True)
+    proc = subprocess.run(
+        [str(oracle)], input=lines, capture_output=True, text=True, timeout=120, check=True
+    )
     answers = [json.loads(line) for line in proc.stdout.splitlines()]
     return [Verdict(a["valid"], tuple(a["matches"]), a["panics"]) for a in answers]

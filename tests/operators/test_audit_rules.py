@@ -27,14 +27,18 @@ def test_etcd_092_namespaced_wildcards_workloads_and_secret_reads() -> None:
     # rule is one level below its cluster-wide severity.
     report = audit(load_bundle(BUNDLES / "etcd-0.9.2").manifests)
     assert rows(report) == {
-        ("rbac-wildcard", "low", ETCD_SA, f"{ETCD_CSV_092}:42"),     # * on etcd CRs
-        ("rbac-wildcard", "low", ETCD_SA, f"{ETCD_CSV_092}:50"),     # * on pods, services...
-        ("rbac-wildcard", "low", ETCD_SA, f"{ETCD_CSV_092}:60"),     # * on deployments
+        ("rbac-wildcard", "low", ETCD_SA, f"{ETCD_CSV_092}:42"),  # * on etcd CRs
+        ("rbac-wildcard", "low", ETCD_SA, f"{ETCD_CSV_092}:50"),  # * on pods, services...
+        ("rbac-wildcard", "low", ETCD_SA, f"{ETCD_CSV_092}:60"),  # * on deployments
         ("workload-write", "medium", ETCD_SA, f"{ETCD_CSV_092}:50"),  # pods via *
         ("workload-write", "medium", ETCD_SA, f"{ETCD_CSV_092}:60"),  # deployments via *
-        ("secrets-read", "medium", ETCD_SA, f"{ETCD_CSV_092}:66"),   # get secrets
-        ("crd-added", "low", "CRD etcdclusters.etcd.database.coreos.com",
-         "etcdclusters.etcd.database.coreos.com.crd.yaml:1"),
+        ("secrets-read", "medium", ETCD_SA, f"{ETCD_CSV_092}:66"),  # get secrets
+        (
+            "crd-added",
+            "low",
+            "CRD etcdclusters.etcd.database.coreos.com",
+            "etcdclusters.etcd.database.coreos.com.crd.yaml:1",
+        ),
     }
     assert all(g.scope == "namespace operators" for g in report.grants)
     assert len(report.grants) == 4
@@ -45,8 +49,12 @@ def test_etcd_094_adds_cluster_secret_reads_and_exec() -> None:
     found = rows(report)
     assert ("secrets-read", "high", ETCD_SA, f"{ETCD_CSV_094}:84") in found  # clusterPermissions
     assert ("pod-exec", "medium", ETCD_SA, f"{ETCD_CSV_094}:75") in found
-    assert ("crd-added", "low", "CRD etcdbackups.etcd.database.coreos.com",
-            "etcdbackups.etcd.database.coreos.com.crd.yaml:1") in found
+    assert (
+        "crd-added",
+        "low",
+        "CRD etcdbackups.etcd.database.coreos.com",
+        "etcdbackups.etcd.database.coreos.com.crd.yaml:1",
+    ) in found
     assert len(found) == 10
     # nodes get/list is granted cluster-wide but is not risky: inventory only.
     nodes = [g for g in report.grants if "nodes" in g.rule.resources]
@@ -60,8 +68,12 @@ def test_memcached_webhooks_cluster_permissions_and_promoted_scope() -> None:
         ("scope-promoted", "medium", "CSV memcached-operator", f"{MEMCACHED_CSV}:135"),
         ("mutating-webhook", "high", "CSV memcached-operator", f"{MEMCACHED_CSV}:178"),
         ("validating-webhook", "medium", "CSV memcached-operator", f"{MEMCACHED_CSV}:198"),
-        ("crd-added", "low", "CRD memcacheds.cache.example.com",
-         "cache.example.com_memcacheds.yaml:1"),
+        (
+            "crd-added",
+            "low",
+            "CRD memcacheds.cache.example.com",
+            "cache.example.com_memcacheds.yaml:1",
+        ),
     }
     # AllNamespaces only: `permissions` (configmaps, leases) reach every namespace.
     promoted = [g for g in report.grants if "permissions" in g.role and "cluster" not in g.role]
@@ -69,7 +81,8 @@ def test_memcached_webhooks_cluster_permissions_and_promoted_scope() -> None:
     # The metrics-reader ClusterRole has no binding in the bundle: listed, not hidden.
     unbound = [g for g in report.grants if g.subject == "(unbound)"]
     assert [(g.role, g.rule.non_resource_urls) for g in unbound] == [
-        ("ClusterRole memcached-operator-metrics-reader", ("/metrics",))]
+        ("ClusterRole memcached-operator-metrics-reader", ("/metrics",))
+    ]
     webhook = next(f for f in report.findings if f.rule == "mutating-webhook")
     assert "create memcacheds, update memcacheds" in webhook.message
     assert "failurePolicy Fail" in webhook.message
@@ -82,15 +95,20 @@ def test_greedy_star_on_star_and_cluster_admin_binding() -> None:
         ("rbac-wildcard-all", "critical", GREEDY_SA, f"{GREEDY_CSV}:21"),
         ("rbac-nonresource-wildcard", "medium", GREEDY_SA, f"{GREEDY_CSV}:24"),
         ("scope-promoted", "medium", "CSV greedy-operator", f"{GREEDY_CSV}:27"),
-        ("cluster-admin-binding", "critical", "ClusterRoleBinding greedy-operator-admin",
-         f"{binding}:6"),
+        (
+            "cluster-admin-binding",
+            "critical",
+            "ClusterRoleBinding greedy-operator-admin",
+            f"{binding}:6",
+        ),
         # the binding grants cluster-admin's own rules, reported at the binding
         ("rbac-wildcard-all", "critical", GREEDY_SA, f"{binding}:1"),
         ("rbac-nonresource-wildcard", "medium", GREEDY_SA, f"{binding}:1"),
     }
     # `*` on `*` is reported once, not as every narrower rule it implies.
-    assert not any(f.rule in ("secrets-read", "workload-write", "rbac-escalate")
-                   for f in report.findings)
+    assert not any(
+        f.rule in ("secrets-read", "workload-write", "rbac-escalate") for f in report.findings
+    )
     assert report.worst() is Severity.CRITICAL
 
 
@@ -120,10 +138,18 @@ def test_plain_manifests_every_risky_rule() -> None:
         ("secrets-read", "medium", sa, "rbac.yaml:53"),
         ("crd-added", "low", "CRD widgets.example.com", "crd-conversion.yaml:2"),
         ("crd-conversion-webhook", "high", "CRD widgets.example.com", "crd-conversion.yaml:13"),
-        ("mutating-webhook", "high", "MutatingWebhookConfiguration widget-defaulter",
-         "webhooks.yaml:6"),
-        ("validating-webhook", "medium", "ValidatingWebhookConfiguration widget-validator",
-         "webhooks.yaml:22"),
+        (
+            "mutating-webhook",
+            "high",
+            "MutatingWebhookConfiguration widget-defaulter",
+            "webhooks.yaml:6",
+        ),
+        (
+            "validating-webhook",
+            "medium",
+            "ValidatingWebhookConfiguration widget-validator",
+            "webhooks.yaml:22",
+        ),
     }
     crd = next(f for f in report.findings if f.rule == "crd-added")
     # v1alpha1 is defined but not served
@@ -133,15 +159,21 @@ def test_plain_manifests_every_risky_rule() -> None:
 
 def test_crd_conflicts_with_cluster_and_between_inputs() -> None:
     etcd = load_bundle(BUNDLES / "etcd-0.9.2").manifests
-    report = audit(etcd, existing_crds={"etcdclusters.etcd.database.coreos.com": "other-op"},
-                   owner="etcd")
+    report = audit(
+        etcd, existing_crds={"etcdclusters.etcd.database.coreos.com": "other-op"}, owner="etcd"
+    )
     conflicts = [f for f in report.findings if f.rule == "crd-conflict"]
     assert [(f.severity, f.message) for f in conflicts] == [
-        (Severity.HIGH, "etcdclusters.etcd.database.coreos.com already exists in the cluster "
-                        "(owned by other-op)")]
+        (
+            Severity.HIGH,
+            "etcdclusters.etcd.database.coreos.com already exists in the cluster "
+            "(owned by other-op)",
+        )
+    ]
     # Our own CRD from a previous version is an upgrade, not a conflict.
-    same_owner = audit(etcd, existing_crds={"etcdclusters.etcd.database.coreos.com": "etcd"},
-                       owner="etcd")
+    same_owner = audit(
+        etcd, existing_crds={"etcdclusters.etcd.database.coreos.com": "etcd"}, owner="etcd"
+    )
     assert "crd-conflict" not in {f.rule for f in same_owner.findings}
     # Two inputs defining one CRD conflict offline too.
     both, _ = load_inputs([BUNDLES / "etcd-0.9.0", BUNDLES / "etcd-0.9.2"])
@@ -154,7 +186,8 @@ def test_helm_chart_rendered_and_pointed_at_its_template() -> None:
     assert errors == []
     report = audit(manifests)
     assert rows(report) == {
-        ("secrets-read", "high", "ServiceAccount widgets/widget-controller", "rbac.yaml:9")}
+        ("secrets-read", "high", "ServiceAccount widgets/widget-controller", "rbac.yaml:9")
+    }
     assert report.findings[0].source.file.endswith("chart/templates/rbac.yaml")
 
 

@@ -66,8 +66,9 @@ def test_unknown_package_and_channel_say_what_exists() -> None:
 
 
 def test_bundle_image_path_cannot_leave_the_catalog(tmp_path: Path) -> None:
-    docs: list[Any] = [{"schema": "olm.bundle", "name": "x.v1.0.0", "package": "x",
-                        "image": "../../etc"}]
+    docs: list[Any] = [
+        {"schema": "olm.bundle", "name": "x.v1.0.0", "package": "x", "image": "../../etc"}
+    ]
     with pytest.raises(InputError, match="leaves the catalog"):
         parse_catalog(docs, tmp_path)
 
@@ -100,13 +101,18 @@ def test_at_head_nothing_to_do() -> None:
 
 
 def test_skip_range_jumps_straight_to_head() -> None:
-    channel = Channel("stable", "p", (
-        ChannelEntry("p.v1.0.0"),
-        ChannelEntry("p.v1.1.0", replaces="p.v1.0.0"),
-        ChannelEntry("p.v1.2.0", replaces="p.v1.1.0"),
-        ChannelEntry("p.v2.0.0", replaces="p.v1.2.0",
-                     skip_range=VersionRange.parse(">=1.0.0 <2.0.0")),
-    ))
+    channel = Channel(
+        "stable",
+        "p",
+        (
+            ChannelEntry("p.v1.0.0"),
+            ChannelEntry("p.v1.1.0", replaces="p.v1.0.0"),
+            ChannelEntry("p.v1.2.0", replaces="p.v1.1.0"),
+            ChannelEntry(
+                "p.v2.0.0", replaces="p.v1.2.0", skip_range=VersionRange.parse(">=1.0.0 <2.0.0")
+            ),
+        ),
+    )
     assert [e.name for e in upgrade_path(channel, "p.v1.0.0", v("1.0.0"))] == ["p.v2.0.0"]
     # a version only the range knows (installed from elsewhere) also upgrades
     assert [e.name for e in upgrade_path(channel, "p.v1.0.5", v("1.0.5"))] == ["p.v2.0.0"]

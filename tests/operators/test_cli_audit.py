@@ -75,7 +75,10 @@ def test_diff_mode_fails_only_on_added_findings() -> None:
     assert run("--diff", old).exit_code == 2
     sarif = json.loads(run("--diff", old, new, "-o", "sarif").output)
     assert {r["ruleId"] for r in sarif["runs"][0]["results"]} == {
-        "secrets-read", "pod-exec", "crd-added"}
+        "secrets-read",
+        "pod-exec",
+        "crd-added",
+    }
 
 
 def test_install_mode_is_validated_and_narrows_scope() -> None:
@@ -93,25 +96,67 @@ def test_inputs_with_errors_exit_2_but_still_report(tmp_path: Path) -> None:
     assert run().exit_code == 2  # neither paths nor --cluster
 
 
-_KEYS = ["spec", "rules", "roleRef", "subjects", "webhooks", "install", "permissions",
-         "clusterPermissions", "versions", "verbs", "resources", "apiGroups", "name", "metadata",
-         "conversion", "webhookdefinitions", "installModes", "type", "supported", "strategy",
-         "aggregationRule", "clusterRoleSelectors", "matchLabels", "labels", "kind", "operations",
-         "serviceAccountName", "nonResourceURLs"]
+_KEYS = [
+    "spec",
+    "rules",
+    "roleRef",
+    "subjects",
+    "webhooks",
+    "install",
+    "permissions",
+    "clusterPermissions",
+    "versions",
+    "verbs",
+    "resources",
+    "apiGroups",
+    "name",
+    "metadata",
+    "conversion",
+    "webhookdefinitions",
+    "installModes",
+    "type",
+    "supported",
+    "strategy",
+    "aggregationRule",
+    "clusterRoleSelectors",
+    "matchLabels",
+    "labels",
+    "kind",
+    "operations",
+    "serviceAccountName",
+    "nonResourceURLs",
+]
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.just("*"),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(_KEYS), children, max_size=5),
-    max_leaves=30)
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(_KEYS), children, max_size=5)
+    ),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind=st.sampled_from(["ClusterServiceVersion", "ClusterRole", "Role", "RoleBinding",
-                             "ClusterRoleBinding", "CustomResourceDefinition",
-                             "MutatingWebhookConfiguration"]),
-       body=st.dictionaries(st.sampled_from(["spec", "rules", "roleRef", "subjects", "webhooks",
-                                             "metadata", "aggregationRule"]), _json,
-                            max_size=5))
+@given(
+    kind=st.sampled_from(
+        [
+            "ClusterServiceVersion",
+            "ClusterRole",
+            "Role",
+            "RoleBinding",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "MutatingWebhookConfiguration",
+        ]
+    ),
+    body=st.dictionaries(
+        st.sampled_from(
+            ["spec", "rules", "roleRef", "subjects", "webhooks", "metadata", "aggregationRule"]
+        ),
+        _json,
+        max_size=5,
+    ),
+)
 def test_malformed_manifests_never_crash_the_audit(kind: str, body: dict[str, Any]) -> None:
     doc = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, **body}
     audit([Manifest(doc, Source("fuzz.yaml", 1))])
@@ -119,8 +164,10 @@ def test_malformed_manifests_never_crash_the_audit(kind: str, body: dict[str, An
 
 def test_missing_kubeconfig_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope")
-    for args in (["install", "etcd", "--catalog", str(CATALOG), "--kubeconfig", missing],
-                 ["audit", str(CATALOG), "--check-crds", "--kubeconfig", missing]):
+    for args in (
+        ["install", "etcd", "--catalog", str(CATALOG), "--kubeconfig", missing],
+        ["audit", str(CATALOG), "--check-crds", "--kubeconfig", missing],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
         assert "error:" in result.output and "Traceback" not in result.output

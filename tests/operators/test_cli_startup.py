@@ -8,9 +8,16 @@ import sys
 
 import pytest
 
-HEAVY = ["yaml", "lightkube", "flotilla.operators.audit", "flotilla.operators.catalog",
-         "flotilla.operators.loading", "flotilla.operators.report", "flotilla.operators.lifecycle",
-         "rich.markdown"]
+HEAVY = [
+    "yaml",
+    "lightkube",
+    "flotilla.operators.audit",
+    "flotilla.operators.catalog",
+    "flotilla.operators.loading",
+    "flotilla.operators.report",
+    "flotilla.operators.lifecycle",
+    "rich.markdown",
+]
 
 
 @pytest.mark.parametrize("command", ["audit", "install", "status"])

@@ -34,7 +34,8 @@ def test_missing_path_and_non_objects(tmp_path: Path) -> None:
     (tmp_path / "junk.yaml").write_text("- 1\n- 2\n---\njust a string\n---\nkind: NoApiVersion\n")
     (tmp_path / "list.yaml").write_text(
         "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n"
-        "  metadata: {name: a}\n")
+        "  metadata: {name: a}\n"
+    )
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "x.yaml").write_text("apiVersion: v1\nkind: Secret\n")
     manifests, errors = load_inputs([tmp_path, tmp_path / "nope"])
@@ -46,15 +47,18 @@ def test_bundle_annotations_and_csv() -> None:
     bundle = load_bundle(BUNDLES / "etcd-0.9.2")
     assert bundle.package == "etcd"
     assert bundle.csv is not None and bundle.csv.name == "etcdoperator.v0.9.2"
-    assert {m.kind for m in bundle.manifests} == {"ClusterServiceVersion",
-                                                  "CustomResourceDefinition"}
+    assert {m.kind for m in bundle.manifests} == {
+        "ClusterServiceVersion",
+        "CustomResourceDefinition",
+    }
 
 
 def test_bundle_manifests_dir_cannot_escape(tmp_path: Path) -> None:
     (tmp_path / "b" / "manifests").mkdir(parents=True)
     (tmp_path / "b" / "metadata").mkdir()
     (tmp_path / "b" / "metadata" / "annotations.yaml").write_text(
-        "annotations:\n  operators.operatorframework.io.bundle.manifests.v1: ../../etc/\n")
+        "annotations:\n  operators.operatorframework.io.bundle.manifests.v1: ../../etc/\n"
+    )
     with pytest.raises(InputError, match="escapes the bundle"):
         load_bundle(tmp_path / "b")
 
@@ -63,8 +67,14 @@ def test_directory_of_bundles_loads_each_as_a_bundle() -> None:
     manifests, errors = load_inputs([BUNDLES])
     assert errors == []
     csvs = sorted(m.name for m in manifests if m.kind == "ClusterServiceVersion")
-    assert csvs == ["etcdoperator.v0.9.0", "etcdoperator.v0.9.1", "etcdoperator.v0.9.2",
-                    "etcdoperator.v0.9.4", "greedy-operator.v1.0.0", "memcached-operator.v0.0.1"]
+    assert csvs == [
+        "etcdoperator.v0.9.0",
+        "etcdoperator.v0.9.1",
+        "etcdoperator.v0.9.2",
+        "etcdoperator.v0.9.4",
+        "greedy-operator.v1.0.0",
+        "memcached-operator.v0.0.1",
+    ]
     assert not any(m.kind == "" for m in manifests)
 
 

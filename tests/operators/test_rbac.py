@@ -31,8 +31,10 @@ def test_allows_wildcards_and_subresources() -> None:
 
 
 def test_verbs_are_case_insensitive() -> None:
-    (m,) = _m("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r}\n"
-              "rules:\n- apiGroups: ['']\n  resources: [secrets]\n  verbs: [GET]\n")
+    (m,) = _m(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r}\n"
+        "rules:\n- apiGroups: ['']\n  resources: [secrets]\n  verbs: [GET]\n"
+    )
     (g,) = grants_from_manifests([m])
     assert allows(g.rule, "", "secrets", "get")
 
@@ -56,7 +58,9 @@ subjects:
 """)
     grants = grants_from_manifests(ms)
     assert sorted((g.subject, g.scope) for g in grants) == [
-        ("Group devs", "namespace team"), ("ServiceAccount team/bot", "namespace team")]
+        ("Group devs", "namespace team"),
+        ("ServiceAccount team/bot", "namespace team"),
+    ]
     assert grants[0].source.line == 5  # the rule inside the ClusterRole
 
 
@@ -128,4 +132,5 @@ subjects: ["x"]
 """)
     grants = grants_from_manifests(ms)
     assert [(g.subject, g.rule.verbs, g.rule.resources) for g in grants] == [
-        ("(unbound)", ("get",), ("secrets",))]
+        ("(unbound)", ("get",), ("secrets",))
+    ]

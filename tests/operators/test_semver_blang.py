@@ -23,8 +23,21 @@ from flotilla.operators.semver import (
 )
 from tests.operators.blang_oracle import OracleBuildError, ask, ensure_oracle
 
-PROBES = ["0.9.0", "1.0.0-rc.1", "1.0.0", "1.0.5", "1.1.0", "1.2.0", "1.2.9", "1.3.0",
-          "2.0.0", "2.1.0", "2.1.5", "2.2.0", "3.0.0"]
+PROBES = [
+    "0.9.0",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "1.0.5",
+    "1.1.0",
+    "1.2.0",
+    "1.2.9",
+    "1.3.0",
+    "2.0.0",
+    "2.1.0",
+    "2.1.5",
+    "2.2.0",
+    "3.0.0",
+]
 INVALID = None
 
 # range -> the probes it matches, or INVALID when blang refuses to parse it
@@ -58,8 +71,19 @@ CASES: dict[str, set[str] | None] = {
     ">=1.2": INVALID,
     "1.2.x.x": INVALID,
     "1.0.0-x": INVALID,  # contains an x, so a wildcard with nothing to widen
-    ">=1.0.0-x": {"1.0.0", "1.0.5", "1.1.0", "1.2.0", "1.2.9", "1.3.0",
-                  "2.0.0", "2.1.0", "2.1.5", "2.2.0", "3.0.0"},
+    ">=1.0.0-x": {
+        "1.0.0",
+        "1.0.5",
+        "1.1.0",
+        "1.2.0",
+        "1.2.9",
+        "1.3.0",
+        "2.0.0",
+        "2.1.0",
+        "2.1.5",
+        "2.2.0",
+        "3.0.0",
+    },
     "=>1.0.0": INVALID,
     ">=1.0.0 ||": INVALID,
     "|| >=1.0.0": INVALID,
@@ -101,14 +125,24 @@ def test_warnings_point_at_ranges_that_mean_nothing() -> None:
 def test_one_bad_entry_does_not_spoil_the_catalog(tmp_path: Path) -> None:
     docs: list[Any] = [
         {"schema": "olm.package", "name": "p", "defaultChannel": "stable"},
-        {"schema": "olm.channel", "package": "p", "name": "stable", "entries": [
-            {"name": "p.v1.0.0"},
-            {"name": "p.v2.0.0", "replaces": "p.v1.0.0", "skipRange": "~1.2.0"},
-        ]},
+        {
+            "schema": "olm.channel",
+            "package": "p",
+            "name": "stable",
+            "entries": [
+                {"name": "p.v1.0.0"},
+                {"name": "p.v2.0.0", "replaces": "p.v1.0.0", "skipRange": "~1.2.0"},
+            ],
+        },
         {"schema": "olm.bundle", "name": "p.v1.0.0", "package": "p", "image": "b1"},
         {"schema": "olm.bundle", "name": "p.v2.0.0", "package": "p", "image": "b2"},
-        {"schema": "olm.bundle", "name": "p.vbad", "package": "p", "image": "b3",
-         "properties": [{"type": "olm.package", "value": {"package": "p", "version": "v3"}}]},
+        {
+            "schema": "olm.bundle",
+            "name": "p.vbad",
+            "package": "p",
+            "image": "b3",
+            "properties": [{"type": "olm.package", "value": {"package": "p", "version": "v3"}}],
+        },
     ]
     cat = parse_catalog(docs, tmp_path)
     pkg = cat.package("p")
@@ -148,13 +182,28 @@ def test_the_table_is_what_blang_does(oracle: Path) -> None:
 
 def test_generated_ranges_agree_with_blang(oracle: Path) -> None:
     ops = ["", "=", ">", ">=", "<", "<=", "!=", "!", "~", "> ", "=>"]
-    versions = ["1.2.3", "1.2.x", "1.x", "1.x.x", "2.1.0-rc.1", "v1.0.0", "1.2", "01.0.0", "x.1.2",
-                "1.-1.x", "1.+1.x"]
+    versions = [
+        "1.2.3",
+        "1.2.x",
+        "1.x",
+        "1.x.x",
+        "2.1.0-rc.1",
+        "v1.0.0",
+        "1.2",
+        "01.0.0",
+        "x.1.2",
+        "1.-1.x",
+        "1.+1.x",
+    ]
     singles = [op + v for op, v in itertools.product(ops, versions)]
     pairs = [f"{a} {b}" for a, b in itertools.product(singles[::3], singles[1::4])]
     ors = [f"{a} || {b}" for a, b in itertools.product(singles[::5], singles[2::7])]
-    texts = singles + pairs + ors + ["1.0.0 - 2.0.0", "- 1.0.0", "1.0.0 -", "* || 1.0.0",
-                                     ">=1.0.0 || || <0.5.0"]
+    texts = (
+        singles
+        + pairs
+        + ors
+        + ["1.0.0 - 2.0.0", "- 1.0.0", "1.0.0 -", "* || 1.0.0", ">=1.0.0 || || <0.5.0"]
+    )
     disagree = []
     for text, verdict in zip(texts, ask(oracle, [(t, PROBES) for t in texts]), strict=True):
         valid, matches = _ours(text)

@@ -81,8 +81,13 @@ def test_static_binaries_build_without_cgo(tmp_path: Path) -> None:
     steps = plan_build(BuildSpec(cache_root=tmp_path), "now")
     static = next(s for s in steps if "kube-apiserver" in s.outputs)
     assert static.env["CGO_ENABLED"] == "0"
-    assert set(static.outputs) == {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                                   "kubectl", "kube-proxy"}
+    assert set(static.outputs) == {
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubectl",
+        "kube-proxy",
+    }
     assert steps[0].args == ("mod", "tidy")
 
 
@@ -98,7 +103,11 @@ def test_kwok_stages_are_assembled_from_the_module_source(tmp_path: Path) -> Non
             (tmp_path / sub / name).write_text(f"kind: Stage\nmetadata:\n  name: {name[:-5]}\n")
     documents = kwok_stage_documents(tmp_path).split("---\n")
     assert [d.split("name: ")[1].strip() for d in documents] == [
-        "node-initialize", "node-heartbeat-with-lease", "pod-complete", "pod-delete", "pod-ready",
+        "node-initialize",
+        "node-heartbeat-with-lease",
+        "pod-complete",
+        "pod-delete",
+        "pod-ready",
     ]
     assert "Kustomization" not in "".join(documents)
 

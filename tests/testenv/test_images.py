@@ -15,8 +15,11 @@ from flotilla.testenv.images import BUSYBOX_IMAGE, IMAGES, image_archive, rootfs
 
 def _members(archive: bytes) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()  # type: ignore[union-attr]
-                if m.isfile()}
+        return {
+            m.name: tar.extractfile(m).read()
+            for m in tar.getmembers()  # type: ignore[union-attr]
+            if m.isfile()
+        }
 
 
 def test_the_oci_layout_is_self_consistent() -> None:

@@ -76,8 +76,19 @@ def test_a_crashed_environment_does_not_hold_the_real_node(tmp_path: Path) -> No
 
     dead = tmp_path / "dead"
     dead.mkdir()
-    (dead / "state.json").write_text(json.dumps({"processes": [
-        {"name": "kubelet-real-node", "pid": 2**22 + 7, "binary": "/nope/kubelet", "log": ""},
-    ]}))
+    (dead / "state.json").write_text(
+        json.dumps(
+            {
+                "processes": [
+                    {
+                        "name": "kubelet-real-node",
+                        "pid": 2**22 + 7,
+                        "binary": "/nope/kubelet",
+                        "log": "",
+                    },
+                ]
+            }
+        )
+    )
     assert not nodehost._owner_alive(dead)
     assert not nodehost._owner_alive(tmp_path / "missing")

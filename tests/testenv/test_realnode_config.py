@@ -42,11 +42,17 @@ def test_containerd_is_private_and_matches_the_kubelet(tmp_path: Path) -> None:
 def test_each_node_has_its_own_cgroup_root_and_runc_state(tmp_path: Path) -> None:
     """Kubelets sharing /kubepods delete each other's pod cgroups as orphans (exit 137)."""
     first, second = layout(tmp_path), RealNodeLayout(tmp_path / "other", "real-node")
-    roots = {kubelet_config(n, NodeNetwork(slot), tmp_path / "ca.crt", 1, 2)["cgroupRoot"]
-             for n, slot in ((first, 0), (second, 1))}
+    roots = {
+        kubelet_config(n, NodeNetwork(slot), tmp_path / "ca.crt", 1, 2)["cgroupRoot"]
+        for n, slot in ((first, 0), (second, 1))
+    }
     assert roots == {"/flotilla-node0", "/flotilla-node1"}
-    runc_roots = {tomllib.loads(containerd_config(n))["plugins"]["io.containerd.grpc.v1.cri"][
-        "containerd"]["runtimes"]["runc"]["options"]["Root"] for n in (first, second)}
+    runc_roots = {
+        tomllib.loads(containerd_config(n))["plugins"]["io.containerd.grpc.v1.cri"]["containerd"][
+            "runtimes"
+        ]["runc"]["options"]["Root"]
+        for n in (first, second)
+    }
     assert runc_roots == {str(first.runc_root), str(second.runc_root)}
     assert all(r.startswith(str(tmp_path)) for r in runc_roots)  # never /run/containerd/runc
 

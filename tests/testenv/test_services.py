@@ -34,8 +34,11 @@ def test_coredns_binds_only_its_node_address() -> None:
 def test_kube_dns_service_sits_at_the_cluster_dns_ip() -> None:
     objects = {o["kind"]: o for o in coredns_objects("flotilla.local/coredns:1", {"k": "v"})}
     service = objects["Service"]
-    assert service["metadata"] == {"name": "kube-dns", "namespace": "kube-system",
-                                   "labels": {"k8s-app": "kube-dns"}}
+    assert service["metadata"] == {
+        "name": "kube-dns",
+        "namespace": "kube-system",
+        "labels": {"k8s-app": "kube-dns"},
+    }
     assert service["spec"]["clusterIP"] == "10.96.0.10"
     assert service["spec"]["clusterIP"].startswith(SERVICE_CIDR.split(".0.0/")[0])
     pod = objects["Deployment"]["spec"]["template"]["spec"]

@@ -42,9 +42,7 @@ class PayloadServer:
                         owner.ranges.append(rng)
                     start = int(rng.removeprefix("bytes=").split("-")[0])
                     self.send_response(206)
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"
-                    )
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
                 body = data[start:]

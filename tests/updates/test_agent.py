@@ -96,23 +96,46 @@ def test_slot_choice() -> None:
 
 
 def test_request_reads_as_update_engine_to_the_server() -> None:
-    ident = Identity(machine_id="abce671d61774703ac7be60715220bfe", version=OLD, track="beta",
-                     boot_id="965fb4c5-ad3e", machine_alias="web-1", oem="qemu")
+    ident = Identity(
+        machine_id="abce671d61774703ac7be60715220bfe",
+        version=OLD,
+        track="beta",
+        boot_id="965fb4c5-ad3e",
+        machine_alias="web-1",
+        oem="qemu",
+    )
     body = build_request(ident, events=(ClientEvent(3, 2, previous_version="3400.0.0"),))
     text = body.decode()
-    for attr in ('protocol="3.0"', 'updaterversion="update_engine-0.4.10"', 'ismachine="1"',
-                 'installsource="scheduler"', 'platform="CoreOS"', f'sp="{OLD}_x86_64"',
-                 'appid="{' + FLATCAR_APP_ID + '}"', 'machinealias="web-1"', 'lang="en-US"',
-                 'board="amd64-usr"', 'delta_okay="false"', '<ping active="1"', "<updatecheck",
-                 'previousversion="3400.0.0"'):
+    for attr in (
+        'protocol="3.0"',
+        'updaterversion="update_engine-0.4.10"',
+        'ismachine="1"',
+        'installsource="scheduler"',
+        'platform="CoreOS"',
+        f'sp="{OLD}_x86_64"',
+        'appid="{' + FLATCAR_APP_ID + '}"',
+        'machinealias="web-1"',
+        'lang="en-US"',
+        'board="amd64-usr"',
+        'delta_okay="false"',
+        '<ping active="1"',
+        "<updatecheck",
+        'previousversion="3400.0.0"',
+    ):
         assert attr in text, attr
     req = parse_request(body)
     app = req.apps[0]
     assert (app.track, app.version, app.machine_alias, app.update_check, app.ping) == (
-        "beta", OLD, "web-1", True, True)
+        "beta",
+        OLD,
+        "web-1",
+        True,
+        True,
+    )
     assert app.events[0].previous_version == "3400.0.0"
-    event_only = parse_request(build_request(ident, update_check=False,
-                                             events=(ClientEvent(13, 1),))).apps[0]
+    event_only = parse_request(
+        build_request(ident, update_check=False, events=(ClientEvent(13, 1),))
+    ).apps[0]
     assert not event_only.update_check and not event_only.ping
     ping_only = parse_request(build_request(ident, update_check=False)).apps[0]
     assert ping_only.ping and not ping_only.update_check
@@ -123,8 +146,9 @@ def _pkg(size: int = 5, sha: str = "ab" * 32) -> Package:
 
 
 def test_response_from_the_server_parses() -> None:
-    body = render_response([AppResponse("{" + FLATCAR_APP_ID + "}", update_check=True,
-                                        package=_pkg())])
+    body = render_response(
+        [AppResponse("{" + FLATCAR_APP_ID + "}", update_check=True, package=_pkg())]
+    )
     ans = parse_response(body)
     assert ans.update is not None
     assert ans.update.payload_urls() == ("http://dl/x/p.gz",)
@@ -158,8 +182,10 @@ def test_answers_update_engine_refuses(body: bytes) -> None:
 
 
 def test_poll_interval_is_read() -> None:
-    body = (f"<response><app appid='{FLATCAR_APP_ID}'><updatecheck status='noupdate' "
-            "PollInterval='600'/></app></response>").encode()
+    body = (
+        f"<response><app appid='{FLATCAR_APP_ID}'><updatecheck status='noupdate' "
+        "PollInterval='600'/></app></response>"
+    ).encode()
     assert parse_response(body).poll_interval == 600
 
 
@@ -170,8 +196,9 @@ def test_poll_interval_is_read() -> None:
 def loop_device(tmp_path: Path) -> Iterator[Path]:
     backing = tmp_path / "disk.img"
     backing.write_bytes(b"\0" * 65536)
-    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    dev = subprocess.run(
+        ["losetup", "-f", "--show", str(backing)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
         yield Path(dev)
     finally:
@@ -208,9 +235,12 @@ def _agent(tmp_path: Path, handler: Callable[[httpx.Request], httpx.Response]) -
     if not (tmp_path / "boot").exists():
         (tmp_path / "boot").write_text("boot-1")
     settings = AgentSettings(
-        server="http://omaha.test/v1/update/", state_dir=tmp_path / "state",
-        slot_a=tmp_path / "a.img", slot_b=tmp_path / "b.img",
-        identity=Identity(machine_id="m1", version=OLD), boot_id_file=tmp_path / "boot",
+        server="http://omaha.test/v1/update/",
+        state_dir=tmp_path / "state",
+        slot_a=tmp_path / "a.img",
+        slot_b=tmp_path / "b.img",
+        identity=Identity(machine_id="m1", version=OLD),
+        boot_id_file=tmp_path / "boot",
     )
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     return Agent(settings, client)
@@ -229,13 +259,17 @@ def _server(payload: bytes, size: int, sha: str, log: list[bytes]) -> Callable[.
         if b"<updatecheck" in req.content:
             return httpx.Response(200, content=_offer(size, sha))
         return httpx.Response(200, content=render_response([AppResponse(FLATCAR_APP_ID)]))
+
     return handler
 
 
 @pytest.mark.parametrize(
     ("served", "code"),
-    [(b"A" * 999, ERROR_PAYLOAD_SIZE_MISMATCH), (b"B" * 1000, ERROR_PAYLOAD_HASH_MISMATCH),
-     (b"A" * 1001, ERROR_PAYLOAD_SIZE_MISMATCH)],
+    [
+        (b"A" * 999, ERROR_PAYLOAD_SIZE_MISMATCH),
+        (b"B" * 1000, ERROR_PAYLOAD_HASH_MISMATCH),
+        (b"A" * 1001, ERROR_PAYLOAD_SIZE_MISMATCH),
+    ],
     ids=["truncated", "corrupt", "too-long"],
 )
 def test_a_bad_payload_never_becomes_active(tmp_path: Path, served: bytes, code: int) -> None:
@@ -244,8 +278,11 @@ def test_a_bad_payload_never_becomes_active(tmp_path: Path, served: bytes, code:
     agent = _agent(tmp_path, _server(served, 1000, hashlib.sha256(good).hexdigest(), log))
     asyncio.run(agent.check())
     seq = [(e.type, e.result, e.error_code) for e in agent.events_sent]
-    assert seq == [(13, 1, None), (3, 0, code)] or seq == [(13, 1, None), (14, 1, None),
-                                                             (3, 0, code)]
+    assert seq == [(13, 1, None), (3, 0, code)] or seq == [
+        (13, 1, None),
+        (14, 1, None),
+        (3, 0, code),
+    ]
     assert agent.state.pending is None and agent.state.active_slot == "A"
     assert not agent.reboot_marker.exists()
     assert not (tmp_path / "b.img").exists()
@@ -280,8 +317,9 @@ def test_server_errors_back_off(tmp_path: Path, status: int) -> None:
 
     async def loop() -> None:
         stop = asyncio.Event()
-        agent.settings = AgentSettings(**{**agent.settings.__dict__,
-                                          "schedule": Schedule(0.01, 0, 0, 0.05)})
+        agent.settings = AgentSettings(
+            **{**agent.settings.__dict__, "schedule": Schedule(0.01, 0, 0, 0.05)}
+        )
         task = asyncio.create_task(agent.run(stop))
         await asyncio.sleep(0.3)
         stop.set()
@@ -294,6 +332,7 @@ def test_server_errors_back_off(tmp_path: Path, status: int) -> None:
 def test_connection_refused_is_transient(tmp_path: Path) -> None:
     def refuse(req: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=req)
+
     agent = _agent(tmp_path, refuse)
     with pytest.raises(TransientError):
         asyncio.run(agent.check())
@@ -322,9 +361,23 @@ def test_cli_reads_update_conf_and_checks_in_once(
     release = tmp_path / "release"
     release.write_text(f"FLATCAR_RELEASE_VERSION={OLD}\nFLATCAR_RELEASE_BOARD=amd64-usr\n")
     (tmp_path / "boot").write_text("b1")
-    args = ["agent", "--slot-a", str(tmp_path / "a"), "--slot-b", str(tmp_path / "b"),
-            "--config", str(conf), "--release-file", str(release), "--machine-id", "cli0001",
-            "--state-dir", str(tmp_path / "st"), "--boot-id-file", str(tmp_path / "boot")]
+    args = [
+        "agent",
+        "--slot-a",
+        str(tmp_path / "a"),
+        "--slot-b",
+        str(tmp_path / "b"),
+        "--config",
+        str(conf),
+        "--release-file",
+        str(release),
+        "--machine-id",
+        "cli0001",
+        "--state-dir",
+        str(tmp_path / "st"),
+        "--boot-id-file",
+        str(tmp_path / "boot"),
+    ]
     result = CliRunner().invoke(app, [*args, "--once"])
     assert result.exit_code == 0, result.output
     engine = make_engine(sqlite_url, pool_size=1)
@@ -335,8 +388,10 @@ def test_cli_reads_update_conf_and_checks_in_once(
     assert '"reboot_needed": false' in shown.output
     bad = CliRunner().invoke(app, [*args[:4], "--config", str(tmp_path / "none"), "--once"])
     assert bad.exit_code != 0
-    for extra, flag in ((["--reboot-strategy", "fleetlock"], "--fleetlock-url"),
-                        (["--reboot-strategy", "sometimes"], "--reboot-strategy")):
+    for extra, flag in (
+        (["--reboot-strategy", "fleetlock"], "--fleetlock-url"),
+        (["--reboot-strategy", "sometimes"], "--reboot-strategy"),
+    ):
         refused = CliRunner(env={"COLUMNS": "200"}).invoke(app, [*args, *extra, "--once"])
         assert refused.exit_code == 2 and flag in refused.output, refused.output
 
@@ -356,8 +411,12 @@ def test_fleetlock_strategy_reboots_one_at_a_time(
         doc = fleet(channel=NEW)
         for p in doc["applications"][0]["packages"]:
             if p["version"] == NEW:
-                p.update(url=payloads.url, filename="u.gz", size=len(good),
-                         sha256=hashlib.sha256(good).hexdigest())
+                p.update(
+                    url=payloads.url,
+                    filename="u.gz",
+                    size=len(good),
+                    sha256=hashlib.sha256(good).hexdigest(),
+                )
         doc["fleetlock"] = {"groups": [{"name": "workers", "max_holders": 1}]}
         apply_doc(sqlite_url, doc)
         s = serve(sqlite_url)
@@ -366,13 +425,22 @@ def test_fleetlock_strategy_reboots_one_at_a_time(
             root = tmp_path / f"m{i}"
             root.mkdir()
             (root / "boot").write_text("b0")
-            agents.append(Agent(AgentSettings(
-                server=f"{s.url}/v1/update/", state_dir=root / "state",
-                slot_a=root / "a", slot_b=root / "b",
-                identity=Identity(machine_id=f"lock{i}", version=OLD),
-                boot_id_file=root / "boot", reboot_strategy="fleetlock",
-                reboot_command=("sh", "-c", f"echo b1 > {root / 'boot'}"),
-                fleetlock_url=s.url, fleetlock_group="workers")))
+            agents.append(
+                Agent(
+                    AgentSettings(
+                        server=f"{s.url}/v1/update/",
+                        state_dir=root / "state",
+                        slot_a=root / "a",
+                        slot_b=root / "b",
+                        identity=Identity(machine_id=f"lock{i}", version=OLD),
+                        boot_id_file=root / "boot",
+                        reboot_strategy="fleetlock",
+                        reboot_command=("sh", "-c", f"echo b1 > {root / 'boot'}"),
+                        fleetlock_url=s.url,
+                        fleetlock_group="workers",
+                    )
+                )
+            )
         engine = make_engine(sqlite_url, pool_size=1)
 
         def holders() -> list[str]:
@@ -385,8 +453,10 @@ def test_fleetlock_strategy_reboots_one_at_a_time(
             await agents[0].check()  # takes the slot and "reboots"
             await agents[1].check()  # refused: stays staged, no reboot
             assert holders() == ["lock1"]
-            assert (agents[1].settings.boot_id_file.read_text().strip(), agents[1].reboot_needed
-                    ) == ("b0", True)
+            assert (
+                agents[1].settings.boot_id_file.read_text().strip(),
+                agents[1].reboot_needed,
+            ) == ("b0", True)
             await agents[0].check()  # back: gives the slot back, reports 3/2
             assert holders() == [] and agents[0].state.version == NEW
             await agents[1].check()

@@ -31,23 +31,52 @@ OLD, NEW, BAD = "3510.2.0", "3760.2.0", "3800.0.0"
 N = 20
 
 
-def _fleet(payloads: PayloadServer, good: bytes, channel: str, bad: bytes | None = None,
-           period: str = "2s") -> dict[str, Any]:
+def _fleet(
+    payloads: PayloadServer, good: bytes, channel: str, bad: bytes | None = None, period: str = "2s"
+) -> dict[str, Any]:
     pkgs = [
         {"version": OLD, "url": payloads.url, "filename": "old.gz", "size": 10, "sha256": "a" * 64},
-        {"version": NEW, "url": payloads.url, "filename": "new.gz", "size": len(good),
-         "sha256": hashlib.sha256(good).hexdigest()},
+        {
+            "version": NEW,
+            "url": payloads.url,
+            "filename": "new.gz",
+            "size": len(good),
+            "sha256": hashlib.sha256(good).hexdigest(),
+        },
     ]
     if bad is not None:
         # The catalogue promises the good bytes' digest; the server hands out corrupted ones.
-        pkgs.append({"version": BAD, "url": payloads.url, "filename": "bad.gz",
-                     "size": len(bad), "sha256": hashlib.sha256(b"x" + bad[1:]).hexdigest()})
-    return {"applications": [{
-        "id": FLATCAR_APP_ID, "name": "Flatcar", "packages": pkgs,
-        "channels": [{"name": "stable", "package": channel}],
-        "groups": [{"name": "stable", "track": "stable", "channel": "stable", "policy": {
-            "max_updates_per_period": 5, "period_interval": period, "max_failures": 2}}],
-    }]}
+        pkgs.append(
+            {
+                "version": BAD,
+                "url": payloads.url,
+                "filename": "bad.gz",
+                "size": len(bad),
+                "sha256": hashlib.sha256(b"x" + bad[1:]).hexdigest(),
+            }
+        )
+    return {
+        "applications": [
+            {
+                "id": FLATCAR_APP_ID,
+                "name": "Flatcar",
+                "packages": pkgs,
+                "channels": [{"name": "stable", "package": channel}],
+                "groups": [
+                    {
+                        "name": "stable",
+                        "track": "stable",
+                        "channel": "stable",
+                        "policy": {
+                            "max_updates_per_period": 5,
+                            "period_interval": period,
+                            "max_failures": 2,
+                        },
+                    }
+                ],
+            }
+        ]
+    }
 
 
 @pytest.fixture
@@ -58,8 +87,9 @@ def loop_devices(tmp_path: Path) -> Iterator[Callable[[], Path]]:
     def make() -> Path:
         backing = tmp_path / f"loop{len(attached)}.img"
         backing.write_bytes(b"\0" * (1 << 20))
-        dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True,
-                             capture_output=True, text=True).stdout.strip()
+        dev = subprocess.run(
+            ["losetup", "-f", "--show", str(backing)], check=True, capture_output=True, text=True
+        ).stdout.strip()
         attached.append(dev)
         return Path(dev)
 
@@ -87,8 +117,9 @@ def _agents(tmp_path: Path, server: Server, loop: Callable[[], Path]) -> list[Ag
             state_dir=root / "state",
             slot_a=a,
             slot_b=b,
-            identity=Identity(machine_id=f"e2e{i:029d}", version=OLD, track="stable",
-                              machine_alias=f"m{i}"),
+            identity=Identity(
+                machine_id=f"e2e{i:029d}", version=OLD, track="stable", machine_alias=f"m{i}"
+            ),
             boot_id_file=root / "boot_id",
             schedule=Schedule(interval=0.2, fuzz=0.1, initial_delay=0),
         )
@@ -134,7 +165,9 @@ async def _drive(
 
 
 def test_rollout_with_max_5_per_period(
-    serve: Callable[..., Server], sqlite_url: str, tmp_path: Path,
+    serve: Callable[..., Server],
+    sqlite_url: str,
+    tmp_path: Path,
     loop_devices: Callable[[], Path],
 ) -> None:
     good = os.urandom(300_000)
@@ -153,9 +186,7 @@ def test_rollout_with_max_5_per_period(
         start = time.monotonic()
         asyncio.run(_drive(agents, finished, timeout=120))
         took = time.monotonic() - start
-        grants = sorted(
-            r["last_update_granted_at"] for r in catalog.list_instances(engine)
-        )
+        grants = sorted(r["last_update_granted_at"] for r in catalog.list_instances(engine))
         engine.dispose()
     # 20 machines at 5 per 2 s period need at least three more periods after the first.
     assert took >= 6.0
@@ -182,7 +213,9 @@ def test_rollout_with_max_5_per_period(
 
 
 def test_corrupt_payload_is_refused_and_halts(
-    serve: Callable[..., Server], sqlite_url: str, tmp_path: Path,
+    serve: Callable[..., Server],
+    sqlite_url: str,
+    tmp_path: Path,
     loop_devices: Callable[[], Path],
 ) -> None:
     good = os.urandom(200_000)
@@ -192,14 +225,18 @@ def test_corrupt_payload_is_refused_and_halts(
         apply_doc(sqlite_url, _fleet(payloads, good, BAD, bad=bad, period="1h"))
         server = serve(sqlite_url)
         agents = _agents(tmp_path, server, loop_devices)
-        before = {a.settings.identity.machine_id: (a.slot("A").kind(), a.state.active_slot)
-                  for a in agents}
+        before = {
+            a.settings.identity.machine_id: (a.slot("A").kind(), a.state.active_slot)
+            for a in agents
+        }
         engine = make_engine(sqlite_url, pool_size=1)
 
         def halted() -> bool:
             g = catalog.get_group(engine, FLATCAR_APP_ID, "stable")
-            return bool(g.get("halted_version")) and sum(
-                1 for a in agents if any(e.result == 0 for e in a.events_sent)) >= 3
+            return (
+                bool(g.get("halted_version"))
+                and sum(1 for a in agents if any(e.result == 0 for e in a.events_sent)) >= 3
+            )
 
         asyncio.run(_drive(agents, halted, timeout=120))
         # Keep checking a while: a halted rollout grants nobody else.
@@ -222,4 +259,3 @@ def test_corrupt_payload_is_refused_and_halts(
         assert not (agent.settings.state_dir / "download.partial").exists()
     assert {r["machine_id"] for r in failed} == {a.settings.identity.machine_id for a in got_it}
     assert {r["last_error_code"] for r in failed} == {ERROR_PAYLOAD_HASH_MISMATCH}
-

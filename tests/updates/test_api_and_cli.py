@@ -186,8 +186,9 @@ def test_fleet_file_errors_have_lines() -> None:
         parse_fleet("{}")
 
 
-def test_cli_apply_of_a_yaml_alias_bomb_is_a_quick_clear_error(tmp_path: Path,
-                                                               sqlite_url: str) -> None:
+def test_cli_apply_of_a_yaml_alias_bomb_is_a_quick_clear_error(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     f = tmp_path / "fleet.yaml"
     f.write_text("applications: []\n" + bomb(9))
     start = time.monotonic()

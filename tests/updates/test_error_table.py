@@ -34,23 +34,58 @@ DB_DOWN = OperationalError("SELECT 1", {}, Exception("connection refused"))
 # (error raised, path it is raised on, status, body as JSON or text, extra headers expected)
 CASES: list[tuple[Exception, str, int, Any, dict[str, str]]] = [
     (OmahaError("not XML"), "/v1/update/", 400, "bad request: not XML\n", {}),
-    (FleetLockError("bad_request", "no id"), "/v1/pre-reboot", 400,
-     {"kind": "bad_request", "value": "no id"}, {}),
+    (
+        FleetLockError("bad_request", "no id"),
+        "/v1/pre-reboot",
+        400,
+        {"kind": "bad_request", "value": "no id"},
+        {},
+    ),
     (BodyTooLargeError("too big"), "/api/v1/apply", 413, {"detail": "too big"}, {}),
-    (FleetFileError(["line 1: x: bad", "line 2: y: bad"]), "/api/v1/apply", 422,
-     {"detail": ["line 1: x: bad", "line 2: y: bad"]}, {}),
-    (NotFoundError("no such group"), "/api/v1/apps/a/groups/g", 404,
-     {"detail": "no such group"}, {}),
-    (CatalogError("no package 9.9.9"), "/api/v1/apps/a/channels/c", 422,
-     {"detail": "no package 9.9.9"}, {}),
-    (InvalidVersionError("not a version: x"), "/api/v1/apps/a/packages", 422,
-     {"detail": "not a version: x"}, {}),
-    (ValueError("limit must be positive"), "/api/v1/apps", 422,
-     {"detail": "limit must be positive"}, {}),
+    (
+        FleetFileError(["line 1: x: bad", "line 2: y: bad"]),
+        "/api/v1/apply",
+        422,
+        {"detail": ["line 1: x: bad", "line 2: y: bad"]},
+        {},
+    ),
+    (
+        NotFoundError("no such group"),
+        "/api/v1/apps/a/groups/g",
+        404,
+        {"detail": "no such group"},
+        {},
+    ),
+    (
+        CatalogError("no package 9.9.9"),
+        "/api/v1/apps/a/channels/c",
+        422,
+        {"detail": "no package 9.9.9"},
+        {},
+    ),
+    (
+        InvalidVersionError("not a version: x"),
+        "/api/v1/apps/a/packages",
+        422,
+        {"detail": "not a version: x"},
+        {},
+    ),
+    (
+        ValueError("limit must be positive"),
+        "/api/v1/apps",
+        422,
+        {"detail": "limit must be positive"},
+        {},
+    ),
     (DB_DOWN, "/v1/update/", 503, "database unavailable\n", {"retry-after": "60"}),
     (DB_DOWN, "/v1/update", 503, "database unavailable\n", {"retry-after": "60"}),
-    (DB_DOWN, "/v1/steady-state", 503, {"kind": "unavailable", "value": "database unavailable"},
-     {}),
+    (
+        DB_DOWN,
+        "/v1/steady-state",
+        503,
+        {"kind": "unavailable", "value": "database unavailable"},
+        {},
+    ),
     (DB_DOWN, "/api/v1/apps", 503, {"detail": "database unavailable"}, {}),
     (DB_DOWN, "/ui/activity", 503, "database unavailable\n", {}),
 ]
@@ -88,8 +123,9 @@ def test_every_row_of_the_table_is_checked() -> None:
 
 
 def test_an_unmapped_error_stays_a_500() -> None:
-    with TestClient(_raising_app(RuntimeError("bug"), "/api/v1/apps"),
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        _raising_app(RuntimeError("bug"), "/api/v1/apps"), raise_server_exceptions=False
+    ) as client:
         r = client.get("/api/v1/apps")
     assert r.status_code == 500
 
@@ -112,9 +148,16 @@ def test_real_routes_answer_through_the_table(client: TestClient) -> None:
     assert client.post("/v1/update/", content=b"<not-xml").status_code == 400
     r = client.get("/api/v1/apps/nope/groups/nope")
     assert (r.status_code, set(r.json())) == (404, {"detail"})
-    r = client.post("/api/v1/apps/a/packages", json={
-        "version": "not-a-version", "url": "https://x.test/", "filename": "f", "size": 1,
-        "sha256": "a" * 64})
+    r = client.post(
+        "/api/v1/apps/a/packages",
+        json={
+            "version": "not-a-version",
+            "url": "https://x.test/",
+            "filename": "f",
+            "size": 1,
+            "sha256": "a" * 64,
+        },
+    )
     assert r.status_code == 422
     r = client.put("/api/v1/apps/a/groups/g/policy", json={"max_updates_per_period": "lots"})
     assert r.status_code == 422 and isinstance(r.json()["detail"], list)
@@ -124,7 +167,8 @@ def test_real_routes_answer_through_the_table(client: TestClient) -> None:
     assert r.status_code == 413
     r = client.post("/v1/pre-reboot", json={"client_params": {"id": "n1"}})
     assert r.json() == {
-        "kind": "missing_header", "value": "the fleet-lock-protocol header must be true"
+        "kind": "missing_header",
+        "value": "the fleet-lock-protocol header must be true",
     }
     r = client.delete("/api/v1/fleetlock/groups/default/holders/n1")
     assert r.status_code == 404

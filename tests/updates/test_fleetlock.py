@@ -39,17 +39,26 @@ def _body(node: str, group: str = "default") -> dict[str, object]:
 
 def test_client_params() -> None:
     assert parse_client_params(b'{"client_params": {"id": "m1", "group": "workers"}}') == (
-        "m1", "workers")
+        "m1",
+        "workers",
+    )
     assert parse_client_params(b'{"client_params": {"id": "m1"}}') == ("m1", "default")
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"nope", b"[]", b"{}", b'{"client_params": {"group": "x"}}',
-     b'{"client_params": {"id": ""}}', b'{"client_params": {"id": 5}}',
-     b'{"client_params": {"id": "m", "group": "../etc"}}',
-     json.dumps(_body("x" * 300)).encode(), b'{"client_params": {"id": "a\\nb"}}',
-     b" " * 20000],
+    [
+        b"nope",
+        b"[]",
+        b"{}",
+        b'{"client_params": {"group": "x"}}',
+        b'{"client_params": {"id": ""}}',
+        b'{"client_params": {"id": 5}}',
+        b'{"client_params": {"id": "m", "group": "../etc"}}',
+        json.dumps(_body("x" * 300)).encode(),
+        b'{"client_params": {"id": "a\\nb"}}',
+        b" " * 20000,
+    ],
 )
 def test_bad_client_params(body: bytes) -> None:
     with pytest.raises(FleetLockError):
@@ -73,17 +82,27 @@ def test_recursive_semaphore_with_windows() -> None:
 
 
 def test_fleet_file_section() -> None:
-    spec = parse_fleet("fleetlock:\n  groups:\n    - name: workers\n      max_holders: 3\n"
-                       "      windows: ['Sat 02:00-06:00']\n      timezone: Europe/Berlin\n")
-    assert spec.fleetlock == (LockGroup("workers", 3, (parse_window("Sat 02:00-06:00"),),
-                                        "Europe/Berlin"),)
+    spec = parse_fleet(
+        "fleetlock:\n  groups:\n    - name: workers\n      max_holders: 3\n"
+        "      windows: ['Sat 02:00-06:00']\n      timezone: Europe/Berlin\n"
+    )
+    assert spec.fleetlock == (
+        LockGroup("workers", 3, (parse_window("Sat 02:00-06:00"),), "Europe/Berlin"),
+    )
     with pytest.raises(FleetFileError) as e:
-        parse_fleet("fleetlock:\n  groups:\n    - name: w\n      max_holders: 0\n"
-                    "      windows: [someday]\n      timezone: Mars/Base\n      extra: 1\n"
-                    "    - {name: w}\n")
+        parse_fleet(
+            "fleetlock:\n  groups:\n    - name: w\n      max_holders: 0\n"
+            "      windows: [someday]\n      timezone: Mars/Base\n      extra: 1\n"
+            "    - {name: w}\n"
+        )
     text = "\n".join(e.value.problems)
-    for needle in ("max_holders: must be an integer >= 1", "windows[0]", "unknown timezone",
-                   "extra: unknown field", "line 4"):
+    for needle in (
+        "max_holders: must be an integer >= 1",
+        "windows[0]",
+        "unknown timezone",
+        "extra: unknown field",
+        "line 4",
+    ):
         assert needle in text, text
 
 
@@ -134,8 +153,9 @@ def test_never_more_than_max_under_parallel_clients(
 
     def ask(i: int) -> int:
         with httpx.Client(base_url=servers[i % 2].url, timeout=60) as c:
-            return c.post("/v1/pre-reboot", json=_body(f"node-{i}", "workers"),
-                          headers=HDR).status_code
+            return c.post(
+                "/v1/pre-reboot", json=_body(f"node-{i}", "workers"), headers=HDR
+            ).status_code
 
     with ThreadPoolExecutor(30) as pool:
         codes = list(pool.map(ask, range(60)))
@@ -150,8 +170,9 @@ def test_windows_from_the_fleet_file(serve: Callable[..., Server], sqlite_url: s
     now = datetime.now(UTC)
     other_day = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][(now.weekday() + 3) % 7]
     doc = fleet()
-    doc["fleetlock"] = {"groups": [{"name": "w", "max_holders": 5,
-                                    "windows": [f"{other_day} 00:00-01:00"]}]}
+    doc["fleetlock"] = {
+        "groups": [{"name": "w", "max_holders": 5, "windows": [f"{other_day} 00:00-01:00"]}]
+    }
     apply_doc(sqlite_url, doc)
     s = serve(sqlite_url)
     r = s.client.post("/v1/pre-reboot", json=_body("a", "w"), headers=HDR)

@@ -230,8 +230,23 @@ def test_parse_duration(text: str | int, expected: timedelta) -> None:
 @pytest.mark.parametrize(
     "bad",
     # whole units only: the core parser's ms, fractions and floats stay refused here
-    ["", "1x", "h", "1h 2", "-5m", "1h30", -5, "500ms", "1.5h", "1.5", 1.5, 90.0, True,
-     "999999999d", "1w"],
+    [
+        "",
+        "1x",
+        "h",
+        "1h 2",
+        "-5m",
+        "1h30",
+        -5,
+        "500ms",
+        "1.5h",
+        "1.5",
+        1.5,
+        90.0,
+        True,
+        "999999999d",
+        "1w",
+    ],
 )
 def test_parse_duration_rejects(bad: str) -> None:
     with pytest.raises(ValueError, match="duration"):

@@ -36,14 +36,22 @@ CHECK = "example.com/before-reboot-ok"
 
 def _node(name: str, pool: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name,
-                     "annotations": {"kwok.x-k8s.io/node": "fake",
-                                     "node.alpha.kubernetes.io/ttl": "0"},
-                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                "type": "kwok", "flotilla.dev/test-pool": pool}},
-        "status": {"capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                   "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "type": "kwok",
+                "flotilla.dev/test-pool": pool,
+            },
+        },
+        "status": {
+            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+        },
     }
 
 
@@ -64,48 +72,83 @@ def _ready(pod: dict[str, Any]) -> bool:
         return False
     conds = (pod.get("status") or {}).get("conditions") or []
     return pod.get("status", {}).get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conds
+    )
 
 
 def test_five_nodes_two_at_a_time_with_a_pdb(
     kube: Client, kubeconfig: Path, namespace: str, pool: list[str], tmp_path: Path
 ) -> None:
     labels = {"app": "web"}
-    apply_raw(kube, {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": 3, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {
-                     "nodeSelector": {"flotilla.dev/test-pool": namespace},
-                     "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
-                     "terminationGracePeriodSeconds": 0,
-                     "containers": [{"name": "web", "image": "flotilla.local/busybox"}]}}},
-    })
-    apply_raw(kube, {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"minAvailable": 2, "selector": {"matchLabels": labels}},
-    })
+    apply_raw(
+        kube,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "nodeSelector": {"flotilla.dev/test-pool": namespace},
+                        "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "web", "image": "flotilla.local/busybox"}],
+                    },
+                },
+            },
+        },
+    )
+    apply_raw(
+        kube,
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": labels}},
+        },
+    )
 
     def pods() -> list[dict[str, Any]]:
         return list_raw(kube, "v1", "Pod", namespace=namespace, labels=labels)
 
-    wait_until(lambda: True if sum(map(_ready, pods())) == 3 else None, timeout=90,
-               what="3 ready replicas")
+    wait_until(
+        lambda: True if sum(map(_ready, pods())) == 3 else None, timeout=90, what="3 ready replicas"
+    )
+
     def allowed(n: int) -> None:
-        wait_until(lambda: True if (list_raw(kube, "policy/v1", "PodDisruptionBudget",
-                                             namespace=namespace)[0].get("status") or {})
-                   .get("disruptionsAllowed") == n else None, timeout=60, what="PDB status")
+        wait_until(
+            lambda: (
+                True
+                if (
+                    list_raw(kube, "policy/v1", "PodDisruptionBudget", namespace=namespace)[0].get(
+                        "status"
+                    )
+                    or {}
+                ).get("disruptionsAllowed")
+                == n
+                else None
+            ),
+            timeout=60,
+            what="PDB status",
+        )
 
     # The drain's eviction honours the budget: with no disruption allowed it is refused.
     pdb_patch = {"spec": {"minAvailable": 3}}
-    patch_merge_raw(kube, "policy/v1", "PodDisruptionBudget", "web", pdb_patch,
-                    namespace=namespace)
+    patch_merge_raw(kube, "policy/v1", "PodDisruptionBudget", "web", pdb_patch, namespace=namespace)
     allowed(0)
     victim = pods()[0]["metadata"]["name"]
     assert evict_pod(kube, victim, namespace) is False
-    patch_merge_raw(kube, "policy/v1", "PodDisruptionBudget", "web",
-                    {"spec": {"minAvailable": 2}}, namespace=namespace)
+    patch_merge_raw(
+        kube,
+        "policy/v1",
+        "PodDisruptionBudget",
+        "web",
+        {"spec": {"minAvailable": 2}},
+        namespace=namespace,
+    )
     allowed(1)
 
     stop = threading.Event()
@@ -118,18 +161,32 @@ def test_five_nodes_two_at_a_time_with_a_pdb(
         boot = tmp_path / f"{name}.boot"
         c = client_from_kubeconfig(kubeconfig)
         clients.append(c)
-        agent = NodeAgent(c, NodeAgentSettings(
-            node=name,
-            # A harmless "reboot": a new boot id, and the update agent's marker is gone.
-            reboot_command=["sh", "-c", f"echo boot-$$ > {boot}; rm -f {tmp_path}/{name}.needed"],
-            reboot_needed_file=tmp_path / f"{name}.needed",
-            boot_id_file=boot, drain_timeout=5, interval=0.3))
+        agent = NodeAgent(
+            c,
+            NodeAgentSettings(
+                node=name,
+                # A harmless "reboot": a new boot id, and the update agent's marker is gone.
+                reboot_command=[
+                    "sh",
+                    "-c",
+                    f"echo boot-$$ > {boot}; rm -f {tmp_path}/{name}.needed",
+                ],
+                reboot_needed_file=tmp_path / f"{name}.needed",
+                boot_id_file=boot,
+                drain_timeout=5,
+                interval=0.3,
+            ),
+        )
         agents.append(agent)
         threads.append(threading.Thread(target=agent.run, args=(stop,), daemon=True))
     cc = client_from_kubeconfig(kubeconfig)
     clients.append(cc)
-    coord = Coordinator(cc, CoordinatorConfig(max_rebooting=2, before_annotations=(CHECK,)),
-                        interval=0.3, selector={"flotilla.dev/test-pool": namespace})
+    coord = Coordinator(
+        cc,
+        CoordinatorConfig(max_rebooting=2, before_annotations=(CHECK,)),
+        interval=0.3,
+        selector={"flotilla.dev/test-pool": namespace},
+    )
     threads.append(threading.Thread(target=coord.run, args=(stop,), daemon=True))
     for t in threads:
         t.start()
@@ -146,11 +203,22 @@ def test_five_nodes_two_at_a_time_with_a_pdb(
             for n in nodes:  # the before-reboot check: pass it once a node is picked
                 view = reboots.NodeView.from_node(n)
                 if view.before and not view.checks_pass((CHECK,)):
-                    patch_merge_raw(kube, "v1", "Node", view.name,
-                                    {"metadata": {"annotations": {CHECK: "true"}}})
-            done = all(a.reboots == 1 for a in agents) and cordoned == 0 and all(
-                not reboots.NodeView.from_node(n).busy
-                and not reboots.NodeView.from_node(n).reboot_needed for n in nodes)
+                    patch_merge_raw(
+                        kube,
+                        "v1",
+                        "Node",
+                        view.name,
+                        {"metadata": {"annotations": {CHECK: "true"}}},
+                    )
+            done = (
+                all(a.reboots == 1 for a in agents)
+                and cordoned == 0
+                and all(
+                    not reboots.NodeView.from_node(n).busy
+                    and not reboots.NodeView.from_node(n).reboot_needed
+                    for n in nodes
+                )
+            )
             if done:
                 break
             assert time.monotonic() < deadline, f"not done: {[a.reboots for a in agents]}"
@@ -169,11 +237,19 @@ def test_five_nodes_two_at_a_time_with_a_pdb(
     for n in list_raw(kube, "v1", "Node", labels={"flotilla.dev/test-pool": namespace}):
         ann = n["metadata"].get("annotations") or {}
         assert reboots.LAST_REBOOT in ann
-        assert not any(k in ann for k in (reboots.REBOOT_OK, reboots.REBOOT_IN_PROGRESS,
-                                          reboots.MADE_UNSCHEDULABLE, reboots.REBOOT_NEEDED))
+        assert not any(
+            k in ann
+            for k in (
+                reboots.REBOOT_OK,
+                reboots.REBOOT_IN_PROGRESS,
+                reboots.MADE_UNSCHEDULABLE,
+                reboots.REBOOT_NEEDED,
+            )
+        )
     events = list_raw(kube, "v1", "Event", namespace="default")
-    assert any(e.get("reason") == "Rebooting" and e["involvedObject"]["name"] in pool
-               for e in events)
+    assert any(
+        e.get("reason") == "Rebooting" and e["involvedObject"]["name"] in pool for e in events
+    )
     assert sum(map(_ready, pods())) == 3
 
 
@@ -189,20 +265,48 @@ def test_the_commands_run_a_reboot_cycle(
     boot, marker = tmp_path / "boot", tmp_path / "reboot-needed"
     boot.write_text("b1")
     marker.write_text("3760.2.0")
-    base = [sys.executable, "-m", "flotilla", "updates", "reboot-coordinator",
-            "--kubeconfig", str(kubeconfig), "--interval", "1s", "--log-level", "warning"]
-    agent = subprocess.Popen([
-        *base, "--node-agent", "--node", name, "--boot-id-file", str(boot),
-        "--reboot-needed-file", str(marker), "--drain-timeout", "30s",
-        "--reboot-command", f"sh -c 'echo b2 > {boot}; rm -f {marker}'"])
-    coord = subprocess.Popen([*base, "--max-rebooting", "1",
-                              "--selector", f"flotilla.dev/test-pool={namespace}"])
+    base = [
+        sys.executable,
+        "-m",
+        "flotilla",
+        "updates",
+        "reboot-coordinator",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "1s",
+        "--log-level",
+        "warning",
+    ]
+    agent = subprocess.Popen(
+        [
+            *base,
+            "--node-agent",
+            "--node",
+            name,
+            "--boot-id-file",
+            str(boot),
+            "--reboot-needed-file",
+            str(marker),
+            "--drain-timeout",
+            "30s",
+            "--reboot-command",
+            f"sh -c 'echo b2 > {boot}; rm -f {marker}'",
+        ]
+    )
+    coord = subprocess.Popen(
+        [*base, "--max-rebooting", "1", "--selector", f"flotilla.dev/test-pool={namespace}"]
+    )
     try:
+
         def finished() -> bool | None:
             node = list_raw(kube, "v1", "Node", labels={"flotilla.dev/test-pool": namespace})[0]
             ann = node["metadata"].get("annotations") or {}
-            done = reboots.LAST_REBOOT in ann and not (node.get("spec") or {}).get(
-                "unschedulable") and reboots.REBOOT_OK not in ann
+            done = (
+                reboots.LAST_REBOOT in ann
+                and not (node.get("spec") or {}).get("unschedulable")
+                and reboots.REBOOT_OK not in ann
+            )
             return True if done else None
 
         wait_until(finished, timeout=120, interval=0.5, what="the node's reboot cycle")

@@ -36,8 +36,11 @@ def test_picks_up_to_max_in_name_order() -> None:
 
 
 def test_paused_nodes_and_cordoned_nodes_count_right() -> None:
-    nodes = [NodeView("a", reboot_needed=True, paused=True), NodeView("b", cordoned_by_us=True),
-             NodeView("c", reboot_needed=True)]
+    nodes = [
+        NodeView("a", reboot_needed=True, paused=True),
+        NodeView("b", cordoned_by_us=True),
+        NodeView("c", reboot_needed=True),
+    ]
     assert plan(nodes, CoordinatorConfig(max_rebooting=1), NOW) == []
     assert plan(nodes, CoordinatorConfig(max_rebooting=2), NOW) == [("c", Step.ALLOW)]
 
@@ -62,8 +65,9 @@ def test_delay_between_reboots() -> None:
 
 
 def test_before_and_after_checks() -> None:
-    cfg = CoordinatorConfig(max_rebooting=1, before_annotations=("a/ok",),
-                            after_annotations=("a/healthy",))
+    cfg = CoordinatorConfig(
+        max_rebooting=1, before_annotations=("a/ok",), after_annotations=("a/healthy",)
+    )
     assert plan(_needing(1), cfg, NOW) == [("n0", Step.PICK)]
     picked = NodeView("n0", reboot_needed=True, before=True)
     assert plan([picked], cfg, NOW) == []
@@ -74,19 +78,31 @@ def test_before_and_after_checks() -> None:
     checking = NodeView("n0", ok=True, after=True)
     assert plan([checking], cfg, NOW) == []
     assert plan([replace(checking, annotations={"a/healthy": "true"})], cfg, NOW) == [
-        ("n0", Step.RELEASE)]
+        ("n0", Step.RELEASE)
+    ]
 
 
 def test_node_reads_from_api_dict() -> None:
-    node = {"metadata": {"name": "w1", "labels": {reboots.REBOOT_NEEDED: "true"},
-                         "annotations": {reboots.REBOOT_OK: "true",
-                                         reboots.LAST_REBOOT: "2026-11-26T02:00:00Z",
-                                         reboots.REBOOT_PAUSED: "TRUE"}}}
+    node = {
+        "metadata": {
+            "name": "w1",
+            "labels": {reboots.REBOOT_NEEDED: "true"},
+            "annotations": {
+                reboots.REBOOT_OK: "true",
+                reboots.LAST_REBOOT: "2026-11-26T02:00:00Z",
+                reboots.REBOOT_PAUSED: "TRUE",
+            },
+        }
+    }
     v = NodeView.from_node(node)
     assert (v.name, v.reboot_needed, v.ok, v.paused, v.busy) == ("w1", True, True, True, True)
     assert v.last_reboot == datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
-    assert NodeView.from_node({"metadata": {"name": "x", "annotations": {
-        reboots.LAST_REBOOT: "garbage"}}}).last_reboot is None
+    assert (
+        NodeView.from_node(
+            {"metadata": {"name": "x", "annotations": {reboots.LAST_REBOOT: "garbage"}}}
+        ).last_reboot
+        is None
+    )
 
 
 def test_node_agent_decisions() -> None:
@@ -140,14 +156,20 @@ def test_whole_cycle_never_exceeds_max_and_finishes(n: int, limit: int, rnd: obj
     assert not cordoned and not any(v.busy or v.reboot_needed for v in nodes.values())
 
 
-def _agent_step(name: str, nodes: dict[str, NodeView], boot: dict[str, str], cordoned: set[str],
-                rebooted: dict[str, int]) -> None:
+def _agent_step(
+    name: str,
+    nodes: dict[str, NodeView],
+    boot: dict[str, str],
+    cordoned: set[str],
+    rebooted: dict[str, int],
+) -> None:
     v = nodes[name]
     act = node_action(v, boot[name], False)
     if act is NodeAction.REBOOT:
         cordoned.add(name)
-        nodes[name] = replace(v, in_progress=True, cordoned_by_us=True,
-                              annotations={reboots.BOOT_ID: boot[name]})
+        nodes[name] = replace(
+            v, in_progress=True, cordoned_by_us=True, annotations={reboots.BOOT_ID: boot[name]}
+        )
         boot[name] += "x"
         rebooted[name] += 1
     elif act is NodeAction.CAME_BACK:

@@ -9,9 +9,21 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "jinja2",
-         "rich.markdown", "lightkube", "prometheus_client", "yaml", "defusedxml",
-         "flotilla.updates.models")
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "jinja2",
+    "rich.markdown",
+    "lightkube",
+    "prometheus_client",
+    "yaml",
+    "defusedxml",
+    "flotilla.updates.models",
+)
 
 
 def _loaded_after(argv: list[str]) -> set[str]:
@@ -34,6 +46,13 @@ def test_updates_help_loads_no_heavy_library() -> None:
 
 
 def test_each_command_help_loads_no_heavy_library() -> None:
-    for command in ("serve", "apply", "instances", "activity", "agent", "reboot-coordinator",
-                    "simulate"):
+    for command in (
+        "serve",
+        "apply",
+        "instances",
+        "activity",
+        "agent",
+        "reboot-coordinator",
+        "simulate",
+    ):
         assert _loaded_after(["flotilla", "updates", command, "--help"]) == set(), command

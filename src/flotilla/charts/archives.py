@@ -149,4 +149,3 @@ def build_archive(files: Iterable[tuple[str, bytes]], mtime: int = DEFAULT_MTIME
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
         gz.write(tar_buffer.getvalue())
     return out.getvalue()
-

@@ -20,13 +20,28 @@ from flotilla.charts.errors import InvalidChartError
 from flotilla.core import yamlload
 
 METADATA_STRINGS = (
-    "name", "home", "version", "description", "icon", "apiVersion", "condition", "tags",
-    "appVersion", "kubeVersion", "type",
+    "name",
+    "home",
+    "version",
+    "description",
+    "icon",
+    "apiVersion",
+    "condition",
+    "tags",
+    "appVersion",
+    "kubeVersion",
+    "type",
 )
 METADATA_STRING_LISTS = ("sources", "keywords")
 METADATA_FIELDS = frozenset(
-    (*METADATA_STRINGS, *METADATA_STRING_LISTS, "maintainers", "deprecated", "annotations",
-     "dependencies")
+    (
+        *METADATA_STRINGS,
+        *METADATA_STRING_LISTS,
+        "maintainers",
+        "deprecated",
+        "annotations",
+        "dependencies",
+    )
 )
 MAINTAINER_FIELDS = ("name", "email", "url")
 DEPENDENCY_STRINGS = ("name", "version", "repository", "condition", "alias")
@@ -194,8 +209,9 @@ def _normalize_maintainers(value: Any, out: _Collector) -> list[dict[str, str]]:
         if not isinstance(item, dict):
             out.add(Severity.ERROR, f"maintainers[{i}]", "must be a mapping (name, email, url)")
             continue
-        result.append({k: _as_str(item[k]) for k in MAINTAINER_FIELDS if item.get(k) not in
-                       (None, "")})
+        result.append(
+            {k: _as_str(item[k]) for k in MAINTAINER_FIELDS if item.get(k) not in (None, "")}
+        )
     return result
 
 
@@ -207,8 +223,10 @@ def _normalize_dependency(item: Any, i: int, out: _Collector) -> dict[str, Any] 
     for key in item:
         if key not in DEPENDENCY_FIELDS:
             out.add(Severity.WARNING, f"{where}.{key}", "unknown field, ignored")
-    dep: dict[str, Any] = {"name": _as_str(item.get("name") or ""),
-                           "repository": _as_str(item.get("repository") or "")}
+    dep: dict[str, Any] = {
+        "name": _as_str(item.get("name") or ""),
+        "repository": _as_str(item.get("repository") or ""),
+    }
     for key in ("version", "condition", "alias"):
         if item.get(key) not in (None, ""):
             dep[key] = _as_str(item[key])
@@ -249,8 +267,11 @@ def _normalize(data: dict[str, Any], out: _Collector) -> dict[str, Any]:
                 out.add(Severity.ERROR, key, "must be a mapping of strings to strings")
                 continue
             # helm sanitizes every string field except annotations (newlines stay).
-            fields[key] = {str(k): v if isinstance(v, str) else _as_str(v)
-                           for k, v in value.items() if v is not None}
+            fields[key] = {
+                str(k): v if isinstance(v, str) else _as_str(v)
+                for k, v in value.items()
+                if v is not None
+            }
         elif key == "maintainers":
             fields[key] = _normalize_maintainers(value, out)
         elif key == "dependencies":
@@ -280,8 +301,10 @@ def parse_chart_yaml(raw: bytes, path: str = "Chart.yaml") -> ChartMetadata:
         except RecursionError as e:
             raise InvalidChartError(f"{path}: nesting too deep") from e
         data = None if root is None else _node_to_data(root, out, "")
-        tags = {key: _scalar_tag(root, key) if root is not None else None
-                for key in ("version", "appVersion")}
+        tags = {
+            key: _scalar_tag(root, key) if root is not None else None
+            for key in ("version", "appVersion")
+        }
     if data is None:
         raise InvalidChartError(f"{path}: file is empty")
     if not isinstance(data, dict):
@@ -310,8 +333,11 @@ def _validate(fields: dict[str, Any], out: _Collector) -> None:
     elif name in (".", "..") or "/" in name or "\\" in name:
         out.add(Severity.ERROR, "name", f"chart name {name!r} is invalid")
     elif not _CONVENTIONAL_NAME.match(name):
-        out.add(Severity.WARNING, "name",
-                f"{name!r} breaks the naming convention: lower-case letters, digits and '-'")
+        out.add(
+            Severity.WARNING,
+            "name",
+            f"{name!r} breaks the naming convention: lower-case letters, digits and '-'",
+        )
     _validate_version(fields.get("version", ""), out)
     chart_type = fields.get("type", "")
     if chart_type not in CHART_TYPES:
@@ -346,8 +372,9 @@ def _validate_version(version: str, out: _Collector) -> None:
     elif not versions.above_zero(version):
         out.add(Severity.ERROR, "version", f"{version!r} must be greater than 0.0.0-0")
     elif not versions.is_strict(version):
-        out.add(Severity.WARNING, "version",
-                f"{version!r} is not strict SemVer 2 (MAJOR.MINOR.PATCH)")
+        out.add(
+            Severity.WARNING, "version", f"{version!r} is not strict SemVer 2 (MAJOR.MINOR.PATCH)"
+        )
 
 
 def _validate_dependencies(deps: list[dict[str, Any]], out: _Collector) -> None:

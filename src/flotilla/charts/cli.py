@@ -37,8 +37,9 @@ def _os_errors_as_chart_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _signing_key(sign: bool, key: str | None, keyring: Path | None,
-                 passphrase_file: Path | None) -> SigningKey | None:
+def _signing_key(
+    sign: bool, key: str | None, keyring: Path | None, passphrase_file: Path | None
+) -> SigningKey | None:
     if not sign:
         return None
     if not key:
@@ -59,13 +60,15 @@ ARCHIVE_DIR = typer.Argument(..., help="Directory of chart archives.")
 INDEX_URL = typer.Option("", "--url", help="Repository URL; archive URLs are relative to it.")
 MERGE = typer.Option(None, "--merge", help="Existing index to merge into.")
 SKIP_INVALID = typer.Option(
-    False, "--skip-invalid", help="Index the good archives even when some are bad.")
+    False, "--skip-invalid", help="Index the good archives even when some are bad."
+)
 CHARTS_DIR = typer.Argument(..., help="A chart, or a directory of charts.")
 REPO = typer.Option(..., "--repo", help="Git repository (path or URL) to push to.")
 PAGES_URL = typer.Option(..., "--url", help="Public URL of the pages site.")
 BRANCH = typer.Option("gh-pages", "--branch", help="Pages branch; created if absent.")
 ARTIFACTHUB = typer.Option(
-    None, "--artifacthub-repo", help="artifacthub-repo.yml to publish next to index.yaml.")
+    None, "--artifacthub-repo", help="artifacthub-repo.yml to publish next to index.yaml."
+)
 TITLE = typer.Option("Helm chart repository", "--title", help="Title of index.html.")
 
 
@@ -84,7 +87,8 @@ def lint_cmd(
         findings = lint_directory(d)
         for f in findings:
             color = {Severity.ERROR: typer.colors.RED, Severity.WARNING: typer.colors.YELLOW}.get(
-                f.severity)
+                f.severity
+            )
             typer.secho(str(f), fg=color)
         worst = max((f.severity for f in findings), default=Severity.INFO)
         bad = worst is Severity.ERROR or (strict and worst is Severity.WARNING)
@@ -116,8 +120,9 @@ def package_cmd(
         typer.echo(f"packaged {archive}")
         if signing is not None:
             prov = archive.with_name(archive.name + ".prov")
-            prov.write_text(provenance(packaged.metadata.fields, archive.name, packaged.data,
-                                       signing))
+            prov.write_text(
+                provenance(packaged.metadata.fields, archive.name, packaged.data, signing)
+            )
             typer.echo(f"signed {prov}")
 
 
@@ -137,8 +142,9 @@ def index_cmd(
     index, skipped = index_directory(directory, url, merge, skip_invalid)
     for message in skipped:
         typer.secho(f"skipped: {message}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"wrote {directory / 'index.yaml'}: {len(index)} versions of "
-               f"{len(index.entries)} charts")
+    typer.echo(
+        f"wrote {directory / 'index.yaml'}: {len(index)} versions of {len(index.entries)} charts"
+    )
 
 
 @app.command("publish")
@@ -160,7 +166,11 @@ def publish_cmd(
     from flotilla.charts.publishing import PublishOptions, publish
 
     options = PublishOptions(
-        repo=repo, pages_url=url, branch=branch, artifacthub_repo=artifacthub_repo, title=title,
+        repo=repo,
+        pages_url=url,
+        branch=branch,
+        artifacthub_repo=artifacthub_repo,
+        title=title,
         sign=_signing_key(sign, key, keyring, passphrase_file),
         package=PackageOptions(mtime=default_mtime()),
     )

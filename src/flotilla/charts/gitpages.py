@@ -19,8 +19,15 @@ from flotilla.charts.errors import GitError
 logger = logging.getLogger(__name__)
 
 _REMOTE_REF = "refs/flotilla/pages"
-_REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref",
-             "cannot lock ref", "stale info", "[remote rejected]")
+_REJECTED = (
+    "[rejected]",
+    "non-fast-forward",
+    "fetch first",
+    "failed to update ref",
+    "cannot lock ref",
+    "stale info",
+    "[remote rejected]",
+)
 
 
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -61,16 +68,26 @@ class PagesCheckout:
         self.exists = False
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([self._git, "-C", str(self.workdir), *args], env=self._env,
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [self._git, "-C", str(self.workdir), *args],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if check and proc.returncode != 0:
-            raise GitError(redact(
-                f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout}"))
+            raise GitError(
+                redact(f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout}")
+            )
         return proc
 
     def _configured(self, key: str) -> bool:
-        proc = subprocess.run([self._git, "-C", str(self.workdir), "config", f"user.{key}"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [self._git, "-C", str(self.workdir), "config", f"user.{key}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return proc.returncode == 0 and bool(proc.stdout.strip())
 
     def sync(self) -> bool:
@@ -78,8 +95,9 @@ class PagesCheckout:
         heads = self._run("ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}")
         self.exists = bool(heads.stdout.strip())
         if self.exists:
-            self._run("fetch", "-q", "--no-tags", self.remote,
-                      f"+refs/heads/{self.branch}:{_REMOTE_REF}")
+            self._run(
+                "fetch", "-q", "--no-tags", self.remote, f"+refs/heads/{self.branch}:{_REMOTE_REF}"
+            )
             self._run("checkout", "-q", "-f", "-B", self.branch, _REMOTE_REF)
         else:
             self._run("checkout", "-q", "-f", "--orphan", self.branch)
@@ -98,14 +116,15 @@ class PagesCheckout:
 
     def push(self) -> bool:
         """Push to the branch; False when a concurrent publisher won the race."""
-        proc = self._run("push", "-q", "--porcelain", self.remote,
-                         f"HEAD:refs/heads/{self.branch}", check=False)
+        proc = self._run(
+            "push", "-q", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}", check=False
+        )
         if proc.returncode == 0:
             return True
         output = proc.stderr + proc.stdout
         if any(marker in output for marker in _REJECTED):
-            logger.info("push to %s rejected, will fetch and retry: %s", self.branch,
-                        redact(output.strip()))
+            logger.info(
+                "push to %s rejected, will fetch and retry: %s", self.branch, redact(output.strip())
+            )
             return False
-        raise GitError(redact(
-            f"git push to {self.remote} {self.branch} failed: {output.strip()}"))
+        raise GitError(redact(f"git push to {self.remote} {self.branch} failed: {output.strip()}"))

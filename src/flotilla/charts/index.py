@@ -179,8 +179,9 @@ def add_entries(published: Index, new: list[ChartVersion], now: str) -> Index:
 def to_document(index: Index) -> dict[str, Any]:
     """The plain data written to index.yaml."""
     doc: dict[str, Any] = {"apiVersion": "v1", **index.extra}
-    doc["entries"] = {name: [dict(e.data) for e in entries]
-                      for name, entries in index.entries.items()}
+    doc["entries"] = {
+        name: [dict(e.data) for e in entries] for name, entries in index.entries.items()
+    }
     doc["generated"] = index.generated
     return doc
 
@@ -207,8 +208,11 @@ def load(raw: bytes, source: str = "index.yaml") -> Index:
     if not isinstance(entries, dict):
         raise IndexFormatError(f"{source}: entries must be a mapping of chart names")
     index = Index(generated=str(data.get("generated", "")))
-    index.extra = {k: v for k, v in data.items()
-                   if k not in ("apiVersion", "entries", "generated", "serverInfo")}
+    index.extra = {
+        k: v
+        for k, v in data.items()
+        if k not in ("apiVersion", "entries", "generated", "serverInfo")
+    }
     for name, items in entries.items():
         if items is None:
             continue

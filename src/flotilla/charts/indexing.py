@@ -21,6 +21,7 @@ from flotilla.charts.packaging import write_atomic
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class ScanResult:
     """Entries for good archives and one message per bad one."""
@@ -35,8 +36,9 @@ def find_archives(directory: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file() or p.is_symlink())
 
 
-def _read_one(path: Path, directory: Path, base_url: str,
-              limits: ArchiveLimits) -> tuple[idx.ChartVersion | None, str]:
+def _read_one(
+    path: Path, directory: Path, base_url: str, limits: ArchiveLimits
+) -> tuple[idx.ChartVersion | None, str]:
     if path.is_symlink():
         return None, f"{path}: is a symlink; archives must be regular files in the directory"
     try:

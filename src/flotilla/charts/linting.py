@@ -37,10 +37,14 @@ def lint_layout(chart_dir: Path, meta: ChartMetadata) -> list[Finding]:
     if not templates.is_dir() and meta.chart_type != "library":
         findings.append(Finding(Severity.WARNING, str(templates), "", "directory does not exist"))
     if chart_dir.name != meta.name and meta.name:
-        findings.append(Finding(
-            Severity.WARNING, str(chart_dir / "Chart.yaml"), "name",
-            f"directory name {chart_dir.name!r} differs from chart name {meta.name!r}",
-        ))
+        findings.append(
+            Finding(
+                Severity.WARNING,
+                str(chart_dir / "Chart.yaml"),
+                "name",
+                f"directory name {chart_dir.name!r} differs from chart name {meta.name!r}",
+            )
+        )
     return findings
 
 

@@ -89,7 +89,8 @@ def collect_files(chart_dir: Path, limits: ArchiveLimits) -> list[tuple[str, byt
             total += size
             if total > limits.max_total_bytes:
                 raise InvalidChartError(
-                    f"{chart_dir}: chart exceeds {limits.max_total_bytes} bytes")
+                    f"{chart_dir}: chart exceeds {limits.max_total_bytes} bytes"
+                )
             files.append((rel, full.read_bytes()))
     return files
 
@@ -110,7 +111,10 @@ def _vendored_names(files: list[tuple[str, bytes]], limits: ArchiveLimits) -> di
 
 
 def _check_dependencies(
-    chart_dir: Path, meta: ChartMetadata, files: list[tuple[str, bytes]], options: PackageOptions,
+    chart_dir: Path,
+    meta: ChartMetadata,
+    files: list[tuple[str, bytes]],
+    options: PackageOptions,
     seen: frozenset[Path],
 ) -> None:
     """Vendor ``file://`` dependencies; refuse when any other one is missing from charts/."""

@@ -38,11 +38,18 @@ class SigningKey:
 
 def message_block(metadata: dict[str, Any], archive_name: str, archive: bytes) -> str:
     """The text helm signs for an archive (pkg/provenance ``messageBlock``)."""
-    meta = yaml.dump(metadata, Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                     allow_unicode=True, width=1 << 16)
+    meta = yaml.dump(
+        metadata,
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+    )
     digest = hashlib.sha256(archive).hexdigest()
-    files = yaml.dump({"files": {archive_name: f"sha256:{digest}"}}, Dumper=_Dumper,
-                      default_flow_style=False)
+    files = yaml.dump(
+        {"files": {archive_name: f"sha256:{digest}"}}, Dumper=_Dumper, default_flow_style=False
+    )
     return f"{meta}\n...\n{files}"
 
 
@@ -65,24 +72,44 @@ def clearsign(text: str, key: SigningKey) -> str:
             os.chmod(tmp, 0o700)
             imported = subprocess.run(
                 [gpg, "--batch", "--quiet", "--import", str(key.keyring)],
-                env=env, capture_output=True, text=True, check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if imported.returncode != 0:
                 raise SigningError(
-                    f"cannot import keyring {key.keyring}: {imported.stderr.strip()}")
-        cmd = [gpg, "--batch", "--yes", "--armor", "--clearsign", "--digest-algo", "SHA512",
-               "--local-user", key.name, "--pinentry-mode", "loopback"]
+                    f"cannot import keyring {key.keyring}: {imported.stderr.strip()}"
+                )
+        cmd = [
+            gpg,
+            "--batch",
+            "--yes",
+            "--armor",
+            "--clearsign",
+            "--digest-algo",
+            "SHA512",
+            "--local-user",
+            key.name,
+            "--pinentry-mode",
+            "loopback",
+        ]
         if key.passphrase_file is not None:
             cmd += ["--passphrase-file", str(key.passphrase_file)]
         else:
             cmd += ["--passphrase", ""]
         try:
-            signed = subprocess.run(cmd, input=text, env=env, capture_output=True, text=True,
-                                    check=False, timeout=120)
+            signed = subprocess.run(
+                cmd, input=text, env=env, capture_output=True, text=True, check=False, timeout=120
+            )
         finally:
             if key.keyring is not None:
-                subprocess.run([shutil.which("gpgconf") or "gpgconf", "--kill", "all"],
-                               env=env, capture_output=True, check=False)
+                subprocess.run(
+                    [shutil.which("gpgconf") or "gpgconf", "--kill", "all"],
+                    env=env,
+                    capture_output=True,
+                    check=False,
+                )
         if signed.returncode != 0:
             raise SigningError(f"gpg could not sign with key {key.name!r}: {signed.stderr.strip()}")
         return signed.stdout

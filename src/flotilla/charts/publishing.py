@@ -153,8 +153,9 @@ def package_all(chart_dirs: list[Path], options: PackageOptions) -> list[Candida
     return candidates
 
 
-def _published_files(tree: Path, published: idx.Index, candidates: list[Candidate],
-                     limits: ArchiveLimits) -> dict[str, dict[str, bytes]]:
+def _published_files(
+    tree: Path, published: idx.Index, candidates: list[Candidate], limits: ArchiveLimits
+) -> dict[str, dict[str, bytes]]:
     """Unpack the branch's copy of archives whose digest differs from our build."""
     found: dict[str, dict[str, bytes]] = {}
     for c in candidates:
@@ -162,15 +163,21 @@ def _published_files(tree: Path, published: idx.Index, candidates: list[Candidat
         path = tree / c.archive_name
         if existing is not None and existing.digest != c.digest and path.is_file():
             try:
-                found[c.archive_name] = read_archive(path.read_bytes(), c.archive_name, limits,
-                                                     keep_files=True)[2]
+                found[c.archive_name] = read_archive(
+                    path.read_bytes(), c.archive_name, limits, keep_files=True
+                )[2]
             except ChartError:
                 continue
     return found
 
 
-def _write_branch(tree: Path, published: idx.Index, plan: PublishPlan, options: PublishOptions,
-                  provs: Mapping[str, str]) -> None:
+def _write_branch(
+    tree: Path,
+    published: idx.Index,
+    plan: PublishPlan,
+    options: PublishOptions,
+    provs: Mapping[str, str],
+) -> None:
     now = idx.timestamp()
     new_entries = [
         idx.new_entry(c.metadata, c.digest, idx.url_join(options.pages_url, c.archive_name), now)
@@ -189,8 +196,10 @@ def _write_branch(tree: Path, published: idx.Index, plan: PublishPlan, options: 
     (tree / ".nojekyll").touch()
     if options.artifacthub_repo is not None:
         raw = options.artifacthub_repo.read_bytes()
-        write_atomic(tree / "artifacthub-repo.yml",
-                     check_artifacthub_repo(raw, str(options.artifacthub_repo)))
+        write_atomic(
+            tree / "artifacthub-repo.yml",
+            check_artifacthub_repo(raw, str(options.artifacthub_repo)),
+        )
 
 
 def publish(charts_dir: Path, options: PublishOptions) -> PublishResult:
@@ -210,18 +219,23 @@ def publish(charts_dir: Path, options: PublishOptions) -> PublishResult:
         for attempt in range(1, options.max_attempts + 1):
             checkout.sync()
             index_file = tree / "index.yaml"
-            published = (idx.load(index_file.read_bytes(), f"{options.branch}:index.yaml")
-                         if index_file.exists() else idx.Index())
+            published = (
+                idx.load(index_file.read_bytes(), f"{options.branch}:index.yaml")
+                if index_file.exists()
+                else idx.Index()
+            )
             limits = options.package.limits
-            plan = plan_publish(published, candidates,
-                                _published_files(tree, published, candidates, limits), limits)
+            plan = plan_publish(
+                published, candidates, _published_files(tree, published, candidates, limits), limits
+            )
             if plan.conflicts:
                 raise PublishConflictError("\n".join(plan.conflicts))
             if options.sign is not None:
                 for c in plan.add:
                     if c.archive_name not in provs:
                         provs[c.archive_name] = provenance(
-                            c.metadata.fields, c.archive_name, c.data, options.sign)
+                            c.metadata.fields, c.archive_name, c.data, options.sign
+                        )
             _write_branch(tree, published, plan, options, provs)
             added = [f"{c.metadata.name}-{c.metadata.version}" for c in plan.add]
             unchanged = [f"{c.metadata.name}-{c.metadata.version}" for c in plan.unchanged]

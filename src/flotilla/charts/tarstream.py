@@ -81,7 +81,7 @@ def _pax_records(data: bytes, name: str) -> dict[str, str]:
             raise UnsafeArchiveError(f"{name}: corrupt PAX header") from e
         if length <= 0:
             raise UnsafeArchiveError(f"{name}: corrupt PAX header")
-        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         records[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
         pos += length
     return records
@@ -102,7 +102,7 @@ def members(tar: bytes, name: str) -> Iterator[Member]:
     pax: dict[str, str] = {}
     end = len(tar)
     while offset + BLOCK <= end:
-        header = tar[offset:offset + BLOCK]
+        header = tar[offset : offset + BLOCK]
         if header == _ZERO_BLOCK:
             return
         stored = _number(header[148:156], name)
@@ -114,7 +114,7 @@ def members(tar: bytes, name: str) -> Iterator[Member]:
         offset = start + (size + BLOCK - 1) // BLOCK * BLOCK
         if start + size > end:
             raise UnsafeArchiveError(f"{name}: not a valid tar archive (truncated member)")
-        data = tar[start:start + size]
+        data = tar[start : start + size]
         if kind == b"x":
             pax = _pax_records(data, name)
             continue
@@ -132,8 +132,9 @@ def members(tar: bytes, name: str) -> Iterator[Member]:
             if prefix:
                 member_name = f"{prefix}/{member_name}"
         member_name = pax.get("path", long_name or member_name)
-        linkname = pax.get("linkpath", long_link or
-                           header[157:257].split(b"\0", 1)[0].decode("utf-8", "replace"))
+        linkname = pax.get(
+            "linkpath", long_link or header[157:257].split(b"\0", 1)[0].decode("utf-8", "replace")
+        )
         long_name = long_link = None
         pax = {}
         yield Member(member_name, kind, linkname, data if kind in REGULAR else b"")

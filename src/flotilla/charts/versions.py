@@ -81,8 +81,9 @@ def parse(text: str) -> Version | None:
         identifiers = semver.prerelease_identifiers(pre) if pre else ()
     except semver.InvalidVersionError:
         return None
-    return Version(*numbers, pre or "", build or "", text,
-                   semver.precedence_key(*numbers, identifiers))
+    return Version(
+        *numbers, pre or "", build or "", text, semver.precedence_key(*numbers, identifiers)
+    )
 
 
 def is_strict(text: str) -> bool:

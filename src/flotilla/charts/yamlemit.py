@@ -20,8 +20,16 @@ _PLAIN_CHARS = re.compile(r"^[A-Za-z_/][A-Za-z0-9 _./:@=+,()<>^~*'!?-]*\Z")
 _VERSION_LIKE = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?\Z")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 _GO_BOOLS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r",
-            "\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\t": "\\t",
+    "\r": "\\r",
+    "\x85": "\\N",
+    "\u2028": "\\L",
+    "\u2029": "\\P",
+}
 
 
 def _is_plain(text: str) -> bool:
@@ -33,9 +41,12 @@ def _is_plain(text: str) -> bool:
         return False
     if ": " in text or " #" in text or "  " in text or text.lower() in _GO_BOOLS:
         return False
-    return bool(_RESOLVER.resolve(  # type: ignore[no-untyped-call]
-        yaml.ScalarNode, text, (True, False))
-                == "tag:yaml.org,2002:str")
+    return bool(
+        _RESOLVER.resolve(  # type: ignore[no-untyped-call]
+            yaml.ScalarNode, text, (True, False)
+        )
+        == "tag:yaml.org,2002:str"
+    )
 
 
 def _quote(text: str) -> str:
@@ -103,7 +114,7 @@ def _sequence(value: list[Any], pad: str, out: list[str]) -> None:
             _sequence(item, pad + "  ", out)
         else:
             raise TypeError(f"cannot write {type(item).__name__} to index.yaml")
-        out[start] = f"{pad}- {out[start][len(pad) + 2:]}"
+        out[start] = f"{pad}- {out[start][len(pad) + 2 :]}"
 
 
 def dump(document: dict[str, Any]) -> str:

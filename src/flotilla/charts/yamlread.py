@@ -46,7 +46,8 @@ class UnsupportedYamlError(Exception):
 def plain_tag(text: str) -> str:
     """The tag PyYAML's YAML 1.1 resolver gives an unquoted scalar."""
     tag: str = _RESOLVER.resolve(  # type: ignore[no-untyped-call]
-        yaml.ScalarNode, text, (True, False))
+        yaml.ScalarNode, text, (True, False)
+    )
     return tag
 
 
@@ -131,7 +132,8 @@ class _Parser:
                 self.pos += 1
                 continue
             if "\t" in line[: len(line) - len(body) + 1] or body.startswith(
-                    ("#", "---", "...", "%")):
+                ("#", "---", "...", "%")
+            ):
                 raise UnsupportedYamlError
             return len(line) - len(body), body
         return None
@@ -213,13 +215,12 @@ class _Parser:
                 key = str(key)
             if not isinstance(key, str) or key in result:
                 raise UnsupportedYamlError
-            rest = body[match.end():]
+            rest = body[match.end() :]
             self.pos += 1
             if rest.startswith("|"):
                 result[key] = self.literal(rest, indent)
             else:
-                result[key] = (_scalar(rest, self.keep_plain) if rest
-                               else self._nested(indent, True))
+                result[key] = _scalar(rest, self.keep_plain) if rest else self._nested(indent, True)
         return result
 
     def sequence(self, indent: int) -> list[Any]:

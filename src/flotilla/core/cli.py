@@ -50,10 +50,14 @@ def _plain_bool_flags(params: list[Any]) -> None:
         return
     for param in params:
         descriptor = getattr(param, "type_descriptor", None)
-        if (descriptor is not None and descriptor.annotation is bool
-                and getattr(param, "_runtime_param", "absent") is None):
+        if (
+            descriptor is not None
+            and descriptor.annotation is bool
+            and getattr(param, "_runtime_param", "absent") is None
+        ):
             param._runtime_param = _PASS_THROUGH(
-                annotation=bool, parameter_info=descriptor.parameter_info)
+                annotation=bool, parameter_info=descriptor.parameter_info
+            )
 
 
 def system_app(help: str, **settings: Any) -> typer.Typer:
@@ -62,5 +66,6 @@ def system_app(help: str, **settings: Any) -> typer.Typer:
     Plain (click's) help instead of rich's panels: rendering help with rich imports rich and
     markdown-it, about a quarter of a second, which every ``--help`` paid before its first line.
     """
-    return typer.Typer(cls=ErrorMappingGroup, help=help, rich_markup_mode=None,
-                       no_args_is_help=True, **settings)
+    return typer.Typer(
+        cls=ErrorMappingGroup, help=help, rich_markup_mode=None, no_args_is_help=True, **settings
+    )

@@ -42,8 +42,9 @@ _ASCII_IDENT = re.compile(r"[0-9A-Za-z-]+\Z")
 _NUMBER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 _PRE_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _PRERELEASE = re.compile(rf"{_PRE_IDENT}(?:\.{_PRE_IDENT})*\Z")
-_CORE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([^+]*))?(?:\+(.*))?\Z",
-                   re.DOTALL)
+_CORE = re.compile(
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([^+]*))?(?:\+(.*))?\Z", re.DOTALL
+)
 
 
 class InvalidVersionError(ValueError):
@@ -63,11 +64,13 @@ def prerelease_identifiers(text: str) -> tuple[Identifier, ...]:
     for part in text.split("."):
         if not _ASCII_IDENT.match(part):
             raise InvalidVersionError(
-                f"pre-release identifier {part!r} must be non-empty [0-9A-Za-z-]")
+                f"pre-release identifier {part!r} must be non-empty [0-9A-Za-z-]"
+            )
         if part.isdigit():
             if not _NUMBER.match(part):
                 raise InvalidVersionError(
-                    f"numeric pre-release identifier {part!r} has a leading zero")
+                    f"numeric pre-release identifier {part!r} has a leading zero"
+                )
             out.append(int(part))
         else:
             out.append(part)
@@ -83,14 +86,14 @@ def build_identifiers(text: str) -> tuple[str, ...]:
     return parts
 
 
-def precedence_key(major: int, minor: int, patch: int,
-                   prerelease: tuple[Identifier, ...]) -> PrecedenceKey:
+def precedence_key(
+    major: int, minor: int, patch: int, prerelease: tuple[Identifier, ...]
+) -> PrecedenceKey:
     """SemVer 2 §11 as a sort key: numbers numerically, a release above its pre-releases,
     numeric identifiers below alphanumeric ones, a longer identifier list above its prefix."""
     if not prerelease:
         return (major, minor, patch, 1, ())
-    pre: PrereleaseKey = tuple(
-        (0, p, "") if isinstance(p, int) else (1, 0, p) for p in prerelease)
+    pre: PrereleaseKey = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in prerelease)
     return (major, minor, patch, 0, pre)
 
 
@@ -146,8 +149,12 @@ def parse(text: str) -> Version:
         raise InvalidVersionError(f"not a semantic version (MAJOR.MINOR.PATCH): {_shown(text)}")
     major, minor, patch, pre, build = m.groups()
     try:
-        return Version(int(major), int(minor), int(patch),
-                       prerelease_identifiers(pre) if pre is not None else (),
-                       build_identifiers(build) if build is not None else ())
+        return Version(
+            int(major),
+            int(minor),
+            int(patch),
+            prerelease_identifiers(pre) if pre is not None else (),
+            build_identifiers(build) if build is not None else (),
+        )
     except InvalidVersionError as exc:
         raise InvalidVersionError(f"not a semantic version: {_shown(text)}: {exc}") from None

@@ -43,11 +43,23 @@ class DurationGrammar:
 LENIENT = DurationGrammar()
 """What :func:`parse_duration` accepts by default."""
 _QUANTITY_SUFFIXES = {
-    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 _QUANTITY = re.compile(
-    r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+)
 _MAX_TEXT = 64
 
 
@@ -59,8 +71,11 @@ def parse_duration(value: str | int | float, grammar: DurationGrammar = LENIENT)
     durations are refused whatever the grammar.
     """
     is_number = isinstance(value, int | float)
-    if (isinstance(value, bool) or (is_number and not grammar.bare_seconds)
-            or (isinstance(value, float) and not grammar.fractions)):
+    if (
+        isinstance(value, bool)
+        or (is_number and not grammar.bare_seconds)
+        or (isinstance(value, float) and not grammar.fractions)
+    ):
         raise ValueError(f"not a duration: {value!r}")
     seconds = float(value) if is_number else _duration_seconds(str(value), grammar)
     if not seconds >= 0:  # also refuses NaN
@@ -107,8 +122,7 @@ def format_duration(duration: timedelta) -> str:
     if millis < 0:
         raise ValueError("a duration cannot be negative")
     parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
-                       ("ms", 1)):
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
         if millis >= size:
             parts.append(f"{millis // size}{unit}")
             millis %= size

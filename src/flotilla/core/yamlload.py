@@ -79,8 +79,13 @@ def line_of(obj: object, default: int = 0) -> int:
     return obj.line if isinstance(obj, LineDict | LineList) else default
 
 
-def load(text: str | bytes, *, loader: type[Any] | None = None, lines: bool = False,
-         limits: Limits = DEFAULT_LIMITS) -> Any:
+def load(
+    text: str | bytes,
+    *,
+    loader: type[Any] | None = None,
+    lines: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Any:
     """The single document of ``text`` (``None`` when empty), checked against ``limits``.
 
     ``loader`` is a loader class to start from (default :data:`SafeLoader`), for callers that
@@ -96,8 +101,13 @@ def load(text: str | bytes, *, loader: type[Any] | None = None, lines: bool = Fa
         instance.dispose()
 
 
-def load_all(text: str | bytes, *, loader: type[Any] | None = None, lines: bool = False,
-             limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+def load_all(
+    text: str | bytes,
+    *,
+    loader: type[Any] | None = None,
+    lines: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> list[Any]:
     """Every document of ``text``, in order (an empty document is ``None``); see :func:`load`."""
     instance = _open(text, loader, lines, limits)
     try:
@@ -111,8 +121,9 @@ def load_all(text: str | bytes, *, loader: type[Any] | None = None, lines: bool 
         instance.dispose()
 
 
-def compose(text: str | bytes, *, loader: type[Any] | None = None,
-            limits: Limits = DEFAULT_LIMITS) -> yaml.Node | None:
+def compose(
+    text: str | bytes, *, loader: type[Any] | None = None, limits: Limits = DEFAULT_LIMITS
+) -> yaml.Node | None:
     """The node graph of the single document of ``text``, for callers that read tags."""
     instance = _open(text, loader, False, limits)
     try:
@@ -159,19 +170,23 @@ def check_expansion(root: yaml.Node, limits: Limits = DEFAULT_LIMITS) -> int:
             if size - len(sizes) > limits.max_alias_nodes:
                 raise YamlLimitError(
                     f"aliases add more than {limits.max_alias_nodes} nodes to this YAML "
-                    "(an alias bomb?)", node.start_mark.line + 1)
+                    "(an alias bomb?)",
+                    node.start_mark.line + 1,
+                )
             continue
         if key in sizes:
             continue
         if key in open_nodes:
             raise YamlLimitError("a recursive alias", node.start_mark.line + 1)
         if depth > limits.max_depth:
-            raise YamlLimitError(f"nested deeper than {limits.max_depth} levels",
-                                 node.start_mark.line + 1)
+            raise YamlLimitError(
+                f"nested deeper than {limits.max_depth} levels", node.start_mark.line + 1
+            )
         open_nodes.add(key)
         stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in _children(node)
-                     if id(child) not in sizes)
+        stack.extend(
+            (child, depth + 1, False) for child in _children(node) if id(child) not in sizes
+        )
     return sizes[id(root)]
 
 
@@ -206,8 +221,11 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LineDict:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                "found an unhashable key", key_node.start_mark)
+                "while constructing a mapping",
+                node.start_mark,
+                "found an unhashable key",
+                key_node.start_mark,
+            )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result

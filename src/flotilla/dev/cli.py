@@ -19,21 +19,31 @@ from flotilla.dev.tiltfile.errors import TiltfileError
 if TYPE_CHECKING:  # the engine pulls in docker and starlark: imported when a command runs
     from flotilla.dev.runtime.engine import Engine
 
-app = system_app(
-    "Inner dev loop: run Tiltfiles (build, deploy, live update, web UI)."
-)
+app = system_app("Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).")
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 FileOpt = typer.Option(Path("Tiltfile"), "--file", "-f", help="The Tiltfile to run.")
-KubeOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
-                       help="Kubeconfig of the cluster to deploy to.")
-NsOpt = typer.Option("", "--namespace", "-n",
-                     help="Namespace for objects that name none (default: the kubeconfig's).")
-RegOpt = typer.Option("", "--registry", envvar="FLOTILLA_DEV_REGISTRY",
-                      help="Registry host:port to push to when the Tiltfile has no "
-                           "default_registry().")
-DockerOpt = typer.Option(None, "--docker-host", envvar="DOCKER_HOST",
-                         help="dockerd to build with (unix:///... or tcp://...).")
+KubeOpt = typer.Option(
+    None, "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig of the cluster to deploy to."
+)
+NsOpt = typer.Option(
+    "",
+    "--namespace",
+    "-n",
+    help="Namespace for objects that name none (default: the kubeconfig's).",
+)
+RegOpt = typer.Option(
+    "",
+    "--registry",
+    envvar="FLOTILLA_DEV_REGISTRY",
+    help="Registry host:port to push to when the Tiltfile has no default_registry().",
+)
+DockerOpt = typer.Option(
+    None,
+    "--docker-host",
+    envvar="DOCKER_HOST",
+    help="dockerd to build with (unix:///... or tcp://...).",
+)
 
 
 def _kubeconfig(path: Path | None) -> Path | None:
@@ -47,14 +57,30 @@ def _echo(name: str, line: str) -> None:
     typer.echo(f"{name[:18]:>18} │ {line}", err=False)
 
 
-def _engine(ctx: typer.Context, tiltfile: Path, kubeconfig: Path | None, namespace: str,
-            registry: str, docker_host: str | None, *, ci: bool, quiet: bool) -> Engine:
+def _engine(
+    ctx: typer.Context,
+    tiltfile: Path,
+    kubeconfig: Path | None,
+    namespace: str,
+    registry: str,
+    docker_host: str | None,
+    *,
+    ci: bool,
+    quiet: bool,
+) -> Engine:
     from flotilla.dev.runtime.engine import Engine, EngineConfig
 
-    cfg = EngineConfig(tiltfile=tiltfile, kubeconfig=_kubeconfig(kubeconfig),
-                       namespace=namespace, args=list(ctx.args), registry=registry,
-                       docker_host=docker_host, ci=ci, watch=not ci,
-                       echo=None if quiet else _echo)
+    cfg = EngineConfig(
+        tiltfile=tiltfile,
+        kubeconfig=_kubeconfig(kubeconfig),
+        namespace=namespace,
+        args=list(ctx.args),
+        registry=registry,
+        docker_host=docker_host,
+        ci=ci,
+        watch=not ci,
+        echo=None if quiet else _echo,
+    )
     engine = Engine(cfg)
     try:
         engine.load()
@@ -106,8 +132,9 @@ def up(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream logs here."),
 ) -> None:
     """Build, deploy and watch until interrupted; the web UI shows every resource."""
-    engine = _engine(ctx, tiltfile, kubeconfig, namespace, registry, docker_host, ci=False,
-                     quiet=quiet)
+    engine = _engine(
+        ctx, tiltfile, kubeconfig, namespace, registry, docker_host, ci=False, quiet=quiet
+    )
     ui = None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -122,8 +149,10 @@ def up(
         engine.start()
         stop.wait()
     finally:
-        typer.echo("flotilla dev: stopping (deployed objects stay; `flotilla dev down` "
-                   "removes them)", err=True)
+        typer.echo(
+            "flotilla dev: stopping (deployed objects stay; `flotilla dev down` removes them)",
+            err=True,
+        )
         if ui is not None:
             ui.stop()
         engine.stop()
@@ -142,8 +171,9 @@ def ci(
 ) -> None:
     """Bring everything up once; exit 0 when all resources are healthy, 1 with the failing
     resource's log on error or timeout."""
-    engine = _engine(ctx, tiltfile, kubeconfig, namespace, registry, docker_host, ci=True,
-                     quiet=quiet)
+    engine = _engine(
+        ctx, tiltfile, kubeconfig, namespace, registry, docker_host, ci=True, quiet=quiet
+    )
     assert engine.result is not None  # ci exits on a Tiltfile that does not load
     limit = timeout or engine.result.settings.ci_timeout_secs
     deadline = time.monotonic() + limit
@@ -156,11 +186,16 @@ def ci(
                 code = 1 if failing else 0
                 break
             if time.monotonic() > deadline:
-                waiting = [s.resource.name for s in engine.states.values()
-                           if s.status not in ("ready", "disabled")]
+                waiting = [
+                    s.resource.name
+                    for s in engine.states.values()
+                    if s.status not in ("ready", "disabled")
+                ]
                 failing = waiting[0] if waiting else ""
-                typer.echo(f"Error: timed out after {limit:.0f}s waiting for "
-                           f"{', '.join(waiting)}", err=True)
+                typer.echo(
+                    f"Error: timed out after {limit:.0f}s waiting for {', '.join(waiting)}",
+                    err=True,
+                )
                 break
             time.sleep(0.2)
     finally:
@@ -192,8 +227,14 @@ def down(
     from flotilla.dev.teardown import teardown
 
     try:
-        summary = teardown(tiltfile, _kubeconfig(kubeconfig), namespace, list(ctx.args),
-                           docker_host, delete_namespaces=delete_namespaces)
+        summary = teardown(
+            tiltfile,
+            _kubeconfig(kubeconfig),
+            namespace,
+            list(ctx.args),
+            docker_host,
+            delete_namespaces=delete_namespaces,
+        )
     except ValueError as exc:  # flotilla.cli shows TiltfileError and its exit code
         raise TiltfileError(str(exc)) from exc
     typer.echo(summary)

@@ -43,14 +43,29 @@ def keep(obj: dict[str, Any], delete_namespaces: bool) -> bool:
     return obj.get("kind") == "Namespace" and not delete_namespaces
 
 
-def teardown(tiltfile: Path, kubeconfig: Path | None, namespace: str, args: list[str],
-             docker_host: str | None, *, delete_namespaces: bool = False) -> str:
+def teardown(
+    tiltfile: Path,
+    kubeconfig: Path | None,
+    namespace: str,
+    args: list[str],
+    docker_host: str | None,
+    *,
+    delete_namespaces: bool = False,
+) -> str:
     from flotilla.dev.runtime.engine import Engine, EngineConfig
 
     record = read_record(tiltfile)
     stopped = _stop_pid(int(record.get("pid") or 0)) if record.get("pid") else False
-    engine = Engine(EngineConfig(tiltfile=tiltfile, kubeconfig=kubeconfig, namespace=namespace,
-                                 args=args, docker_host=docker_host, watch=False))
+    engine = Engine(
+        EngineConfig(
+            tiltfile=tiltfile,
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            args=args,
+            docker_host=docker_host,
+            watch=False,
+        )
+    )
     deleted = removed = 0
     try:
         engine.load()
@@ -61,14 +76,19 @@ def teardown(tiltfile: Path, kubeconfig: Path | None, namespace: str, args: list
         seen = {(o["kind"], o["metadata"]["name"]) for o in objs}
         for o in record.get("objects") or []:
             if (o["kind"], o["name"]) not in seen:
-                objs.append({"apiVersion": o["apiVersion"], "kind": o["kind"],
-                             "metadata": {"name": o["name"], "namespace": o.get("namespace")}})
+                objs.append(
+                    {
+                        "apiVersion": o["apiVersion"],
+                        "kind": o["kind"],
+                        "metadata": {"name": o["name"], "namespace": o.get("namespace")},
+                    }
+                )
         objs = [o for o in objs if not keep(o, delete_namespaces)]
         if engine.kube is not None and objs:
             deleted = engine.kube.delete(objs)
-        projects = set(record.get("compose") or []) | {p.project_name for p in
-                                                       (engine.result.compose if engine.result
-                                                        else [])}
+        projects = set(record.get("compose") or []) | {
+            p.project_name for p in (engine.result.compose if engine.result else [])
+        }
         if projects:
             from flotilla.dev.runtime.compose import ComposeRunner
 

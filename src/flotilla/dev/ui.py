@@ -51,8 +51,14 @@ class UIServer:
     """uvicorn in a background thread; ``stop()`` asks it to exit and waits."""
 
     def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 10350) -> None:
-        config = uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            create_app(engine),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
         self.server = uvicorn.Server(config)
         self.url = f"http://{host}:{port}/"
         self._thread = threading.Thread(target=self.server.run, name="dev-ui", daemon=True)

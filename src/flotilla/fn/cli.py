@@ -20,17 +20,17 @@ from .model import (
     load_spec,
 )
 
-app = system_app(
-    "Functions with health, metrics and tracing built in."
-)
+app = system_app("Functions with health, metrics and tracing built in.")
 
 PathOpt = typer.Option(Path("."), "--path", "-C", help="The function's project directory.")
-KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
-                             help="Kubeconfig file (default: $KUBECONFIG).")
+KubeconfigOpt = typer.Option(
+    None, "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file (default: $KUBECONFIG)."
+)
 RUNTIME_OPT = typer.Option(Runtime.PYTHON, "--runtime", "-r")
 DIR_OPT = typer.Option(None, "--dir", help="Where to create it (default NAME).")
-CONTEXT_DIR_OPT = typer.Option(None, "--context-dir",
-                               help="Only write the build context here (for kaniko).")
+CONTEXT_DIR_OPT = typer.Option(
+    None, "--context-dir", help="Only write the build context here (for kaniko)."
+)
 TARGET_OPT = typer.Option(None, "--target", help="knative or kubernetes.")
 HEADER_OPT = typer.Option([], "--header", "-H", help="NAME:VALUE, repeatable.")
 OUTPUT_OPT = typer.Option(None, "--output", "-o", help="File (default: stdout).")
@@ -66,8 +66,9 @@ def init(
 
     if template not in TEMPLATES:
         raise FnError(f"unknown template {template!r}: use one of {', '.join(TEMPLATES)}")
-    spec = parse_spec({"name": name, "runtime": runtime.value,
-                       "signature": signature_for(template).value})
+    spec = parse_spec(
+        {"name": name, "runtime": runtime.value, "signature": signature_for(template).value}
+    )
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
         raise FnError(f"{target} exists and is not empty")
@@ -90,9 +91,11 @@ def run(
     spec = _spec(project)
     command = serve_command(spec, project.resolve(), port)
     typer.echo(f"serving {spec.name} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
-    code = run_supervised(command, watch=project.resolve() if reload else None,
-                          on_restart=lambda c: typer.echo(f"changed: {', '.join(c[:5])}; "
-                                                          "restarting", err=True))
+    code = run_supervised(
+        command,
+        watch=project.resolve() if reload else None,
+        on_restart=lambda c: typer.echo(f"changed: {', '.join(c[:5])}; restarting", err=True),
+    )
     raise typer.Exit(code)
 
 
@@ -140,11 +143,22 @@ def build(
         result.digest = push_image(remote, docker_host=docker_host)
         pushed = f"{remote.rsplit(':', 1)[0]}@{result.digest}"
     if as_json:
-        typer.echo(json.dumps({"image": image, "id": result.image_id, "steps": result.steps,
-                               "cached_steps": result.cached_steps, "pushed": pushed}))
+        typer.echo(
+            json.dumps(
+                {
+                    "image": image,
+                    "id": result.image_id,
+                    "steps": result.steps,
+                    "cached_steps": result.cached_steps,
+                    "pushed": pushed,
+                }
+            )
+        )
     else:
-        typer.echo(f"built {image} ({result.image_id[:19]}), {result.cached_steps} of "
-                   f"{result.steps} steps from cache")
+        typer.echo(
+            f"built {image} ({result.image_id[:19]}), {result.cached_steps} of "
+            f"{result.steps} steps from cache"
+        )
         if pushed:
             typer.echo(f"pushed {pushed}")
 
@@ -224,8 +238,14 @@ def invoke(
         body = Path(data[1:]).read_bytes() if data.startswith("@") else data.encode()
     headers = _headers(header)
     if event_type:
-        headers.update({"ce-id": str(uuid.uuid4()), "ce-type": event_type,
-                        "ce-source": event_source, "ce-specversion": "1.0"})
+        headers.update(
+            {
+                "ce-id": str(uuid.uuid4()),
+                "ce-type": event_type,
+                "ce-source": event_source,
+                "ce-specversion": "1.0",
+            }
+        )
         headers.setdefault("content-type", "application/json")
     verb = method or ("POST" if body or event_type else "GET")
     if cluster:
@@ -237,16 +257,23 @@ def invoke(
         with _client(kubeconfig, False) as client:
             try:
                 status, out_headers, out = invoke_service(
-                    client, namespace or spec.deploy.namespace, spec.name, path, method=verb,
-                    body=body, headers=headers)
+                    client,
+                    namespace or spec.deploy.namespace,
+                    spec.name,
+                    path,
+                    method=verb,
+                    body=body,
+                    headers=headers,
+                )
             except KubeError as exc:
                 raise FnError(str(exc)) from None
     else:
         base = (url or f"http://127.0.0.1:{port}").rstrip("/")
         try:
             with httpx.Client(timeout=30) as http:
-                response = http.request(verb, base + "/" + path.lstrip("/"), content=body,
-                                        headers=headers)
+                response = http.request(
+                    verb, base + "/" + path.lstrip("/"), content=body, headers=headers
+                )
         except httpx.HTTPError as exc:
             raise FnError(f"{base}: {exc}") from None
         status, out_headers, out = response.status_code, dict(response.headers), response.content
@@ -274,9 +301,13 @@ def pipeline(
     from .pipeline import DEFAULT_FLOTILLA_IMAGE, pipeline_objects
 
     spec = _spec(project)
-    objects = pipeline_objects(spec, namespace or spec.deploy.namespace, git_url=git_url,
-                               context_dir=context_dir,
-                               flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE)
+    objects = pipeline_objects(
+        spec,
+        namespace or spec.deploy.namespace,
+        git_url=git_url,
+        context_dir=context_dir,
+        flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE,
+    )
     import yaml
 
     text = yaml.safe_dump_all(objects, sort_keys=False)
@@ -285,4 +316,3 @@ def pipeline(
     else:
         output.write_text(text)
         typer.echo(f"wrote {len(objects)} objects to {output}")
-

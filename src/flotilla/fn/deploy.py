@@ -13,8 +13,14 @@ from lightkube import Client
 
 from flotilla.core.kube import apply_raw, get_raw, list_raw, service_proxy, wait_until
 
-__all__ = ["DeployResult", "apply_objects", "deployment_ready", "invoke_service",
-           "pod_problems", "wait_ready"]
+__all__ = [
+    "DeployResult",
+    "apply_objects",
+    "deployment_ready",
+    "invoke_service",
+    "pod_problems",
+    "wait_ready",
+]
 
 KNATIVE = {"plural": "services", "namespaced": True}
 TEKTON_PLURALS = {"Task": "tasks", "Pipeline": "pipelines"}
@@ -51,10 +57,12 @@ def deployment_ready(deployment: dict[str, Any] | None) -> bool:
     spec, status = deployment.get("spec", {}), deployment.get("status", {})
     want = int(spec.get("replicas", 1))
     generation = int(deployment.get("metadata", {}).get("generation", 0))
-    return (int(status.get("observedGeneration", 0)) >= generation
-            and int(status.get("updatedReplicas", 0)) >= want
-            and int(status.get("availableReplicas", 0)) >= want
-            and int(status.get("replicas", 0)) <= want)
+    return (
+        int(status.get("observedGeneration", 0)) >= generation
+        and int(status.get("updatedReplicas", 0)) >= want
+        and int(status.get("availableReplicas", 0)) >= want
+        and int(status.get("replicas", 0)) <= want
+    )
 
 
 def pod_problems(pods: list[dict[str, Any]]) -> list[str]:
@@ -65,8 +73,9 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[str]:
         for cs in pod.get("status", {}).get("containerStatuses", []) or []:
             waiting = (cs.get("state") or {}).get("waiting")
             if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
-                out.append(f"{name}: {waiting.get('reason')}: {waiting.get('message', '')}"
-                           .rstrip(": "))
+                out.append(
+                    f"{name}: {waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
+                )
         for cond in pod.get("status", {}).get("conditions", []) or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 out.append(f"{name}: unschedulable: {cond.get('message', '')}")
@@ -84,16 +93,26 @@ def wait_ready(client: Client, namespace: str, name: str, *, timeout: float = 12
     try:
         wait_until(check, timeout=timeout, interval=0.5, what=f"deployment {namespace}/{name}")
     except TimeoutError as exc:
-        pods = list_raw(client, "v1", "Pod", namespace=namespace,
-                        labels={"flotilla.dev/function": name})
+        pods = list_raw(
+            client, "v1", "Pod", namespace=namespace, labels={"flotilla.dev/function": name}
+        )
         problems = pod_problems(pods)
         raise TimeoutError(f"{exc}" + (": " + "; ".join(problems) if problems else "")) from None
     return time.monotonic() - started
 
 
-def invoke_service(client: Client, namespace: str, name: str, path: str = "/", *,
-                   method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None,
-                   timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+def invoke_service(
+    client: Client,
+    namespace: str,
+    name: str,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
     """Call the function's Service through the API server (no Ingress or kube-proxy needed)."""
-    return service_proxy(client, namespace, name, path, method=method, content=body,
-                         headers=headers, timeout=timeout)
+    return service_proxy(
+        client, namespace, name, path, method=method, content=body, headers=headers, timeout=timeout
+    )

@@ -21,8 +21,14 @@ from pathlib import Path, PurePosixPath
 from .image import IGNORED_DIRS
 from .model import FunctionSpec, Runtime
 
-__all__ = ["Command", "changed_files", "run_supervised", "serve_command", "snapshot",
-           "test_command"]
+__all__ = [
+    "Command",
+    "changed_files",
+    "run_supervised",
+    "serve_command",
+    "snapshot",
+    "test_command",
+]
 
 logger = logging.getLogger(__name__)
 NODE_LIB = Path(__file__).resolve().parent / "node"
@@ -43,13 +49,21 @@ def _node() -> str:
     return node
 
 
-def serve_command(spec: FunctionSpec, project: Path, port: int,
-                  base_env: dict[str, str] | None = None) -> Command:
+def serve_command(
+    spec: FunctionSpec, project: Path, port: int, base_env: dict[str, str] | None = None
+) -> Command:
     """How to serve ``spec`` from ``project`` on ``port`` with the same variables as the image."""
-    env = {**(base_env if base_env is not None else os.environ), **spec.env,
-           "PORT": str(port), "HOST": "127.0.0.1", "FLOTILLA_FN_NAME": spec.name,
-           "FLOTILLA_FN_SOURCE": str(project), "FLOTILLA_FN_HANDLER": spec.handler_ref,
-           "FLOTILLA_FN_SIGNATURE": spec.signature.value, "FLOTILLA_FN_VERSION": "dev"}
+    env = {
+        **(base_env if base_env is not None else os.environ),
+        **spec.env,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "FLOTILLA_FN_NAME": spec.name,
+        "FLOTILLA_FN_SOURCE": str(project),
+        "FLOTILLA_FN_HANDLER": spec.handler_ref,
+        "FLOTILLA_FN_SIGNATURE": spec.signature.value,
+        "FLOTILLA_FN_VERSION": "dev",
+    }
     if spec.runtime is Runtime.PYTHON:
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
     env["NODE_PATH"] = str(NODE_LIB)
@@ -61,8 +75,21 @@ def test_command(spec: FunctionSpec, project: Path) -> Command:
     env = dict(os.environ)
     if spec.runtime is Runtime.PYTHON:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
-        return Command([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--rootdir", str(project), str(project)], env, project)
+        return Command(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                str(project),
+                str(project),
+            ],
+            env,
+            project,
+        )
     env["NODE_PATH"] = str(NODE_LIB)
     return Command([_node(), "--test"], env, project)
 
@@ -101,13 +128,19 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         proc.wait()
 
 
-def run_supervised(command: Command, *, watch: Path | None, interval: float = 0.4,
-                   should_stop: Callable[[], bool] = lambda: False,
-                   on_restart: Callable[[list[str]], None] | None = None) -> int:
+def run_supervised(
+    command: Command,
+    *,
+    watch: Path | None,
+    interval: float = 0.4,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_restart: Callable[[list[str]], None] | None = None,
+) -> int:
     """Run ``command``; restart it when files under ``watch`` change; stop on Ctrl-C.
 
     A crashed process is started again after the next change, not in a loop.
     """
+
     def _terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 

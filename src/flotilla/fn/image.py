@@ -35,8 +35,17 @@ __all__ = [
 
 BASE_IMAGES = {Runtime.PYTHON: "flotilla.local/python:3.11", Runtime.NODE: "flotilla.local/node:18"}
 PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn")
-IGNORED_DIRS = frozenset({".git", "__pycache__", ".pytest_cache", ".venv", ".mypy_cache",
-                          ".ruff_cache", ".flotilla-build"})
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        "__pycache__",
+        ".pytest_cache",
+        ".venv",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".flotilla-build",
+    }
+)
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 _PACKAGE = Path(__file__).resolve().parent
 SITE = "/opt/flotilla/site"
@@ -96,14 +105,22 @@ def function_files(project: Path) -> dict[str, bytes]:
     return out
 
 
-def python_runtime_distributions(roots: Iterable[str] = PYTHON_RUNTIME_REQUIRES
-                                 ) -> list[metadata.Distribution]:
+def python_runtime_distributions(
+    roots: Iterable[str] = PYTHON_RUNTIME_REQUIRES,
+) -> list[metadata.Distribution]:
     """``roots`` and everything they require (markers evaluated for Python 3.11 on Linux)."""
     from packaging.requirements import Requirement
 
-    env = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
-           "platform_system": "Linux", "os_name": "posix", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "extra": ""}
+    env = {
+        "python_version": "3.11",
+        "python_full_version": "3.11.2",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
     seen: dict[str, metadata.Distribution] = {}
     todo = list(roots)
     while todo:
@@ -127,8 +144,10 @@ def _distribution_files(dists: list[metadata.Distribution]) -> Iterator[tuple[st
             if rel.parts[0] == ".." or _ignored(rel):
                 continue  # console scripts and caches
             if rel.suffix in (".so", ".pyd", ".dylib"):
-                raise BuildError(f"{dist.metadata['Name']} has a compiled extension ({rel}); "
-                                 "the image can only take pure-Python distributions")
+                raise BuildError(
+                    f"{dist.metadata['Name']} has a compiled extension ({rel}); "
+                    "the image can only take pure-Python distributions"
+                )
             yield str(rel), Path(str(dist.locate_file(file))).read_bytes()
 
 
@@ -141,9 +160,13 @@ def _runtime_package_files() -> Iterator[tuple[str, bytes]]:
 
 
 def _env_lines(spec: FunctionSpec) -> list[str]:
-    env = {"FLOTILLA_FN_NAME": spec.name, "FLOTILLA_FN_SOURCE": "/function",
-           "FLOTILLA_FN_HANDLER": spec.handler_ref, "FLOTILLA_FN_SIGNATURE": spec.signature.value,
-           "PORT": str(spec.deploy.port)}
+    env = {
+        "FLOTILLA_FN_NAME": spec.name,
+        "FLOTILLA_FN_SOURCE": "/function",
+        "FLOTILLA_FN_HANDLER": spec.handler_ref,
+        "FLOTILLA_FN_SIGNATURE": spec.signature.value,
+        "PORT": str(spec.deploy.port),
+    }
     return ["ENV " + " ".join(f'{k}="{v}"' for k, v in env.items())]
 
 
@@ -174,8 +197,12 @@ def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildC
         ]
     for rel, data in project_files.items():
         files[f"function/{rel}"] = data
-    lines += [*_env_lines(spec), "USER 65532:65532", f"EXPOSE {spec.deploy.port}",
-              "COPY function/ /function/"]
+    lines += [
+        *_env_lines(spec),
+        "USER 65532:65532",
+        f"EXPOSE {spec.deploy.port}",
+        "COPY function/ /function/",
+    ]
     files["Dockerfile"] = ("\n".join(lines) + "\n").encode()
     return BuildContext(files)
 
@@ -197,8 +224,11 @@ def _client(docker_host: str | None) -> Any:
     import docker
     import docker.errors
 
-    if docker_host and docker_host.startswith("unix://") \
-            and not Path(docker_host.removeprefix("unix://")).exists():
+    if (
+        docker_host
+        and docker_host.startswith("unix://")
+        and not Path(docker_host.removeprefix("unix://")).exists()
+    ):
         # Checked here: the SDK leaks its socket when the connection fails.
         raise BuildError(f"cannot reach dockerd at {docker_host}: no such socket")
     try:
@@ -216,8 +246,15 @@ def build_image(context: BuildContext, tag: str, *, docker_host: str | None = No
     client = _client(docker_host)
     result = BuildResult(image=tag, image_id="")
     try:
-        stream = client.api.build(fileobj=io.BytesIO(context.tar()), custom_context=True, tag=tag,
-                                  rm=True, forcerm=True, pull=False, decode=True)
+        stream = client.api.build(
+            fileobj=io.BytesIO(context.tar()),
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
         for chunk in stream:
             if "error" in chunk:
                 raise BuildError(f"building {tag}: {chunk['error'].strip()}")

@@ -26,15 +26,22 @@ def selector_labels(spec: FunctionSpec) -> dict[str, str]:
 
 
 def _labels(spec: FunctionSpec) -> dict[str, str]:
-    return {**spec.deploy.labels, "app.kubernetes.io/name": spec.name,
-            "app.kubernetes.io/component": "function", **MANAGED_BY, **selector_labels(spec),
-            "flotilla.dev/runtime": spec.runtime.value}
+    return {
+        **spec.deploy.labels,
+        "app.kubernetes.io/name": spec.name,
+        "app.kubernetes.io/component": "function",
+        **MANAGED_BY,
+        **selector_labels(spec),
+        "flotilla.dev/runtime": spec.runtime.value,
+    }
 
 
 def runtime_env(spec: FunctionSpec, version: str) -> list[dict[str, str]]:
     """The container's environment: the user's ``env`` plus what names this instance."""
-    env = [{"name": "FLOTILLA_FN_NAME", "value": spec.name},
-           {"name": "FLOTILLA_FN_VERSION", "value": version}]
+    env = [
+        {"name": "FLOTILLA_FN_NAME", "value": spec.name},
+        {"name": "FLOTILLA_FN_VERSION", "value": version},
+    ]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     return env
 
@@ -51,8 +58,12 @@ def _probe(path: str, port: int | None, *, period: int, failures: int) -> dict[s
     get: dict[str, Any] = {"path": path}
     if port is not None:
         get["port"] = "http"
-    return {"httpGet": get, "periodSeconds": period, "failureThreshold": failures,
-            "timeoutSeconds": 2}
+    return {
+        "httpGet": get,
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
 
 
 def _resources(spec: FunctionSpec) -> dict[str, Any]:
@@ -65,8 +76,11 @@ def _resources(spec: FunctionSpec) -> dict[str, Any]:
 
 
 def _scrape_annotations(port: int) -> dict[str, str]:
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
-            "prometheus.io/path": "/metrics"}
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def kubernetes_objects(spec: FunctionSpec, image: str, namespace: str) -> list[dict[str, Any]]:
@@ -74,7 +88,8 @@ def kubernetes_objects(spec: FunctionSpec, image: str, namespace: str) -> list[d
     port = spec.deploy.port
     labels = _labels(spec)
     container: dict[str, Any] = {
-        "name": "function", "image": image,
+        "name": "function",
+        "image": image,
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": [{"name": "PORT", "value": str(port)}, *runtime_env(spec, _version_of(image))],
         "readinessProbe": _probe(HEALTH_READINESS, port, period=2, failures=2),
@@ -92,14 +107,21 @@ def kubernetes_objects(spec: FunctionSpec, image: str, namespace: str) -> list[d
     if spec.deploy.node_selector:
         pod_spec["nodeSelector"] = dict(spec.deploy.node_selector)
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": spec.name, "namespace": namespace, "labels": labels,
-                     "annotations": dict(spec.deploy.annotations)},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": spec.name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": dict(spec.deploy.annotations),
+        },
         "spec": {
             "replicas": max(1, spec.scale.min),
             "selector": {"matchLabels": selector_labels(spec)},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {
                 "metadata": {"labels": labels, "annotations": _scrape_annotations(port)},
                 "spec": pod_spec,
@@ -107,11 +129,14 @@ def kubernetes_objects(spec: FunctionSpec, image: str, namespace: str) -> list[d
         },
     }
     service = {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": spec.name, "namespace": namespace, "labels": labels},
-        "spec": {"selector": selector_labels(spec), "type": "ClusterIP",
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http",
-                            "protocol": "TCP"}]},
+        "spec": {
+            "selector": selector_labels(spec),
+            "type": "ClusterIP",
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
     return [deployment, service]
 
@@ -121,7 +146,8 @@ def knative_service(spec: FunctionSpec, image: str, namespace: str) -> dict[str,
     scale = spec.scale
     hpa = scale.metric in ("cpu", "memory")
     annotations = {
-        "autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev" if hpa
+        "autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"
+        if hpa
         else "kpa.autoscaling.knative.dev",
         "autoscaling.knative.dev/metric": scale.metric,
         "autoscaling.knative.dev/min-scale": str(scale.min),
@@ -131,11 +157,13 @@ def knative_service(spec: FunctionSpec, image: str, namespace: str) -> dict[str,
         **_scrape_annotations(spec.deploy.port),
     }
     container: dict[str, Any] = {
-        "name": "function", "image": image,
+        "name": "function",
+        "image": image,
         "ports": [{"name": "http1", "containerPort": spec.deploy.port}],
         # Knative sets PORT itself from containerPort, and K_SERVICE/K_REVISION for identity.
-        "env": [e for e in runtime_env(spec, _version_of(image))
-                if e["name"] != "FLOTILLA_FN_VERSION"],
+        "env": [
+            e for e in runtime_env(spec, _version_of(image)) if e["name"] != "FLOTILLA_FN_VERSION"
+        ],
         "readinessProbe": _probe(HEALTH_READINESS, None, period=2, failures=2),
         "livenessProbe": _probe(HEALTH_LIVENESS, None, period=10, failures=3),
         "resources": _resources(spec),
@@ -144,21 +172,28 @@ def knative_service(spec: FunctionSpec, image: str, namespace: str) -> dict[str,
     if spec.deploy.node_selector:
         pod_spec["nodeSelector"] = dict(spec.deploy.node_selector)
     return {
-        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
-        "metadata": {"name": spec.name, "namespace": namespace, "labels": _labels(spec),
-                     "annotations": dict(spec.deploy.annotations)},
-        "spec": {"template": {
-            "metadata": {"labels": _labels(spec), "annotations": annotations},
-            "spec": pod_spec,
-        }},
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": spec.name,
+            "namespace": namespace,
+            "labels": _labels(spec),
+            "annotations": dict(spec.deploy.annotations),
+        },
+        "spec": {
+            "template": {
+                "metadata": {"labels": _labels(spec), "annotations": annotations},
+                "spec": pod_spec,
+            }
+        },
     }
 
 
-def manifests_for(spec: FunctionSpec, image: str, namespace: str | None = None,
-                  target: str | None = None) -> list[dict[str, Any]]:
+def manifests_for(
+    spec: FunctionSpec, image: str, namespace: str | None = None, target: str | None = None
+) -> list[dict[str, Any]]:
     """The objects ``fn deploy`` applies for ``spec`` (target and namespace may be overridden)."""
     ns = namespace or spec.deploy.namespace
     if (target or spec.deploy.target.value) == "knative":
         return [knative_service(spec, image, ns)]
     return kubernetes_objects(spec, image, ns)
-

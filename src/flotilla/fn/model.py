@@ -35,8 +35,17 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _HANDLER_PY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 _HANDLER_JS = re.compile(r"^[A-Za-z0-9_./-]+\.(c?js|mjs):[A-Za-z_$][A-Za-z0-9_$]*$")
 # Names the runtime itself sets; a user value would silently break the contract.
-RESERVED_ENV = frozenset({"PORT", "FLOTILLA_FN_SOURCE", "FLOTILLA_FN_HANDLER",
-                          "FLOTILLA_FN_SIGNATURE", "FLOTILLA_FN_NAME", "NODE_PATH", "PYTHONPATH"})
+RESERVED_ENV = frozenset(
+    {
+        "PORT",
+        "FLOTILLA_FN_SOURCE",
+        "FLOTILLA_FN_HANDLER",
+        "FLOTILLA_FN_SIGNATURE",
+        "FLOTILLA_FN_NAME",
+        "NODE_PATH",
+        "PYTHONPATH",
+    }
+)
 
 
 class Runtime(StrEnum):
@@ -144,8 +153,9 @@ class _Checker:
             return {}
         return value
 
-    def string_map(self, path: str, value: Any, key_re: re.Pattern[str] | None = None
-                   ) -> dict[str, str]:
+    def string_map(
+        self, path: str, value: Any, key_re: re.Pattern[str] | None = None
+    ) -> dict[str, str]:
         out: dict[str, str] = {}
         for key, item in self.mapping(path, value).items():
             if not isinstance(key, str) or (key_re is not None and not key_re.match(key)):
@@ -251,8 +261,16 @@ def parse_spec(doc: Any) -> FunctionSpec:
     )
     if c.problems:
         raise FunctionSpecError(c.problems)
-    return FunctionSpec(name=name, runtime=runtime, signature=signature, handler=handler,
-                        image=image, env=env, scale=scale, deploy=deploy)
+    return FunctionSpec(
+        name=name,
+        runtime=runtime,
+        signature=signature,
+        handler=handler,
+        image=image,
+        env=env,
+        scale=scale,
+        deploy=deploy,
+    )
 
 
 def load_spec(text: str) -> FunctionSpec:
@@ -270,15 +288,29 @@ def load_spec(text: str) -> FunctionSpec:
 
 def dump_spec(spec: FunctionSpec) -> str:
     """``function.yaml`` text for ``spec`` (what ``fn init`` writes)."""
-    doc: dict[str, Any] = {"name": spec.name, "runtime": spec.runtime.value,
-                           "signature": spec.signature.value, "handler": spec.handler_ref,
-                           "image": spec.image_ref, "env": dict(spec.env)}
+    doc: dict[str, Any] = {
+        "name": spec.name,
+        "runtime": spec.runtime.value,
+        "signature": spec.signature.value,
+        "handler": spec.handler_ref,
+        "image": spec.image_ref,
+        "env": dict(spec.env),
+    }
     s, d = spec.scale, spec.deploy
-    doc["scale"] = {"min": s.min, "max": s.max, "target": s.target, "metric": s.metric,
-                    "utilization": s.utilization}
-    doc["deploy"] = {"target": d.target.value, "namespace": d.namespace, "port": d.port,
-                     "nodeSelector": dict(d.node_selector),
-                     "resources": {"requests": dict(d.requests), "limits": dict(d.limits)}}
+    doc["scale"] = {
+        "min": s.min,
+        "max": s.max,
+        "target": s.target,
+        "metric": s.metric,
+        "utilization": s.utilization,
+    }
+    doc["deploy"] = {
+        "target": d.target.value,
+        "namespace": d.namespace,
+        "port": d.port,
+        "nodeSelector": dict(d.node_selector),
+        "resources": {"requests": dict(d.requests), "limits": dict(d.limits)},
+    }
     import yaml
 
     return yaml.safe_dump(doc, sort_keys=False)

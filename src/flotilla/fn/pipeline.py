@@ -13,7 +13,10 @@ from typing import Any
 from .model import FunctionSpec
 
 __all__ = [
-    "DEFAULT_FLOTILLA_IMAGE", "DEFAULT_GIT_IMAGE", "DEFAULT_KANIKO_IMAGE", "pipeline_objects",
+    "DEFAULT_FLOTILLA_IMAGE",
+    "DEFAULT_GIT_IMAGE",
+    "DEFAULT_KANIKO_IMAGE",
+    "pipeline_objects",
 ]
 
 DEFAULT_FLOTILLA_IMAGE = "ghcr.io/flotilla/flotilla:latest"
@@ -30,83 +33,126 @@ def _param(name: str, description: str, default: str | None = None) -> dict[str,
 
 
 def _meta(name: str, namespace: str, fn: str) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace,
-            "labels": {**_LABELS, "flotilla.dev/function": fn}}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {**_LABELS, "flotilla.dev/function": fn},
+    }
 
 
-def pipeline_objects(spec: FunctionSpec, namespace: str, *, git_url: str = "",
-                     context_dir: str = ".", flotilla_image: str = DEFAULT_FLOTILLA_IMAGE,
-                     kaniko_image: str = DEFAULT_KANIKO_IMAGE,
-                     git_image: str = DEFAULT_GIT_IMAGE) -> list[dict[str, Any]]:
+def pipeline_objects(
+    spec: FunctionSpec,
+    namespace: str,
+    *,
+    git_url: str = "",
+    context_dir: str = ".",
+    flotilla_image: str = DEFAULT_FLOTILLA_IMAGE,
+    kaniko_image: str = DEFAULT_KANIKO_IMAGE,
+    git_image: str = DEFAULT_GIT_IMAGE,
+) -> list[dict[str, Any]]:
     """Three Tasks and a Pipeline named after the function, in ``namespace``."""
     fetch, build, deploy = (f"{spec.name}-{step}" for step in ("fetch", "build", "deploy"))
     src = "$(workspaces.source.path)"
     fetch_task = {
-        "apiVersion": "tekton.dev/v1", "kind": "Task",
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
         "metadata": _meta(fetch, namespace, spec.name),
         "spec": {
-            "params": [_param("url", "git repository to clone"),
-                       _param("revision", "branch, tag or commit", "main")],
+            "params": [
+                _param("url", "git repository to clone"),
+                _param("revision", "branch, tag or commit", "main"),
+            ],
             "workspaces": [{"name": "source", "description": "where the repository goes"}],
             "results": [{"name": "commit", "description": "the commit that was checked out"}],
-            "steps": [{
-                "name": "clone", "image": git_image,
-                "env": [{"name": "URL", "value": "$(params.url)"},
-                        {"name": "REVISION", "value": "$(params.revision)"}],
-                "script": (
-                    "#!/bin/sh\nset -eu\n"
-                    f'cd "{src}"\n'
-                    'git init -q . && git remote add origin "$URL" 2>/dev/null || true\n'
-                    'git fetch -q --depth 1 origin "$REVISION"\n'
-                    "git checkout -q FETCH_HEAD\n"
-                    'git rev-parse HEAD | tr -d "\\n" > "$(results.commit.path)"\n'
-                ),
-            }],
+            "steps": [
+                {
+                    "name": "clone",
+                    "image": git_image,
+                    "env": [
+                        {"name": "URL", "value": "$(params.url)"},
+                        {"name": "REVISION", "value": "$(params.revision)"},
+                    ],
+                    "script": (
+                        "#!/bin/sh\nset -eu\n"
+                        f'cd "{src}"\n'
+                        'git init -q . && git remote add origin "$URL" 2>/dev/null || true\n'
+                        'git fetch -q --depth 1 origin "$REVISION"\n'
+                        "git checkout -q FETCH_HEAD\n"
+                        'git rev-parse HEAD | tr -d "\\n" > "$(results.commit.path)"\n'
+                    ),
+                }
+            ],
         },
     }
     build_task = {
-        "apiVersion": "tekton.dev/v1", "kind": "Task",
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
         "metadata": _meta(build, namespace, spec.name),
         "spec": {
-            "params": [_param("image", "image reference to push"),
-                       _param("context-dir", "function directory inside the repository", ".")],
+            "params": [
+                _param("image", "image reference to push"),
+                _param("context-dir", "function directory inside the repository", "."),
+            ],
             "workspaces": [{"name": "source"}],
             "results": [{"name": "IMAGE_DIGEST", "description": "digest of the pushed image"}],
             "steps": [
-                {"name": "context", "image": flotilla_image,
-                 "workingDir": f"{src}/$(params.context-dir)",
-                 "args": ["fn", "build", "--context-dir", f"{src}/.flotilla-build"],
-                 "command": ["flotilla"]},
-                {"name": "build-and-push", "image": kaniko_image,
-                 "args": [f"--context=dir://{src}/.flotilla-build",
-                          f"--dockerfile={src}/.flotilla-build/Dockerfile",
-                          "--destination=$(params.image)",
-                          "--digest-file=$(results.IMAGE_DIGEST.path)",
-                          "--reproducible"]},
+                {
+                    "name": "context",
+                    "image": flotilla_image,
+                    "workingDir": f"{src}/$(params.context-dir)",
+                    "args": ["fn", "build", "--context-dir", f"{src}/.flotilla-build"],
+                    "command": ["flotilla"],
+                },
+                {
+                    "name": "build-and-push",
+                    "image": kaniko_image,
+                    "args": [
+                        f"--context=dir://{src}/.flotilla-build",
+                        f"--dockerfile={src}/.flotilla-build/Dockerfile",
+                        "--destination=$(params.image)",
+                        "--digest-file=$(results.IMAGE_DIGEST.path)",
+                        "--reproducible",
+                    ],
+                },
             ],
         },
     }
     deploy_task = {
-        "apiVersion": "tekton.dev/v1", "kind": "Task",
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
         "metadata": _meta(deploy, namespace, spec.name),
         "spec": {
-            "params": [_param("image", "image reference that was pushed"),
-                       _param("digest", "its digest"),
-                       _param("target", "knative or kubernetes", spec.deploy.target.value),
-                       _param("context-dir", "function directory inside the repository", ".")],
+            "params": [
+                _param("image", "image reference that was pushed"),
+                _param("digest", "its digest"),
+                _param("target", "knative or kubernetes", spec.deploy.target.value),
+                _param("context-dir", "function directory inside the repository", "."),
+            ],
             "workspaces": [{"name": "source"}],
-            "steps": [{
-                "name": "deploy", "image": flotilla_image,
-                "workingDir": f"{src}/$(params.context-dir)",
-                "command": ["flotilla"],
-                "args": ["fn", "deploy", "--target", "$(params.target)", "--in-cluster",
-                         "--image", "$(params.image)@$(params.digest)",
-                         "--namespace", namespace],
-            }],
+            "steps": [
+                {
+                    "name": "deploy",
+                    "image": flotilla_image,
+                    "workingDir": f"{src}/$(params.context-dir)",
+                    "command": ["flotilla"],
+                    "args": [
+                        "fn",
+                        "deploy",
+                        "--target",
+                        "$(params.target)",
+                        "--in-cluster",
+                        "--image",
+                        "$(params.image)@$(params.digest)",
+                        "--namespace",
+                        namespace,
+                    ],
+                }
+            ],
         },
     }
     pipeline = {
-        "apiVersion": "tekton.dev/v1", "kind": "Pipeline",
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Pipeline",
         "metadata": _meta(spec.name, namespace, spec.name),
         "spec": {
             "description": f"Build and deploy the function {spec.name}.",
@@ -119,21 +165,37 @@ def pipeline_objects(spec: FunctionSpec, namespace: str, *, git_url: str = "",
             ],
             "workspaces": [{"name": "source"}],
             "tasks": [
-                {"name": "fetch", "taskRef": {"name": fetch, "kind": "Task"},
-                 "params": [{"name": "url", "value": "$(params.git-url)"},
-                            {"name": "revision", "value": "$(params.git-revision)"}],
-                 "workspaces": [{"name": "source", "workspace": "source"}]},
-                {"name": "build", "runAfter": ["fetch"], "taskRef": {"name": build, "kind": "Task"},
-                 "params": [{"name": "image", "value": "$(params.image)"},
-                            {"name": "context-dir", "value": "$(params.context-dir)"}],
-                 "workspaces": [{"name": "source", "workspace": "source"}]},
-                {"name": "deploy", "runAfter": ["build"],
-                 "taskRef": {"name": deploy, "kind": "Task"},
-                 "params": [{"name": "image", "value": "$(params.image)"},
-                            {"name": "digest", "value": "$(tasks.build.results.IMAGE_DIGEST)"},
-                            {"name": "target", "value": "$(params.target)"},
-                            {"name": "context-dir", "value": "$(params.context-dir)"}],
-                 "workspaces": [{"name": "source", "workspace": "source"}]},
+                {
+                    "name": "fetch",
+                    "taskRef": {"name": fetch, "kind": "Task"},
+                    "params": [
+                        {"name": "url", "value": "$(params.git-url)"},
+                        {"name": "revision", "value": "$(params.git-revision)"},
+                    ],
+                    "workspaces": [{"name": "source", "workspace": "source"}],
+                },
+                {
+                    "name": "build",
+                    "runAfter": ["fetch"],
+                    "taskRef": {"name": build, "kind": "Task"},
+                    "params": [
+                        {"name": "image", "value": "$(params.image)"},
+                        {"name": "context-dir", "value": "$(params.context-dir)"},
+                    ],
+                    "workspaces": [{"name": "source", "workspace": "source"}],
+                },
+                {
+                    "name": "deploy",
+                    "runAfter": ["build"],
+                    "taskRef": {"name": deploy, "kind": "Task"},
+                    "params": [
+                        {"name": "image", "value": "$(params.image)"},
+                        {"name": "digest", "value": "$(tasks.build.results.IMAGE_DIGEST)"},
+                        {"name": "target", "value": "$(params.target)"},
+                        {"name": "context-dir", "value": "$(params.context-dir)"},
+                    ],
+                    "workspaces": [{"name": "source", "workspace": "source"}],
+                },
             ],
         },
     }

@@ -34,7 +34,7 @@ def readiness() -> bool:
     return True
 '''
 
-_PY_HTTP_TEST = '''from flotilla.fn.runtime import Request
+_PY_HTTP_TEST = """from flotilla.fn.runtime import Request
 
 from func import handle
 
@@ -45,7 +45,7 @@ def test_greets_by_name() -> None:
 
 def test_greets_the_world_by_default() -> None:
     assert handle(Request("GET", "/")) == {"message": "Hello, world!"}
-'''
+"""
 
 _PY_CE = '''"""The function: ``handle`` gets a CloudEvent and may answer with another one."""
 
@@ -62,7 +62,7 @@ def handle(event: CloudEvent) -> CloudEvent | None:
                       data={{"received": event.data}})
 '''
 
-_PY_CE_TEST = '''from flotilla.fn.runtime import CloudEvent
+_PY_CE_TEST = """from flotilla.fn.runtime import CloudEvent
 
 from func import handle
 
@@ -72,7 +72,7 @@ def test_replies_with_the_data_it_received() -> None:
     assert reply is not None
     assert reply.type == "dev.flotilla.{name}.reply"
     assert reply.data == {{"received": {{"n": 1}}}}
-'''
+"""
 
 _JS_HTTP = """'use strict';
 // The function: `handle` gets a request and returns the response body.
@@ -152,9 +152,19 @@ def project_files(spec: FunctionSpec, template: str) -> dict[str, str]:
     else:
         files["index.js"] = _fill(_JS_CE if events else _JS_HTTP, spec.name)
         files["test/index.test.js"] = _fill(_JS_CE_TEST if events else _JS_HTTP_TEST, spec.name)
-        files["package.json"] = json.dumps(
-            {"name": spec.name, "version": "0.1.0", "private": True, "main": "index.js",
-             "scripts": {"test": "node --test"}}, indent=2) + "\n"
+        files["package.json"] = (
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "version": "0.1.0",
+                    "private": True,
+                    "main": "index.js",
+                    "scripts": {"test": "node --test"},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return files
 
 

@@ -18,10 +18,16 @@ if TYPE_CHECKING:
     from flotilla.operators.models import AuditReport, Finding, Grant, Manifest, Severity
 
 _WHERE = {
-    "AuditDiff": "audit", "audit": "audit", "diff_audits": "audit",
-    "load_catalog": "catalog", "upgrade_path": "catalog",
+    "AuditDiff": "audit",
+    "audit": "audit",
+    "diff_audits": "audit",
+    "load_catalog": "catalog",
+    "upgrade_path": "catalog",
     "load_inputs": "loading",
-    "AuditReport": "models", "Finding": "models", "Grant": "models", "Manifest": "models",
+    "AuditReport": "models",
+    "Finding": "models",
+    "Grant": "models",
+    "Manifest": "models",
     "Severity": "models",
 }
 

@@ -12,13 +12,22 @@ from flotilla.operators.rules import RULES, _crd_summary, grant_findings, manife
 __all__ = ["AuditDiff", "audit", "diff_audits", "exceeds"]
 
 
-def audit(manifests: Sequence[Manifest], *, namespace: str = "operators",
-          install_mode: str | None = None, existing_crds: Mapping[str, str] | None = None,
-          owner: str = "", errors: Sequence[str] = ()) -> AuditReport:
+def audit(
+    manifests: Sequence[Manifest],
+    *,
+    namespace: str = "operators",
+    install_mode: str | None = None,
+    existing_crds: Mapping[str, str] | None = None,
+    owner: str = "",
+    errors: Sequence[str] = (),
+) -> AuditReport:
     """Grants and findings for the manifests, most severe first, then by file and line."""
     grants = grants_from_manifests(manifests, namespace=namespace, install_mode=install_mode)
-    findings = list(manifest_findings(manifests, existing_crds=existing_crds, owner=owner,
-                                      install_mode=install_mode))
+    findings = list(
+        manifest_findings(
+            manifests, existing_crds=existing_crds, owner=owner, install_mode=install_mode
+        )
+    )
     findings.extend(grant_findings(grants))
     return AuditReport(findings=_dedup_sorted(findings), grants=grants, errors=list(errors))
 
@@ -63,15 +72,27 @@ def _removed_versions(old: Sequence[Manifest], new: Sequence[Manifest]) -> list[
             continue
         gone = [v for v in before[m.name] if v not in _crd_summary(m)[1]]
         if gone:
-            found.append(Finding(
-                rule=info.id, severity=info.severity, subject=f"CRD {m.name}", source=m.source,
-                message=f"{m.name} stops serving {','.join(gone)}", why=info.why,
-                origin=m.origin))
+            found.append(
+                Finding(
+                    rule=info.id,
+                    severity=info.severity,
+                    subject=f"CRD {m.name}",
+                    source=m.source,
+                    message=f"{m.name} stops serving {','.join(gone)}",
+                    why=info.why,
+                    origin=m.origin,
+                )
+            )
     return found
 
 
-def diff_audits(old: AuditReport, new: AuditReport, *, old_manifests: Sequence[Manifest] = (),
-                new_manifests: Sequence[Manifest] = ()) -> AuditDiff:
+def diff_audits(
+    old: AuditReport,
+    new: AuditReport,
+    *,
+    old_manifests: Sequence[Manifest] = (),
+    new_manifests: Sequence[Manifest] = (),
+) -> AuditDiff:
     """Findings and grants in ``new`` but not ``old`` (and the reverse).
 
     With the manifests given, CRD versions that stop being served are reported as added findings.

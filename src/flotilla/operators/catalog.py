@@ -150,9 +150,14 @@ def parse_catalog(docs: list[Any], root: Path) -> Catalog:
                 if not isinstance(e, dict) or not e.get("name"):
                     continue
                 rng = _skip_range(e, f"{doc.get('package')}/{doc.get('name')}", catalog.problems)
-                entries.append(ChannelEntry(
-                    name=str(e["name"]), replaces=str(e.get("replaces") or ""),
-                    skips=tuple(str(s) for s in e.get("skips") or []), skip_range=rng))
+                entries.append(
+                    ChannelEntry(
+                        name=str(e["name"]),
+                        replaces=str(e.get("replaces") or ""),
+                        skips=tuple(str(s) for s in e.get("skips") or []),
+                        skip_range=rng,
+                    )
+                )
             ch = Channel(name=str(doc["name"]), package=str(doc["package"]), entries=tuple(entries))
             pkg(ch.package).channels[ch.name] = ch
         elif schema == "olm.bundle":
@@ -165,17 +170,27 @@ def parse_catalog(docs: list[Any], root: Path) -> Catalog:
             except (ValueError, GraphError) as exc:
                 catalog.problems.append(f"bundle {doc['name']} left out: {exc}")
                 continue
-            ref = BundleRef(name=str(doc["name"]), package=str(doc["package"]),
-                            version=version, path=path)
+            ref = BundleRef(
+                name=str(doc["name"]), package=str(doc["package"]), version=version, path=path
+            )
             pkg(ref.package).bundles[ref.name] = ref
     return catalog
 
 
 def load_catalog(root: Path) -> Catalog:
     """Read every .yaml/.yml/.json file under ``root`` (a FBC directory or a single file)."""
-    files = [root] if root.is_file() else sorted(
-        p for p in root.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
-        and "manifests" not in p.parts and "metadata" not in p.parts)
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(
+            p
+            for p in root.rglob("*")
+            if p.suffix in (".yaml", ".yml", ".json")
+            and p.is_file()
+            and "manifests" not in p.parts
+            and "metadata" not in p.parts
+        )
+    )
     docs: list[Any] = []
     for f in files:
         text = f.read_text(encoding="utf-8")
@@ -203,13 +218,18 @@ def channel_head(channel: Channel) -> ChannelEntry:
     heads = [e for e in channel.entries if e.name not in superseded]
     if len(heads) != 1:
         names = ", ".join(e.name for e in heads) or "none (a cycle?)"
-        raise GraphError(f"channel {channel.package}/{channel.name} needs exactly one head, "
-                         f"found: {names}")
+        raise GraphError(
+            f"channel {channel.package}/{channel.name} needs exactly one head, found: {names}"
+        )
     return heads[0]
 
 
-def upgrade_path(channel: Channel, installed: str, version: Version | None,
-                 versions: dict[str, Version] | None = None) -> list[ChannelEntry]:
+def upgrade_path(
+    channel: Channel,
+    installed: str,
+    version: Version | None,
+    versions: dict[str, Version] | None = None,
+) -> list[ChannelEntry]:
     """The steps from ``installed`` to the channel head; empty when already at the head.
 
     ``versions`` (bundle name -> version) picks the newest among several candidates.
@@ -224,13 +244,16 @@ def upgrade_path(channel: Channel, installed: str, version: Version | None,
         else:
             candidates = [e for e in channel.entries if e.supersedes(current, current_version)]
             if not candidates:
-                raise GraphError(f"no upgrade from {current} in channel {channel.package}/"
-                                 f"{channel.name}: no entry replaces, skips or skip-ranges it")
+                raise GraphError(
+                    f"no upgrade from {current} in channel {channel.package}/"
+                    f"{channel.name}: no entry replaces, skips or skip-ranges it"
+                )
             known = versions or {}
             step = max(candidates, key=lambda e: (known.get(e.name, Version(0, 0, 0)), e.name))
         if step.name in seen:
-            raise GraphError(f"upgrade graph of {channel.package}/{channel.name} has a cycle "
-                             f"at {step.name}")
+            raise GraphError(
+                f"upgrade graph of {channel.package}/{channel.name} has a cycle at {step.name}"
+            )
         seen.add(step.name)
         path.append(step)
         current = step.name

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 from flotilla.operators.models import Approval, AuditReport, OperatorsError, Severity
 
 app = system_app(
-    "Audit operators before they are installed; install and upgrade them "
-    "with that review built in."
+    "Audit operators before they are installed; install and upgrade them with that review built in."
 )
 
 EXIT_FINDINGS = 1
@@ -70,36 +69,56 @@ def _client(path: Path | None):  # type: ignore[no-untyped-def]
         raise ValueError(str(exc)) from exc
 
 
-KUBECONFIG_OPT = typer.Option(None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG, "
-                              "then ~/.kube/config).")
+KUBECONFIG_OPT = typer.Option(
+    None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG, then ~/.kube/config)."
+)
 
 
 PATHS_ARG = typer.Argument(None, help="Bundles, charts, manifest files or directories.")
 OUTPUT_OPT = typer.Option(Output.table, "-o", "--output", help="table, json or sarif.")
-APPROVE_OPT = typer.Option(Approval.MANUAL, "--approve", help="manual: every change waits for "
-                           "`approve`; auto: only changes adding findings >= --hold-on wait.")
+APPROVE_OPT = typer.Option(
+    Approval.MANUAL,
+    "--approve",
+    help="manual: every change waits for "
+    "`approve`; auto: only changes adding findings >= --hold-on wait.",
+)
 
 
 @app.command("audit")
 def audit_cmd(
     paths: list[Path] = PATHS_ARG,
-    live: bool = typer.Option(False, "--cluster", help="Audit the live cluster's RBAC, CRDs "
-                              "and webhooks."),
+    live: bool = typer.Option(
+        False, "--cluster", help="Audit the live cluster's RBAC, CRDs and webhooks."
+    ),
     diff: bool = typer.Option(False, "--diff", help="Two paths, OLD NEW: show what NEW adds."),
     output: Output = OUTPUT_OPT,
-    fail_on: str = typer.Option("none", "--fail-on", help="Exit 1 if a finding (or, with "
-                                "--diff, an added one) is at least this severe."),
-    namespace: str = typer.Option("operators", "--namespace", help="Namespace the operator "
-                                  "would be installed in (names its service accounts)."),
-    install_mode: str = typer.Option(None, "--install-mode", help="OwnNamespace, "
-                                     "SingleNamespace, MultiNamespace or AllNamespaces; default: "
-                                     "the widest the CSV supports."),
+    fail_on: str = typer.Option(
+        "none",
+        "--fail-on",
+        help="Exit 1 if a finding (or, with --diff, an added one) is at least this severe.",
+    ),
+    namespace: str = typer.Option(
+        "operators",
+        "--namespace",
+        help="Namespace the operator would be installed in (names its service accounts).",
+    ),
+    install_mode: str = typer.Option(
+        None,
+        "--install-mode",
+        help="OwnNamespace, "
+        "SingleNamespace, MultiNamespace or AllNamespaces; default: "
+        "the widest the CSV supports.",
+    ),
     why: bool = typer.Option(False, "--why", help="Add the why column to the table."),
     grants: bool = typer.Option(True, "--grants/--no-grants", help="List every permission."),
-    check_crds: bool = typer.Option(False, "--check-crds", help="Look up CRD name conflicts "
-                                    "in the cluster (needs a kubeconfig)."),
-    include_system: bool = typer.Option(False, "--include-system", help="With --cluster: also "
-                                        "audit system: roles and kube-system."),
+    check_crds: bool = typer.Option(
+        False,
+        "--check-crds",
+        help="Look up CRD name conflicts in the cluster (needs a kubeconfig).",
+    ),
+    include_system: bool = typer.Option(
+        False, "--include-system", help="With --cluster: also audit system: roles and kube-system."
+    ),
     kubeconfig: Path = KUBECONFIG_OPT,
 ) -> None:
     """Report what installing these manifests grants: CRDs, permissions, webhooks, risks."""
@@ -126,8 +145,9 @@ def audit_cmd(
                 if check_crds:
                     existing = cluster.existing_crds(client)
                 if live:
-                    manifests.extend(cluster.cluster_manifests(client,
-                                                               include_system=include_system))
+                    manifests.extend(
+                        cluster.cluster_manifests(client, include_system=include_system)
+                    )
         except (KubeError, OSError, ValueError) as exc:  # flotilla.cli shows it, exit 2
             raise OperatorsError(str(exc)) from exc
     if diff:
@@ -137,19 +157,26 @@ def audit_cmd(
             typer.echo(f"error: {err}", err=True)
         if old_err or new_err:
             raise typer.Exit(EXIT_USAGE)
-        kw = {"namespace": namespace, "install_mode": install_mode, "existing_crds": existing}
-        result = diff_audits(audit(old_m, **kw), audit(new_m, **kw),  # type: ignore[arg-type]
-                             old_manifests=old_m, new_manifests=new_m)
+        result = diff_audits(
+            audit(old_m, namespace=namespace, install_mode=install_mode, existing_crds=existing),
+            audit(new_m, namespace=namespace, install_mode=install_mode, existing_crds=existing),
+            old_manifests=old_m,
+            new_manifests=new_m,
+        )
         if output is Output.sarif:  # code scanning wants the new problems only
             typer.echo(report_sarif(AuditReport(findings=result.added)))
         else:
-            typer.echo(diff_json(result) if output is Output.json else diff_text(result),
-                       nl=False)
+            typer.echo(diff_json(result) if output is Output.json else diff_text(result), nl=False)
         if exceeds(result, threshold):
             raise typer.Exit(EXIT_FINDINGS)
         return
-    report = audit(manifests, namespace=namespace, install_mode=install_mode,
-                   existing_crds=existing, errors=errors)
+    report = audit(
+        manifests,
+        namespace=namespace,
+        install_mode=install_mode,
+        existing_crds=existing,
+        errors=errors,
+    )
     _emit(report, output, grants=grants, why=why)
     if errors:
         for err in errors:
@@ -170,12 +197,22 @@ def _emit(report: AuditReport, output: Output, *, grants: bool, why: bool) -> No
         typer.echo(report_text(report, grants=grants, why=why), nl=False)
 
 
-CATALOG_OPT = typer.Option(..., "--catalog", envvar="FLOTILLA_OPERATORS_CATALOG",
-                           help="File-based catalog directory (olm.package/channel/bundle).")
-STATE_NS_OPT = typer.Option("flotilla-operators", "--state-namespace", help="Where the "
-                            "per-operator state and pending approvals are kept.")
-HOLD_OPT = typer.Option("high", "--hold-on", help="With --approve auto, hold changes that add "
-                        "findings at least this severe (none: never).")
+CATALOG_OPT = typer.Option(
+    ...,
+    "--catalog",
+    envvar="FLOTILLA_OPERATORS_CATALOG",
+    help="File-based catalog directory (olm.package/channel/bundle).",
+)
+STATE_NS_OPT = typer.Option(
+    "flotilla-operators",
+    "--state-namespace",
+    help="Where the per-operator state and pending approvals are kept.",
+)
+HOLD_OPT = typer.Option(
+    "high",
+    "--hold-on",
+    help="With --approve auto, hold changes that add findings at least this severe (none: never).",
+)
 
 
 def _catalog(path: Path) -> Catalog:
@@ -217,16 +254,20 @@ def _report_outcome(outcome: object) -> None:
         typer.echo(diff_text(step.diff), nl=False)
     state = outcome.state
     if outcome.action == "held":
-        typer.echo(f"HELD for approval: {outcome.reason}\n"
-                   f"Review the diff above, then run: flotilla operators approve {state.package}")
+        typer.echo(
+            f"HELD for approval: {outcome.reason}\n"
+            f"Review the diff above, then run: flotilla operators approve {state.package}"
+        )
         raise typer.Exit(EXIT_HELD)
     if outcome.action == "up-to-date":
         typer.echo(f"{state.package} is at the head of channel {state.channel}: {state.installed}")
         return
     for ref in outcome.pruned:
         typer.echo(f"removed {ref} (not in the new version)")
-    typer.echo(f"{outcome.action} {state.package} {state.installed} in namespace "
-               f"{state.namespace} ({state.install_mode}, {len(state.objects)} objects)")
+    typer.echo(
+        f"{outcome.action} {state.package} {state.installed} in namespace "
+        f"{state.namespace} ({state.install_mode}, {len(state.objects)} objects)"
+    )
 
 
 @app.command()
@@ -235,10 +276,14 @@ def install(
     channel: str = typer.Option(None, "--channel", help="Channel (default: the package's)."),
     approve_mode: Approval = APPROVE_OPT,
     catalog: Path = CATALOG_OPT,
-    namespace: str = typer.Option(None, "--namespace", help="Install namespace "
-                                  "(default: NAME-system)."),
-    all_namespaces: bool = typer.Option(False, "--all-namespaces", help="Install for all "
-                                        "namespaces (permissions become cluster-wide)."),
+    namespace: str = typer.Option(
+        None, "--namespace", help="Install namespace (default: NAME-system)."
+    ),
+    all_namespaces: bool = typer.Option(
+        False,
+        "--all-namespaces",
+        help="Install for all namespaces (permissions become cluster-wide).",
+    ),
     state_namespace: str = STATE_NS_OPT,
     hold_on: str = HOLD_OPT,
     kubeconfig: Path = KUBECONFIG_OPT,
@@ -248,9 +293,16 @@ def install(
 
     with _lifecycle_client(kubeconfig) as client:
         outcome = lifecycle.install(
-            client, _catalog(catalog), name, channel=channel, approval=approve_mode,
-            namespace=namespace or f"{name}-system", state_ns=state_namespace,
-            hold_on=_severity(hold_on), all_namespaces=all_namespaces)
+            client,
+            _catalog(catalog),
+            name,
+            channel=channel,
+            approval=approve_mode,
+            namespace=namespace or f"{name}-system",
+            state_ns=state_namespace,
+            hold_on=_severity(hold_on),
+            all_namespaces=all_namespaces,
+        )
     _report_outcome(outcome)
 
 
@@ -267,9 +319,14 @@ def upgrade(
     from flotilla.operators import lifecycle
 
     with _lifecycle_client(kubeconfig) as client:
-        outcome = lifecycle.upgrade(client, _catalog(catalog), name,
-                                    state_ns=state_namespace, channel=channel,
-                                    hold_on=_severity(hold_on))
+        outcome = lifecycle.upgrade(
+            client,
+            _catalog(catalog),
+            name,
+            state_ns=state_namespace,
+            channel=channel,
+            hold_on=_severity(hold_on),
+        )
     _report_outcome(outcome)
 
 
@@ -284,8 +341,7 @@ def approve(
     from flotilla.operators import lifecycle
 
     with _lifecycle_client(kubeconfig) as client:
-        outcome = lifecycle.approve(client, _catalog(catalog), name,
-                                    state_ns=state_namespace)
+        outcome = lifecycle.approve(client, _catalog(catalog), name, state_ns=state_namespace)
     outcome.steps = []  # already reviewed; keep the output short
     _report_outcome(outcome)
 
@@ -293,8 +349,9 @@ def approve(
 @app.command()
 def uninstall(
     name: str = typer.Argument(...),
-    remove_crds: bool = typer.Option(False, "--remove-crds", help="Also delete the CRDs and "
-                                     "every object of them."),
+    remove_crds: bool = typer.Option(
+        False, "--remove-crds", help="Also delete the CRDs and every object of them."
+    ),
     state_namespace: str = STATE_NS_OPT,
     kubeconfig: Path = KUBECONFIG_OPT,
 ) -> None:
@@ -302,15 +359,15 @@ def uninstall(
     from flotilla.operators import lifecycle
 
     with _lifecycle_client(kubeconfig) as client:
-        result = lifecycle.uninstall(client, name, state_ns=state_namespace,
-                                     remove_crds=remove_crds)
+        result = lifecycle.uninstall(
+            client, name, state_ns=state_namespace, remove_crds=remove_crds
+        )
     for ref in result.deleted:
         typer.echo(f"deleted {ref}")
     for crd, count in result.removed_crds.items():
         typer.echo(f"deleted CRD {crd} and its {count} objects")
     for crd, count in result.kept_crds.items():
-        typer.echo(f"kept CRD {crd} ({count} objects still exist); "
-                   "remove with --remove-crds")
+        typer.echo(f"kept CRD {crd} ({count} objects still exist); remove with --remove-crds")
     typer.echo(f"uninstalled {name}")
 
 
@@ -332,15 +389,22 @@ def status(
                 raise GraphError(f"{name} is not installed")
         for s in states:
             deps = [r for r in s.objects if r.kind == "Deployment"]
-            ready = ", ".join(
-                f"{r.name} {cluster.deployment_ready(client, r.namespace, r.name)}"
-                for r in deps) or "-"
-            typer.echo(f"{s.package}: {s.installed or '(not installed)'} channel={s.channel} "
-                       f"approval={s.approval} namespace={s.namespace} mode={s.install_mode} "
-                       f"deployments: {ready}")
+            ready = (
+                ", ".join(
+                    f"{r.name} {cluster.deployment_ready(client, r.namespace, r.name)}"
+                    for r in deps
+                )
+                or "-"
+            )
+            typer.echo(
+                f"{s.package}: {s.installed or '(not installed)'} channel={s.channel} "
+                f"approval={s.approval} namespace={s.namespace} mode={s.install_mode} "
+                f"deployments: {ready}"
+            )
             if s.pending:
-                typer.echo(f"  pending approval: {' -> '.join(s.pending.steps)} "
-                           f"({s.pending.reason})")
+                typer.echo(
+                    f"  pending approval: {' -> '.join(s.pending.steps)} ({s.pending.reason})"
+                )
                 typer.echo(s.pending.diff, nl=False)
             for crd in s.crds:
                 typer.echo(f"  CRD {crd}")

@@ -6,6 +6,7 @@ It only translates: every decision is made in ``plan``/``audit``; every call goe
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -61,12 +62,19 @@ def read_state(client: Client, namespace: str, package: str) -> OperatorState | 
 
 def write_state(client: Client, namespace: str, state: OperatorState) -> None:
     """One ConfigMap per operator: approvals are per operator, not per namespace as in OLM."""
-    apply_raw(client, {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": _state_name(state.package), "namespace": namespace,
-                     "labels": {STATE_LABEL: "true", LABEL_OPERATOR: state.package}},
-        "data": {"state.json": state.to_json()},
-    })
+    apply_raw(
+        client,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": _state_name(state.package),
+                "namespace": namespace,
+                "labels": {STATE_LABEL: "true", LABEL_OPERATOR: state.package},
+            },
+            "data": {"state.json": state.to_json()},
+        },
+    )
 
 
 def delete_state(client: Client, namespace: str, package: str) -> None:
@@ -77,15 +85,18 @@ def delete_state(client: Client, namespace: str, package: str) -> None:
 def list_states(client: Client, namespace: str) -> list[OperatorState]:
     """Every operator we manage from this state namespace, by name."""
     items = list_raw(client, "v1", "ConfigMap", namespace=namespace, labels={STATE_LABEL: "true"})
-    return sorted((OperatorState.from_json((i.get("data") or {})["state.json"]) for i in items),
-                  key=lambda s: s.package)
+    return sorted(
+        (OperatorState.from_json((i.get("data") or {})["state.json"]) for i in items),
+        key=lambda s: s.package,
+    )
 
 
 def existing_crds(client: Client) -> dict[str, str]:
     """CRD name -> the operator that owns it (our label), "" for anyone else's."""
-    return {str(c["metadata"]["name"]): str((c["metadata"].get("labels") or {})
-                                            .get(LABEL_OPERATOR, ""))
-            for c in list_raw(client, CRD_API, "CustomResourceDefinition")}
+    return {
+        str(c["metadata"]["name"]): str((c["metadata"].get("labels") or {}).get(LABEL_OPERATOR, ""))
+        for c in list_raw(client, CRD_API, "CustomResourceDefinition")
+    }
 
 
 def _established(client: Client, name: str) -> bool | None:
@@ -104,8 +115,11 @@ def apply_objects(client: Client, objects: list[dict[str, Any]]) -> list[ObjectR
         applied.append(ObjectRef.of(obj))
     for obj in crds:
         name = ObjectRef.of(obj).name
-        wait_until(lambda n=name: _established(client, n), timeout=30,  # type: ignore[misc]
-                   what=f"CRD {name} established")
+        wait_until(
+            functools.partial(_established, client, name),
+            timeout=30,
+            what=f"CRD {name} established",
+        )
     for obj in objects:
         if obj.get("kind") != "CustomResourceDefinition":
             apply_raw(client, obj)
@@ -117,8 +131,7 @@ def delete_objects(client: Client, refs: list[ObjectRef]) -> list[ObjectRef]:
     """Delete in reverse apply order; returns those that existed."""
     deleted = []
     for ref in reversed(refs):
-        if delete_raw(client, ref.api_version, ref.kind, ref.name,
-                      namespace=ref.namespace or None):
+        if delete_raw(client, ref.api_version, ref.kind, ref.name, namespace=ref.namespace or None):
             deleted.append(ref)
     return deleted
 
@@ -127,12 +140,16 @@ def _crd_resource(crd: dict[str, Any]) -> tuple[str, str, bool]:
     spec = crd.get("spec") or {}
     versions = spec.get("versions") or []
     version = next((v["name"] for v in versions if v.get("storage")), versions[0]["name"])
-    return (f"{spec['group']}/{version}", str(spec["names"]["plural"]),
-            spec.get("scope") == "Namespaced")
+    return (
+        f"{spec['group']}/{version}",
+        str(spec["names"]["plural"]),
+        spec.get("scope") == "Namespaced",
+    )
 
 
-def _list_custom(client: Client, api_version: str, kind: str, plural: str,
-                 namespaced: bool) -> list[dict[str, Any]]:
+def _list_custom(
+    client: Client, api_version: str, kind: str, plural: str, namespaced: bool
+) -> list[dict[str, Any]]:
     """List a CRD's objects, riding out "storage is (re)initializing" right after creation."""
     deadline = time.monotonic() + 30
     while True:
@@ -169,12 +186,24 @@ def delete_crd_objects(client: Client, name: str) -> int:
         items = _list_custom(client, api_version, kind, plural, namespaced)
         for item in items:
             meta = item["metadata"]
-            delete_raw(client, api_version, kind, meta["name"],
-                       namespace=meta.get("namespace"), plural=plural, namespaced=namespaced)
+            delete_raw(
+                client,
+                api_version,
+                kind,
+                meta["name"],
+                namespace=meta.get("namespace"),
+                plural=plural,
+                namespaced=namespaced,
+            )
         delete_raw(client, CRD_API, "CustomResourceDefinition", name)
     # The API server removes the CRD once its objects are gone; a re-install must not race it.
-    wait_until(lambda: True if get_raw(client, CRD_API, "CustomResourceDefinition", name) is None
-               else None, timeout=60, what=f"CRD {name} deleted")
+    wait_until(
+        lambda: (
+            True if get_raw(client, CRD_API, "CustomResourceDefinition", name) is None else None
+        ),
+        timeout=60,
+        what=f"CRD {name} deleted",
+    )
     return len(items)
 
 
@@ -202,8 +231,11 @@ def _system(obj: dict[str, Any]) -> bool:
     meta = obj.get("metadata") or {}
     name = str(meta.get("name") or "")
     labels = meta.get("labels") or {}
-    return (name.startswith("system:") or meta.get("namespace") == "kube-system"
-            or labels.get("kubernetes.io/bootstrapping") == "rbac-defaults")
+    return (
+        name.startswith("system:")
+        or meta.get("namespace") == "kube-system"
+        or labels.get("kubernetes.io/bootstrapping") == "rbac-defaults"
+    )
 
 
 def _relined(value: Any) -> Any:

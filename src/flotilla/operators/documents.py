@@ -21,7 +21,6 @@ from flotilla.operators.models import Manifest, OperatorsError
 __all__ = ["Bundle", "InputError", "LineDict", "line_of", "load_yaml_documents"]
 
 
-
 class InputError(OperatorsError):
     """An input cannot be read as Kubernetes manifests; the message says which and why."""
 

@@ -64,8 +64,11 @@ def _install_mode(bundle: Bundle, all_namespaces: bool) -> str:
     if csv is None:
         raise LifecycleError(f"bundle {bundle.path} has no ClusterServiceVersion")
     spec = dig(csv.body, "spec")
-    supported = {str(m.get("type")) for m in seq(spec.get("installModes"))
-                 if isinstance(m, dict) and m.get("supported") is True}
+    supported = {
+        str(m.get("type"))
+        for m in seq(spec.get("installModes"))
+        if isinstance(m, dict) and m.get("supported") is True
+    }
     wanted = "AllNamespaces" if all_namespaces else None
     if wanted and wanted not in supported:
         raise LifecycleError(f"{csv.name} does not support the AllNamespaces install mode")
@@ -78,8 +81,13 @@ def _install_mode(bundle: Bundle, all_namespaces: bool) -> str:
 
 
 def _audit(bundle: Bundle, state: OperatorState, crds: dict[str, str]) -> AuditReport:
-    return audit(bundle.manifests, namespace=state.namespace, install_mode=state.install_mode,
-                 existing_crds=crds, owner=state.package)
+    return audit(
+        bundle.manifests,
+        namespace=state.namespace,
+        install_mode=state.install_mode,
+        existing_crds=crds,
+        owner=state.package,
+    )
 
 
 def _plan(catalog: Catalog, state: OperatorState, crds: dict[str, str]) -> list[Step]:
@@ -99,9 +107,12 @@ def _plan(catalog: Catalog, state: OperatorState, crds: dict[str, str]) -> list[
         ref = pkg.bundle(entry.name)
         bundle = load_bundle(ref.path)
         report = _audit(bundle, state, crds)
-        diff = diff_audits(prev_report, report,
-                           old_manifests=prev_bundle.manifests if prev_bundle else [],
-                           new_manifests=bundle.manifests)
+        diff = diff_audits(
+            prev_report,
+            report,
+            old_manifests=prev_bundle.manifests if prev_bundle else [],
+            new_manifests=bundle.manifests,
+        )
         steps.append(Step(ref, bundle, report, diff))
         prev_bundle, prev_report = bundle, report
     return steps
@@ -115,19 +126,24 @@ def _hold_reason(state: OperatorState, steps: list[Step], hold_on: Severity | No
     return None
 
 
-def _execute(client: Client, state: OperatorState, state_ns: str, steps: list[Step]) -> list[
-        ObjectRef]:
+def _execute(
+    client: Client, state: OperatorState, state_ns: str, steps: list[Step]
+) -> list[ObjectRef]:
     pruned: list[ObjectRef] = []
     cluster.ensure_namespace(client, state.namespace)
     for step in steps:
-        objects: list[dict[str, Any]] = materialize(step.bundle, package=state.package,
-                                                    namespace=state.namespace,
-                                                    install_mode=state.install_mode)
+        objects: list[dict[str, Any]] = materialize(
+            step.bundle,
+            package=state.package,
+            namespace=state.namespace,
+            install_mode=state.install_mode,
+        )
         applied = cluster.apply_objects(client, objects)
         gone = objects_to_prune(state.objects, objects)
         pruned.extend(cluster.delete_objects(client, gone))
-        kept_crds = [r for r in state.objects if r.kind == "CustomResourceDefinition"
-                     and r not in applied]
+        kept_crds = [
+            r for r in state.objects if r.kind == "CustomResourceDefinition" and r not in applied
+        ]
         state.objects = applied + kept_crds
         state.history.append(f"{state.installed or '-'} -> {step.ref.name}")
         state.installed, state.version = step.ref.name, str(step.ref.version)
@@ -137,40 +153,70 @@ def _execute(client: Client, state: OperatorState, state_ns: str, steps: list[St
     return pruned
 
 
-def _proceed(client: Client, state: OperatorState, state_ns: str, steps: list[Step],
-             hold_on: Severity | None, action: str) -> Outcome:
+def _proceed(
+    client: Client,
+    state: OperatorState,
+    state_ns: str,
+    steps: list[Step],
+    hold_on: Severity | None,
+    action: str,
+) -> Outcome:
     reason = _hold_reason(state, steps, hold_on)
     if reason:
         shown = "".join(f"== {s.ref.name} ==\n{diff_text(s.diff)}" for s in steps)
-        state.pending = PendingPlan(steps=[s.ref.name for s in steps], reason=reason, diff=shown,
-                                    channel=state.channel)
+        state.pending = PendingPlan(
+            steps=[s.ref.name for s in steps], reason=reason, diff=shown, channel=state.channel
+        )
         cluster.write_state(client, state_ns, state)
         return Outcome("held", state, steps, reason)
     pruned = _execute(client, state, state_ns, steps)
     return Outcome(action, state, steps, pruned=pruned)
 
 
-def install(client: Client, catalog: Catalog, package: str, *, channel: str | None,
-            approval: Approval, namespace: str, state_ns: str,
-            hold_on: Severity | None = Severity.HIGH, all_namespaces: bool = False) -> Outcome:
+def install(
+    client: Client,
+    catalog: Catalog,
+    package: str,
+    *,
+    channel: str | None,
+    approval: Approval,
+    namespace: str,
+    state_ns: str,
+    hold_on: Severity | None = Severity.HIGH,
+    all_namespaces: bool = False,
+) -> Outcome:
     """Install the channel head, or hold it for approval (manual, or risky under auto)."""
     cluster.ensure_namespace(client, state_ns)
     existing = cluster.read_state(client, state_ns, package)
     if existing is not None and existing.installed:
-        raise LifecycleError(f"{package} is already installed ({existing.installed}); "
-                             "use `flotilla operators upgrade`")
+        raise LifecycleError(
+            f"{package} is already installed ({existing.installed}); "
+            "use `flotilla operators upgrade`"
+        )
     pkg = catalog.package(package)
     chosen = pkg.channel(channel).name
     head = pkg.bundle(channel_head(pkg.channel(chosen)).name)
     mode = _install_mode(load_bundle(head.path), all_namespaces)
-    state = OperatorState(package=package, channel=chosen, namespace=namespace,
-                          approval=approval.value, install_mode=mode)
+    state = OperatorState(
+        package=package,
+        channel=chosen,
+        namespace=namespace,
+        approval=approval.value,
+        install_mode=mode,
+    )
     steps = _plan(catalog, state, cluster.existing_crds(client))
     return _proceed(client, state, state_ns, steps, hold_on, "installed")
 
 
-def upgrade(client: Client, catalog: Catalog, package: str, *, state_ns: str,
-            channel: str | None = None, hold_on: Severity | None = Severity.HIGH) -> Outcome:
+def upgrade(
+    client: Client,
+    catalog: Catalog,
+    package: str,
+    *,
+    state_ns: str,
+    channel: str | None = None,
+    hold_on: Severity | None = Severity.HIGH,
+) -> Outcome:
     """Walk the upgrade graph to the channel head; apply or hold as the approval mode says."""
     state = _require(client, state_ns, package)
     if channel:
@@ -193,19 +239,23 @@ def approve(client: Client, catalog: Catalog, package: str, *, state_ns: str) ->
     if [s.ref.name for s in steps] != state.pending.steps:
         raise LifecycleError(
             f"the catalog now resolves {package} to {[s.ref.name for s in steps]}, not the "
-            f"approved {state.pending.steps}; run upgrade again to review the new plan")
+            f"approved {state.pending.steps}; run upgrade again to review the new plan"
+        )
     action = "upgraded" if state.installed else "installed"
     pruned = _execute(client, state, state_ns, steps)
     return Outcome(action, state, steps, pruned=pruned)
 
 
-def _require(client: Client, state_ns: str, package: str,
-             allow_uninstalled: bool = False) -> OperatorState:
+def _require(
+    client: Client, state_ns: str, package: str, allow_uninstalled: bool = False
+) -> OperatorState:
     state = cluster.read_state(client, state_ns, package)
     if state is None or (not state.installed and not allow_uninstalled):
         if state is not None and state.pending is not None:
-            raise LifecycleError(f"{package} is waiting for approval of its install; "
-                                 f"run `flotilla operators approve {package}`")
+            raise LifecycleError(
+                f"{package} is waiting for approval of its install; "
+                f"run `flotilla operators approve {package}`"
+            )
         raise LifecycleError(f"{package} is not installed (no state in namespace {state_ns})")
     return state
 
@@ -218,8 +268,9 @@ class UninstallOutcome:
     removed_crds: dict[str, int]
 
 
-def uninstall(client: Client, package: str, *, state_ns: str,
-              remove_crds: bool = False) -> UninstallOutcome:
+def uninstall(
+    client: Client, package: str, *, state_ns: str, remove_crds: bool = False
+) -> UninstallOutcome:
     """Remove what the operator installed; CRDs and their objects stay unless asked."""
     state = cluster.read_state(client, state_ns, package)
     if state is None:

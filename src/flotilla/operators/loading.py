@@ -69,8 +69,12 @@ def load_bundle(path: Path) -> Bundle:
     annotations: dict[str, str] = {}
     if docs and isinstance(docs[0], dict) and isinstance(docs[0].get("annotations"), dict):
         annotations = {str(k): str(v) for k, v in docs[0]["annotations"].items()}
-    manifests_dir = annotations.get("operators.operatorframework.io.bundle.manifests.v1",
-                                    "manifests/").strip("/") or "manifests"
+    manifests_dir = (
+        annotations.get("operators.operatorframework.io.bundle.manifests.v1", "manifests/").strip(
+            "/"
+        )
+        or "manifests"
+    )
     mdir = path / manifests_dir
     if not mdir.resolve().is_relative_to(path.resolve()):
         raise InputError(f"{path}: manifests directory {manifests_dir!r} escapes the bundle")
@@ -91,18 +95,23 @@ def find_helm() -> str | None:
     return next((c for c in candidates if os.access(c, os.X_OK)), None)
 
 
-def render_chart(path: Path, *, release: str = "audit",
-                 namespace: str = "default") -> list[Manifest]:
+def render_chart(
+    path: Path, *, release: str = "audit", namespace: str = "default"
+) -> list[Manifest]:
     """``helm template`` the chart; each manifest points at its template via helm's Source line."""
     helm = find_helm()
     if helm is None:
         raise InputError(
             f"{path}: is a Helm chart, but no helm binary was found on PATH or in "
             "~/.cache/flotilla/tools/helm-*/helm; render it yourself (helm template) and audit "
-            "the output")
+            "the output"
+        )
     proc = subprocess.run(
         [helm, "template", release, str(path), "--namespace", namespace],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if proc.returncode != 0:
         raise InputError(f"{path}: helm template failed: {proc.stderr.strip()}")
@@ -121,8 +130,9 @@ def render_chart(path: Path, *, release: str = "audit",
     return manifests
 
 
-def load_inputs(paths: Iterable[Path], *,
-                namespace: str = "default") -> tuple[list[Manifest], list[str]]:
+def load_inputs(
+    paths: Iterable[Path], *, namespace: str = "default"
+) -> tuple[list[Manifest], list[str]]:
     """Every input's manifests, plus per-input errors: one bad input doesn't hide the others."""
     manifests: list[Manifest] = []
     errors: list[str] = []

@@ -26,12 +26,34 @@ __all__ = [
 LABEL_OPERATOR = "flotilla.dev/operator"
 LABEL_BUNDLE = "flotilla.dev/bundle"
 # Kinds a bundle may carry that are namespaced (pkg/lib/bundle/supported_resources.go).
-_NAMESPACED = {"Secret", "ConfigMap", "ServiceAccount", "Service", "Role", "RoleBinding",
-               "PrometheusRule", "ServiceMonitor", "PodMonitor", "PodDisruptionBudget",
-               "VerticalPodAutoscaler", "NetworkPolicy", "Deployment"}
+_NAMESPACED = {
+    "Secret",
+    "ConfigMap",
+    "ServiceAccount",
+    "Service",
+    "Role",
+    "RoleBinding",
+    "PrometheusRule",
+    "ServiceMonitor",
+    "PodMonitor",
+    "PodDisruptionBudget",
+    "VerticalPodAutoscaler",
+    "NetworkPolicy",
+    "Deployment",
+}
 # Applied in this order: definitions before their users, RBAC before the pods that need it.
-_ORDER = ["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
-          "ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret", "Service", "Deployment"]
+_ORDER = [
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "ClusterRole",
+    "Role",
+    "ClusterRoleBinding",
+    "RoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "Deployment",
+]
 
 
 @dataclass(frozen=True)
@@ -44,8 +66,12 @@ class ObjectRef:
     @classmethod
     def of(cls, obj: dict[str, Any]) -> ObjectRef:
         meta = obj.get("metadata") or {}
-        return cls(str(obj["apiVersion"]), str(obj["kind"]), str(meta.get("name") or ""),
-                   str(meta.get("namespace") or ""))
+        return cls(
+            str(obj["apiVersion"]),
+            str(obj["kind"]),
+            str(meta.get("name") or ""),
+            str(meta.get("namespace") or ""),
+        )
 
     def __str__(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
@@ -112,21 +138,30 @@ def _rbac(kind: str, name: str, ns: str, rules: list[Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if ns:
         meta["namespace"] = ns
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
-            "rules": rules}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "rules": rules,
+    }
 
 
 def _binding(kind: str, name: str, ns: str, role_kind: str, sa: str, sa_ns: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if ns:
         meta["namespace"] = ns
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}]}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}],
+    }
 
 
-def materialize(bundle: Bundle, *, package: str, namespace: str,
-                install_mode: str) -> list[dict[str, Any]]:
+def materialize(
+    bundle: Bundle, *, package: str, namespace: str, install_mode: str
+) -> list[dict[str, Any]]:
     """The objects a bundle becomes, the way OLM v0 builds them from the CSV.
 
     Names do not carry the version, so an upgrade updates objects in place. Webhook definitions
@@ -155,8 +190,9 @@ def materialize(bundle: Bundle, *, package: str, namespace: str,
             name = f"{package}-{sa}" + ("-cluster" if key == "clusterPermissions" else "")
             if key == "clusterPermissions" or cluster_wide:
                 objects.append(_rbac("ClusterRole", name, "", seq(perm.get("rules"))))
-                objects.append(_binding("ClusterRoleBinding", name, "", "ClusterRole", sa,
-                                        namespace))
+                objects.append(
+                    _binding("ClusterRoleBinding", name, "", "ClusterRole", sa, namespace)
+                )
             else:
                 objects.append(_rbac("Role", name, namespace, seq(perm.get("rules"))))
                 objects.append(_binding("RoleBinding", name, namespace, "Role", sa, namespace))
@@ -164,14 +200,27 @@ def materialize(bundle: Bundle, *, package: str, namespace: str,
         spec = copy.deepcopy(dep.get("spec") or {})
         pod = spec.setdefault("template", {}).setdefault("spec", {})
         accounts.add(str(pod.get("serviceAccountName") or "default"))
-        objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
-                        "metadata": {"name": dep["name"], "namespace": namespace,
-                                     "labels": dict(dep.get("label") or {})},
-                        "spec": spec})
+        objects.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {
+                    "name": dep["name"],
+                    "namespace": namespace,
+                    "labels": dict(dep.get("label") or {}),
+                },
+                "spec": spec,
+            }
+        )
     declared = {ObjectRef.of(o).name for o in objects if o.get("kind") == "ServiceAccount"}
     for sa in sorted(accounts - declared - {"default"}):
-        objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
-                        "metadata": {"name": sa, "namespace": namespace}})
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": sa, "namespace": namespace},
+            }
+        )
     objects = [_labelled(o, package, bundle_name) for o in objects]
     rank = {k: i for i, k in enumerate(_ORDER)}
     return sorted(objects, key=lambda o: rank.get(str(o.get("kind")), len(_ORDER)))
@@ -195,6 +244,8 @@ def decide(approval: Approval, diff: AuditDiff, hold_on: Severity | None) -> str
         worst = max(f.severity for f in diff.added)
         rules = sorted({f.rule for f in diff.added if hold_on and f.severity >= hold_on})
         label = hold_on.label if hold_on else ""
-        return (f"adds {worst.label} findings ({', '.join(rules)}), at or above the hold "
-                f"threshold {label}")
+        return (
+            f"adds {worst.label} findings ({', '.join(rules)}), at or above the hold "
+            f"threshold {label}"
+        )
     return None

@@ -40,12 +40,18 @@ BUILTIN_CLUSTER_ROLES: dict[str, tuple[PolicyRule, ...]] = {
         PolicyRule(api_groups=(RBAC_GROUP,), resources=("roles", "rolebindings"), verbs=ALL_VERBS),
     ),
     "edit": (
-        PolicyRule(api_groups=("", "apps", "batch"), resources=("*",),
-                   verbs=("create", "update", "patch", "delete", "get", "list", "watch")),
+        PolicyRule(
+            api_groups=("", "apps", "batch"),
+            resources=("*",),
+            verbs=("create", "update", "patch", "delete", "get", "list", "watch"),
+        ),
     ),
     "view": (
-        PolicyRule(api_groups=("", "apps", "batch"), resources=("pods", "services", "deployments"),
-                   verbs=("get", "list", "watch")),
+        PolicyRule(
+            api_groups=("", "apps", "batch"),
+            resources=("pods", "services", "deployments"),
+            verbs=("get", "list", "watch"),
+        ),
     ),
 }
 
@@ -102,8 +108,9 @@ def allows(rule: PolicyRule, group: str, resource: str, verb: str) -> bool:
     return any(_resource_matches(p, resource) for p in rule.resources)
 
 
-def allows_any(rule: PolicyRule, group: str, resources: Iterable[str],
-               verbs: Iterable[str]) -> list[tuple[str, str]]:
+def allows_any(
+    rule: PolicyRule, group: str, resources: Iterable[str], verbs: Iterable[str]
+) -> list[tuple[str, str]]:
     """Every (verb, resource) pair out of the given ones that ``rule`` allows."""
     return [(v, r) for r in resources for v in verbs if allows(rule, group, r, v)]
 
@@ -149,8 +156,11 @@ def csv_install_mode(csv: Manifest, requested: str | None = None) -> str:
     if requested:
         return requested
     spec = dig(csv.body, "spec")
-    supported = {str(m.get("type")) for m in seq(spec.get("installModes"))
-                 if isinstance(m, dict) and m.get("supported") is True}
+    supported = {
+        str(m.get("type"))
+        for m in seq(spec.get("installModes"))
+        if isinstance(m, dict) and m.get("supported") is True
+    }
     for mode in ("AllNamespaces", "MultiNamespace", "SingleNamespace", "OwnNamespace"):
         if mode in supported:
             return mode
@@ -169,9 +179,14 @@ def _csv_grants(csv: Manifest, namespace: str, install_mode: str | None) -> Iter
             for raw in seq(perm.get("rules")):
                 rule = policy_rule(raw)
                 if rule is not None:
-                    yield Grant(subject=sa, role=f"CSV {csv_base_name(csv.name)} {key}",
-                                scope=scope, rule=rule, origin=csv.origin,
-                                source=Source(csv.source.file, line_of(raw, csv.source.line)))
+                    yield Grant(
+                        subject=sa,
+                        role=f"CSV {csv_base_name(csv.name)} {key}",
+                        scope=scope,
+                        rule=rule,
+                        origin=csv.origin,
+                        source=Source(csv.source.file, line_of(raw, csv.source.line)),
+                    )
 
 
 def _aggregate(roles: dict[tuple[str, str, str], _Role], manifests: Sequence[Manifest]) -> None:
@@ -185,15 +200,17 @@ def _aggregate(roles: dict[tuple[str, str, str], _Role], manifests: Sequence[Man
         extra: list[tuple[PolicyRule, Source]] = []
         for other in by_name.values():
             labels = dig(other.body, "metadata", "labels")
-            if other is not m and any(sel and all(labels.get(k) == v for k, v in sel.items())
-                                      for sel in selectors):
+            if other is not m and any(
+                sel and all(labels.get(k) == v for k, v in sel.items()) for sel in selectors
+            ):
                 extra.extend(_role_rules(other))
         key = ("ClusterRole", "", m.name)
         roles[key] = _Role("ClusterRole", m.name, "", roles[key].rules + tuple(extra), m.origin)
 
 
-def grants_from_manifests(manifests: Sequence[Manifest], *, namespace: str = "operators",
-                          install_mode: str | None = None) -> list[Grant]:
+def grants_from_manifests(
+    manifests: Sequence[Manifest], *, namespace: str = "operators", install_mode: str | None = None
+) -> list[Grant]:
     """Every grant the manifests make: CSV permissions plus raw roles joined to their bindings.
 
     ``namespace`` is where the operator is (to be) installed: it names service accounts of the
@@ -227,13 +244,29 @@ def grants_from_manifests(manifests: Sequence[Manifest], *, namespace: str = "op
             continue
         for subject in _subjects(m, ns or namespace):
             for rule, src in rules:
-                grants.append(Grant(subject=subject, role=f"{ref_kind} {ref_name}", scope=scope,
-                                    rule=rule, source=src, origin=m.origin))
+                grants.append(
+                    Grant(
+                        subject=subject,
+                        role=f"{ref_kind} {ref_name}",
+                        scope=scope,
+                        rule=rule,
+                        source=src,
+                        origin=m.origin,
+                    )
+                )
     for key, role in roles.items():
         if key in bound:
             continue
         scope = "cluster" if role.kind == "ClusterRole" else f"namespace {role.namespace}"
         for rule, src in role.rules:
-            grants.append(Grant(subject="(unbound)", role=f"{role.kind} {role.name}", scope=scope,
-                                rule=rule, source=src, origin=role.origin))
+            grants.append(
+                Grant(
+                    subject="(unbound)",
+                    role=f"{role.kind} {role.name}",
+                    scope=scope,
+                    rule=rule,
+                    source=src,
+                    origin=role.origin,
+                )
+            )
     return grants

@@ -15,10 +15,18 @@ from flotilla.operators.models import AuditReport, Finding, Grant, Severity
 
 __all__ = ["diff_json", "diff_text", "report_json", "report_sarif", "report_text"]
 
-_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow",
-          Severity.LOW: "dim"}
-_SARIF_LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
-                Severity.LOW: "note"}
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "dim",
+}
+_SARIF_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+}
 
 
 def _render(*tables: Any, width: int = 160) -> str:
@@ -59,8 +67,9 @@ def _summary(findings: list[Finding]) -> str:
 
 def report_text(report: AuditReport, *, grants: bool = True, why: bool = False) -> str:
     """Findings table (most severe first), the grants inventory, then input errors."""
-    parts: list[Any] = [_findings_table(report.findings, f"Findings: {_summary(report.findings)}",
-                                        why=why)]
+    parts: list[Any] = [
+        _findings_table(report.findings, f"Findings: {_summary(report.findings)}", why=why)
+    ]
     if grants and report.grants:
         parts.append(_grants_table(report.grants, f"Permissions granted ({len(report.grants)})"))
     text = _render(*parts)
@@ -71,17 +80,29 @@ def report_text(report: AuditReport, *, grants: bool = True, why: bool = False) 
 
 def _grant_json(g: Grant) -> dict[str, Any]:
     r = g.rule
-    return {"subject": g.subject, "scope": g.scope, "via": g.role, "source": str(g.source),
-            "apiGroups": list(r.api_groups), "resources": list(r.resources),
-            "verbs": list(r.verbs), "resourceNames": list(r.resource_names),
-            "nonResourceURLs": list(r.non_resource_urls)}
+    return {
+        "subject": g.subject,
+        "scope": g.scope,
+        "via": g.role,
+        "source": str(g.source),
+        "apiGroups": list(r.api_groups),
+        "resources": list(r.resources),
+        "verbs": list(r.verbs),
+        "resourceNames": list(r.resource_names),
+        "nonResourceURLs": list(r.non_resource_urls),
+    }
 
 
 def report_json(report: AuditReport) -> str:
     """``{"findings": [...], "grants": [...], "errors": [...]}``."""
-    return json.dumps({"findings": [f.to_json() for f in report.findings],
-                       "grants": [_grant_json(g) for g in report.grants],
-                       "errors": report.errors}, indent=2)
+    return json.dumps(
+        {
+            "findings": [f.to_json() for f in report.findings],
+            "grants": [_grant_json(g) for g in report.grants],
+            "errors": report.errors,
+        },
+        indent=2,
+    )
 
 
 def report_sarif(report: AuditReport) -> str:
@@ -89,35 +110,58 @@ def report_sarif(report: AuditReport) -> str:
     from flotilla.operators.rules import RULES
 
     used = sorted({f.rule for f in report.findings})
-    rules = [{"id": rid, "name": rid, "shortDescription": {"text": RULES[rid].title},
-              "fullDescription": {"text": RULES[rid].why},
-              "defaultConfiguration": {"level": _SARIF_LEVEL[RULES[rid].severity]},
-              "properties": {"security-severity": _security_score(RULES[rid].severity)}}
-             for rid in used if rid in RULES]
+    rules = [
+        {
+            "id": rid,
+            "name": rid,
+            "shortDescription": {"text": RULES[rid].title},
+            "fullDescription": {"text": RULES[rid].why},
+            "defaultConfiguration": {"level": _SARIF_LEVEL[RULES[rid].severity]},
+            "properties": {"security-severity": _security_score(RULES[rid].severity)},
+        }
+        for rid in used
+        if rid in RULES
+    ]
     results = []
     for f in report.findings:
         location: dict[str, Any] = {"artifactLocation": {"uri": f.source.file}}
         if f.source.line:
             location["region"] = {"startLine": f.source.line}
-        results.append({
-            "ruleId": f.rule, "level": _SARIF_LEVEL[f.severity],
-            "message": {"text": f"{f.subject}: {f.message}"},
-            "locations": [{"physicalLocation": location}],
-            "properties": {"severity": f.severity.label, "subject": f.subject},
-        })
+        results.append(
+            {
+                "ruleId": f.rule,
+                "level": _SARIF_LEVEL[f.severity],
+                "message": {"text": f"{f.subject}: {f.message}"},
+                "locations": [{"physicalLocation": location}],
+                "properties": {"severity": f.severity.label, "subject": f.subject},
+            }
+        )
     sarif = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "flotilla-operators-audit",
-                                      "version": __version__, "rules": rules}},
-                  "results": results}],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "flotilla-operators-audit",
+                        "version": __version__,
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
     }
     return json.dumps(sarif, indent=2)
 
 
 def _security_score(severity: Severity) -> str:
-    return {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5",
-            Severity.LOW: "2.0"}[severity]
+    return {
+        Severity.CRITICAL: "9.5",
+        Severity.HIGH: "8.0",
+        Severity.MEDIUM: "5.5",
+        Severity.LOW: "2.0",
+    }[severity]
 
 
 def diff_text(diff: AuditDiff) -> str:
@@ -138,9 +182,12 @@ def diff_text(diff: AuditDiff) -> str:
 
 def diff_json(diff: AuditDiff) -> str:
     """``{"added": [...], "removed": [...], "grants_added": [...], "grants_removed": [...]}``."""
-    return json.dumps({
-        "added": [f.to_json() for f in diff.added],
-        "removed": [f.to_json() for f in diff.removed],
-        "grants_added": [_grant_json(g) for g in diff.grants_added],
-        "grants_removed": [_grant_json(g) for g in diff.grants_removed],
-    }, indent=2)
+    return json.dumps(
+        {
+            "added": [f.to_json() for f in diff.added],
+            "removed": [f.to_json() for f in diff.removed],
+            "grants_added": [_grant_json(g) for g in diff.grants_added],
+            "grants_removed": [_grant_json(g) for g in diff.grants_removed],
+        },
+        indent=2,
+    )

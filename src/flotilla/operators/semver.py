@@ -35,8 +35,17 @@ from flotilla.core.semver import InvalidVersionError, Version
 __all__ = ["InvalidVersionError", "Version", "VersionRange", "parse_version", "range_warnings"]
 
 _INT64_MAX = 2**63 - 1
-_OPERATORS = {"": "=", "=": "=", "==": "=", "!": "!=", "!=": "!=",
-              ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+_OPERATORS = {
+    "": "=",
+    "=": "=",
+    "==": "=",
+    "!": "!=",
+    "!=": "!=",
+    ">": ">",
+    ">=": ">=",
+    "<": "<",
+    "<=": "<=",
+}
 _GO_ATOI = re.compile(r"[+-]?[0-9]+\Z")
 
 
@@ -46,7 +55,8 @@ def parse_version(text: str) -> Version:
     numbers = [v.major, v.minor, v.patch] + [p for p in v.prerelease if isinstance(p, int)]
     if any(n > semver.UINT64_MAX for n in numbers):
         raise InvalidVersionError(
-            f"not a semantic version: {text[:64]!r}: a number exceeds 64 bits")
+            f"not a semantic version: {text[:64]!r}: a number exceeds 64 bits"
+        )
     return v
 
 
@@ -72,7 +82,7 @@ def _split_operator(token: str) -> tuple[str, str]:
     m = re.search(r"[0-9]", token)
     if m is None:
         raise InvalidVersionError(f"no version in {token!r}")
-    return token[: m.start()].strip(), token[m.start():]
+    return token[: m.start()].strip(), token[m.start() :]
 
 
 def _go_atoi_increment(text: str) -> str:
@@ -174,8 +184,9 @@ class VersionRange:
         return cls(text, tuple(alternatives))
 
     def __contains__(self, version: Version) -> bool:
-        return any(all(_compare(version, op, bound) for op, bound in alt)
-                   for alt in self.alternatives)
+        return any(
+            all(_compare(version, op, bound) for op, bound in alt) for alt in self.alternatives
+        )
 
 
 def range_warnings(text: str) -> list[str]:

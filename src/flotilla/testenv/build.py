@@ -27,18 +27,46 @@ KWOK_VERSION = "0.8.0"
 
 # The staging modules of k8s.io/kubernetes 1.32-1.35, from the replace block of its go.mod.
 STAGING_MODULES: tuple[str, ...] = (
-    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
-    "cloud-provider", "cluster-bootstrap", "code-generator", "component-base", "component-helpers",
-    "controller-manager", "cri-api", "cri-client", "csi-translation-lib",
-    "dynamic-resource-allocation", "endpointslice", "externaljwt", "kms", "kube-aggregator",
-    "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet", "metrics",
-    "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin",
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
     "sample-controller",
 )
 
 # Static binaries (upstream KUBE_STATIC_BINARIES) build with CGO off; the kubelet needs cgo.
 STATIC_COMMANDS: tuple[str, ...] = (
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kube-proxy",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kube-proxy",
 )
 CGO_COMMANDS: tuple[str, ...] = ("kubelet",)
 ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
@@ -51,7 +79,8 @@ ALL_BINARIES: tuple[str, ...] = (*STATIC_COMMANDS, *CGO_COMMANDS, "etcd", "kwok"
 # ("fast") is node-initialize + heartbeat-with-lease + the fast pod stages, shipped as YAML in the
 # kwok module itself; we assemble that set from the module source we built from.
 KWOK_STAGE_DIRS: tuple[str, ...] = (
-    "kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease",
+    "kustomize/stage/node/fast",
+    "kustomize/stage/node/heartbeat-with-lease",
     "kustomize/stage/pod/fast",
 )
 KWOK_STAGES_FILE = "kwok-stages.yaml"
@@ -131,16 +160,18 @@ def kubernetes_go_mod(spec: BuildSpec) -> str:
 
 
 def kwok_go_mod(spec: BuildSpec) -> str:
-    return "\n".join([
-        "module local/flotilla-kwok",
-        "",
-        "go 1.26.0",
-        "",
-        f"require sigs.k8s.io/kwok v{spec.kwok_version}",
-        "",
-        f"tool {KWOK_PACKAGE}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "module local/flotilla-kwok",
+            "",
+            "go 1.26.0",
+            "",
+            f"require sigs.k8s.io/kwok v{spec.kwok_version}",
+            "",
+            f"tool {KWOK_PACKAGE}",
+            "",
+        ]
+    )
 
 
 def version_ldflags(spec: BuildSpec, build_date: str) -> str:
@@ -181,42 +212,94 @@ def plan_build(spec: BuildSpec, build_date: str) -> list[BuildStep]:
         steps.append(BuildStep("resolve kubernetes modules", k8s_dir, ("mod", "tidy"), {}))
     static = tuple(c for c in STATIC_COMMANDS if c in missing)
     if static:
-        steps.append(BuildStep(
-            "build " + ", ".join(static), k8s_dir,
-            ("build", "-v", *common, "-o", out, *(f"k8s.io/kubernetes/cmd/{c}" for c in static)),
-            {"CGO_ENABLED": "0"}, static,
-        ))
+        steps.append(
+            BuildStep(
+                "build " + ", ".join(static),
+                k8s_dir,
+                (
+                    "build",
+                    "-v",
+                    *common,
+                    "-o",
+                    out,
+                    *(f"k8s.io/kubernetes/cmd/{c}" for c in static),
+                ),
+                {"CGO_ENABLED": "0"},
+                static,
+            )
+        )
     cgo = tuple(c for c in CGO_COMMANDS if c in missing)
     if cgo:
-        steps.append(BuildStep(
-            "build " + ", ".join(cgo), k8s_dir,
-            ("build", "-v", *common, "-o", out, *(f"k8s.io/kubernetes/cmd/{c}" for c in cgo)),
-            {"CGO_ENABLED": "1"}, cgo,
-        ))
+        steps.append(
+            BuildStep(
+                "build " + ", ".join(cgo),
+                k8s_dir,
+                ("build", "-v", *common, "-o", out, *(f"k8s.io/kubernetes/cmd/{c}" for c in cgo)),
+                {"CGO_ENABLED": "1"},
+                cgo,
+            )
+        )
     if "etcd" in missing:
-        steps.append(BuildStep(
-            "build etcd", k8s_dir,
-            ("build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(spec.binary("etcd")),
-             ETCD_PACKAGE),
-            {"CGO_ENABLED": "0"}, ("etcd",),
-        ))
+        steps.append(
+            BuildStep(
+                "build etcd",
+                k8s_dir,
+                (
+                    "build",
+                    "-v",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    "-o",
+                    str(spec.binary("etcd")),
+                    ETCD_PACKAGE,
+                ),
+                {"CGO_ENABLED": "0"},
+                ("etcd",),
+            )
+        )
     if "kwok" in missing:
         steps.append(BuildStep("resolve kwok modules", kwok_dir, ("mod", "tidy"), {}))
-        steps.append(BuildStep(
-            "build kwok", kwok_dir,
-            ("build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(spec.binary("kwok")),
-             KWOK_PACKAGE),
-            {"CGO_ENABLED": "0"}, ("kwok",),
-        ))
+        steps.append(
+            BuildStep(
+                "build kwok",
+                kwok_dir,
+                (
+                    "build",
+                    "-v",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    "-o",
+                    str(spec.binary("kwok")),
+                    KWOK_PACKAGE,
+                ),
+                {"CGO_ENABLED": "0"},
+                ("kwok",),
+            )
+        )
     if "coredns" in missing:
-        steps.append(BuildStep("resolve coredns modules", spec.coredns_module_dir,
-                               ("mod", "tidy"), {}))
-        steps.append(BuildStep(
-            "build coredns", spec.coredns_module_dir,
-            ("build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(spec.binary("coredns")),
-             "."),
-            {"CGO_ENABLED": "0"}, ("coredns",),
-        ))
+        steps.append(
+            BuildStep("resolve coredns modules", spec.coredns_module_dir, ("mod", "tidy"), {})
+        )
+        steps.append(
+            BuildStep(
+                "build coredns",
+                spec.coredns_module_dir,
+                (
+                    "build",
+                    "-v",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    "-o",
+                    str(spec.binary("coredns")),
+                    ".",
+                ),
+                {"CGO_ENABLED": "0"},
+                ("coredns",),
+            )
+        )
     return steps
 
 
@@ -242,8 +325,11 @@ def kwok_stage_documents(module_dir: Path) -> str:
 
 def _write_kwok_stages(spec: BuildSpec, go: str) -> None:
     listing = subprocess.run(
-        [go, "list", "-m", "-json", "sigs.k8s.io/kwok"], cwd=spec.kwok_module_dir,
-        env=_go_environment({}), capture_output=True, text=True,
+        [go, "list", "-m", "-json", "sigs.k8s.io/kwok"],
+        cwd=spec.kwok_module_dir,
+        env=_go_environment({}),
+        capture_output=True,
+        text=True,
     )
     if listing.returncode != 0:
         raise BuildError(f"cannot locate the kwok module source: {listing.stderr.strip()}")
@@ -264,9 +350,17 @@ def _go_environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _stream(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[str]:
-    with log.open("a") as log_file, subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    ) as proc:
+    with (
+        log.open("a") as log_file,
+        subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc,
+    ):
         assert proc.stdout is not None
         tail: list[str] = []
         for line in proc.stdout:
@@ -297,9 +391,11 @@ def run_build(spec: BuildSpec, progress: ProgressCallback | None = None) -> dict
     go = find_go()
     build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     spec.bin_dir.mkdir(parents=True, exist_ok=True)
-    for directory, text in ((spec.kubernetes_module_dir, kubernetes_go_mod(spec)),
-                            (spec.kwok_module_dir, kwok_go_mod(spec)),
-                            (spec.coredns_module_dir, coredns_go_mod(spec.coredns_version))):
+    for directory, text in (
+        (spec.kubernetes_module_dir, kubernetes_go_mod(spec)),
+        (spec.kwok_module_dir, kwok_go_mod(spec)),
+        (spec.coredns_module_dir, coredns_go_mod(spec.coredns_version)),
+    ):
         directory.mkdir(parents=True, exist_ok=True)
         gomod = directory / "go.mod"
         if not gomod.exists():  # one that `go mod tidy` completed is kept as it is
@@ -321,10 +417,14 @@ def run_build(spec: BuildSpec, progress: ProgressCallback | None = None) -> dict
     record = spec.directory / "build.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
     previous.setdefault("timings", {}).update(timings)
-    previous.update({
-        "kubernetes": spec.kubernetes_version, "kwok": spec.kwok_version,
-        "coredns": spec.coredns_version,
-        "built": build_date, "binaries": list(ALL_BINARIES),
-    })
+    previous.update(
+        {
+            "kubernetes": spec.kubernetes_version,
+            "kwok": spec.kwok_version,
+            "coredns": spec.coredns_version,
+            "built": build_date,
+            "binaries": list(ALL_BINARIES),
+        }
+    )
     record.write_text(json.dumps(previous, indent=2))
     return timings

@@ -43,6 +43,7 @@ def _plane(state_dir: Path | None, spec: BuildSpec | None = None) -> ControlPlan
         return ControlPlane(state_dir or default_state_dir())
     return ControlPlane(state_dir or default_state_dir(), spec)
 
+
 CacheOption = typer.Option(
     None, "--cache-dir", help="Where built binaries live [default: ~/.cache/flotilla/k8s]."
 )
@@ -61,7 +62,8 @@ def build(
     cache_dir: Path | None = CacheOption,
     kubernetes_version: str = VersionOption,
     images: bool = typer.Option(
-        True, "--images/--no-images",
+        True,
+        "--images/--no-images",
         help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python, "
         "flotilla.local/node, flotilla.local/flotilla).",
     ),
@@ -80,8 +82,12 @@ def build(
     spec = _spec(cache_dir, kubernetes_version)
     started = time.monotonic()
     with Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[line]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[line]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         tasks: dict[str, TaskID] = {}
 
@@ -105,8 +111,9 @@ def build(
             built = build_images()
         with console.status("building Flotilla's image (its wheel and dependencies)"):
             built[flotilla_image_reference()] = build_flotilla_image()
-        console.print(f"images ready in {time.monotonic() - images_started:.0f}s: "
-                      + ", ".join(built))
+        console.print(
+            f"images ready in {time.monotonic() - images_started:.0f}s: " + ", ".join(built)
+        )
 
 
 @app.command()
@@ -117,7 +124,10 @@ def up(
     ),
     real_node_name: str = typer.Option("real-node", "--real-node-name", help="Its node name."),
     real_nodes: int = typer.Option(
-        0, "--real-nodes", min=0, max=16,
+        0,
+        "--real-nodes",
+        min=0,
+        max=16,
         help="Run N real nodes (NAME, NAME-2, ... NAME-N); implies --real-node when N > 0.",
     ),
     docker: bool = typer.Option(
@@ -134,9 +144,11 @@ def up(
     names = real_node_names(real_node_name, count)
     was_running = plane.running()
     try:
-        with console.status("starting etcd, kube-apiserver, controllers, scheduler, kwok"
-                            + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
-                            + (", dockerd" if docker else "")):
+        with console.status(
+            "starting etcd, kube-apiserver, controllers, scheduler, kwok"
+            + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
+            + (", dockerd" if docker else "")
+        ):
             state = plane.up(nodes=nodes, real_nodes=names, docker=docker)
     except TimeoutError as exc:  # flotilla.cli shows TestEnvError, exit 1
         raise TestEnvError(str(exc)) from exc
@@ -184,8 +196,9 @@ def status(
 
         table = Table("component", "pid", "running", "log")
         for proc in info["processes"]:
-            table.add_row(proc["name"], str(proc["pid"]), "yes" if proc["running"] else "NO",
-                          proc["log"])
+            table.add_row(
+                proc["name"], str(proc["pid"]), "yes" if proc["running"] else "NO", proc["log"]
+            )
         Console().print(table)
         typer.echo(f"api: {info['api']}  kubeconfig: {info['kubeconfig']}")
     if not info["running"]:

@@ -83,8 +83,10 @@ class EnvironmentState:
 
     def networks(self) -> dict[str, NodeNetwork]:
         """Each real node's slot: its links, subnets and cgroup root."""
-        return {name: NodeNetwork(self.real_node_slots.get(name, self.real_node_slot))
-                for name in self.real_nodes}
+        return {
+            name: NodeNetwork(self.real_node_slots.get(name, self.real_node_slot))
+            for name in self.real_nodes
+        }
 
     def save(self, path: Path) -> None:
         data = asdict(self)
@@ -109,8 +111,9 @@ class EnvironmentState:
                 real_node_ready_seconds=dict(data.get("real_node_ready_seconds", {})),
                 docker_host=str(data.get("docker_host", "")),
                 real_node_slot=int(data.get("real_node_slot", 0)),
-                real_node_slots={str(k): int(v)
-                                 for k, v in data.get("real_node_slots", {}).items()},
+                real_node_slots={
+                    str(k): int(v) for k, v in data.get("real_node_slots", {}).items()
+                },
                 services_note=str(data.get("services_note", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -175,9 +178,12 @@ class ControlPlane:
         ports = _choose_ports()
         self._write_kubeconfigs(ports)
         state = EnvironmentState(
-            ports=ports, processes=[], nodes=[],
+            ports=ports,
+            processes=[],
+            nodes=[],
             kubernetes_version=self.spec.kubernetes_version,
-            started_at=time.time(), ready_seconds=0.0,
+            started_at=time.time(),
+            ready_seconds=0.0,
         )
         try:
             components = plan_components(self.spec, self.layout, ports)
@@ -223,8 +229,10 @@ class ControlPlane:
         if name in state.real_nodes:
             return
         if not is_built(self.spec):
-            raise StartError(f"binaries are missing in {self.spec.bin_dir} (kube-proxy and "
-                             "coredns came later); run `flotilla testenv build`")
+            raise StartError(
+                f"binaries are missing in {self.spec.bin_dir} (kube-proxy and "
+                "coredns came later); run `flotilla testenv build`"
+            )
         tools, network = prepare_host(self.layout.state_dir, name)
         state.real_node_slots[name] = network.slot
         started = time.monotonic()
@@ -236,19 +244,29 @@ class ControlPlane:
         state.real_nodes.append(name)
         try:
             dns_image, dns_archive = coredns_image(self.spec)
-            images = {dns_image: dns_archive,
-                      flotilla_image_reference(): build_flotilla_image()}
+            images = {dns_image: dns_archive, flotilla_image_reference(): build_flotilla_image()}
             if not state.registry_port:
                 registry, state.registry_port = start_registry(self.layout, tools)
                 record(registry)
             has_proxy = any(p.name == "kube-proxy" for p in state.processes)
             other = None if has_proxy else service_proxy_owner(self.layout.state_dir)
             if other is not None and not state.services_note:
-                state.services_note = (f"no kube-proxy or CoreDNS: the environment in {other} "
-                                       "runs this machine's kube-proxy")
-            start_real_node(self.layout, self.spec, state.ports, name, network,
-                            state.registry_port, tools, record, images,
-                            cluster_dns=other is None and not state.services_note)
+                state.services_note = (
+                    f"no kube-proxy or CoreDNS: the environment in {other} "
+                    "runs this machine's kube-proxy"
+                )
+            start_real_node(
+                self.layout,
+                self.spec,
+                state.ports,
+                name,
+                network,
+                state.registry_port,
+                tools,
+                record,
+                images,
+                cluster_dns=other is None and not state.services_note,
+            )
             if not has_proxy and not state.services_note:
                 proxy = start_kube_proxy(self.layout, self.spec, state.ports, name)
                 record(proxy)
@@ -336,8 +354,11 @@ class ControlPlane:
                 ensure_alive(record)
             with kube_errors("list nodes"):
                 ready = {
-                    n.metadata.name for n in client.list(Node)
-                    if n.metadata is not None and n.status is not None and any(
+                    n.metadata.name
+                    for n in client.list(Node)
+                    if n.metadata is not None
+                    and n.status is not None
+                    and any(
                         c.type == "Ready" and c.status == "True"
                         for c in (n.status.conditions or [])
                     )
@@ -354,8 +375,11 @@ class ControlPlane:
                 return None
 
         wait_until(nodes_ready, timeout=READY_TIMEOUT_SECONDS, what="nodes to be Ready")
-        wait_until(default_service_account, timeout=READY_TIMEOUT_SECONDS,
-                   what="the default service account (controller manager)")
+        wait_until(
+            default_service_account,
+            timeout=READY_TIMEOUT_SECONDS,
+            what="the default service account (controller manager)",
+        )
 
     # --- down ----------------------------------------------------------------------------
     def down(self) -> list[str]:
@@ -369,7 +393,9 @@ class ControlPlane:
             return []
         apiserver = next((r for r in state.processes if r.name == "kube-apiserver"), None)
         stopped = stop_real_nodes(
-            self.layout, state.processes, state.networks(),
+            self.layout,
+            state.processes,
+            state.networks(),
             api_running=apiserver is not None and is_running(apiserver),
             kube_proxy_binary=self.spec.binary("kube-proxy"),
         )
@@ -408,8 +434,7 @@ class ControlPlane:
             "real_node_pod_cidr": first.pod_cidr if first else None,
             "real_node_ips": {name: n.node_ip for name, n in networks.items()},
             "real_node_cgroup_roots": {name: n.cgroup_root for name, n in networks.items()},
-            "cluster_dns": CLUSTER_DNS_IP if state.real_nodes and not state.services_note
-            else None,
+            "cluster_dns": CLUSTER_DNS_IP if state.real_nodes and not state.services_note else None,
             "services_note": state.services_note or None,
             "processes": [
                 {"name": p.name, "pid": p.pid, "running": is_running(p), "log": p.log}

@@ -89,24 +89,30 @@ def kubeconfig_document(layout: Layout, ports: Ports, identity: ClientIdentity) 
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": cluster,
-            "cluster": {
-                "server": f"https://127.0.0.1:{ports.apiserver}",
-                "certificate-authority": str(layout.pki / "ca.crt"),
-            },
-        }],
-        "users": [{
-            "name": identity.user,
-            "user": {
-                "client-certificate": str(layout.pki / f"{identity.file_stem}.crt"),
-                "client-key": str(layout.pki / f"{identity.file_stem}.key"),
-            },
-        }],
-        "contexts": [{
-            "name": cluster,
-            "context": {"cluster": cluster, "user": identity.user, "namespace": "default"},
-        }],
+        "clusters": [
+            {
+                "name": cluster,
+                "cluster": {
+                    "server": f"https://127.0.0.1:{ports.apiserver}",
+                    "certificate-authority": str(layout.pki / "ca.crt"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": identity.user,
+                "user": {
+                    "client-certificate": str(layout.pki / f"{identity.file_stem}.crt"),
+                    "client-key": str(layout.pki / f"{identity.file_stem}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": cluster,
+                "context": {"cluster": cluster, "user": identity.user, "namespace": "default"},
+            }
+        ],
         "current-context": cluster,
     }
 
@@ -116,78 +122,93 @@ def plan_components(spec: BuildSpec, layout: Layout, ports: Ports) -> list[Compo
     pki = layout.pki
     etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
     peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
-    etcd = Component("etcd", (
-        str(spec.binary("etcd")),
-        "--name=default",
-        f"--data-dir={layout.etcd_data}",
-        f"--listen-client-urls={etcd_url}",
-        f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls={peer_url}",
-        f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=default={peer_url}",
-        # A test cluster is thrown away; fsync only slows every write down.
-        "--unsafe-no-fsync=true",
-        "--log-level=warn",
-    ))
-    apiserver = Component("kube-apiserver", (
-        str(spec.binary("kube-apiserver")),
-        f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        f"--secure-port={ports.apiserver}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}",
-        f"--tls-private-key-file={pki / 'apiserver.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}",
-        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-        # Node names ("real-node") do not resolve; the kubelet's InternalIP does.
-        "--kubelet-preferred-address-types=InternalIP,Hostname,ExternalIP",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--authorization-mode=Node,RBAC",
-        "--allow-privileged=true",
-        "--profiling=false",
-    ))
-    controller_manager = Component("kube-controller-manager", (
-        str(spec.binary("kube-controller-manager")),
-        f"--kubeconfig={layout.component_kubeconfig(CONTROLLER_MANAGER)}",
-        f"--authentication-kubeconfig={layout.component_kubeconfig(CONTROLLER_MANAGER)}",
-        f"--authorization-kubeconfig={layout.component_kubeconfig(CONTROLLER_MANAGER)}",
-        "--leader-elect=false",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
-        f"--controllers={CONTROLLERS}",
-        "--use-service-account-credentials=true",
-        f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--root-ca-file={pki / 'ca.crt'}",
-        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-        f"--cluster-signing-key-file={pki / 'ca.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # Fast retries keep PV binding and namespace clean-up quick in tests.
-        "--pvclaimbinder-sync-period=2s",
-        "--profiling=false",
-    ))
-    scheduler = Component("kube-scheduler", (
-        str(spec.binary("kube-scheduler")),
-        f"--kubeconfig={layout.component_kubeconfig(SCHEDULER)}",
-        f"--authentication-kubeconfig={layout.component_kubeconfig(SCHEDULER)}",
-        f"--authorization-kubeconfig={layout.component_kubeconfig(SCHEDULER)}",
-        "--leader-elect=false",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
-        "--profiling=false",
-    ))
-    kwok = Component("kwok", (
-        str(spec.binary("kwok")),
-        f"--kubeconfig={layout.kubeconfig}",
-        f"--config={kwok_stages_path(spec)}",
-        "--manage-all-nodes=false",
-        f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-        "--node-lease-duration-seconds=40",
-        "--server-address=",
-    ))
+    etcd = Component(
+        "etcd",
+        (
+            str(spec.binary("etcd")),
+            "--name=default",
+            f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+            # A test cluster is thrown away; fsync only slows every write down.
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ),
+    )
+    apiserver = Component(
+        "kube-apiserver",
+        (
+            str(spec.binary("kube-apiserver")),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            # Node names ("real-node") do not resolve; the kubelet's InternalIP does.
+            "--kubelet-preferred-address-types=InternalIP,Hostname,ExternalIP",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ),
+    )
+    controller_manager = Component(
+        "kube-controller-manager",
+        (
+            str(spec.binary("kube-controller-manager")),
+            f"--kubeconfig={layout.component_kubeconfig(CONTROLLER_MANAGER)}",
+            f"--authentication-kubeconfig={layout.component_kubeconfig(CONTROLLER_MANAGER)}",
+            f"--authorization-kubeconfig={layout.component_kubeconfig(CONTROLLER_MANAGER)}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            f"--controllers={CONTROLLERS}",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Fast retries keep PV binding and namespace clean-up quick in tests.
+            "--pvclaimbinder-sync-period=2s",
+            "--profiling=false",
+        ),
+    )
+    scheduler = Component(
+        "kube-scheduler",
+        (
+            str(spec.binary("kube-scheduler")),
+            f"--kubeconfig={layout.component_kubeconfig(SCHEDULER)}",
+            f"--authentication-kubeconfig={layout.component_kubeconfig(SCHEDULER)}",
+            f"--authorization-kubeconfig={layout.component_kubeconfig(SCHEDULER)}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--profiling=false",
+        ),
+    )
+    kwok = Component(
+        "kwok",
+        (
+            str(spec.binary("kwok")),
+            f"--kubeconfig={layout.kubeconfig}",
+            f"--config={kwok_stages_path(spec)}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+            "--node-lease-duration-seconds=40",
+            "--server-address=",
+        ),
+    )
     return [etcd, apiserver, controller_manager, scheduler, kwok]
 
 
@@ -207,15 +228,30 @@ def node_document(name: str) -> dict[str, Any]:
             },
         },
         "status": {
-            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110",
-                         "ephemeral-storage": "200Gi"},
-            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110",
-                            "ephemeral-storage": "200Gi"},
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                         "kubeletVersion": "fake", "kubeProxyVersion": "fake",
-                         "containerRuntimeVersion": "kwok", "osImage": "kwok",
-                         "kernelVersion": "", "machineID": "", "systemUUID": "",
-                         "bootID": ""},
+            "capacity": {
+                "cpu": "16",
+                "memory": "64Gi",
+                "pods": "110",
+                "ephemeral-storage": "200Gi",
+            },
+            "allocatable": {
+                "cpu": "16",
+                "memory": "64Gi",
+                "pods": "110",
+                "ephemeral-storage": "200Gi",
+            },
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "kwok",
+                "osImage": "kwok",
+                "kernelVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
         },
     }
 

@@ -42,28 +42,36 @@ class DockerLayout:
 
 
 def dockerd_component(layout: DockerLayout, binary: str) -> Component:
-    return Component("dockerd", (
-        binary,
-        f"--host={layout.host}",
-        f"--data-root={layout.root / 'data'}",
-        f"--exec-root={layout.root / 'exec'}",
-        f"--pidfile={layout.root / 'dockerd.pid'}",
-        "--log-level=warn",
-    ))
+    return Component(
+        "dockerd",
+        (
+            binary,
+            f"--host={layout.host}",
+            f"--data-root={layout.root / 'data'}",
+            f"--exec-root={layout.root / 'exec'}",
+            f"--pidfile={layout.root / 'dockerd.pid'}",
+            "--log-level=warn",
+        ),
+    )
 
 
 def _client(layout: DockerLayout, timeout: float = 10.0) -> httpx.Client:
-    return httpx.Client(transport=httpx.HTTPTransport(uds=str(layout.socket)),
-                        base_url=f"http://docker/{API_VERSION}", timeout=timeout)
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(layout.socket)),
+        base_url=f"http://docker/{API_VERSION}",
+        timeout=timeout,
+    )
 
 
 def start_dockerd(layout: Layout) -> tuple[ProcessRecord, str]:
     """Start dockerd, wait for /_ping, load the base images; returns its record and host URL."""
-    binary = shutil.which("dockerd") or ("/usr/sbin/dockerd" if Path("/usr/sbin/dockerd").exists()
-                                         else None)
+    binary = shutil.which("dockerd") or (
+        "/usr/sbin/dockerd" if Path("/usr/sbin/dockerd").exists() else None
+    )
     if binary is None:
-        raise StartError("dockerd is not installed (Debian package docker.io; "
-                         "scripts/bootstrap.sh installs it)")
+        raise StartError(
+            "dockerd is not installed (Debian package docker.io; scripts/bootstrap.sh installs it)"
+        )
     docker = DockerLayout(layout.state_dir)
     docker.root.mkdir(parents=True, exist_ok=True)
     component = dockerd_component(docker, binary)
@@ -92,8 +100,12 @@ def load_images(docker: DockerLayout) -> list[str]:
             if client.get(f"/images/{reference}/json").is_success:
                 continue
             with archive.open("rb") as body:
-                reply = client.post("/images/load", params={"quiet": "1"}, content=body,
-                                    headers={"Content-Type": "application/x-tar"})
+                reply = client.post(
+                    "/images/load",
+                    params={"quiet": "1"},
+                    content=body,
+                    headers={"Content-Type": "application/x-tar"},
+                )
             if not reply.is_success or "error" in reply.text.lower():
                 raise StartError(f"dockerd could not load {archive.name}: {reply.text[:500]}")
             loaded.append(reference)

@@ -60,8 +60,11 @@ def wheel_key(wheel: Path, constraints: Path) -> str:
 
 
 def _pip(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise BuildError(f"`pip {args[0]}` failed:\n{result.stderr.strip()[-2000:]}")
 
@@ -74,8 +77,9 @@ def _site_layer(target: Path) -> bytes:
             dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", "bin"))
             for name in sorted(dirnames) + sorted(filenames):
                 full = Path(directory) / name
-                info = tar.gettarinfo(str(full), arcname=f"{SITE_PACKAGES}/"
-                                      f"{full.relative_to(target)}")
+                info = tar.gettarinfo(
+                    str(full), arcname=f"{SITE_PACKAGES}/{full.relative_to(target)}"
+                )
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 if info.isreg():
@@ -105,10 +109,22 @@ def build_flotilla_image(cache: Path | None = None, root: Path | None = None) ->
         if target.exists():
             return target
         site = work / "site"
-        _pip("install", "--quiet", "--no-compile", "--target", str(site), "--constraint",
-             str(constraints), "--only-binary=:all:", "--python-version", "3.11",
-             *(f"--platform=manylinux_2_{minor}_x86_64" for minor in MANYLINUX_MINORS),
-             "--implementation", "cp", str(wheel))
+        _pip(
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--target",
+            str(site),
+            "--constraint",
+            str(constraints),
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            *(f"--platform=manylinux_2_{minor}_x86_64" for minor in MANYLINUX_MINORS),
+            "--implementation",
+            "cp",
+            str(wheel),
+        )
         python = next(s for s in IMAGES if s.reference == PYTHON_IMAGE)
         base = archive_layers(build_image(python, cache=cache))
         return write_image(target, (*base, _site_layer(site)), spec)

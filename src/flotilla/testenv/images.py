@@ -56,8 +56,16 @@ int main(void) {
 """
 
 # Paths of a debootstrap tree that do not belong in an image layer.
-_SKIP_PREFIXES = ("dev/", "proc/", "sys/", "run/", "tmp/", "var/cache/apt/", "var/lib/apt/lists/",
-                  "debootstrap/")
+_SKIP_PREFIXES = (
+    "dev/",
+    "proc/",
+    "sys/",
+    "run/",
+    "tmp/",
+    "var/cache/apt/",
+    "var/lib/apt/lists/",
+    "debootstrap/",
+)
 
 
 def images_cache_dir() -> Path:
@@ -72,8 +80,10 @@ class ImageSpec:
     kind: str  # "pause" or "debootstrap"
     include: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ("/bin/sh",)
-    env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                            "LANG=C.UTF-8")
+    env: tuple[str, ...] = (
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG=C.UTF-8",
+    )
 
     @property
     def archive_name(self) -> str:
@@ -100,7 +110,9 @@ class _Blob:
 
     def descriptor(self) -> dict[str, Any]:
         desc: dict[str, Any] = {
-            "mediaType": self.media_type, "digest": self.digest, "size": len(self.data),
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": len(self.data),
         }
         if self.annotations:
             desc["annotations"] = self.annotations
@@ -111,33 +123,53 @@ def image_archive(layer: bytes | tuple[bytes, ...], spec: ImageSpec, created: st
     """An OCI image layout (plus docker manifest.json) of uncompressed layers, base first."""
     layers = (layer,) if isinstance(layer, bytes) else layer
     layer_blobs = [_Blob("application/vnd.oci.image.layer.v1.tar", data) for data in layers]
-    config = _Blob("application/vnd.oci.image.config.v1+json", json.dumps({
-        "architecture": "amd64",
-        "os": "linux",
-        "created": created,
-        "config": {"Cmd": list(spec.cmd), "Env": list(spec.env), "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layer_blobs]},
-        "history": [{"created": created, "created_by": f"flotilla testenv images ({spec.kind})"}],
-    }, sort_keys=True).encode())
-    manifest = _Blob("application/vnd.oci.image.manifest.v1+json", json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config.descriptor(),
-        "layers": [b.descriptor() for b in layer_blobs],
-    }, sort_keys=True).encode())
+    config = _Blob(
+        "application/vnd.oci.image.config.v1+json",
+        json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "created": created,
+                "config": {"Cmd": list(spec.cmd), "Env": list(spec.env), "WorkingDir": "/"},
+                "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layer_blobs]},
+                "history": [
+                    {"created": created, "created_by": f"flotilla testenv images ({spec.kind})"}
+                ],
+            },
+            sort_keys=True,
+        ).encode(),
+    )
+    manifest = _Blob(
+        "application/vnd.oci.image.manifest.v1+json",
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config.descriptor(),
+                "layers": [b.descriptor() for b in layer_blobs],
+            },
+            sort_keys=True,
+        ).encode(),
+    )
     manifest.annotations = {
         "io.containerd.image.name": spec.reference,
         "org.opencontainers.image.ref.name": spec.reference.rsplit(":", 1)[1],
     }
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-             "manifests": [manifest.descriptor()]}
-    docker_manifest = [{
-        "Config": f"blobs/sha256/{config.digest[7:]}",
-        "RepoTags": [spec.reference],
-        "Layers": [f"blobs/sha256/{b.digest[7:]}" for b in layer_blobs],
-    }]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [manifest.descriptor()],
+    }
+    docker_manifest = [
+        {
+            "Config": f"blobs/sha256/{config.digest[7:]}",
+            "RepoTags": [spec.reference],
+            "Layers": [f"blobs/sha256/{b.digest[7:]}" for b in layer_blobs],
+        }
+    ]
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -192,8 +224,9 @@ def pause_layer(workdir: Path) -> bytes:
     source = workdir / "pause.c"
     source.write_text(PAUSE_SOURCE)
     binary = workdir / "pause"
-    result = subprocess.run([gcc, "-Os", "-static", "-o", str(binary), str(source)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [gcc, "-Os", "-static", "-o", str(binary), str(source)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise BuildError(f"gcc -static pause.c failed: {result.stderr.strip()}")
     subprocess.run(["strip", str(binary)], check=False, capture_output=True)
@@ -268,6 +301,7 @@ def files_layer(files: dict[str, Path]) -> bytes:
 def archive_layers(archive: Path) -> tuple[bytes, ...]:
     """The layers of an image archive written by ``image_archive``, base first."""
     with tarfile.open(archive) as tar:
+
         def blob(digest: str) -> bytes:
             member = tar.extractfile(f"blobs/sha256/{digest.split(':', 1)[1]}")
             if member is None:

@@ -48,7 +48,8 @@ def require_tools() -> dict[str, str]:
     if missing:
         raise StartError(
             "the real node needs Debian packages that are missing: "
-            + " ".join(sorted(missing)) + " (scripts/bootstrap.sh installs them)"
+            + " ".join(sorted(missing))
+            + " (scripts/bootstrap.sh installs them)"
         )
     if os.geteuid() != 0:
         raise StartError("the real node runs kubelet and containerd, which need root")
@@ -79,10 +80,15 @@ def service_proxy_owner(state_dir: Path) -> Path | None:
     kube-proxy's chains (KUBE-SERVICES, ...) are machine-wide in the host's network namespace: a
     second kube-proxy would rewrite the first one's Services, so there is one per machine.
     """
-    owners = {owner[0] for slot in range(MAX_SLOTS)
-              if (owner := _slot_owner(slot)) is not None and owner[0] != state_dir}
-    return next((o for o in sorted(owners)
-                 if any(r.name == "kube-proxy" for r in _running_records(o))), None)
+    owners = {
+        owner[0]
+        for slot in range(MAX_SLOTS)
+        if (owner := _slot_owner(slot)) is not None and owner[0] != state_dir
+    }
+    return next(
+        (o for o in sorted(owners) if any(r.name == "kube-proxy" for r in _running_records(o))),
+        None,
+    )
 
 
 def _slot_file(slot: int) -> Path:
@@ -112,8 +118,10 @@ def claim_slot(state_dir: Path, node: str) -> NodeNetwork:
         if owner is None or (owner[0] != state_dir and not _owner_alive(owner[0])):
             _slot_file(slot).write_text(f"{state_dir}\n{node}\n")
             return NodeNetwork(slot)
-    raise StartError(f"all {MAX_SLOTS} real-node slots are held by running environments "
-                     f"(see {SLOTS_DIR}); stop one with `flotilla testenv down`")
+    raise StartError(
+        f"all {MAX_SLOTS} real-node slots are held by running environments "
+        f"(see {SLOTS_DIR}); stop one with `flotilla testenv down`"
+    )
 
 
 def release_slot(state_dir: Path, network: NodeNetwork) -> None:
@@ -124,9 +132,13 @@ def release_slot(state_dir: Path, network: NodeNetwork) -> None:
 
 def other_live_slots(state_dir: Path) -> list[int]:
     """Slots held by real nodes of other running environments on this machine."""
-    return [slot for slot in range(MAX_SLOTS)
-            if (owner := _slot_owner(slot)) is not None and owner[0] != state_dir
-            and _owner_alive(owner[0])]
+    return [
+        slot
+        for slot in range(MAX_SLOTS)
+        if (owner := _slot_owner(slot)) is not None
+        and owner[0] != state_dir
+        and _owner_alive(owner[0])
+    ]
 
 
 def _cgroup_mounts() -> list[Path]:
@@ -190,10 +202,17 @@ class Ctr:
         self.layout = layout
         self.binary = binary
 
-    def run(self, *args: str, check: bool = True, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
-        cmd = [self.binary, "--address", str(self.layout.containerd_socket), "--namespace",
-               "k8s.io", *args]
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            self.binary,
+            "--address",
+            str(self.layout.containerd_socket),
+            "--namespace",
+            "k8s.io",
+            *args,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise StartError(f"`ctr {' '.join(args)}` failed: {result.stderr.strip()}")

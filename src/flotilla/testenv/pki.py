@@ -42,6 +42,8 @@ APISERVER_KUBELET_CLIENT = ClientIdentity(
 def node_identity(node: str) -> ClientIdentity:
     """What the Node authorizer expects of a kubelet: user system:node:<name> in system:nodes."""
     return ClientIdentity(f"kubelet-{node}", f"system:node:{node}", ("system:nodes",))
+
+
 CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, APISERVER_KUBELET_CLIENT)
 
 
@@ -82,9 +84,15 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -153,8 +161,13 @@ class CertificateAuthority:
 
 
 APISERVER_NAMES = (
-    "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local", "localhost", "127.0.0.1", "10.96.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "localhost",
+    "127.0.0.1",
+    "10.96.0.1",
 )
 
 

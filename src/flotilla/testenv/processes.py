@@ -46,8 +46,12 @@ def start_process(component: Component, log_path: Path, cwd: Path) -> ProcessRec
     """Start detached (own session) so it outlives the `flotilla testenv up` that started it."""
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=cwd,
+            component.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
         )
     record = ProcessRecord(component.name, proc.pid, component.argv[0], str(log_path))
     # Until exec() completes, /proc shows the parent's command line; wait for ours.

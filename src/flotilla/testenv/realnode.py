@@ -154,50 +154,54 @@ class RegistryLayout:
 def containerd_config(layout: RealNodeLayout) -> str:
     """containerd's own instance: private root, state and socket; CRI with our CNI and pause."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
-    return "\n".join([
-        "version = 2",
-        f'root = "{layout.containerd_dir / "root"}"',
-        f'state = "{layout.containerd_dir / "state"}"',
-        "",
-        "[grpc]",
-        f'  address = "{layout.containerd_socket}"',
-        "",
-        f"[{cri}]",
-        f'  sandbox_image = "{PAUSE_IMAGE}"',
-        '  stream_server_address = "127.0.0.1"',
-        "  disable_apparmor = true",
-        # Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this sandbox does not grant
-        # (runc dies with "can't get final child's PID"); clamp to our own score instead.
-        "  restrict_oom_score_adj = true",
-        f"  [{cri}.containerd]",
-        '    snapshotter = "overlayfs"',
-        '    default_runtime_name = "runc"',
-        f"    [{cri}.containerd.runtimes.runc]",
-        '      runtime_type = "io.containerd.runc.v2"',
-        f"      [{cri}.containerd.runtimes.runc.options]",
-        "        SystemdCgroup = false",
-        f'        Root = "{layout.runc_root}"',
-        f"  [{cri}.cni]",
-        f'    bin_dir = "{CNI_BIN_DIR}"',
-        f'    conf_dir = "{layout.cni_conf_dir}"',
-        "    max_conf_num = 1",
-        f"  [{cri}.registry]",
-        f'    config_path = "{layout.hosts_dir}"',
-        "",
-    ])
+    return "\n".join(
+        [
+            "version = 2",
+            f'root = "{layout.containerd_dir / "root"}"',
+            f'state = "{layout.containerd_dir / "state"}"',
+            "",
+            "[grpc]",
+            f'  address = "{layout.containerd_socket}"',
+            "",
+            f"[{cri}]",
+            f'  sandbox_image = "{PAUSE_IMAGE}"',
+            '  stream_server_address = "127.0.0.1"',
+            "  disable_apparmor = true",
+            # Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this sandbox does not grant
+            # (runc dies with "can't get final child's PID"); clamp to our own score instead.
+            "  restrict_oom_score_adj = true",
+            f"  [{cri}.containerd]",
+            '    snapshotter = "overlayfs"',
+            '    default_runtime_name = "runc"',
+            f"    [{cri}.containerd.runtimes.runc]",
+            '      runtime_type = "io.containerd.runc.v2"',
+            f"      [{cri}.containerd.runtimes.runc.options]",
+            "        SystemdCgroup = false",
+            f'        Root = "{layout.runc_root}"',
+            f"  [{cri}.cni]",
+            f'    bin_dir = "{CNI_BIN_DIR}"',
+            f'    conf_dir = "{layout.cni_conf_dir}"',
+            "    max_conf_num = 1",
+            f"  [{cri}.registry]",
+            f'    config_path = "{layout.hosts_dir}"',
+            "",
+        ]
+    )
 
 
 def registry_hosts(registry_port: int) -> dict[str, str]:
     """hosts.toml per registry name: flotilla.local and the loopback address both reach ours."""
     endpoint = f"http://127.0.0.1:{registry_port}"
-    body = "\n".join([
-        f'server = "{endpoint}"',
-        "",
-        f'[host."{endpoint}"]',
-        '  capabilities = ["pull", "resolve", "push"]',
-        "  skip_verify = true",
-        "",
-    ])
+    body = "\n".join(
+        [
+            f'server = "{endpoint}"',
+            "",
+            f'[host."{endpoint}"]',
+            '  capabilities = ["pull", "resolve", "push"]',
+            "  skip_verify = true",
+            "",
+        ]
+    )
     return {
         LOCAL_REGISTRY_HOST: body,
         f"127.0.0.1:{registry_port}": body,
@@ -236,8 +240,14 @@ def cni_conflist_text(layout: RealNodeLayout, network: NodeNetwork) -> str:
     return json.dumps(conf, indent=2)
 
 
-def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, port: int,
-                   healthz_port: int, cluster_dns: bool = True) -> dict[str, Any]:
+def kubelet_config(
+    layout: RealNodeLayout,
+    network: NodeNetwork,
+    ca_file: Path,
+    port: int,
+    healthz_port: int,
+    cluster_dns: bool = True,
+) -> dict[str, Any]:
     """KubeletConfiguration for containerd 1.6 on cgroup v1 in a small VM.
 
     Without cluster DNS (another environment owns this machine's kube-proxy) pods use the
@@ -266,8 +276,12 @@ def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, 
         "failSwapOn": False,
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+        },
         "resolvConf": str(layout.resolv_conf),
         "podLogsDir": str(layout.pod_logs),
         "clusterDomain": CLUSTER_DOMAIN,
@@ -281,39 +295,49 @@ def kubelet_config(layout: RealNodeLayout, network: NodeNetwork, ca_file: Path, 
 
 
 def kubelet_component(layout: RealNodeLayout, network: NodeNetwork, binary: Path) -> Component:
-    return Component(f"kubelet-{layout.name}", (
-        str(binary),
-        f"--config={layout.kubelet_config}",
-        f"--kubeconfig={layout.kubelet_kubeconfig}",
-        f"--hostname-override={layout.name}",
-        f"--node-ip={network.node_ip}",
-        f"--root-dir={layout.kubelet_root}",
-        f"--cert-dir={layout.kubelet_dir / 'pki'}",
-        f"--node-labels={REAL_NODE_LABEL}=true",
-        "--v=1",
-    ))
+    return Component(
+        f"kubelet-{layout.name}",
+        (
+            str(binary),
+            f"--config={layout.kubelet_config}",
+            f"--kubeconfig={layout.kubelet_kubeconfig}",
+            f"--hostname-override={layout.name}",
+            f"--node-ip={network.node_ip}",
+            f"--root-dir={layout.kubelet_root}",
+            f"--cert-dir={layout.kubelet_dir / 'pki'}",
+            f"--node-labels={REAL_NODE_LABEL}=true",
+            "--v=1",
+        ),
+    )
 
 
 def containerd_component(layout: RealNodeLayout, binary: str) -> Component:
-    return Component(f"containerd-{layout.name}", (
-        binary, f"--config={layout.containerd_config}", "--log-level=warn",
-    ))
+    return Component(
+        f"containerd-{layout.name}",
+        (
+            binary,
+            f"--config={layout.containerd_config}",
+            "--log-level=warn",
+        ),
+    )
 
 
 def registry_config(layout: RegistryLayout, port: int) -> str:
-    return "\n".join([
-        "version: 0.1",
-        "log:",
-        "  level: warn",
-        "storage:",
-        "  filesystem:",
-        f"    rootdirectory: {layout.storage}",
-        "  delete:",
-        "    enabled: true",
-        "http:",
-        f"  addr: 127.0.0.1:{port}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {layout.storage}",
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            f"  addr: 127.0.0.1:{port}",
+            "",
+        ]
+    )
 
 
 def registry_component(layout: RegistryLayout, binary: str) -> Component:

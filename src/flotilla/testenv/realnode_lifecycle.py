@@ -76,8 +76,7 @@ def start_registry(layout: Layout, tools: dict[str, str]) -> tuple[ProcessRecord
     def answering() -> bool | None:
         ensure_alive(record)
         try:
-            return True if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).is_success \
-                else None
+            return True if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).is_success else None
         except httpx.TransportError:
             return None
 
@@ -86,9 +85,16 @@ def start_registry(layout: Layout, tools: dict[str, str]) -> tuple[ProcessRecord
 
 
 def start_real_node(
-    layout: Layout, spec: BuildSpec, ports: Ports, name: str, network: NodeNetwork,
-    registry_port: int, tools: dict[str, str], started: Callable[[ProcessRecord], None],
-    extra_images: dict[str, Path] | None = None, cluster_dns: bool = True,
+    layout: Layout,
+    spec: BuildSpec,
+    ports: Ports,
+    name: str,
+    network: NodeNetwork,
+    registry_port: int,
+    tools: dict[str, str],
+    started: Callable[[ProcessRecord], None],
+    extra_images: dict[str, Path] | None = None,
+    cluster_dns: bool = True,
 ) -> None:
     """containerd, images, then the kubelet, until the node is Ready.
 
@@ -96,8 +102,14 @@ def start_real_node(
     a state file from which ``down`` can stop it.
     """
     node = RealNodeLayout(layout.state_dir, name)
-    for directory in (node.containerd_dir, node.hosts_dir, node.cni_conf_dir, node.cni_ipam_dir,
-                      node.kubelet_root, node.pod_logs):
+    for directory in (
+        node.containerd_dir,
+        node.hosts_dir,
+        node.cni_conf_dir,
+        node.cni_ipam_dir,
+        node.kubelet_root,
+        node.pod_logs,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
     ensure_node_link(network)
     ensure_cgroup_root(network)
@@ -140,16 +152,22 @@ def start_real_node(
         "client-key": str(kubelet_pki / f"{identity.file_stem}.key"),
     }
     node.kubelet_kubeconfig.write_text(yaml.safe_dump(document))
-    node.kubelet_config.write_text(yaml.safe_dump(
-        kubelet_config(node, network, layout.pki / "ca.crt", _free_port(), _free_port(),
-                       cluster_dns)
-    ))
+    node.kubelet_config.write_text(
+        yaml.safe_dump(
+            kubelet_config(
+                node, network, layout.pki / "ca.crt", _free_port(), _free_port(), cluster_dns
+            )
+        )
+    )
     kubelet = kubelet_component(node, network, spec.binary("kubelet"))
     records.append(start_process(kubelet, layout.log(kubelet.name), layout.state_dir))
     started(records[-1])
     with client_from_kubeconfig(layout.kubeconfig) as client:
-        wait_until(lambda: _node_ready(client, name, records), timeout=READY_TIMEOUT_SECONDS,
-                   what=f"real node {name} to be Ready (log: {records[-1].log})")
+        wait_until(
+            lambda: _node_ready(client, name, records),
+            timeout=READY_TIMEOUT_SECONDS,
+            what=f"real node {name} to be Ready (log: {records[-1].log})",
+        )
 
 
 def _node_ready(client: Client, name: str, records: list[ProcessRecord]) -> bool | None:
@@ -178,8 +196,9 @@ def drain_real_node(kubeconfig: Path, name: str) -> None:
                 continue
             try:
                 with kube_errors(f"delete pod {pod.metadata.name}"):
-                    client.delete(Pod, pod.metadata.name, namespace=pod.metadata.namespace,
-                                  grace_period=1)
+                    client.delete(
+                        Pod, pod.metadata.name, namespace=pod.metadata.namespace, grace_period=1
+                    )
             except KubeNotFoundError:
                 pass
 
@@ -191,8 +210,11 @@ def drain_real_node(kubeconfig: Path, name: str) -> None:
 
 
 def stop_real_nodes(
-    layout: Layout, records: list[ProcessRecord], nodes: dict[str, NodeNetwork],
-    api_running: bool, kube_proxy_binary: Path,
+    layout: Layout,
+    records: list[ProcessRecord],
+    nodes: dict[str, NodeNetwork],
+    api_running: bool,
+    kube_proxy_binary: Path,
 ) -> list[str]:
     """Drain, stop kubelets, remove leftover containers, stop containerd and the registry.
 
@@ -248,5 +270,3 @@ def prepare_host(state_dir: Path, node: str) -> tuple[dict[str, str], NodeNetwor
     """Check the tools and take a free machine-wide slot for this real node."""
     tools = require_tools()
     return tools, claim_slot(state_dir, node)
-
-

@@ -51,64 +51,81 @@ def kube_proxy_config(layout: Layout, healthz_port: int, metrics_port: int) -> d
         "metricsBindAddress": f"127.0.0.1:{metrics_port}",
         "nodePortAddresses": [NODE_ADDRESS_RANGE],
         # Leave the machine's conntrack sysctls alone (0 = do not set).
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
-                      "tcpCloseWaitTimeout": "0s"},
-        "iptables": {"masqueradeAll": True, "localhostNodePorts": False, "syncPeriod": "10s",
-                     "minSyncPeriod": "0s"},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+        "iptables": {
+            "masqueradeAll": True,
+            "localhostNodePorts": False,
+            "syncPeriod": "10s",
+            "minSyncPeriod": "0s",
+        },
     }
 
 
 def kube_proxy_component(layout: Layout, binary: Path, node_name: str) -> Component:
-    return Component("kube-proxy", (
-        str(binary), f"--config={kube_proxy_dir(layout) / 'config.yaml'}",
-        f"--hostname-override={node_name}", "--v=1",
-    ))
+    return Component(
+        "kube-proxy",
+        (
+            str(binary),
+            f"--config={kube_proxy_dir(layout) / 'config.yaml'}",
+            f"--hostname-override={node_name}",
+            "--v=1",
+        ),
+    )
 
 
 def corefile() -> str:
     """Cluster DNS for ``cluster.local``; the rest goes to the node's resolv.conf."""
-    return "\n".join([
-        ".:53 {",
-        "    bind {$POD_IP}",
-        "    errors",
-        "    health {$POD_IP}:8080",
-        "    ready {$POD_IP}:8181",
-        f"    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{",
-        "        kubeconfig /etc/coredns/kube/kubeconfig flotilla",
-        "        pods insecure",
-        "        fallthrough in-addr.arpa ip6.arpa",
-        "        ttl 5",
-        "    }",
-        "    forward . /etc/resolv.conf",
-        "    cache 5",
-        "    loadbalance",
-        "    reload",
-        "}",
-        "",
-    ])
+    return "\n".join(
+        [
+            ".:53 {",
+            "    bind {$POD_IP}",
+            "    errors",
+            "    health {$POD_IP}:8080",
+            "    ready {$POD_IP}:8181",
+            f"    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{",
+            "        kubeconfig /etc/coredns/kube/kubeconfig flotilla",
+            "        pods insecure",
+            "        fallthrough in-addr.arpa ip6.arpa",
+            "        ttl 5",
+            "    }",
+            "    forward . /etc/resolv.conf",
+            "    cache 5",
+            "    loadbalance",
+            "    reload",
+            "}",
+            "",
+        ]
+    )
 
 
 def coredns_kubeconfig(api_port: int) -> str:
     """Paths inside the pod: the Secret is mounted at /etc/coredns/kube."""
-    return "\n".join([
-        "apiVersion: v1",
-        "kind: Config",
-        "clusters:",
-        "- name: flotilla",
-        "  cluster:",
-        f"    server: https://127.0.0.1:{api_port}",
-        "    certificate-authority: /etc/coredns/kube/ca.crt",
-        "users:",
-        "- name: coredns",
-        "  user:",
-        "    client-certificate: /etc/coredns/kube/client.crt",
-        "    client-key: /etc/coredns/kube/client.key",
-        "contexts:",
-        "- name: flotilla",
-        "  context: {cluster: flotilla, user: coredns}",
-        "current-context: flotilla",
-        "",
-    ])
+    return "\n".join(
+        [
+            "apiVersion: v1",
+            "kind: Config",
+            "clusters:",
+            "- name: flotilla",
+            "  cluster:",
+            f"    server: https://127.0.0.1:{api_port}",
+            "    certificate-authority: /etc/coredns/kube/ca.crt",
+            "users:",
+            "- name: coredns",
+            "  user:",
+            "    client-certificate: /etc/coredns/kube/client.crt",
+            "    client-key: /etc/coredns/kube/client.key",
+            "contexts:",
+            "- name: flotilla",
+            "  context: {cluster: flotilla, user: coredns}",
+            "current-context: flotilla",
+            "",
+        ]
+    )
 
 
 def _meta(name: str, namespace: str | None = DNS_NAMESPACE) -> dict[str, Any]:
@@ -121,10 +138,16 @@ def _meta(name: str, namespace: str | None = DNS_NAMESPACE) -> dict[str, Any]:
 def coredns_objects(image: str, secret_data: dict[str, str]) -> list[dict[str, Any]]:
     """RBAC, Corefile, credentials, the Deployment and the ``kube-dns`` Service."""
     rules = [
-        {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
-         "verbs": ["list", "watch"]},
-        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-         "verbs": ["list", "watch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["endpoints", "services", "pods", "namespaces"],
+            "verbs": ["list", "watch"],
+        },
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["list", "watch"],
+        },
     ]
     pod_spec: dict[str, Any] = {
         "hostNetwork": True,
@@ -132,53 +155,95 @@ def coredns_objects(image: str, secret_data: dict[str, str]) -> list[dict[str, A
         "priorityClassName": "system-cluster-critical",
         "nodeSelector": {"flotilla.dev/real-node": "true"},
         "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
-        "containers": [{
-            "name": "coredns",
-            "image": image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["/coredns", "-conf", "/etc/coredns/Corefile"],
-            "env": [{"name": "POD_IP",
-                     "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-            "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                      {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181},
-                               "periodSeconds": 2},
-            "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True},
-                             {"name": "kube", "mountPath": "/etc/coredns/kube",
-                              "readOnly": True}],
-        }],
-        "volumes": [{"name": "config", "configMap": {"name": "coredns"}},
-                    {"name": "kube", "secret": {"secretName": "coredns-kubeconfig"}}],
+        "containers": [
+            {
+                "name": "coredns",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["/coredns", "-conf", "/etc/coredns/Corefile"],
+                "env": [
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+                ],
+                "ports": [
+                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+                ],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 2},
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/coredns", "readOnly": True},
+                    {"name": "kube", "mountPath": "/etc/coredns/kube", "readOnly": True},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "coredns"}},
+            {"name": "kube", "secret": {"secretName": "coredns-kubeconfig"}},
+        ],
     }
     return [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": _meta("system:coredns", None), "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": _meta("system:coredns", None),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "system:coredns"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                       "name": COREDNS.user}]},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("coredns"),
-         "data": {"Corefile": corefile()}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": _meta("coredns-kubeconfig"),
-         "stringData": secret_data},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("coredns"),
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"k8s-app": DNS_APP_LABEL}},
-                  "template": {"metadata": {"labels": {"k8s-app": DNS_APP_LABEL}},
-                               "spec": pod_spec}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": _meta("kube-dns"),
-         "spec": {"clusterIP": CLUSTER_DNS_IP, "selector": {"k8s-app": DNS_APP_LABEL},
-                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
-                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta("system:coredns", None),
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta("system:coredns", None),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:coredns",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": COREDNS.user}
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta("coredns"),
+            "data": {"Corefile": corefile()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta("coredns-kubeconfig"),
+            "stringData": secret_data,
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("coredns"),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"k8s-app": DNS_APP_LABEL}},
+                "template": {"metadata": {"labels": {"k8s-app": DNS_APP_LABEL}}, "spec": pod_spec},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("kube-dns"),
+            "spec": {
+                "clusterIP": CLUSTER_DNS_IP,
+                "selector": {"k8s-app": DNS_APP_LABEL},
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                ],
+            },
+        },
     ]
 
 
 def dns_query(name: str, query_id: int = 0x4242) -> bytes:
     """A minimal DNS query (type A, recursion desired) to probe the cluster DNS from the host."""
     header = query_id.to_bytes(2, "big") + b"\x01\x00" + b"\x00\x01" + b"\x00" * 6
-    labels = b"".join(len(part).to_bytes(1, "big") + part.encode()
-                      for part in name.rstrip(".").split("."))
+    labels = b"".join(
+        len(part).to_bytes(1, "big") + part.encode() for part in name.rstrip(".").split(".")
+    )
     return header + labels + b"\x00" + b"\x00\x01\x00\x01"
 
 

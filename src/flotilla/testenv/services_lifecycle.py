@@ -69,8 +69,9 @@ def enable_forwarding() -> None:
         raise StartError(f"cannot enable IPv4 forwarding ({path}): {exc}") from exc
 
 
-def start_kube_proxy(layout: Layout, spec: BuildSpec, ports: Ports, node_name: str
-                     ) -> ProcessRecord:
+def start_kube_proxy(
+    layout: Layout, spec: BuildSpec, ports: Ports, node_name: str
+) -> ProcessRecord:
     """One kube-proxy for the environment: the real nodes share the host's network stack."""
     enable_forwarding()
     directory = kube_proxy_dir(layout)
@@ -82,8 +83,9 @@ def start_kube_proxy(layout: Layout, spec: BuildSpec, ports: Ports, node_name: s
         "client-key": str(directory / f"{KUBE_PROXY.file_stem}.key"),
     }
     (directory / "kubeconfig").write_text(yaml.safe_dump(document))
-    (directory / "config.yaml").write_text(yaml.safe_dump(
-        kube_proxy_config(layout, _free_port(), _free_port())))
+    (directory / "config.yaml").write_text(
+        yaml.safe_dump(kube_proxy_config(layout, _free_port(), _free_port()))
+    )
     component = kube_proxy_component(layout, spec.binary("kube-proxy"), node_name)
     return start_process(component, layout.log(component.name), layout.state_dir)
 
@@ -107,12 +109,18 @@ def deploy_coredns(layout: Layout, ports: Ports, image: str, kube_proxy: Process
                     client.create(resource)
             except KubeConflictError:
                 pass
-        wait_until(lambda: _deployment_ready(client, kube_proxy),
-                   timeout=DNS_READY_TIMEOUT_SECONDS, what="CoreDNS to be Ready")
+        wait_until(
+            lambda: _deployment_ready(client, kube_proxy),
+            timeout=DNS_READY_TIMEOUT_SECONDS,
+            what="CoreDNS to be Ready",
+        )
     name = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
-    wait_until(lambda: True if resolve_through_service(name) else None,
-               timeout=DNS_READY_TIMEOUT_SECONDS, interval=0.5,
-               what=f"kube-dns ({CLUSTER_DNS_IP}) to answer {name}")
+    wait_until(
+        lambda: True if resolve_through_service(name) else None,
+        timeout=DNS_READY_TIMEOUT_SECONDS,
+        interval=0.5,
+        what=f"kube-dns ({CLUSTER_DNS_IP}) to answer {name}",
+    )
 
 
 def _deployment_ready(client: Client, kube_proxy: ProcessRecord) -> bool | None:
@@ -138,7 +146,8 @@ def resolve_through_service(name: str, server: str = CLUSTER_DNS_IP) -> bool:
 def clean_service_rules(binary: Path) -> None:
     """Remove kube-proxy's iptables chains; only when no other environment's proxy needs them."""
     if binary.exists():
-        result = subprocess.run([str(binary), "--cleanup"], capture_output=True, text=True,
-                                check=False, timeout=60)
+        result = subprocess.run(
+            [str(binary), "--cleanup"], capture_output=True, text=True, check=False, timeout=60
+        )
         if result.returncode != 0:
             logger.warning("kube-proxy --cleanup failed: %s", result.stderr.strip()[-500:])

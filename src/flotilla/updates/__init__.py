@@ -34,8 +34,18 @@ if TYPE_CHECKING:
 
 _HOMES = {
     **dict.fromkeys(
-        ("FLATCAR_APP_ID", "Channel", "Group", "InstanceState", "InstanceStatus", "Package",
-         "Policy", "RolloutStats", "Version", "Window"),
+        (
+            "FLATCAR_APP_ID",
+            "Channel",
+            "Group",
+            "InstanceState",
+            "InstanceStatus",
+            "Package",
+            "Policy",
+            "RolloutStats",
+            "Version",
+            "Window",
+        ),
         "flotilla.updates.models",
     ),
     **dict.fromkeys(

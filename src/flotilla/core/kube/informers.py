@@ -58,19 +58,23 @@ def post_event(
     decisions and must not change them. Cluster-scoped objects get their events in ``default``.
     """
 
-
     meta = involved.get("metadata", {})
     namespace = meta.get("namespace") or "default"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{meta.get('name', 'object')[:200]}.{uuid.uuid4().hex[:16]}",
-                     "namespace": namespace},
+        "metadata": {
+            "name": f"{meta.get('name', 'object')[:200]}.{uuid.uuid4().hex[:16]}",
+            "namespace": namespace,
+        },
         "involvedObject": {
-            "apiVersion": involved.get("apiVersion"), "kind": involved.get("kind"),
-            "name": meta.get("name"), "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion"),
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
         },
         "reason": reason,
         "message": message[:1024],
@@ -119,8 +123,7 @@ class Informer:
         self._lock = threading.Lock()
         self.synced = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
         warm_up_decoders(resource)
 
     @staticmethod
@@ -196,8 +199,9 @@ class Informer:
         for obj in fresh.values():
             self._on_change("ADDED", obj)
         self.synced.set()
-        for kind, raw in self._client.watch(self._resource, resource_version=version,
-                                            server_timeout=30, **kwargs):
+        for kind, raw in self._client.watch(
+            self._resource, resource_version=version, server_timeout=30, **kwargs
+        ):
             if self._stop.is_set():
                 return
             obj = to_dict(raw)
@@ -224,7 +228,6 @@ def warm_up_decoders(*resources: type[Any]) -> None:
     at once crashed the interpreter here (a segfault in ``msgspec.convert``). Call this from the
     main thread before threads that create, list or watch these kinds start.
     """
-
 
     kinds: tuple[type[Any], ...] = (*resources, meta_v1.Status, decoders.WatchEvent)
     for res in kinds:

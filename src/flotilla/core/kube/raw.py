@@ -74,21 +74,35 @@ def apply_raw(
     --force-conflicts`` does: the caller is the declared owner of these objects.
     """
 
-    res = resource_type(str(obj["apiVersion"]), str(obj["kind"]), plural=plural,
-                        namespaced=namespaced)
+    res = resource_type(
+        str(obj["apiVersion"]), str(obj["kind"]), plural=plural, namespaced=namespaced
+    )
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
     meta = obj.get("metadata") or {}
     name = str(meta.get("name") or "")
     namespace = str(meta.get("namespace") or "") or None if _is_namespaced(res) else None
     with kube_errors(f"apply {obj['kind']} {namespace + '/' if namespace else ''}{name}"):
-        stored = api.patch(res, name, obj, namespace=namespace,
-                           patch_type=PatchType.APPLY, field_manager=field_manager, force=force)
+        stored = api.patch(
+            res,
+            name,
+            obj,
+            namespace=namespace,
+            patch_type=PatchType.APPLY,
+            field_manager=field_manager,
+            force=force,
+        )
     return _as_dict(stored)
 
 
 def get_raw(
-    client: Client, api_version: str, kind: str, name: str, *, namespace: str | None = None,
-    plural: str | None = None, namespaced: bool | None = None,
+    client: Client,
+    api_version: str,
+    kind: str,
+    name: str,
+    *,
+    namespace: str | None = None,
+    plural: str | None = None,
+    namespaced: bool | None = None,
 ) -> dict[str, Any] | None:
     """The object as a dict, or None when it does not exist."""
     res = resource_type(api_version, kind, plural=plural, namespaced=namespaced)
@@ -103,8 +117,13 @@ def get_raw(
 
 
 def list_raw(
-    client: Client, api_version: str, kind: str, *, namespace: str | None = None,
-    labels: dict[str, str] | None = None, plural: str | None = None,
+    client: Client,
+    api_version: str,
+    kind: str,
+    *,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    plural: str | None = None,
     namespaced: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Objects of a kind as dicts; ``namespace=None`` lists all namespaces for namespaced kinds."""
@@ -119,8 +138,14 @@ def list_raw(
 
 
 def delete_raw(
-    client: Client, api_version: str, kind: str, name: str, *, namespace: str | None = None,
-    plural: str | None = None, namespaced: bool | None = None,
+    client: Client,
+    api_version: str,
+    kind: str,
+    name: str,
+    *,
+    namespace: str | None = None,
+    plural: str | None = None,
+    namespaced: bool | None = None,
 ) -> bool:
     """Delete (background propagation); False when it was already gone."""
     res = resource_type(api_version, kind, plural=plural, namespaced=namespaced)
@@ -151,7 +176,12 @@ def create_raw(client: Client, resource: type[Any], body: dict[str, Any]) -> dic
 
 
 def patch_merge_raw(
-    client: Client, api_version: str, kind: str, name: str, patch: dict[str, Any], *,
+    client: Client,
+    api_version: str,
+    kind: str,
+    name: str,
+    patch: dict[str, Any],
+    *,
     namespace: str | None = None,
 ) -> dict[str, Any]:
     """JSON merge patch (a ``None`` value removes a key, e.g. an annotation); the stored object."""
@@ -160,13 +190,18 @@ def patch_merge_raw(
     api: Any = client  # lightkube's overloads are per-class; ours is dynamic
     with kube_errors(f"patch {kind} {name}"):
         if _is_namespaced(res):
-            return _as_dict(api.patch(res, name, patch, namespace=namespace,
-                                      patch_type=PatchType.MERGE))
+            return _as_dict(
+                api.patch(res, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
+            )
         return _as_dict(api.patch(res, name, patch, patch_type=PatchType.MERGE))
 
 
 def list_raw_fields(
-    client: Client, api_version: str, kind: str, fields: dict[str, str], *,
+    client: Client,
+    api_version: str,
+    kind: str,
+    fields: dict[str, str],
+    *,
     namespace: str | None = None,
 ) -> list[dict[str, Any]]:
     """Objects matching a field selector (e.g. pods by ``spec.nodeName``), as dicts."""
@@ -181,7 +216,11 @@ def list_raw_fields(
 
 
 def evict_pod(
-    client: Client, name: str, namespace: str, *, grace_period_seconds: int | None = None,
+    client: Client,
+    name: str,
+    namespace: str,
+    *,
+    grace_period_seconds: int | None = None,
 ) -> bool:
     """Ask the Eviction API to remove a pod, which honours PodDisruptionBudgets.
 
@@ -192,7 +231,8 @@ def evict_pod(
     body = Pod.Eviction(
         metadata=ObjectMeta(name=name, namespace=namespace),
         deleteOptions=DeleteOptions(gracePeriodSeconds=grace_period_seconds)
-        if grace_period_seconds is not None else None,
+        if grace_period_seconds is not None
+        else None,
     )
     try:
         with kube_errors(f"evict pod {namespace}/{name}"):

@@ -53,8 +53,14 @@ def _websocket_target(kubeconfig: Path) -> tuple[str, Any, dict[str, str]]:
 
 
 def exec_websocket(
-    kubeconfig: Path, namespace: str, pod: str, command: list[str], *,
-    container: str | None = None, stdin: bytes | None = None, timeout: float = 120.0,
+    kubeconfig: Path,
+    namespace: str,
+    pod: str,
+    command: list[str],
+    *,
+    container: str | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 120.0,
 ) -> tuple[int, bytes]:
     """Run ``command`` in a pod's container over the API's exec websocket (``v5.channel.k8s.io``).
 
@@ -62,7 +68,6 @@ def exec_websocket(
     process to start: a short command costs one API round trip. Returns (exit code, stdout and
     stderr); transport failures (no such pod, API down) raise ``KubeError``.
     """
-
 
     base, ctx, headers = _websocket_target(kubeconfig)
     query = [("command", c) for c in command] + [("stdout", "true"), ("stderr", "true")]
@@ -74,19 +79,27 @@ def exec_websocket(
     out = bytearray()
     status: dict[str, Any] = {}
     try:
-        with connect(url, ssl=ctx, subprotocols=["v5.channel.k8s.io"],  # type: ignore[list-item]
-                     additional_headers=headers, compression=None, max_size=None,
-                     open_timeout=timeout, close_timeout=2) as ws:
+        with connect(
+            url,
+            ssl=ctx,
+            subprotocols=["v5.channel.k8s.io"],  # type: ignore[list-item]
+            additional_headers=headers,
+            compression=None,
+            max_size=None,
+            open_timeout=timeout,
+            close_timeout=2,
+        ) as ws:
             if stdin is not None:
                 for i in range(0, len(stdin), 1 << 20):
-                    ws.send(b"\x00" + stdin[i:i + (1 << 20)])
+                    ws.send(b"\x00" + stdin[i : i + (1 << 20)])
                 ws.send(b"\xff\x00")  # v5: close stdin
             while True:
                 try:
                     msg = ws.recv(timeout=timeout)
                 except TimeoutError as exc:
-                    raise KubeError(f"exec in {namespace}/{pod}: timed out after "
-                                    f"{timeout:.0f}s") from exc
+                    raise KubeError(
+                        f"exec in {namespace}/{pod}: timed out after {timeout:.0f}s"
+                    ) from exc
                 if not isinstance(msg, bytes) or not msg:
                     continue
                 if msg[0] in (1, 2):
@@ -115,16 +128,25 @@ class PortForward:
     ``close()`` stops listening and waits for the accept loop.
     """
 
-    def __init__(self, kubeconfig: Path, namespace: str, pod: str, local_port: int,
-                 remote_port: int, *, address: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        pod: str,
+        local_port: int,
+        remote_port: int,
+        *,
+        address: str = "127.0.0.1",
+    ) -> None:
 
         self._base, self._ssl, self._headers = _websocket_target(kubeconfig)
         self.namespace, self.pod, self.remote_port = namespace, pod, remote_port
         self._sock = socket.create_server((address, local_port), reuse_port=False)
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name=f"forward-{local_port}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept, name=f"forward-{local_port}", daemon=True
+        )
         self._thread.start()
 
     def _accept(self) -> None:
@@ -136,28 +158,38 @@ class PortForward:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                             name="forward-conn").start()
+            threading.Thread(
+                target=self._serve, args=(conn,), daemon=True, name="forward-conn"
+            ).start()
 
     def _serve(self, conn: Any) -> None:
 
-
-        url = (f"{self._base}/api/v1/namespaces/{self.namespace}/pods/{self.pod}/portforward"
-               f"?ports={self.remote_port}")
+        url = (
+            f"{self._base}/api/v1/namespaces/{self.namespace}/pods/{self.pod}/portforward"
+            f"?ports={self.remote_port}"
+        )
         with conn:
             try:
-                ws = connect(url, ssl=self._ssl, subprotocols=["v4.channel.k8s.io"],  # type: ignore[list-item]
-                             additional_headers=self._headers, compression=None,
-                             max_size=None, open_timeout=10)
+                ws = connect(
+                    url,
+                    ssl=self._ssl,
+                    subprotocols=["v4.channel.k8s.io"],  # type: ignore[list-item]
+                    additional_headers=self._headers,
+                    compression=None,
+                    max_size=None,
+                    open_timeout=10,
+                )
             except (OSError, WebSocketException):
                 return
             with ws:
+
                 def upstream() -> None:
                     with contextlib.suppress(OSError, WebSocketException):
                         while data := conn.recv(65536):
                             ws.send(b"\x00" + data)
                     with contextlib.suppress(OSError, WebSocketException):
                         ws.close()
+
                 pump = threading.Thread(target=upstream, daemon=True, name="forward-up")
                 pump.start()
                 seen = {0: False, 1: False}
@@ -184,7 +216,11 @@ class PortForward:
 
 
 def follow_pod_logs(
-    kubeconfig: Path, namespace: str, pod: str, *, container: str | None = None,
+    kubeconfig: Path,
+    namespace: str,
+    pod: str,
+    *,
+    container: str | None = None,
     since_seconds: int | None = None,
 ) -> Any:
     """Start ``kubectl logs -f`` for a pod's container; returns the process (stdout: the lines).
@@ -212,8 +248,15 @@ def kubeconfig_context(path: Path) -> tuple[str, str, str]:
 
 
 def service_proxy(
-    client: Client, namespace: str, service: str, path: str = "/", *, port: str = "http",
-    method: str = "GET", content: bytes = b"", headers: dict[str, str] | None = None,
+    client: Client,
+    namespace: str,
+    service: str,
+    path: str = "/",
+    *,
+    port: str = "http",
+    method: str = "GET",
+    content: bytes = b"",
+    headers: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> tuple[int, dict[str, str], bytes]:
     """An HTTP request to a Service through the API server's proxy; status, headers, body.
@@ -224,6 +267,7 @@ def service_proxy(
     http: httpx2.Client = client._client._client  # lightkube's transport, TLS and auth
     url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}"
     with kube_errors(f"{method} {service}{path} through the API server proxy"):
-        response = http.request(method, url, content=content, headers=headers or {},
-                                timeout=timeout)
+        response = http.request(
+            method, url, content=content, headers=headers or {}, timeout=timeout
+        )
     return response.status_code, dict(response.headers), response.content

@@ -48,7 +48,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
             if end == -1:
                 out.append(re.escape(ch))
             else:
-                out.append("[" + pattern[i + 1:end].replace("!", "^", 1) + "]")
+                out.append("[" + pattern[i + 1 : end].replace("!", "^", 1) + "]")
                 i = end
         else:
             out.append(re.escape(ch))
@@ -71,8 +71,11 @@ class Matcher:
 
     @classmethod
     def of(cls, patterns: list[str] | tuple[str, ...]) -> Matcher:
-        cleaned = (clean_pattern(p.strip()) for p in patterns
-                   if p.strip() and not p.strip().startswith("#"))
+        cleaned = (
+            clean_pattern(p.strip())
+            for p in patterns
+            if p.strip() and not p.strip().startswith("#")
+        )
         return cls(tuple(p for p in cleaned if p not in ("", "!")))
 
     def ignored(self, rel: str) -> bool:
@@ -113,8 +116,9 @@ class ContextFilter:
         rel = _rel(path, self.root)
         if rel is None or rel == "":
             return rel == ""
-        if self.only and not any(rel == o or rel.startswith(o.rstrip("/") + "/")
-                                 for o in self.only):
+        if self.only and not any(
+            rel == o or rel.startswith(o.rstrip("/") + "/") for o in self.only
+        ):
             return False
         if self.ignore.ignored(rel):
             return False
@@ -125,8 +129,9 @@ class ContextFilter:
         return True
 
 
-def image_filter(image: ImageTarget, tiltignore: tuple[tuple[str, Matcher], ...] = ()
-                 ) -> ContextFilter:
+def image_filter(
+    image: ImageTarget, tiltignore: tuple[tuple[str, Matcher], ...] = ()
+) -> ContextFilter:
     """The files of ``image``'s context, as Docker and Tilt would send them."""
     patterns = [*read_ignore_file(os.path.join(image.context, ".dockerignore")), *image.ignore]
     only = tuple(clean_pattern(o) for o in image.only)
@@ -138,9 +143,14 @@ def context_files(flt: ContextFilter) -> list[str]:
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(flt.root):
         rel_dir = _rel(dirpath, flt.root) or ""
-        dirnames[:] = sorted(d for d in dirnames if not (
-            flt.ignore.ignored(f"{rel_dir}/{d}".lstrip("/"))
-            and not any(p.startswith("!") for p in flt.ignore.patterns)))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not (
+                flt.ignore.ignored(f"{rel_dir}/{d}".lstrip("/"))
+                and not any(p.startswith("!") for p in flt.ignore.patterns)
+            )
+        )
         for name in filenames:
             full = os.path.join(dirpath, name)
             if flt.includes(full):
@@ -161,8 +171,9 @@ def dockerfile_text(image: ImageTarget) -> str:
     return text
 
 
-def build_context(image: ImageTarget, tiltignore: tuple[tuple[str, Matcher], ...] = ()
-                  ) -> tuple[bytes, str]:
+def build_context(
+    image: ImageTarget, tiltignore: tuple[tuple[str, Matcher], ...] = ()
+) -> tuple[bytes, str]:
     """(gzip-free tarball of the context with the Dockerfile at ``GENERATED_DOCKERFILE``, tag).
 
     The tag is ``tilt-<sha256 of the tar content, build args and target>``: same input, same tag,

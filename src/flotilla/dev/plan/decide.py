@@ -78,9 +78,11 @@ def image_action(
     changed = set(changed)
     if image.dockerfile and image.dockerfile in changed:  # outside ``only`` too, as in Tilt
         return Action(ActionKind.REBUILD, "Dockerfile changed", images=[image.ref])
-    relevant = sorted(p for p in changed
-                      if any(_under(p, root) for root in image.watched)
-                      and (flt is None or flt.includes(p)))
+    relevant = sorted(
+        p
+        for p in changed
+        if any(_under(p, root) for root in image.watched) and (flt is None or flt.includes(p))
+    )
     if not relevant:
         return Action(ActionKind.NONE)
     if not deployed:
@@ -88,20 +90,23 @@ def image_action(
     steps = image.live_update
     syncs = [s for s in steps if isinstance(s, Sync)]
     if not syncs:
-        return Action(ActionKind.REBUILD, f"{_short(relevant)} changed; no live_update",
-                      images=[image.ref])
+        return Action(
+            ActionKind.REBUILD, f"{_short(relevant)} changed; no live_update", images=[image.ref]
+        )
     for step in steps:
         if isinstance(step, FallBackOn):
             hit = [p for p in relevant if any(_under(p, f) for f in step.paths)]
             if hit:
-                return Action(ActionKind.REBUILD, f"{_short(hit)} is under fall_back_on",
-                              images=[image.ref])
+                return Action(
+                    ActionKind.REBUILD, f"{_short(hit)} is under fall_back_on", images=[image.ref]
+                )
     action = Action(ActionKind.LIVE_UPDATE, f"sync {_short(relevant)}", images=[image.ref])
     for path in relevant:
         sync = next((s for s in reversed(syncs) if _under(path, s.local_path)), None)
         if sync is None:
-            return Action(ActionKind.REBUILD, f"{_short([path])} matches no sync()",
-                          images=[image.ref])
+            return Action(
+                ActionKind.REBUILD, f"{_short([path])} matches no sync()", images=[image.ref]
+            )
         target = remote_path(path, sync)
         if path in exists:
             action.copies.append(Copy(path, target))
@@ -113,13 +118,17 @@ def image_action(
         ):
             action.runs.append(step)
     action.restart = any(isinstance(s, RestartContainer) for s in steps) or bool(
-        image.restart_entrypoint)
+        image.restart_entrypoint
+    )
     return action
 
 
 def local_action(lr: LocalResource, changed: Iterable[str], flt: ContextFilter | None) -> Action:
-    hits = [p for p in changed if any(_under(p, d) for d in lr.deps)
-            and (flt is None or flt.includes(p))]
+    hits = [
+        p
+        for p in changed
+        if any(_under(p, d) for d in lr.deps) and (flt is None or flt.includes(p))
+    ]
     if not hits:
         return Action(ActionKind.NONE)
     return Action(ActionKind.RERUN, f"{_short(hits)} changed")
@@ -137,12 +146,17 @@ def resource_action(
     """Combine the per-image decisions of a resource: any rebuild wins over live updates."""
     if resource.kind == ResourceKind.LOCAL and resource.local is not None:
         return local_action(resource.local, changed, filters.get(resource.name))
-    actions = [image_action(images[ref], changed, exists=exists, flt=filters.get(ref),
-                            deployed=deployed) for ref in resource.images]
+    actions = [
+        image_action(images[ref], changed, exists=exists, flt=filters.get(ref), deployed=deployed)
+        for ref in resource.images
+    ]
     rebuild = [a for a in actions if a.kind == ActionKind.REBUILD]
     if rebuild:
-        return Action(ActionKind.REBUILD, "; ".join(a.reason for a in rebuild),
-                      images=[r for a in rebuild for r in a.images])
+        return Action(
+            ActionKind.REBUILD,
+            "; ".join(a.reason for a in rebuild),
+            images=[r for a in rebuild for r in a.images],
+        )
     live = [a for a in actions if a.kind == ActionKind.LIVE_UPDATE]
     if live:
         merged = Action(ActionKind.LIVE_UPDATE, "; ".join(a.reason for a in live))
@@ -172,8 +186,9 @@ def plan(
         return {"*": Action(ActionKind.RELOAD, f"{_short(reload)} changed")}
     out: dict[str, Action] = {}
     for r in resources:
-        a = resource_action(r, images, changed, exists=exists, filters=filters,
-                            deployed=r.name in deployed)
+        a = resource_action(
+            r, images, changed, exists=exists, filters=filters, deployed=r.name in deployed
+        )
         if a.kind != ActionKind.NONE:
             out[r.name] = a
     return out

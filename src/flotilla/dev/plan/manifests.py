@@ -72,8 +72,11 @@ def selector_matches(selector: str, obj: Obj) -> bool:
     """Tilt's object selector: ``name``, ``name:kind`` or ``name:kind:namespace``."""
     want = selector.lower().split(":")
     meta = obj.get("metadata") or {}
-    have = [str(meta.get("name", "")).lower(), str(obj.get("kind", "")).lower(),
-            str(meta.get("namespace", "default")).lower()]
+    have = [
+        str(meta.get("name", "")).lower(),
+        str(obj.get("kind", "")).lower(),
+        str(meta.get("namespace", "default")).lower(),
+    ]
     return all(w == h for w, h in zip(want, have, strict=False))
 
 
@@ -188,18 +191,41 @@ def set_namespace(obj: Obj, namespace: str) -> Obj:
     return out
 
 
-CLUSTER_SCOPED_KINDS = frozenset({
-    "Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding",
-    "CustomResourceDefinition", "StorageClass", "PriorityClass", "APIService",
-    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "CSIDriver", "IngressClass",
-    "RuntimeClass", "VolumeAttachment",
-})
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "StorageClass",
+        "PriorityClass",
+        "APIService",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "CSIDriver",
+        "IngressClass",
+        "RuntimeClass",
+        "VolumeAttachment",
+    }
+)
 
 
 def apply_order(obj: Obj) -> int:
     """Objects others depend on (namespaces, CRDs, RBAC, config) are applied first."""
-    order = ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
-             "ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret",
-             "PersistentVolumeClaim", "Service"]
+    order = [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "ConfigMap",
+        "Secret",
+        "PersistentVolumeClaim",
+        "Service",
+    ]
     kind = str(obj.get("kind"))
     return order.index(kind) if kind in order else len(order)

@@ -37,8 +37,9 @@ def step_dict(step: LiveUpdateStep) -> dict[str, Any]:
     return {"initial_sync": True}
 
 
-def planned_refs(result: TiltfileResult, tiltignore: tuple[tuple[str, Matcher], ...] = (),
-                 registry: str = "") -> dict[str, str]:
+def planned_refs(
+    result: TiltfileResult, tiltignore: tuple[tuple[str, Matcher], ...] = (), registry: str = ""
+) -> dict[str, str]:
     """declared ref → the ref a deploy would use, with the content-derived tag computed now."""
     out: dict[str, str] = {}
     reg = result.settings.default_registry or registry
@@ -47,8 +48,11 @@ def planned_refs(result: TiltfileResult, tiltignore: tuple[tuple[str, Matcher], 
             tag = image.tag or "<custom_build>"
         else:
             _, tag = build_context(image, tiltignore)
-        base = registry_ref(image.ref, result.settings.registry_from_cluster or reg,
-                            result.settings.registry_single_name)
+        base = registry_ref(
+            image.ref,
+            result.settings.registry_from_cluster or reg,
+            result.settings.registry_single_name,
+        )
         out[image.ref] = f"{base}:{tag}"
     return out
 
@@ -84,16 +88,16 @@ def resource_dict(r: Resource, images: dict[str, ImageTarget]) -> dict[str, Any]
     if r.images:
         out["images"] = [image_dict(images[ref]) for ref in r.images]
     if r.port_forwards:
-        out["port_forwards"] = [f"{p.local_port}:{p.container_port or p.local_port}"
-                                for p in r.port_forwards]
+        out["port_forwards"] = [
+            f"{p.local_port}:{p.container_port or p.local_port}" for p in r.port_forwards
+        ]
     if r.links:
         out["links"] = [{"url": lk.url, "name": lk.name} for lk in r.links]
     if r.local is not None:
         lr = r.local
         out["cmd"] = lr.cmd if isinstance(lr.cmd, str) else list(lr.cmd)
         if lr.serve_cmd:
-            out["serve_cmd"] = lr.serve_cmd if isinstance(lr.serve_cmd, str) else list(
-                lr.serve_cmd)
+            out["serve_cmd"] = lr.serve_cmd if isinstance(lr.serve_cmd, str) else list(lr.serve_cmd)
         out["deps"] = list(lr.deps)
         if lr.readiness_probe is not None:
             out["readiness_probe"] = lr.readiness_probe.kind
@@ -115,18 +119,24 @@ def render(result: TiltfileResult, resources: list[Resource], refs: dict[str, st
     objs = []
     for r in resources:
         for o in r.objects:
-            objs.append(manifests.inject_images(o, refs, env_vars=env_refs,
-                                                commands=container_overrides(result.images)))
+            objs.append(
+                manifests.inject_images(
+                    o, refs, env_vars=env_refs, commands=container_overrides(result.images)
+                )
+            )
     head = yaml.safe_dump(doc, sort_keys=False)
     return head + ("---\n" + manifests.dump_yaml_stream(objs) if objs else "")
 
 
-def container_overrides(images: list[ImageTarget]
-                        ) -> dict[str, tuple[list[str] | None, list[str] | None]]:
+def container_overrides(
+    images: list[ImageTarget],
+) -> dict[str, tuple[list[str] | None, list[str] | None]]:
     """``entrypoint=`` / ``container_args=`` of each image, as (command, args) for containers."""
     out: dict[str, tuple[list[str] | None, list[str] | None]] = {}
     for i in images:
         if i.entrypoint or i.container_args is not None:
-            out[i.ref] = (list(i.entrypoint) or None,
-                          None if i.container_args is None else list(i.container_args))
+            out[i.ref] = (
+                list(i.entrypoint) or None,
+                None if i.container_args is None else list(i.container_args),
+            )
     return out

@@ -29,19 +29,25 @@ def _selects(service: dict[str, Any], workload: dict[str, Any]) -> bool:
     selector = (service.get("spec") or {}).get("selector") or {}
     if not selector or not isinstance(selector, dict):
         return False
-    same_ns = ((service.get("metadata") or {}).get("namespace")
-               == (workload.get("metadata") or {}).get("namespace"))
+    same_ns = (service.get("metadata") or {}).get("namespace") == (
+        workload.get("metadata") or {}
+    ).get("namespace")
     labels = manifests.pod_labels(workload)
     return same_ns and all(labels.get(k) == v for k, v in selector.items())
 
 
 def _workload_names(workloads: list[dict[str, Any]]) -> list[str]:
     """``name``, or ``name:kind`` (then ``name:kind:namespace``) where names collide."""
+
     def key(o: dict[str, Any], depth: int) -> str:
         meta = o.get("metadata") or {}
-        parts = [str(meta.get("name", "")), str(o.get("kind", "")),
-                 str(meta.get("namespace") or "default")]
+        parts = [
+            str(meta.get("name", "")),
+            str(o.get("kind", "")),
+            str(meta.get("namespace") or "default"),
+        ]
         return ":".join(parts[:depth]).lower()
+
     names = []
     for o in workloads:
         for depth in (1, 2, 3):
@@ -61,34 +67,49 @@ def assemble(result: TiltfileResult) -> list[Resource]:
     refs = [i.ref for i in result.images]
     env_refs = {i.ref for i in result.images if i.match_in_env_vars}
     for name, w in zip(names, workloads, strict=True):
-        by_name[name] = Resource(name=name, kind=ResourceKind.K8S, objects=[w],
-                                 images=manifests.images_used(w, refs, env_vars=env_refs),
-                                 trigger_mode=result.settings.trigger_mode)
+        by_name[name] = Resource(
+            name=name,
+            kind=ResourceKind.K8S,
+            objects=[w],
+            images=manifests.images_used(w, refs, env_vars=env_refs),
+            trigger_mode=result.settings.trigger_mode,
+        )
     leftovers: list[dict[str, Any]] = []
     for o in objs:
         if manifests.is_workload(o):
             continue
-        owner = next((by_name[n] for n, w in zip(names, workloads, strict=True)
-                      if o.get("kind") == "Service" and _selects(o, w)), None)
+        owner = next(
+            (
+                by_name[n]
+                for n, w in zip(names, workloads, strict=True)
+                if o.get("kind") == "Service" and _selects(o, w)
+            ),
+            None,
+        )
         (owner.objects if owner else leftovers).append(o)
 
     for opts in result.k8s_resources:
         if opts.workload:
             target = _find_workload(by_name, opts.workload)
         else:
-            target = Resource(name=opts.new_name, kind=ResourceKind.K8S,
-                              trigger_mode=result.settings.trigger_mode)
+            target = Resource(
+                name=opts.new_name, kind=ResourceKind.K8S, trigger_mode=result.settings.trigger_mode
+            )
             if opts.new_name in by_name:
                 raise ResourceError(f"k8s_resource: resource {opts.new_name!r} already exists")
             by_name[opts.new_name] = target
         for sel in opts.objects:
             hits = [o for o in leftovers if manifests.selector_matches(sel, o)]
             if not hits:
-                raise ResourceError(f"k8s_resource {target.name}: no object matches {sel!r} "
-                                    "among the objects not already in a workload")
+                raise ResourceError(
+                    f"k8s_resource {target.name}: no object matches {sel!r} "
+                    "among the objects not already in a workload"
+                )
             if len(hits) > 1:
-                raise ResourceError(f"k8s_resource {target.name}: {sel!r} matches several "
-                                    "objects; add :kind or :kind:namespace")
+                raise ResourceError(
+                    f"k8s_resource {target.name}: {sel!r} matches several "
+                    "objects; add :kind or :kind:namespace"
+                )
             leftovers.remove(hits[0])
             target.objects.append(hits[0])
         if opts.new_name and opts.workload and opts.new_name != target.name:
@@ -109,15 +130,24 @@ def assemble(result: TiltfileResult) -> list[Resource]:
 
     resources = list(by_name.values())
     if leftovers:
-        resources.insert(0, Resource(name=UNCATEGORIZED, kind=ResourceKind.UNCATEGORIZED,
-                                     objects=leftovers))
+        resources.insert(
+            0, Resource(name=UNCATEGORIZED, kind=ResourceKind.UNCATEGORIZED, objects=leftovers)
+        )
         for r in resources[1:]:
             r.resource_deps.insert(0, UNCATEGORIZED)
     for lr in result.local_resources:
-        resources.append(Resource(
-            name=lr.name, kind=ResourceKind.LOCAL, resource_deps=list(lr.resource_deps),
-            trigger_mode=lr.trigger_mode, auto_init=lr.auto_init, links=list(lr.links),
-            labels=list(lr.labels), local=lr))
+        resources.append(
+            Resource(
+                name=lr.name,
+                kind=ResourceKind.LOCAL,
+                resource_deps=list(lr.resource_deps),
+                trigger_mode=lr.trigger_mode,
+                auto_init=lr.auto_init,
+                links=list(lr.links),
+                labels=list(lr.labels),
+                local=lr,
+            )
+        )
     resources += _compose_resources(result)
     _check_images(result.images, resources)
     return order(resources)
@@ -126,8 +156,13 @@ def assemble(result: TiltfileResult) -> list[Resource]:
 def _find_workload(by_name: dict[str, Resource], selector: str) -> Resource:
     if selector.lower() in by_name:
         return by_name[selector.lower()]
-    hits = [r for r in by_name.values() if r.kind == ResourceKind.K8S and r.objects
-            and manifests.selector_matches(selector, r.objects[0])]
+    hits = [
+        r
+        for r in by_name.values()
+        if r.kind == ResourceKind.K8S
+        and r.objects
+        and manifests.selector_matches(selector, r.objects[0])
+    ]
     if len(hits) == 1:
         return hits[0]
     known = ", ".join(sorted(by_name)) or "none"
@@ -139,13 +174,16 @@ def _compose_resources(result: TiltfileResult) -> list[Resource]:
     opts = {o.name: o for o in result.dc_resources}
     for proj in result.compose:
         for svc, spec in proj.services.items():
-            r = Resource(name=svc, kind=ResourceKind.COMPOSE, compose_service=spec,
-                         compose_project=proj.project_name,
-                         trigger_mode=result.settings.trigger_mode,
-                         resource_deps=[str(d) for d in _depends_on(spec)])
+            r = Resource(
+                name=svc,
+                kind=ResourceKind.COMPOSE,
+                compose_service=spec,
+                compose_project=proj.project_name,
+                trigger_mode=result.settings.trigger_mode,
+                resource_deps=[str(d) for d in _depends_on(spec)],
+            )
             image = str(spec.get("image") or "")
-            r.images = [i.ref for i in result.images if image and manifests.refers_to(image,
-                                                                                    i.ref)]
+            r.images = [i.ref for i in result.images if image and manifests.refers_to(image, i.ref)]
             o = opts.pop(svc, None)
             if o is not None:
                 r.name = o.new_name or svc
@@ -173,7 +211,8 @@ def _check_images(images: list[ImageTarget], resources: list[Resource]) -> None:
             if r.kind == ResourceKind.K8S and any(isinstance(s, RestartContainer) for s in steps):
                 raise ResourceError(
                     f"{r.name}: restart_container() works only for Docker Compose; for "
-                    "Kubernetes use load('ext://restart_process', 'docker_build_with_restart')")
+                    "Kubernetes use load('ext://restart_process', 'docker_build_with_restart')"
+                )
 
 
 def unused_images(images: list[ImageTarget], resources: list[Resource]) -> list[str]:
@@ -199,7 +238,7 @@ def order(resources: list[Resource]) -> list[Resource]:
         if state.get(r.name) == 2:
             return
         if state.get(r.name) == 1:
-            cycle = [*path[path.index(r.name):], r.name]
+            cycle = [*path[path.index(r.name) :], r.name]
             raise ResourceError(f"resource_deps cycle: {' -> '.join(cycle)}")
         state[r.name] = 1
         for d in r.resource_deps:
@@ -227,8 +266,12 @@ def dependents(resources: list[Resource], name: str) -> list[str]:
 
 def initial_set(resources: list[Resource], enabled: list[str] | None) -> list[str]:
     """Resources to start at ``up``: ``auto_init`` ones (and enabled, if the Tiltfile says)."""
-    names = [r.name for r in resources if r.auto_init and r.trigger_mode
-             not in (TriggerMode.AUTO_NO_INIT, TriggerMode.MANUAL_NO_INIT)]
+    names = [
+        r.name
+        for r in resources
+        if r.auto_init
+        and r.trigger_mode not in (TriggerMode.AUTO_NO_INIT, TriggerMode.MANUAL_NO_INIT)
+    ]
     if enabled:
         keep = set(enabled)
         for r in resources:

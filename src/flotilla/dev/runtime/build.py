@@ -58,8 +58,12 @@ class Built:
 class Builder:
     """Builds ``ImageTarget``s with one docker client; close it when done."""
 
-    def __init__(self, docker_host: str | None, registry: Registry,
-                 tiltignore: tuple[tuple[str, Matcher], ...] = ()) -> None:
+    def __init__(
+        self,
+        docker_host: str | None,
+        registry: Registry,
+        tiltignore: tuple[tuple[str, Matcher], ...] = (),
+    ) -> None:
         self.registry = registry
         self.tiltignore = tiltignore
         self._docker_host = docker_host or os.environ.get("DOCKER_HOST") or None
@@ -70,8 +74,9 @@ class Builder:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             try:
-                self._client = docker.DockerClient(base_url=self._docker_host or
-                                                   "unix:///var/run/docker.sock", timeout=300)
+                self._client = docker.DockerClient(
+                    base_url=self._docker_host or "unix:///var/run/docker.sock", timeout=300
+                )
             except docker.errors.DockerException as exc:
                 raise BuildError(f"cannot reach dockerd at {self._docker_host}: {exc}") from exc
         return self._client
@@ -94,8 +99,13 @@ class Builder:
             log(f"{image.ref}: building {local_ref} ({len(tar) // 1024} KiB context)")
             self._docker_build(image, tar, local_ref, log)
         self._push(local_ref, log)
-        return Built(image.ref, local_ref, f"{self.registry.cluster_ref(image.ref)}:{tag}",
-                     cached, time.monotonic() - start)
+        return Built(
+            image.ref,
+            local_ref,
+            f"{self.registry.cluster_ref(image.ref)}:{tag}",
+            cached,
+            time.monotonic() - start,
+        )
 
     def _exists(self, ref: str) -> bool:
         try:
@@ -108,9 +118,15 @@ class Builder:
 
     def _docker_build(self, image: ImageTarget, tar: bytes, ref: str, log: LogFn) -> None:
         kwargs: dict[str, Any] = {
-            "fileobj": io.BytesIO(tar), "custom_context": True, "dockerfile": GENERATED_DOCKERFILE,
-            "tag": ref, "buildargs": dict(image.build_args) or None, "rm": True, "decode": True,
-            "pull": image.pull, "forcerm": True,
+            "fileobj": io.BytesIO(tar),
+            "custom_context": True,
+            "dockerfile": GENERATED_DOCKERFILE,
+            "tag": ref,
+            "buildargs": dict(image.build_args) or None,
+            "rm": True,
+            "decode": True,
+            "pull": image.pull,
+            "forcerm": True,
         }
         if image.target:
             kwargs["target"] = image.target
@@ -127,8 +143,9 @@ class Builder:
         except docker.errors.DockerException as exc:
             raise BuildError(f"docker build {image.ref} failed: {exc}") from exc
         for extra in image.extra_tag:
-            repo, _, tag = extra.rpartition(":") if ":" in extra.split("/")[-1] else (extra, "",
-                                                                                      "latest")
+            repo, _, tag = (
+                extra.rpartition(":") if ":" in extra.split("/")[-1] else (extra, "", "latest")
+            )
             self.client.api.tag(ref, repo, tag)
 
     def _push(self, ref: str, log: LogFn) -> None:
@@ -149,28 +166,42 @@ class Builder:
         expected = f"{self.registry.push_ref(image.ref)}:{tag}"
         cmd = image.command
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        env = {**os.environ, **image.env, "EXPECTED_REF": expected,
-               "EXPECTED_REGISTRY": self.registry.host,
-               "EXPECTED_IMAGE": expected.rsplit(":", 1)[0].rsplit("/", 1)[-1],
-               "EXPECTED_TAG": tag}
+        env = {
+            **os.environ,
+            **image.env,
+            "EXPECTED_REF": expected,
+            "EXPECTED_REGISTRY": self.registry.host,
+            "EXPECTED_IMAGE": expected.rsplit(":", 1)[0].rsplit("/", 1)[-1],
+            "EXPECTED_TAG": tag,
+        }
         if self._docker_host:
             env["DOCKER_HOST"] = self._docker_host
         log(f"{image.ref}: custom_build with EXPECTED_REF={expected}")
-        proc = subprocess.run(argv, cwd=image.dir or None, env=env, capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            argv, cwd=image.dir or None, env=env, capture_output=True, text=True, check=False
+        )
         for line in (proc.stdout + proc.stderr).splitlines():
             log(line)
         if proc.returncode != 0:
-            raise BuildError(f"custom_build {image.ref}: command exited {proc.returncode}: "
-                             f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise BuildError(
+                f"custom_build {image.ref}: command exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         if image.outputs_image_ref_to:
             with open(image.outputs_image_ref_to) as fh:
                 expected = fh.read().strip()
         if not image.skips_local_docker and not self._exists(expected):
-            raise BuildError(f"custom_build {image.ref}: the command did not produce {expected} "
-                             "in dockerd (use $EXPECTED_REF as the image name)")
+            raise BuildError(
+                f"custom_build {image.ref}: the command did not produce {expected} "
+                "in dockerd (use $EXPECTED_REF as the image name)"
+            )
         if not image.disable_push and not image.skips_local_docker:
             self._push(expected, log)
         final_tag = expected.rsplit(":", 1)[-1]
-        return Built(image.ref, expected, f"{self.registry.cluster_ref(image.ref)}:{final_tag}",
-                     False, time.monotonic() - start)
+        return Built(
+            image.ref,
+            expected,
+            f"{self.registry.cluster_ref(image.ref)}:{final_tag}",
+            False,
+            time.monotonic() - start,
+        )

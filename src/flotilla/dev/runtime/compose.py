@@ -104,11 +104,13 @@ class ComposeRunner:
             conf = {"context": build} if isinstance(build, str) else dict(build)
             ctx = os.path.normpath(os.path.join(spec["_dir"], conf.get("context", ".")))
             name = str(spec.get("image") or f"{st.resource.compose_project}-{st.resource.name}")
-            target = ImageTarget(ref=name, context=ctx,
-                                 dockerfile=os.path.join(ctx, conf.get("dockerfile",
-                                                                       "Dockerfile")),
-                                 build_args=environment(conf.get("args")),
-                                 target=conf.get("target", ""))
+            target = ImageTarget(
+                ref=name,
+                context=ctx,
+                dockerfile=os.path.join(ctx, conf.get("dockerfile", "Dockerfile")),
+                build_args=environment(conf.get("args")),
+                target=conf.get("target", ""),
+            )
             saved = self.builder.registry
             self.builder.registry = dataclasses.replace(saved, host="")
             try:
@@ -135,14 +137,25 @@ class ComposeRunner:
         self.remove_container(name)
         network = self._network(project)
         st.status = "deploying"
-        labels = {PROJECT_LABEL: project, SERVICE_LABEL: st.resource.name,
-                  **environment(spec.get("labels"))}
+        labels = {
+            PROJECT_LABEL: project,
+            SERVICE_LABEL: st.resource.name,
+            **environment(spec.get("labels")),
+        }
         container = self.client.containers.create(
-            image, command=spec.get("command"), entrypoint=spec.get("entrypoint"), name=name,
-            environment=environment(spec.get("environment")), labels=labels,
-            ports=port_bindings(spec.get("ports") or []), working_dir=spec.get("working_dir"),
-            user=spec.get("user"), volumes=bind_mounts(spec.get("volumes") or [], spec["_dir"]),
-            network=network, detach=True)
+            image,
+            command=spec.get("command"),
+            entrypoint=spec.get("entrypoint"),
+            name=name,
+            environment=environment(spec.get("environment")),
+            labels=labels,
+            ports=port_bindings(spec.get("ports") or []),
+            working_dir=spec.get("working_dir"),
+            user=spec.get("user"),
+            volumes=bind_mounts(spec.get("volumes") or [], spec["_dir"]),
+            network=network,
+            detach=True,
+        )
         network_obj = self.client.networks.get(network)
         with contextlib.suppress(docker.errors.APIError):
             network_obj.disconnect(container)
@@ -183,6 +196,7 @@ class ComposeRunner:
                     session.log_to(st, chunk.decode(errors="replace").rstrip("\n"))
             except Exception as exc:  # container removed or client closed: the stream ends
                 logger.debug("compose logs %s ended: %s", name, exc)
+
         t = threading.Thread(target=pump, name=f"compose-logs-{name}", daemon=True)
         t.start()
         self._logs.append(t)
@@ -198,8 +212,11 @@ class ComposeRunner:
         copies = [(cp.local, cp.remote) for cp in action.copies]
         if copies:
             c.put_archive("/", tar_of(copies))
-        docker_restart = any(isinstance(s, RestartContainer) for ref in action.images
-                             for s in session.images[ref].live_update)
+        docker_restart = any(
+            isinstance(s, RestartContainer)
+            for ref in action.images
+            for s in session.images[ref].live_update
+        )
         script_action = dataclasses.replace(action, restart=action.restart and not docker_restart)
         script = live_update_script(script_action, has_files=False)
         code, out = c.exec_run(["sh", "-c", script])
@@ -220,8 +237,9 @@ class ComposeRunner:
     def down(self, project: str) -> int:
         """Remove a project's containers and network; how many containers were removed."""
         removed = 0
-        for c in self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}="
-                                                                         f"{project}"}):
+        for c in self.client.containers.list(
+            all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
+        ):
             c.remove(force=True)
             removed += 1
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):

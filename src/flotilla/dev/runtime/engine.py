@@ -89,8 +89,9 @@ class Engine:
             context, _, kns = kubeconfig_context(self.cfg.kubeconfig)
             namespace = self.cfg.namespace or kns
         try:
-            result, _ = evaluate(self.tiltfile, args=self.cfg.args, kube_context=context,
-                                 kube_namespace=namespace)
+            result, _ = evaluate(
+                self.tiltfile, args=self.cfg.args, kube_context=context, kube_namespace=namespace
+            )
             res = resources.assemble(result)
         except (TiltfileError, ValueError) as exc:
             self._tiltfile_done(start, str(exc))
@@ -100,8 +101,9 @@ class Engine:
         for w in result.warnings:
             self.log_to(self.tiltfile_state, f"WARNING: {w}")
         for ref in resources.unused_images(result.images, res):
-            self.log_to(self.tiltfile_state,
-                        f"WARNING: image {ref} is built but no resource uses it")
+            self.log_to(
+                self.tiltfile_state, f"WARNING: image {ref} is built but no resource uses it"
+            )
         with self.lock:
             self.result = result
             self.resources = res
@@ -123,8 +125,16 @@ class Engine:
             for r in res:
                 if r.local is not None:
                     self._filters[r.name] = ContextFilter(
-                        "/", Matcher.of([os.path.relpath(self.tiltfile.parent, "/") + "/" + p
-                                         for p in r.local.ignore]), (), self._tiltignore)
+                        "/",
+                        Matcher.of(
+                            [
+                                os.path.relpath(self.tiltfile.parent, "/") + "/" + p
+                                for p in r.local.ignore
+                            ]
+                        ),
+                        (),
+                        self._tiltignore,
+                    )
         self._connect(result, namespace)
         self._tiltfile_done(start, "")
 
@@ -137,15 +147,19 @@ class Engine:
             self.log_to(st, f"ERROR: {error}")
 
     def _connect(self, result: TiltfileResult, namespace: str) -> None:
-        reg = Registry(result.settings.default_registry or self.cfg.registry,
-                       result.settings.registry_from_cluster, result.settings.registry_single_name)
+        reg = Registry(
+            result.settings.default_registry or self.cfg.registry,
+            result.settings.registry_from_cluster,
+            result.settings.registry_single_name,
+        )
         if self.builder is None:
             self.builder = Builder(self.cfg.docker_host, reg, self._tiltignore)
         self.builder.registry, self.builder.tiltignore = reg, self._tiltignore
         if result.k8s_objects and self.kube is None:
             if self.cfg.kubeconfig is None:
-                raise TiltfileError("the Tiltfile deploys to Kubernetes: pass --kubeconfig "
-                                    "or set KUBECONFIG")
+                raise TiltfileError(
+                    "the Tiltfile deploys to Kubernetes: pass --kubeconfig or set KUBECONFIG"
+                )
             self._check_context(result)
             from flotilla.core.kube import client_from_kubeconfig
             from flotilla.dev.runtime.kubedeploy import KubeDeployer
@@ -167,8 +181,10 @@ class Engine:
         context, server, _ = kubeconfig_context(self.cfg.kubeconfig)
         local = any(h in server for h in ("//127.", "//localhost", "//[::1]"))
         if not local and context not in result.settings.allowed_contexts:
-            raise TiltfileError(f"context {context!r} ({server}) is not local; add "
-                                f"allow_k8s_contexts({context!r}) to the Tiltfile")
+            raise TiltfileError(
+                f"context {context!r} ({server}) is not local; add "
+                f"allow_k8s_contexts({context!r}) to the Tiltfile"
+            )
 
     # --- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -197,9 +213,13 @@ class Engine:
     def _await_tiltfile(self) -> None:
         import watchfiles
 
-        for _ in watchfiles.watch(self.tiltfile.parent, stop_event=self.stop_event,
-                                  debounce=self.cfg.debounce_ms, rust_timeout=500,
-                                  raise_interrupt=False):
+        for _ in watchfiles.watch(
+            self.tiltfile.parent,
+            stop_event=self.stop_event,
+            debounce=self.cfg.debounce_ms,
+            rust_timeout=500,
+            raise_interrupt=False,
+        ):
             try:
                 self.load()
             except (TiltfileError, ValueError):
@@ -213,6 +233,7 @@ class Engine:
                 target()
             except Exception:  # a crash is logged, never silent, never fatal to the loop
                 logger.exception("dev thread %s crashed", name)
+
         t = threading.Thread(target=guarded, name=f"dev-{name}", daemon=True)
         self._threads = [x for x in self._threads if x.is_alive()] + [t]
         t.start()
@@ -242,8 +263,15 @@ class Engine:
         exists = {p for p in paths if os.path.exists(p)}
         config_files = set(self.result.watched_files) | {str(self.tiltfile)}
         deployed = {n for n, s in self.states.items() if s.applied or s.status == "ready"}
-        plans = decide.plan(self.resources, self.images, paths, exists=exists,
-                            filters=self._filters, deployed=deployed, config_files=config_files)
+        plans = decide.plan(
+            self.resources,
+            self.images,
+            paths,
+            exists=exists,
+            filters=self._filters,
+            deployed=deployed,
+            config_files=config_files,
+        )
         if "*" in plans:
             self._reload(plans["*"])
             return
@@ -258,8 +286,9 @@ class Engine:
     def _plan_one(self, r: Resource, paths: set[str]) -> Action:
         exists = {p for p in paths if os.path.exists(p)}
         st = self.states[r.name]
-        return decide.resource_action(r, self.images, paths, exists=exists,
-                                      filters=self._filters, deployed=bool(st.applied))
+        return decide.resource_action(
+            r, self.images, paths, exists=exists, filters=self._filters, deployed=bool(st.applied)
+        )
 
     def _reload(self, action: Action) -> None:
         before = {r.name: _fingerprint(r, self.images) for r in self.resources}
@@ -270,8 +299,10 @@ class Engine:
             return
         for r in self.resources:
             if before.get(r.name) != _fingerprint(r, self.images) and r.auto_init:
-                self.submit(r.name, Action(ActionKind.REAPPLY, "definition changed")
-                            if r.name in before else None)
+                self.submit(
+                    r.name,
+                    Action(ActionKind.REAPPLY, "definition changed") if r.name in before else None,
+                )
 
     def _update(self, st: ResourceState, action: Action | None, initial: bool) -> None:
         r = st.resource
@@ -283,8 +314,11 @@ class Engine:
                     if self.stop_event.is_set():
                         return
         with st.lock:
-            kind = str(action.kind) if action else (
-                "run" if r.kind == ResourceKind.LOCAL else "build+deploy")
+            kind = (
+                str(action.kind)
+                if action
+                else ("run" if r.kind == ResourceKind.LOCAL else "build+deploy")
+            )
             rec = BuildRecord(kind, action.reason if action else "full update", time.time())
             st.last = rec
             st.history.append(rec)
@@ -337,11 +371,14 @@ class Engine:
             self._servers[lr.name] = server
             if lr.readiness_probe is not None:
                 deadline = time.monotonic() + self.settings_timeout()
-                if not wait_probe(lr.readiness_probe, self.stop_event, deadline,
-                                  lambda: server.exit_code is None):
-                    raise RuntimeError("serve_cmd did not pass its readiness probe"
-                                       if server.exit_code is None
-                                       else f"serve_cmd exited with code {server.exit_code}")
+                if not wait_probe(
+                    lr.readiness_probe, self.stop_event, deadline, lambda: server.exit_code is None
+                ):
+                    raise RuntimeError(
+                        "serve_cmd did not pass its readiness probe"
+                        if server.exit_code is None
+                        else f"serve_cmd exited with code {server.exit_code}"
+                    )
 
     def context_filter(self, key: str) -> ContextFilter | None:
         return self._filters.get(key)
@@ -351,12 +388,25 @@ class Engine:
 
     def record(self) -> None:
         """Write what is applied, for ``flotilla dev down`` from another shell."""
-        objs = [{"apiVersion": o["apiVersion"], "kind": o["kind"],
-                 "name": o["metadata"]["name"], "namespace": o["metadata"].get("namespace")}
-                for s in self.states.values() if s.resource.kind == ResourceKind.K8S
-                for o in s.applied]
-        write_record(self.tiltfile, {"pid": os.getpid(), "objects": objs,
-                                     "compose": self.compose.projects() if self.compose else []})
+        objs = [
+            {
+                "apiVersion": o["apiVersion"],
+                "kind": o["kind"],
+                "name": o["metadata"]["name"],
+                "namespace": o["metadata"].get("namespace"),
+            }
+            for s in self.states.values()
+            if s.resource.kind == ResourceKind.K8S
+            for o in s.applied
+        ]
+        write_record(
+            self.tiltfile,
+            {
+                "pid": os.getpid(),
+                "objects": objs,
+                "compose": self.compose.projects() if self.compose else [],
+            },
+        )
 
     def log_to(self, st: ResourceState, line: str) -> None:
         st.append_log(line)
@@ -408,5 +458,6 @@ class Engine:
 
 def _fingerprint(r: Resource, images: dict[str, ImageTarget]) -> str:
     """What a reload must compare to know a resource's definition changed."""
-    return repr((r.objects, [images[i] for i in r.images], r.local, r.compose_service,
-                 r.port_forwards))
+    return repr(
+        (r.objects, [images[i] for i in r.images], r.local, r.compose_service, r.port_forwards)
+    )

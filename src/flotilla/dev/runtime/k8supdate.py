@@ -27,10 +27,14 @@ def build_images(session: Session, st: ResourceState, refs: list[str]) -> dict[s
     for ref in refs:
         st.status = "building"
         with session.build_slots:
-            built = session.builder.build(session.images[ref],
-                                          lambda line: session.log_to(st, line))
-        session.log_to(st, f"{ref}: {'cached' if built.cached else 'built'} {built.cluster_ref} "
-                       f"in {built.seconds:.2f}s")
+            built = session.builder.build(
+                session.images[ref], lambda line: session.log_to(st, line)
+            )
+        session.log_to(
+            st,
+            f"{ref}: {'cached' if built.cached else 'built'} {built.cluster_ref} "
+            f"in {built.seconds:.2f}s",
+        )
         out[ref] = built.cluster_ref
     return out
 
@@ -41,8 +45,15 @@ def full_update(session: Session, st: ResourceState) -> None:
     refs = build_images(session, st, r.images)
     images = list(session.images.values())
     env_refs = {i.ref for i in images if i.match_in_env_vars}
-    objs = [manifests.inject_images(session.kube.prepare(o, r.name), refs, env_vars=env_refs,
-                                    commands=container_overrides(images)) for o in r.objects]
+    objs = [
+        manifests.inject_images(
+            session.kube.prepare(o, r.name),
+            refs,
+            env_vars=env_refs,
+            commands=container_overrides(images),
+        )
+        for o in r.objects
+    ]
     st.status = "deploying"
     session.log_to(st, f"applying {', '.join(manifests.object_id(o) for o in objs)}")
     session.kube.apply(objs)
@@ -94,9 +105,12 @@ def live_update(session: Session, st: ResourceState, action: Action) -> None:
         full_update(session, st)
         return
     for c in targets:
-        session.log_to(st, f"live update {c.pod}/{c.name}: {len(copies)} file(s) copied, "
-                        f"{len(action.deletes)} deleted, {len(action.runs)} run step(s)"
-                        f"{', restart' if action.restart else ''}")
+        session.log_to(
+            st,
+            f"live update {c.pod}/{c.name}: {len(copies)} file(s) copied, "
+            f"{len(action.deletes)} deleted, {len(action.runs)} run step(s)"
+            f"{', restart' if action.restart else ''}",
+        )
         out = session.kube.live_update(c, action, copies)
         for line in out.splitlines():
             session.log_to(st, line)
@@ -118,5 +132,8 @@ def initial_sync(session: Session, st: ResourceState) -> None:
                         rel = os.path.relpath(p, step.local_path)
                         copies.append(Copy(p, os.path.join(step.remote_path, rel)))
         if copies:
-            live_update(session, st, Action(ActionKind.LIVE_UPDATE, "initial_sync", copies=copies,
-                                           images=[ref]))
+            live_update(
+                session,
+                st,
+                Action(ActionKind.LIVE_UPDATE, "initial_sync", copies=copies, images=[ref]),
+            )

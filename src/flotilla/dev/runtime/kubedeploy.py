@@ -32,8 +32,15 @@ from flotilla.dev.plan.decide import Action
 logger = logging.getLogger(__name__)
 MANAGED_BY = "flotilla-dev"
 RESOURCE_LABEL = "dev.flotilla.io/resource"
-_WAITING_ERRORS = {"ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName",
-                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+_WAITING_ERRORS = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CrashLoopBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
 REPLACEABLE = {"Job", "Pod"}
 
 
@@ -43,24 +50,28 @@ def workload_ready(obj: dict[str, Any]) -> bool:
     kind = obj.get("kind")
     spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
     if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet") and (
-            (status.get("observedGeneration") or 0) < (meta.get("generation") or 0)):
+        (status.get("observedGeneration") or 0) < (meta.get("generation") or 0)
+    ):
         return False
     if kind in ("Deployment", "StatefulSet"):
         # kubectl rollout status: all replicas updated, no old ones left, the new ones available.
         want = spec.get("replicas", 1)
         updated = status.get("updatedReplicas") or 0
-        if kind == "StatefulSet" and status.get("updateRevision") != status.get(
-                "currentRevision") and updated < want:
+        if (
+            kind == "StatefulSet"
+            and status.get("updateRevision") != status.get("currentRevision")
+            and updated < want
+        ):
             return False
         avail = status.get("availableReplicas" if kind == "Deployment" else "readyReplicas") or 0
-        return bool(updated >= want and (status.get("replicas") or 0) <= updated
-                    and avail >= want)
+        return bool(updated >= want and (status.get("replicas") or 0) <= updated and avail >= want)
     if kind in ("ReplicaSet", "ReplicationController"):
         return bool((status.get("availableReplicas") or 0) >= spec.get("replicas", 1))
     if kind == "DaemonSet":
         want = status.get("desiredNumberScheduled", 0)
-        return bool(status.get("updatedNumberScheduled", 0) >= want
-                    and status.get("numberReady", 0) >= want)
+        return bool(
+            status.get("updatedNumberScheduled", 0) >= want and status.get("numberReady", 0) >= want
+        )
     if kind == "Job":
         return bool((status.get("succeeded") or 0) >= (spec.get("completions") or 1))
     if kind == "Pod":
@@ -81,8 +92,10 @@ def pod_failure(pod: dict[str, Any]) -> str:
     for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in _WAITING_ERRORS:
-            return (f"pod {pod['metadata']['name']} container {cs.get('name')}: "
-                    f"{waiting['reason']}: {waiting.get('message', '')}").strip()
+            return (
+                f"pod {pod['metadata']['name']} container {cs.get('name')}: "
+                f"{waiting['reason']}: {waiting.get('message', '')}"
+            ).strip()
     return ""
 
 
@@ -114,9 +127,11 @@ def live_update_script(action: Action, has_files: bool) -> str:
         cmd = run.cmd if isinstance(run.cmd, str) else shlex.join(run.cmd)
         lines.append(f"( {cmd} )")
     if action.restart:
-        lines.append('rf="${FLOTILLA_RESTART_FILE:-/tmp/.restart-proc}"; '
-                     'if [ -f "$rf.pid" ]; then touch "$rf"; kill "$(cat "$rf.pid")"; '
-                     'else echo "no restart wrapper in this container" >&2; exit 3; fi')
+        lines.append(
+            'rf="${FLOTILLA_RESTART_FILE:-/tmp/.restart-proc}"; '
+            'if [ -f "$rf.pid" ]; then touch "$rf"; kill "$(cat "$rf.pid")"; '
+            'else echo "no restart wrapper in this container" >&2; exit 3; fi'
+        )
     return "\n".join(lines)
 
 
@@ -156,8 +171,12 @@ class KubeDeployer:
                 if obj.get("kind") not in REPLACEABLE:
                     raise
                 self.delete([obj])
-                wait_until(partial(self._gone, obj), timeout=60, interval=0.2,
-                           what=f"{manifests.object_id(obj)} deleted")
+                wait_until(
+                    partial(self._gone, obj),
+                    timeout=60,
+                    interval=0.2,
+                    what=f"{manifests.object_id(obj)} deleted",
+                )
                 stored.append(apply_raw(self.client, obj))
         return stored
 
@@ -166,11 +185,17 @@ class KubeDeployer:
 
     def refresh(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         meta = obj.get("metadata") or {}
-        return get_raw(self.client, obj["apiVersion"], obj["kind"], meta["name"],
-                       namespace=meta.get("namespace"))
+        return get_raw(
+            self.client,
+            obj["apiVersion"],
+            obj["kind"],
+            meta["name"],
+            namespace=meta.get("namespace"),
+        )
 
-    def pods(self, obj: dict[str, Any], extra: list[dict[str, str]] | None = None
-             ) -> list[dict[str, Any]]:
+    def pods(
+        self, obj: dict[str, Any], extra: list[dict[str, str]] | None = None
+    ) -> list[dict[str, Any]]:
         """Pods of a workload (by its selector, or itself for a Pod), newest first."""
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or self.namespace
@@ -182,11 +207,13 @@ class KubeDeployer:
             if sel:
                 out += list_raw(self.client, "v1", "Pod", namespace=ns, labels=sel)
         live = [p for p in out if not (p.get("metadata") or {}).get("deletionTimestamp")]
-        return sorted(live, key=lambda p: p["metadata"].get("creationTimestamp") or "",
-                      reverse=True)
+        return sorted(
+            live, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True
+        )
 
-    def status(self, obj: dict[str, Any], extra: list[dict[str, str]] | None = None
-               ) -> tuple[bool, str]:
+    def status(
+        self, obj: dict[str, Any], extra: list[dict[str, str]] | None = None
+    ) -> tuple[bool, str]:
         """(ready, failure reason) of one applied workload, from the server's current state."""
         current = self.refresh(obj)
         if current is None:
@@ -212,22 +239,35 @@ class KubeDeployer:
                     continue
                 for c in (pod.get("spec") or {}).get("containers") or []:
                     if manifests.refers_to(str(c.get("image", "")), image_ref):
-                        out.append(Container(pod["metadata"]["name"],
-                                             pod["metadata"]["namespace"], c["name"],
-                                             str(c["image"])))
+                        out.append(
+                            Container(
+                                pod["metadata"]["name"],
+                                pod["metadata"]["namespace"],
+                                c["name"],
+                                str(c["image"]),
+                            )
+                        )
         return out
 
-    def live_update(self, container: Container, action: Action, copies: list[tuple[str, str]]
-                    ) -> str:
+    def live_update(
+        self, container: Container, action: Action, copies: list[tuple[str, str]]
+    ) -> str:
         """Copy, delete, run and restart in one exec; raises ``KubeError`` when a step fails."""
         script = live_update_script(action, bool(copies))
-        code, out = exec_websocket(self.kubeconfig, container.namespace, container.pod,
-                                   ["sh", "-c", script], container=container.name,
-                                   stdin=tar_of(copies) if copies else None)
+        code, out = exec_websocket(
+            self.kubeconfig,
+            container.namespace,
+            container.pod,
+            ["sh", "-c", script],
+            container=container.name,
+            stdin=tar_of(copies) if copies else None,
+        )
         text = out.decode(errors="replace")
         if code != 0:
-            raise KubeError(f"live update in {container.pod}/{container.name} failed "
-                            f"(exit {code}): {text.strip()[-500:]}")
+            raise KubeError(
+                f"live update in {container.pod}/{container.name} failed "
+                f"(exit {code}): {text.strip()[-500:]}"
+            )
         return text
 
     def delete(self, objs: list[dict[str, Any]]) -> int:
@@ -236,8 +276,13 @@ class KubeDeployer:
         for obj in sorted(objs, key=manifests.apply_order, reverse=True):
             meta = obj.get("metadata") or {}
             try:
-                if delete_raw(self.client, obj["apiVersion"], obj["kind"], meta["name"],
-                              namespace=meta.get("namespace") or self.namespace):
+                if delete_raw(
+                    self.client,
+                    obj["apiVersion"],
+                    obj["kind"],
+                    meta["name"],
+                    namespace=meta.get("namespace") or self.namespace,
+                ):
                     gone += 1
             except KubeError as exc:
                 logger.warning("delete %s: %s", manifests.object_id(obj), exc)

@@ -22,9 +22,15 @@ def _argv(cmd: tuple[str, ...] | str) -> list[str]:
 
 def run_cmd(lr: LocalResource, log: LogFn, stop: threading.Event) -> int:
     """Run ``cmd`` to completion, streaming its output; the exit code (-1 when stopped)."""
-    proc = subprocess.Popen(_argv(lr.cmd), cwd=lr.dir or None, env={**os.environ, **lr.env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _argv(lr.cmd),
+        cwd=lr.dir or None,
+        env={**os.environ, **lr.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     stdout = proc.stdout
     assert stdout is not None
 
@@ -32,6 +38,7 @@ def run_cmd(lr: LocalResource, log: LogFn, stop: threading.Event) -> int:
         with contextlib.suppress(ValueError, OSError):
             for line in stdout:
                 log(line.rstrip("\n"))
+
     reader = threading.Thread(target=pump, name=f"cmd-{lr.name}", daemon=True)
     reader.start()
     with proc, stdout:
@@ -62,9 +69,14 @@ class Server:
 
     def __init__(self, lr: LocalResource, log: LogFn) -> None:
         self.proc = subprocess.Popen(
-            _argv(lr.serve_cmd), cwd=lr.serve_dir or lr.dir or None,
-            env={**os.environ, **lr.serve_env}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            _argv(lr.serve_cmd),
+            cwd=lr.serve_dir or lr.dir or None,
+            env={**os.environ, **lr.serve_env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self._log = log
         self._thread = threading.Thread(target=self._pump, name=f"serve-{lr.name}", daemon=True)
         self._thread.start()
@@ -90,8 +102,15 @@ def probe_once(probe: Probe) -> bool:
     """One readiness check: exec exits 0, HTTP answers < 400, or TCP connects."""
     try:
         if probe.kind == "exec":
-            return subprocess.run(list(probe.command), capture_output=True,
-                                  timeout=probe.timeout_secs, check=False).returncode == 0
+            return (
+                subprocess.run(
+                    list(probe.command),
+                    capture_output=True,
+                    timeout=probe.timeout_secs,
+                    check=False,
+                ).returncode
+                == 0
+            )
         if probe.kind == "http":
             url = f"http://{probe.host}:{probe.port}{probe.path}"
             with urllib.request.urlopen(url, timeout=probe.timeout_secs) as resp:
@@ -102,8 +121,9 @@ def probe_once(probe: Probe) -> bool:
         return False
 
 
-def wait_probe(probe: Probe, stop: threading.Event, deadline: float,
-               alive: Callable[[], bool]) -> bool:
+def wait_probe(
+    probe: Probe, stop: threading.Event, deadline: float, alive: Callable[[], bool]
+) -> bool:
     """Probe until ``success_threshold`` passes in a row; False on stop, death or deadline."""
     if stop.wait(probe.initial_delay_secs):
         return False

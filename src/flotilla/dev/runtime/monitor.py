@@ -66,8 +66,12 @@ class Monitor:
             if failure and st.status == "ready":
                 st.status, st.error = "error", RUNTIME + failure
                 self.session.log_to(st, f"ERROR: {failure}")
-            elif not failure and st.status == "error" and st.error.startswith(RUNTIME) and all(
-                    pod_ready(p) for p in pods):
+            elif (
+                not failure
+                and st.status == "error"
+                and st.error.startswith(RUNTIME)
+                and all(pod_ready(p) for p in pods)
+            ):
                 st.status, st.error = "ready", ""
         finally:
             st.lock.release()
@@ -86,9 +90,12 @@ class Monitor:
             key = f"{meta['uid']}/{cs['name']}/{cs.get('restartCount', 0)}"
             if key in self._streams:
                 continue
-            t = threading.Thread(target=self._stream, name=f"logs-{meta['name']}",
-                                 args=(st, meta["name"], meta["namespace"], cs["name"]),
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._stream,
+                name=f"logs-{meta['name']}",
+                args=(st, meta["name"], meta["namespace"], cs["name"]),
+                daemon=True,
+            )
             self._streams[key] = t
             t.start()
 
@@ -114,15 +121,22 @@ class Monitor:
             forwards = []
             for p in st.resource.port_forwards:
                 try:
-                    forwards.append(PortForward(
-                        self.session.kube.kubeconfig, pod["metadata"]["namespace"], name,
-                        p.local_port, p.container_port or p.local_port,
-                        address=p.host or "127.0.0.1"))
+                    forwards.append(
+                        PortForward(
+                            self.session.kube.kubeconfig,
+                            pod["metadata"]["namespace"],
+                            name,
+                            p.local_port,
+                            p.container_port or p.local_port,
+                            address=p.host or "127.0.0.1",
+                        )
+                    )
                 except OSError as exc:
                     self.session.log_to(st, f"WARNING: port-forward {p.local_port}: {exc}")
             self._forwards[st.resource.name] = forwards
-        ports = ", ".join(f"{p.local_port}:{p.container_port or p.local_port}"
-                          for p in st.resource.port_forwards)
+        ports = ", ".join(
+            f"{p.local_port}:{p.container_port or p.local_port}" for p in st.resource.port_forwards
+        )
         self.session.log_to(st, f"port-forward {ports} → pod/{name}")
 
     def forwarding(self, resource: str) -> bool:

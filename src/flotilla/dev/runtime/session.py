@@ -37,6 +37,7 @@ class Session(Protocol):
     @property
     def kube(self) -> Any:
         """The ``KubeDeployer``, or None when the Tiltfile deploys nothing to Kubernetes."""
+
     @property
     def build_slots(self) -> threading.Semaphore:
         """Bounds concurrent builds by ``update_settings(max_parallel_updates)``."""

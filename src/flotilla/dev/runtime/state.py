@@ -58,20 +58,37 @@ class ResourceState:
 
     def snapshot(self) -> dict[str, Any]:
         r = self.resource
-        last = None if self.last is None else {
-            "action": self.last.action, "reason": self.last.reason,
-            "started": self.last.started, "seconds": round(self.last.seconds, 3),
-            "error": self.last.error,
-        }
+        last = (
+            None
+            if self.last is None
+            else {
+                "action": self.last.action,
+                "reason": self.last.reason,
+                "started": self.last.started,
+                "seconds": round(self.last.seconds, 3),
+                "error": self.last.error,
+            }
+        )
         return {
-            "name": r.name, "kind": str(r.kind), "labels": list(r.labels), "status": self.status,
-            "error": self.error, "last_build": last, "builds": len(self.history),
+            "name": r.name,
+            "kind": str(r.kind),
+            "labels": list(r.labels),
+            "status": self.status,
+            "error": self.error,
+            "last_build": last,
+            "builds": len(self.history),
             "trigger_mode": "auto" if r.trigger_mode.auto else "manual",
             "pending_changes": len(self.pending_changes),
-            "links": [{"url": lk.url, "name": lk.name or lk.url} for lk in r.links] + [
-                {"url": f"http://{p.host}:{p.local_port}/{p.link_path.lstrip('/')}",
-                 "name": p.name or f"{p.local_port}"} for p in r.port_forwards],
-            "resource_deps": list(r.resource_deps), "images": dict(self.deployed_refs),
+            "links": [{"url": lk.url, "name": lk.name or lk.url} for lk in r.links]
+            + [
+                {
+                    "url": f"http://{p.host}:{p.local_port}/{p.link_path.lstrip('/')}",
+                    "name": p.name or f"{p.local_port}",
+                }
+                for p in r.port_forwards
+            ],
+            "resource_deps": list(r.resource_deps),
+            "images": dict(self.deployed_refs),
             "log_total": self.log_total,
         }
 
@@ -87,8 +104,11 @@ def write_record(tiltfile: Path, record: dict[str, Any]) -> None:
     path = state_file(tiltfile)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**record, "tiltfile": str(tiltfile.resolve()),
-                               "updated": time.time()}, indent=1))
+    tmp.write_text(
+        json.dumps(
+            {**record, "tiltfile": str(tiltfile.resolve()), "updated": time.time()}, indent=1
+        )
+    )
     tmp.replace(path)
 
 

@@ -54,10 +54,16 @@ def watch_loop(session: Session, debounce_ms: int) -> None:
         if not roots:
             session.stop_event.wait(1.0)
             continue
-        for batch in watchfiles.watch(*roots, stop_event=session.stop_event,
-                                      debounce=debounce_ms, step=10,
-                                      rust_timeout=500, yield_on_timeout=True,
-                                      raise_interrupt=False, recursive=True):
+        for batch in watchfiles.watch(
+            *roots,
+            stop_event=session.stop_event,
+            debounce=debounce_ms,
+            step=10,
+            rust_timeout=500,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+            recursive=True,
+        ):
             paths = {p for _, p in batch if relevant(p)}
             if paths:
                 try:

@@ -47,8 +47,9 @@ def trigger_mode_of(value: Any) -> TriggerMode:
     try:
         return TriggerMode(int(value))
     except (TypeError, ValueError):
-        raise UsageError(f"invalid trigger_mode {value!r}: use TRIGGER_MODE_AUTO or "
-                         "TRIGGER_MODE_MANUAL") from None
+        raise UsageError(
+            f"invalid trigger_mode {value!r}: use TRIGGER_MODE_AUTO or TRIGGER_MODE_MANUAL"
+        ) from None
 
 
 def objs_of(value: Any, cls: type[Any], what: str) -> tuple[Any, ...]:
@@ -86,22 +87,33 @@ def port_forwards_of(value: Any) -> tuple[PortForward, ...]:
 
 def live_update_steps(steps: Any, roots: tuple[str, ...]) -> tuple[LiveUpdateStep, ...]:
     """Check the steps' order as Tilt does: fall_back_on, initial_sync, sync, run, restart."""
-    items = objs_of(steps, (Sync, Run, RestartContainer, FallBackOn, InitialSync),  # type: ignore[arg-type]
-                  "live_update")
+    items = objs_of(
+        steps,
+        (Sync, Run, RestartContainer, FallBackOn, InitialSync),  # type: ignore[arg-type]
+        "live_update",
+    )
     rank = {FallBackOn: 0, InitialSync: 1, Sync: 2, Run: 3, RestartContainer: 4}
     last = 0
     for step in items:
         r = rank[type(step)]
         if r < last:
-            raise UsageError("live_update steps must be ordered fall_back_on, initial_sync, "
-                             f"sync, run, restart_container; {type(step).__name__} came too late")
+            raise UsageError(
+                "live_update steps must be ordered fall_back_on, initial_sync, "
+                f"sync, run, restart_container; {type(step).__name__} came too late"
+            )
         last = r
-        if isinstance(step, Sync) and roots and not any(
-            step.local_path == root or step.local_path.startswith(root.rstrip("/") + "/")
-            for root in roots
+        if (
+            isinstance(step, Sync)
+            and roots
+            and not any(
+                step.local_path == root or step.local_path.startswith(root.rstrip("/") + "/")
+                for root in roots
+            )
         ):
-            raise UsageError(f"sync source {step.local_path} is not inside the build context "
-                             f"or deps ({', '.join(roots)})")
+            raise UsageError(
+                f"sync source {step.local_path} is not inside the build context "
+                f"or deps ({', '.join(roots)})"
+            )
     return tuple(items)
 
 
@@ -115,8 +127,10 @@ def parse_config_args(defs: dict[str, tuple[str, bool, str]], args: list[str]) -
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             if name not in defs:
-                raise UsageError(f"config: unknown flag --{name} (defined: "
-                                 f"{', '.join('--' + d for d in sorted(defs)) or 'none'})")
+                raise UsageError(
+                    f"config: unknown flag --{name} (defined: "
+                    f"{', '.join('--' + d for d in sorted(defs)) or 'none'})"
+                )
             kind = defs[name][0]
             if kind == "bool":
                 values[name] = value.lower() not in ("false", "0", "no") if eq else True
@@ -143,8 +157,9 @@ def parse_config_args(defs: dict[str, tuple[str, bool, str]], args: list[str]) -
     return values
 
 
-GO_DURATIONS = units.DurationGrammar(units=frozenset({"ms", "s", "m", "h"}), spaces=False,
-                                     any_case=False, bare_seconds=False)
+GO_DURATIONS = units.DurationGrammar(
+    units=frozenset({"ms", "s", "m", "h"}), spaces=False, any_case=False, bare_seconds=False
+)
 """Tilt reads durations with Go's ``time.ParseDuration``: ``90s``, ``1.5h``, ``1h30m``, no spaces,
 lower-case units, always a unit."""
 

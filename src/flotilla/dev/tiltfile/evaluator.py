@@ -24,10 +24,16 @@ from flotilla.dev.tiltfile.errors import BuiltinError, TiltfileError, UsageError
 
 __all__ = ["Evaluator", "TiltfileError", "UsageError", "evaluate"]
 
-_GLOBALS = sl.Globals.extended_by([
-    sl.LibraryExtension.StructType, sl.LibraryExtension.Json, sl.LibraryExtension.Print,
-    sl.LibraryExtension.Map, sl.LibraryExtension.Filter, sl.LibraryExtension.Partial,
-])
+_GLOBALS = sl.Globals.extended_by(
+    [
+        sl.LibraryExtension.StructType,
+        sl.LibraryExtension.Json,
+        sl.LibraryExtension.Print,
+        sl.LibraryExtension.Map,
+        sl.LibraryExtension.Filter,
+        sl.LibraryExtension.Partial,
+    ]
+)
 _LOCATION = re.compile(r"--> (?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+)")
 _NOT_FOUND = re.compile(r"Variable `(?P<name>[^`]+)` not found")
 
@@ -54,8 +60,11 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self.tiltfile = self.tiltfile.resolve()
-        self.result = TiltfileResult(tiltfile=str(self.tiltfile), k8s_context=self.kube_context,
-                                     namespace=self.kube_namespace)
+        self.result = TiltfileResult(
+            tiltfile=str(self.tiltfile),
+            k8s_context=self.kube_context,
+            namespace=self.kube_namespace,
+        )
         self._builtins = Builtins(self).functions()
 
     # --- paths -----------------------------------------------------------------------------
@@ -86,22 +95,36 @@ class Evaluator:
         for name, fn in self._builtins.items():
             mod.add_callable(name, self._wrap(name, fn))
         mod.add_callable("_os_getenv", self._wrap("os.getenv", _getenv))
-        mod.add_callable("_os_exists", self._wrap("os.path.exists",
-                                                  lambda p: os.path.exists(self.path(p))))
+        mod.add_callable(
+            "_os_exists", self._wrap("os.path.exists", lambda p: os.path.exists(self.path(p)))
+        )
         mod.add_callable("_os_abspath", self._wrap("os.path.abspath", self.path))
         mod.add_callable("_os_join", os.path.join)
         mod.add_callable("_os_basename", os.path.basename)
         mod.add_callable("_os_dirname", os.path.dirname)
         mod.add_callable("_os_getcwd", lambda: str(self.cwd))
         mod.add_callable("_os_putenv", self._wrap("os.putenv", _putenv))
-        mod.add_callable("_os_realpath", self._wrap("os.path.realpath",
-                                                    lambda p: os.path.realpath(self.path(p))))
-        mod.add_callable("_os_relpath", lambda p, start=None: os.path.relpath(
-            self.path(p), self.path(start) if start else str(self.cwd)))
-        for name in ("define_string", "define_string_list", "define_bool", "define_object",
-                     "parse", "set_enabled_resources", "clear_enabled_resources"):
-            mod.add_callable(f"_config_{name}",
-                             self._wrap(f"config.{name}", getattr(self, f"_config_{name}")))
+        mod.add_callable(
+            "_os_realpath", self._wrap("os.path.realpath", lambda p: os.path.realpath(self.path(p)))
+        )
+        mod.add_callable(
+            "_os_relpath",
+            lambda p, start=None: os.path.relpath(
+                self.path(p), self.path(start) if start else str(self.cwd)
+            ),
+        )
+        for name in (
+            "define_string",
+            "define_string_list",
+            "define_bool",
+            "define_object",
+            "parse",
+            "set_enabled_resources",
+            "clear_enabled_resources",
+        ):
+            mod.add_callable(
+                f"_config_{name}", self._wrap(f"config.{name}", getattr(self, f"_config_{name}"))
+            )
         for key, value in CONSTANTS.items():
             mod[key] = value
         mod["_os_environ"] = dict(os.environ)
@@ -141,6 +164,7 @@ class Evaluator:
                 self._pending = self._pending or exc
                 raise
             return self._loaded[key]
+
         return load
 
     def include(self, path: str) -> None:
@@ -173,8 +197,9 @@ class Evaluator:
                 if isinstance(exc, UsageError) and not exc.file:  # raised by this built-in
                     self._last_was_usage = True
                     msg = exc.message
-                    self._last_error = (msg if msg.startswith(name.split(".")[-1])
-                                        else f"{name}: {msg}")
+                    self._last_error = (
+                        msg if msg.startswith(name.split(".")[-1]) else f"{name}: {msg}"
+                    )
                     raise BuiltinError(self._last_error) from None
                 self._pending = self._pending or exc  # from an included file: already located
                 raise BuiltinError(str(exc)) from None
@@ -187,6 +212,7 @@ class Evaluator:
                 msg = str(exc)
                 self._last_error = msg if msg.startswith(name.split(".")[-1]) else f"{name}: {msg}"
                 raise BuiltinError(self._last_error) from None
+
         return call
 
     def _translate(self, exc: sl.StarlarkError, path: Path) -> TiltfileError:
@@ -197,8 +223,10 @@ class Evaluator:
         file, line = (loc.group("file"), int(loc.group("line"))) if loc else (str(path), 0)
         missing = _NOT_FOUND.search(text)
         if missing:
-            message = (f"unknown built-in or name `{missing.group('name')}` "
-                       "(flotilla dev does not implement it)")
+            message = (
+                f"unknown built-in or name `{missing.group('name')}` "
+                "(flotilla dev does not implement it)"
+            )
         elif "TiltfileError:" in text or self._last_error:
             message = self._last_error or _first_error_line(text)
         else:

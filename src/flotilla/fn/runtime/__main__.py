@@ -22,16 +22,22 @@ def main() -> None:
     try:
         fn = load_function(config)
     except Exception as exc:
-        print(f"cannot load function {config.handler} from {config.source}: {exc}",
-              file=sys.stderr)
+        print(f"cannot load function {config.handler} from {config.source}: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     app = FunctionApp(fn, config, exporter_from_env(env, config.identity), start_time=start)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=env.get("HOST", "0.0.0.0"), port=int(env.get("PORT", "8080")),
-        log_config=None, access_log=False, lifespan="on", ws="none",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=env.get("HOST", "0.0.0.0"),
+            port=int(env.get("PORT", "8080")),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws="none",
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+    )
     server.run()
 
 

@@ -78,7 +78,8 @@ class RuntimeConfig:
         return cls(
             source=Path(env.get("FLOTILLA_FN_SOURCE", ".")),
             handler=env.get("FLOTILLA_FN_HANDLER", "func:handle"),
-            signature=signature, identity=identity,
+            signature=signature,
+            identity=identity,
             max_body=int(env.get("FLOTILLA_FN_MAX_BODY", str(10 * 1024 * 1024))),
             access_log=env.get("FLOTILLA_FN_ACCESS_LOG", "").lower() in ("1", "true", "yes"),
             threads=int(env.get("FLOTILLA_FN_THREADS", "0")) or cls.threads,
@@ -137,10 +138,15 @@ def _encode(value: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     elif isinstance(value, str):
         body, ctype = value.encode(), "text/plain; charset=utf-8"
     else:
-        body, ctype = json.dumps(value, separators=(",", ":"), default=str).encode(), \
-            "application/json"
-    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()
-               if k.lower() not in ("content-length", "traceparent")]  # the runtime sets these
+        body, ctype = (
+            json.dumps(value, separators=(",", ":"), default=str).encode(),
+            "application/json",
+        )
+    headers = [
+        (k.lower().encode("latin-1"), str(v).encode("latin-1"))
+        for k, v in extra.items()
+        if k.lower() not in ("content-length", "traceparent")
+    ]  # the runtime sets these
     if ctype and not any(k == b"content-type" for k, _ in headers):
         headers.append((b"content-type", ctype.encode()))
     return status, headers, body
@@ -153,9 +159,14 @@ class _BodyTooLargeError(Exception):
 class FunctionApp:
     """The ASGI callable served by uvicorn: fixed endpoints first, the function for the rest."""
 
-    def __init__(self, fn: LoadedFunction, config: RuntimeConfig,
-                 exporter: OtlpExporter | None = None, *, start_time: float | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        fn: LoadedFunction,
+        config: RuntimeConfig,
+        exporter: OtlpExporter | None = None,
+        *,
+        start_time: float | None = None,
+    ) -> None:
         self.fn = fn
         self.config = config
         self.exporter = exporter
@@ -165,8 +176,11 @@ class FunctionApp:
         self.trigger = "pubsub" if config.signature == "cloudevent" else "http"
         self.pool = concurrent.futures.ThreadPoolExecutor(config.threads, "function")
         self.fixed = Starlette(
-            routes=[Route(HEALTH_LIVE, self._liveness), Route(HEALTH_READY, self._readiness),
-                    Route(METRICS, self._metrics)],
+            routes=[
+                Route(HEALTH_LIVE, self._liveness),
+                Route(HEALTH_READY, self._readiness),
+                Route(METRICS, self._metrics),
+            ],
             lifespan=self._lifespan,
         )
 
@@ -191,8 +205,7 @@ class FunctionApp:
         finally:
             self.ready = False
             if self.exporter is not None:
-                await asyncio.get_running_loop().run_in_executor(self.pool,
-                                                                 self.exporter.shutdown)
+                await asyncio.get_running_loop().run_in_executor(self.pool, self.exporter.shutdown)
 
     async def _check(self, hook: Callable[[], Any] | None) -> JSONResponse:
         ok, detail = True, ""
@@ -219,8 +232,9 @@ class FunctionApp:
         return await self._check(self.fn.readiness)
 
     async def _metrics(self, _request: StarletteRequest) -> PlainTextResponse:
-        return PlainTextResponse(self.metrics.render(),
-                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(
+            self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     # --- invocations ---------------------------------------------------------------------------
 
@@ -250,13 +264,19 @@ class FunctionApp:
                 try:
                     status, out, body = await self._invoke_value(span, scope, headers, receive)
                 except _BodyTooLargeError:
-                    status, out, body = 413, [(b"content-type", b"application/json")], \
-                        b'{"error":"request body too large"}'
+                    status, out, body = (
+                        413,
+                        [(b"content-type", b"application/json")],
+                        b'{"error":"request body too large"}',
+                    )
                 except Exception as exc:
                     error = f"{type(exc).__name__}: {exc}"
                     logger.exception("function raised")
-                    status, out, body = 500, [(b"content-type", b"application/json")], \
-                        json.dumps({"error": "internal error", "trace_id": span.trace_id}).encode()
+                    status, out, body = (
+                        500,
+                        [(b"content-type", b"application/json")],
+                        json.dumps({"error": "internal error", "trace_id": span.trace_id}).encode(),
+                    )
                 out.append((b"traceparent", span.traceparent.encode()))
                 out.append((b"content-length", str(len(body)).encode()))
                 await send({"type": "http.response.start", "status": status, "headers": out})
@@ -268,16 +288,20 @@ class FunctionApp:
             self._finish(span, scope, status, error, started)
             current_span.reset(token)
 
-    def _finish(self, span: Span, scope: Scope, status: int, error: str | None,
-                started: float) -> None:
+    def _finish(
+        self, span: Span, scope: Scope, status: int, error: str | None, started: float
+    ) -> None:
         seconds = time.perf_counter() - started
         failed = error is not None or status >= 500
         cold = self.metrics.record(self.trigger, seconds, failed)
         span.end_ns = span.start_ns + int(seconds * 1e9)
         span.attributes = {
-            "faas.trigger": self.trigger, "faas.invocation_id": span.span_id,
-            "faas.coldstart": cold, "http.request.method": scope["method"],
-            "url.path": scope["path"], "http.response.status_code": status,
+            "faas.trigger": self.trigger,
+            "faas.invocation_id": span.span_id,
+            "faas.coldstart": cold,
+            "http.request.method": scope["method"],
+            "url.path": scope["path"],
+            "http.response.status_code": status,
         }
         if failed:
             span.error = error or f"HTTP {status}"
@@ -286,15 +310,19 @@ class FunctionApp:
         if self.config.access_log:
             logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, seconds * 1e3)
 
-    async def _invoke_value(self, span: Span, scope: Scope, headers: dict[str, str],
-                            receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _invoke_value(
+        self, span: Span, scope: Scope, headers: dict[str, str], receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         body = await self._read_body(receive)
         if self.config.signature == "cloudevent":
             try:
                 event = decode_cloudevent(headers, body)
             except ValueError as exc:
-                return 400, [(b"content-type", b"application/json")], \
-                    json.dumps({"error": str(exc)}).encode()
+                return (
+                    400,
+                    [(b"content-type", b"application/json")],
+                    json.dumps({"error": str(exc)}).encode(),
+                )
             reply = await _call(self.pool, self.fn.handler, event)
             if reply is None:
                 return 204, [], b""
@@ -303,9 +331,15 @@ class FunctionApp:
             ce_headers, ce_body = encode_cloudevent(reply)
             return 200, [(k.encode(), v.encode("latin-1")) for k, v in ce_headers.items()], ce_body
         request = Request(
-            scope["method"], scope["path"], query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers, body=body, trace_id=span.trace_id, span_id=span.span_id,
-            traceparent=span.traceparent, log=logging.getLogger("function"),
+            scope["method"],
+            scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=body,
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            traceparent=span.traceparent,
+            log=logging.getLogger("function"),
         )
         return _encode(await _call(self.pool, self.fn.handler, request))
 
@@ -316,8 +350,13 @@ class FunctionApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"traceparent", span.traceparent.encode())]}
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"traceparent", span.traceparent.encode()),
+                    ],
+                }
             await send(message)
 
         await self.fn.handler(scope, receive, traced_send)

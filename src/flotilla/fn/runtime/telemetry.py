@@ -40,7 +40,8 @@ __all__ = [
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
-    "flotilla_fn_span", default=None)
+    "flotilla_fn_span", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ class FaasIdentity:
     language: str = "python"
 
     def labels(self, trigger: str) -> str:
-        return (f'faas_name="{_esc(self.name)}",faas_version="{_esc(self.version)}",'
-                f'faas_instance="{_esc(self.instance)}",faas_trigger="{_esc(trigger)}"')
+        return (
+            f'faas_name="{_esc(self.name)}",faas_version="{_esc(self.version)}",'
+            f'faas_instance="{_esc(self.instance)}",faas_trigger="{_esc(trigger)}"'
+        )
 
 
 def _esc(value: str) -> str:
@@ -120,16 +123,22 @@ class Metrics:
         out = [
             "# HELP faas_invocations_total Number of successful invocations.",
             "# TYPE faas_invocations_total counter",
-            *(f"faas_invocations_total{{{ident.labels(t)}}} {n}"
-              for t, n in sorted(self.invocations.items())),
+            *(
+                f"faas_invocations_total{{{ident.labels(t)}}} {n}"
+                for t, n in sorted(self.invocations.items())
+            ),
             "# HELP faas_errors_total Number of invocation errors.",
             "# TYPE faas_errors_total counter",
-            *(f"faas_errors_total{{{ident.labels(t)}}} {n}"
-              for t, n in sorted(self.errors.items())),
+            *(
+                f"faas_errors_total{{{ident.labels(t)}}} {n}"
+                for t, n in sorted(self.errors.items())
+            ),
             "# HELP faas_coldstarts_total Number of invocation cold starts.",
             "# TYPE faas_coldstarts_total counter",
-            *(f"faas_coldstarts_total{{{ident.labels(t)}}} {n}"
-              for t, n in sorted(self.coldstarts.items())),
+            *(
+                f"faas_coldstarts_total{{{ident.labels(t)}}} {n}"
+                for t, n in sorted(self.coldstarts.items())
+            ),
             "# HELP faas_invoke_duration_seconds Duration of the function's logic execution.",
             "# TYPE faas_invoke_duration_seconds histogram",
         ]
@@ -182,8 +191,12 @@ class Span:
 
     def to_otlp(self) -> dict[str, Any]:
         span: dict[str, Any] = {
-            "traceId": self.trace_id, "spanId": self.span_id, "name": self.name, "kind": 2,
-            "startTimeUnixNano": str(self.start_ns), "endTimeUnixNano": str(self.end_ns),
+            "traceId": self.trace_id,
+            "spanId": self.span_id,
+            "name": self.name,
+            "kind": 2,
+            "startTimeUnixNano": str(self.start_ns),
+            "endTimeUnixNano": str(self.end_ns),
             "attributes": _otlp_attributes(self.attributes),
             "status": {"code": 2, "message": self.error} if self.error else {"code": 0},
         }
@@ -236,9 +249,16 @@ class OtlpExporter:
     A full queue drops spans rather than slow an invocation; a failed post is logged and dropped.
     """
 
-    def __init__(self, endpoint: str, resource: dict[str, Any], *, headers: dict[str, str]
-                 | None = None, delay: float = 1.0, max_queue: int = 2048,
-                 max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        resource: dict[str, Any],
+        *,
+        headers: dict[str, str] | None = None,
+        delay: float = 1.0,
+        max_queue: int = 2048,
+        max_batch: int = 512,
+    ) -> None:
         self.endpoint = endpoint
         self.resource = _otlp_attributes(resource)
         self.headers = {"Content-Type": "application/json", **(headers or {})}
@@ -283,19 +303,31 @@ class OtlpExporter:
     def _post(self, batch: list[Span]) -> None:
         import urllib.request  # here, not at import: it costs ~60 ms of cold start
 
-        body = json.dumps({"resourceSpans": [{
-            "resource": {"attributes": self.resource},
-            "scopeSpans": [{"scope": {"name": "flotilla.fn"},
-                            "spans": [s.to_otlp() for s in batch]}],
-        }]}).encode()
-        request = urllib.request.Request(self.endpoint, data=body, headers=self.headers,
-                                         method="POST")
+        body = json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "resource": {"attributes": self.resource},
+                        "scopeSpans": [
+                            {
+                                "scope": {"name": "flotilla.fn"},
+                                "spans": [s.to_otlp() for s in batch],
+                            }
+                        ],
+                    }
+                ]
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self.endpoint, data=body, headers=self.headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
         except Exception as exc:  # an unreachable collector must never hurt the function
             logging.getLogger("flotilla.fn").warning(
-                "OTLP export of %d spans to %s failed: %s", len(batch), self.endpoint, exc)
+                "OTLP export of %d spans to %s failed: %s", len(batch), self.endpoint, exc
+            )
 
 
 def _parse_kv(value: str) -> dict[str, str]:
@@ -305,8 +337,10 @@ def _parse_kv(value: str) -> dict[str, str]:
 
 def exporter_from_env(env: dict[str, str], identity: FaasIdentity) -> OtlpExporter | None:
     """An exporter when ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` is set and not disabled."""
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true" or \
-            env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none":
+    if (
+        env.get("OTEL_SDK_DISABLED", "").lower() == "true"
+        or env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none"
+    ):
         return None
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     if not endpoint and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
@@ -316,12 +350,15 @@ def exporter_from_env(env: dict[str, str], identity: FaasIdentity) -> OtlpExport
     resource: dict[str, Any] = {
         **_parse_kv(env.get("OTEL_RESOURCE_ATTRIBUTES", "")),
         "service.name": env.get("OTEL_SERVICE_NAME") or identity.name,
-        "faas.name": identity.name, "faas.version": identity.version,
-        "faas.instance": identity.instance, "telemetry.sdk.name": "flotilla-fn",
+        "faas.name": identity.name,
+        "faas.version": identity.version,
+        "faas.instance": identity.instance,
+        "telemetry.sdk.name": "flotilla-fn",
         "telemetry.sdk.language": identity.language,
     }
-    headers = _parse_kv(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-                        or env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
+    headers = _parse_kv(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS", "")
+    )
     delay = float(env.get("OTEL_BSP_SCHEDULE_DELAY", "1000")) / 1000.0
     return OtlpExporter(endpoint, resource, headers=headers, delay=delay)
 

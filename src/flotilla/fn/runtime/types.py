@@ -24,8 +24,17 @@ _STRUCTURED = "application/cloudevents+json"
 class Request:
     """One HTTP invocation as the handler sees it: the body is already read."""
 
-    __slots__ = ("body", "headers", "log", "method", "path", "query", "span_id", "trace_id",
-                 "traceparent")
+    __slots__ = (
+        "body",
+        "headers",
+        "log",
+        "method",
+        "path",
+        "query",
+        "span_id",
+        "trace_id",
+        "traceparent",
+    )
 
     def __init__(
         self,
@@ -42,8 +51,11 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
-        self.query = dict(parse_qsl(query, keep_blank_values=True)) if isinstance(query, str) \
+        self.query = (
+            dict(parse_qsl(query, keep_blank_values=True))
+            if isinstance(query, str)
             else dict(query)
+        )
         self.headers = {k.lower(): v for k, v in (headers or {}).items()}
         self.body = body.encode() if isinstance(body, str) else body
         self.trace_id = trace_id
@@ -82,7 +94,8 @@ class CloudEvent:
     datacontenttype: str | None = "application/json"
     subject: str | None = None
     time: str | None = field(
-        default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+        default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    )
     extensions: dict[str, str] = field(default_factory=dict)
 
 
@@ -105,8 +118,11 @@ def decode_cloudevent(headers: dict[str, str], body: bytes) -> CloudEvent:
         attrs = {k: v for k, v in doc.items() if k not in ("data", "data_base64")}
         data: Any = doc.get("data")
     else:
-        attrs = {k[len(_CE_HEADER_PREFIX):]: v for k, v in headers.items()
-                 if k.startswith(_CE_HEADER_PREFIX)}
+        attrs = {
+            k[len(_CE_HEADER_PREFIX) :]: v
+            for k, v in headers.items()
+            if k.startswith(_CE_HEADER_PREFIX)
+        }
         attrs["datacontenttype"] = content_type or None
         if _is_json(content_type) and body:
             try:
@@ -122,8 +138,12 @@ def decode_cloudevent(headers: dict[str, str], body: bytes) -> CloudEvent:
         raise ValueError(f"unsupported CloudEvents specversion {attrs['specversion']!r}")
     known = {"id", "source", "type", "specversion", "datacontenttype", "subject", "time"}
     return CloudEvent(
-        type=str(attrs["type"]), source=str(attrs["source"]), data=data, id=str(attrs["id"]),
-        datacontenttype=attrs.get("datacontenttype"), subject=attrs.get("subject"),
+        type=str(attrs["type"]),
+        source=str(attrs["source"]),
+        data=data,
+        id=str(attrs["id"]),
+        datacontenttype=attrs.get("datacontenttype"),
+        subject=attrs.get("subject"),
         time=attrs.get("time"),
         extensions={k: str(v) for k, v in attrs.items() if k not in known},
     )
@@ -131,8 +151,12 @@ def decode_cloudevent(headers: dict[str, str], body: bytes) -> CloudEvent:
 
 def encode_cloudevent(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Binary content mode: attributes as ``ce-`` headers, data as the body."""
-    headers = {"ce-id": event.id, "ce-source": event.source, "ce-type": event.type,
-               "ce-specversion": event.specversion}
+    headers = {
+        "ce-id": event.id,
+        "ce-source": event.source,
+        "ce-type": event.type,
+        "ce-specversion": event.specversion,
+    }
     if event.subject:
         headers["ce-subject"] = event.subject
     if event.time:

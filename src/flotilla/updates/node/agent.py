@@ -99,9 +99,7 @@ def fuzzed(seconds: float, fuzz: float, u: float) -> float:
     return max(0.0, seconds - fuzz / 2 + u * fuzz)
 
 
-def next_delay(
-    schedule: Schedule, failures: int, poll_interval: int | None, u: float
-) -> float:
+def next_delay(schedule: Schedule, failures: int, poll_interval: int | None, u: float) -> float:
     """Seconds until the next check.
 
     After ``failures`` consecutive 5xx/connection errors the interval doubles per failure up to
@@ -329,8 +327,9 @@ class Agent:
         """Send one event on its own, as update_engine does; a lost event is logged, not fatal."""
         self.events_sent.append(ev)
         try:
-            await self._post(client, build_request(self.identity(), update_check=False,
-                                                   events=(ev,)))
+            await self._post(
+                client, build_request(self.identity(), update_check=False, events=(ev,))
+            )
         except (TransientError, ResponseError) as e:
             logger.warning("event %d/%d not delivered: %s", ev.type, ev.result, e)
 
@@ -358,8 +357,11 @@ class Agent:
             events: tuple[ClientEvent, ...] = ()
             if self.state.report_previous is not None:
                 events = (
-                    ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_SUCCESS_REBOOT,
-                                previous_version=self.state.report_previous),
+                    ClientEvent(
+                        EVENT_UPDATE_COMPLETE,
+                        RESULT_SUCCESS_REBOOT,
+                        previous_version=self.state.report_previous,
+                    ),
                 )
             body = await self._post(
                 client, build_request(self.identity(), events=events, interactive=interactive)
@@ -391,8 +393,9 @@ class Agent:
         self._save(
             replace(
                 self.state,
-                pending=Pending(update.version, target.name, self.state.boot_id,
-                                self.state.version),
+                pending=Pending(
+                    update.version, target.name, self.state.boot_id, self.state.version
+                ),
             )
         )
         _atomic_write(self.reboot_marker, update.version + "\n")
@@ -402,8 +405,12 @@ class Agent:
     async def _fleetlock(self, client: httpx.AsyncClient, op: str) -> bool:
         """``pre-reboot`` / ``steady-state``; True on 200 (the state records the slot)."""
         url = self.settings.fleetlock_url.rstrip("/") + f"/v1/{op}"
-        body = {"client_params": {"id": self.settings.identity.machine_id,
-                                  "group": self.settings.fleetlock_group}}
+        body = {
+            "client_params": {
+                "id": self.settings.identity.machine_id,
+                "group": self.settings.fleetlock_group,
+            }
+        }
         try:
             r = await client.post(url, json=body, headers={"fleet-lock-protocol": "true"})
         except httpx.HTTPError as e:
@@ -420,12 +427,17 @@ class Agent:
         strategy = self.settings.reboot_strategy
         if strategy == "off":
             return
-        if strategy == "fleetlock" and not self.state.lock_held and not await self._fleetlock(
-            client, "pre-reboot"
+        if (
+            strategy == "fleetlock"
+            and not self.state.lock_held
+            and not await self._fleetlock(client, "pre-reboot")
         ):
             return
-        logger.info("rebooting into %s: %s", self.state.pending.version if self.state.pending
-                    else "?", " ".join(self.settings.reboot_command))
+        logger.info(
+            "rebooting into %s: %s",
+            self.state.pending.version if self.state.pending else "?",
+            " ".join(self.settings.reboot_command),
+        )
         proc = await asyncio.create_subprocess_exec(*self.settings.reboot_command)
         if await proc.wait() != 0:
             logger.error("reboot command exited with %d", proc.returncode)
@@ -442,8 +454,9 @@ class Agent:
         except OSError as e:  # SlotError included
             raise _PayloadError(str(e), ERROR_DOWNLOAD_WRITE) from e
         if not slots.verify(target, update.size, update.sha256_hex):
-            raise _PayloadError(f"slot {target.name} does not read back the payload",
-                                ERROR_PAYLOAD_HASH_MISMATCH)
+            raise _PayloadError(
+                f"slot {target.name} does not read back the payload", ERROR_PAYLOAD_HASH_MISMATCH
+            )
 
     async def _download(self, client: httpx.AsyncClient, update: Update, partial: Path) -> None:
         """Fetch into ``partial``, resuming a previous attempt at the same payload with Range."""
@@ -473,8 +486,13 @@ class Agent:
                 except (httpx.HTTPError, _PayloadError) as e:
                     last = e
                     have = partial.stat().st_size if partial.exists() else 0
-                    logger.info("download of %s broke off at %d bytes (try %d): %s",
-                                url, have, attempt + 1, e)
+                    logger.info(
+                        "download of %s broke off at %d bytes (try %d): %s",
+                        url,
+                        have,
+                        attempt + 1,
+                        e,
+                    )
                     if isinstance(e, _PayloadError) and e.code == ERROR_PAYLOAD_SIZE_MISMATCH:
                         raise
                     await asyncio.sleep(min(2.0**attempt * 0.1, 5.0))
@@ -485,12 +503,14 @@ class Agent:
             raise _PayloadError(f"download failed: {last!r}", code, keep_partial=True)
         size = partial.stat().st_size
         if size != update.size:
-            raise _PayloadError(f"payload is {size} bytes, expected {update.size}",
-                                ERROR_PAYLOAD_SIZE_MISMATCH)
+            raise _PayloadError(
+                f"payload is {size} bytes, expected {update.size}", ERROR_PAYLOAD_SIZE_MISMATCH
+            )
         got = await asyncio.to_thread(_file_sha256, partial)
         if got != update.sha256_hex:
-            raise _PayloadError(f"payload sha256 {got} != {update.sha256_hex}",
-                                ERROR_PAYLOAD_HASH_MISMATCH)
+            raise _PayloadError(
+                f"payload sha256 {got} != {update.sha256_hex}", ERROR_PAYLOAD_HASH_MISMATCH
+            )
 
     async def _fetch(
         self, client: httpx.AsyncClient, url: str, partial: Path, have: int, size: int
@@ -511,8 +531,9 @@ class Agent:
                 async for chunk in r.aiter_raw():  # bytes as stored, never decoded
                     written += len(chunk)
                     if written > size:
-                        raise _PayloadError(f"{url} is longer than {size} bytes",
-                                            ERROR_PAYLOAD_SIZE_MISMATCH)
+                        raise _PayloadError(
+                            f"{url} is longer than {size} bytes", ERROR_PAYLOAD_SIZE_MISMATCH
+                        )
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
@@ -521,8 +542,12 @@ class Agent:
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
         """Check now (``once``) or on update_engine's schedule until ``stop`` is set."""
-        delay = 0.0 if once else fuzzed(
-            self.settings.schedule.initial_delay, self.settings.schedule.fuzz, self._rng()
+        delay = (
+            0.0
+            if once
+            else fuzzed(
+                self.settings.schedule.initial_delay, self.settings.schedule.fuzz, self._rng()
+            )
         )
         while True:
             if delay:
@@ -542,8 +567,9 @@ class Agent:
                 logger.error("update check failed locally: %s", e)
             if once:
                 return
-            delay = next_delay(self.settings.schedule, self.failures, self.poll_interval,
-                               self._rng())
+            delay = next_delay(
+                self.settings.schedule, self.failures, self.poll_interval, self._rng()
+            )
             logger.info("next update check in %.0f s", delay)
 
 

@@ -19,13 +19,17 @@ CONF_FILES = (Path("/etc/flatcar/update.conf"), Path("/usr/share/flatcar/update.
 RELEASE_FILE = Path("/usr/share/flatcar/release")
 STATE_DIR = Path("/var/lib/flotilla-agent")
 
+
 def agent(
     slot_a: Annotated[Path, typer.Option("--slot-a", help="Slot A: file, dir or block device.")],
     slot_b: Annotated[Path, typer.Option("--slot-b", help="Slot B: file, dir or block device.")],
     config: Annotated[
         list[Path] | None,
-        typer.Option("--config", help="update.conf files, most important first "
-                     "(default /etc/flatcar/update.conf, /usr/share/flatcar/update.conf)."),
+        typer.Option(
+            "--config",
+            help="update.conf files, most important first "
+            "(default /etc/flatcar/update.conf, /usr/share/flatcar/update.conf).",
+        ),
     ] = None,
     release_file: Annotated[
         Path, typer.Option("--release-file", help="FLATCAR_RELEASE_VERSION/_BOARD (first run).")
@@ -46,9 +50,11 @@ def agent(
     initial_delay: Annotated[str, typer.Option("--initial-delay")] = "7m",
     reboot_strategy: Annotated[
         str | None,
-        typer.Option("--reboot-strategy",
-                     help="off (default; a coordinator reboots), reboot, or fleetlock. "
-                          "Default: REBOOT_STRATEGY from update.conf."),
+        typer.Option(
+            "--reboot-strategy",
+            help="off (default; a coordinator reboots), reboot, or fleetlock. "
+            "Default: REBOOT_STRATEGY from update.conf.",
+        ),
     ] = None,
     reboot_command: Annotated[str, typer.Option("--reboot-command")] = "systemctl reboot",
     fleetlock_url: Annotated[
@@ -71,8 +77,9 @@ def agent(
     from flotilla.updates.node.agent import Agent, AgentSettings, Schedule, merge_confs, status
     from flotilla.updates.node.omaha_client import Identity
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     conf = merge_confs(*(read_text(p) for p in config or CONF_FILES), read_text(release_file))
     url = server or conf.get("SERVER", "")
     mid = machine_id or read_text(Path("/etc/machine-id")).strip()
@@ -93,7 +100,8 @@ def agent(
             machine_id=mid,
             version=ver or "0.0.0",
             track=group or conf.get("GROUP", "stable"),
-            machine_alias=machine_alias if machine_alias is not None
+            machine_alias=machine_alias
+            if machine_alias is not None
             else conf.get("MACHINE_ALIAS", ""),
             board=board,
         ),
@@ -131,7 +139,9 @@ def agent(
 
 
 def simulate(
-    server: Annotated[str, typer.Option("--server", help="Omaha URL, e.g. http://h:8000/v1/update/")],
+    server: Annotated[
+        str, typer.Option("--server", help="Omaha URL, e.g. http://h:8000/v1/update/")
+    ],
     instances: Annotated[int, typer.Option("--instances", "-n", min=1)] = 100,
     track: Annotated[str, typer.Option("--track")] = "stable",
     version: Annotated[str, typer.Option("--version", help="Where the machines start.")] = "0.0.1",
@@ -146,8 +156,12 @@ def simulate(
         str | None, typer.Option("--target", help="The version to wait for (else from the API).")
     ] = None,
     token: Annotated[
-        str | None, typer.Option("--token", envvar="FLOTILLA_UPDATES_READ_TOKENS",
-                                 help="Read token, to look up the channel's version.")
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="FLOTILLA_UPDATES_READ_TOKENS",
+            help="Read token, to look up the channel's version.",
+        ),
     ] = None,
     failure_rate: Annotated[float, typer.Option("--failure-rate", min=0.0, max=1.0)] = 0.0,
     reboot_delay: Annotated[str, typer.Option("--reboot-delay")] = "10m",
@@ -170,8 +184,9 @@ def simulate(
 
     if until_done and target is None:
         if not token:
-            raise typer.BadParameter("--until-done needs --target or --token",
-                                     param_hint="--target")
+            raise typer.BadParameter(
+                "--until-done needs --target or --token", param_hint="--target"
+            )
         try:
             target = target_from_api(server, token.split(",")[0], FLATCAR_APP_ID, track)
         except Exception as e:
@@ -179,16 +194,29 @@ def simulate(
         if target is None:
             raise typer.BadParameter(f"no group with track {track} or no channel version")
     settings = SimSettings(
-        server=server, instances=instances, track=track, version=version, time_scale=time_scale,
-        schedule=Schedule(interval=seconds(interval, "--interval"), fuzz=seconds(fuzz, "--fuzz"),
-                          initial_delay=0),
+        server=server,
+        instances=instances,
+        track=track,
+        version=version,
+        time_scale=time_scale,
+        schedule=Schedule(
+            interval=seconds(interval, "--interval"), fuzz=seconds(fuzz, "--fuzz"), initial_delay=0
+        ),
         download=seconds(download, "--download"),
         reboot_delay=seconds(reboot_delay, "--reboot-delay"),
-        failure_rate=failure_rate, concurrency=concurrency, seed=seed,
+        failure_rate=failure_rate,
+        concurrency=concurrency,
+        seed=seed,
     )
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         on_target = progress.add_task(f"on {target or 'target'}", total=instances)
         states = progress.add_task("", total=None)
 
@@ -200,11 +228,15 @@ def simulate(
             vs = "  ".join(f"{v}: {n}" for v, n in sorted(versions.items()))
             st = "  ".join(f"{k}: {n}" for k, n in sorted(fleet.states().items()))
             rate = t.checkins / elapsed if elapsed else 0.0
-            progress.update(states, description=f"{vs} | {st} | {t.checkins} check-ins "
-                            f"({rate:.0f}/s), {t.failures} failed, {t.errors} errors")
+            progress.update(
+                states,
+                description=f"{vs} | {st} | {t.checkins} check-ins "
+                f"({rate:.0f}/s), {t.failures} failed, {t.errors} errors",
+            )
 
-        ok = asyncio.run(run_sim(settings, target=target if until_done else None,
-                                 timeout=timeout, on_tick=tick))
+        ok = asyncio.run(
+            run_sim(settings, target=target if until_done else None, timeout=timeout, on_tick=tick)
+        )
     if until_done and not ok:
         console.print(f"[red]timed out[/red]: not every machine reached {target}")
         raise typer.Exit(1)

@@ -90,10 +90,16 @@ class Fleet:
         self.s = settings
         self.rng = random.Random(settings.seed)
         self.machines = [
-            Machine(Identity(machine_id=f"sim{settings.seed:04d}{i:025d}",
-                             version=settings.version, track=settings.track,
-                             machine_alias=f"sim-{i}", board=settings.board,
-                             boot_id=f"sim-boot-{i}-0"))
+            Machine(
+                Identity(
+                    machine_id=f"sim{settings.seed:04d}{i:025d}",
+                    version=settings.version,
+                    track=settings.track,
+                    machine_alias=f"sim-{i}",
+                    board=settings.board,
+                    boot_id=f"sim-boot-{i}-0",
+                )
+            )
             for i in range(settings.instances)
         ]
         self.tally = Tally()
@@ -116,8 +122,9 @@ class Fleet:
     async def _post(self, client: httpx.AsyncClient, body: bytes) -> bytes | None:
         async with self._sem:
             try:
-                r = await client.post(self.s.server, content=body,
-                                      headers={"Content-Type": "text/xml"})
+                r = await client.post(
+                    self.s.server, content=body, headers={"Content-Type": "text/xml"}
+                )
             except httpx.HTTPError:
                 self.tally.errors += 1
                 return None
@@ -134,8 +141,11 @@ class Fleet:
         """One check (and the update it brings); False on a transport error."""
         events: tuple[ClientEvent, ...] = ()
         if m.report_previous is not None:
-            events = (ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_SUCCESS_REBOOT,
-                                  previous_version=m.report_previous),)
+            events = (
+                ClientEvent(
+                    EVENT_UPDATE_COMPLETE, RESULT_SUCCESS_REBOOT, previous_version=m.report_previous
+                ),
+            )
         body = await self._post(client, build_request(m.ident, events=events))
         self.tally.checkins += 1
         if body is None:
@@ -156,8 +166,11 @@ class Fleet:
         if self.rng.random() < self.s.failure_rate:
             m.state = "failed"
             self.tally.failures += 1
-            await self._event(client, m, ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_ERROR,
-                                                     ERROR_PAYLOAD_HASH_MISMATCH))
+            await self._event(
+                client,
+                m,
+                ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_ERROR, ERROR_PAYLOAD_HASH_MISMATCH),
+            )
             return True
         await self._event(client, m, ClientEvent(EVENT_DOWNLOAD_FINISHED, RESULT_SUCCESS))
         await self._event(client, m, ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_SUCCESS))
@@ -168,8 +181,13 @@ class Fleet:
         # The reboot: a new boot id, the new version, 3/2 on the next (immediate) check.
         n = int(m.ident.boot_id.rsplit("-", 1)[1]) + 1
         m.report_previous = m.ident.version
-        m.ident = Identity(**{**m.ident.__dict__, "version": target,
-                              "boot_id": m.ident.boot_id.rsplit("-", 1)[0] + f"-{n}"})
+        m.ident = Identity(
+            **{
+                **m.ident.__dict__,
+                "version": target,
+                "boot_id": m.ident.boot_id.rsplit("-", 1)[0] + f"-{n}",
+            }
+        )
         m.state = "idle"
         self.tally.updates += 1
         return await self._round(client, m, stop)
@@ -181,18 +199,22 @@ class Fleet:
         while not stop.is_set():
             ok = await self._round(client, m, stop)
             m.failures = 0 if ok else m.failures + 1
-            await self._sleep(next_delay(sched, m.failures, m.poll_interval, self.rng.random()),
-                              stop)
+            await self._sleep(
+                next_delay(sched, m.failures, m.poll_interval, self.rng.random()), stop
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every machine until ``stop`` is set."""
-        limits = httpx.Limits(max_connections=self.s.concurrency,
-                              max_keepalive_connections=self.s.concurrency)
+        limits = httpx.Limits(
+            max_connections=self.s.concurrency, max_keepalive_connections=self.s.concurrency
+        )
         own = self._client is None
         client = self._client or httpx.AsyncClient(timeout=60, limits=limits)
         try:
-            tasks = [asyncio.create_task(self._machine(client, m, stop), name=f"sim-{i}")
-                     for i, m in enumerate(self.machines)]
+            tasks = [
+                asyncio.create_task(self._machine(client, m, stop), name=f"sim-{i}")
+                for i, m in enumerate(self.machines)
+            ]
             await stop.wait()
             for t in tasks:
                 t.cancel()

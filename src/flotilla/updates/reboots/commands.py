@@ -35,11 +35,11 @@ def reboot_coordinator(
     delay: Annotated[str, typer.Option("--delay", help="Pause after each reboot, e.g. 10m.")] = "0",
     before: Annotated[
         list[str] | None,
-        typer.Option("--before-reboot-annotation", help="Must be \"true\" before a reboot."),
+        typer.Option("--before-reboot-annotation", help='Must be "true" before a reboot.'),
     ] = None,
     after: Annotated[
         list[str] | None,
-        typer.Option("--after-reboot-annotation", help="Must be \"true\" after a reboot."),
+        typer.Option("--after-reboot-annotation", help='Must be "true" after a reboot.'),
     ] = None,
     selector: Annotated[
         list[str] | None, typer.Option("--selector", help="Only nodes with label k=v.")
@@ -49,9 +49,11 @@ def reboot_coordinator(
     ] = "systemctl reboot",
     reboot_needed_file: Annotated[
         Path | None,
-        typer.Option("--reboot-needed-file",
-                     help="Agent mode: the update agent's marker, e.g. "
-                          "/var/lib/flotilla-agent/reboot-needed."),
+        typer.Option(
+            "--reboot-needed-file",
+            help="Agent mode: the update agent's marker, e.g. "
+            "/var/lib/flotilla-agent/reboot-needed.",
+        ),
     ] = None,
     boot_id_file: Annotated[Path, typer.Option("--boot-id-file")] = BOOT_ID,
     drain_timeout: Annotated[str, typer.Option("--drain-timeout")] = "10m",
@@ -68,8 +70,9 @@ def reboot_coordinator(
     from flotilla.updates.reboots.coordinator import Coordinator, NodeAgent, NodeAgentSettings
     from flotilla.updates.reboots.planning import CoordinatorConfig
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         windows = tuple(parse_window(w) for w in window or [])
     except ValueError as e:
@@ -88,17 +91,26 @@ def reboot_coordinator(
         signal.signal(sig, lambda *_: stop.set())
     if node_agent:
         assert node is not None
-        NodeAgent(client, NodeAgentSettings(
-            node=node, reboot_command=shlex.split(reboot_command),
-            reboot_needed_file=reboot_needed_file, boot_id_file=boot_id_file,
-            drain_timeout=seconds(drain_timeout, "--drain-timeout"),
-            interval=seconds(interval, "--interval"),
-        )).run(stop)
+        NodeAgent(
+            client,
+            NodeAgentSettings(
+                node=node,
+                reboot_command=shlex.split(reboot_command),
+                reboot_needed_file=reboot_needed_file,
+                boot_id_file=boot_id_file,
+                drain_timeout=seconds(drain_timeout, "--drain-timeout"),
+                interval=seconds(interval, "--interval"),
+            ),
+        ).run(stop)
         return
     cfg = CoordinatorConfig(
-        max_rebooting=max_rebooting, windows=windows, timezone=timezone,
+        max_rebooting=max_rebooting,
+        windows=windows,
+        timezone=timezone,
         delay=timedelta(seconds=seconds(delay, "--delay")),
-        before_annotations=tuple(before or ()), after_annotations=tuple(after or ()),
+        before_annotations=tuple(before or ()),
+        after_annotations=tuple(after or ()),
     )
-    Coordinator(client, cfg, interval=seconds(interval, "--interval"),
-                selector=labels or None).run(stop)
+    Coordinator(client, cfg, interval=seconds(interval, "--interval"), selector=labels or None).run(
+        stop
+    )

@@ -41,9 +41,14 @@ def _node_ref(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
 
 
-def _patch(client: Any, name: str, *, labels: dict[str, str | None] | None = None,
-           annotations: dict[str, str | None] | None = None,
-           unschedulable: bool | None = None) -> None:
+def _patch(
+    client: Any,
+    name: str,
+    *,
+    labels: dict[str, str | None] | None = None,
+    annotations: dict[str, str | None] | None = None,
+    unschedulable: bool | None = None,
+) -> None:
     body: dict[str, Any] = {"metadata": {}}
     if labels:
         body["metadata"]["labels"] = labels
@@ -61,8 +66,14 @@ def _now() -> str:
 class Coordinator:
     """Reconciles all Nodes (optionally those matching ``selector``) every ``interval`` s."""
 
-    def __init__(self, client: Any, cfg: CoordinatorConfig, *, interval: float = 10.0,
-                 selector: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        cfg: CoordinatorConfig,
+        *,
+        interval: float = 10.0,
+        selector: dict[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.cfg = cfg
         self.interval = interval
@@ -70,8 +81,9 @@ class Coordinator:
 
     def reconcile(self, now: datetime | None = None) -> list[tuple[str, Step]]:
         """One pass: read nodes, plan, write; returns what it did."""
-        nodes = [NodeView.from_node(n)
-                 for n in list_raw(self.client, "v1", "Node", labels=self.selector)]
+        nodes = [
+            NodeView.from_node(n) for n in list_raw(self.client, "v1", "Node", labels=self.selector)
+        ]
         steps = planning.plan(nodes, self.cfg, now or datetime.now(UTC))
         for name, step in steps:
             self._do(name, step)
@@ -84,20 +96,33 @@ class Coordinator:
             _patch(self.client, name, labels={planning.BEFORE_REBOOT: t}, annotations=resets)
             msg = "picked for reboot; waiting for before-reboot checks"
         elif step is Step.ALLOW:
-            _patch(self.client, name, labels={planning.BEFORE_REBOOT: None},
-                   annotations={planning.REBOOT_OK: t})
+            _patch(
+                self.client,
+                name,
+                labels={planning.BEFORE_REBOOT: None},
+                annotations={planning.REBOOT_OK: t},
+            )
             msg = "reboot allowed"
         elif step is Step.CHECK_AFTER:
             resets = dict.fromkeys(self.cfg.after_annotations)
             _patch(self.client, name, labels={planning.AFTER_REBOOT: t}, annotations=resets)
             msg = "rebooted; waiting for after-reboot checks"
         else:
-            _patch(self.client, name, labels={planning.AFTER_REBOOT: None},
-                   annotations={planning.REBOOT_OK: None})
+            _patch(
+                self.client,
+                name,
+                labels={planning.AFTER_REBOOT: None},
+                annotations={planning.REBOOT_OK: None},
+            )
             msg = "reboot cycle finished; node released"
         logger.info("node %s: %s", name, msg)
-        post_event(self.client, _node_ref(name), f"Reboot{step.value.title().replace('-', '')}",
-                   msg, component=COMPONENT)
+        post_event(
+            self.client,
+            _node_ref(name),
+            f"Reboot{step.value.title().replace('-', '')}",
+            msg,
+            component=COMPONENT,
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Reconcile until ``stop``; API errors are logged and retried next pass."""
@@ -150,42 +175,82 @@ class NodeAgent:
         t = "true"
         name = self.s.node
         if action is NodeAction.MARK_NEEDED:
-            _patch(self.client, name, labels={planning.REBOOT_NEEDED: t},
-                   annotations={planning.REBOOT_NEEDED: t})
+            _patch(
+                self.client,
+                name,
+                labels={planning.REBOOT_NEEDED: t},
+                annotations={planning.REBOOT_NEEDED: t},
+            )
         elif action is NodeAction.REBOOT:
             self._reboot(view, bool((node.get("spec") or {}).get("unschedulable")))
         elif action is NodeAction.CAME_BACK:
-            _patch(self.client, name, labels={planning.REBOOT_NEEDED: None},
-                   annotations={planning.REBOOT_NEEDED: None, planning.REBOOT_IN_PROGRESS: None,
-                                planning.BOOT_ID: None, planning.LAST_REBOOT: _now()})
-            post_event(self.client, _node_ref(name), "Rebooted", "node is back after its reboot",
-                       component=COMPONENT)
+            _patch(
+                self.client,
+                name,
+                labels={planning.REBOOT_NEEDED: None},
+                annotations={
+                    planning.REBOOT_NEEDED: None,
+                    planning.REBOOT_IN_PROGRESS: None,
+                    planning.BOOT_ID: None,
+                    planning.LAST_REBOOT: _now(),
+                },
+            )
+            post_event(
+                self.client,
+                _node_ref(name),
+                "Rebooted",
+                "node is back after its reboot",
+                component=COMPONENT,
+            )
         elif action is NodeAction.UNCORDON:
-            _patch(self.client, name, annotations={planning.MADE_UNSCHEDULABLE: None},
-                   unschedulable=False)
-            post_event(self.client, _node_ref(name), "Uncordoned", "released after reboot",
-                       component=COMPONENT)
+            _patch(
+                self.client,
+                name,
+                annotations={planning.MADE_UNSCHEDULABLE: None},
+                unschedulable=False,
+            )
+            post_event(
+                self.client,
+                _node_ref(name),
+                "Uncordoned",
+                "released after reboot",
+                component=COMPONENT,
+            )
         return action
 
     def _reboot(self, view: NodeView, unschedulable: bool) -> None:
         name = self.s.node
-        ann: dict[str, str | None] = {planning.REBOOT_IN_PROGRESS: "true",
-                                      planning.BOOT_ID: self._boot_id()}
+        ann: dict[str, str | None] = {
+            planning.REBOOT_IN_PROGRESS: "true",
+            planning.BOOT_ID: self._boot_id(),
+        }
         if not unschedulable:
             ann[planning.MADE_UNSCHEDULABLE] = "true"  # only then is uncordoning ours to do
-        _patch(self.client, name, annotations=ann, unschedulable=True if not unschedulable
-               else None)
+        _patch(
+            self.client, name, annotations=ann, unschedulable=True if not unschedulable else None
+        )
         if not self.drain():
-            post_event(self.client, _node_ref(name), "DrainIncomplete",
-                       "pods protected by disruption budgets remain; retrying", warning=True,
-                       component=COMPONENT)
+            post_event(
+                self.client,
+                _node_ref(name),
+                "DrainIncomplete",
+                "pods protected by disruption budgets remain; retrying",
+                warning=True,
+                component=COMPONENT,
+            )
             return
-        post_event(self.client, _node_ref(name), "Rebooting",
-                   f"drained; running {shlex.join(self.s.reboot_command)}", component=COMPONENT)
+        post_event(
+            self.client,
+            _node_ref(name),
+            "Rebooting",
+            f"drained; running {shlex.join(self.s.reboot_command)}",
+            component=COMPONENT,
+        )
         logger.info("node %s drained; rebooting", name)
         self.reboots += 1
-        proc = subprocess.run(self.s.reboot_command, check=False, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            self.s.reboot_command, check=False, capture_output=True, text=True, timeout=300
+        )
         if proc.returncode != 0:
             logger.error("reboot command failed (%d): %s", proc.returncode, proc.stderr[-500:])
 
@@ -193,9 +258,11 @@ class NodeAgent:
         """Evict every evictable pod; True once none is left on the node."""
         deadline = time.monotonic() + self.s.drain_timeout
         while True:
-            pods = [p for p in list_raw_fields(self.client, "v1", "Pod",
-                                               {"spec.nodeName": self.s.node})
-                    if planning.evictable(p)]
+            pods = [
+                p
+                for p in list_raw_fields(self.client, "v1", "Pod", {"spec.nodeName": self.s.node})
+                if planning.evictable(p)
+            ]
             if not pods:
                 return True
             for p in pods:
@@ -204,8 +271,11 @@ class NodeAgent:
                     continue
                 if not evict_pod(self.client, meta["name"], meta["namespace"]):
                     self.refused += 1
-                    logger.info("eviction of %s/%s refused by a disruption budget; retrying",
-                                meta["namespace"], meta["name"])
+                    logger.info(
+                        "eviction of %s/%s refused by a disruption budget; retrying",
+                        meta["namespace"],
+                        meta["name"],
+                    )
             if time.monotonic() >= deadline:
                 return False
             time.sleep(min(1.0, max(0.1, self.s.interval / 5)))

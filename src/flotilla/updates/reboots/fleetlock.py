@@ -85,7 +85,5 @@ def may_lock(group: LockGroup, holders: Iterable[str], node_id: str, now: dateti
     if not in_any_window(now, group.windows, group.timezone):
         return LockDecision(False, f"group {group.name} is outside its reboot windows")
     if len(holders) >= group.max_holders:
-        return LockDecision(
-            False, f"group {group.name} has all {group.max_holders} slot(s) taken"
-        )
+        return LockDecision(False, f"group {group.name} has all {group.max_holders} slot(s) taken")
     return LockDecision(True)

@@ -125,9 +125,7 @@ class Step(enum.StrEnum):
     """Drop ``reboot-ok`` and ``after-reboot``: the node agent uncordons."""
 
 
-def may_start(
-    nodes: Iterable[NodeView], cfg: CoordinatorConfig, now: datetime
-) -> tuple[int, str]:
+def may_start(nodes: Iterable[NodeView], cfg: CoordinatorConfig, now: datetime) -> tuple[int, str]:
     """How many new reboots may start now, and why not when zero."""
     nodes = tuple(nodes)
     if not in_any_window(now, cfg.windows, cfg.timezone):

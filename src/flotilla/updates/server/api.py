@@ -188,9 +188,7 @@ async def group(app_id: str, group: str, svc: Svc, _: ReadRole) -> Any:
     return await run_in_threadpool(catalog.get_group, svc.engine, app_id, group)
 
 
-async def put_policy(
-    app_id: str, group: str, body: dict[str, Any], svc: Svc, _: AdminRole
-) -> Any:
+async def put_policy(app_id: str, group: str, body: dict[str, Any], svc: Svc, _: AdminRole) -> Any:
     """Replace a group's policy (fields as in fleet files; missing ones take defaults)."""
     problems = policy_problems(body)
     if problems:

@@ -273,8 +273,13 @@ def fleetlock_groups(
         return
     table = _table("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE")
     for r in rows:
-        table.add_row(r["name"], str(r["held"]), str(r["max_holders"]),
-                      ", ".join(r["windows"]) or "any time", r["timezone"])
+        table.add_row(
+            r["name"],
+            str(r["held"]),
+            str(r["max_holders"]),
+            ", ".join(r["windows"]) or "any time",
+            r["timezone"],
+        )
     _wide().print(table)
 
 
@@ -294,8 +299,9 @@ def fleetlock_release(
 
     age = timedelta(seconds=seconds(older_than, "--older-than")) if older_than else None
     try:
-        dropped = fleetlock_store.release_stale(_engine(db), group=group, node_id=node_id,
-                                          older_than=age, now=datetime.now(UTC))
+        dropped = fleetlock_store.release_stale(
+            _engine(db), group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
+        )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     for r in dropped:

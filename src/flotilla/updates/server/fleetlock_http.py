@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 async def _params(request: Request) -> tuple[str, str]:
     if request.headers.get(fleetlock.PROTOCOL_HEADER, "").lower() != "true":
-        raise FleetLockError("missing_header", f"the {fleetlock.PROTOCOL_HEADER} header must "
-                             "be true")
+        raise FleetLockError(
+            "missing_header", f"the {fleetlock.PROTOCOL_HEADER} header must be true"
+        )
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -41,7 +42,8 @@ async def pre_reboot(request: Request, svc: Svc) -> Any:
     """Take a reboot slot in the client's group (recursive for a holder)."""
     node_id, group = await _params(request)
     decision = await run_in_threadpool(
-        fleetlock_store.acquire, svc.engine, node_id, group, datetime.now(UTC))
+        fleetlock_store.acquire, svc.engine, node_id, group, datetime.now(UTC)
+    )
     if not decision.ok:
         return JSONResponse({"kind": "failed_lock", "value": decision.reason}, 409)
     logger.info("fleetlock: %s holds a slot in %s", node_id, group)
@@ -69,7 +71,9 @@ async def unlock(group: str, node_id: str, svc: Svc, _: AdminRole) -> Any:
     """Release a stale lock (a node that died holding its slot)."""
     dropped = await run_in_threadpool(
         lambda: fleetlock_store.release_stale(
-            svc.engine, group=group, node_id=node_id, now=datetime.now(UTC)))
+            svc.engine, group=group, node_id=node_id, now=datetime.now(UTC)
+        )
+    )
     if not dropped:
         raise NotFoundError(f"{node_id} holds no lock in {group}")
     return dropped
@@ -81,7 +85,11 @@ ROUTES = [
     APIRoute("/v1/steady-state", steady_state, methods=["POST"], tags=["fleetlock"]),
     APIRoute("/api/v1/fleetlock/groups", groups, methods=["GET"], tags=["fleetlock"]),
     APIRoute("/api/v1/fleetlock/holders", holders, methods=["GET"], tags=["fleetlock"]),
-    APIRoute("/api/v1/fleetlock/groups/{group}/holders/{node_id}", unlock, methods=["DELETE"],
-             tags=["fleetlock"]),
+    APIRoute(
+        "/api/v1/fleetlock/groups/{group}/holders/{node_id}",
+        unlock,
+        methods=["DELETE"],
+        tags=["fleetlock"],
+    ),
 ]
 """FleetLock's part of the server's route table."""

@@ -36,13 +36,19 @@ def _locked_group(conn: Connection, name: str, sqlite: bool) -> LockGroup:
     row = conn.execute(q).first()
     if row is None:
         if sqlite:
-            conn.execute(insert(fleetlock_groups).values(
-                name=name, max_holders=1, windows=[], timezone="UTC"))
+            conn.execute(
+                insert(fleetlock_groups).values(
+                    name=name, max_holders=1, windows=[], timezone="UTC"
+                )
+            )
         else:
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            conn.execute(pg_insert(fleetlock_groups).values(
-                name=name, max_holders=1, windows=[], timezone="UTC").on_conflict_do_nothing())
+            conn.execute(
+                pg_insert(fleetlock_groups)
+                .values(name=name, max_holders=1, windows=[], timezone="UTC")
+                .on_conflict_do_nothing()
+            )
         row = conn.execute(q).first()
     assert row is not None
     return _group_from_row(row)
@@ -53,28 +59,39 @@ def acquire(engine: Engine, node_id: str, group: str, now: datetime) -> LockDeci
     sqlite = is_sqlite(engine)
     with engine.begin() as conn:
         g = _locked_group(conn, group, sqlite)
-        holders = conn.execute(
-            select(fleetlock_holders.c.holder).where(fleetlock_holders.c.group_name == group)
-        ).scalars().all()
+        holders = (
+            conn.execute(
+                select(fleetlock_holders.c.holder).where(fleetlock_holders.c.group_name == group)
+            )
+            .scalars()
+            .all()
+        )
         decision = may_lock(g, holders, node_id, now)
         if decision.ok and not decision.already_held:
-            conn.execute(insert(fleetlock_holders).values(
-                group_name=group, holder=node_id, acquired_at=now))
+            conn.execute(
+                insert(fleetlock_holders).values(group_name=group, holder=node_id, acquired_at=now)
+            )
         return decision
 
 
 def release(engine: Engine, node_id: str, group: str) -> bool:
     """``steady-state``: give the slot back; False when it was not held (still a success)."""
     with engine.begin() as conn:
-        n = conn.execute(delete(fleetlock_holders).where(
-            fleetlock_holders.c.group_name == group, fleetlock_holders.c.holder == node_id
-        )).rowcount
+        n = conn.execute(
+            delete(fleetlock_holders).where(
+                fleetlock_holders.c.group_name == group, fleetlock_holders.c.holder == node_id
+            )
+        ).rowcount
     return bool(n)
 
 
 def release_stale(
-    engine: Engine, *, group: str | None = None, node_id: str | None = None,
-    older_than: timedelta | None = None, now: datetime,
+    engine: Engine,
+    *,
+    group: str | None = None,
+    node_id: str | None = None,
+    older_than: timedelta | None = None,
+    now: datetime,
 ) -> list[dict[str, Any]]:
     """The operator's unlock: drop holders by group, id and/or age; returns what was dropped."""
     conds = []
@@ -102,8 +119,9 @@ def _holder_out(r: Any) -> dict[str, Any]:
 
 def list_holders(engine: Engine, group: str | None = None) -> list[dict[str, Any]]:
     """Current lock holders (``group``, ``id``, ``acquired_at``), oldest first."""
-    q = select(fleetlock_holders).order_by(fleetlock_holders.c.acquired_at,
-                                           fleetlock_holders.c.holder)
+    q = select(fleetlock_holders).order_by(
+        fleetlock_holders.c.acquired_at, fleetlock_holders.c.holder
+    )
     if group is not None:
         q = q.where(fleetlock_holders.c.group_name == group)
     with reading(engine) as conn:
@@ -115,9 +133,13 @@ def list_groups(engine: Engine) -> list[dict[str, Any]]:
     with reading(engine) as conn:
         groups = conn.execute(select(fleetlock_groups).order_by(fleetlock_groups.c.name)).all()
         counts: dict[str, int] = {
-            str(k): int(v) for k, v in conn.execute(
-                select(fleetlock_holders.c.group_name, func.count())
-                .group_by(fleetlock_holders.c.group_name))}
+            str(k): int(v)
+            for k, v in conn.execute(
+                select(fleetlock_holders.c.group_name, func.count()).group_by(
+                    fleetlock_holders.c.group_name
+                )
+            )
+        }
     holders = list_holders(engine)
     return [
         {
@@ -135,16 +157,23 @@ def list_groups(engine: Engine) -> list[dict[str, Any]]:
 def apply_groups(conn: Connection, groups: Sequence[LockGroup], changes: list[str]) -> None:
     """Create or update groups from a fleet file (inside the caller's transaction)."""
     for g in groups:
-        values = {"max_holders": g.max_holders,
-                  "windows": [format_window(w) for w in g.windows], "timezone": g.timezone}
+        values = {
+            "max_holders": g.max_holders,
+            "windows": [format_window(w) for w in g.windows],
+            "timezone": g.timezone,
+        }
         row = conn.execute(
-            select(fleetlock_groups).where(fleetlock_groups.c.name == g.name)).first()
+            select(fleetlock_groups).where(fleetlock_groups.c.name == g.name)
+        ).first()
         if row is None:
             conn.execute(insert(fleetlock_groups).values(name=g.name, **values))
             changes.append(f"fleetlock group {g.name}: created (max {g.max_holders})")
         elif (row.max_holders, list(row.windows or []), row.timezone) != (
-            values["max_holders"], values["windows"], values["timezone"]
+            values["max_holders"],
+            values["windows"],
+            values["timezone"],
         ):
-            conn.execute(update(fleetlock_groups).where(fleetlock_groups.c.name == g.name)
-                         .values(**values))
+            conn.execute(
+                update(fleetlock_groups).where(fleetlock_groups.c.name == g.name).values(**values)
+            )
             changes.append(f"fleetlock group {g.name}: updated (max {g.max_holders})")

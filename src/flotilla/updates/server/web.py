@@ -199,4 +199,3 @@ class OmahaMetrics:
         finally:
             metrics.requests.labels(str(status)).inc()
             metrics.latency.observe(time.perf_counter() - start)
-
