@@ -193,6 +193,30 @@ def choose_pool(pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocati
     return max(fitting, key=lambda rp: (rp[0], rp[1].name))[1]
 
 
+def nests(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """True when directory ``a`` is ``b``, an ancestor of ``b`` or a descendant of it."""
+    if not a or not b:
+        return False
+    shorter = min(len(a), len(b))
+    return a[:shorter] == b[:shorter]
+
+
+def nesting_volume(candidate: Allocation, allocations: list[Allocation]) -> str | None:
+    """The volume on the same node whose directory would contain, or sit inside, ``candidate``'s.
+
+    Checked over absolute paths, across pools and backends, since configured roots may nest too.
+    A volume never conflicts with itself (same name): a restart re-places the same volume.
+    """
+    mine = candidate.directory
+    if not mine:
+        return None
+    for other in allocations:
+        if (other.node == candidate.node and other.name != candidate.name
+                and nests(mine, other.directory)):
+            return other.name or "/".join(other.directory)
+    return None
+
+
 def node_capacity(pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocation],
                   backend: Backend) -> tuple[int, int]:
     """(total bytes available, largest single volume) for one backend on one node."""
@@ -217,8 +241,12 @@ class Reschedule:
 
 def place(claim: Claim, params: ClassParams, node: NodeReport,
           allocations: list[Allocation], *, source_pool: str | None = None,
-          source_node: str | None = None) -> Place | Reschedule:
-    """Decide where the claim goes on the node the scheduler selected."""
+          source_node: str | None = None, subpath: tuple[str, ...] = ()) -> Place | Reschedule:
+    """Decide where the claim goes on the node the scheduler selected.
+
+    Directory volumes only go to a pool where ``subpath`` neither contains nor sits inside
+    another volume's directory: deleting one volume must never delete another's data.
+    """
     if not node.exists:
         return Reschedule(f"node {node.name} does not exist")
     if not node.agent_alive:
@@ -232,17 +260,34 @@ def place(claim: Claim, params: ClassParams, node: NodeReport,
                      if p.backend == params.backend and p.name == source_pool), None)
         if pool is None or available(pool, allocations) < claim.size:
             return Reschedule(f"not enough room for a {claim.size}-byte clone on {node.name}")
+        clash = _clash(claim, pool, subpath, allocations)
+        if clash:
+            return Reschedule(clash)
         return Place(node.name, pool.name)
     pools = [p for p in node.pools if p.backend == params.backend
              and (params.backend is not Backend.LVM or p.name == params.volume_group)]
     if not pools:
         return Reschedule(f"node {node.name} has no {params.backend} storage configured")
+    clashes = [c for c in (_clash(claim, p, subpath, allocations) for p in pools) if c]
+    pools = [p for p in pools if not _clash(claim, p, subpath, allocations)]
+    if not pools:
+        return Reschedule(clashes[0])
     chosen = choose_pool(pools, allocations, params.backend, claim.size)
     if chosen is None:
         total, largest = node_capacity(pools, allocations, params.backend)
         return Reschedule(f"node {node.name} has not enough free {params.backend} capacity: "
                           f"need {claim.size} bytes, largest free {largest} (total {total})")
     return Place(node.name, chosen.name)
+
+
+def _clash(claim: Claim, pool: Pool, subpath: tuple[str, ...],
+           allocations: list[Allocation]) -> str | None:
+    mine = Allocation(pool.node, pool.backend, pool.name, claim.size, subpath, claim.pv_name)
+    other = nesting_volume(mine, allocations)
+    if other is None:
+        return None
+    return (f"{pool.name}/{'/'.join(subpath)} would contain or sit inside the directory of "
+            f"volume {other} on node {pool.node}")
 
 
 class Release(enum.Enum):

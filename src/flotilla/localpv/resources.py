@@ -73,7 +73,9 @@ def claim_from(pvc: Obj) -> Claim:
 def allocation_from(lv: Obj) -> Allocation | None:
     spec = lv.get("spec", {})
     try:
-        return Allocation(spec["node"], Backend(spec["backend"]), spec["pool"], int(spec["size"]))
+        return Allocation(spec["node"], Backend(spec["backend"]), spec["pool"], int(spec["size"]),
+                          subpath=tuple(str(p) for p in spec.get("subpath") or ()),
+                          name=str(lv.get("metadata", {}).get("name", "")))
     except (KeyError, ValueError, TypeError):
         return None
 
