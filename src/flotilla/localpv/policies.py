@@ -25,17 +25,22 @@ from flotilla.localpv.model import (
 MAX_COMPONENT_BYTES = 255
 """Linux NAME_MAX: one directory entry."""
 MAX_PATH_DEPTH = 4
-_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Every pattern below is applied with fullmatch: "$" would let a trailing newline through.
+# Character classes are spelled out ([0-9], never \d), so only ASCII digits and letters match.
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
 _PLACEHOLDERS = frozenset({"namespace", "pvc", "pv", "subdir"})
 _LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_VG_NAME = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$")
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
+_WHOLE = re.compile(r"[0-9]{1,19}")
+MAX_ID = 2**31 - 1
+"""Largest uid or gid we accept (Linux ids are unsigned 32-bit; -1 means "unchanged")."""
 _SUFFIXES = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?([kMGTPE]i?)?$")
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]{1,3}))?([kMGTPE]i?)?")
 
 
 class InvalidInput(ValueError):  # noqa: N818  (reads better at raise sites)
@@ -44,7 +49,7 @@ class InvalidInput(ValueError):  # noqa: N818  (reads better at raise sites)
 
 def parse_quantity(text: str) -> int:
     """A Kubernetes resource quantity (``1Gi``, ``500M``, ``1e3``) in whole bytes, rounded up."""
-    match = _QUANTITY.match(text.strip())
+    match = _QUANTITY.fullmatch(text) if len(text) <= 64 else None
     if not match:
         raise InvalidInput(f"not a quantity: {text!r}")
     number, exponent, suffix = match.groups()
@@ -71,7 +76,7 @@ def parse_class_params(parameters: dict[str, str]) -> ClassParams:
     pattern = parameters.get("pathPattern", ClassParams.path_pattern)
     validate_pattern(pattern)
     key = parameters.get("nodeAffinityKey", ClassParams.node_affinity_key)
-    if not _LABEL_KEY.match(key) or len(key) > 316:
+    if len(key) > 316 or not _LABEL_KEY.fullmatch(key):
         raise InvalidInput(f"nodeAffinityKey is not a label key: {key!r}")
     uid = _small_int(parameters, "uid")
     gid = _small_int(parameters, "gid")
@@ -85,7 +90,7 @@ def parse_class_params(parameters: dict[str, str]) -> ClassParams:
     if fs_type not in ("ext4", "xfs"):
         raise InvalidInput(f"fsType must be ext4 or xfs, got {fs_type!r}")
     vg = parameters.get("volumeGroup", "")
-    if backend is Backend.LVM and not _VG_NAME.match(vg):
+    if backend is Backend.LVM and (len(vg) > 127 or not _VG_NAME.fullmatch(vg)):
         raise InvalidInput(f"backend lvm needs a valid volumeGroup, got {vg!r}")
     return ClassParams(backend=backend, path_pattern=pattern, node_affinity_key=key, uid=uid,
                        gid=gid, mode=mode, fs_type=fs_type, volume_group=vg)
@@ -95,9 +100,29 @@ def _small_int(parameters: dict[str, str], key: str) -> int | None:
     text = parameters.get(key)
     if text is None:
         return None
-    if not text.isdigit() or int(text) > 2**31 - 1:
-        raise InvalidInput(f"{key} must be a non-negative integer, got {text!r}")
-    return int(text)
+    try:
+        return whole_number(text, key, limit=MAX_ID)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{key} must be a non-negative integer, got {text[:40]!r}") from exc
+
+
+def whole_number(value: object, what: str, *, limit: int = 2**63 - 1) -> int:
+    """A non-negative integer from JSON or text: an int (not a bool) or ASCII digits only.
+
+    ``int()`` alone would take ``"٣"``, ``" 7\n"``, ``"+7"`` and ``"1_0"``; none of them is a
+    number a Kubernetes object should carry.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _WHOLE.fullmatch(value):
+        number = int(value)
+    else:
+        raise InvalidInput(f"{what} must be a whole number, got {str(value)[:40]!r}")
+    if not 0 <= number <= limit:
+        raise InvalidInput(f"{what} must be between 0 and {limit}, got {number}")
+    return number
 
 
 def validate_pattern(pattern: str) -> None:
@@ -126,7 +151,7 @@ def validate_component(name: str) -> None:
         raise InvalidInput(f"path component {name!r} is not allowed")
     if len(name.encode()) > MAX_COMPONENT_BYTES:
         raise InvalidInput(f"path component is longer than {MAX_COMPONENT_BYTES} bytes")
-    if not _COMPONENT.match(name):
+    if not _COMPONENT.fullmatch(name):
         raise InvalidInput(f"path component {name[:80]!r} has characters outside [A-Za-z0-9._-]")
 
 

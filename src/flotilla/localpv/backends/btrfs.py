@@ -70,7 +70,7 @@ def parse_qgroup_show(text: str, subvolume_id: int) -> tuple[int, int | None] | 
 
 
 def parse_rootid(text: str) -> int:
-    match = re.search(r"\d+", text)
+    match = re.search(r"[0-9]+", text)
     if not match:
         raise BackendError(f"cannot parse subvolume id from {text!r}")
     return int(match.group())

@@ -31,7 +31,14 @@ from flotilla.localpv import manifests
 from flotilla.localpv.backends import BackendError, VolumeBackend, VolumeSpec
 from flotilla.localpv.backends.safefs import NestedVolume, Owner
 from flotilla.localpv.model import API_VERSION, FINALIZER, LABEL_NODE, Backend, VolumeMode
-from flotilla.localpv.policies import InvalidInput, nesting_volume, nests, validate_subpath
+from flotilla.localpv.policies import (
+    MAX_ID,
+    InvalidInput,
+    nesting_volume,
+    nests,
+    validate_subpath,
+    whole_number,
+)
 from flotilla.localpv.resources import (
     BlockDevice,
     LocalNode,
@@ -74,15 +81,18 @@ def spec_from(lv: Obj) -> VolumeSpec:
         source = VolumeSpec(name=str(src.get("volume", "")), pool=str(src.get("pool", "")),
                             size=0, subpath=validate_subpath(list(src.get("subpath") or [])))
     mode = owner.get("mode")
-    if mode is not None and (not isinstance(mode, int) or mode & ~0o777):
+    if mode is not None and (type(mode) is not int or mode & ~0o777):
         raise InvalidInput(f"mode {mode!r} is not a permission mode")
+    uid, gid = (None if owner.get(k) is None else whole_number(owner[k], k, limit=MAX_ID)
+                for k in ("uid", "gid"))
     backend = Backend(spec["backend"])
     subpath = (validate_subpath(list(spec.get("subpath") or []))
                if backend in (Backend.HOSTPATH, Backend.BTRFS) else (lv["metadata"]["name"],))
     return VolumeSpec(
-        name=lv["metadata"]["name"], pool=str(spec["pool"]), size=int(spec["size"]),
+        name=lv["metadata"]["name"], pool=str(spec["pool"]),
+        size=whole_number(spec["size"], "size"),
         subpath=subpath,
-        owner=Owner(owner.get("uid"), owner.get("gid"), 0o777 if mode is None else mode),
+        owner=Owner(uid, gid, 0o777 if mode is None else mode),
         volume_mode=VolumeMode(spec.get("volumeMode") or "Filesystem"),
         fs_type=str(spec.get("fsType") or "ext4"), source=source,
     )
