@@ -13,6 +13,7 @@ from flotilla.localpv.backends.base import RootConfig, VolumeSpec
 from flotilla.localpv.backends.hostpath import HostPathBackend
 from flotilla.localpv.backends.safefs import REGISTRY, NestedVolume, registered_volumes
 from flotilla.localpv.model import Allocation, Backend, Claim, ClassParams, NodeReport, Pool
+from flotilla.localpv.node.agent import Agent
 from flotilla.localpv.policies import (
     InvalidInput,
     Place,
@@ -150,3 +151,50 @@ def test_a_symlinked_registry_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         backend.create(_spec("pvc-a", "pvc-a", root=root))
     assert list(outside.iterdir()) == []
+
+
+def test_a_failed_create_takes_its_new_record_back(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ns").symlink_to(tmp_path)  # the walk refuses to follow it
+    backend = HostPathBackend([RootConfig(str(root))])
+    with pytest.raises(InvalidInput):
+        backend.create(_spec("pvc-a", "ns", "pvc-a", root=root))
+    assert registered_volumes(str(root)) == {}
+    assert sorted(os.listdir(root)) == ["ns"]
+
+
+# --- the agent's re-check against its own cache ---------------------------------------------
+
+
+class _Cache:
+    def __init__(self, *objs: dict[str, object]) -> None:
+        self.objs = list(objs)
+
+    def items(self) -> list[dict[str, object]]:
+        return self.objs
+
+
+def _lv(name: str, pool: str, *parts: str, backend: str = "hostpath") -> dict[str, object]:
+    return {"metadata": {"name": name},
+            "spec": {"node": "n1", "backend": backend, "pool": pool, "size": 1,
+                     "subpath": list(parts)}}
+
+
+def _agent(*objs: dict[str, object]) -> Agent:
+    agent = Agent.__new__(Agent)  # only the volume cache is needed
+    agent.volumes = _Cache(*objs)  # type: ignore[assignment]
+    return agent
+
+
+def test_the_agent_refuses_a_volume_nesting_with_one_in_its_cache() -> None:
+    outer = _lv("pvc-a", "/srv", "pvc-a")
+    inner = _lv("pvc-b", "/srv", "pvc-a", "pvc-b")
+    with pytest.raises(NestedVolume, match="pvc-a"):
+        _agent(outer, inner)._check_disjoint(inner)
+    across_roots = _lv("pvc-c", "/srv/pvc-a", "x")
+    with pytest.raises(NestedVolume, match="pvc-a"):
+        _agent(outer, across_roots)._check_disjoint(across_roots)
+    _agent(outer, _lv("pvc-d", "/srv", "pvc-d"))._check_disjoint(_lv("pvc-d", "/srv", "pvc-d"))
+    assert _agent(outer, inner)._inside(outer) == "pvc-b"
+    assert _agent(outer, inner)._inside(inner) is None

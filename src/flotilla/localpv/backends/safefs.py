@@ -207,7 +207,8 @@ def registered(root: str, name: str, parts: tuple[str, ...]) -> Iterator[None]:
     with _root_lock(root):
         fd = open_root(root)
         try:
-            for other, where in _read_registry(fd).items():
+            records = _read_registry(fd)
+            for other, where in records.items():
                 if other != name and nests(parts, where):
                     raise NestedVolume(f"{root}/{'/'.join(parts)} would contain or sit inside "
                                        f"volume {other} at {root}/{'/'.join(where)}; refusing")
@@ -221,9 +222,29 @@ def registered(root: str, name: str, parts: tuple[str, ...]) -> Iterator[None]:
                     f.write("/".join(parts) + "\n")
             finally:
                 os.close(reg)
+            try:
+                yield
+            except BaseException:
+                if name not in records:  # nothing of ours was there before: take the record back
+                    _drop_record(fd, root, name)
+                raise
         finally:
             os.close(fd)
-        yield
+
+
+def _drop_record(root_fd: int, root: str, name: str) -> None:
+    """Remove ``name``'s record (the registry goes when it empties); the caller holds the lock."""
+    try:
+        reg = _open_child(root_fd, REGISTRY, path=root)
+    except FileNotFoundError:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=reg)
+    finally:
+        os.close(reg)
+    with contextlib.suppress(OSError):
+        os.rmdir(REGISTRY, dir_fd=root_fd)
 
 
 def check_nothing_inside(root: str, name: str, parts: tuple[str, ...]) -> None:
@@ -240,16 +261,6 @@ def unregister(root: str, name: str) -> None:
     with _root_lock(root):
         fd = open_root(root)
         try:
-            try:
-                reg = _open_child(fd, REGISTRY, path=root)
-            except FileNotFoundError:
-                return
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=reg)
-            finally:
-                os.close(reg)
-            with contextlib.suppress(OSError):
-                os.rmdir(REGISTRY, dir_fd=fd)
+            _drop_record(fd, root, name)
         finally:
             os.close(fd)
