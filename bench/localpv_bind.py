@@ -42,6 +42,7 @@ from flotilla.core.kube import client_from_kubeconfig, to_dict, wait_until, warm
 from flotilla.localpv.cli import install_crds
 from flotilla.localpv.manifests import capacity_name
 from flotilla.localpv.model import SELECTED_NODE
+from flotilla.localpv.policies import parse_quantity
 from flotilla.localpv.resources import LocalVolume, create_object
 from flotilla.testenv.build import BuildSpec, is_built
 from flotilla.testenv.cluster import ControlPlane
@@ -242,7 +243,7 @@ def main() -> None:
                                                namespace="flotilla-localpv"))
                     except Exception:
                         return None
-                    if int(str(obj.get("capacity") or 0)) == 0:
+                    if parse_quantity(str(obj.get("capacity") or 0)) == 0:
                         return None
                 return True
 
