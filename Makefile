@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
 	touch $@
 
 # The dashboard's front-end libraries, fetched with npm ci from package-lock.json (never committed).
-DASHBOARD := src/flotilla/updates/dashboard
+DASHBOARD := src/flotilla/updates/server/dashboard
 ASSETS := $(DASHBOARD)/static/vendor/chart.umd.min.js
 assets: $(ASSETS)
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import yaml
 from starlette.testclient import TestClient
 
-from flotilla.updates.api import create_app
-from flotilla.updates.catalog import apply_fleet
-from flotilla.updates.dashboard.queries import sample
-from flotilla.updates.dashboard.synthetic import NEW, OLD, populate
-from flotilla.updates.fleetspec import group_id, parse_fleet
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.schema import make_engine, migrate
-from flotilla.updates.settings import ServerSettings
+from flotilla.updates.server.api import create_app
+from flotilla.updates.server.catalog import apply_fleet
+from flotilla.updates.server.dashboard.queries import sample
+from flotilla.updates.server.dashboard.synthetic import NEW, OLD, populate
+from flotilla.updates.server.fleetspec import group_id, parse_fleet
+from flotilla.updates.server.schema import make_engine, migrate
+from flotilla.updates.server.settings import ServerSettings
 
 APP = FLATCAR_APP_ID
 TOKEN = "bench-admin"

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from flotilla.core.kube import apply_raw, client_from_kubeconfig, delete_raw
-from flotilla.dev.engine import Engine, EngineConfig
+from flotilla.dev.runtime.engine import Engine, EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOTILLA = [sys.executable, "-m", "flotilla", "testenv"]

@@ -24,12 +24,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from flotilla.updates.agent import Schedule
-from flotilla.updates.catalog import apply_fleet
-from flotilla.updates.fleetspec import parse_fleet
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.schema import make_engine, migrate
-from flotilla.updates.simulator import Fleet, SimSettings
+from flotilla.updates.node.agent import Schedule
+from flotilla.updates.node.simulator import Fleet, SimSettings
+from flotilla.updates.server.catalog import apply_fleet
+from flotilla.updates.server.fleetspec import parse_fleet
+from flotilla.updates.server.schema import make_engine, migrate
 
 OLD, NEW = "3510.2.0", "3760.2.0"
 CLK = os.sysconf("SC_CLK_TCK")

@@ -38,10 +38,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from flotilla.updates.catalog import apply_fleet
-from flotilla.updates.fleetspec import group_id, parse_fleet
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.schema import make_engine, migrate
+from flotilla.updates.server.catalog import apply_fleet
+from flotilla.updates.server.fleetspec import group_id, parse_fleet
+from flotilla.updates.server.schema import make_engine, migrate
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OLD, NEW = "3510.2.0", "3760.2.0"

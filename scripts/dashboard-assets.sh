@@ -3,7 +3,7 @@
 # package-lock.json) and copy the built files where `flotilla updates serve` serves them.
 # Nothing is vendored in git: node_modules/ and static/vendor/ are ignored.
 set -euo pipefail
-cd "$(dirname "$0")/../src/flotilla/updates/dashboard"
+cd "$(dirname "$0")/../src/flotilla/updates/server/dashboard"
 command -v npm >/dev/null || { echo "dashboard-assets: npm is missing (Debian package npm)" >&2; exit 1; }
 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 mkdir -p static/vendor

@@ -63,8 +63,8 @@ else
 fi
 
 echo
-echo "== 4. 38 machines in four groups with different policies (python -m flotilla.updates.demo)"
-python -m flotilla.updates.demo --server "$URL" --rounds 6 --interval 0.5 --state "$STATE/fleet.json"
+echo "== 4. 38 machines in four groups with different policies (python -m flotilla.updates.node.demo)"
+python -m flotilla.updates.node.demo --server "$URL" --rounds 6 --interval 0.5 --state "$STATE/fleet.json"
 
 echo
 echo "== 5. flotilla updates instances (the 40 seen last)"
@@ -84,7 +84,7 @@ cat <<MSG
 MSG
 
 if [ -t 0 ] && [ -t 1 ]; then
-    python -m flotilla.updates.demo --server "$URL" --forever --interval 3 --quiet \
+    python -m flotilla.updates.node.demo --server "$URL" --forever --interval 3 --quiet \
         --state "$STATE/fleet.json" &
     FLEET_PID=$!
     echo "   The machines keep checking in every 3 s; Ctrl-C stops everything."

@@ -10,9 +10,9 @@ import importlib
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
 from flotilla import __version__
+from flotilla.core.cli import ErrorMappingGroup
 
 # name -> (module holding a Typer app called `app`, one-line help shown by `flotilla --help`)
 SYSTEMS: dict[str, tuple[str, str]] = {
@@ -26,8 +26,12 @@ SYSTEMS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazySystemsGroup(TyperGroup):
-    """A group whose system sub-groups are built from their modules on first use."""
+class LazySystemsGroup(ErrorMappingGroup):
+    """A group whose system sub-groups are built from their modules on first use.
+
+    Being an :class:`ErrorMappingGroup`, it turns any system's ``FlotillaError`` into a one-line
+    message and that error's exit code, for ``main()`` and for anything invoking ``app``.
+    """
 
     def list_commands(self, ctx: Any) -> list[str]:
         return sorted({*super().list_commands(ctx), *SYSTEMS})
@@ -42,10 +46,19 @@ class LazySystemsGroup(TyperGroup):
         command.short_help = summary
         return command
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """List the systems from :data:`SYSTEMS`, so ``flotilla --help`` imports none of them."""
+        rows = [(name, SYSTEMS[name][1]) for name in sorted(SYSTEMS)]
+        rows += [(name, self.commands[name].get_short_help_str())
+                 for name in sorted(set(self.commands) - set(SYSTEMS))]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="flotilla",
     cls=LazySystemsGroup,
+    rich_markup_mode=None,  # plain help: see flotilla.core.cli.system_app
     help="An open platform kit for people who run their own Kubernetes fleets.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -68,5 +81,5 @@ def _root(
 
 
 def main() -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script; errors are mapped by :class:`ErrorMappingGroup`."""
     app()

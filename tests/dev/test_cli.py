@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,18 @@ def test_render_of_a_broken_manifest(tmp_path: Path) -> None:
     (tmp_path / "app" / "k8s.yaml").write_text("kind: [\n")
     code, _, err = render("-f", str(tmp_path / "app" / "Tiltfile"))
     assert code == 1 and "invalid YAML" in err and "Tiltfile:28:" in err
+
+
+@pytest.mark.parametrize("argv", [["dev", "--help"], ["dev", "up", "--help"]])
+def test_help_loads_no_interpreter_docker_or_kubernetes_client(argv: list[str]) -> None:
+    """Start-up stays fast: ``--help`` must not import what only running a Tiltfile needs."""
+    code = (
+        "import sys\nfrom flotilla.cli import app\n"
+        f"try:\n    app({argv!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = ('starlark', 'docker', 'lightkube', 'watchfiles', 'fastapi', 'uvicorn')\n"
+        "print('LOADED:' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert "Usage" in out
+    assert out.strip().splitlines()[-1] == "LOADED:"

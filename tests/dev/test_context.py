@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from flotilla.dev.context import (
+from flotilla.dev.plan.context import (
     GENERATED_DOCKERFILE,
     ContextFilter,
     Matcher,
@@ -15,7 +15,7 @@ from flotilla.dev.context import (
     image_filter,
     registry_ref,
 )
-from flotilla.dev.model import ImageTarget
+from flotilla.dev.plan.model import ImageTarget
 
 
 def test_dockerignore_semantics() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flotilla.dev.context import ContextFilter, Matcher
-from flotilla.dev.decide import ActionKind, Copy, image_action, plan
-from flotilla.dev.model import (
+from flotilla.dev.plan.context import ContextFilter, Matcher
+from flotilla.dev.plan.decide import ActionKind, Copy, image_action, plan
+from flotilla.dev.plan.model import (
     FallBackOn,
     ImageTarget,
     LocalResource,

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from flotilla.cli import app
 from flotilla.core.kube import get_raw, list_raw
-from flotilla.dev.engine import Engine, EngineConfig
+from flotilla.dev.runtime.engine import Engine, EngineConfig
 from flotilla.dev.ui import create_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dev"

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flotilla.cli import app
-from flotilla.dev.engine import Engine, EngineConfig
+from flotilla.dev.runtime.engine import Engine, EngineConfig
 
 
 def free_port() -> int:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from flotilla.dev import manifests
-from flotilla.dev.model import (
+from flotilla.dev.plan import manifests
+from flotilla.dev.plan.model import (
     ImageTarget,
     K8sResourceOptions,
     LocalResource,
@@ -15,7 +15,7 @@ from flotilla.dev.model import (
     TiltfileResult,
     TriggerMode,
 )
-from flotilla.dev.resources import (
+from flotilla.dev.plan.resources import (
     UNCATEGORIZED,
     ResourceError,
     assemble,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flotilla.dev.model import FallBackOn, Run, Sync, TriggerMode
-from flotilla.dev.tiltfile import TiltfileError, evaluate
+from flotilla.dev.plan.model import FallBackOn, Run, Sync, TriggerMode
+from flotilla.dev.tiltfile.errors import TiltfileError
+from flotilla.dev.tiltfile.evaluator import evaluate
 
 DEPLOY = """apiVersion: apps/v1
 kind: Deployment
@@ -231,7 +232,7 @@ def helm_on_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     """helm from $PATH or the cache, else built once by the charts suite's own helper."""
     import importlib.util
 
-    from flotilla.dev.tools import ToolNotFoundError, find_tool
+    from flotilla.dev.tiltfile.tools import ToolNotFoundError, find_tool
 
     try:
         find_tool("helm")

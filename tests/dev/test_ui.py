@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import expect, sync_playwright
 
-from flotilla.dev.engine import TILTFILE, Engine, EngineConfig
+from flotilla.dev.runtime.engine import TILTFILE, Engine, EngineConfig
 from flotilla.dev.ui import UIServer, create_app
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",

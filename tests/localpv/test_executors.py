@@ -156,13 +156,15 @@ def test_a_claim_that_moved_on_is_not_rescheduled_again(status: int, reason: str
 
 NODE: dict[str, Any] = {"metadata": {"name": "n1", "uid": "n1-uid",
                                      "labels": {"kubernetes.io/hostname": "n1"}}}
-AGENT: dict[str, Any] = {"metadata": {"name": "n1"}, "status": {
-    "heartbeat": now_iso(), "nodeUID": "n1-uid",
-    "pools": [{"backend": "hostpath", "name": "/a", "budget": 2**30, "free": 2**30}]}}
+def agent(pools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A LocalNode that reported just now (a stale heartbeat would make the node ineligible)."""
+    return {"metadata": {"name": "n1"}, "status": {
+        "heartbeat": now_iso(), "nodeUID": "n1-uid",
+        "pools": pools or [{"backend": "hostpath", "name": "/a", "budget": 2**30, "free": 2**30}]}}
 
 
 def _provision(client: FakeClient) -> tuple[Context, Events]:
-    ctx, events = context(client, nodes=(NODE,), agents=(AGENT,))
+    ctx, events = context(client, nodes=(NODE,), agents=(agent(),))
     claim = pvc(node="n1")
     step = Provision(claim_from(claim.obj), parse_class_params({}), ("ns_data_pvc-u1",), "n1")
     Claims(ctx)._provision(claim, sc(), step)
@@ -186,8 +188,7 @@ def test_a_volume_the_api_refuses_is_permanent_and_releases_its_promise() -> Non
 
 
 def test_a_node_without_room_sends_the_claim_back() -> None:
-    full = {**AGENT, "status": {**AGENT["status"], "pools": [
-        {"backend": "hostpath", "name": "/a", "budget": 10, "free": 10}]}}
+    full = agent([{"backend": "hostpath", "name": "/a", "budget": 10, "free": 10}])
     client = FakeClient()
     ctx, events = context(client, nodes=(NODE,), agents=(full,))
     claim = pvc(node="n1")

@@ -21,12 +21,12 @@ import pytest
 import uvicorn
 import yaml
 
-from flotilla.updates.api import create_app
-from flotilla.updates.catalog import apply_fleet
-from flotilla.updates.fleetspec import parse_fleet
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.schema import make_engine, migrate
-from flotilla.updates.settings import ServerSettings
+from flotilla.updates.server.api import create_app
+from flotilla.updates.server.catalog import apply_fleet
+from flotilla.updates.server.fleetspec import parse_fleet
+from flotilla.updates.server.schema import make_engine, migrate
+from flotilla.updates.server.settings import ServerSettings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ADMIN = "admin-secret"

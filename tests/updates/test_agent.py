@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flotilla.updates import slots
-from flotilla.updates.agent import (
+from flotilla.updates.models import FLATCAR_APP_ID, Package
+from flotilla.updates.node import slots
+from flotilla.updates.node.agent import (
     Agent,
     AgentSettings,
     AgentState,
@@ -28,9 +29,7 @@ from flotilla.updates.agent import (
     next_delay,
     parse_update_conf,
 )
-from flotilla.updates.models import FLATCAR_APP_ID, Package
-from flotilla.updates.omaha import AppResponse, parse_request, render_response
-from flotilla.updates.omaha_client import (
+from flotilla.updates.node.omaha_client import (
     ERROR_PAYLOAD_HASH_MISMATCH,
     ERROR_PAYLOAD_SIZE_MISMATCH,
     ClientEvent,
@@ -39,6 +38,7 @@ from flotilla.updates.omaha_client import (
     build_request,
     parse_response,
 )
+from flotilla.updates.server.omaha import AppResponse, parse_request, render_response
 
 from .conftest import Server, apply_doc, fleet
 
@@ -311,9 +311,9 @@ def test_cli_reads_update_conf_and_checks_in_once(
 ) -> None:
     from typer.testing import CliRunner
 
-    from flotilla.updates import catalog
     from flotilla.updates.cli import app
-    from flotilla.updates.schema import make_engine
+    from flotilla.updates.server import catalog
+    from flotilla.updates.server.schema import make_engine
 
     apply_doc(sqlite_url, fleet(channel=OLD))
     server = serve(sqlite_url)
@@ -345,8 +345,8 @@ def test_fleetlock_strategy_reboots_one_at_a_time(
     serve: Callable[..., Server], sqlite_url: str, tmp_path: Path
 ) -> None:
     """Two agents, one FleetLock slot: the second reboots only after the first gave it back."""
-    from flotilla.updates import fleetlock
-    from flotilla.updates.schema import make_engine
+    from flotilla.updates.server import fleetlock_store
+    from flotilla.updates.server.schema import make_engine
 
     from .payloads import payload_server
 
@@ -376,7 +376,7 @@ def test_fleetlock_strategy_reboots_one_at_a_time(
         engine = make_engine(sqlite_url, pool_size=1)
 
         def holders() -> list[str]:
-            return [h["id"] for h in fleetlock.list_holders(engine, "workers")]
+            return [h["id"] for h in fleetlock_store.list_holders(engine, "workers")]
 
         async def rounds() -> None:
             for a in agents:

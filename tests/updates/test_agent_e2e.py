@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from flotilla.updates import catalog, slots
-from flotilla.updates.agent import Agent, AgentSettings, Schedule
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.omaha_client import ERROR_PAYLOAD_HASH_MISMATCH, Identity
-from flotilla.updates.schema import make_engine
+from flotilla.updates.node import slots
+from flotilla.updates.node.agent import Agent, AgentSettings, Schedule
+from flotilla.updates.node.omaha_client import ERROR_PAYLOAD_HASH_MISMATCH, Identity
+from flotilla.updates.server import catalog
+from flotilla.updates.server.schema import make_engine
 
 from .conftest import Server, apply_doc
 from .payloads import PayloadServer, payload_server

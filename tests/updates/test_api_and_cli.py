@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from flotilla.updates.cli import app as cli
-from flotilla.updates.fleetspec import FleetFileError, parse_fleet
 from flotilla.updates.models import FLATCAR_APP_ID
+from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet
 from tests.updates.conftest import MID, NEW, OLD, SHA, Server, apply_doc, fleet, ue_request
 from tests.updates.test_http_lifecycle import updatecheck
 

@@ -7,22 +7,28 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from flotilla.updates import catalog, fleetlock
-from flotilla.updates.api import create_app
-from flotilla.updates.dashboard.queries import sample
-from flotilla.updates.fleetspec import group_id
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.settings import ServerSettings
+from flotilla.updates.server import catalog, fleetlock_store
+from flotilla.updates.server.api import create_app
+from flotilla.updates.server.dashboard.queries import sample
+from flotilla.updates.server.fleetspec import group_id
+from flotilla.updates.server.settings import ServerSettings
 from tests.updates.conftest import ADMIN, MID, NEW, OLD, READER, apply_doc, fleet, ue_request
 
 APP = FLATCAR_APP_ID
 GID = group_id(APP, "stable")
 CANARY = group_id(APP, "canary")
 GROUP_URL = f"/ui/apps/{APP}/groups/{GID}"
+
+
+def engine_of(client: TestClient) -> Any:
+    """The running server's database engine (its lifespan opened it)."""
+    return client.app.state.services.engine  # type: ignore[attr-defined]
 
 
 def _csrf(html: str) -> str:
@@ -70,7 +76,7 @@ def client(sqlite_url: str) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         for m in ("a" * 32, "b" * 32, "c" * 32):
             omaha(c, ue_request(m))
-        c.app.state.store.invalidate()
+        c.app.state.services.store.invalidate()
         yield c
 
 
@@ -83,7 +89,7 @@ def test_pages_need_a_login(client: TestClient) -> None:
     assert client.get(f"/ui/data/apps/{APP}").status_code == 401
     r = client.post(f"{GROUP_URL}/pause", data={"csrf": "x"})
     assert r.status_code == 401
-    assert catalog.get_group(client.app.state.engine, APP, GID)["policy"]["updates_enabled"]
+    assert catalog.get_group(engine_of(client), APP, GID)["policy"]["updates_enabled"]
 
 
 def test_login_cookie_and_bad_tokens(client: TestClient) -> None:
@@ -204,7 +210,7 @@ def test_policy_form_saves_and_logs(client: TestClient) -> None:
     r = client.post(f"{GROUP_URL}/policy", data=form, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"].endswith("?done=policy")
-    p = catalog.get_group(client.app.state.engine, APP, GID)["policy"]
+    p = catalog.get_group(engine_of(client), APP, GID)["policy"]
     assert p["max_updates_per_period"] == 5
     assert p["period_interval"] == "30m"
     assert p["rollout_percent"] == 25
@@ -220,7 +226,7 @@ def test_policy_form_saves_and_logs(client: TestClient) -> None:
 
 def test_policy_form_errors_beside_the_fields(client: TestClient) -> None:
     csrf = login(client, ADMIN)
-    before = catalog.get_group(client.app.state.engine, APP, GID)["policy"]
+    before = catalog.get_group(engine_of(client), APP, GID)["policy"]
     form = {
         "csrf": csrf,
         "updates_enabled": "on",
@@ -247,7 +253,7 @@ def test_policy_form_errors_beside_the_fields(client: TestClient) -> None:
         assert f'id="err-{field}"' in r.text, field
     assert 'id="err-update_timeout"' not in r.text
     assert 'value="lots"' in r.text  # what was typed stays in the form
-    assert catalog.get_group(client.app.state.engine, APP, GID)["policy"] == before
+    assert catalog.get_group(engine_of(client), APP, GID)["policy"] == before
     empty = client.post(f"{GROUP_URL}/policy", data={"csrf": csrf})
     assert empty.status_code == 422
     assert 'id="err-timezone"' in empty.text
@@ -257,7 +263,7 @@ def test_csrf_is_required_for_cookie_sessions(client: TestClient) -> None:
     login(client, ADMIN)
     assert client.post(f"{GROUP_URL}/pause").status_code == 403
     assert client.post(f"{GROUP_URL}/pause", data={"csrf": "wrong"}).status_code == 403
-    assert catalog.get_group(client.app.state.engine, APP, GID)["policy"]["updates_enabled"]
+    assert catalog.get_group(engine_of(client), APP, GID)["policy"]["updates_enabled"]
 
 
 def test_bearer_tokens_act_without_csrf(client: TestClient) -> None:
@@ -267,7 +273,7 @@ def test_bearer_tokens_act_without_csrf(client: TestClient) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert not catalog.get_group(client.app.state.engine, APP, GID)["policy"]["updates_enabled"]
+    assert not catalog.get_group(engine_of(client), APP, GID)["policy"]["updates_enabled"]
     r = client.post(f"{GROUP_URL}/resume", headers={"Authorization": f"Bearer {READER}"})
     assert r.status_code == 403
     r = client.get("/", headers={"Authorization": "Bearer nope"})
@@ -292,7 +298,7 @@ def test_read_only_sees_but_cannot_act(client: TestClient) -> None:
         r = client.post(path, data={"csrf": csrf, **data})
         assert r.status_code == 403, path
         assert "Read-only" in r.text
-    engine = client.app.state.engine
+    engine = engine_of(client)
     assert catalog.get_group(engine, APP, GID)["policy"]["updates_enabled"]
     assert {c["name"]: c for c in catalog.list_channels(engine, APP)}["stable"]["package"] == NEW
 
@@ -306,7 +312,7 @@ def test_pause_and_resume(client: TestClient) -> None:
     assert '<updatecheck status="noupdate"' in omaha(client, ue_request("e" * 32))
     r = client.post(f"{GROUP_URL}/resume", data={"csrf": csrf})
     assert "Updates resumed." in r.text
-    assert catalog.get_group(client.app.state.engine, APP, GID)["policy"]["updates_enabled"]
+    assert catalog.get_group(engine_of(client), APP, GID)["policy"]["updates_enabled"]
     feed = client.get("/ui/activity").text
     assert "GroupPaused" in feed
     assert "GroupResumed" in feed
@@ -322,7 +328,7 @@ def test_resume_releases_a_tripped_brake(client: TestClient) -> None:
     assert 'id="halted"' in page.text
     assert 'id="resume"' in page.text
     client.post(f"{url}/resume", data={"csrf": csrf})
-    g = catalog.get_group(client.app.state.engine, APP, CANARY)
+    g = catalog.get_group(engine_of(client), APP, CANARY)
     assert g["halted_version"] is None
     assert 'id="halted"' not in client.get(url).text
 
@@ -332,7 +338,7 @@ def test_channel_form(client: TestClient) -> None:
     url = f"/ui/apps/{APP}/channels/stable"
     r = client.post(url, data={"csrf": csrf, "package": MID}, follow_redirects=False)
     assert r.status_code == 303
-    engine = client.app.state.engine
+    engine = engine_of(client)
     assert {c["name"]: c for c in catalog.list_channels(engine, APP)}["stable"]["package"] == MID
     assert "ChannelPackageUpdated" in client.get("/ui/activity").text
     for bad, msg in (("latest", "not a semantic version"), ("9.9.9", "no package of 9.9.9")):
@@ -349,7 +355,7 @@ def test_channel_form(client: TestClient) -> None:
 
 def test_live_data_follows_check_ins(client: TestClient) -> None:
     login(client, ADMIN)
-    engine = client.app.state.engine
+    engine = engine_of(client)
     sample(engine)
     url = f"/ui/data/apps/{APP}/groups/{GID}"
     before = client.get(url).json()
@@ -422,9 +428,9 @@ def test_pages_actions_and_samples_on_postgresql(pg_url: str) -> None:
 
 
 def test_reboot_locks_and_releasing_a_stale_one(client: TestClient) -> None:
-    engine = client.app.state.engine
+    engine = engine_of(client)
     now = datetime.now(UTC)
-    assert fleetlock.acquire(engine, "a" * 32, "default", now - timedelta(hours=3)).ok
+    assert fleetlock_store.acquire(engine, "a" * 32, "default", now - timedelta(hours=3)).ok
     csrf = login(client, ADMIN)
     page = client.get("/ui/reboots")
     assert "a" * 32 in page.text
@@ -435,5 +441,5 @@ def test_reboot_locks_and_releasing_a_stale_one(client: TestClient) -> None:
     r = client.post("/ui/reboots/release", data={"csrf": csrf, "group": "default", "id": "a" * 32})
     assert r.status_code == 200
     assert "Reboot lock released." in r.text
-    assert fleetlock.list_holders(engine) == []
+    assert fleetlock_store.list_holders(engine) == []
     assert "RebootLockReleased" in client.get("/ui/activity").text

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from flotilla.updates.fleetspec import group_id
 from flotilla.updates.models import FLATCAR_APP_ID
+from flotilla.updates.server.fleetspec import group_id
 from tests.updates.conftest import ADMIN, READER, Server, apply_doc, fleet, ue_request
 
 pytestmark = pytest.mark.slow

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flotilla.updates.dashboard.forms import (
+from flotilla.updates.server.dashboard.forms import (
     FormTooLargeError,
     parse_form,
     policy_from_form,
     version_from_form,
 )
-from flotilla.updates.dashboard.routes import _safe_next
+from flotilla.updates.server.dashboard.routes import _safe_next
 
 GOOD = {
     "updates_enabled": "on",

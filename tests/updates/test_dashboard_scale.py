@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from flotilla.updates.api import create_app
-from flotilla.updates.dashboard.queries import PER_PAGE, sample
-from flotilla.updates.dashboard.synthetic import NEW, OLD, populate
-from flotilla.updates.fleetspec import group_id
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.schema import make_engine
-from flotilla.updates.settings import ServerSettings
+from flotilla.updates.server.api import create_app
+from flotilla.updates.server.dashboard.queries import PER_PAGE, sample
+from flotilla.updates.server.dashboard.synthetic import NEW, OLD, populate
+from flotilla.updates.server.fleetspec import group_id
+from flotilla.updates.server.schema import make_engine
+from flotilla.updates.server.settings import ServerSettings
 from tests.updates.conftest import ADMIN, apply_doc, fleet
 
 pytestmark = pytest.mark.slow

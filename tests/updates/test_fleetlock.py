@@ -12,12 +12,17 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from flotilla.updates import fleetlock
 from flotilla.updates.cli import app
-from flotilla.updates.fleetlock import FleetLockError, LockGroup, may_lock, parse_client_params
-from flotilla.updates.fleetspec import FleetFileError, parse_fleet
 from flotilla.updates.policies import parse_window
-from flotilla.updates.schema import make_engine
+from flotilla.updates.reboots.fleetlock import (
+    FleetLockError,
+    LockGroup,
+    may_lock,
+    parse_client_params,
+)
+from flotilla.updates.server import fleetlock_store
+from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet
+from flotilla.updates.server.schema import make_engine
 
 from .conftest import Server, apply_doc, fleet
 
@@ -137,7 +142,7 @@ def test_never_more_than_max_under_parallel_clients(
     assert codes.count(200) == 3, codes
     assert codes.count(409) == 57
     engine = make_engine(db_url, pool_size=1)
-    assert len(fleetlock.list_holders(engine, "workers")) == 3
+    assert len(fleetlock_store.list_holders(engine, "workers")) == 3
     engine.dispose()
 
 
@@ -157,8 +162,8 @@ def test_cli_lists_and_releases_stale_locks(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url, pool_size=1)
     apply_doc(sqlite_url, {"fleetlock": {"groups": [{"name": "w", "max_holders": 2}]}})
     old = datetime.now(UTC) - timedelta(hours=5)
-    assert fleetlock.acquire(engine, "stale", "w", old).ok
-    assert fleetlock.acquire(engine, "fresh", "w", datetime.now(UTC)).ok
+    assert fleetlock_store.acquire(engine, "stale", "w", old).ok
+    assert fleetlock_store.acquire(engine, "fresh", "w", datetime.now(UTC)).ok
     engine.dispose()
     runner = CliRunner()
     out = runner.invoke(app, ["fleetlock", "holders", "--db", sqlite_url, "-o", "json"])

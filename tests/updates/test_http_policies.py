@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.omaha import parse_request
 from flotilla.updates.policies import in_office_hours
-from flotilla.updates.schema import instances, make_engine
-from flotilla.updates.store import Store
+from flotilla.updates.server.omaha import parse_request
+from flotilla.updates.server.schema import instances, make_engine
+from flotilla.updates.server.store import Store
 from tests.updates.conftest import NEW, OLD, Server, apply_doc, fleet, ue_request
 from tests.updates.test_http_lifecycle import updatecheck
 from tests.updates.test_omaha_and_lifecycle import HOSTILE
@@ -228,7 +228,7 @@ def test_period_and_timeout_with_clock(db_url: str) -> None:
     # After the update timeout, safe mode trips the timeout brake: the rollout halts.
     assert checkin(store, "b" * 32, t0 + timedelta(hours=3)) == "noupdate"
     with engine.connect() as conn:
-        from flotilla.updates.schema import groups
+        from flotilla.updates.server.schema import groups
 
         assert conn.execute(select(groups.c.halted_version)).scalar_one() == NEW
     engine.dispose()
@@ -246,7 +246,7 @@ def test_installed_waiting_for_reboot_never_trips_the_timeout_brake(sqlite_url: 
     # Hours later the node still waits for its reboot window: the rollout is not halted.
     assert checkin(store, "b" * 32, t0 + timedelta(hours=5)) == "noupdate"  # one at a time
     with engine.connect() as conn:
-        from flotilla.updates.schema import groups
+        from flotilla.updates.server.schema import groups
 
         assert conn.execute(select(groups.c.halted_version)).scalar_one() is None
     engine.dispose()

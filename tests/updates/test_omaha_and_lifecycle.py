@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flotilla.updates.lifecycle import apply_event, grant, hold, regrant_target
 from flotilla.updates.models import Event, ExtraFile, InstanceState, InstanceStatus, Package
-from flotilla.updates.omaha import (
+from flotilla.updates.server.lifecycle import apply_event, grant, hold, regrant_target
+from flotilla.updates.server.omaha import (
     MAX_BODY,
     AppResponse,
     OmahaError,

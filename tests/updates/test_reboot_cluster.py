@@ -25,9 +25,9 @@ from flotilla.core.kube import (
     patch_merge_raw,
     wait_until,
 )
-from flotilla.updates import reboots
-from flotilla.updates.reboot_coordinator import Coordinator, NodeAgent, NodeAgentSettings
-from flotilla.updates.reboots import CoordinatorConfig
+from flotilla.updates.reboots import planning as reboots
+from flotilla.updates.reboots.coordinator import Coordinator, NodeAgent, NodeAgentSettings
+from flotilla.updates.reboots.planning import CoordinatorConfig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flotilla.updates import reboots
 from flotilla.updates.policies import parse_window
-from flotilla.updates.reboots import (
+from flotilla.updates.reboots import planning as reboots
+from flotilla.updates.reboots.planning import (
     CoordinatorConfig,
     NodeAction,
     NodeView,

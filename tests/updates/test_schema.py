@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from flotilla.updates.schema import make_engine, metadata, migrate, normalize_url
+from flotilla.updates.server.schema import make_engine, metadata, migrate, normalize_url
 
 
 def test_migrations_match_the_tables(db_url: str) -> None:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from flotilla.updates import catalog
-from flotilla.updates.agent import Schedule
 from flotilla.updates.cli import app
 from flotilla.updates.models import FLATCAR_APP_ID
-from flotilla.updates.schema import make_engine
-from flotilla.updates.simulator import SimSettings, simulate
+from flotilla.updates.node.agent import Schedule
+from flotilla.updates.node.simulator import SimSettings, simulate
+from flotilla.updates.server import catalog
+from flotilla.updates.server.schema import make_engine
 
 from .conftest import NEW, OLD, READER, Server, apply_doc, fleet
 

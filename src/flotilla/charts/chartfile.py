@@ -17,8 +17,7 @@ import yaml
 
 from flotilla.charts import versions, yamlread
 from flotilla.charts.errors import InvalidChartError
-
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from flotilla.core import yamlload
 
 METADATA_STRINGS = (
     "name", "home", "version", "description", "icon", "apiVersion", "condition", "tags",
@@ -275,7 +274,7 @@ def parse_chart_yaml(raw: bytes, path: str = "Chart.yaml") -> ChartMetadata:
         data = _unplain(data)
     except (yamlread.UnsupportedYamlError, UnicodeDecodeError):
         try:
-            root = yaml.compose(raw, Loader=_Loader)
+            root = yamlload.compose(raw)
         except yaml.YAMLError as e:
             raise InvalidChartError(f"{path}: invalid YAML: {e}") from e
         except RecursionError as e:

@@ -1,9 +1,9 @@
 """``flotilla charts``: lint, package, index and publish Helm chart repositories.
 
-The entry point reads flags, builds the option dataclasses and maps :class:`ChartError` to a
-message and exit status 1 in one place. Each command imports what it runs inside its function,
-so ``--help`` and a lint of one chart don't pay for YAML emitting, git, gpg or archives they never
-touch (start-up is most of the cost of a per-chart lint in CI).
+The entry point reads flags and builds the option dataclasses; file-system errors become
+:class:`ChartError`, which ``flotilla.core.cli`` shows as a message and exit status 1. Each
+command imports what it runs inside its function, so ``--help`` and a lint of one chart don't pay
+for YAML emitting, git, gpg or archives they never touch (start-up is most of a per-chart lint).
 """
 
 from __future__ import annotations
@@ -16,30 +16,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from flotilla.charts.errors import ChartError
+from flotilla.core.cli import system_app
 
 if TYPE_CHECKING:
     from flotilla.charts.provenance import SigningKey
 
-# Plain help and usage errors: rich's formatter (with its markdown parser) costs about 0.1 s of
-# start-up, a third of the budget for a command a CI job runs once per chart.
-app = typer.Typer(help="Helm chart repositories: lint, package, index, publish to GitHub Pages.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = system_app("Helm chart repositories: lint, package, index, publish to GitHub Pages.")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _errors_to_exit(func: F) -> F:
+def _os_errors_as_chart_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ChartError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from e
-        except OSError as e:
-            typer.secho(f"error: {e.filename or ''}: {e.strerror or e}", fg=typer.colors.RED,
-                        err=True)
-            raise typer.Exit(1) from e
+        except OSError as e:  # flotilla.cli shows ChartError as "error: ..." and exit 1
+            raise ChartError(f"{e.filename or ''}: {e.strerror or e}") from e
 
     return wrapper  # type: ignore[return-value]
 
@@ -77,7 +70,7 @@ TITLE = typer.Option("Helm chart repository", "--title", help="Title of index.ht
 
 
 @app.command("lint")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def lint_cmd(
     dirs: list[Path] = DIRS,
     strict: bool = STRICT,
@@ -102,7 +95,7 @@ def lint_cmd(
 
 
 @app.command("package")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def package_cmd(
     dirs: list[Path] = DIRS,
     destination: Path = DESTINATION,
@@ -129,7 +122,7 @@ def package_cmd(
 
 
 @app.command("index")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def index_cmd(
     directory: Path = ARCHIVE_DIR,
     url: str = INDEX_URL,
@@ -149,7 +142,7 @@ def index_cmd(
 
 
 @app.command("publish")
-@_errors_to_exit
+@_os_errors_as_chart_errors
 def publish_cmd(
     charts_dir: Path = CHARTS_DIR,
     repo: str = REPO,

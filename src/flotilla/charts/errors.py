@@ -1,9 +1,11 @@
-"""One exception hierarchy for the charts system; the CLI maps it to messages and exit codes."""
+"""One exception hierarchy for the charts system; `flotilla.cli` shows it as a message, exit 1."""
 
 from __future__ import annotations
 
+from flotilla.core.errors import FlotillaError
 
-class ChartError(Exception):
+
+class ChartError(FlotillaError):
     """Base class: something about a chart, an archive, an index or a publish is wrong."""
 
 

@@ -19,9 +19,10 @@ import yaml
 from flotilla.charts import versions, yamlemit, yamlread
 from flotilla.charts.chartfile import ChartMetadata
 from flotilla.charts.errors import DuplicateVersionError, IndexFormatError
+from flotilla.core import yamlload
 
 ENTRY_OWN_FIELDS = ("urls", "created", "digest")
-_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[Any] = yamlload.SafeLoader
 
 
 class _NoTimestampLoader(_BaseLoader):  # type: ignore[misc]
@@ -223,7 +224,7 @@ def _load_yaml(raw: bytes) -> Any:
     try:
         return yamlread.load(raw.decode("utf-8"))
     except (yamlread.UnsupportedYamlError, UnicodeDecodeError):
-        return yaml.load(raw, Loader=_NoTimestampLoader)
+        return yamlload.load(raw, loader=_NoTimestampLoader)
 
 
 def _stringify(item: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,7 @@ import yaml
 from flotilla.charts.chartfile import ChartMetadata, Finding, Severity
 from flotilla.charts.errors import ChartError
 from flotilla.charts.packaging import PackageOptions, package_chart, read_metadata
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from flotilla.core import yamlload
 
 
 def lint_layout(chart_dir: Path, meta: ChartMetadata) -> list[Finding]:
@@ -20,7 +19,7 @@ def lint_layout(chart_dir: Path, meta: ChartMetadata) -> list[Finding]:
     values = chart_dir / "values.yaml"
     if values.is_file():
         try:
-            data = yaml.load(values.read_bytes(), Loader=_Loader)
+            data = yamlload.load(values.read_bytes())
         except yaml.YAMLError as e:
             findings.append(Finding(Severity.ERROR, str(values), "", f"invalid YAML: {e}"))
         else:

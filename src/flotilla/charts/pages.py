@@ -7,15 +7,13 @@ adds nothing changes nothing and makes no commit.
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import yaml
 
 from flotilla.charts import versions
 from flotilla.charts.errors import ChartError
 from flotilla.charts.index import Index
-
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from flotilla.core import yamlload
 
 
 def render_html(index: Index, repo_url: str, title: str = "Helm chart repository") -> str:
@@ -63,7 +61,7 @@ helm search repo {esc(repo_name)} --devel --versions</code></pre>
 def check_artifacthub_repo(raw: bytes, source: str) -> bytes:
     """Validate an ``artifacthub-repo.yml`` enough to catch typos before it goes live."""
     try:
-        data = yaml.load(raw, Loader=_Loader)
+        data = yamlload.load(raw)
     except yaml.YAMLError as e:
         raise ChartError(f"{source}: invalid YAML: {e}") from e
     if not isinstance(data, dict):

@@ -20,12 +20,13 @@ from typing import Any
 import yaml
 import yaml.resolver
 
+from flotilla.core import yamlload
+
 _RESOLVER = yaml.resolver.Resolver()
 _STR = "tag:yaml.org,2002:str"
 _SPECIAL_START = tuple("&*!|>%@`#{}[],")
 _KEY = re.compile(r"""^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^"'# ][^#]*?) *:(?: +|$)""")
 _OTHER_BREAKS = re.compile("[\t\x85\u2028\u2029\ufeff]|\r(?!\n)")
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 MAX_DEPTH = 64
@@ -60,7 +61,7 @@ def _typed_plain(text: str, keep_plain: bool) -> Any:
     if tag == _STR or tag == "tag:yaml.org,2002:timestamp":
         return text
     try:
-        return yaml.load(text, Loader=_Loader)  # bool, int, float: rare in an index
+        return yamlload.load(text)  # bool, int, float: rare in an index
     except yaml.YAMLError as e:
         raise UnsupportedYamlError from e
 
@@ -75,7 +76,7 @@ def _scalar(text: str, keep_plain: bool = False) -> Any:
         inner = text[1:-1]
         if "\\" in inner:
             try:
-                value = yaml.load(text, Loader=_Loader)
+                value = yamlload.load(text)
             except yaml.YAMLError as e:
                 raise UnsupportedYamlError from e
             if not isinstance(value, str):

@@ -8,14 +8,20 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.dev.engine import Engine, EngineConfig
-from flotilla.dev.tiltfile import TiltfileError
+from flotilla.core.cli import system_app
+from flotilla.core.errors import cli_message
+from flotilla.dev.tiltfile.errors import TiltfileError
 
-app = typer.Typer(help="Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).",
-                  no_args_is_help=True)
+if TYPE_CHECKING:  # the engine pulls in docker and starlark: imported when a command runs
+    from flotilla.dev.runtime.engine import Engine
+
+app = system_app(
+    "Inner dev loop: run Tiltfiles (build, deploy, live update, web UI)."
+)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 FileOpt = typer.Option(Path("Tiltfile"), "--file", "-f", help="The Tiltfile to run.")
@@ -43,6 +49,8 @@ def _echo(name: str, line: str) -> None:
 
 def _engine(ctx: typer.Context, tiltfile: Path, kubeconfig: Path | None, namespace: str,
             registry: str, docker_host: str | None, *, ci: bool, quiet: bool) -> Engine:
+    from flotilla.dev.runtime.engine import Engine, EngineConfig
+
     cfg = EngineConfig(tiltfile=tiltfile, kubeconfig=_kubeconfig(kubeconfig),
                        namespace=namespace, args=list(ctx.args), registry=registry,
                        docker_host=docker_host, ci=ci, watch=not ci,
@@ -51,7 +59,7 @@ def _engine(ctx: typer.Context, tiltfile: Path, kubeconfig: Path | None, namespa
     try:
         engine.load()
     except (TiltfileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(cli_message(exc), err=True)
         if ci:
             engine.stop()
             raise typer.Exit(1) from None
@@ -66,11 +74,11 @@ def render(
     registry: str = RegOpt,
 ) -> None:
     """Evaluate the Tiltfile and print its resources and manifests as YAML; touches nothing."""
-    from flotilla.dev.context import Matcher, read_ignore_file
-    from flotilla.dev.render import planned_refs
-    from flotilla.dev.render import render as render_yaml
-    from flotilla.dev.resources import assemble
-    from flotilla.dev.tiltfile import evaluate
+    from flotilla.dev.plan.context import Matcher, read_ignore_file
+    from flotilla.dev.plan.render import planned_refs
+    from flotilla.dev.plan.render import render as render_yaml
+    from flotilla.dev.plan.resources import assemble
+    from flotilla.dev.tiltfile.evaluator import evaluate
 
     try:
         result, _ = evaluate(tiltfile, args=list(ctx.args))
@@ -78,9 +86,8 @@ def render(
         ignore = read_ignore_file(str(tiltfile.resolve().parent / ".tiltignore"))
         tiltignore = ((str(tiltfile.resolve().parent), Matcher.of(ignore)),)
         refs = planned_refs(result, tiltignore, registry)
-    except (TiltfileError, ValueError, OSError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (ValueError, OSError) as exc:  # flotilla.cli shows TiltfileError and its exit code
+        raise TiltfileError(str(exc)) from exc
     for line in result.logs:
         typer.echo(line.rstrip("\n"), err=True)
     typer.echo(render_yaml(result, resources, refs), nl=False)
@@ -187,7 +194,6 @@ def down(
     try:
         summary = teardown(tiltfile, _kubeconfig(kubeconfig), namespace, list(ctx.args),
                            docker_host, delete_namespaces=delete_namespaces)
-    except (TiltfileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except ValueError as exc:  # flotilla.cli shows TiltfileError and its exit code
+        raise TiltfileError(str(exc)) from exc
     typer.echo(summary)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flotilla.dev.state import clear_record, read_record
+from flotilla.dev.runtime.state import clear_record, read_record
 
 KEEP_ANNOTATION = "tilt.dev/down-policy"
 
@@ -45,7 +45,7 @@ def keep(obj: dict[str, Any], delete_namespaces: bool) -> bool:
 
 def teardown(tiltfile: Path, kubeconfig: Path | None, namespace: str, args: list[str],
              docker_host: str | None, *, delete_namespaces: bool = False) -> str:
-    from flotilla.dev.engine import Engine, EngineConfig
+    from flotilla.dev.runtime.engine import Engine, EngineConfig
 
     record = read_record(tiltfile)
     stopped = _stop_pid(int(record.get("pid") or 0)) if record.get("pid") else False
@@ -70,7 +70,7 @@ def teardown(tiltfile: Path, kubeconfig: Path | None, namespace: str, args: list
                                                        (engine.result.compose if engine.result
                                                         else [])}
         if projects:
-            from flotilla.dev.compose import ComposeRunner
+            from flotilla.dev.runtime.compose import ComposeRunner
 
             assert engine.builder is not None
             runner = engine.compose or ComposeRunner(engine.builder)

@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
 if TYPE_CHECKING:
-    from flotilla.dev.engine import Engine
+    from flotilla.dev.runtime.engine import Engine
 
 
 def create_app(engine: Engine) -> FastAPI:

@@ -9,18 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
+
+from flotilla.core.cli import system_app
 
 from .model import (
+    FnError,
     FunctionSpec,
-    FunctionSpecError,
     Runtime,
     Target,
     load_spec,
 )
 
-app = typer.Typer(help="Functions with health, metrics and tracing built in.",
-                  no_args_is_help=True)
+app = system_app(
+    "Functions with health, metrics and tracing built in."
+)
 
 PathOpt = typer.Option(Path("."), "--path", "-C", help="The function's project directory.")
 KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
@@ -34,19 +36,13 @@ HEADER_OPT = typer.Option([], "--header", "-H", help="NAME:VALUE, repeatable.")
 OUTPUT_OPT = typer.Option(None, "--output", "-o", help="File (default: stdout).")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
-
-
 def _spec(project: Path) -> FunctionSpec:
     path = project / "function.yaml"
     try:
-        return load_spec(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
-        raise _fail(f"{path} not found: run `flotilla fn init` first") from None
-    except FunctionSpecError as exc:
-        raise _fail(str(exc)) from None
+        raise FnError(f"{path} not found: run `flotilla fn init` first") from None
+    return load_spec(text)
 
 
 def _client(kubeconfig: Path | None, in_cluster: bool) -> Any:
@@ -69,15 +65,12 @@ def init(
     from .templates import TEMPLATES, project_files, signature_for
 
     if template not in TEMPLATES:
-        raise _fail(f"unknown template {template!r}: use one of {', '.join(TEMPLATES)}")
-    try:
-        spec = parse_spec({"name": name, "runtime": runtime.value,
-                           "signature": signature_for(template).value})
-    except FunctionSpecError as exc:
-        raise _fail(str(exc)) from None
+        raise FnError(f"unknown template {template!r}: use one of {', '.join(TEMPLATES)}")
+    spec = parse_spec({"name": name, "runtime": runtime.value,
+                       "signature": signature_for(template).value})
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
-        raise _fail(f"{target} exists and is not empty")
+        raise FnError(f"{target} exists and is not empty")
     for rel, text in project_files(spec, template).items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +117,6 @@ def build(
 ) -> None:
     """Build an OCI image through dockerd from the local base images."""
     from .image import (
-        BuildError,
         build_context,
         build_image,
         function_files,
@@ -134,25 +126,19 @@ def build(
     )
 
     spec = _spec(project)
-    try:
-        context = build_context(spec, function_files(project.resolve()))
-    except BuildError as exc:
-        raise _fail(str(exc)) from None
+    context = build_context(spec, function_files(project.resolve()))
     if context_dir is not None:
         context.write(context_dir)
         typer.echo(f"wrote the build context to {context_dir}")
         return
     image = tag or spec.image_ref
-    try:
-        result = build_image(context, image, docker_host=docker_host)
-        pushed = ""
-        if push:
-            remote = push_reference(image, push)
-            tag_image(result.image_id, remote, docker_host=docker_host)
-            result.digest = push_image(remote, docker_host=docker_host)
-            pushed = f"{remote.rsplit(':', 1)[0]}@{result.digest}"
-    except BuildError as exc:
-        raise _fail(str(exc)) from None
+    result = build_image(context, image, docker_host=docker_host)
+    pushed = ""
+    if push:
+        remote = push_reference(image, push)
+        tag_image(result.image_id, remote, docker_host=docker_host)
+        result.digest = push_image(remote, docker_host=docker_host)
+        pushed = f"{remote.rsplit(':', 1)[0]}@{result.digest}"
     if as_json:
         typer.echo(json.dumps({"image": image, "id": result.image_id, "steps": result.steps,
                                "cached_steps": result.cached_steps, "pushed": pushed}))
@@ -183,6 +169,8 @@ def deploy(
     ns = namespace or spec.deploy.namespace
     objects = manifests_for(spec, image or spec.image_ref, ns, chosen)
     if dry_run:
+        import yaml
+
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
         return
     from flotilla.core.kube import KubeError
@@ -197,7 +185,7 @@ def deploy(
                 seconds = wait_ready(client, ns, spec.name, timeout=timeout)
                 typer.echo(f"{spec.name} ready in {seconds:.1f}s")
         except (KubeError, TimeoutError) as exc:
-            raise _fail(str(exc)) from None
+            raise FnError(str(exc)) from None
 
 
 def _headers(pairs: list[str]) -> dict[str, str]:
@@ -205,7 +193,7 @@ def _headers(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition(":")
         if not sep or not key.strip():
-            raise _fail(f"--header wants NAME:VALUE, got {pair!r}")
+            raise FnError(f"--header wants NAME:VALUE, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -252,7 +240,7 @@ def invoke(
                     client, namespace or spec.deploy.namespace, spec.name, path, method=verb,
                     body=body, headers=headers)
             except KubeError as exc:
-                raise _fail(str(exc)) from None
+                raise FnError(str(exc)) from None
     else:
         base = (url or f"http://127.0.0.1:{port}").rstrip("/")
         try:
@@ -260,7 +248,7 @@ def invoke(
                 response = http.request(verb, base + "/" + path.lstrip("/"), content=body,
                                         headers=headers)
         except httpx.HTTPError as exc:
-            raise _fail(f"{base}: {exc}") from None
+            raise FnError(f"{base}: {exc}") from None
         status, out_headers, out = response.status_code, dict(response.headers), response.content
     if show_headers:
         typer.echo(f"HTTP {status}")
@@ -289,6 +277,8 @@ def pipeline(
     objects = pipeline_objects(spec, namespace or spec.deploy.namespace, git_url=git_url,
                                context_dir=context_dir,
                                flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE)
+    import yaml
+
     text = yaml.safe_dump_all(objects, sort_keys=False)
     if output is None:
         typer.echo(text, nl=False)

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .model import FunctionSpec, Runtime
+from .model import FnError, FunctionSpec, Runtime
 
 __all__ = [
     "BASE_IMAGES",
@@ -43,7 +43,7 @@ SITE = "/opt/flotilla/site"
 NODE_LIB = "/opt/flotilla/node"
 
 
-class BuildError(RuntimeError):
+class BuildError(FnError, RuntimeError):
     """The image could not be built or pushed; the message carries dockerd's own words."""
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import yaml
+from flotilla.core.errors import FlotillaError
 
 __all__ = [
     "DEFAULT_HANDLERS",
@@ -58,7 +58,11 @@ class Target(StrEnum):
 DEFAULT_HANDLERS = {Runtime.PYTHON: "func:handle", Runtime.NODE: "index.js:handle"}
 
 
-class FunctionSpecError(ValueError):
+class FnError(FlotillaError):
+    """Root error of ``flotilla fn``: the CLI shows it as ``error: ...`` and exits 1."""
+
+
+class FunctionSpecError(FnError, ValueError):
     """``function.yaml`` is invalid; ``problems`` lists each as ``path: what is wrong``."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -253,8 +257,12 @@ def parse_spec(doc: Any) -> FunctionSpec:
 
 def load_spec(text: str) -> FunctionSpec:
     """Parse ``function.yaml`` text; YAML errors become :class:`FunctionSpecError` too."""
+    import yaml  # here, not at module level: `flotilla fn --help` needs no YAML
+
+    from flotilla.core import yamlload
+
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlload.load(text)
     except yaml.YAMLError as exc:
         raise FunctionSpecError([f"(yaml): {exc}"]) from None
     return parse_spec(doc)
@@ -271,4 +279,6 @@ def dump_spec(spec: FunctionSpec) -> str:
     doc["deploy"] = {"target": d.target.value, "namespace": d.namespace, "port": d.port,
                      "nodeSelector": dict(d.node_selector),
                      "resources": {"requests": dict(d.requests), "limits": dict(d.limits)}}
+    import yaml
+
     return yaml.safe_dump(doc, sort_keys=False)

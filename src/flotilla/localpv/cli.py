@@ -11,16 +11,20 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from lightkube import Client
 
-from flotilla.localpv.backends import HostPathBackend, VolumeBackend, parse_root
-from flotilla.localpv.model import Backend
-from flotilla.localpv.policies import InvalidInput
+from flotilla.core.cli import system_app
 
-app = typer.Typer(help="Dynamic local persistent volumes: controller, node agent, manifests.",
-                  no_args_is_help=True)
+if TYPE_CHECKING:  # imported where used, so `--help` loads no Kubernetes client
+    from lightkube import Client
+
+    from flotilla.localpv.backends import VolumeBackend
+
+app = system_app(
+    "Dynamic local persistent volumes: controller, node agent, manifests."
+)
 
 KUBECONFIG = typer.Option(None, help="Kubeconfig file (default: in-cluster service account).")
 KUBECONFIG_REQUIRED = typer.Option(..., "--kubeconfig", help="Kubeconfig of the cluster.")
@@ -126,19 +130,18 @@ def agent(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the node agent for NODE (a DaemonSet pod in production)."""
+    from flotilla.localpv.backends import HostPathBackend, parse_root
+    from flotilla.localpv.model import Backend
     from flotilla.localpv.node.agent import Agent, AgentSettings
 
     _setup_logging(verbose)
     backends: dict[Backend, VolumeBackend] = {}
-    try:
-        if hostpath_root:
-            backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
-        if btrfs_root:
-            from flotilla.localpv.backends.btrfs import BtrfsBackend
-            backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
-    except InvalidInput as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
+    # A root or budget we refuse raises InvalidInput: flotilla.cli shows it and exits 2.
+    if hostpath_root:
+        backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
+    if btrfs_root:
+        from flotilla.localpv.backends.btrfs import BtrfsBackend
+        backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
     if lvm_volume_group:
         from flotilla.localpv.backends.lvm import LvmBackend
         backends[Backend.LVM] = LvmBackend(lvm_volume_group, mount_root=device_mount_root)

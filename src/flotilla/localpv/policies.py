@@ -9,8 +9,9 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
+from flotilla.core import units
+from flotilla.core.errors import EXIT_USAGE, FlotillaError
 from flotilla.localpv.model import (
     ANNOTATION_SUBDIR,
     Allocation,
@@ -36,30 +37,32 @@ _VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
 _WHOLE = re.compile(r"[0-9]{1,19}")
 MAX_ID = 2**31 - 1
 """Largest uid or gid we accept (Linux ids are unsigned 32-bit; -1 means "unchanged")."""
-_SUFFIXES = {
-    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}
-_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]{1,3}))?([kMGTPE]i?)?")
+_QUANTITY_TEXT = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]{1,3})?(?:[kMGTPE]i?)?")
+"""The characters a quantity may have, checked on the whole string before core.units parses it
+(which strips whitespace first, so ``1Gi\n`` would pass there)."""
 
 
-class InvalidInput(ValueError):  # noqa: N818  (reads better at raise sites)
-    """A StorageClass, PVC or LocalVolume asks for something we refuse; permanent, not retried."""
+class LocalPVError(FlotillaError):
+    """Root error of ``flotilla localpv``; the CLI shows it as ``error: ...`` and its exit code."""
+
+
+class InvalidInput(LocalPVError, ValueError):  # noqa: N818  (reads better at raise sites)
+    """A StorageClass, PVC or LocalVolume asks for something we refuse; permanent, not retried.
+
+    On the command line (a ``--hostpath-root`` it refuses) it is a usage error: exit 2.
+    """
+
+    exit_code = EXIT_USAGE
 
 
 def parse_quantity(text: str) -> int:
     """A Kubernetes resource quantity (``1Gi``, ``500M``, ``1e3``) in whole bytes, rounded up."""
-    match = _QUANTITY.fullmatch(text) if len(text) <= 64 else None
-    if not match:
-        raise InvalidInput(f"not a quantity: {text!r}")
-    number, exponent, suffix = match.groups()
+    if len(text) > 64 or not _QUANTITY_TEXT.fullmatch(text):
+        raise InvalidInput(f"not a quantity: {text[:64]!r}")
     try:
-        value = Decimal(number) * Decimal(_SUFFIXES[suffix or ""])
-        if exponent:
-            value *= Decimal(10) ** int(exponent)
-    except InvalidOperation as exc:
-        raise InvalidInput(f"not a quantity: {text!r}") from exc
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
+        return units.parse_quantity(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 def parse_class_params(parameters: dict[str, str]) -> ClassParams:

@@ -1,7 +1,9 @@
 """Operator audit and lifecycle: what an operator install grants, and installs that show it.
 
-The public names below are loaded on first use (PEP 562), not when the package is imported, so
-``flotilla operators ... --help`` does not read YAML machinery or the audit rules first.
+The public names load on first use (PEP 562), so ``flotilla operators --help`` does not import
+the audit, its YAML loaders and reports. One catch of laziness: the function ``audit`` shares
+its name with the module ``flotilla.operators.audit``; import it as
+``from flotilla.operators.audit import audit`` when that module may already be loaded.
 """
 
 from __future__ import annotations
@@ -15,18 +17,12 @@ if TYPE_CHECKING:
     from flotilla.operators.loading import load_inputs
     from flotilla.operators.models import AuditReport, Finding, Grant, Manifest, Severity
 
-_EXPORTS = {
-    "AuditDiff": "flotilla.operators.audit",
-    "AuditReport": "flotilla.operators.models",
-    "Finding": "flotilla.operators.models",
-    "Grant": "flotilla.operators.models",
-    "Manifest": "flotilla.operators.models",
-    "Severity": "flotilla.operators.models",
-    "audit": "flotilla.operators.audit",
-    "diff_audits": "flotilla.operators.audit",
-    "load_catalog": "flotilla.operators.catalog",
-    "load_inputs": "flotilla.operators.loading",
-    "upgrade_path": "flotilla.operators.catalog",
+_WHERE = {
+    "AuditDiff": "audit", "audit": "audit", "diff_audits": "audit",
+    "load_catalog": "catalog", "upgrade_path": "catalog",
+    "load_inputs": "loading",
+    "AuditReport": "models", "Finding": "models", "Grant": "models", "Manifest": "models",
+    "Severity": "models",
 }
 
 __all__ = [
@@ -45,6 +41,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
+    # Bind every name of that module now: importing ``operators.audit`` sets the package's
+    # ``audit`` to the submodule, which must not shadow the function of that name.
+    for public, where in _WHERE.items():
+        if where == _WHERE[name]:
+            globals()[public] = getattr(module, public)
+    return globals()[name]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flotilla.operators.documents import InputError, load_yaml_documents
+from flotilla.operators.models import OperatorsError
 from flotilla.operators.semver import Version, VersionRange, parse_version, range_warnings
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class GraphError(Exception):
+class GraphError(OperatorsError):
     """The catalog cannot answer: unknown package/channel, no head, no path, a cycle."""
 
 

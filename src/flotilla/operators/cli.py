@@ -15,21 +15,24 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.operators.models import Approval, Severity
+from flotilla.core.cli import system_app
 
 if TYPE_CHECKING:
     from lightkube import Client
 
     from flotilla.operators.catalog import Catalog
-    from flotilla.operators.models import AuditReport
 
-# Plain help and usage errors: rich's formatter (with its markdown parser) costs about 0.1 s of
-# start-up; the audit's own table output still uses rich, loaded only when it prints.
-app = typer.Typer(help="Audit operators before they are installed; install and upgrade them "
-                       "with that review built in.", no_args_is_help=True, rich_markup_mode=None)
+# Only the light, pure models at module level: the audit, its loaders (YAML, helm) and reports
+# are imported by the commands that use them, so `--help` starts fast.
+from flotilla.operators.models import Approval, AuditReport, OperatorsError, Severity
+
+app = system_app(
+    "Audit operators before they are installed; install and upgrade them "
+    "with that review built in."
+)
 
 EXIT_FINDINGS = 1
-EXIT_USAGE = 2
+EXIT_USAGE = OperatorsError.exit_code  # 2: input or cluster trouble
 EXIT_HELD = 3
 INSTALL_MODES = ("OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces")
 
@@ -102,7 +105,6 @@ def audit_cmd(
     """Report what installing these manifests grants: CRDs, permissions, webhooks, risks."""
     from flotilla.operators.audit import audit, diff_audits, exceeds
     from flotilla.operators.loading import load_inputs
-    from flotilla.operators.models import AuditReport
     from flotilla.operators.report import diff_json, diff_text, report_sarif
 
     threshold = _severity(fail_on)
@@ -126,9 +128,8 @@ def audit_cmd(
                 if live:
                     manifests.extend(cluster.cluster_manifests(client,
                                                                include_system=include_system))
-        except (KubeError, OSError, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_USAGE) from exc
+        except (KubeError, OSError, ValueError) as exc:  # flotilla.cli shows it, exit 2
+            raise OperatorsError(str(exc)) from exc
     if diff:
         old_m, old_err = load_inputs(paths[:1], namespace=namespace)
         new_m, new_err = load_inputs(paths[1:], namespace=namespace)
@@ -187,25 +188,20 @@ def _catalog(path: Path) -> Catalog:
     return catalog
 
 
-def _lifecycle_errors() -> tuple[type[Exception], ...]:
-    from flotilla.core.kube import KubeError
-    from flotilla.operators.catalog import GraphError
-    from flotilla.operators.documents import InputError
-    from flotilla.operators.lifecycle import LifecycleError
-
-    return (KubeError, LifecycleError, GraphError, InputError, OSError, ValueError,
-            TimeoutError)
-
-
 @contextmanager
 def _lifecycle_client(kubeconfig: Path | None) -> Iterator[Client]:
-    """A client for one lifecycle command; any lifecycle failure ends it with the usage code."""
+    """A client for one lifecycle command; any lifecycle failure ends it with the usage code.
+
+    Our own errors (``OperatorsError``) pass through to ``flotilla.cli``; the cluster's and the
+    file system's become one, so they read and exit the same way.
+    """
+    from flotilla.core.kube import KubeError
+
     try:
         with _client(kubeconfig) as client:
             yield client
-    except _lifecycle_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+    except (KubeError, OSError, ValueError, TimeoutError) as exc:
+        raise OperatorsError(str(exc)) from exc
 
 
 def _report_outcome(outcome: object) -> None:

@@ -16,7 +16,7 @@ from flotilla.operators import cluster
 from flotilla.operators.audit import AuditDiff, audit, diff_audits
 from flotilla.operators.catalog import BundleRef, Catalog, channel_head, upgrade_path
 from flotilla.operators.loading import Bundle, load_bundle
-from flotilla.operators.models import AuditReport, Severity, dig, seq
+from flotilla.operators.models import AuditReport, OperatorsError, Severity, dig, seq
 from flotilla.operators.plan import (
     Approval,
     ObjectRef,
@@ -35,7 +35,7 @@ __all__ = ["LifecycleError", "Outcome", "Step", "approve", "install", "uninstall
 logger = logging.getLogger(__name__)
 
 
-class LifecycleError(Exception):
+class LifecycleError(OperatorsError):
     """The request cannot be carried out as asked; the message says what to do instead."""
 
 

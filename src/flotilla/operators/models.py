@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from flotilla.core.errors import EXIT_USAGE, FlotillaError
+
 
 def dig(obj: Any, *keys: str) -> dict[str, Any]:
     """The mapping at ``obj[k1][k2]...``, or {} when any level is missing or not a mapping.
@@ -20,6 +22,21 @@ def dig(obj: Any, *keys: str) -> dict[str, Any]:
 def seq(value: Any) -> list[Any]:
     """``value`` if it is a list, else [] — for iterating fields of untrusted manifests."""
     return value if isinstance(value, list) else []
+
+
+class OperatorsError(FlotillaError):
+    """Root error of ``flotilla operators``: input, catalog or cluster trouble, shown as
+    ``error: ...`` with exit 2, so it never reads as exit 1 ("the audit found problems")."""
+
+    exit_code = EXIT_USAGE
+
+
+class Approval(StrEnum):
+    """``manual``: every install/upgrade waits for ``approve``. ``auto``: goes ahead unless it
+    adds findings at or above the hold threshold (default high)."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
 
 
 class Severity(IntEnum):
@@ -160,11 +177,3 @@ class AuditReport:
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
-
-
-class Approval(StrEnum):
-    """``manual``: every install/upgrade waits for ``approve``. ``auto``: goes ahead unless it
-    adds findings at or above the hold threshold (default high)."""
-
-    MANUAL = "manual"
-    AUTO = "auto"

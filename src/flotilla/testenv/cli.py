@@ -11,15 +11,15 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flotilla.core.cli import system_app
 from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_root, run_build
 from flotilla.testenv.cluster import ControlPlane
 from flotilla.testenv.components import default_state_dir
 from flotilla.testenv.errors import TestEnvError
 from flotilla.testenv.images import build_images
 
-app = typer.Typer(
-    help="A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok).",
-    no_args_is_help=True,
+app = system_app(
+    "A real Kubernetes control plane (etcd, API server, controllers, scheduler, kwok)."
 )
 console = Console(stderr=True)
 
@@ -34,11 +34,6 @@ VersionOption = typer.Option(KUBERNETES_VERSION, "--kubernetes-version", help="k
 
 def _spec(cache_dir: Path | None, version: str) -> BuildSpec:
     return BuildSpec(kubernetes_version=version, cache_root=cache_dir or default_cache_root())
-
-
-def _fail(exc: TestEnvError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
 
 
 @app.command()
@@ -69,10 +64,7 @@ def build(
                 tasks[step] = progress.add_task(step, total=None, line="")
             progress.update(tasks[step], line=line[-70:])
 
-        try:
-            timings = run_build(spec, report)
-        except TestEnvError as exc:
-            raise _fail(exc) from exc
+        timings = run_build(spec, report)  # TestEnvError: flotilla.cli shows it, exit 1
         for task_id in tasks.values():
             progress.update(task_id, completed=1, total=1, line="")
     if not timings:
@@ -81,11 +73,8 @@ def build(
         console.print(f"built in {time.monotonic() - started:.0f}s: {spec.bin_dir}")
     if images:
         images_started = time.monotonic()
-        try:
-            with console.status("building images (debootstrap; once)"):
-                built = build_images()
-        except TestEnvError as exc:
-            raise _fail(exc) from exc
+        with console.status("building images (debootstrap; once)"):
+            built = build_images()
         console.print(f"images ready in {time.monotonic() - images_started:.0f}s: "
                       + ", ".join(built))
 
@@ -113,8 +102,8 @@ def up(
                             + (", dockerd" if docker else "")):
             state = plane.up(nodes=nodes, real_node=real_node_name if real_node else None,
                              docker=docker)
-    except (TestEnvError, TimeoutError) as exc:
-        raise _fail(TestEnvError(str(exc))) from exc
+    except TimeoutError as exc:  # flotilla.cli shows TestEnvError, exit 1
+        raise TestEnvError(str(exc)) from exc
     if was_running:
         console.print("already running")
     else:
@@ -162,5 +151,5 @@ def kubeconfig(state_dir: Path | None = StateOption) -> None:
     """Print the path of the admin kubeconfig of a running environment."""
     plane = ControlPlane(state_dir or default_state_dir())
     if plane.state() is None:
-        raise _fail(TestEnvError("no environment is running here; run `flotilla testenv up`"))
+        raise TestEnvError("no environment is running here; run `flotilla testenv up`")
     typer.echo(plane.layout.kubeconfig)

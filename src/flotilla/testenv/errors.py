@@ -1,8 +1,10 @@
 """Errors of the test environment, each saying what failed and what to do about it."""
 
+from flotilla.core.errors import FlotillaError
 
-class TestEnvError(Exception):
-    """Base of every test-environment failure shown to the user."""
+
+class TestEnvError(FlotillaError):
+    """Base of every test-environment failure shown to the user (``error: ...``, exit 1)."""
 
     __test__ = False  # not a pytest test class despite the name
 

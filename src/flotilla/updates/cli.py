@@ -1,217 +1,24 @@
-"""``flotilla updates``: serve the Omaha server, apply fleet files, list instances and activity."""
+"""``flotilla updates``: one Typer app, and the one table of its commands from every room.
+
+The command modules import only Typer, rich and the standard library at module level; each
+command loads SQLAlchemy, FastAPI, httpx or the Kubernetes client when it runs, so
+``flotilla updates --help`` does not pay for them.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from pathlib import Path
-from typing import Any
+from flotilla.core.cli import system_app
+from flotilla.updates.node import commands as node
+from flotilla.updates.reboots import commands as reboots
+from flotilla.updates.server import commands as server
 
-import typer
-from rich.console import Console
-from rich.table import Table
+app = system_app("Omaha update server for Flatcar fleets, with rollout policies.")
 
-from flotilla.updates import catalog
-from flotilla.updates.fleetspec import FleetFileError, parse_fleet
-from flotilla.updates.policies import parse_duration
-from flotilla.updates.schema import make_engine, migrate
-from flotilla.updates.settings import DEFAULT_DB, ServerSettings
-
-app = typer.Typer(
-    help="Omaha update server for Flatcar fleets, with rollout policies.", no_args_is_help=True
-)
-console = Console(stderr=True)
-
-DbOption = typer.Option(
-    DEFAULT_DB, "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite file path."
-)
-AdminTokenOption = typer.Option(
-    None, "--admin-token", envvar="FLOTILLA_UPDATES_ADMIN_TOKENS", help="May change things."
-)
-ReadTokenOption = typer.Option(
-    None, "--read-token", envvar="FLOTILLA_UPDATES_READ_TOKENS", help="May only read the API."
-)
-FileOption = typer.Option(..., "-f", "--file", exists=True, dir_okay=False, help="fleet.yaml")
-
-
-def _engine(db: str) -> Any:
-    engine = make_engine(db, pool_size=2)
-    migrate(engine)
-    return engine
-
-
-def _out() -> Console:
-    """Tables on stdout: the terminal's width, or wide enough for machine ids when piped."""
-    out = Console()
-    return out if out.is_terminal else Console(width=200)
-
-
-def _tokens(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(t for v in values or [] for t in v.split(",") if t)
-
-
-@app.command()
-def serve(
-    db: str = DbOption,
-    host: str = typer.Option("127.0.0.1", "--host", envvar="FLOTILLA_UPDATES_HOST"),
-    port: int = typer.Option(8000, "--port", envvar="FLOTILLA_UPDATES_PORT"),
-    admin_token: list[str] | None = AdminTokenOption,
-    read_token: list[str] | None = ReadTokenOption,
-    retention: str = typer.Option(
-        "90d",
-        "--retention",
-        envvar="FLOTILLA_UPDATES_RETENTION",
-        help="Prune instances not seen for this long (e.g. 30d); 0 keeps them forever.",
-    ),
-    workers: int = typer.Option(1, "--workers", help="Server processes sharing the port."),
-    sample_interval: float = typer.Option(
-        30.0,
-        "--sample-interval",
-        envvar="FLOTILLA_UPDATES_SAMPLE_INTERVAL",
-        help="Seconds between the dashboard's rollout-chart samples (0: none).",
-    ),
-    log_level: str = typer.Option("info", "--log-level"),
-) -> None:
-    """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
-    and /healthz."""
-    import uvicorn
-
-    from flotilla.updates.api import create_app
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    try:
-        keep = None if retention in ("0", "never") else parse_duration(retention)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--retention") from None
-    settings = ServerSettings(
-        db_url=db,
-        host=host,
-        port=port,
-        admin_tokens=_tokens(admin_token),
-        read_tokens=_tokens(read_token),
-        retention=keep,
-        sample_interval=sample_interval,
-    )
-    if workers > 1:
-        # Each worker builds its own app from the environment (the only way uvicorn forks).
-        os.environ.update(
-            {
-                "FLOTILLA_UPDATES_DB": db,
-                "FLOTILLA_UPDATES_ADMIN_TOKENS": ",".join(settings.admin_tokens),
-                "FLOTILLA_UPDATES_READ_TOKENS": ",".join(settings.read_tokens),
-                "FLOTILLA_UPDATES_RETENTION": retention,
-                "FLOTILLA_UPDATES_SAMPLE_INTERVAL": str(sample_interval),
-            }
-        )
-        migrate(make_engine(db, pool_size=1))
-        uvicorn.run(
-            "flotilla.updates.api:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            access_log=False,
-        )
-        return
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
-
-
-@app.command()
-def apply(
-    file: Path = FileOption,
-    db: str = DbOption,
-) -> None:
-    """Make the database match a fleet file; running it again changes nothing."""
-    try:
-        spec = parse_fleet(file.read_text(encoding="utf-8"))
-    except FleetFileError as e:
-        for p in e.problems:
-            console.print(f"[red]{file}:[/red] {p}", highlight=False)
-        raise typer.Exit(1) from None
-    except UnicodeDecodeError:
-        console.print(f"[red]{file}:[/red] not UTF-8 text")
-        raise typer.Exit(1) from None
-    try:
-        changes = catalog.apply_fleet(_engine(db), spec)
-    except catalog.CatalogError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    for c in changes:
-        typer.echo(c)
-    typer.echo(f"{len(changes)} change(s)" if changes else "no changes")
-
-
-@app.command()
-def instances(
-    db: str = DbOption,
-    group: str | None = typer.Option(None, "--group", help="Group name or id."),
-    status: str | None = typer.Option(None, "--status"),
-    limit: int = typer.Option(1000, "--limit"),
-    output: str = typer.Option("table", "-o", "--output", help="table or json"),
-) -> None:
-    """List instances, most recently seen first."""
-    if output not in ("table", "json"):
-        raise typer.BadParameter("use table or json", param_hint="-o")
-    try:
-        rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
-    except catalog.NotFoundError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table()
-    table.add_column("MACHINE", no_wrap=True, min_width=32)
-    for name in ("GROUP", "VERSION", "STATUS", "TARGET"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("LAST SEEN", no_wrap=True, min_width=19)
-    table.add_column("ALIAS")
-    for r in rows:
-        table.add_row(
-            r["machine_id"],
-            r["group"],
-            r["version"],
-            r["status"],
-            r["last_update_version"] or "",
-            (r["last_seen"] or "")[:19],
-            r["alias"],
-        )
-    _out().print(table)
-
-
-@app.command()
-def activity(
-    db: str = DbOption,
-    limit: int = typer.Option(50, "--limit"),
-    output: str = typer.Option("table", "-o", "--output", help="table or json"),
-) -> None:
-    """Show the activity feed: rollouts started/finished/failed, failed instances, channel moves."""
-    rows = catalog.list_activity(_engine(db), limit=limit)
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table()
-    table.add_column("AT", no_wrap=True, min_width=19)
-    table.add_column("SEVERITY", no_wrap=True)
-    table.add_column("KIND", no_wrap=True)
-    table.add_column("VERSION", no_wrap=True)
-    table.add_column("MESSAGE")
-    for r in rows:
-        table.add_row(
-            (r["at"] or "")[:19], r["severity"], r["kind"], r["version"] or "", r["message"]
-        )
-    _out().print(table)
-
-
-def _register_node_commands() -> None:
-    """The node side (agent, simulator, reboot coordination) lives in its own modules."""
-    from flotilla.updates.node_commands import register
-
-    register(app)
-
-
-_register_node_commands()
+app.command("serve")(server.serve)
+app.command("apply")(server.apply)
+app.command("instances")(server.instances)
+app.command("activity")(server.activity)
+app.command("agent")(node.agent)
+app.command("reboot-coordinator")(reboots.reboot_coordinator)
+app.command("simulate")(node.simulate)
+app.add_typer(server.fleetlock_app, name="fleetlock")

@@ -13,10 +13,10 @@ from typing import Protocol
 
 from flotilla.localpv.backends.safefs import Owner, filesystem_space
 from flotilla.localpv.model import Backend, VolumeMode
-from flotilla.localpv.policies import InvalidInput
+from flotilla.localpv.policies import InvalidInput, LocalPVError
 
 
-class BackendError(Exception):
+class BackendError(LocalPVError):
     """A backend operation failed on the node; the agent reports it on the LocalVolume."""
 
 

@@ -1,0 +1,211 @@
+"""YAML loading for every system: the C loader when present, line numbers, and limits.
+
+Flotilla reads YAML it did not write (charts, manifests, catalogs, fleet files, function specs),
+so loading is bounded:
+
+- ``max_bytes``: the text itself;
+- ``max_alias_nodes``: nodes that aliases add once expanded. An alias bomb ("billion laughs") is
+  a few lines whose aliases expand to billions of nodes. PyYAML builds one cheaply, because an
+  alias shares the object, but whatever walks the result next (a linter, ``json.dumps``, an
+  audit) would never finish. The check walks the composed node graph once, counting each
+  shared node once, so rejecting a bomb costs as little as reading it. A document without
+  aliases adds nothing, so a large index is bounded by ``max_bytes`` alone;
+- ``max_depth``: nesting, so deep brackets give an error rather than a ``RecursionError``;
+- recursive aliases (``&a [*a]``) are refused: no configuration needs a cycle.
+
+A limit error is a :class:`yaml.YAMLError`, so every caller's existing ``except yaml.YAMLError``
+reports it as bad YAML with no new code. With ``lines=True`` mappings and sequences come back as
+:class:`LineDict` / :class:`LineList`, which know the 1-based line they start on and those of
+their keys or items, for messages such as ``line 12: spec.channel: ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+SafeLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it (about 10x faster), else PyYAML's."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one YAML stream; the defaults are far above any real chart, manifest or index."""
+
+    max_bytes: int = 64 * 2**20
+    """Size of the text, in bytes (or characters, for ``str`` input)."""
+    max_alias_nodes: int = 1_000_000
+    """Nodes aliases add to one document when expanded (each scalar, key and collection is one)."""
+    max_depth: int = 256
+    """Nesting of collections in one document."""
+
+
+DEFAULT_LIMITS = Limits()
+_TOO_DEEP = "YAML nested too deeply to read"
+
+
+class YamlLimitError(yaml.YAMLError):
+    """The YAML is refused before it is built: too big, an alias bomb, too deep or recursive."""
+
+
+class LineDict(dict[Any, Any]):
+    """A mapping that knows its 1-based start ``line`` and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class LineList(list[Any]):
+    """A sequence that knows its 1-based start ``line`` and the line of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+def line_of(obj: object, default: int = 0) -> int:
+    """The start line of a collection loaded with ``lines=True``, else ``default``."""
+    return obj.line if isinstance(obj, LineDict | LineList) else default
+
+
+def load(text: str | bytes, *, loader: type[Any] | None = None, lines: bool = False,
+         limits: Limits = DEFAULT_LIMITS) -> Any:
+    """The single document of ``text`` (``None`` when empty), checked against ``limits``.
+
+    ``loader`` is a loader class to start from (default :data:`SafeLoader`), for callers that
+    change its resolvers; it must be a safe loader.
+    """
+    instance = _open(text, loader, lines, limits)
+    try:
+        node = instance.get_single_node()
+        return None if node is None else _construct(instance, node, limits)
+    except RecursionError:  # PyYAML's pure-Python composer recurses once per nesting level
+        raise YamlLimitError(_TOO_DEEP) from None
+    finally:
+        instance.dispose()
+
+
+def load_all(text: str | bytes, *, loader: type[Any] | None = None, lines: bool = False,
+             limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    """Every document of ``text``, in order (an empty document is ``None``); see :func:`load`."""
+    instance = _open(text, loader, lines, limits)
+    try:
+        docs = []
+        while instance.check_node():
+            docs.append(_construct(instance, instance.get_node(), limits))
+        return docs
+    except RecursionError:
+        raise YamlLimitError(_TOO_DEEP) from None
+    finally:
+        instance.dispose()
+
+
+def compose(text: str | bytes, *, loader: type[Any] | None = None,
+            limits: Limits = DEFAULT_LIMITS) -> yaml.Node | None:
+    """The node graph of the single document of ``text``, for callers that read tags."""
+    instance = _open(text, loader, False, limits)
+    try:
+        node: yaml.Node | None = instance.get_single_node()
+        if node is not None:
+            check_expansion(node, limits)
+        return node
+    except RecursionError:
+        raise YamlLimitError(_TOO_DEEP) from None
+    finally:
+        instance.dispose()
+
+
+def _open(text: str | bytes, loader: type[Any] | None, lines: bool, limits: Limits) -> Any:
+    if len(text) > limits.max_bytes:
+        raise YamlLimitError(f"YAML of {len(text)} bytes is over the limit of {limits.max_bytes}")
+    base = loader or SafeLoader
+    return (_line_loader(base) if lines else base)(text)
+
+
+def _construct(instance: Any, node: yaml.Node, limits: Limits) -> Any:
+    check_expansion(node, limits)
+    return instance.construct_document(node)
+
+
+def check_expansion(root: yaml.Node, limits: Limits = DEFAULT_LIMITS) -> int:
+    """Nodes ``root`` stands for once aliases are expanded; raises :class:`YamlLimitError`
+    when aliases add more than ``limits.max_alias_nodes`` to the nodes written in the text.
+
+    Iterative and memoised by node identity: each distinct node is visited once, so a bomb of
+    nine levels of nine aliases (387 million nodes expanded) costs about a hundred steps.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            sizes[key] = size
+            # len(sizes) bounds the distinct nodes below this one, so the excess is a floor
+            if size - len(sizes) > limits.max_alias_nodes:
+                raise YamlLimitError(
+                    f"line {node.start_mark.line + 1}: aliases add more than "
+                    f"{limits.max_alias_nodes} nodes to this YAML (an alias bomb?)")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise YamlLimitError(f"line {node.start_mark.line + 1}: a recursive alias")
+        if depth > limits.max_depth:
+            raise YamlLimitError(
+                f"line {node.start_mark.line + 1}: nested deeper than {limits.max_depth} levels")
+        open_nodes.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node)
+                     if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+_LINE_LOADERS: dict[type[Any], type[Any]] = {}
+
+
+def _line_loader(base: type[Any]) -> type[Any]:
+    """``base`` whose mappings and sequences come back as :class:`LineDict` / :class:`LineList`."""
+    cls = _LINE_LOADERS.get(base)
+    if cls is None:
+        cls = type(f"Line{base.__name__}", (base,), {})
+        cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+        cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+        _LINE_LOADERS[base] = cls
+    return cls
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LineDict:
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    loader.flatten_mapping(node)  # merge keys (<<), as the safe loader does
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "found an unhashable key", key_node.start_mark)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: Any, node: yaml.SequenceNode) -> LineList:
+    items = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    items.line = node.start_mark.line + 1
+    items.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return items

@@ -1,0 +1,348 @@
+"""HTTP adapter: the Omaha endpoint, the REST API under /api/v1, /metrics and /healthz.
+
+Shaped as starlette shapes a server: handlers are module-level functions that take their
+collaborators from the app state (:mod:`web`), :func:`routes` is the one table of the whole
+surface (FleetLock and the dashboard contribute their lists), :data:`web.EXCEPTION_HANDLERS` maps
+domain errors to status codes, and :func:`lifespan` opens and migrates the database and owns
+every background task. Bodies are parsed by :mod:`omaha` / :mod:`fleetspec`; decisions happen in
+:mod:`store` / :mod:`policies`.
+
+No ``from __future__ import annotations``: FastAPI evaluates the route annotations.
+"""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+
+from flotilla import __version__
+from flotilla.core.tasks import BackgroundTasks, every
+from flotilla.updates.models import Channel, ExtraFile, Package, Version
+from flotilla.updates.server import catalog, fleetlock_http
+from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
+from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
+from flotilla.updates.server.metrics import Metrics
+from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
+from flotilla.updates.server.schema import make_engine, migrate
+from flotilla.updates.server.settings import ServerSettings, settings_from_env
+from flotilla.updates.server.store import Store
+from flotilla.updates.server.web import (
+    EXCEPTION_HANDLERS,
+    AdminRole,
+    Auth,
+    OmahaMetrics,
+    ReadRole,
+    Services,
+    Svc,
+    read_limited,
+)
+
+logger = logging.getLogger(__name__)
+
+XML = "text/xml; charset=utf-8"
+APPLY_MAX_BODY = 4 * 1024 * 1024
+
+
+class ChannelIn(BaseModel):
+    """Body of ``PUT /api/v1/apps/{app}/channels/{name}``."""
+
+    package: str | None = Field(
+        None, description="Version the channel serves (a package of it must exist)."
+    )
+    blocked_versions: list[str] = Field(default_factory=list)
+    floors: list[str] = Field(default_factory=list)
+
+
+class ExtraFileIn(BaseModel):
+    """An extra payload of a package."""
+
+    name: str
+    size: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class PackageIn(BaseModel):
+    """Body of ``POST /api/v1/apps/{app}/packages``."""
+
+    version: str
+    arch: str = Field("amd64", pattern=r"^(amd64|arm64)$")
+    url: str = Field(pattern=r"^https?://")
+    filename: str = Field(min_length=1, pattern=r"^[^/]+$")
+    size: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    sha1: str = Field("", pattern=r"^([0-9a-fA-F]{40})?$")
+    extra_files: list[ExtraFileIn] = Field(default_factory=list)
+
+
+def _client_ip(request: Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        fwd = request.headers.get("x-forwarded-for", "")
+        if fwd:
+            return fwd.split(",")[0].strip()[:64]
+    return request.client.host if request.client else ""
+
+
+async def _change(svc: Services, fn: Any, *args: Any) -> Any:
+    """An admin write: run it, then drop this process's cached groups (also when it failed)."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    finally:
+        svc.store.invalidate()
+
+
+# --- Omaha (a plain Starlette route: FastAPI's dependency machinery is too slow for check-ins) -
+
+
+async def omaha(request: Request) -> Response:
+    """Omaha v3 update check (open, no token; text/xml body)."""
+    svc: Services = request.app.state.services
+    req = parse_request(await read_limited(request, MAX_BODY, OmahaError))
+    now = datetime.now(UTC)
+    ip = _client_ip(request, svc.settings.trust_forwarded_for)
+    answers = await run_in_threadpool(svc.store.checkin, req, ip, now)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    body = render_response(answers, int((now - midnight).total_seconds()))
+    return Response(body, 200, media_type=XML)
+
+
+# --- health and metrics --------------------------------------------------------------------------
+
+
+def _database_answers(store: Store) -> bool:
+    """The health check itself: does the database answer a trivial query?"""
+    try:
+        store.ping_db()
+    except SQLAlchemyError:
+        return False
+    return True
+
+
+async def healthz(svc: Svc) -> Response:
+    """200 when the database answers, 503 otherwise."""
+    if await run_in_threadpool(_database_answers, svc.store):
+        return PlainTextResponse("ok\n")
+    return PlainTextResponse("database unavailable\n", 503)
+
+
+async def prom(svc: Svc) -> Response:
+    """Prometheus exposition."""
+    data = await run_in_threadpool(generate_latest, svc.metrics.registry)
+    return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+# --- REST ----------------------------------------------------------------------------------------
+
+
+async def apps(svc: Svc, _: ReadRole) -> Any:
+    """Every application."""
+    return await run_in_threadpool(catalog.list_apps, svc.engine)
+
+
+async def packages(app_id: str, svc: Svc, _: ReadRole) -> Any:
+    """Packages of an application (one per version and arch)."""
+    return await run_in_threadpool(catalog.list_packages, svc.engine, app_id)
+
+
+async def add_package(app_id: str, body: PackageIn, svc: Svc, _: AdminRole) -> Any:
+    """Create or update a package; returns what changed."""
+    Version.parse(body.version)
+    extras = tuple(ExtraFile(e.name, e.size, e.sha256.lower()) for e in body.extra_files)
+    pkg = Package(
+        app_id, body.version, body.arch, body.url, body.filename, body.size,
+        body.sha256.lower(), body.sha1.lower(), extras,
+    )  # fmt: skip
+    return await _change(svc, catalog.add_package, svc.engine, pkg)
+
+
+async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
+    """Channels with their version, floors and blocked versions."""
+    return await run_in_threadpool(catalog.list_channels, svc.engine, app_id)
+
+
+async def put_channel(app_id: str, name: str, body: ChannelIn, svc: Svc, _: AdminRole) -> Any:
+    """Point a channel at a version (logged as ChannelPackageUpdated)."""
+    for v in [*([body.package] if body.package else []), *body.blocked_versions, *body.floors]:
+        Version.parse(v)
+    ch = Channel(app_id, name, body.package, tuple(body.blocked_versions), tuple(body.floors))
+    return await _change(svc, catalog.set_channel, svc.engine, ch)
+
+
+async def groups(app_id: str, svc: Svc, _: ReadRole) -> Any:
+    """Groups with policy and rollout state (halted, failures)."""
+    return await run_in_threadpool(catalog.list_groups, svc.engine, app_id)
+
+
+async def group(app_id: str, group: str, svc: Svc, _: ReadRole) -> Any:
+    """One group, by name or id."""
+    return await run_in_threadpool(catalog.get_group, svc.engine, app_id, group)
+
+
+async def put_policy(
+    app_id: str, group: str, body: dict[str, Any], svc: Svc, _: AdminRole
+) -> Any:
+    """Replace a group's policy (fields as in fleet files; missing ones take defaults)."""
+    problems = policy_problems(body)
+    if problems:
+        raise FleetFileError([f"{k}: {m}" for k, m in problems])
+    return await _change(svc, catalog.set_group_policy, svc.engine, app_id, group, body)
+
+
+async def resume(app_id: str, group: str, svc: Svc, _: AdminRole) -> Any:
+    """Release a rollout halted by the failure or timeout brake."""
+    return await _change(svc, catalog.resume_group, svc.engine, app_id, group)
+
+
+async def instances(
+    app_id: str,
+    svc: Svc,
+    _: ReadRole,
+    group: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    """Instances, most recently seen first; filter by group (name or id) and status."""
+    return await run_in_threadpool(
+        catalog.list_instances, svc.engine, app_id, group, status, limit, offset
+    )
+
+
+async def instance(app_id: str, machine_id: str, svc: Svc, _: ReadRole) -> Any:
+    """One instance with its status history."""
+    return await run_in_threadpool(catalog.get_instance, svc.engine, app_id, machine_id)
+
+
+async def feed(
+    svc: Svc,
+    _: ReadRole,
+    app_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Any:
+    """The activity feed, newest first."""
+    return await run_in_threadpool(catalog.list_activity, svc.engine, app_id, limit)
+
+
+async def apply(request: Request, svc: Svc, _: AdminRole) -> Any:
+    """Apply a fleet file (YAML body), exactly like ``flotilla updates apply``."""
+    spec = parse_fleet((await read_limited(request, APPLY_MAX_BODY)).decode("utf-8"))
+    return await _change(svc, catalog.apply_fleet, svc.engine, spec)
+
+
+# --- the route table -----------------------------------------------------------------------------
+
+V1 = "/api/v1"
+APP = f"{V1}/apps/{{app_id}}"
+
+
+def _api(path: str, endpoint: Any, tag: str, method: str = "GET", **kw: Any) -> APIRoute:
+    return APIRoute(path, endpoint, methods=[method], tags=[tag], **kw)
+
+
+def routes(dashboard: Dashboard) -> list[BaseRoute]:
+    """Every route of the server, in matching order."""
+    return [
+        # The hot path first, as plain Starlette routes; the APIRoute below only documents it.
+        Route("/v1/update/", omaha, methods=["POST"]),
+        Route("/v1/update", omaha, methods=["POST"]),
+        _api("/v1/update/", omaha, "omaha", "POST",
+             summary="Omaha v3 update check (open, no token; text/xml body)"),
+        _api("/healthz", healthz, "ops", response_class=PlainTextResponse),
+        _api("/metrics", prom, "ops", response_class=PlainTextResponse),
+        _api(f"{V1}/apps", apps, "apps"),
+        _api(f"{APP}/packages", packages, "packages"),
+        _api(f"{APP}/packages", add_package, "packages", "POST"),
+        _api(f"{APP}/channels", channels, "channels"),
+        _api(f"{APP}/channels/{{name}}", put_channel, "channels", "PUT"),
+        _api(f"{APP}/groups", groups, "groups"),
+        _api(f"{APP}/groups/{{group}}", group, "groups"),
+        _api(f"{APP}/groups/{{group}}/policy", put_policy, "groups", "PUT"),
+        _api(f"{APP}/groups/{{group}}/resume", resume, "groups", "POST"),
+        _api(f"{APP}/instances", instances, "instances"),
+        _api(f"{APP}/instances/{{machine_id}}", instance, "instances"),
+        _api(f"{V1}/activity", feed, "activity"),
+        _api(f"{V1}/apply", apply, "apply", "POST"),
+        # The dashboard (``/`` and ``/ui``; not in the OpenAPI document), then FleetLock.
+        *dashboard.routes(),
+        *fleetlock_http.ROUTES,
+    ]  # fmt: skip
+
+
+# --- lifespan and wiring -------------------------------------------------------------------------
+
+
+def open_services(settings: ServerSettings) -> Services:
+    """Open the database, migrate it, and build the store, metrics and auth over it."""
+    engine = make_engine(settings.db_url, settings.pool_size)
+    migrate(engine)
+    store_ref: list[Store] = []
+    metrics = Metrics(lambda: store_ref[0].fleet_counts())
+    store = Store(engine, metrics.observer(), settings.config_ttl)
+    store_ref.append(store)
+    auth = Auth(settings.admin_tokens, settings.read_tokens)
+    return Services(settings, engine, store, metrics, auth)
+
+
+async def _sample(svc: Services) -> None:
+    await run_in_threadpool(sample, svc.engine)
+
+
+async def _prune(svc: Services) -> None:
+    assert svc.settings.retention is not None
+    n = await run_in_threadpool(svc.store.prune, svc.settings.retention)
+    if n:
+        logger.info("pruned %d instances not seen for %s", n, svc.settings.retention)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open and migrate the database, start every periodic task; on the way out, stop them."""
+    settings: ServerSettings = app.state.settings
+    svc = await run_in_threadpool(open_services, settings)
+    app.state.services = svc
+    app.state.dashboard.bind(svc.engine, svc.store.invalidate)
+    try:
+        async with BackgroundTasks(cancel_timeout=5) as tasks:
+            app.state.tasks = tasks
+            if settings.retention is not None:
+                interval = settings.prune_interval.total_seconds()
+                step = every(interval, lambda: _prune(svc), "pruning")
+                tasks.start("flotilla-updates-prune", step)
+            if settings.sample_interval > 0:
+                sampler = every(settings.sample_interval, lambda: _sample(svc), "sampling groups")
+                tasks.start("flotilla-dashboard-sampler", sampler)
+            yield
+    finally:
+        svc.engine.dispose()
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """Wire the server: settings and dashboard into the state, one route and one error table."""
+    dashboard = Dashboard(Sessions(settings.admin_tokens, settings.read_tokens))
+    app = FastAPI(
+        title="Flotilla updates",
+        version=__version__,
+        description="Omaha update server for Flatcar fleets, with rollout policies.",
+        routes=routes(dashboard),
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(OmahaMetrics)],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.dashboard = dashboard
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes (``--workers``): settings come from the environment."""
+    return create_app(settings_from_env())

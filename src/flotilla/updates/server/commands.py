@@ -1,0 +1,303 @@
+"""The server-side commands of ``flotilla updates``: serve, apply, instances, activity, fleetlock.
+
+Only Typer and the standard library load at import time, so ``--help`` stays fast; rich,
+SQLAlchemy, FastAPI and uvicorn load inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from flotilla.core.cli import system_app
+from flotilla.updates.options import seconds
+from flotilla.updates.server.settings import DEFAULT_DB
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+def _err() -> Console:
+    """Messages on stderr (rich loads when a command prints, not for ``--help``)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _table(*columns: str) -> Table:
+    """An empty table with these columns, none wrapped."""
+    from rich.table import Table
+
+    table = Table()
+    for name in columns:
+        table.add_column(name, no_wrap=True)
+    return table
+
+
+DbOption = typer.Option(
+    DEFAULT_DB, "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite file path."
+)
+AdminTokenOption = typer.Option(
+    None, "--admin-token", envvar="FLOTILLA_UPDATES_ADMIN_TOKENS", help="May change things."
+)
+ReadTokenOption = typer.Option(
+    None, "--read-token", envvar="FLOTILLA_UPDATES_READ_TOKENS", help="May only read the API."
+)
+FileOption = typer.Option(..., "-f", "--file", exists=True, dir_okay=False, help="fleet.yaml")
+
+
+def _engine(db: str) -> Any:
+    """A small engine on ``db``, migrated to the newest schema."""
+    from flotilla.updates.server.schema import make_engine, migrate
+
+    engine = make_engine(db, pool_size=2)
+    migrate(engine)
+    return engine
+
+
+def _out() -> Console:
+    """Tables on stdout: the terminal's width, or wide enough for machine ids when piped."""
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
+
+
+def _wide() -> Console:
+    """FleetLock tables: always wide enough for holder ids."""
+    from rich.console import Console
+
+    return Console(width=200)
+
+
+def _tokens(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(t for v in values or [] for t in v.split(",") if t)
+
+
+def serve(
+    db: str = DbOption,
+    host: str = typer.Option("127.0.0.1", "--host", envvar="FLOTILLA_UPDATES_HOST"),
+    port: int = typer.Option(8000, "--port", envvar="FLOTILLA_UPDATES_PORT"),
+    admin_token: list[str] | None = AdminTokenOption,
+    read_token: list[str] | None = ReadTokenOption,
+    retention: str = typer.Option(
+        "90d",
+        "--retention",
+        envvar="FLOTILLA_UPDATES_RETENTION",
+        help="Prune instances not seen for this long (e.g. 30d); 0 keeps them forever.",
+    ),
+    workers: int = typer.Option(1, "--workers", help="Server processes sharing the port."),
+    sample_interval: float = typer.Option(
+        30.0,
+        "--sample-interval",
+        envvar="FLOTILLA_UPDATES_SAMPLE_INTERVAL",
+        help="Seconds between the dashboard's rollout-chart samples (0: none).",
+    ),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
+    and /healthz."""
+    import uvicorn
+
+    from flotilla.updates.policies import parse_duration
+    from flotilla.updates.server.api import create_app
+    from flotilla.updates.server.schema import make_engine, migrate
+    from flotilla.updates.server.settings import ServerSettings
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        keep = None if retention in ("0", "never") else parse_duration(retention)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--retention") from None
+    settings = ServerSettings(
+        db_url=db,
+        host=host,
+        port=port,
+        admin_tokens=_tokens(admin_token),
+        read_tokens=_tokens(read_token),
+        retention=keep,
+        sample_interval=sample_interval,
+    )
+    if workers > 1:
+        # Each worker builds its own app from the environment (the only way uvicorn forks).
+        os.environ.update(
+            {
+                "FLOTILLA_UPDATES_DB": db,
+                "FLOTILLA_UPDATES_ADMIN_TOKENS": ",".join(settings.admin_tokens),
+                "FLOTILLA_UPDATES_READ_TOKENS": ",".join(settings.read_tokens),
+                "FLOTILLA_UPDATES_RETENTION": retention,
+                "FLOTILLA_UPDATES_SAMPLE_INTERVAL": str(sample_interval),
+            }
+        )
+        migrate(make_engine(db, pool_size=1))
+        uvicorn.run(
+            "flotilla.updates.server.api:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+        return
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+
+
+def apply(
+    file: Path = FileOption,
+    db: str = DbOption,
+) -> None:
+    """Make the database match a fleet file; running it again changes nothing."""
+    from flotilla.updates.server import catalog
+    from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet
+
+    try:
+        spec = parse_fleet(file.read_text(encoding="utf-8"))
+    except FleetFileError as e:
+        for p in e.problems:
+            _err().print(f"[red]{file}:[/red] {p}", highlight=False)
+        raise typer.Exit(1) from None
+    except UnicodeDecodeError:
+        _err().print(f"[red]{file}:[/red] not UTF-8 text")
+        raise typer.Exit(1) from None
+    changes = catalog.apply_fleet(_engine(db), spec)  # CatalogError: flotilla.core.cli shows it
+    for c in changes:
+        typer.echo(c)
+    typer.echo(f"{len(changes)} change(s)" if changes else "no changes")
+
+
+def instances(
+    db: str = DbOption,
+    group: str | None = typer.Option(None, "--group", help="Group name or id."),
+    status: str | None = typer.Option(None, "--status"),
+    limit: int = typer.Option(1000, "--limit"),
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """List instances, most recently seen first."""
+    from flotilla.updates.server import catalog
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="-o")
+    rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = _table()
+    table.add_column("MACHINE", no_wrap=True, min_width=32)
+    for name in ("GROUP", "VERSION", "STATUS", "TARGET"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("LAST SEEN", no_wrap=True, min_width=19)
+    table.add_column("ALIAS")
+    for r in rows:
+        table.add_row(
+            r["machine_id"],
+            r["group"],
+            r["version"],
+            r["status"],
+            r["last_update_version"] or "",
+            (r["last_seen"] or "")[:19],
+            r["alias"],
+        )
+    _out().print(table)
+
+
+def activity(
+    db: str = DbOption,
+    limit: int = typer.Option(50, "--limit"),
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """Show the activity feed: rollouts started/finished/failed, failed instances, channel moves."""
+    from flotilla.updates.server import catalog
+
+    rows = catalog.list_activity(_engine(db), limit=limit)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = _table()
+    table.add_column("AT", no_wrap=True, min_width=19)
+    table.add_column("SEVERITY", no_wrap=True)
+    table.add_column("KIND", no_wrap=True)
+    table.add_column("VERSION", no_wrap=True)
+    table.add_column("MESSAGE")
+    for r in rows:
+        table.add_row(
+            (r["at"] or "")[:19], r["severity"], r["kind"], r["version"] or "", r["message"]
+        )
+    _out().print(table)
+
+
+fleetlock_app = system_app("FleetLock reboot slots: groups, holders, stale locks.")
+LockDbOption = typer.Option(
+    "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite path."
+)
+
+
+@fleetlock_app.command("holders")
+def fleetlock_holders(
+    db: Annotated[str, LockDbOption] = DEFAULT_DB,
+    group: Annotated[str | None, typer.Option("--group")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+) -> None:
+    """Who holds a reboot slot now, oldest first."""
+    from flotilla.updates.server import fleetlock_store
+
+    rows = fleetlock_store.list_holders(_engine(db), group)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = _table("GROUP", "ID", "ACQUIRED")
+    for r in rows:
+        table.add_row(r["group"], r["id"], (r["acquired_at"] or "")[:19])
+    _wide().print(table)
+
+
+@fleetlock_app.command("groups")
+def fleetlock_groups(
+    db: Annotated[str, LockDbOption] = DEFAULT_DB,
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+) -> None:
+    """Groups with their maximum, windows and number of holders."""
+    from flotilla.updates.server import fleetlock_store
+
+    rows = fleetlock_store.list_groups(_engine(db))
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = _table("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE")
+    for r in rows:
+        table.add_row(r["name"], str(r["held"]), str(r["max_holders"]),
+                      ", ".join(r["windows"]) or "any time", r["timezone"])
+    _wide().print(table)
+
+
+@fleetlock_app.command("release")
+def fleetlock_release(
+    db: Annotated[str, LockDbOption] = DEFAULT_DB,
+    group: Annotated[str | None, typer.Option("--group")] = None,
+    node_id: Annotated[str | None, typer.Option("--id", help="The holder's id.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Holders older than this, e.g. 2h.")
+    ] = None,
+) -> None:
+    """Release stale locks (a node that died holding its slot); name a group, id or age."""
+    from datetime import UTC, datetime, timedelta
+
+    from flotilla.updates.server import fleetlock_store
+
+    age = timedelta(seconds=seconds(older_than, "--older-than")) if older_than else None
+    try:
+        dropped = fleetlock_store.release_stale(_engine(db), group=group, node_id=node_id,
+                                          older_than=age, now=datetime.now(UTC))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    for r in dropped:
+        typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
+    typer.echo(f"{len(dropped)} lock(s) released")

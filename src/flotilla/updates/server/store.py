@@ -1,0 +1,512 @@
+"""The check-in path: one Omaha request in, one SQL transaction, one answer out.
+
+Thin adapter between :mod:`omaha` (the wire), :mod:`lifecycle` and :mod:`policies` (the decisions)
+and SQL. Concurrency rules:
+
+- an instance row is locked (``FOR UPDATE`` on PostgreSQL) before it changes, so duplicate requests
+  from one machine serialize;
+- a grant under a rate limit first locks the group row, then counts and decides, so N parallel
+  check-ins - in one process or several - never grant more than the limit;
+- lock order is always instance, then group, so two transactions never wait on each other in a
+  cycle;
+- SQLite runs every writing transaction as ``BEGIN IMMEDIATE`` (see :func:`schema.make_engine`).
+
+A check-in that changes nothing (no events, nothing to offer or a refusal that needs no counting,
+seen recently) is answered from one read outside any write transaction and writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from flotilla.updates import policies
+from flotilla.updates.models import (
+    IN_PROGRESS,
+    Channel,
+    InstanceState,
+    InstanceStatus,
+    Package,
+    Policy,
+    RolloutStats,
+)
+from flotilla.updates.server import lifecycle, rollouts
+from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
+from flotilla.updates.server.omaha import AppRequest, AppResponse, OmahaError, Request
+from flotilla.updates.server.rollouts import LIVE_INTERVAL, GroupCtx, utc
+from flotilla.updates.server.schema import (
+    channels,
+    groups,
+    instance_history,
+    instances,
+    reading,
+)
+from flotilla.updates.server.schema import packages as packages_t
+
+logger = logging.getLogger(__name__)
+
+TOUCH_INTERVAL = timedelta(minutes=5)
+"""A check-in that changes nothing refreshes ``last_seen`` at most this often (like Nebraska)."""
+
+
+@dataclass
+class Observer:
+    """Hooks for metrics; the HTTP layer plugs Prometheus counters in."""
+
+    on_grant: Callable[[str, str], None] = field(default=lambda app, group: None)
+    on_failure: Callable[[str, str], None] = field(default=lambda app, group: None)
+    on_refusal: Callable[[str, str, str], None] = field(default=lambda app, group, why: None)
+
+
+_RESOLVE = (
+    select(
+        groups,
+        channels.c.version.label("ch_version"),
+        channels.c.blocked_versions,
+        channels.c.floors,
+        channels.c.name.label("ch_name"),
+    )
+    .select_from(
+        groups.outerjoin(
+            channels,
+            and_(channels.c.app_id == groups.c.app_id, channels.c.name == groups.c.channel),
+        )
+    )
+    .where(groups.c.app_id == bindparam("app_id"))
+    .where(or_(groups.c.track == bindparam("track"), groups.c.id == bindparam("track")))
+)
+_INSTANCE = select(instances).where(
+    instances.c.machine_id == bindparam("m"), instances.c.app_id == bindparam("a")
+)
+_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
+# Prebuilt statements with bind parameters: building SQLAlchemy statements per check-in cost
+# more CPU than running them.
+_UPDATE_INSTANCE = update(instances).where(
+    instances.c.machine_id == bindparam("k_m"), instances.c.app_id == bindparam("k_a")
+)
+_INSERT_INSTANCE_PG = pg_insert(instances).on_conflict_do_nothing()
+_INSERT_INSTANCE_SQLITE = sqlite_insert(instances).on_conflict_do_nothing()
+_PACKAGE = select(packages_t).where(
+    packages_t.c.app_id == bindparam("app_id"),
+    packages_t.c.version == bindparam("version"),
+    packages_t.c.arch == bindparam("arch"),
+)
+_GROUP_STATE = select(groups.c.halted_version, groups.c.rollout_version).where(
+    groups.c.id == bindparam("g")
+)
+_GROUP_STATE_FOR_UPDATE = _GROUP_STATE.with_for_update()
+_GRANTED_IN_PERIOD = (
+    select(func.count())
+    .select_from(instances)
+    .where(instances.c.group_id == bindparam("g"))
+    .where(instances.c.last_update_granted_at > bindparam("period_start"))
+)
+_IN_PROGRESS = (
+    select(
+        # Installed (3/1 reported) only waits for its reboot window: it stays in progress for
+        # the concurrency limit, but is not a stuck update, so it never trips the timeout brake
+        # (Nebraska's most reported stall, nebraska#853).
+        func.count().filter(
+            or_(
+                instances.c.last_update_granted_at > bindparam("timeout_start"),
+                instances.c.status == InstanceStatus.INSTALLED.value,
+            )
+        ),
+        func.count().filter(
+            instances.c.last_update_granted_at <= bindparam("timeout_start"),
+            instances.c.status != InstanceStatus.INSTALLED.value,
+        ),
+    )
+    .where(instances.c.group_id == bindparam("g"))
+    .where(instances.c.update_in_progress.is_(True))
+)
+_ATTEMPTED = (
+    select(func.count())
+    .select_from(instances)
+    .where(instances.c.group_id == bindparam("g"))
+    .where(instances.c.update_in_progress.is_(False))
+    .where(instances.c.last_update_version == bindparam("target"))
+)
+
+
+class Store:
+    """The SQL side of check-ins, pruning and the numbers behind /metrics."""
+
+    def __init__(
+        self, engine: Engine, observer: Observer | None = None, config_ttl: float = 1.0
+    ) -> None:
+        self.engine = engine
+        self.observer = observer or Observer()
+        self.config_ttl = config_ttl
+        self._ctx_cache: dict[tuple[str, str], tuple[float, GroupCtx]] = {}
+        self._pg = engine.dialect.name == "postgresql"
+        # SQLite has one writer: queue this process's transactions on a lock instead of letting
+        # threads spin in SQLite's busy handler (which sleeps in growing steps and hurts p99).
+        self._serial = threading.Lock() if not self._pg else contextlib.nullcontext()
+
+    # --- check-in ------------------------------------------------------------------------------
+
+    def checkin(self, req: Request, ip: str = "", now: datetime | None = None) -> list[AppResponse]:
+        """Process a parsed request atomically; unknown apps or tracks raise OmahaError."""
+        now = now or datetime.now(UTC)
+        # A read-only look first (no transaction on PostgreSQL, a deferred one on SQLite): the
+        # steady state of a fleet - nothing to offer, nothing to record - ends here.
+        with self._read() as conn:
+            ctxs = [self._resolve_cached(conn, app) for app in req.apps]
+            rows = [self._select_instance(conn, app, lock=False) for app in req.apps]
+        quiet = [
+            self._quiet(row, app, ctx, ip, now)
+            for row, app, ctx in zip(rows, req.apps, ctxs, strict=True)
+        ]
+        if all(q is not None for q in quiet):
+            for q, ctx in zip(quiet, ctxs, strict=True):
+                if q:
+                    self.observer.on_refusal(ctx.app_id, ctx.name, q)
+            return [AppResponse(a.raw_app_id, 0, a.ping, a.update_check) for a in req.apps]
+        with self._serial, self.engine.begin() as conn:
+            return [
+                self._checkin_app(conn, app, ctx, ip, now)
+                for app, ctx in zip(req.apps, ctxs, strict=True)
+            ]
+
+    def invalidate(self) -> None:
+        """Forget cached groups (after an admin change made through this process)."""
+        self._ctx_cache.clear()
+
+    def _resolve_cached(self, conn: Connection, app: AppRequest) -> GroupCtx:
+        """Group and channel for (app, track), cached for ``config_ttl`` seconds.
+
+        Only found groups are cached, so the cache is bounded by the number of groups. Policy and
+        channel changes reach every process within the TTL; the brake state is re-read on grants.
+        """
+        key = (app.app_id, app.track)
+        now = time.monotonic()
+        hit = self._ctx_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        ctx = self._resolve(conn, app)
+        if self.config_ttl > 0:
+            self._ctx_cache[key] = (now + self.config_ttl, ctx)
+        return ctx
+
+    def _resolve(self, conn: Connection, app: AppRequest) -> GroupCtx:
+        rows = conn.execute(_RESOLVE, {"app_id": app.app_id, "track": app.track}).mappings().all()
+        if not rows:
+            raise OmahaError(f"unknown application {app.app_id!r} or track {app.track[:64]!r}")
+        # A track name wins over a group id that happens to be spelled the same.
+        r = next((x for x in rows if x["track"] == app.track), rows[0])
+        channel = None
+        if r["ch_name"] is not None:
+            channel = Channel(
+                app_id=r["app_id"],
+                name=r["ch_name"],
+                version=r["ch_version"],
+                blocked_versions=tuple(r["blocked_versions"] or ()),
+                floors=tuple(r["floors"] or ()),
+            )
+        return GroupCtx(
+            id=r["id"],
+            app_id=r["app_id"],
+            name=r["name"],
+            policy=policy_from_dict(r["policy"]),
+            channel=channel,
+            halted_version=r["halted_version"],
+            rollout_version=r["rollout_version"],
+        )
+
+    def _select_instance(self, conn: Connection, app: AppRequest, lock: bool) -> Any:
+        q = _INSTANCE_FOR_UPDATE if lock and self._pg else _INSTANCE
+        return conn.execute(q, {"m": app.machine_id, "a": app.app_id}).mappings().first()
+
+    def _target(self, app: AppRequest, ctx: GroupCtx) -> str | None:
+        if ctx.channel is None and ctx.policy.pinned_version is None:
+            return None
+        channel = ctx.channel or Channel(app_id=ctx.app_id, name="")
+        return policies.choose_target(app.version, channel, ctx.policy.pinned_version)
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        opts: dict[str, Any] = (
+            {"isolation_level": "AUTOCOMMIT"} if self._pg else {"flotilla_deferred": True}
+        )
+        with self.engine.connect().execution_options(**opts) as conn:
+            yield conn
+
+    @staticmethod
+    def _attrs(app: AppRequest, ctx: GroupCtx, ip: str) -> dict[str, Any]:
+        return {
+            "group_id": ctx.id,
+            "arch": app.arch,
+            "alias": app.machine_alias,
+            "oem": app.oem,
+            "oem_version": app.oem_version,
+            "aleph_version": app.aleph_version,
+            "boot_id": app.boot_id,
+            "ip": ip[:64],
+        }
+
+    def _quiet(
+        self, row: Any, app: AppRequest, ctx: GroupCtx, ip: str, now: datetime
+    ) -> str | None:
+        """None when this check-in must write; else "" (nothing to offer) or a refusal reason.
+
+        Quiet means: known, seen lately, nothing changed, no events, and either nothing newer to
+        offer or a refusal that needs no counting (see :func:`policies.early_refusal`).
+        """
+        if row is None or app.events:
+            return None
+        if (utc(row["last_seen"]) or now) < now - TOUCH_INTERVAL or row["version"] != app.version:
+            return None
+        if any(row[k] != v for k, v in self._attrs(app, ctx, ip).items()):
+            return None
+        if not app.update_check:
+            return ""
+        if row["update_in_progress"]:
+            return None
+        if self._target(app, ctx) is None:
+            return ""
+        halted = ctx.halted_version is not None and ctx.halted_version == ctx.final_target
+        early = policies.early_refusal(now, app.machine_id, ctx.id, ctx.policy, halted)
+        return None if early is None else early.value
+
+    def _checkin_app(
+        self, conn: Connection, app: AppRequest, ctx: GroupCtx, ip: str, now: datetime
+    ) -> AppResponse:
+        attrs = self._attrs(app, ctx, ip)
+        row = self._select_instance(conn, app, lock=True)
+        if row is None:
+            self._insert_instance(conn, app, attrs, now)
+            row = self._select_instance(conn, app, lock=True)
+        assert row is not None
+        state = InstanceState(
+            version=row["version"],
+            status=InstanceStatus(row["status"]),
+            last_update_version=row["last_update_version"],
+            last_update_granted_at=utc(row["last_update_granted_at"]),
+            update_in_progress=bool(row["update_in_progress"]),
+            last_error_code=row["last_error_code"],
+        )
+        original = state
+        history: list[dict[str, Any]] = []
+
+        def record(st: InstanceState) -> None:
+            history.append(
+                {
+                    "machine_id": app.machine_id,
+                    "app_id": app.app_id,
+                    "at": now,
+                    "status": st.status.value,
+                    "version": app.version,
+                    "target_version": st.last_update_version,
+                    "error_code": st.last_error_code,
+                }
+            )
+
+        # 1. Events first (update_engine sends the post-reboot 3/2 with the next updatecheck).
+        for ev in app.events:
+            out = lifecycle.apply_event(state, ev, app.version)
+            if out.changed:
+                record(out.state)
+            if out.activity is not None:
+                rollouts.record_activity(conn, ctx, out.activity, now, app.machine_id)
+            if out.failed:
+                self.observer.on_failure(ctx.app_id, ctx.name)
+                # The brake counts machines, not attempts: a machine retrying and failing again
+                # on the same version does not halt the rollout by itself.
+                target = out.state.last_update_version
+                if not rollouts.failed_before(conn, app.app_id, app.machine_id, target):
+                    rollouts.count_failure(conn, ctx, now)
+            state = out.state
+            if out.completed:
+                rollouts.finish_rollout_if_done(conn, ctx, app, now)
+        # 2. The ping needs nothing beyond last_seen. 3. The update check.
+        package: Package | None = None
+        if app.update_check:
+            state, package = self._update_check(conn, app, ctx, state, now)
+            if state.status != original.status and state.status in (
+                InstanceStatus.UPDATE_GRANTED,
+                InstanceStatus.ON_HOLD,
+            ):
+                record(state)
+        values: dict[str, Any] = {
+            **attrs,
+            "version": app.version,
+            "status": state.status.value,
+            "last_seen": now,
+            "last_update_version": state.last_update_version,
+            "last_update_granted_at": state.last_update_granted_at,
+            "update_in_progress": state.update_in_progress,
+            "last_error_code": state.last_error_code,
+        }
+        conn.execute(_UPDATE_INSTANCE, {**values, "k_m": app.machine_id, "k_a": app.app_id})
+        if history:
+            conn.execute(insert(instance_history), history)
+        return AppResponse(app.raw_app_id, len(app.events), app.ping, app.update_check, package)
+
+    def _insert_instance(
+        self, conn: Connection, app: AppRequest, attrs: dict[str, Any], now: datetime
+    ) -> None:
+        conn.execute(
+            _INSERT_INSTANCE_PG if self._pg else _INSERT_INSTANCE_SQLITE,
+            {
+                "machine_id": app.machine_id,
+                "app_id": app.app_id,
+                "version": app.version,
+                "status": InstanceStatus.UNDEFINED.value,
+                "first_seen": now,
+                "last_seen": now,
+                "update_in_progress": False,
+                **attrs,
+            },
+        )
+
+    def _package(self, conn: Connection, app_id: str, version: str, arch: str) -> Package | None:
+        row = (
+            conn.execute(_PACKAGE, {"app_id": app_id, "version": version, "arch": arch})
+            .mappings()
+            .first()
+        )
+        return package_from_row(row) if row is not None else None
+
+    def _update_check(
+        self, conn: Connection, app: AppRequest, ctx: GroupCtx, state: InstanceState, now: datetime
+    ) -> tuple[InstanceState, Package | None]:
+        again = lifecycle.regrant_target(state, app.version)
+        if again is not None:
+            return state, self._package(conn, ctx.app_id, again, app.arch)
+        target = self._target(app, ctx)
+        if target is None:
+            return state, None
+        if state.update_in_progress and state.last_update_version == target:
+            return state, None  # downloaded or installed, waiting for the reboot
+        package = self._package(conn, ctx.app_id, target, app.arch)
+        if package is None:
+            rollouts.note_missing_package(conn, ctx, target, app.arch, now)
+            return state, None
+        final = ctx.final_target or target
+        policy = ctx.policy
+        stats: RolloutStats | None = None
+        # The brake state is read fresh (the group context may come from the short cache); under
+        # a rate limit the read also takes the group lock that serializes grants.
+        locked = policies.needs_stats(policy)
+        g = self._group_state(conn, ctx.id, lock=locked)
+        halted_version, rollout_version = g["halted_version"], g["rollout_version"]
+        if locked:
+            stats = self._stats(conn, ctx.id, target, policy, now)
+        decision = policies.may_grant(
+            now, app.machine_id, ctx.id, policy, stats, halted=halted_version == final
+        )
+        if decision.halt:
+            rollouts.halt(conn, ctx, final, decision.reason.value, now)
+        if not decision.grant:
+            self.observer.on_refusal(ctx.app_id, ctx.name, decision.reason.value)
+            if decision.reason in (
+                policies.Reason.MAX_UPDATES_PER_PERIOD,
+                policies.Reason.MAX_CONCURRENT,
+                policies.Reason.MAX_TIMED_OUT,
+            ):
+                state = lifecycle.hold(state)
+            return state, None
+        if rollout_version != final:
+            rollouts.start_rollout(conn, ctx, final, now)
+        self.observer.on_grant(ctx.app_id, ctx.name)
+        return lifecycle.grant(state, target, now), package
+
+    def _group_state(self, conn: Connection, group_id: str, lock: bool) -> Any:
+        q = _GROUP_STATE_FOR_UPDATE if lock and self._pg else _GROUP_STATE
+        return conn.execute(q, {"g": group_id}).mappings().one()
+
+    def _stats(
+        self, conn: Connection, group_id: str, target: str, policy: Policy, now: datetime
+    ) -> RolloutStats:
+        params = {
+            "g": group_id,
+            "period_start": now - policy.period_interval,
+            "timeout_start": now - policy.update_timeout,
+            "target": target,
+        }
+        granted = conn.execute(_GRANTED_IN_PERIOD, params).scalar_one()
+        live, timed_out = conn.execute(_IN_PROGRESS, params).one()
+        attempted = conn.execute(_ATTEMPTED, params).scalar_one() if policy.safe_mode else 0
+        return RolloutStats(granted, live, timed_out, attempted)
+
+    # --- maintenance ---------------------------------------------------------------------------
+
+    def prune(self, retention: timedelta, now: datetime | None = None, batch: int = 5000) -> int:
+        """Delete instances (and their history) not seen for ``retention``; return how many.
+
+        Works in batches, each its own short transaction, so check-ins are never blocked long.
+        """
+        cutoff = (now or datetime.now(UTC)) - retention
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                keys = [
+                    tuple(r)
+                    for r in conn.execute(
+                        select(instances.c.app_id, instances.c.machine_id)
+                        .where(instances.c.last_seen < cutoff)
+                        .limit(batch)
+                    )
+                ]
+                if not keys:
+                    return total
+                hist_key = tuple_(instance_history.c.app_id, instance_history.c.machine_id)
+                conn.execute(delete(instance_history).where(hist_key.in_(keys)))
+                inst_key = tuple_(instances.c.app_id, instances.c.machine_id)
+                conn.execute(
+                    delete(instances)
+                    .where(inst_key.in_(keys))
+                    .where(instances.c.last_seen < cutoff)
+                )
+                total += len(keys)
+            if len(keys) < batch:
+                return total
+
+    def fleet_counts(self, now: datetime | None = None) -> list[tuple[str, str, str, str, int]]:
+        """(app, channel, version, status, count) over instances seen in the last day."""
+        since = (now or datetime.now(UTC)) - LIVE_INTERVAL
+        q = (
+            select(
+                instances.c.app_id,
+                func.coalesce(groups.c.channel, ""),
+                instances.c.version,
+                instances.c.status,
+                func.count(),
+            )
+            .select_from(instances.join(groups, groups.c.id == instances.c.group_id))
+            .where(instances.c.last_seen > since)
+            .group_by(instances.c.app_id, groups.c.channel, instances.c.version, instances.c.status)
+        )
+        with reading(self.engine) as conn:
+            return [(a, c, v, s, int(n)) for a, c, v, s, n in conn.execute(q)]
+
+    def ping_db(self) -> None:
+        """Raise if the database cannot answer (for /healthz)."""
+        with reading(self.engine) as conn:
+            conn.execute(select(1))
+
+
+__all__ = ["IN_PROGRESS", "GroupCtx", "Observer", "Store", "utc"]
