@@ -247,7 +247,7 @@ def main() -> None:
                         return None
                 return True
 
-            wait_until(capacity_ready, timeout=60, what="capacity published")
+            wait_until(capacity_ready, timeout=30 + 6 * len(state.nodes), what="capacity published")
             if args.sequential:
                 seq = sequential(kube, args.sequential)
                 print(f"one at a time ({args.sequential} claims): p50 {seq['p50_s']:.2f} s, "
