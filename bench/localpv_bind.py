@@ -5,6 +5,7 @@ controller and one agent per node as processes, a hostpath class, then per round
 and N pods from 8 threads and records each claim's creation-to-Bound time from a watch.
 
     .venv/bin/python bench/localpv_bind.py [--counts 100 500] [--nodes 6] [--sequential 10]
+        [--stages] [--controller-arg=--no-bind-claims ...]
 
 Peer figures (no peer runs here: OpenEBS and local-path-provisioner need container images):
 OpenEBS hostpath with helper pods, openebs/openebs#4050: 100 claims avg 95 s, 500 avg 591 s.
@@ -13,6 +14,8 @@ OpenEBS hostpath with helper pods, openebs/openebs#4050: 100 claims avg 95 s, 50
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -20,18 +23,27 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from lightkube import Client
-from lightkube.resources.core_v1 import Namespace, PersistentVolumeClaim, Pod, ServiceAccount
+from lightkube.resources.core_v1 import (
+    Namespace,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    Pod,
+    ServiceAccount,
+)
 from lightkube.resources.storage_v1 import CSIStorageCapacity, StorageClass
 
 from flotilla.core.kube import client_from_kubeconfig, to_dict, wait_until, warm_up_decoders
 from flotilla.localpv.cli import install_crds
 from flotilla.localpv.manifests import capacity_name
-from flotilla.localpv.resources import create_object
+from flotilla.localpv.model import SELECTED_NODE
+from flotilla.localpv.policies import parse_quantity
+from flotilla.localpv.resources import LocalVolume, create_object
 from flotilla.testenv.build import BuildSpec, is_built
 from flotilla.testenv.cluster import ControlPlane
 
@@ -54,7 +66,59 @@ def _pod(i: int, ns: str) -> dict[str, Any]:
                      "tolerations": [{"operator": "Exists"}]}}
 
 
-def run_round(kube: Client, count: int) -> dict[str, float]:
+STAGES = ("created", "node selected", "LocalVolume", "Ready", "PV", "Bound")
+
+
+def _process_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds, resident bytes) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    return cpu, rss
+
+
+def _watch_stages(kube: Client, ns: str, stamps: dict[str, dict[str, float]]) -> None:
+    """Record, per claim, when each stage was first seen on a watch."""
+
+    def mark(stage: str, claim: str) -> None:
+        stamps[stage].setdefault(claim, time.monotonic())
+
+    def claims() -> None:
+        for _kind, obj in kube.watch(PersistentVolumeClaim, namespace=ns):
+            d = to_dict(obj)
+            name = d["metadata"]["name"]
+            if SELECTED_NODE in (d["metadata"].get("annotations") or {}):
+                mark("node selected", name)
+
+    def volumes() -> None:
+        for _kind, obj in kube.watch(LocalVolume):
+            d = to_dict(obj)
+            claim = d.get("spec", {}).get("claim") or {}
+            if claim.get("namespace") == ns:
+                mark("LocalVolume", claim["name"])
+                if (d.get("status") or {}).get("phase") == "Ready":
+                    mark("Ready", claim["name"])
+
+    def pvs() -> None:
+        for _kind, obj in kube.watch(PersistentVolume):
+            ref = to_dict(obj).get("spec", {}).get("claimRef") or {}
+            if ref.get("namespace") == ns:
+                mark("PV", ref["name"])
+
+    def forever(watch: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while True:  # the server ends watches now and then; the first stamp per stage stays
+                with contextlib.suppress(Exception):  # any transport error: watch again
+                    watch()
+        return run
+
+    for target in (claims, volumes, pvs):
+        threading.Thread(target=forever(target), daemon=True).start()
+
+
+def run_round(kube: Client, count: int, controller_pid: int, stages: bool) -> dict[str, float]:
     ns = f"bench-{count}-{int(time.time())}"
     create_object(kube, Namespace, {"apiVersion": "v1", "kind": "Namespace",
                                     "metadata": {"name": ns}})
@@ -75,7 +139,12 @@ def run_round(kube: Client, count: int) -> dict[str, float]:
                     return
 
     threading.Thread(target=watch, daemon=True).start()
+    stamps: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
+    if stages:
+        _watch_stages(kube, ns, stamps)
     time.sleep(0.5)
+    cpu_before, _ = _process_usage(controller_pid)
+    load = os.getloadavg()[0]
     start = time.monotonic()
 
     def make(i: int) -> None:
@@ -90,10 +159,21 @@ def run_round(kube: Client, count: int) -> dict[str, float]:
         raise SystemExit(f"only {len(bound)}/{count} bound after 600 s")
     total = max(bound.values()) - start
     latencies = sorted(bound[k] - created[k] for k in bound)
+    cpu_after, rss = _process_usage(controller_pid)
+    if stages:
+        stamps["created"], stamps["Bound"] = created, bound
+        print(f"  stages, {count} claims (seconds after the first create; p50 / last):")
+        for stage in STAGES:
+            seen = sorted(t - start for t in stamps[stage].values())
+            if seen:
+                print(f"    {stage:<14} {statistics.median(seen):6.2f} / {seen[-1]:6.2f}"
+                      f"  ({len(seen)} claims)")
     kube.delete(Namespace, ns)
     return {"claims": count, "submit_s": submitted, "all_bound_s": total,
             "p50_s": statistics.median(latencies),
-            "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}
+            "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "load": load, "controller_cpu_s": cpu_after - cpu_before,
+            "controller_rss_mb": rss / 2**20}
 
 
 def sequential(kube: Client, count: int) -> dict[str, float]:
@@ -123,6 +203,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=6)
     parser.add_argument("--sequential", type=int, default=10,
                         help="claims bound one at a time first (0: skip)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also print when each claim reached each stage (more watches)")
+    parser.add_argument("--controller-arg", action="append", default=[],
+                        help="extra flag for the controller (repeatable), to compare settings")
     args = parser.parse_args()
     warm_up_decoders(Namespace, PersistentVolumeClaim, Pod, ServiceAccount, StorageClass,
                      CSIStorageCapacity)
@@ -136,7 +220,8 @@ def main() -> None:
         kubeconfig = work / "env" / "kubeconfig"
         install_crds(kubeconfig)
         log = (work / "processes.log").open("ab")
-        procs.append(subprocess.Popen([*FLOTILLA, "controller", "--kubeconfig", str(kubeconfig)],
+        procs.append(subprocess.Popen([*FLOTILLA, "controller", "--kubeconfig", str(kubeconfig),
+                                       *args.controller_arg],
                                       stdout=log, stderr=subprocess.STDOUT))
         for node in state.nodes:
             root = work / node
@@ -158,20 +243,23 @@ def main() -> None:
                                                namespace="flotilla-localpv"))
                     except Exception:
                         return None
-                    if int(str(obj.get("capacity") or 0)) == 0:
+                    if parse_quantity(str(obj.get("capacity") or 0)) == 0:
                         return None
                 return True
 
-            wait_until(capacity_ready, timeout=60, what="capacity published")
+            wait_until(capacity_ready, timeout=30 + 6 * len(state.nodes), what="capacity published")
             if args.sequential:
                 seq = sequential(kube, args.sequential)
                 print(f"one at a time ({args.sequential} claims): p50 {seq['p50_s']:.2f} s, "
                       f"max {seq['max_s']:.2f} s", flush=True)
-            print(f"{'claims':>7} {'submit s':>9} {'all Bound s':>12} {'p50 s':>7} {'p99 s':>7}")
+            print(f"{'claims':>7} {'submit s':>9} {'all Bound s':>12} {'p50 s':>7} {'p99 s':>7}"
+                  f" {'load':>5} {'ctl CPU s':>9} {'ctl RSS MiB':>11}")
             for count in args.counts:
-                r = run_round(kube, count)
+                r = run_round(kube, count, procs[0].pid, args.stages)
                 print(f"{r['claims']:>7.0f} {r['submit_s']:>9.1f} {r['all_bound_s']:>12.1f} "
-                      f"{r['p50_s']:>7.2f} {r['p99_s']:>7.2f}", flush=True)
+                      f"{r['p50_s']:>7.2f} {r['p99_s']:>7.2f} {r['load']:>5.1f} "
+                      f"{r['controller_cpu_s']:>9.1f} {r['controller_rss_mb']:>11.0f}",
+                      flush=True)
     finally:
         for proc in procs:
             proc.terminate()

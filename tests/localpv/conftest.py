@@ -21,6 +21,7 @@ from lightkube.resources.storage_v1 import CSIStorageCapacity, StorageClass
 from flotilla.core.kube import to_dict
 from flotilla.localpv.cli import install_crds
 from flotilla.localpv.manifests import capacity_name
+from flotilla.localpv.policies import parse_quantity
 from tests.localpv.kit import (
     Stack,
     btrfs_mount,
@@ -100,7 +101,7 @@ def wait_capacity(kube: Client, sc: str, stack: Stack,
                                        namespace=CONTROLLER_NAMESPACE))
             except Exception:
                 return None
-            if int(str(obj.get("capacity") or 0)) == 0:
+            if parse_quantity(str(obj.get("capacity") or 0)) == 0:
                 return None
             found[node] = obj
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -202,7 +203,44 @@ def test_a_placed_volume_records_node_pool_claim_and_promise() -> None:
     assert spec["claim"] == {"namespace": "ns", "name": "data", "uid": "u1"}
     assert spec["owner"] == {"uid": 1000, "gid": None, "mode": 0o750}
     assert (spec["reclaimPolicy"], spec["nodeAffinityValue"]) == ("Retain", "n1")
-    assert action.allocation == Allocation("n1", Backend.HOSTPATH, "/a", 100 * Mi)
+    assert action.allocation == Allocation("n1", Backend.HOSTPATH, "/a", 100 * Mi,
+                                           ("ns_data_pvc-u1",), "pvc-u1")
+
+
+TWO_ROOTS = (Pool("n1", Backend.HOSTPATH, "/a", 1024 * Mi, 1024 * Mi),
+             Pool("n1", Backend.HOSTPATH, "/b", 512 * Mi, 512 * Mi))
+INSIDE = Allocation("n1", Backend.HOSTPATH, "/a", Mi, ("ns_data_pvc-u1", "pvc-x"), "pvc-x")
+AROUND = Allocation("n1", Backend.HOSTPATH, "/a", Mi, ("ns_data_pvc-u1",), "pvc-y")
+ROOT_AROUND = Allocation("n1", Backend.HOSTPATH, "/", Mi, ("a",), "pvc-z")
+
+
+@pytest.mark.parametrize(("pools", "taken", "expected"), [
+    (None, [INSIDE], Reschedule("/a/ns_data_pvc-u1 would contain or sit inside the directory of "
+                                "volume pvc-x on node n1")),
+    (None, [AROUND], Reschedule("/a/ns_data_pvc-u1 would contain or sit inside the directory of "
+                                "volume pvc-y on node n1")),
+    (None, [ROOT_AROUND], Reschedule("/a/ns_data_pvc-u1 would contain or sit inside the "
+                                     "directory of volume pvc-z on node n1")),
+    (None, [dataclasses.replace(INSIDE, node="n2")], "/a"),
+    (None, [dataclasses.replace(INSIDE, backend=Backend.DEVICE)], "/a"),
+    (None, [dataclasses.replace(INSIDE, subpath=("ns_data_pvc-u10",))], "/a"),
+    (TWO_ROOTS, [INSIDE], "/b"),
+    (TWO_ROOTS, [dataclasses.replace(INSIDE, pool="/b")], "/a"),
+], ids=["ancestor", "same", "a-root-inside-a-volume", "other-node", "a-device", "prefix-of-a-name",
+        "the-other-root", "the-first-root"])
+def test_a_volume_is_never_placed_around_or_inside_another(
+        pools: tuple[Pool, ...] | None, taken: list[Allocation], expected: object) -> None:
+    action = _placement(pvc(node="n1"), node(pools=pools), allocations=taken)
+    if isinstance(expected, str):
+        assert isinstance(action, CreateVolume) and action.body["spec"]["pool"] == expected
+    else:
+        assert action == expected
+
+
+def test_a_restarted_controller_may_place_the_same_volume_again() -> None:
+    """Its own earlier reservation or record (same name) is not a clash."""
+    again = Allocation("n1", Backend.HOSTPATH, "/a", 100 * Mi, ("ns_data_pvc-u1",), "pvc-u1")
+    assert isinstance(_placement(pvc(node="n1"), node(), allocations=[again]), CreateVolume)
 
 
 @pytest.mark.parametrize(("source", "expected"), [

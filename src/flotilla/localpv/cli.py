@@ -69,7 +69,7 @@ def _client(kubeconfig: Path | None) -> Client:
 def controller(
     kubeconfig: Path | None = KUBECONFIG,
     namespace: str = typer.Option("flotilla-localpv", help="Namespace for capacity objects."),
-    workers: int = typer.Option(16, min=1, help="Reconcile threads."),
+    workers: int = typer.Option(64, min=1, help="Reconcile threads."),
     node_gone_grace: float = typer.Option(300.0, help="Seconds before a gone node's deleted "
                                           "volumes are released (data NOT deleted)."),
     agent_timeout: float = typer.Option(30.0, help="Seconds without heartbeat before a node's "

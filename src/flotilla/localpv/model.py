@@ -113,6 +113,20 @@ class Allocation:
     backend: Backend
     pool: str
     size: int
+    subpath: tuple[str, ...] = ()
+    """Directory backends: the volume's directory under the pool's root (for nesting checks)."""
+    name: str = ""
+    """The LocalVolume's name, to say which volume a new one would collide with."""
+
+    @property
+    def directory(self) -> tuple[str, ...]:
+        """Absolute path as components (root plus subpath); empty for devices and LVs.
+
+        Compared across pools, because two configured roots may themselves nest.
+        """
+        if self.backend not in (Backend.HOSTPATH, Backend.BTRFS) or not self.subpath:
+            return ()
+        return (*(p for p in self.pool.split("/") if p), *self.subpath)
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,20 @@ from flotilla.localpv.model import (
 MAX_COMPONENT_BYTES = 255
 """Linux NAME_MAX: one directory entry."""
 MAX_PATH_DEPTH = 4
-_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Every pattern below is applied with fullmatch: "$" would let a trailing newline through.
+# Character classes are spelled out ([0-9], never \d), so only ASCII digits and letters match.
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
 _PLACEHOLDERS = frozenset({"namespace", "pvc", "pv", "subdir"})
 _LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_VG_NAME = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$")
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
+_WHOLE = re.compile(r"[0-9]{1,19}")
+MAX_ID = 2**31 - 1
+"""Largest uid or gid we accept (Linux ids are unsigned 32-bit; -1 means "unchanged")."""
+_QUANTITY_TEXT = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]{1,3})?(?:[kMGTPE]i?)?")
+"""The characters a quantity may have, checked on the whole string before core.units parses it
+(which strips whitespace first, so ``1Gi\n`` would pass there)."""
 
 
 class LocalPVError(FlotillaError):
@@ -49,6 +57,8 @@ class InvalidInput(LocalPVError, ValueError):  # noqa: N818  (reads better at ra
 
 def parse_quantity(text: str) -> int:
     """A Kubernetes resource quantity (``1Gi``, ``500M``, ``1e3``) in whole bytes, rounded up."""
+    if len(text) > 64 or not _QUANTITY_TEXT.fullmatch(text):
+        raise InvalidInput(f"not a quantity: {text[:64]!r}")
     try:
         return units.parse_quantity(text)
     except ValueError as exc:
@@ -69,7 +79,7 @@ def parse_class_params(parameters: dict[str, str]) -> ClassParams:
     pattern = parameters.get("pathPattern", ClassParams.path_pattern)
     validate_pattern(pattern)
     key = parameters.get("nodeAffinityKey", ClassParams.node_affinity_key)
-    if not _LABEL_KEY.match(key) or len(key) > 316:
+    if len(key) > 316 or not _LABEL_KEY.fullmatch(key):
         raise InvalidInput(f"nodeAffinityKey is not a label key: {key!r}")
     uid = _small_int(parameters, "uid")
     gid = _small_int(parameters, "gid")
@@ -83,7 +93,7 @@ def parse_class_params(parameters: dict[str, str]) -> ClassParams:
     if fs_type not in ("ext4", "xfs"):
         raise InvalidInput(f"fsType must be ext4 or xfs, got {fs_type!r}")
     vg = parameters.get("volumeGroup", "")
-    if backend is Backend.LVM and not _VG_NAME.match(vg):
+    if backend is Backend.LVM and (len(vg) > 127 or not _VG_NAME.fullmatch(vg)):
         raise InvalidInput(f"backend lvm needs a valid volumeGroup, got {vg!r}")
     return ClassParams(backend=backend, path_pattern=pattern, node_affinity_key=key, uid=uid,
                        gid=gid, mode=mode, fs_type=fs_type, volume_group=vg)
@@ -93,9 +103,29 @@ def _small_int(parameters: dict[str, str], key: str) -> int | None:
     text = parameters.get(key)
     if text is None:
         return None
-    if not text.isdigit() or int(text) > 2**31 - 1:
-        raise InvalidInput(f"{key} must be a non-negative integer, got {text!r}")
-    return int(text)
+    try:
+        return whole_number(text, key, limit=MAX_ID)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{key} must be a non-negative integer, got {text[:40]!r}") from exc
+
+
+def whole_number(value: object, what: str, *, limit: int = 2**63 - 1) -> int:
+    """A non-negative integer from JSON or text: an int (not a bool) or ASCII digits only.
+
+    ``int()`` alone would take ``"٣"``, ``" 7\n"``, ``"+7"`` and ``"1_0"``; none of them is a
+    number a Kubernetes object should carry.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _WHOLE.fullmatch(value):
+        number = int(value)
+    else:
+        raise InvalidInput(f"{what} must be a whole number, got {str(value)[:40]!r}")
+    if not 0 <= number <= limit:
+        raise InvalidInput(f"{what} must be between 0 and {limit}, got {number}")
+    return number
 
 
 def validate_pattern(pattern: str) -> None:
@@ -124,7 +154,7 @@ def validate_component(name: str) -> None:
         raise InvalidInput(f"path component {name!r} is not allowed")
     if len(name.encode()) > MAX_COMPONENT_BYTES:
         raise InvalidInput(f"path component is longer than {MAX_COMPONENT_BYTES} bytes")
-    if not _COMPONENT.match(name):
+    if not _COMPONENT.fullmatch(name):
         raise InvalidInput(f"path component {name[:80]!r} has characters outside [A-Za-z0-9._-]")
 
 
@@ -191,6 +221,30 @@ def choose_pool(pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocati
     return max(fitting, key=lambda rp: (rp[0], rp[1].name))[1]
 
 
+def nests(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """True when directory ``a`` is ``b``, an ancestor of ``b`` or a descendant of it."""
+    if not a or not b:
+        return False
+    shorter = min(len(a), len(b))
+    return a[:shorter] == b[:shorter]
+
+
+def nesting_volume(candidate: Allocation, allocations: list[Allocation]) -> str | None:
+    """The volume on the same node whose directory would contain, or sit inside, ``candidate``'s.
+
+    Checked over absolute paths, across pools and backends, since configured roots may nest too.
+    A volume never conflicts with itself (same name): a restart re-places the same volume.
+    """
+    mine = candidate.directory
+    if not mine:
+        return None
+    for other in allocations:
+        if (other.node == candidate.node and other.name != candidate.name
+                and nests(mine, other.directory)):
+            return other.name or "/".join(other.directory)
+    return None
+
+
 def node_capacity(pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocation],
                   backend: Backend) -> tuple[int, int]:
     """(total bytes available, largest single volume) for one backend on one node."""
@@ -215,8 +269,12 @@ class Reschedule:
 
 def place(claim: Claim, params: ClassParams, node: NodeReport,
           allocations: list[Allocation], *, source_pool: str | None = None,
-          source_node: str | None = None) -> Place | Reschedule:
-    """Decide where the claim goes on the node the scheduler selected."""
+          source_node: str | None = None, subpath: tuple[str, ...] = ()) -> Place | Reschedule:
+    """Decide where the claim goes on the node the scheduler selected.
+
+    Directory volumes only go to a pool where ``subpath`` neither contains nor sits inside
+    another volume's directory: deleting one volume must never delete another's data.
+    """
     if not node.exists:
         return Reschedule(f"node {node.name} does not exist")
     if not node.agent_alive:
@@ -230,17 +288,34 @@ def place(claim: Claim, params: ClassParams, node: NodeReport,
                      if p.backend == params.backend and p.name == source_pool), None)
         if pool is None or available(pool, allocations) < claim.size:
             return Reschedule(f"not enough room for a {claim.size}-byte clone on {node.name}")
+        clash = _clash(claim, pool, subpath, allocations)
+        if clash:
+            return Reschedule(clash)
         return Place(node.name, pool.name)
     pools = [p for p in node.pools if p.backend == params.backend
              and (params.backend is not Backend.LVM or p.name == params.volume_group)]
     if not pools:
         return Reschedule(f"node {node.name} has no {params.backend} storage configured")
+    clashes = [c for c in (_clash(claim, p, subpath, allocations) for p in pools) if c]
+    pools = [p for p in pools if not _clash(claim, p, subpath, allocations)]
+    if not pools:
+        return Reschedule(clashes[0])
     chosen = choose_pool(pools, allocations, params.backend, claim.size)
     if chosen is None:
         total, largest = node_capacity(pools, allocations, params.backend)
         return Reschedule(f"node {node.name} has not enough free {params.backend} capacity: "
                           f"need {claim.size} bytes, largest free {largest} (total {total})")
     return Place(node.name, chosen.name)
+
+
+def _clash(claim: Claim, pool: Pool, subpath: tuple[str, ...],
+           allocations: list[Allocation]) -> str | None:
+    mine = Allocation(pool.node, pool.backend, pool.name, claim.size, subpath, claim.pv_name)
+    other = nesting_volume(mine, allocations)
+    if other is None:
+        return None
+    return (f"{pool.name}/{'/'.join(subpath)} would contain or sit inside the directory of "
+            f"volume {other} on node {pool.node}")
 
 
 class Release(enum.Enum):

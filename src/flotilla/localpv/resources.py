@@ -22,7 +22,7 @@ from flotilla.localpv.model import (
     Pool,
     VolumeMode,
 )
-from flotilla.localpv.policies import InvalidInput, parse_quantity
+from flotilla.localpv.policies import InvalidInput, parse_quantity, whole_number
 
 LocalVolume = custom_resource(GROUP, VERSION, "LocalVolume", "localvolumes")
 LocalNode = custom_resource(GROUP, VERSION, "LocalNode", "localnodes")
@@ -72,8 +72,13 @@ def claim_from(pvc: Obj) -> Claim:
 
 def allocation_from(lv: Obj) -> Allocation | None:
     spec = lv.get("spec", {})
+    subpath = spec.get("subpath")
     try:
-        return Allocation(spec["node"], Backend(spec["backend"]), spec["pool"], int(spec["size"]))
+        return Allocation(spec["node"], Backend(spec["backend"]), spec["pool"],
+                          whole_number(spec["size"], "size"),
+                          subpath=tuple(str(p) for p in subpath) if isinstance(subpath, list)
+                          else (),
+                          name=str(lv.get("metadata", {}).get("name", "")))
     except (KeyError, ValueError, TypeError):
         return None
 
@@ -88,8 +93,8 @@ def node_report(name: str, node: Obj | None, local_node: Obj | None,
     pools = []
     for p in status.get("pools") or []:
         try:
-            pools.append(Pool(name, Backend(p["backend"]), str(p["name"]), int(p["budget"]),
-                              int(p["free"])))
+            pools.append(Pool(name, Backend(p["backend"]), str(p["name"]),
+                              whole_number(p["budget"], "budget"), whole_number(p["free"], "free")))
         except (KeyError, ValueError, TypeError):
             continue
     return NodeReport(

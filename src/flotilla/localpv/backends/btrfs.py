@@ -21,7 +21,14 @@ from flotilla.localpv.backends.base import (
     RootedPools,
     VolumeSpec,
 )
-from flotilla.localpv.backends.safefs import UnsafePath, opened_parent, prune_parents
+from flotilla.localpv.backends.safefs import (
+    UnsafePath,
+    check_nothing_inside,
+    opened_parent,
+    prune_parents,
+    registered,
+    unregister,
+)
 from flotilla.localpv.model import Backend
 from flotilla.localpv.policies import InvalidInput
 
@@ -63,7 +70,7 @@ def parse_qgroup_show(text: str, subvolume_id: int) -> tuple[int, int | None] | 
 
 
 def parse_rootid(text: str) -> int:
-    match = re.search(r"\d+", text)
+    match = re.search(r"[0-9]+", text)
     if not match:
         raise BackendError(f"cannot parse subvolume id from {text!r}")
     return int(match.group())
@@ -107,7 +114,8 @@ class BtrfsBackend(RootedPools):
     def create(self, spec: VolumeSpec) -> Realised:
         root = self._root(spec.pool)
         name = spec.subpath[-1]
-        with opened_parent(root.path, spec.subpath, create=True) as parent:
+        with registered(root.path, spec.name, spec.subpath), \
+                opened_parent(root.path, spec.subpath, create=True) as parent:
             fd = self._open_subvolume(parent, name)
             if fd is None:
                 if spec.source is not None:
@@ -154,15 +162,19 @@ class BtrfsBackend(RootedPools):
 
     def delete(self, spec: VolumeSpec) -> bool:
         root = self._root(spec.pool)
+        check_nothing_inside(root.path, spec.name, spec.subpath)
         try:
             with opened_parent(root.path, spec.subpath, create=False) as parent:
                 fd = self._open_subvolume(parent, spec.subpath[-1])
                 if fd is None:
+                    unregister(root.path, spec.name)
                     return False
                 os.close(fd)
                 fcntl.ioctl(parent, IOC_SNAP_DESTROY, vol_args(spec.subpath[-1]))
         except FileNotFoundError:
+            unregister(root.path, spec.name)
             return False
+        unregister(root.path, spec.name)
         prune_parents(root.path, spec.subpath)
         return True
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flotilla.localpv.backends.base import Realised, RootedPools, VolumeSpec
-from flotilla.localpv.backends.safefs import make_volume_dir, remove_volume_dir, tree_usage
+from flotilla.localpv.backends.safefs import (
+    check_nothing_inside,
+    make_volume_dir,
+    registered,
+    remove_volume_dir,
+    tree_usage,
+    unregister,
+)
 from flotilla.localpv.model import Backend
 
 
@@ -19,7 +26,8 @@ class HostPathBackend(RootedPools):
 
     def create(self, spec: VolumeSpec) -> Realised:
         root = self._root(spec.pool)
-        path = make_volume_dir(root.path, spec.subpath, spec.owner)
+        with registered(root.path, spec.name, spec.subpath):
+            path = make_volume_dir(root.path, spec.subpath, spec.owner)
         return Realised(path, spec.size)
 
     def expand(self, spec: VolumeSpec) -> int:
@@ -28,7 +36,10 @@ class HostPathBackend(RootedPools):
 
     def delete(self, spec: VolumeSpec) -> bool:
         root = self._root(spec.pool)
-        return remove_volume_dir(root.path, spec.subpath)
+        check_nothing_inside(root.path, spec.name, spec.subpath)
+        removed = remove_volume_dir(root.path, spec.subpath)
+        unregister(root.path, spec.name)
+        return removed
 
     def usage(self, spec: VolumeSpec) -> int | None:
         root = self._root(spec.pool)

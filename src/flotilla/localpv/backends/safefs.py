@@ -12,16 +12,34 @@ import errno
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flotilla.localpv.policies import InvalidInput, validate_subpath
+from flotilla.localpv.policies import InvalidInput, nests, validate_component, validate_subpath
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UnsafePath(InvalidInput):
     """A path component was a symlink or not a directory: refused, nothing touched."""
+
+
+class NestedVolume(InvalidInput):
+    """Another volume's directory would contain this one's, or sit inside it: refused."""
+
+
+REGISTRY = ".flotilla-localpv"
+"""Under each root: one file per volume, holding its subpath. Rendered components must start
+with a letter or digit, so no volume directory can ever take this dot-name."""
+_registry_locks: dict[str, threading.Lock] = {}
+_registry_guard = threading.Lock()
+
+
+def _root_lock(root: str) -> threading.Lock:
+    """Check-then-register must not interleave: one agent per node, so a lock per root suffices."""
+    with _registry_guard:
+        return _registry_locks.setdefault(root, threading.Lock())
 
 
 def open_root(root: str) -> int:
@@ -109,7 +127,14 @@ def remove_volume_dir(root: str, parts: tuple[str, ...]) -> bool:
 
 
 def prune_parents(root: str, parts: tuple[str, ...]) -> None:
+    """Remove the empty directories the pattern created above a volume, never a volume's own."""
+    try:
+        volumes = set(registered_volumes(root).values())
+    except (OSError, InvalidInput):
+        return
     for depth in range(len(parts) - 1, 0, -1):
+        if parts[:depth] in volumes:
+            return
         try:
             with opened_parent(root, parts[:depth], create=False) as parent:
                 os.rmdir(parts[depth - 1], dir_fd=parent)
@@ -136,3 +161,106 @@ def filesystem_space(root: str) -> tuple[int, int]:
     """(total, free-for-unprivileged) bytes of the filesystem holding ``root``."""
     st = os.statvfs(root)
     return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
+
+def _read_registry(root_fd: int) -> dict[str, tuple[str, ...]]:
+    try:
+        reg = os.open(REGISTRY, _DIR_FLAGS, dir_fd=root_fd)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UnsafePath(f"{REGISTRY} is a symlink or not a directory; refusing") from exc
+    found: dict[str, tuple[str, ...]] = {}
+    try:
+        for name in os.listdir(reg):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=reg)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                text = f.read(8192).decode("utf-8", "replace").strip("\n")
+            found[name] = tuple(text.split("/"))
+    finally:
+        os.close(reg)
+    return found
+
+
+def registered_volumes(root: str) -> dict[str, tuple[str, ...]]:
+    """Volume name -> subpath, as recorded on disk under ``root``."""
+    fd = open_root(root)
+    try:
+        return _read_registry(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def registered(root: str, name: str, parts: tuple[str, ...]) -> Iterator[None]:
+    """Record ``name`` at ``parts`` under ``root`` and run the body, unless another recorded volume
+    contains it or sits inside it (:class:`NestedVolume`, nothing created).
+
+    The record is written before the directory, so a crash in between leaves a record without a
+    directory (harmless, the retry finds its own record), never a directory nobody recorded.
+    """
+    validate_component(name)
+    parts = validate_subpath(parts)
+    with _root_lock(root):
+        fd = open_root(root)
+        try:
+            records = _read_registry(fd)
+            for other, where in records.items():
+                if other != name and nests(parts, where):
+                    raise NestedVolume(f"{root}/{'/'.join(parts)} would contain or sit inside "
+                                       f"volume {other} at {root}/{'/'.join(where)}; refusing")
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(REGISTRY, 0o700, dir_fd=fd)
+            reg = _open_child(fd, REGISTRY, path=root)
+            try:
+                entry = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                                | os.O_CLOEXEC, 0o600, dir_fd=reg)
+                with os.fdopen(entry, "w") as f:
+                    f.write("/".join(parts) + "\n")
+            finally:
+                os.close(reg)
+            try:
+                yield
+            except BaseException:
+                if name not in records:  # nothing of ours was there before: take the record back
+                    _drop_record(fd, root, name)
+                raise
+        finally:
+            os.close(fd)
+
+
+def _drop_record(root_fd: int, root: str, name: str) -> None:
+    """Remove ``name``'s record (the registry goes when it empties); the caller holds the lock."""
+    try:
+        reg = _open_child(root_fd, REGISTRY, path=root)
+    except FileNotFoundError:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=reg)
+    finally:
+        os.close(reg)
+    with contextlib.suppress(OSError):
+        os.rmdir(REGISTRY, dir_fd=root_fd)
+
+
+def check_nothing_inside(root: str, name: str, parts: tuple[str, ...]) -> None:
+    """Before deleting ``parts``: refuse when another recorded volume lives inside it."""
+    for other, where in registered_volumes(root).items():
+        if other != name and len(where) > len(parts) and nests(parts, where):
+            raise NestedVolume(f"volume {other} lives inside {root}/{'/'.join(parts)}; "
+                               "refusing to delete")
+
+
+def unregister(root: str, name: str) -> None:
+    """Drop ``name``'s record (after its data is gone); the registry goes when it empties."""
+    validate_component(name)
+    with _root_lock(root):
+        fd = open_root(root)
+        try:
+            _drop_record(fd, root, name)
+        finally:
+            os.close(fd)

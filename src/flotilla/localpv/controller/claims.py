@@ -188,7 +188,9 @@ def decide_placement(claim: Claim, params: ClassParams, subpath: tuple[str, ...]
         return Refuse(f"clone source {claim.data_source_pvc} is not a bound localpv volume")
     decision = place(claim, params, node, allocations,
                      source_pool=source.pool if source else None,
-                     source_node=source.node if source else None)
+                     source_node=source.node if source else None,
+                     subpath=subpath if params.backend in (Backend.HOSTPATH, Backend.BTRFS)
+                     else ())
     if not isinstance(decision, Place):
         return decision
     affinity_value = node.labels.get(params.node_affinity_key)
@@ -212,7 +214,8 @@ def decide_placement(claim: Claim, params: ClassParams, subpath: tuple[str, ...]
                           "subpath": (source.obj.get("spec") or {}).get("subpath", [])}
     body = manifests.local_volume(claim.pv_name, spec, {
         LABEL_NODE: node.name, LABEL_BACKEND: params.backend.value, LABEL_CLASS: sc.name})
-    return CreateVolume(body, Allocation(node.name, params.backend, decision.pool, claim.size))
+    return CreateVolume(body, Allocation(node.name, params.backend, decision.pool, claim.size,
+                                         subpath, claim.pv_name))
 
 
 def decide_expansion(pvc: ClaimView, lv: VolumeView | None, *,

@@ -30,8 +30,11 @@ class ControllerSettings:
 
     namespace: str = "flotilla-localpv"
     """Namespace for the CSIStorageCapacity objects (the scheduler reads all namespaces)."""
-    workers: int = 16
-    """Reconcile threads; claims are independent, so more workers means faster binding."""
+    workers: int = 64
+    """Reconcile threads; claims are independent, so more workers means faster binding.
+
+    Each reconcile mostly waits on API writes: at 500 claims 16 workers left claims queued
+    4-5 s between stages, 64 brought that under 0.6 s (docs/benchmarks.md)."""
     node_gone_grace: float = 300.0
     """Seconds a deleted volume's node may be missing before its record is released."""
     agent_timeout: float = 30.0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flotilla.localpv.model import FINALIZER, GROUP, PROVISIONED_BY, PROVISIONER, SELECTED_NODE
+from flotilla.localpv.policies import InvalidInput, whole_number
 
 Obj = dict[str, Any]
 
@@ -160,6 +161,6 @@ class PVView:
 
 def _int(value: Any) -> int:
     try:
-        return int(value or 0)
-    except (TypeError, ValueError):
+        return whole_number(value or 0, "size")
+    except InvalidInput:
         return 0

@@ -12,7 +12,7 @@ import logging
 import subprocess
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from lightkube import Client
 from lightkube.resources.core_v1 import Event, Node
@@ -29,19 +29,27 @@ from flotilla.core.kube import (
 )
 from flotilla.localpv import manifests
 from flotilla.localpv.backends import BackendError, VolumeBackend, VolumeSpec
-from flotilla.localpv.backends.safefs import Owner
+from flotilla.localpv.backends.safefs import NestedVolume, Owner
 from flotilla.localpv.model import API_VERSION, FINALIZER, LABEL_NODE, Backend, VolumeMode
-from flotilla.localpv.policies import InvalidInput, validate_subpath
+from flotilla.localpv.policies import (
+    MAX_ID,
+    InvalidInput,
+    nesting_volume,
+    nests,
+    validate_subpath,
+    whole_number,
+)
 from flotilla.localpv.resources import (
     BlockDevice,
     LocalNode,
     LocalVolume,
     Obj,
+    allocation_from,
     create_object,
     now_iso,
     with_kind,
 )
-from flotilla.localpv.runtime import WorkQueue, every, start_workers
+from flotilla.localpv.runtime import RetryLater, WorkQueue, every, start_workers
 
 logger = logging.getLogger(__name__)
 COMPONENT = "flotilla-localpv-agent"
@@ -73,15 +81,18 @@ def spec_from(lv: Obj) -> VolumeSpec:
         source = VolumeSpec(name=str(src.get("volume", "")), pool=str(src.get("pool", "")),
                             size=0, subpath=validate_subpath(list(src.get("subpath") or [])))
     mode = owner.get("mode")
-    if mode is not None and (not isinstance(mode, int) or mode & ~0o777):
+    if mode is not None and (type(mode) is not int or mode & ~0o777):
         raise InvalidInput(f"mode {mode!r} is not a permission mode")
+    uid, gid = (None if owner.get(k) is None else whole_number(owner[k], k, limit=MAX_ID)
+                for k in ("uid", "gid"))
     backend = Backend(spec["backend"])
     subpath = (validate_subpath(list(spec.get("subpath") or []))
                if backend in (Backend.HOSTPATH, Backend.BTRFS) else (lv["metadata"]["name"],))
     return VolumeSpec(
-        name=lv["metadata"]["name"], pool=str(spec["pool"]), size=int(spec["size"]),
+        name=lv["metadata"]["name"], pool=str(spec["pool"]),
+        size=whole_number(spec["size"], "size"),
         subpath=subpath,
-        owner=Owner(owner.get("uid"), owner.get("gid"), 0o777 if mode is None else mode),
+        owner=Owner(uid, gid, 0o777 if mode is None else mode),
         volume_mode=VolumeMode(spec.get("volumeMode") or "Filesystem"),
         fs_type=str(spec.get("fsType") or "ext4"), source=source,
     )
@@ -105,6 +116,7 @@ class Agent:
         self.metrics: Any = None
         warm_up_decoders(Event)
         self._devices_seen: dict[str, Obj] = {}
+        self._refused_deletes: set[str] = set()
 
     def start(self) -> None:
         self.node.start()
@@ -266,6 +278,7 @@ class Agent:
             backend = self._backend(lv)
             if backend.kind is Backend.DEVICE:
                 self._check_exclusive(lv)
+            self._check_disjoint(lv)
             realised = backend.create(spec_from(lv))
         except (InvalidInput, BackendError, OSError, ValueError, KeyError) as exc:
             logger.warning("cannot create %s: %s", lv["metadata"]["name"], exc)
@@ -283,6 +296,36 @@ class Agent:
                 raise InvalidInput(f"device {lv['spec'].get('pool')} is already claimed by "
                                    f"{other['metadata']['name']}")
 
+    def _check_disjoint(self, lv: Obj) -> None:
+        """The controller placed it apart from every other volume; re-check with our own cache."""
+        mine = allocation_from(lv)
+        others = [a for a in (allocation_from(o) for o in self.volumes.items()) if a is not None]
+        other = nesting_volume(mine, others) if mine is not None else None
+        if other is not None:
+            raise NestedVolume(f"{lv['metadata']['name']} would contain or sit inside the "
+                               f"directory of volume {other}; refusing to create it")
+
+    def _inside(self, lv: Obj) -> str | None:
+        """A volume of this node whose directory lies strictly inside ``lv``'s."""
+        mine = allocation_from(lv)
+        if mine is None or not mine.directory:
+            return None
+        for other in (allocation_from(o) for o in self.volumes.items()):
+            if (other is not None and other.name != mine.name
+                    and len(other.directory) > len(mine.directory)
+                    and nests(mine.directory, other.directory)):
+                return other.name
+        return None
+
+    def _refuse_delete(self, lv: Obj, reason: str) -> NoReturn:
+        """Keep the finalizer: the data is still there and must not go with another's."""
+        name = lv["metadata"]["name"]
+        if name not in self._refused_deletes:
+            self._refused_deletes.add(name)
+            self._event(lv, "DeleteRefused", reason, warning=True)
+        logger.warning("not deleting %s: %s", name, reason)
+        raise RetryLater(30, reason)
+
     def _expand(self, lv: Obj) -> None:
         try:
             capacity = self._backend(lv).expand(spec_from(lv))
@@ -298,8 +341,13 @@ class Agent:
         spec = lv["spec"]
         path = lv.get("status", {}).get("path", "?")
         if spec.get("reclaimPolicy", "Delete") == "Delete":
+            inside = self._inside(lv)
+            if inside is not None:
+                self._refuse_delete(lv, f"volume {inside} lives inside {path}")
             try:
                 removed = self._backend(lv).delete(spec_from(lv))
+            except NestedVolume as exc:
+                self._refuse_delete(lv, str(exc))
             except (InvalidInput, ValueError, KeyError) as exc:
                 # Nothing this agent may touch: the record was never realised by it.
                 removed = False
@@ -317,5 +365,6 @@ class Agent:
                                 "value": finalizers}], patch_type=PatchType.JSON)
         if self.metrics is not None:
             self.metrics.forget(name)
+        self._refused_deletes.discard(name)
         self._event(lv, "Released", message)
         logger.info("%s: %s", name, message)
