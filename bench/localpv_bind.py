@@ -52,18 +52,35 @@ CLASS = "bench-local"
 
 
 def _claim(i: int, ns: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": f"c{i}", "namespace": ns},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": CLASS,
-                     "resources": {"requests": {"storage": "10Mi"}}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": f"c{i}", "namespace": ns},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": CLASS,
+            "resources": {"requests": {"storage": "10Mi"}},
+        },
+    }
 
 
 def _pod(i: int, ns: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}", "namespace": ns},
-            "spec": {"containers": [{"name": "c", "image": "busybox",
-                                     "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
-                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": f"c{i}"}}],
-                     "tolerations": [{"operator": "Exists"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"p{i}", "namespace": ns},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox",
+                    "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+                }
+            ],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": f"c{i}"}}],
+            "tolerations": [{"operator": "Exists"}],
+        },
+    }
 
 
 STAGES = ("created", "node selected", "LocalVolume", "Ready", "PV", "Bound")
@@ -112,6 +129,7 @@ def _watch_stages(kube: Client, ns: str, stamps: dict[str, dict[str, float]]) ->
             while True:  # the server ends watches now and then; the first stamp per stage stays
                 with contextlib.suppress(Exception):  # any transport error: watch again
                     watch()
+
         return run
 
     for target in (claims, volumes, pvs):
@@ -120,10 +138,14 @@ def _watch_stages(kube: Client, ns: str, stamps: dict[str, dict[str, float]]) ->
 
 def run_round(kube: Client, count: int, controller_pid: int, stages: bool) -> dict[str, float]:
     ns = f"bench-{count}-{int(time.time())}"
-    create_object(kube, Namespace, {"apiVersion": "v1", "kind": "Namespace",
-                                    "metadata": {"name": ns}})
-    wait_until(lambda: True if any(True for _ in kube.list(ServiceAccount, namespace=ns))
-               else None, timeout=30, what="service account")
+    create_object(
+        kube, Namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    wait_until(
+        lambda: True if any(True for _ in kube.list(ServiceAccount, namespace=ns)) else None,
+        timeout=30,
+        what="service account",
+    )
     created: dict[str, float] = {}
     bound: dict[str, float] = {}
     done = threading.Event()
@@ -166,31 +188,52 @@ def run_round(kube: Client, count: int, controller_pid: int, stages: bool) -> di
         for stage in STAGES:
             seen = sorted(t - start for t in stamps[stage].values())
             if seen:
-                print(f"    {stage:<14} {statistics.median(seen):6.2f} / {seen[-1]:6.2f}"
-                      f"  ({len(seen)} claims)")
+                print(
+                    f"    {stage:<14} {statistics.median(seen):6.2f} / {seen[-1]:6.2f}"
+                    f"  ({len(seen)} claims)"
+                )
     kube.delete(Namespace, ns)
-    return {"claims": count, "submit_s": submitted, "all_bound_s": total,
-            "p50_s": statistics.median(latencies),
-            "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "load": load, "controller_cpu_s": cpu_after - cpu_before,
-            "controller_rss_mb": rss / 2**20}
+    return {
+        "claims": count,
+        "submit_s": submitted,
+        "all_bound_s": total,
+        "p50_s": statistics.median(latencies),
+        "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "load": load,
+        "controller_cpu_s": cpu_after - cpu_before,
+        "controller_rss_mb": rss / 2**20,
+    }
 
 
 def sequential(kube: Client, count: int) -> dict[str, float]:
     """One claim at a time: the latency of the path itself, without queueing behind others."""
     ns = f"bench-seq-{int(time.time())}"
-    create_object(kube, Namespace, {"apiVersion": "v1", "kind": "Namespace",
-                                    "metadata": {"name": ns}})
-    wait_until(lambda: True if any(True for _ in kube.list(ServiceAccount, namespace=ns))
-               else None, timeout=30, what="service account")
+    create_object(
+        kube, Namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    wait_until(
+        lambda: True if any(True for _ in kube.list(ServiceAccount, namespace=ns)) else None,
+        timeout=30,
+        what="service account",
+    )
     latencies = []
     for i in range(count):
         start = time.monotonic()
         create_object(kube, PersistentVolumeClaim, _claim(i, ns))
         create_object(kube, Pod, _pod(i, ns))
-        wait_until(lambda i=i: True if to_dict(kube.get(
-            PersistentVolumeClaim, f"c{i}", namespace=ns)).get("status", {}).get(
-            "phase") == "Bound" else None, timeout=60, interval=0.02, what=f"c{i} Bound")
+        wait_until(
+            lambda i=i: (
+                True
+                if to_dict(kube.get(PersistentVolumeClaim, f"c{i}", namespace=ns))
+                .get("status", {})
+                .get("phase")
+                == "Bound"
+                else None
+            ),
+            timeout=60,
+            interval=0.02,
+            what=f"c{i} Bound",
+        )
         latencies.append(time.monotonic() - start)
     kube.delete(Namespace, ns)
     latencies.sort()
@@ -201,15 +244,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--counts", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--nodes", type=int, default=6)
-    parser.add_argument("--sequential", type=int, default=10,
-                        help="claims bound one at a time first (0: skip)")
-    parser.add_argument("--stages", action="store_true",
-                        help="also print when each claim reached each stage (more watches)")
-    parser.add_argument("--controller-arg", action="append", default=[],
-                        help="extra flag for the controller (repeatable), to compare settings")
+    parser.add_argument(
+        "--sequential", type=int, default=10, help="claims bound one at a time first (0: skip)"
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also print when each claim reached each stage (more watches)",
+    )
+    parser.add_argument(
+        "--controller-arg",
+        action="append",
+        default=[],
+        help="extra flag for the controller (repeatable), to compare settings",
+    )
     args = parser.parse_args()
-    warm_up_decoders(Namespace, PersistentVolumeClaim, Pod, ServiceAccount, StorageClass,
-                     CSIStorageCapacity)
+    warm_up_decoders(
+        Namespace, PersistentVolumeClaim, Pod, ServiceAccount, StorageClass, CSIStorageCapacity
+    )
     if not is_built(BuildSpec()):
         raise SystemExit("build the test binaries first: flotilla testenv build")
     work = Path(tempfile.mkdtemp(prefix="localpv-bench-"))
@@ -220,27 +272,57 @@ def main() -> None:
         kubeconfig = work / "env" / "kubeconfig"
         install_crds(kubeconfig)
         log = (work / "processes.log").open("ab")
-        procs.append(subprocess.Popen([*FLOTILLA, "controller", "--kubeconfig", str(kubeconfig),
-                                       *args.controller_arg],
-                                      stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [*FLOTILLA, "controller", "--kubeconfig", str(kubeconfig), *args.controller_arg],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         for node in state.nodes:
             root = work / node
             root.mkdir()
-            procs.append(subprocess.Popen(
-                [*FLOTILLA, "agent", "--kubeconfig", str(kubeconfig), "--node", node,
-                 "--hostpath-root", f"{root}=100Gi", "--heartbeat", "2"],
-                stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *FLOTILLA,
+                        "agent",
+                        "--kubeconfig",
+                        str(kubeconfig),
+                        "--node",
+                        node,
+                        "--hostpath-root",
+                        f"{root}=100Gi",
+                        "--heartbeat",
+                        "2",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         with client_from_kubeconfig(kubeconfig) as kube:
-            create_object(kube, StorageClass, {
-                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                "metadata": {"name": CLASS}, "provisioner": "localpv.flotilla.dev",
-                "volumeBindingMode": "WaitForFirstConsumer"})
+            create_object(
+                kube,
+                StorageClass,
+                {
+                    "apiVersion": "storage.k8s.io/v1",
+                    "kind": "StorageClass",
+                    "metadata": {"name": CLASS},
+                    "provisioner": "localpv.flotilla.dev",
+                    "volumeBindingMode": "WaitForFirstConsumer",
+                },
+            )
 
             def capacity_ready() -> bool | None:
                 for node in state.nodes:
                     try:
-                        obj = to_dict(kube.get(CSIStorageCapacity, capacity_name(CLASS, node),
-                                               namespace="flotilla-localpv"))
+                        obj = to_dict(
+                            kube.get(
+                                CSIStorageCapacity,
+                                capacity_name(CLASS, node),
+                                namespace="flotilla-localpv",
+                            )
+                        )
                     except Exception:
                         return None
                     if parse_quantity(str(obj.get("capacity") or 0)) == 0:
@@ -250,16 +332,23 @@ def main() -> None:
             wait_until(capacity_ready, timeout=30 + 6 * len(state.nodes), what="capacity published")
             if args.sequential:
                 seq = sequential(kube, args.sequential)
-                print(f"one at a time ({args.sequential} claims): p50 {seq['p50_s']:.2f} s, "
-                      f"max {seq['max_s']:.2f} s", flush=True)
-            print(f"{'claims':>7} {'submit s':>9} {'all Bound s':>12} {'p50 s':>7} {'p99 s':>7}"
-                  f" {'load':>5} {'ctl CPU s':>9} {'ctl RSS MiB':>11}")
+                print(
+                    f"one at a time ({args.sequential} claims): p50 {seq['p50_s']:.2f} s, "
+                    f"max {seq['max_s']:.2f} s",
+                    flush=True,
+                )
+            print(
+                f"{'claims':>7} {'submit s':>9} {'all Bound s':>12} {'p50 s':>7} {'p99 s':>7}"
+                f" {'load':>5} {'ctl CPU s':>9} {'ctl RSS MiB':>11}"
+            )
             for count in args.counts:
                 r = run_round(kube, count, procs[0].pid, args.stages)
-                print(f"{r['claims']:>7.0f} {r['submit_s']:>9.1f} {r['all_bound_s']:>12.1f} "
-                      f"{r['p50_s']:>7.2f} {r['p99_s']:>7.2f} {r['load']:>5.1f} "
-                      f"{r['controller_cpu_s']:>9.1f} {r['controller_rss_mb']:>11.0f}",
-                      flush=True)
+                print(
+                    f"{r['claims']:>7.0f} {r['submit_s']:>9.1f} {r['all_bound_s']:>12.1f} "
+                    f"{r['p50_s']:>7.2f} {r['p99_s']:>7.2f} {r['load']:>5.1f} "
+                    f"{r['controller_cpu_s']:>9.1f} {r['controller_rss_mb']:>11.0f}",
+                    flush=True,
+                )
     finally:
         for proc in procs:
             proc.terminate()

@@ -45,18 +45,35 @@ def localpv_stack(kubeconfig: Path) -> Iterator[Stack]:
     for root in roots.values():
         root.mkdir(parents=True)
     install_crds(kubeconfig)
-    with btrfs_mount(work / "btrfs.img", work / "node-1" / "btrfs") as btrfs, \
-            loop_device(work / "disk-a.img", 64) as disk_a, \
-            loop_device(work / "disk-b.img", 48) as disk_b:
+    with (
+        btrfs_mount(work / "btrfs.img", work / "node-1" / "btrfs") as btrfs,
+        loop_device(work / "disk-a.img", 64) as disk_a,
+        loop_device(work / "disk-b.img", 48) as disk_b,
+    ):
         stack = Stack(kubeconfig, work, roots, btrfs)
         stack.devices = [disk_a, disk_b]
         stack.controller.start()
-        stack.start_agent("node-1", "--hostpath-root", f"{roots['node-1']}=10Gi",
-                          "--hostpath-root", f"{roots['node-1b']}=5Gi", "--btrfs-root", str(btrfs))
+        stack.start_agent(
+            "node-1",
+            "--hostpath-root",
+            f"{roots['node-1']}=10Gi",
+            "--hostpath-root",
+            f"{roots['node-1b']}=5Gi",
+            "--btrfs-root",
+            str(btrfs),
+        )
         stack.start_agent("node-2", "--hostpath-root", f"{roots['node-2']}=10Gi")
-        stack.start_agent("node-3", "--hostpath-root", f"{roots['node-3']}=200Mi",
-                          "--device-filter", disk_a, "--device-filter", disk_b,
-                          "--device-mount-root", str(work / "node-3" / "devices"))
+        stack.start_agent(
+            "node-3",
+            "--hostpath-root",
+            f"{roots['node-3']}=200Mi",
+            "--device-filter",
+            disk_a,
+            "--device-filter",
+            disk_b,
+            "--device-mount-root",
+            str(work / "node-3" / "devices"),
+        )
         try:
             yield stack
         finally:
@@ -68,8 +85,9 @@ def localpv_stack(kubeconfig: Path) -> Iterator[Stack]:
 def _unmount_under(directory: Path) -> None:
     """Formatted devices a failed test left mounted would keep their loop devices busy."""
     with open("/proc/self/mounts") as mounts:
-        targets = [line.split()[1] for line in mounts
-                   if line.split()[1].startswith(str(directory) + "/")]
+        targets = [
+            line.split()[1] for line in mounts if line.split()[1].startswith(str(directory) + "/")
+        ]
     for target in targets:
         subprocess.run(["umount", target], check=False, capture_output=True)
 
@@ -84,9 +102,12 @@ def hostpath_class(kube: Client, localpv_stack: Stack) -> Iterator[str]:
     delete(kube, StorageClass, name)
 
 
-def wait_capacity(kube: Client, sc: str, stack: Stack,
-                  nodes: tuple[str, ...] = ("node-1", "node-2", "node-3"),
-                  ) -> dict[str, dict[str, object]]:
+def wait_capacity(
+    kube: Client,
+    sc: str,
+    stack: Stack,
+    nodes: tuple[str, ...] = ("node-1", "node-2", "node-3"),
+) -> dict[str, dict[str, object]]:
     """Wait until every node publishes room for ``sc`` (its agent is alive); return by node.
 
     A pod scheduled while a capacity object still says 0 is retried by kube-scheduler only on
@@ -97,8 +118,11 @@ def wait_capacity(kube: Client, sc: str, stack: Stack,
         found = {}
         for node in nodes:
             try:
-                obj = to_dict(kube.get(CSIStorageCapacity, capacity_name(sc, node),
-                                       namespace=CONTROLLER_NAMESPACE))
+                obj = to_dict(
+                    kube.get(
+                        CSIStorageCapacity, capacity_name(sc, node), namespace=CONTROLLER_NAMESPACE
+                    )
+                )
             except Exception:
                 return None
             if parse_quantity(str(obj.get("capacity") or 0)) == 0:

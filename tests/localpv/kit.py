@@ -33,8 +33,9 @@ class Proc:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+            self.popen = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def kill(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         if self.popen is None or self.popen.poll() is not None:
@@ -67,15 +68,38 @@ class Stack:
     devices: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.controller = Proc([*FLOTILLA, "controller", "--kubeconfig", str(self.kubeconfig),
-                                "--node-gone-grace", "4", "--agent-timeout", "6",
-                                *self.controller_args],
-                               self.workdir / "controller.log")
+        self.controller = Proc(
+            [
+                *FLOTILLA,
+                "controller",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--node-gone-grace",
+                "4",
+                "--agent-timeout",
+                "6",
+                *self.controller_args,
+            ],
+            self.workdir / "controller.log",
+        )
 
     def start_agent(self, node: str, *extra: str) -> Proc:
-        proc = Proc([*FLOTILLA, "agent", "--kubeconfig", str(self.kubeconfig), "--node", node,
-                     "--heartbeat", "1", "--usage-interval", "2", *extra],
-                    self.workdir / f"agent-{node}.log")
+        proc = Proc(
+            [
+                *FLOTILLA,
+                "agent",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--node",
+                node,
+                "--heartbeat",
+                "1",
+                "--usage-interval",
+                "2",
+                *extra,
+            ],
+            self.workdir / f"agent-{node}.log",
+        )
         proc.start()
         self.agents[node] = proc
         return proc
@@ -95,11 +119,18 @@ class Stack:
         return "\n".join(parts)
 
 
-def storage_class(name: str, *, backend: str = "hostpath", expansion: bool = False,
-                  binding: str = "WaitForFirstConsumer", reclaim: str = "Delete",
-                  **params: str) -> dict[str, Any]:
+def storage_class(
+    name: str,
+    *,
+    backend: str = "hostpath",
+    expansion: bool = False,
+    binding: str = "WaitForFirstConsumer",
+    reclaim: str = "Delete",
+    **params: str,
+) -> dict[str, Any]:
     return {
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
         "metadata": {"name": name},
         "provisioner": "localpv.flotilla.dev",
         "parameters": {"backend": backend, **params},
@@ -109,14 +140,26 @@ def storage_class(name: str, *, backend: str = "hostpath", expansion: bool = Fal
     }
 
 
-def pvc(name: str, namespace: str, sc: str, size: str = "100Mi", *,
-        annotations: dict[str, str] | None = None, source: str | None = None,
-        mode: str = "Filesystem") -> dict[str, Any]:
+def pvc(
+    name: str,
+    namespace: str,
+    sc: str,
+    size: str = "100Mi",
+    *,
+    annotations: dict[str, str] | None = None,
+    source: str | None = None,
+    mode: str = "Filesystem",
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc,
-                 "volumeMode": mode, "resources": {"requests": {"storage": size}}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": sc,
+            "volumeMode": mode,
+            "resources": {"requests": {"storage": size}},
+        },
     }
     if source:
         body["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": source}
@@ -125,23 +168,33 @@ def pvc(name: str, namespace: str, sc: str, size: str = "100Mi", *,
 
 def pod(name: str, namespace: str, claim: str, *, node: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "containers": [{"name": "app", "image": "busybox",
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "containers": [
+            {
+                "name": "app",
+                "image": "busybox",
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
         "tolerations": [{"operator": "Exists"}],
     }
     if node:
         spec["nodeSelector"] = {"kubernetes.io/hostname": node}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def create(kube: Client, resource: type[Any], body: dict[str, Any]) -> dict[str, Any]:
     return create_object(kube, resource, body)
 
 
-def get(kube: Client, resource: type[Any], name: str,
-        namespace: str | None = None) -> dict[str, Any] | None:
+def get(
+    kube: Client, resource: type[Any], name: str, namespace: str | None = None
+) -> dict[str, Any] | None:
     try:
         with kube_errors(f"get {name}"):
             if namespace:
@@ -159,8 +212,9 @@ def delete(kube: Client, resource: type[Any], name: str, namespace: str | None =
             kube.delete(resource, name)
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30,
-             stack: Stack | None = None) -> Any:
+def wait_for(
+    check: Callable[[], Any], what: str, timeout: float = 30, stack: Stack | None = None
+) -> Any:
     try:
         return wait_until(lambda: check() or None, timeout=timeout, interval=0.2, what=what)
     except TimeoutError as exc:
@@ -169,8 +223,9 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30,
         raise
 
 
-def bound_pvc(kube: Client, name: str, namespace: str, stack: Stack,
-              timeout: float = 30) -> dict[str, Any]:
+def bound_pvc(
+    kube: Client, name: str, namespace: str, stack: Stack, timeout: float = 30
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         obj = get(kube, PersistentVolumeClaim, name, namespace)
         return obj if obj and obj.get("status", {}).get("phase") == "Bound" else None
@@ -178,16 +233,19 @@ def bound_pvc(kube: Client, name: str, namespace: str, stack: Stack,
     try:
         result: dict[str, Any] = wait_for(check, f"PVC {namespace}/{name} Bound", timeout, stack)
     except TimeoutError as exc:
-        events = [f"{e.get('involvedObject', {}).get('name')}: {e.get('reason')}: "
-                  f"{e.get('message')}" for e in (to_dict(x) for x in kube.list(
-                      Event, namespace=namespace))]
+        events = [
+            f"{e.get('involvedObject', {}).get('name')}: {e.get('reason')}: {e.get('message')}"
+            for e in (to_dict(x) for x in kube.list(Event, namespace=namespace))
+        ]
         raise TimeoutError(f"{exc}\nevents:\n" + "\n".join(events)) from exc
     return result
 
 
 def events_for(kube: Client, namespace: str, name: str) -> list[dict[str, Any]]:
-    return [to_dict(e) for e in kube.list(Event, namespace=namespace,
-                                          fields={"involvedObject.name": name})]
+    return [
+        to_dict(e)
+        for e in kube.list(Event, namespace=namespace, fields={"involvedObject.name": name})
+    ]
 
 
 def event_reasons(kube: Client, namespace: str, name: str) -> dict[str, str]:
@@ -210,8 +268,9 @@ def loop_device(image: Path, size_mb: int) -> Iterator[str]:
     """A loop device over a sparse file; detached afterwards."""
     with image.open("wb") as f:
         f.truncate(size_mb * 2**20)
-    dev = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         yield dev
     finally:
@@ -230,7 +289,11 @@ def btrfs_mount(image: Path, mountpoint: Path, size_mb: int = 512) -> Iterator[P
             yield mountpoint
         finally:
             for _ in range(10):
-                if subprocess.run(["umount", str(mountpoint)], check=False,
-                                  capture_output=True).returncode == 0:
+                if (
+                    subprocess.run(
+                        ["umount", str(mountpoint)], check=False, capture_output=True
+                    ).returncode
+                    == 0
+                ):
                     break
                 time.sleep(0.3)

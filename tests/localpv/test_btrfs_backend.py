@@ -33,8 +33,10 @@ def test_limit_usage_expand_and_delete(btrfs: Path) -> None:
     os.sync()
     used = backend.usage(spec)
     assert used is not None and used >= 2 * MiB
-    assert backend.expand(VolumeSpec(name="v1", pool=str(btrfs), size=16 * MiB,
-                                     subpath=("ns", "v1"))) == 16 * MiB
+    assert (
+        backend.expand(VolumeSpec(name="v1", pool=str(btrfs), size=16 * MiB, subpath=("ns", "v1")))
+        == 16 * MiB
+    )
     assert backend.delete(spec) is True
     assert not path.exists() and not (btrfs / "ns").exists()
     assert backend.delete(spec) is False

@@ -69,7 +69,10 @@ def _path(kube: Client, claim: dict[str, object]) -> Path:
 
 
 def test_quota_expansion_clone_and_delete(
-    kube: Client, namespace: str, btrfs_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    btrfs_class: str,
+    localpv_stack: Stack,
 ) -> None:
     assert localpv_stack.btrfs_root is not None
     create(kube, PersistentVolumeClaim, pvc("src", namespace, btrfs_class, "20Mi"))
@@ -84,8 +87,13 @@ def test_quota_expansion_clone_and_delete(
     os.sync()
     (path / "data.txt").write_text("precious")
 
-    kube.patch(PersistentVolumeClaim, "src", {"spec": {"resources": {"requests": {
-        "storage": "60Mi"}}}}, namespace=namespace, patch_type=PatchType.MERGE)
+    kube.patch(
+        PersistentVolumeClaim,
+        "src",
+        {"spec": {"resources": {"requests": {"storage": "60Mi"}}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
 
     def grown() -> bool:
         obj = get(kube, PersistentVolumeClaim, "src", namespace) or {}
@@ -100,8 +108,7 @@ def test_quota_expansion_clone_and_delete(
     assert _fill(path, "more", 30) == 30, "expansion raised the limit"
     (path / "more").unlink()
 
-    create(kube, PersistentVolumeClaim, pvc("copy", namespace, btrfs_class, "60Mi",
-                                            source="src"))
+    create(kube, PersistentVolumeClaim, pvc("copy", namespace, btrfs_class, "60Mi", source="src"))
     create(kube, Pod, pod("p-copy", namespace, "copy", node="node-1"))
     copy = bound_pvc(kube, "copy", namespace, localpv_stack)
     copy_path = _path(kube, copy)
@@ -112,20 +119,40 @@ def test_quota_expansion_clone_and_delete(
 
     for name in ("src", "copy"):
         delete_pod_and_claim(kube, namespace, f"p-{name}", name)
-    wait_for(lambda: not path.exists() and not copy_path.exists(), "subvolumes deleted", 30,
-             localpv_stack)
+    wait_for(
+        lambda: not path.exists() and not copy_path.exists(),
+        "subvolumes deleted",
+        30,
+        localpv_stack,
+    )
 
 
 def test_a_clone_must_stay_on_the_source_node(
-    kube: Client, namespace: str, btrfs_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    btrfs_class: str,
+    localpv_stack: Stack,
 ) -> None:
     create(kube, PersistentVolumeClaim, pvc("origin", namespace, btrfs_class, "10Mi"))
     create(kube, Pod, pod("p-origin", namespace, "origin", node="node-1"))
     bound_pvc(kube, "origin", namespace, localpv_stack)
-    create(kube, PersistentVolumeClaim, pvc(
-        "elsewhere", namespace, btrfs_class, "10Mi", source="origin",
-        annotations={"volume.kubernetes.io/selected-node": "node-2"}))
-    message = wait_for(lambda: event_reasons(kube, namespace, "elsewhere").get("Rescheduling"),
-                       "clone rescheduled", 20, localpv_stack)
+    create(
+        kube,
+        PersistentVolumeClaim,
+        pvc(
+            "elsewhere",
+            namespace,
+            btrfs_class,
+            "10Mi",
+            source="origin",
+            annotations={"volume.kubernetes.io/selected-node": "node-2"},
+        ),
+    )
+    message = wait_for(
+        lambda: event_reasons(kube, namespace, "elsewhere").get("Rescheduling"),
+        "clone rescheduled",
+        20,
+        localpv_stack,
+    )
     assert "node-1" in message
     assert get(kube, PersistentVolumeClaim, "elsewhere", namespace) is not None

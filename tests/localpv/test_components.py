@@ -49,7 +49,10 @@ from flotilla.localpv.runtime import WorkQueue
 
 def test_btrfs_ioctl_numbers_match_the_kernel_headers() -> None:
     assert (IOC_SNAP_CREATE, IOC_SUBVOL_CREATE, IOC_SNAP_DESTROY) == (
-        0x50009401, 0x5000940E, 0x5000940F)
+        0x50009401,
+        0x5000940E,
+        0x5000940F,
+    )
 
 
 def test_btrfs_vol_args_carry_one_name_and_a_source_fd() -> None:
@@ -64,7 +67,12 @@ def test_btrfs_vol_args_carry_one_name_and_a_source_fd() -> None:
 
 def test_qgroup_commands_and_reports() -> None:
     assert qgroup_limit_command(20971520, "/proc/self/fd/5") == [
-        "btrfs", "qgroup", "limit", "20971520", "/proc/self/fd/5"]
+        "btrfs",
+        "qgroup",
+        "limit",
+        "20971520",
+        "/proc/self/fd/5",
+    ]
     report = """Qgroupid    Referenced    Exclusive  Max referenced  Max exclusive   Path
 --------    ----------    ---------  --------------  -------------   ----
 0/5              16384        16384            none           none   <toplevel>
@@ -77,24 +85,53 @@ def test_qgroup_commands_and_reports() -> None:
 
 # --- lvm ------------------------------------------------------------------------------------
 
-VGS = json.dumps({"report": [{"vg": [{"vg_name": "vg0", "vg_size": "10737418240",
-                                      "vg_free": "4294967296"}]}]})
+VGS = json.dumps(
+    {"report": [{"vg": [{"vg_name": "vg0", "vg_size": "10737418240", "vg_free": "4294967296"}]}]}
+)
 
 
 def _lvs(name: str, size: int) -> str:
-    return json.dumps({"report": [{"lv": [{"lv_name": name, "vg_name": "vg0",
-                                           "lv_size": str(size),
-                                           "lv_path": f"/dev/vg0/{name}"}]}]})
+    return json.dumps(
+        {
+            "report": [
+                {
+                    "lv": [
+                        {
+                            "lv_name": name,
+                            "vg_name": "vg0",
+                            "lv_size": str(size),
+                            "lv_path": f"/dev/vg0/{name}",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
 
 
 def test_lvm_commands_round_to_extents() -> None:
     assert round_to_extent(1) == 4 * 2**20
     assert round_to_extent(8 * 2**20) == 8 * 2**20
     assert lvcreate_command("vg0", "pvc-1", 10**9) == [
-        "lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--name", "pvc-1",
-        "--size", "1002438656b", "vg0"]
+        "lvcreate",
+        "--yes",
+        "--wipesignatures",
+        "y",
+        "--zero",
+        "y",
+        "--name",
+        "pvc-1",
+        "--size",
+        "1002438656b",
+        "vg0",
+    ]
     assert lvextend_command("vg0", "pvc-1", 2**30, resize_fs=True) == [
-        "lvextend", "--size", "1073741824b", "--resizefs", "vg0/pvc-1"]
+        "lvextend",
+        "--size",
+        "1073741824b",
+        "--resizefs",
+        "vg0/pvc-1",
+    ]
     assert parse_vgs(VGS)[0].free == 4 * 2**30
     assert parse_lvs(_lvs("pvc-1", 2**30)) == {"pvc-1": (2**30, "/dev/vg0/pvc-1")}
 
@@ -109,8 +146,7 @@ def test_lvm_backend_flow_against_recorded_outputs() -> None:
             return VGS
         if argv[0] == "lvs":
             name = argv[-1].split("/")[1]
-            return _lvs(name, 2**30) if name in created else json.dumps(
-                {"report": [{"lv": []}]})
+            return _lvs(name, 2**30) if name in created else json.dumps({"report": [{"lv": []}]})
         if argv[0] == "lvcreate":
             created.add(argv[argv.index("--name") + 1])
         if argv[0] == "lvremove":
@@ -132,17 +168,59 @@ def test_lvm_backend_flow_against_recorded_outputs() -> None:
 
 # --- discovery --------------------------------------------------------------------------------
 
-LSBLK = json.dumps({"blockdevices": [
-    {"name": "vda", "path": "/dev/vda", "size": 274877906944, "type": "disk", "model": None,
-     "serial": None, "rota": True, "fstype": None, "mountpoint": None, "ro": False,
-     "children": [{"name": "vda1", "path": "/dev/vda1", "size": 1000, "type": "part",
-                   "fstype": "ext4", "mountpoint": "/", "ro": False, "rota": True}]},
-    {"name": "loop3", "path": "/dev/loop3", "size": 67108864, "type": "loop", "model": None,
-     "serial": None, "rota": False, "fstype": None, "mountpoint": None, "ro": False},
-    {"name": "loop4", "path": "/dev/loop4", "size": 67108864, "type": "loop", "fstype": "btrfs",
-     "mountpoint": "/mnt/btrfs", "ro": False, "rota": False},
-    {"name": "sr0", "path": "/dev/sr0", "size": 1000000000, "type": "rom", "ro": True},
-]})
+LSBLK = json.dumps(
+    {
+        "blockdevices": [
+            {
+                "name": "vda",
+                "path": "/dev/vda",
+                "size": 274877906944,
+                "type": "disk",
+                "model": None,
+                "serial": None,
+                "rota": True,
+                "fstype": None,
+                "mountpoint": None,
+                "ro": False,
+                "children": [
+                    {
+                        "name": "vda1",
+                        "path": "/dev/vda1",
+                        "size": 1000,
+                        "type": "part",
+                        "fstype": "ext4",
+                        "mountpoint": "/",
+                        "ro": False,
+                        "rota": True,
+                    }
+                ],
+            },
+            {
+                "name": "loop3",
+                "path": "/dev/loop3",
+                "size": 67108864,
+                "type": "loop",
+                "model": None,
+                "serial": None,
+                "rota": False,
+                "fstype": None,
+                "mountpoint": None,
+                "ro": False,
+            },
+            {
+                "name": "loop4",
+                "path": "/dev/loop4",
+                "size": 67108864,
+                "type": "loop",
+                "fstype": "btrfs",
+                "mountpoint": "/mnt/btrfs",
+                "ro": False,
+                "rota": False,
+            },
+            {"name": "sr0", "path": "/dev/sr0", "size": 1000000000, "type": "rom", "ro": True},
+        ]
+    }
+)
 
 
 def test_discovery_offers_only_allow_listed_unmounted_leaf_devices() -> None:
@@ -163,9 +241,14 @@ def test_discovery_offers_only_allow_listed_unmounted_leaf_devices() -> None:
 def _ready_volume() -> dict[str, object]:
     return {
         "metadata": {"name": "pvc-1"},
-        "spec": {"node": "node-1", "backend": "hostpath", "size": 100, "reclaimPolicy": "Retain",
-                 "claim": {"namespace": "ns", "name": "data", "uid": "u"},
-                 "nodeAffinityKey": "topology.example.com/node"},
+        "spec": {
+            "node": "node-1",
+            "backend": "hostpath",
+            "size": 100,
+            "reclaimPolicy": "Retain",
+            "claim": {"namespace": "ns", "name": "data", "uid": "u"},
+            "nodeAffinityKey": "topology.example.com/node",
+        },
         "status": {"phase": "Ready", "path": "/srv/x", "capacity": 100},
     }
 
@@ -177,9 +260,11 @@ def test_pv_is_local_pre_bound_and_pinned_to_the_node() -> None:
     assert spec["claimRef"]["uid"] == "u"
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
     assert spec["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"] == [
-        {"key": "topology.example.com/node", "operator": "In", "values": ["rack-1-node-1"]}]
+        {"key": "topology.example.com/node", "operator": "In", "values": ["rack-1-node-1"]}
+    ]
     assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == (
-        "localpv.flotilla.dev")
+        "localpv.flotilla.dev"
+    )
 
 
 def test_capacity_objects_are_named_stably_and_shortly() -> None:
@@ -198,8 +283,10 @@ def test_crds_and_block_devices() -> None:
     assert all(c["spec"]["scope"] == "Cluster" for c in crds())
     bd = block_device("node-1", Disk("/dev/loop3", 10, "loop"), "pvc-1")
     assert bd["status"] == {"state": "Claimed", "claimedBy": "pvc-1"}
-    assert bd["metadata"]["name"] == block_device("node-1", Disk("/dev/loop3", 99, "loop"),
-                                                  None)["metadata"]["name"]
+    assert (
+        bd["metadata"]["name"]
+        == block_device("node-1", Disk("/dev/loop3", 99, "loop"), None)["metadata"]["name"]
+    )
 
 
 def test_deploy_rbac_is_least_privilege() -> None:
@@ -217,13 +304,24 @@ def test_deploy_rbac_is_least_privilege() -> None:
 
 
 def test_the_agent_rechecks_what_a_local_volume_asks_for() -> None:
-    lv = {"metadata": {"name": "pvc-1"},
-          "spec": {"backend": "hostpath", "pool": "/srv", "size": 10, "subpath": ["ns", "v"],
-                   "owner": {"uid": 1, "gid": 2, "mode": 0o750}}}
+    lv = {
+        "metadata": {"name": "pvc-1"},
+        "spec": {
+            "backend": "hostpath",
+            "pool": "/srv",
+            "size": 10,
+            "subpath": ["ns", "v"],
+            "owner": {"uid": 1, "gid": 2, "mode": 0o750},
+        },
+    }
     spec = spec_from(lv)
     assert spec.subpath == ("ns", "v") and spec.owner.mode == 0o750
-    for bad in ({"subpath": ["..", "etc"]}, {"subpath": ["/etc"]},
-                {"owner": {"mode": 0o4777}}, {"backend": "nfs"}):
+    for bad in (
+        {"subpath": ["..", "etc"]},
+        {"subpath": ["/etc"]},
+        {"owner": {"mode": 0o4777}},
+        {"backend": "nfs"},
+    ):
         broken = {"metadata": lv["metadata"], "spec": {**lv["spec"], **bad}}
         with pytest.raises((InvalidInput, ValueError)):
             spec_from(broken)
@@ -286,21 +384,28 @@ def test_capacity_per_class_and_node_from_agent_reports() -> None:
 
     classes = [
         {"metadata": {"name": "local"}, "provisioner": "localpv.flotilla.dev"},
-        {"metadata": {"name": "bad"}, "provisioner": "localpv.flotilla.dev",
-         "parameters": {"backend": "zfs"}},
+        {
+            "metadata": {"name": "bad"},
+            "provisioner": "localpv.flotilla.dev",
+            "parameters": {"backend": "zfs"},
+        },
         {"metadata": {"name": "other"}, "provisioner": "example.com/nfs"},
     ]
-    nodes = [{"metadata": {"name": n, "uid": n, "labels": {"kubernetes.io/hostname": n}}}
-             for n in ("n1", "n2", "n3")]
-    pools = [{"backend": "hostpath", "name": "/a", "budget": 100, "free": 100},
-             {"backend": "hostpath", "name": "/b", "budget": 50, "free": 50}]
-    agents = {"n1": {"status": {"heartbeat": now_iso(), "nodeUID": "n1", "pools": pools}},
-              "n2": {"status": {"heartbeat": "2020-01-01T00:00:00Z", "pools": pools}}}
+    nodes = [
+        {"metadata": {"name": n, "uid": n, "labels": {"kubernetes.io/hostname": n}}}
+        for n in ("n1", "n2", "n3")
+    ]
+    pools = [
+        {"backend": "hostpath", "name": "/a", "budget": 100, "free": 100},
+        {"backend": "hostpath", "name": "/b", "budget": 50, "free": 50},
+    ]
+    agents = {
+        "n1": {"status": {"heartbeat": now_iso(), "nodeUID": "n1", "pools": pools}},
+        "n2": {"status": {"heartbeat": "2020-01-01T00:00:00Z", "pools": pools}},
+    }
     taken = [Allocation("n1", Backend.HOSTPATH, "/a", 70)]
-    desired = desired_capacities(classes, nodes, agents, taken, namespace="lpv",
-                                 agent_timeout=30)
-    by_node = {o["metadata"]["labels"]["localpv.flotilla.dev/node"]: o
-               for o in desired.values()}
+    desired = desired_capacities(classes, nodes, agents, taken, namespace="lpv", agent_timeout=30)
+    by_node = {o["metadata"]["labels"]["localpv.flotilla.dev/node"]: o for o in desired.values()}
     assert set(by_node) == {"n1", "n2", "n3"}, "only the valid class of ours"
     assert (by_node["n1"]["capacity"], by_node["n1"]["maximumVolumeSize"]) == ("80", "50")
     assert by_node["n2"]["capacity"] == "0", "a stale heartbeat offers nothing"

@@ -23,11 +23,20 @@ from flotilla.localpv.policies import (
 )
 
 GiB = 2**30
-POOLS = (Pool("n1", Backend.HOSTPATH, "/srv", 100 * GiB, 100 * GiB),
-         Pool("n1", Backend.HOSTPATH, "/srv/b", 100 * GiB, 100 * GiB),
-         Pool("n1", Backend.BTRFS, "/srv/btrfs", 100 * GiB, 100 * GiB))
-NODE = NodeReport("n1", exists=True, node_uid="u", agent_uid="u", agent_alive=True,
-                  labels={"kubernetes.io/hostname": "n1"}, pools=POOLS)
+POOLS = (
+    Pool("n1", Backend.HOSTPATH, "/srv", 100 * GiB, 100 * GiB),
+    Pool("n1", Backend.HOSTPATH, "/srv/b", 100 * GiB, 100 * GiB),
+    Pool("n1", Backend.BTRFS, "/srv/btrfs", 100 * GiB, 100 * GiB),
+)
+NODE = NodeReport(
+    "n1",
+    exists=True,
+    node_uid="u",
+    agent_uid="u",
+    agent_alive=True,
+    labels={"kubernetes.io/hostname": "n1"},
+    pools=POOLS,
+)
 
 # Short alphabets make collisions likely: a claim named like another's PV, a uid that is a prefix.
 uids = st.sampled_from(["a", "b", "aaaa"])
@@ -35,9 +44,19 @@ words = st.sampled_from(["b", "x", "pvc-a", "pvc-aaaa", "pvc-b", "btrfs"])
 tokens = st.sampled_from(["{pv}", "{pvc}", "{namespace}", "{subdir}", "x", "b", "pvc-"])
 component = st.lists(tokens, min_size=1, max_size=3).map("".join)
 patterns = st.one_of(
-    st.sampled_from(["{pv}", "{pvc}/{pv}", "{namespace}/{pv}", "{subdir}/{pvc}/{pv}", "b/{pv}",
-                     "btrfs/{pv}", "{namespace}/{pvc}/{pv}"]),
-    st.lists(component, min_size=1, max_size=4).map("/".join).filter(lambda p: "{pv}" in p))
+    st.sampled_from(
+        [
+            "{pv}",
+            "{pvc}/{pv}",
+            "{namespace}/{pv}",
+            "{subdir}/{pvc}/{pv}",
+            "b/{pv}",
+            "btrfs/{pv}",
+            "{namespace}/{pvc}/{pv}",
+        ]
+    ),
+    st.lists(component, min_size=1, max_size=4).map("/".join).filter(lambda p: "{pv}" in p),
+)
 
 
 def _claim(namespace: str, name: str, uid: str, subdir: str) -> Claim:
@@ -45,11 +64,18 @@ def _claim(namespace: str, name: str, uid: str, subdir: str) -> Claim:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(patterns, words, words, uids, words,
-                          st.sampled_from([Backend.HOSTPATH, Backend.BTRFS])),
-                min_size=2, max_size=12))
-def test_no_two_placed_volumes_nest(requests: list[tuple[str, str, str, str, str, Backend]]
-                                    ) -> None:
+@given(
+    st.lists(
+        st.tuples(
+            patterns, words, words, uids, words, st.sampled_from([Backend.HOSTPATH, Backend.BTRFS])
+        ),
+        min_size=2,
+        max_size=12,
+    )
+)
+def test_no_two_placed_volumes_nest(
+    requests: list[tuple[str, str, str, str, str, Backend]],
+) -> None:
     placed: list[Allocation] = []
     for pattern, namespace, name, uid, subdir, backend in requests:
         claim = _claim(namespace, name, uid, subdir)
@@ -59,20 +85,24 @@ def test_no_two_placed_volumes_nest(requests: list[tuple[str, str, str, str, str
             subpath = render_subpath(pattern, claim)
         except InvalidInput:
             continue
-        decision = place(claim, ClassParams(backend=backend, path_pattern=pattern), NODE, placed,
-                         subpath=subpath)
+        decision = place(
+            claim, ClassParams(backend=backend, path_pattern=pattern), NODE, placed, subpath=subpath
+        )
         if isinstance(decision, Place):
             placed.append(Allocation("n1", backend, decision.pool, GiB, subpath, claim.pv_name))
     paths = [a.directory for a in placed]
     for i, first in enumerate(paths):
-        for second in paths[i + 1:]:
+        for second in paths[i + 1 :]:
             assert not nests(first, second), (first, second)
 
 
-@given(st.lists(st.sampled_from("ab"), max_size=4).map(tuple),
-       st.lists(st.sampled_from("ab"), max_size=4).map(tuple))
-def test_nests_means_one_path_is_a_prefix_of_the_other(a: tuple[str, ...],
-                                                       b: tuple[str, ...]) -> None:
+@given(
+    st.lists(st.sampled_from("ab"), max_size=4).map(tuple),
+    st.lists(st.sampled_from("ab"), max_size=4).map(tuple),
+)
+def test_nests_means_one_path_is_a_prefix_of_the_other(
+    a: tuple[str, ...], b: tuple[str, ...]
+) -> None:
     if a and b:
         as_paths = os.path.commonpath(["/" + "/".join(a), "/" + "/".join(b)])
         assert nests(a, b) == (as_paths in ("/" + "/".join(a), "/" + "/".join(b)))
@@ -83,16 +113,21 @@ def test_nests_means_one_path_is_a_prefix_of_the_other(a: tuple[str, ...],
 
 def test_the_issue_scenario_is_placed_apart() -> None:
     """{pv} renders pvc-aaaa; {pvc}/{pv} for a claim named pvc-aaaa would render inside it."""
-    one_root = NodeReport("n1", exists=True, node_uid="u", agent_uid="u", agent_alive=True,
-                          labels={}, pools=POOLS[:1])
+    one_root = NodeReport(
+        "n1", exists=True, node_uid="u", agent_uid="u", agent_alive=True, labels={}, pools=POOLS[:1]
+    )
     first = _claim("ns", "data", "aaaa", "")
     second = _claim("ns", "pvc-aaaa", "bbbb", "")
-    taken = [Allocation("n1", Backend.HOSTPATH, "/srv", GiB, render_subpath("{pv}", first),
-                        first.pv_name)]
+    taken = [
+        Allocation(
+            "n1", Backend.HOSTPATH, "/srv", GiB, render_subpath("{pv}", first), first.pv_name
+        )
+    ]
     subpath = render_subpath("{pvc}/{pv}", second)
     assert subpath == ("pvc-aaaa", "pvc-bbbb")
-    decision = place(second, ClassParams(path_pattern="{pvc}/{pv}"), one_root, taken,
-                     subpath=subpath)
+    decision = place(
+        second, ClassParams(path_pattern="{pvc}/{pv}"), one_root, taken, subpath=subpath
+    )
     assert not isinstance(decision, Place)
     assert "pvc-aaaa" in decision.reason
 
@@ -176,9 +211,10 @@ class _Cache:
 
 
 def _lv(name: str, pool: str, *parts: str, backend: str = "hostpath") -> dict[str, object]:
-    return {"metadata": {"name": name},
-            "spec": {"node": "n1", "backend": backend, "pool": pool, "size": 1,
-                     "subpath": list(parts)}}
+    return {
+        "metadata": {"name": name},
+        "spec": {"node": "n1", "backend": backend, "pool": pool, "size": 1, "subpath": list(parts)},
+    }
 
 
 def _agent(*objs: dict[str, object]) -> Agent:

@@ -25,8 +25,11 @@ from tests.localpv.test_decisions import lv, pvc, sc
 
 def api_error(status: int, reason: str) -> ApiError:
     request = httpx2.Request("PATCH", "https://api.example/x")
-    response = httpx2.Response(status, request=request, json={
-        "kind": "Status", "code": status, "reason": reason, "message": reason.lower()})
+    response = httpx2.Response(
+        status,
+        request=request,
+        json={"kind": "Status", "code": status, "reason": reason, "message": reason.lower()},
+    )
     return ApiError(request=request, response=response)
 
 
@@ -63,8 +66,11 @@ class FakeClient:
         return result
 
     def patch(self, res: Any, name: str, patch: Any, **_kw: Any) -> Any:
-        return self._call("patch", (res.__name__, name, patch),
-                          {"metadata": {"name": name, "resourceVersion": "8"}, "spec": {}})
+        return self._call(
+            "patch",
+            (res.__name__, name, patch),
+            {"metadata": {"name": name, "resourceVersion": "8"}, "spec": {}},
+        )
 
     def create(self, obj: Any, *_a: Any, **_kw: Any) -> Any:
         return self._call("create", obj, obj.to_dict() if hasattr(obj, "to_dict") else obj)
@@ -77,27 +83,39 @@ class Events(Recorder):
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
 
-    def claim(self, pvc: dict[str, Any], reason: str, message: str, *,
-              warning: bool = False) -> None:
+    def claim(
+        self, pvc: dict[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
         self.seen.append((reason, message))
 
-    def volume(self, lv: dict[str, Any], reason: str, message: str, *,
-               warning: bool = False) -> None:
+    def volume(
+        self, lv: dict[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
         self.seen.append((reason, message))
 
-    def pv(self, pv: dict[str, Any], reason: str, message: str, *,
-           warning: bool = False) -> None:
+    def pv(self, pv: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         self.seen.append((reason, message))
 
 
-def context(client: FakeClient, *, volumes: tuple[dict[str, Any], ...] = (),
-            nodes: tuple[dict[str, Any], ...] = (),
-            agents: tuple[dict[str, Any], ...] = ()) -> tuple[Context, Events]:
+def context(
+    client: FakeClient,
+    *,
+    volumes: tuple[dict[str, Any], ...] = (),
+    nodes: tuple[dict[str, Any], ...] = (),
+    agents: tuple[dict[str, Any], ...] = (),
+) -> tuple[Context, Events]:
     def fake(*objs: dict[str, Any]) -> Any:  # an Informer's cache, without the watch
         return FakeCache(*objs)
 
-    caches = Caches(pvcs=fake(), pvs=fake(), classes=fake(), nodes=fake(*nodes),
-                    volumes=fake(*volumes), agents=fake(*agents), capacities=fake())
+    caches = Caches(
+        pvcs=fake(),
+        pvs=fake(),
+        classes=fake(),
+        nodes=fake(*nodes),
+        volumes=fake(*volumes),
+        agents=fake(*agents),
+        capacities=fake(),
+    )
     events = Events()
     return Context(cast(Client, client), ControllerSettings(), caches, events), events
 
@@ -137,15 +155,20 @@ def test_rescheduling_drops_the_node_with_a_tested_json_patch_and_says_why() -> 
     Claims(ctx)._reschedule(pvc(node="n1"), "n1", "node n1 is full")
     verb, (_, name, patch) = client.calls[0]
     assert (verb, name) == ("patch", "data")
-    assert patch[0] == {"op": "test", "value": "n1",
-                        "path": "/metadata/annotations/volume.kubernetes.io~1selected-node"}
+    assert patch[0] == {
+        "op": "test",
+        "value": "n1",
+        "path": "/metadata/annotations/volume.kubernetes.io~1selected-node",
+    }
     assert patch[1]["op"] == "remove"
-    assert events.seen == [("Rescheduling", "node n1 is full; asking the scheduler to choose "
-                                            "another node")]
+    assert events.seen == [
+        ("Rescheduling", "node n1 is full; asking the scheduler to choose another node")
+    ]
 
 
-@pytest.mark.parametrize(("status", "reason"), [(404, "NotFound"), (409, "Conflict"),
-                                                (422, "Invalid")])
+@pytest.mark.parametrize(
+    ("status", "reason"), [(404, "NotFound"), (409, "Conflict"), (422, "Invalid")]
+)
 def test_a_claim_that_moved_on_is_not_rescheduled_again(status: int, reason: str) -> None:
     ctx, events = context(FakeClient(patch=api_error(status, reason)))
     Claims(ctx)._reschedule(pvc(node="n1"), "n1", "node n1 is full")
@@ -154,13 +177,22 @@ def test_a_claim_that_moved_on_is_not_rescheduled_again(status: int, reason: str
 
 # --- provisioning --------------------------------------------------------------------------------
 
-NODE: dict[str, Any] = {"metadata": {"name": "n1", "uid": "n1-uid",
-                                     "labels": {"kubernetes.io/hostname": "n1"}}}
+NODE: dict[str, Any] = {
+    "metadata": {"name": "n1", "uid": "n1-uid", "labels": {"kubernetes.io/hostname": "n1"}}
+}
+
+
 def agent(pools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A LocalNode that reported just now (a stale heartbeat would make the node ineligible)."""
-    return {"metadata": {"name": "n1"}, "status": {
-        "heartbeat": now_iso(), "nodeUID": "n1-uid",
-        "pools": pools or [{"backend": "hostpath", "name": "/a", "budget": 2**30, "free": 2**30}]}}
+    return {
+        "metadata": {"name": "n1"},
+        "status": {
+            "heartbeat": now_iso(),
+            "nodeUID": "n1-uid",
+            "pools": pools
+            or [{"backend": "hostpath", "name": "/a", "budget": 2**30, "free": 2**30}],
+        },
+    }
 
 
 def _provision(client: FakeClient) -> tuple[Context, Events]:

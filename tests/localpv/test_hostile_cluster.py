@@ -34,7 +34,10 @@ def _snapshot(stack: Stack) -> dict[str, set[str]]:
 def _refusal(kube: Client, namespace: str, claim: str, stack: Stack) -> str:
     message: str = wait_for(
         lambda: event_reasons(kube, namespace, claim).get("ProvisioningFailed"),
-        f"ProvisioningFailed on {claim}", 20, stack)
+        f"ProvisioningFailed on {claim}",
+        20,
+        stack,
+    )
     return message
 
 
@@ -48,7 +51,11 @@ def subdir_class(kube: Client, localpv_stack: Stack) -> str:
 
 
 def test_traversal_absolute_and_long_names_are_refused(
-    kube: Client, namespace: str, subdir_class: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    subdir_class: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     before = _snapshot(localpv_stack)
     cases = {
@@ -58,9 +65,17 @@ def test_traversal_absolute_and_long_names_are_refused(
         "nul": "a\x00b",
     }
     for claim, subdir in cases.items():
-        create(kube, PersistentVolumeClaim, pvc(
-            claim, namespace, subdir_class, "10Mi",
-            annotations={"localpv.flotilla.dev/subdir": subdir.replace("\x00", "%00")}))
+        create(
+            kube,
+            PersistentVolumeClaim,
+            pvc(
+                claim,
+                namespace,
+                subdir_class,
+                "10Mi",
+                annotations={"localpv.flotilla.dev/subdir": subdir.replace("\x00", "%00")},
+            ),
+        )
         create(kube, Pod, pod(f"p-{claim}", namespace, claim))
     long_name = "l" * 250
     create(kube, PersistentVolumeClaim, pvc(long_name, namespace, hostpath_class, "10Mi"))
@@ -77,7 +92,9 @@ def test_traversal_absolute_and_long_names_are_refused(
 
 
 def test_a_class_with_an_escaping_pattern_is_refused(
-    kube: Client, namespace: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    localpv_stack: Stack,
 ) -> None:
     bad = {"up": "../{pv}", "abs": "/etc/{pv}", "nopv": "{namespace}", "unknown": "{pvc}_{x}_{pv}"}
     names = []
@@ -97,7 +114,11 @@ def test_a_class_with_an_escaping_pattern_is_refused(
 
 
 def test_a_symlink_planted_in_a_root_is_not_followed(
-    kube: Client, namespace: str, subdir_class: str, localpv_stack: Stack, tmp_path: Path,
+    kube: Client,
+    namespace: str,
+    subdir_class: str,
+    localpv_stack: Stack,
+    tmp_path: Path,
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -105,9 +126,17 @@ def test_a_symlink_planted_in_a_root_is_not_followed(
         root = localpv_stack.roots[node]
         (root / namespace).symlink_to(outside)
     before = _snapshot(localpv_stack)
-    create(kube, PersistentVolumeClaim, pvc(
-        "planted", namespace, subdir_class, "10Mi",
-        annotations={"localpv.flotilla.dev/subdir": "x"}))
+    create(
+        kube,
+        PersistentVolumeClaim,
+        pvc(
+            "planted",
+            namespace,
+            subdir_class,
+            "10Mi",
+            annotations={"localpv.flotilla.dev/subdir": "x"},
+        ),
+    )
     create(kube, Pod, pod("p-planted", namespace, "planted"))
     message = _refusal(kube, namespace, "planted", localpv_stack)
     assert "symlink" in message, message

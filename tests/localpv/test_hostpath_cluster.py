@@ -44,7 +44,10 @@ def _root_of(stack: Stack, path: str) -> Path:
 
 
 def test_claim_binds_to_a_directory_on_the_scheduled_node_and_delete_removes_only_it(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     create(kube, PersistentVolumeClaim, pvc("data", namespace, hostpath_class, "300Mi"))
     create(kube, Pod, pod("app", namespace, "data"))
@@ -57,8 +60,13 @@ def test_claim_binds_to_a_directory_on_the_scheduled_node_and_delete_removes_onl
     assert root.parent.name == node
     assert Path(path).name == f"{namespace}_data_{pv['metadata']['name']}"
     terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
-    assert terms == [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
-                                            "values": [node]}]}]
+    assert terms == [
+        {
+            "matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+            ]
+        }
+    ]
     assert pv["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
     assert pv["spec"]["capacity"]["storage"] == str(300 * 2**20)
     st = os.stat(path)
@@ -71,25 +79,36 @@ def test_claim_binds_to_a_directory_on_the_scheduled_node_and_delete_removes_onl
     assert "ProvisioningSucceeded" in reasons and node in reasons["ProvisioningSucceeded"]
     lv = to_dict(kube.get(LocalVolume, pv["metadata"]["name"]))
     assert lv["status"]["phase"] == "Ready" and lv["status"]["path"] == path
-    wait_for(lambda: to_dict(kube.get(LocalVolume, pv["metadata"]["name"]))["status"]
-             .get("usedBytes", 0) > 0, "usage reported", 15, localpv_stack)
+    wait_for(
+        lambda: (
+            to_dict(kube.get(LocalVolume, pv["metadata"]["name"]))["status"].get("usedBytes", 0) > 0
+        ),
+        "usage reported",
+        15,
+        localpv_stack,
+    )
 
     delete_pod_and_claim(kube, namespace, "app", "data")
-    wait_for(lambda: get(kube, PersistentVolume, pv["metadata"]["name"]) is None,
-             "PV deleted", 30, localpv_stack)
+    wait_for(
+        lambda: get(kube, PersistentVolume, pv["metadata"]["name"]) is None,
+        "PV deleted",
+        30,
+        localpv_stack,
+    )
     assert not Path(path).exists()
     assert sibling.is_dir()
     assert get(kube, LocalVolume, pv["metadata"]["name"]) is None
 
 
 def test_capacity_objects_and_csidriver_are_published(
-    kube: Client, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     driver = to_dict(kube.get(CSIDriver, "localpv.flotilla.dev"))
     assert driver["spec"]["storageCapacity"] is True
     caps = wait_capacity(kube, hostpath_class, localpv_stack)
-    assert caps["node-3"]["nodeTopology"] == {
-        "matchLabels": {"kubernetes.io/hostname": "node-3"}}
+    assert caps["node-3"]["nodeTopology"] == {"matchLabels": {"kubernetes.io/hostname": "node-3"}}
     node3 = int(str(caps["node-3"]["capacity"]))
     assert 0 < node3 <= 200 * 2**20
     node1 = int(str(caps["node-1"]["capacity"]))
@@ -98,7 +117,10 @@ def test_capacity_objects_and_csidriver_are_published(
 
 
 def test_the_scheduler_skips_a_node_without_room(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     create(kube, PersistentVolumeClaim, pvc("big", namespace, hostpath_class, "1Gi"))
     create(kube, Pod, pod("pinned", namespace, "big", node="node-3"))
@@ -122,12 +144,23 @@ def test_the_scheduler_skips_a_node_without_room(
 
 
 def test_a_stale_node_choice_is_dropped_with_an_event(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     """Capacity objects lag; when the scheduler still picks a full node, we send it back."""
-    create(kube, PersistentVolumeClaim, pvc(
-        "stale", namespace, hostpath_class, "1Gi",
-        annotations={"volume.kubernetes.io/selected-node": "node-3"}))
+    create(
+        kube,
+        PersistentVolumeClaim,
+        pvc(
+            "stale",
+            namespace,
+            hostpath_class,
+            "1Gi",
+            annotations={"volume.kubernetes.io/selected-node": "node-3"},
+        ),
+    )
 
     def rescheduled() -> str | None:
         return event_reasons(kube, namespace, "stale").get("Rescheduling")
@@ -140,22 +173,48 @@ def test_a_stale_node_choice_is_dropped_with_an_event(
 
 
 def test_unknown_node_and_missing_backend_are_rescheduled(
-    kube: Client, namespace: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    localpv_stack: Stack,
 ) -> None:
     sc = f"lpv-btrfs-{namespace}"
     create(kube, StorageClass, storage_class(sc, backend="btrfs"))
     try:
-        create(kube, PersistentVolumeClaim, pvc(
-            "nobtrfs", namespace, sc, "10Mi",
-            annotations={"volume.kubernetes.io/selected-node": "node-2"}))
-        create(kube, PersistentVolumeClaim, pvc(
-            "ghost", namespace, sc, "10Mi",
-            annotations={"volume.kubernetes.io/selected-node": "no-such-node"}))
-        msg = wait_for(lambda: event_reasons(kube, namespace, "nobtrfs").get("Rescheduling"),
-                       "Rescheduling (no btrfs)", 20, localpv_stack)
+        create(
+            kube,
+            PersistentVolumeClaim,
+            pvc(
+                "nobtrfs",
+                namespace,
+                sc,
+                "10Mi",
+                annotations={"volume.kubernetes.io/selected-node": "node-2"},
+            ),
+        )
+        create(
+            kube,
+            PersistentVolumeClaim,
+            pvc(
+                "ghost",
+                namespace,
+                sc,
+                "10Mi",
+                annotations={"volume.kubernetes.io/selected-node": "no-such-node"},
+            ),
+        )
+        msg = wait_for(
+            lambda: event_reasons(kube, namespace, "nobtrfs").get("Rescheduling"),
+            "Rescheduling (no btrfs)",
+            20,
+            localpv_stack,
+        )
         assert "no btrfs storage" in msg
-        msg = wait_for(lambda: event_reasons(kube, namespace, "ghost").get("Rescheduling"),
-                       "Rescheduling (no node)", 20, localpv_stack)
+        msg = wait_for(
+            lambda: event_reasons(kube, namespace, "ghost").get("Rescheduling"),
+            "Rescheduling (no node)",
+            20,
+            localpv_stack,
+        )
         assert "does not exist" in msg
     finally:
         delete(kube, StorageClass, sc)
@@ -163,24 +222,48 @@ def test_unknown_node_and_missing_backend_are_rescheduled(
 
 @pytest.mark.slow
 def test_statefulset_claims_all_bind(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
-    create(kube, StatefulSet, {
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db", "namespace": namespace},
-        "spec": {
-            "serviceName": "db", "replicas": 3,
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {
-                "containers": [{"name": "db", "image": "postgres",
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-                "tolerations": [{"operator": "Exists"}]}},
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": hostpath_class,
-                         "resources": {"requests": {"storage": "50Mi"}}}}],
+    create(
+        kube,
+        StatefulSet,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": namespace},
+            "spec": {
+                "serviceName": "db",
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "db",
+                                "image": "postgres",
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                            }
+                        ],
+                        "tolerations": [{"operator": "Exists"}],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": hostpath_class,
+                            "resources": {"requests": {"storage": "50Mi"}},
+                        },
+                    }
+                ],
+            },
         },
-    })
+    )
     paths = set()
     for i in range(3):
         claim = bound_pvc(kube, f"data-db-{i}", namespace, localpv_stack, timeout=60)
@@ -191,7 +274,9 @@ def test_statefulset_claims_all_bind(
 
 
 def test_retain_keeps_the_data_and_immediate_binding_is_refused(
-    kube: Client, namespace: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    localpv_stack: Stack,
 ) -> None:
     retain, immediate = f"lpv-retain-{namespace}", f"lpv-imm-{namespace}"
     create(kube, StorageClass, storage_class(retain, reclaim="Retain"))
@@ -205,23 +290,33 @@ def test_retain_keeps_the_data_and_immediate_binding_is_refused(
         path = Path(to_dict(kube.get(PersistentVolume, name))["spec"]["local"]["path"])
         (path / "file").write_text("retained")
         delete_pod_and_claim(kube, namespace, "app", "kept")
-        wait_for(lambda: (get(kube, PersistentVolume, name) or {}).get("status", {}).get(
-            "phase") == "Released", "PV Released", 30, localpv_stack)
+        wait_for(
+            lambda: (
+                (get(kube, PersistentVolume, name) or {}).get("status", {}).get("phase")
+                == "Released"
+            ),
+            "PV Released",
+            30,
+            localpv_stack,
+        )
         time.sleep(1.5)  # a pass of the controller: nothing may be deleted
         assert get(kube, LocalVolume, name) is not None
         assert (path / "file").read_text() == "retained"
         # Releasing the record of retained data keeps the data, and says so.
         delete(kube, PersistentVolume, name)
         delete(kube, LocalVolume, name)
-        wait_for(lambda: get(kube, LocalVolume, name) is None, "record released", 20,
-                 localpv_stack)
+        wait_for(lambda: get(kube, LocalVolume, name) is None, "record released", 20, localpv_stack)
         assert (path / "file").read_text() == "retained"
         released = event_reasons(kube, "default", name).get("Released", "")
         assert "Retain" in released
 
         create(kube, PersistentVolumeClaim, pvc("now", namespace, immediate, "10Mi"))
-        message = wait_for(lambda: event_reasons(kube, namespace, "now").get(
-            "ProvisioningFailed"), "Immediate refused", 20, localpv_stack)
+        message = wait_for(
+            lambda: event_reasons(kube, namespace, "now").get("ProvisioningFailed"),
+            "Immediate refused",
+            20,
+            localpv_stack,
+        )
         assert "WaitForFirstConsumer" in message
     finally:
         delete(kube, StorageClass, retain)
@@ -229,12 +324,21 @@ def test_retain_keeps_the_data_and_immediate_binding_is_refused(
 
 
 def test_the_scheduler_checks_each_claim_alone_and_the_controller_catches_the_sum(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     """Two 150Mi claims of one pod on node-3 (200Mi): each fits, both do not."""
-    wait_for(lambda: int(str(wait_capacity(kube, hostpath_class, localpv_stack)["node-3"][
-        "capacity"])) == 200 * 2**20, "volumes of earlier tests released on node-3", 30,
-        localpv_stack)
+    wait_for(
+        lambda: (
+            int(str(wait_capacity(kube, hostpath_class, localpv_stack)["node-3"]["capacity"]))
+            == 200 * 2**20
+        ),
+        "volumes of earlier tests released on node-3",
+        30,
+        localpv_stack,
+    )
     for name in ("a", "b"):
         create(kube, PersistentVolumeClaim, pvc(name, namespace, hostpath_class, "150Mi"))
     body = pod("both", namespace, "a", node="node-3")
@@ -242,44 +346,69 @@ def test_the_scheduler_checks_each_claim_alone_and_the_controller_catches_the_su
     create(kube, Pod, body)
 
     def outcome() -> tuple[str, str] | None:
-        phases = {n: (get(kube, PersistentVolumeClaim, n, namespace) or {}).get(
-            "status", {}).get("phase") for n in ("a", "b")}
-        refused = [n for n in ("a", "b")
-                   if "Rescheduling" in event_reasons(kube, namespace, n)]
+        phases = {
+            n: (get(kube, PersistentVolumeClaim, n, namespace) or {}).get("status", {}).get("phase")
+            for n in ("a", "b")
+        }
+        refused = [n for n in ("a", "b") if "Rescheduling" in event_reasons(kube, namespace, n)]
         if sorted(phases.values()) == ["Bound", "Pending"] and refused:
             return next(n for n, p in phases.items() if p == "Bound"), refused[0]
         return None
 
-    bound, refused = wait_for(outcome, "one claim bound, the other sent back", 40,
-                              localpv_stack)
+    bound, refused = wait_for(outcome, "one claim bound, the other sent back", 40, localpv_stack)
     assert bound != refused
-    assert "not enough free hostpath capacity" in event_reasons(
-        kube, namespace, refused)["Rescheduling"]
+    assert (
+        "not enough free hostpath capacity"
+        in event_reasons(kube, namespace, refused)["Rescheduling"]
+    )
 
 
 def test_deploy_manifests_are_accepted_by_the_api_server(
-    kube: Client, kubeconfig: Path, localpv_stack: Stack,
+    kube: Client,
+    kubeconfig: Path,
+    localpv_stack: Stack,
 ) -> None:
     namespace = f"lpv-deploy-{uuid.uuid4().hex[:6]}"
-    create(kube, Namespace, {"apiVersion": "v1", "kind": "Namespace",
-                             "metadata": {"name": namespace}})
+    create(
+        kube, Namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    )
     try:
         manifests = subprocess.run(
             [sys.executable, "-m", "flotilla", "localpv", "manifests", "--namespace", namespace],
-            capture_output=True, text=True, check=True).stdout
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         applied = subprocess.run(
-            [str(BuildSpec().binary("kubectl")), "--kubeconfig", str(kubeconfig), "apply",
-             "--dry-run=server", "-f", "-"], input=manifests, capture_output=True, text=True)
+            [
+                str(BuildSpec().binary("kubectl")),
+                "--kubeconfig",
+                str(kubeconfig),
+                "apply",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            input=manifests,
+            capture_output=True,
+            text=True,
+        )
         assert applied.returncode == 0, applied.stderr
-        for kind in ("deployment.apps", "daemonset.apps", "clusterrole.rbac.authorization.k8s.io",
-                     "customresourcedefinition.apiextensions.k8s.io"):
+        for kind in (
+            "deployment.apps",
+            "daemonset.apps",
+            "clusterrole.rbac.authorization.k8s.io",
+            "customresourcedefinition.apiextensions.k8s.io",
+        ):
             assert kind in applied.stdout
     finally:
         delete(kube, Namespace, namespace)
 
 
 def test_expansion_is_granted_only_within_the_pool_budget(
-    kube: Client, namespace: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    localpv_stack: Stack,
 ) -> None:
     sc = f"lpv-grow-{namespace}"
     create(kube, StorageClass, storage_class(sc, expansion=True))
@@ -290,17 +419,36 @@ def test_expansion_is_granted_only_within_the_pool_budget(
         bound_pvc(kube, "grow", namespace, localpv_stack)
 
         def resize(size: str) -> None:
-            kube.patch(PersistentVolumeClaim, "grow", {"spec": {"resources": {"requests": {
-                "storage": size}}}}, namespace=namespace, patch_type=PatchType.MERGE)
+            kube.patch(
+                PersistentVolumeClaim,
+                "grow",
+                {"spec": {"resources": {"requests": {"storage": size}}}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
 
         resize("100Mi")
-        wait_for(lambda: parse_quantity((get(kube, PersistentVolumeClaim, "grow", namespace)
-                                         or {}).get("status", {}).get("capacity", {}).get(
-                                             "storage", "0")) == 100 * 2**20,
-                 "grown to 100Mi", 30, localpv_stack)
+        wait_for(
+            lambda: (
+                parse_quantity(
+                    (get(kube, PersistentVolumeClaim, "grow", namespace) or {})
+                    .get("status", {})
+                    .get("capacity", {})
+                    .get("storage", "0")
+                )
+                == 100 * 2**20
+            ),
+            "grown to 100Mi",
+            30,
+            localpv_stack,
+        )
         resize("20Gi")  # node-2's root may promise 10Gi in all
-        message = wait_for(lambda: event_reasons(kube, namespace, "grow").get(
-            "VolumeResizeFailed"), "resize refused", 30, localpv_stack)
+        message = wait_for(
+            lambda: event_reasons(kube, namespace, "grow").get("VolumeResizeFailed"),
+            "resize refused",
+            30,
+            localpv_stack,
+        )
         assert "21474836480 requested" in message and "node-2" in message
     finally:
         delete(kube, StorageClass, sc)

@@ -59,13 +59,19 @@ def _claims(kube: Client, namespace: str) -> list[dict[str, Any]]:
 
 
 def _pvs(kube: Client, namespace: str) -> list[dict[str, Any]]:
-    return [p for p in (to_dict(x) for x in kube.list(PersistentVolume))
-            if (p["spec"].get("claimRef") or {}).get("namespace") == namespace]
+    return [
+        p
+        for p in (to_dict(x) for x in kube.list(PersistentVolume))
+        if (p["spec"].get("claimRef") or {}).get("namespace") == namespace
+    ]
 
 
 def _volumes(kube: Client, namespace: str) -> list[dict[str, Any]]:
-    return [v for v in (to_dict(x) for x in kube.list(LocalVolume))
-            if (v["spec"].get("claim") or {}).get("namespace") == namespace]
+    return [
+        v
+        for v in (to_dict(x) for x in kube.list(LocalVolume))
+        if (v["spec"].get("claim") or {}).get("namespace") == namespace
+    ]
 
 
 def _directories(stack: Stack, namespace: str) -> set[str]:
@@ -73,8 +79,13 @@ def _directories(stack: Stack, namespace: str) -> set[str]:
     return {str(p) for root in stack.roots.values() for p in root.glob(f"{namespace}_*")}
 
 
-def _kill_while(proc: Proc, work: Callable[[], None], done: Callable[[], bool],
-                rng: random.Random, started: Callable[[], bool]) -> int:
+def _kill_while(
+    proc: Proc,
+    work: Callable[[], None],
+    done: Callable[[], bool],
+    rng: random.Random,
+    started: Callable[[], bool],
+) -> int:
     """Run ``work`` in a thread and SIGKILL ``proc`` KILLS times at random moments meanwhile.
 
     The first kill comes within half a second, while ``work`` is still creating or deleting, so
@@ -90,8 +101,12 @@ def _kill_while(proc: Proc, work: Callable[[], None], done: Callable[[], bool],
             kills += 1
             time.sleep(rng.uniform(0.0, 0.5))
             proc.start()
-            wait_until(lambda: started() or None, timeout=30, interval=0.1,
-                       what=f"{proc.log.name} restarted")
+            wait_until(
+                lambda: started() or None,
+                timeout=30,
+                interval=0.1,
+                what=f"{proc.log.name} restarted",
+            )
             time.sleep(rng.uniform(0.0, 1.0))
     finally:
         worker.join()
@@ -102,15 +117,17 @@ def _kill_while(proc: Proc, work: Callable[[], None], done: Callable[[], bool],
 
 def _create_claims(kube: Client, namespace: str, sc: str, rng: random.Random) -> None:
     for i in range(CLAIMS):
-        body = pvc(f"c{i:02d}", namespace, sc, "1Mi",
-                   annotations={SELECTED_NODE: rng.choice(NODES)})
+        body = pvc(
+            f"c{i:02d}", namespace, sc, "1Mi", annotations={SELECTED_NODE: rng.choice(NODES)}
+        )
         create(kube, PersistentVolumeClaim, body)
 
 
 def _all_bound(kube: Client, namespace: str) -> bool:
     claims = _claims(kube, namespace)
     return len(claims) == CLAIMS and all(
-        c.get("status", {}).get("phase") == "Bound" for c in claims)
+        c.get("status", {}).get("phase") == "Bound" for c in claims
+    )
 
 
 def _check_provisioned(kube: Client, namespace: str, stack: Stack) -> None:
@@ -137,20 +154,39 @@ def _delete_claims(kube: Client, namespace: str) -> None:
 
 
 def _all_gone(kube: Client, namespace: str, stack: Stack) -> bool:
-    return not (_pvs(kube, namespace) or _volumes(kube, namespace)
-                or _directories(stack, namespace))
+    return not (
+        _pvs(kube, namespace) or _volumes(kube, namespace) or _directories(stack, namespace)
+    )
 
 
-def _run(kube: Client, namespace: str, sc: str, stack: Stack, rng: random.Random,
-         victim: Proc, started: Callable[[], bool]) -> None:
-    kills = _kill_while(victim, lambda: _create_claims(kube, namespace, sc, rng),
-                        lambda: _all_bound(kube, namespace), rng, started)
+def _run(
+    kube: Client,
+    namespace: str,
+    sc: str,
+    stack: Stack,
+    rng: random.Random,
+    victim: Proc,
+    started: Callable[[], bool],
+) -> None:
+    kills = _kill_while(
+        victim,
+        lambda: _create_claims(kube, namespace, sc, rng),
+        lambda: _all_bound(kube, namespace),
+        rng,
+        started,
+    )
     wait_for(lambda: _all_bound(kube, namespace), f"{CLAIMS} claims Bound", 60, stack)
     _check_provisioned(kube, namespace, stack)
-    kills += _kill_while(victim, lambda: _delete_claims(kube, namespace),
-                         lambda: _all_gone(kube, namespace, stack), rng, started)
-    wait_for(lambda: _all_gone(kube, namespace, stack),
-             "no PV, LocalVolume or directory left", 60, stack)
+    kills += _kill_while(
+        victim,
+        lambda: _delete_claims(kube, namespace),
+        lambda: _all_gone(kube, namespace, stack),
+        rng,
+        started,
+    )
+    wait_for(
+        lambda: _all_gone(kube, namespace, stack), "no PV, LocalVolume or directory left", 60, stack
+    )
     print(f"{kills} SIGKILLs of {victim.log.name}")
     assert kills >= 2
 
@@ -163,15 +199,30 @@ def _log_count(proc: Proc, text: str) -> int:
 
 
 def test_killing_the_controller_neither_duplicates_nor_orphans(
-    kube: Client, namespace: str, plain_class: str, localpv_stack: Stack, rng: random.Random,
+    kube: Client,
+    namespace: str,
+    plain_class: str,
+    localpv_stack: Stack,
+    rng: random.Random,
 ) -> None:
     proc = localpv_stack.controller
-    _run(kube, namespace, plain_class, localpv_stack, rng, proc,
-         started=lambda: proc.popen is not None and proc.popen.poll() is None)
+    _run(
+        kube,
+        namespace,
+        plain_class,
+        localpv_stack,
+        rng,
+        proc,
+        started=lambda: proc.popen is not None and proc.popen.poll() is None,
+    )
 
 
 def test_killing_an_agent_neither_duplicates_nor_orphans(
-    kube: Client, namespace: str, plain_class: str, localpv_stack: Stack, rng: random.Random,
+    kube: Client,
+    namespace: str,
+    plain_class: str,
+    localpv_stack: Stack,
+    rng: random.Random,
 ) -> None:
     """Each restart waits for the agent to run again: an agent silent for longer than the
     controller's --agent-timeout has its claims sent back to a scheduler this test does not use."""

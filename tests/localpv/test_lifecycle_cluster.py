@@ -33,12 +33,18 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def _volumes_for(kube: Client, namespace: str) -> list[dict[str, object]]:
-    return [lv for lv in (to_dict(o) for o in kube.list(LocalVolume))
-            if lv["spec"]["claim"]["namespace"] == namespace]
+    return [
+        lv
+        for lv in (to_dict(o) for o in kube.list(LocalVolume))
+        if lv["spec"]["claim"]["namespace"] == namespace
+    ]
 
 
 def test_controller_killed_while_provisioning_leaves_no_duplicate(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     claims = [f"c{i}" for i in range(8)]
     for name in claims:
@@ -58,7 +64,10 @@ def test_controller_killed_while_provisioning_leaves_no_duplicate(
 
 
 def test_controller_killed_before_the_pv_leaves_no_orphan(
-    kube: Client, namespace: str, hostpath_class: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    localpv_stack: Stack,
 ) -> None:
     agents = [a.popen for a in localpv_stack.agents.values() if a.popen is not None]
     for agent in agents:
@@ -66,21 +75,25 @@ def test_controller_killed_before_the_pv_leaves_no_orphan(
     try:
         create(kube, PersistentVolumeClaim, pvc("orphan", namespace, hostpath_class, "10Mi"))
         create(kube, Pod, pod("p-orphan", namespace, "orphan"))
-        wait_for(lambda: _volumes_for(kube, namespace), "LocalVolume recorded", 30,
-                 localpv_stack)
+        wait_for(lambda: _volumes_for(kube, namespace), "LocalVolume recorded", 30, localpv_stack)
         localpv_stack.controller.kill(signal.SIGKILL)
         delete_pod_and_claim(kube, namespace, "p-orphan", "orphan")
-        wait_for(lambda: get(kube, PersistentVolumeClaim, "orphan", namespace) is None,
-                 "claim gone", 30)
+        wait_for(
+            lambda: get(kube, PersistentVolumeClaim, "orphan", namespace) is None, "claim gone", 30
+        )
     finally:
         for agent in agents:
             agent.send_signal(signal.SIGCONT)
         localpv_stack.controller.start()
-    wait_for(lambda: not _volumes_for(kube, namespace), "orphan LocalVolume removed", 30,
-             localpv_stack)
+    wait_for(
+        lambda: not _volumes_for(kube, namespace), "orphan LocalVolume removed", 30, localpv_stack
+    )
     assert not [p for root in localpv_stack.roots.values() for p in root.glob(f"{namespace}_*")]
-    assert not [pv for pv in (to_dict(o) for o in kube.list(PersistentVolume))
-                if (pv["spec"].get("claimRef") or {}).get("namespace") == namespace]
+    assert not [
+        pv
+        for pv in (to_dict(o) for o in kube.list(PersistentVolume))
+        if (pv["spec"].get("claimRef") or {}).get("namespace") == namespace
+    ]
 
 
 @pytest.fixture
@@ -99,9 +112,14 @@ def extra_node(kube: Client, localpv_stack: Stack, hostpath_class: str) -> Itera
 
 
 def _released_events(kube: Client, volume: str) -> list[str]:
-    return [e.get("message", "") for e in (to_dict(o) for o in kube.list(
-        Event, namespace="default", fields={"involvedObject.name": volume}))
-        if e.get("reason") == "ReleasedNodeGone"]
+    return [
+        e.get("message", "")
+        for e in (
+            to_dict(o)
+            for o in kube.list(Event, namespace="default", fields={"involvedObject.name": volume})
+        )
+        if e.get("reason") == "ReleasedNodeGone"
+    ]
 
 
 def _bind_on(kube: Client, namespace: str, sc: str, node: str, stack: Stack) -> tuple[str, Path]:
@@ -115,7 +133,11 @@ def _bind_on(kube: Client, namespace: str, sc: str, node: str, stack: Stack) -> 
 
 
 def test_deleted_node_releases_after_grace_without_claiming_deletion(
-    kube: Client, namespace: str, hostpath_class: str, extra_node: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    extra_node: str,
+    localpv_stack: Stack,
 ) -> None:
     volume, path = _bind_on(kube, namespace, hostpath_class, extra_node, localpv_stack)
     delete(kube, Pod, "app", namespace)
@@ -124,18 +146,20 @@ def test_deleted_node_releases_after_grace_without_claiming_deletion(
     delete(kube, Node, extra_node)
     started = time.monotonic()
     delete(kube, PersistentVolumeClaim, "data", namespace)
-    wait_for(lambda: get(kube, LocalVolume, volume) is None, "record released", 40,
-             localpv_stack)
+    wait_for(lambda: get(kube, LocalVolume, volume) is None, "record released", 40, localpv_stack)
     assert time.monotonic() - started >= 3.5, "released only after the 4 s grace period"
     messages = _released_events(kube, volume)
     assert messages and "NOT deleted" in messages[0]
     assert (path / "file").read_text() == "still here"
-    wait_for(lambda: get(kube, PersistentVolume, volume) is None, "PV removed", 30,
-             localpv_stack)
+    wait_for(lambda: get(kube, PersistentVolume, volume) is None, "PV removed", 30, localpv_stack)
 
 
 def test_a_node_recreated_under_the_same_name_is_not_trusted_with_old_volumes(
-    kube: Client, namespace: str, hostpath_class: str, extra_node: str, localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    hostpath_class: str,
+    extra_node: str,
+    localpv_stack: Stack,
 ) -> None:
     volume, path = _bind_on(kube, namespace, hostpath_class, extra_node, localpv_stack)
     delete(kube, Pod, "app", namespace)
@@ -144,8 +168,7 @@ def test_a_node_recreated_under_the_same_name_is_not_trusted_with_old_volumes(
     wait_for(lambda: get(kube, Node, extra_node) is None, "node gone")
     create(kube, Node, node_document(extra_node))  # same name, new UID: another machine
     delete(kube, PersistentVolumeClaim, "data", namespace)
-    wait_for(lambda: get(kube, LocalVolume, volume) is None, "record released", 40,
-             localpv_stack)
+    wait_for(lambda: get(kube, LocalVolume, volume) is None, "record released", 40, localpv_stack)
     assert "NOT deleted" in _released_events(kube, volume)[0]
     assert (path / "file").read_text() == "still here", "the agent did not delete it"
     # The re-created node serves new claims once its agent re-registered.
@@ -156,7 +179,8 @@ def test_a_node_recreated_under_the_same_name_is_not_trusted_with_old_volumes(
 
 @pytest.mark.slow
 def test_only_one_controller_leads_and_a_released_lease_passes_on(
-    kube: Client, namespace: str,
+    kube: Client,
+    namespace: str,
 ) -> None:
     from lightkube.resources.coordination_v1 import Lease
 
@@ -171,8 +195,7 @@ def test_only_one_controller_leads_and_a_released_lease_passes_on(
     won: list[bool] = []
     try:
         assert first.acquire(stop)
-        contender = threading.Thread(target=lambda: won.append(second.acquire(stop)),
-                                     daemon=True)
+        contender = threading.Thread(target=lambda: won.append(second.acquire(stop)), daemon=True)
         contender.start()
         time.sleep(1.5)
         assert not won, "the standby must wait while the leader renews"

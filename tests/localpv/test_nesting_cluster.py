@@ -48,8 +48,9 @@ def two_classes(kube: Client, localpv_stack: Stack) -> Iterator[tuple[str, str]]
     delete(kube, StorageClass, nested)
 
 
-def _bind(kube: Client, namespace: str, name: str, sc: str, node: str,
-          stack: Stack) -> tuple[str, Path]:
+def _bind(
+    kube: Client, namespace: str, name: str, sc: str, node: str, stack: Stack
+) -> tuple[str, Path]:
     create(kube, PersistentVolumeClaim, pvc(name, namespace, sc, "50Mi"))
     create(kube, Pod, pod(f"app-{name}", namespace, name, node=node))
     claim = bound_pvc(kube, name, namespace, stack)
@@ -58,7 +59,10 @@ def _bind(kube: Client, namespace: str, name: str, sc: str, node: str,
 
 
 def test_a_claim_named_like_another_volume_is_placed_apart_and_survives_its_deletion(
-    kube: Client, namespace: str, two_classes: tuple[str, str], localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    two_classes: tuple[str, str],
+    localpv_stack: Stack,
 ) -> None:
     flat, nested = two_classes
     first_pv, first_path = _bind(kube, namespace, "first", flat, "node-1", localpv_stack)
@@ -70,26 +74,38 @@ def test_a_claim_named_like_another_volume_is_placed_apart_and_survives_its_dele
     (second_path / "precious").write_text("keep")
 
     delete_pod_and_claim(kube, namespace, "app-first", "first")
-    wait_for(lambda: get(kube, LocalVolume, first_pv) is None, "first volume released", 30,
-             localpv_stack)
+    wait_for(
+        lambda: get(kube, LocalVolume, first_pv) is None, "first volume released", 30, localpv_stack
+    )
     assert not first_path.exists()
     assert (second_path / "precious").read_text() == "keep"
     delete_pod_and_claim(kube, namespace, f"app-{first_pv}", first_pv)
-    wait_for(lambda: get(kube, LocalVolume, second_pv) is None, "second volume released", 30,
-             localpv_stack)
+    wait_for(
+        lambda: get(kube, LocalVolume, second_pv) is None,
+        "second volume released",
+        30,
+        localpv_stack,
+    )
     assert not second_path.exists()
 
 
 def test_on_a_node_with_one_root_the_nesting_claim_is_sent_back(
-    kube: Client, namespace: str, two_classes: tuple[str, str], localpv_stack: Stack,
+    kube: Client,
+    namespace: str,
+    two_classes: tuple[str, str],
+    localpv_stack: Stack,
 ) -> None:
     flat, nested = two_classes
     first_pv, first_path = _bind(kube, namespace, "first", flat, "node-2", localpv_stack)
     (first_path / "precious").write_text("keep")
     create(kube, PersistentVolumeClaim, pvc(first_pv, namespace, nested, "50Mi"))
     create(kube, Pod, pod("app-second", namespace, first_pv, node="node-2"))
-    message = wait_for(lambda: event_reasons(kube, namespace, first_pv).get("Rescheduling"),
-                       "Rescheduling", 30, localpv_stack)
+    message = wait_for(
+        lambda: event_reasons(kube, namespace, first_pv).get("Rescheduling"),
+        "Rescheduling",
+        30,
+        localpv_stack,
+    )
     assert f"volume {first_pv}" in message and "would contain or sit inside" in message
     assert sorted(p.name for p in first_path.iterdir()) == ["precious"]
     claim = get(kube, PersistentVolumeClaim, first_pv, namespace)

@@ -43,10 +43,20 @@ def claim(name: str = "data", size: int = GiB, **kw: object) -> Claim:
     return Claim(namespace="ns", name=name, uid="1234-abcd", size=size, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1Gi", GiB), ("100Mi", 100 * MiB), ("1G", 10**9), ("1.5Gi", 3 * GiB // 2), ("1e3", 1000),
-    ("0.5", 1), ("512", 512), ("1k", 1000), ("2Ti", 2 * 2**40),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1Gi", GiB),
+        ("100Mi", 100 * MiB),
+        ("1G", 10**9),
+        ("1.5Gi", 3 * GiB // 2),
+        ("1e3", 1000),
+        ("0.5", 1),
+        ("512", 512),
+        ("1k", 1000),
+        ("2Ti", 2 * 2**40),
+    ],
+)
 def test_quantities_parse_to_bytes_rounded_up(text: str, expected: int) -> None:
     assert parse_quantity(text) == expected
 
@@ -62,22 +72,51 @@ def test_class_parameters_default_to_hostpath() -> None:
 
 
 def test_class_parameters_are_validated() -> None:
-    params = parse_class_params({"backend": "btrfs", "uid": "1000", "gid": "100", "mode": "0770",
-                                 "pathPattern": "{namespace}/{pvc}-{pv}",
-                                 "nodeAffinityKey": "topology.example.com/node"})
-    assert (params.backend, params.uid, params.gid, params.mode) == (Backend.BTRFS, 1000, 100,
-                                                                     0o770)
-    for bad in ({"backend": "zfs"}, {"mode": "4777"}, {"mode": "rwx"}, {"uid": "-1"},
-                {"fsType": "btrfs"}, {"backend": "lvm"}, {"backend": "lvm", "volumeGroup": "a/b"},
-                {"nodeAffinityKey": "bad key"}, {"bakend": "hostpath"}):
+    params = parse_class_params(
+        {
+            "backend": "btrfs",
+            "uid": "1000",
+            "gid": "100",
+            "mode": "0770",
+            "pathPattern": "{namespace}/{pvc}-{pv}",
+            "nodeAffinityKey": "topology.example.com/node",
+        }
+    )
+    assert (params.backend, params.uid, params.gid, params.mode) == (
+        Backend.BTRFS,
+        1000,
+        100,
+        0o770,
+    )
+    for bad in (
+        {"backend": "zfs"},
+        {"mode": "4777"},
+        {"mode": "rwx"},
+        {"uid": "-1"},
+        {"fsType": "btrfs"},
+        {"backend": "lvm"},
+        {"backend": "lvm", "volumeGroup": "a/b"},
+        {"nodeAffinityKey": "bad key"},
+        {"bakend": "hostpath"},
+    ):
         with pytest.raises(InvalidInput):
             parse_class_params(bad)
 
 
-@pytest.mark.parametrize("pattern", [
-    "../{pv}", "/abs/{pv}", "{namespace}", "{pvc}_{nope}_{pv}", "a//{pv}", "./{pv}",
-    "a/b/c/d/{pv}", "{pv}\\x", "",
-])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "../{pv}",
+        "/abs/{pv}",
+        "{namespace}",
+        "{pvc}_{nope}_{pv}",
+        "a//{pv}",
+        "./{pv}",
+        "a/b/c/d/{pv}",
+        "{pv}\\x",
+        "",
+    ],
+)
 def test_escaping_or_ambiguous_patterns_are_refused(pattern: str) -> None:
     with pytest.raises(InvalidInput):
         validate_pattern(pattern)
@@ -89,8 +128,9 @@ def test_default_naming_names_namespace_claim_and_volume() -> None:
     assert nested == ("ns", "data", "pvc-1234-abcd")
 
 
-@pytest.mark.parametrize("subdir", ["..", "../x", "/etc", "a/b", ".hidden", "", "x" * 300,
-                                    "ü", "a b"])
+@pytest.mark.parametrize(
+    "subdir", ["..", "../x", "/etc", "a/b", ".hidden", "", "x" * 300, "ü", "a b"]
+)
 def test_hostile_subdir_annotations_are_refused(subdir: str) -> None:
     hostile = claim(annotations={"localpv.flotilla.dev/subdir": subdir})
     with pytest.raises(InvalidInput):
@@ -104,8 +144,13 @@ def test_a_long_claim_name_is_refused_not_truncated() -> None:
 
 @given(st.text(max_size=300), st.text(max_size=80))
 def test_rendered_paths_never_escape(subdir: str, name: str) -> None:
-    hostile = Claim(namespace="ns", name=name or "x", uid="u", size=1,
-                    annotations={"localpv.flotilla.dev/subdir": subdir})
+    hostile = Claim(
+        namespace="ns",
+        name=name or "x",
+        uid="u",
+        size=1,
+        annotations={"localpv.flotilla.dev/subdir": subdir},
+    )
     try:
         parts = render_subpath("{subdir}/{pvc}_{pv}", hostile)
     except InvalidInput:
@@ -138,8 +183,13 @@ def test_claims_the_backend_cannot_honour_are_refused() -> None:
     check_claim(claim(data_source_pvc="src"), ClassParams(backend=Backend.BTRFS))
 
 
-def pool(name: str, budget: int, free: int | None = None, backend: Backend = Backend.HOSTPATH,
-         node: str = "n1") -> Pool:
+def pool(
+    name: str,
+    budget: int,
+    free: int | None = None,
+    backend: Backend = Backend.HOSTPATH,
+    node: str = "n1",
+) -> Pool:
     return Pool(node, backend, name, budget, budget if free is None else free)
 
 
@@ -158,8 +208,10 @@ def test_directories_go_to_the_roomiest_root_devices_to_the_smallest_fit() -> No
     roots = [pool("/a", 10 * GiB), pool("/b", 20 * GiB)]
     assert choose_pool(roots, [], Backend.HOSTPATH, GiB) == roots[1]
     assert choose_pool(roots, [], Backend.HOSTPATH, 30 * GiB) is None
-    disks = [pool("/dev/big", 100 * GiB, backend=Backend.DEVICE),
-             pool("/dev/small", 2 * GiB, backend=Backend.DEVICE)]
+    disks = [
+        pool("/dev/big", 100 * GiB, backend=Backend.DEVICE),
+        pool("/dev/small", 2 * GiB, backend=Backend.DEVICE),
+    ]
     assert choose_pool(disks, [], Backend.DEVICE, GiB) == disks[1]
     taken = [Allocation("n1", Backend.DEVICE, "/dev/small", GiB)]
     assert choose_pool(disks, taken, Backend.DEVICE, GiB) == disks[0]
@@ -167,8 +219,14 @@ def test_directories_go_to_the_roomiest_root_devices_to_the_smallest_fit() -> No
 
 
 def node(**kw: object) -> NodeReport:
-    base: dict[str, object] = {"name": "n1", "exists": True, "node_uid": "u1", "agent_uid": "u1",
-                               "agent_alive": True, "pools": (pool("/a", 10 * GiB),)}
+    base: dict[str, object] = {
+        "name": "n1",
+        "exists": True,
+        "node_uid": "u1",
+        "agent_uid": "u1",
+        "agent_alive": True,
+        "pools": (pool("/a", 10 * GiB),),
+    }
     base.update(kw)
     return NodeReport(**base)  # type: ignore[arg-type]
 
@@ -198,8 +256,12 @@ def test_clones_stay_with_their_source() -> None:
 
 
 def test_lvm_uses_only_the_class_volume_group() -> None:
-    report = node(pools=(pool("vg0", 10 * GiB, backend=Backend.LVM),
-                         pool("vg1", 50 * GiB, backend=Backend.LVM)))
+    report = node(
+        pools=(
+            pool("vg0", 10 * GiB, backend=Backend.LVM),
+            pool("vg1", 50 * GiB, backend=Backend.LVM),
+        )
+    )
     params = ClassParams(backend=Backend.LVM, volume_group="vg0")
     assert place(claim(), params, report, []) == Place("n1", "vg0")
 

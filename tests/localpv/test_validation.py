@@ -63,8 +63,21 @@ def test_hostile_patterns_are_refused(pattern: str) -> None:
         parse_class_params({"pathPattern": pattern})
 
 
-NOT_IDS = ["\u0663", "\uff11", "1\n", " 1", "1 ", "+1", "-1", "1_0", "0x1", "", "2147483648",
-           "9" * 5000, "\u00b2"]
+NOT_IDS = [
+    "\u0663",
+    "\uff11",
+    "1\n",
+    " 1",
+    "1 ",
+    "+1",
+    "-1",
+    "1_0",
+    "0x1",
+    "",
+    "2147483648",
+    "9" * 5000,
+    "\u00b2",
+]
 
 
 @pytest.mark.parametrize("text", NOT_IDS)
@@ -79,29 +92,35 @@ def test_uid_and_gid_accept_plain_numbers() -> None:
     assert (params.uid, params.gid) == (0, 2**31 - 1)
 
 
-@pytest.mark.parametrize("params", [
-    {"mode": "0750\n"}, {"mode": "\u0667\u0665\u0660"},
-    {"nodeAffinityKey": "kubernetes.io/hostname\n"},
-    {"nodeAffinityKey": "kubernetes.io/hostn\u0430me"},
-    {"backend": "lvm", "volumeGroup": "vg0\n"},
-    {"backend": "lvm", "volumeGroup": "v" * 128},
-    {"backend": "hostpath\n"},
-    {"fsType": "ext4\n"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "0750\n"},
+        {"mode": "\u0667\u0665\u0660"},
+        {"nodeAffinityKey": "kubernetes.io/hostname\n"},
+        {"nodeAffinityKey": "kubernetes.io/hostn\u0430me"},
+        {"backend": "lvm", "volumeGroup": "vg0\n"},
+        {"backend": "lvm", "volumeGroup": "v" * 128},
+        {"backend": "hostpath\n"},
+        {"fsType": "ext4\n"},
+    ],
+)
 def test_other_class_parameters_match_whole_strings(params: dict[str, str]) -> None:
     with pytest.raises(InvalidInput):
         parse_class_params(params)
 
 
-@pytest.mark.parametrize("text", ["1Gi\n", "\n1Gi", " 1Gi", "\u0661Gi", "1\uff27i", "1e99999",
-                                  "1" * 65, "1Gi\x00"])
+@pytest.mark.parametrize(
+    "text", ["1Gi\n", "\n1Gi", " 1Gi", "\u0661Gi", "1\uff27i", "1e99999", "1" * 65, "1Gi\x00"]
+)
 def test_quantities_match_whole_ascii_strings(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_quantity(text)
 
 
-@pytest.mark.parametrize("value", [True, False, -1, 1.5, "\u0663", "7\n", " 7", "+7", "1_0", None,
-                                   [7], "9" * 20])
+@pytest.mark.parametrize(
+    "value", [True, False, -1, 1.5, "\u0663", "7\n", " 7", "+7", "1_0", None, [7], "9" * 20]
+)
 def test_whole_numbers_from_objects_are_ints_or_ascii_digits(value: object) -> None:
     with pytest.raises(InvalidInput):
         whole_number(value, "size")
@@ -109,20 +128,41 @@ def test_whole_numbers_from_objects_are_ints_or_ascii_digits(value: object) -> N
 
 def test_whole_numbers_accept_ints_and_digit_strings() -> None:
     assert (whole_number(0, "n"), whole_number("42", "n"), whole_number(2**40, "n")) == (
-        0, 42, 2**40)
+        0,
+        42,
+        2**40,
+    )
 
 
-LV = {"metadata": {"name": "pvc-1"},
-      "spec": {"node": "n1", "backend": "hostpath", "pool": "/srv", "size": 10,
-               "subpath": ["ns", "v"], "owner": {"uid": 1, "gid": 2, "mode": 0o750}}}
+LV = {
+    "metadata": {"name": "pvc-1"},
+    "spec": {
+        "node": "n1",
+        "backend": "hostpath",
+        "pool": "/srv",
+        "size": 10,
+        "subpath": ["ns", "v"],
+        "owner": {"uid": 1, "gid": 2, "mode": 0o750},
+    },
+}
 
 
-@pytest.mark.parametrize("bad", [
-    {"size": "\u0663"}, {"size": "10\n"}, {"size": True}, {"size": -5},
-    {"owner": {"uid": "\u0663"}}, {"owner": {"gid": -1}}, {"owner": {"uid": True}},
-    {"owner": {"uid": 2**31}}, {"owner": {"mode": True}},
-    {"subpath": ["ns", "v\n"]}, {"subpath": ["ns\x00", "v"]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"size": "\u0663"},
+        {"size": "10\n"},
+        {"size": True},
+        {"size": -5},
+        {"owner": {"uid": "\u0663"}},
+        {"owner": {"gid": -1}},
+        {"owner": {"uid": True}},
+        {"owner": {"uid": 2**31}},
+        {"owner": {"mode": True}},
+        {"subpath": ["ns", "v\n"]},
+        {"subpath": ["ns\x00", "v"]},
+    ],
+)
 def test_the_agent_refuses_local_volumes_with_odd_numbers_or_names(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         spec_from({"metadata": LV["metadata"], "spec": {**LV["spec"], **bad}})
@@ -131,7 +171,17 @@ def test_the_agent_refuses_local_volumes_with_odd_numbers_or_names(bad: dict[str
 def test_the_controller_ignores_odd_sizes_in_objects() -> None:
     assert allocation_from({"metadata": {}, "spec": {**LV["spec"], "size": "\u0663"}}) is None
     assert VolumeView.of({"metadata": {"name": "v"}, "spec": {"size": "\u0663"}}).size == 0
-    report = node_report("n1", {"metadata": {"uid": "u"}}, {"status": {"pools": [
-        {"backend": "hostpath", "name": "/srv", "budget": "\u0663", "free": 1},
-        {"backend": "hostpath", "name": "/ok", "budget": 5, "free": 4}]}}, 30)
+    report = node_report(
+        "n1",
+        {"metadata": {"uid": "u"}},
+        {
+            "status": {
+                "pools": [
+                    {"backend": "hostpath", "name": "/srv", "budget": "\u0663", "free": 1},
+                    {"backend": "hostpath", "name": "/ok", "budget": 5, "free": 4},
+                ]
+            }
+        },
+        30,
+    )
     assert [p.name for p in report.pools] == ["/ok"]

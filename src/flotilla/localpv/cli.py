@@ -22,27 +22,33 @@ if TYPE_CHECKING:  # imported where used, so `--help` loads no Kubernetes client
 
     from flotilla.localpv.backends import VolumeBackend
 
-app = system_app(
-    "Dynamic local persistent volumes: controller, node agent, manifests."
-)
+app = system_app("Dynamic local persistent volumes: controller, node agent, manifests.")
 
 KUBECONFIG = typer.Option(None, help="Kubeconfig file (default: in-cluster service account).")
 KUBECONFIG_REQUIRED = typer.Option(..., "--kubeconfig", help="Kubeconfig of the cluster.")
 HOSTPATH_ROOTS = typer.Option(
-    [], "--hostpath-root",
-    help="Allowed hostpath root, optionally with a budget: /srv/lpv=100Gi. Repeatable.")
+    [],
+    "--hostpath-root",
+    help="Allowed hostpath root, optionally with a budget: /srv/lpv=100Gi. Repeatable.",
+)
 BTRFS_ROOTS = typer.Option(
-    [], "--btrfs-root", help="Allowed btrfs root (a btrfs mount or a directory on it). Repeatable.")
+    [], "--btrfs-root", help="Allowed btrfs root (a btrfs mount or a directory on it). Repeatable."
+)
 DEVICE_FILTERS = typer.Option(
-    [], "--device-filter",
-    help="Glob of block devices to offer (e.g. /dev/disk/by-id/nvme-*). Repeatable.")
+    [],
+    "--device-filter",
+    help="Glob of block devices to offer (e.g. /dev/disk/by-id/nvme-*). Repeatable.",
+)
 VOLUME_GROUPS = typer.Option(
-    [], "--lvm-volume-group", help="Volume group the lvm backend may carve from. Repeatable.")
+    [], "--lvm-volume-group", help="Volume group the lvm backend may carve from. Repeatable."
+)
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -70,13 +76,18 @@ def controller(
     kubeconfig: Path | None = KUBECONFIG,
     namespace: str = typer.Option("flotilla-localpv", help="Namespace for capacity objects."),
     workers: int = typer.Option(64, min=1, help="Reconcile threads."),
-    node_gone_grace: float = typer.Option(300.0, help="Seconds before a gone node's deleted "
-                                          "volumes are released (data NOT deleted)."),
-    agent_timeout: float = typer.Option(30.0, help="Seconds without heartbeat before a node's "
-                                        "agent counts as down."),
+    node_gone_grace: float = typer.Option(
+        300.0, help="Seconds before a gone node's deleted volumes are released (data NOT deleted)."
+    ),
+    agent_timeout: float = typer.Option(
+        30.0, help="Seconds without heartbeat before a node's agent counts as down."
+    ),
     leader_elect: bool = typer.Option(False, help="Take a Lease before acting (replicas > 1)."),
-    bind_claims: bool = typer.Option(True, help="Complete claim binding ourselves rather than "
-                                     "wait for kube-controller-manager's throttled binder."),
+    bind_claims: bool = typer.Option(
+        True,
+        help="Complete claim binding ourselves rather than "
+        "wait for kube-controller-manager's throttled binder.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the cluster-wide provisioner (one active instance per cluster)."""
@@ -85,9 +96,13 @@ def controller(
 
     _setup_logging(verbose)
     client = _client(kubeconfig)
-    settings = ControllerSettings(namespace=namespace, workers=workers,
-                                  node_gone_grace=node_gone_grace, agent_timeout=agent_timeout,
-                                  bind_claims=bind_claims)
+    settings = ControllerSettings(
+        namespace=namespace,
+        workers=workers,
+        node_gone_grace=node_gone_grace,
+        agent_timeout=agent_timeout,
+        bind_claims=bind_claims,
+    )
     stop = threading.Event()
     ctl = Controller(client, settings)
     elector = None
@@ -95,6 +110,7 @@ def controller(
         from lightkube.resources.coordination_v1 import Lease
 
         from flotilla.core.kube import warm_up_decoders
+
         warm_up_decoders(Lease)
         elector = LeaderElector(client, namespace=namespace, name="flotilla-localpv-controller")
         chosen = elector
@@ -122,8 +138,9 @@ def agent(
     btrfs_root: list[str] = BTRFS_ROOTS,
     device_filter: list[str] = DEVICE_FILTERS,
     lvm_volume_group: list[str] = VOLUME_GROUPS,
-    device_mount_root: str = typer.Option("/var/lib/flotilla-localpv/devices",
-                                          help="Where formatted devices are mounted."),
+    device_mount_root: str = typer.Option(
+        "/var/lib/flotilla-localpv/devices", help="Where formatted devices are mounted."
+    ),
     heartbeat: float = typer.Option(5.0, help="Seconds between LocalNode reports."),
     usage_interval: float = typer.Option(30.0, help="Seconds between usage measurements."),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus metrics on this port."),
@@ -141,16 +158,20 @@ def agent(
         backends[Backend.HOSTPATH] = HostPathBackend([parse_root(r) for r in hostpath_root])
     if btrfs_root:
         from flotilla.localpv.backends.btrfs import BtrfsBackend
+
         backends[Backend.BTRFS] = BtrfsBackend([parse_root(r) for r in btrfs_root])
     if lvm_volume_group:
         from flotilla.localpv.backends.lvm import LvmBackend
+
         backends[Backend.LVM] = LvmBackend(lvm_volume_group, mount_root=device_mount_root)
     if device_filter:
         from flotilla.localpv.backends.device import DeviceBackend
+
         backends[Backend.DEVICE] = DeviceBackend(device_filter, mount_root=device_mount_root)
     client = _client(kubeconfig)
-    settings = AgentSettings(node=node, heartbeat=heartbeat, usage_interval=usage_interval,
-                             metrics_port=metrics_port)
+    settings = AgentSettings(
+        node=node, heartbeat=heartbeat, usage_interval=usage_interval, metrics_port=metrics_port
+    )
     worker = Agent(client, settings, backends)
     worker.start()
     stop = threading.Event()
@@ -183,15 +204,19 @@ def install_crds(kubeconfig: Path, timeout: float = 60.0) -> None:
     with client_from_kubeconfig(kubeconfig) as client:
         for crd in crd_documents():
             with kube_errors(f"apply CRD {crd['metadata']['name']}"):
-                client.apply(CustomResourceDefinition.from_dict(crd),  # type: ignore[call-overload]
-                             field_manager="flotilla-localpv", force=True)
+                client.apply(
+                    CustomResourceDefinition.from_dict(crd),  # type: ignore[call-overload]
+                    field_manager="flotilla-localpv",
+                    force=True,
+                )
 
         def established() -> bool | None:
             for crd in crd_documents():
                 got = to_dict(client.get(CustomResourceDefinition, crd["metadata"]["name"]))
                 conditions = got.get("status", {}).get("conditions") or []
-                if not any(c["type"] == "Established" and c["status"] == "True"
-                           for c in conditions):
+                if not any(
+                    c["type"] == "Established" and c["status"] == "True" for c in conditions
+                ):
                     return None
             return True
 

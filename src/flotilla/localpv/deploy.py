@@ -36,8 +36,11 @@ CONTROLLER_CLUSTER_RULES = [
     _rule([GROUP], ["localnodes"], ["get", "list", "watch"]),
 ]
 CONTROLLER_NAMESPACE_RULES = [
-    _rule(["storage.k8s.io"], ["csistoragecapacities"],
-          ["get", "list", "watch", "create", "patch", "delete"]),
+    _rule(
+        ["storage.k8s.io"],
+        ["csistoragecapacities"],
+        ["get", "list", "watch", "create", "patch", "delete"],
+    ),
     _rule(["coordination.k8s.io"], ["leases"], ["get", "create", "patch"]),
 ]
 AGENT_CLUSTER_RULES = [
@@ -55,10 +58,15 @@ def _binding(kind: str, name: str, namespace: str) -> Obj:
     if kind == "RoleBinding":
         meta["namespace"] = namespace
     role_kind = "Role" if kind == "RoleBinding" else "ClusterRole"
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name.split(":")[0],
-                          "namespace": namespace}]}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": name.split(":")[0], "namespace": namespace}
+        ],
+    }
 
 
 def deploy_manifests(*, image: str, namespace: str, hostpath_root: str) -> list[Obj]:
@@ -68,71 +76,140 @@ def deploy_manifests(*, image: str, namespace: str, hostpath_root: str) -> list[
     docs: list[Obj] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
     docs += crds()
     for sa in (ctl, agent):
-        docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
-                     "metadata": {"name": sa, "namespace": namespace}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": sa, "namespace": namespace},
+            }
+        )
     docs += [
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": ctl},
-         "rules": CONTROLLER_CLUSTER_RULES},
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": ctl},
+            "rules": CONTROLLER_CLUSTER_RULES,
+        },
         _binding("ClusterRoleBinding", ctl, namespace),
-        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": ctl, "namespace": namespace},
-         "rules": CONTROLLER_NAMESPACE_RULES},
+        {
+            "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": ctl, "namespace": namespace},
+            "rules": CONTROLLER_NAMESPACE_RULES,
+        },
         _binding("RoleBinding", ctl, namespace),
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": agent},
-         "rules": AGENT_CLUSTER_RULES},
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": agent},
+            "rules": AGENT_CLUSTER_RULES,
+        },
         _binding("ClusterRoleBinding", agent, namespace),
     ]
     labels = {"app.kubernetes.io/name": ctl}
-    docs.append({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": ctl, "namespace": namespace},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"serviceAccountName": ctl, "containers": [{
-                "name": "controller", "image": image,
-                "args": ["localpv", "controller",
-                         "--namespace", namespace, "--leader-elect"],
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+    docs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": ctl, "namespace": namespace},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": ctl,
+                        "containers": [
+                            {
+                                "name": "controller",
+                                "image": image,
+                                "args": [
+                                    "localpv",
+                                    "controller",
+                                    "--namespace",
+                                    namespace,
+                                    "--leader-elect",
+                                ],
+                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                                "securityContext": {
+                                    "runAsNonRoot": True,
+                                    "runAsUser": 65532,
                                     "allowPrivilegeEscalation": False,
                                     "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]}},
-            }]}}},
-    })
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    )
     agent_labels = {"app.kubernetes.io/name": agent}
-    docs.append({
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": agent, "namespace": namespace},
-        "spec": {"selector": {"matchLabels": agent_labels}, "template": {
-            "metadata": {"labels": agent_labels},
+    docs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": agent, "namespace": namespace},
             "spec": {
-                "serviceAccountName": agent,
-                "priorityClassName": "system-node-critical",
-                "tolerations": [{"operator": "Exists"}],
-                "containers": [{
-                    "name": "agent", "image": image,
-                    "args": ["localpv", "agent",
-                             "--node", "$(NODE_NAME)", "--hostpath-root", hostpath_root],
-                    "env": [{"name": "NODE_NAME",
-                             "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                    "securityContext": {"privileged": True},
-                    "volumeMounts": [
-                        {"name": "storage", "mountPath": hostpath_root,
-                         "mountPropagation": "Bidirectional"},
-                        {"name": "dev", "mountPath": "/dev"},
-                    ],
-                }],
-                "volumes": [
-                    {"name": "storage", "hostPath": {"path": hostpath_root,
-                                                     "type": "DirectoryOrCreate"}},
-                    {"name": "dev", "hostPath": {"path": "/dev"}},
-                ],
-            }}},
-    })
-    docs.append({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": "flotilla-local"},
-        "provisioner": PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer",
-        "reclaimPolicy": "Delete", "allowVolumeExpansion": True,
-        "parameters": {"backend": "hostpath"},
-    })
+                "selector": {"matchLabels": agent_labels},
+                "template": {
+                    "metadata": {"labels": agent_labels},
+                    "spec": {
+                        "serviceAccountName": agent,
+                        "priorityClassName": "system-node-critical",
+                        "tolerations": [{"operator": "Exists"}],
+                        "containers": [
+                            {
+                                "name": "agent",
+                                "image": image,
+                                "args": [
+                                    "localpv",
+                                    "agent",
+                                    "--node",
+                                    "$(NODE_NAME)",
+                                    "--hostpath-root",
+                                    hostpath_root,
+                                ],
+                                "env": [
+                                    {
+                                        "name": "NODE_NAME",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+                                    }
+                                ],
+                                "securityContext": {"privileged": True},
+                                "volumeMounts": [
+                                    {
+                                        "name": "storage",
+                                        "mountPath": hostpath_root,
+                                        "mountPropagation": "Bidirectional",
+                                    },
+                                    {"name": "dev", "mountPath": "/dev"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {
+                                "name": "storage",
+                                "hostPath": {"path": hostpath_root, "type": "DirectoryOrCreate"},
+                            },
+                            {"name": "dev", "hostPath": {"path": "/dev"}},
+                        ],
+                    },
+                },
+            },
+        }
+    )
+    docs.append(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "flotilla-local"},
+            "provisioner": PROVISIONER,
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete",
+            "allowVolumeExpansion": True,
+            "parameters": {"backend": "hostpath"},
+        }
+    )
     return docs

@@ -27,8 +27,9 @@ Obj = dict[str, Any]
 _OPEN: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
-def _crd(kind: str, plural: str, short: list[str], spec_props: Obj, status_props: Obj,
-         columns: list[Obj]) -> Obj:
+def _crd(
+    kind: str, plural: str, short: list[str], spec_props: Obj, status_props: Obj, columns: list[Obj]
+) -> Obj:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -36,21 +37,38 @@ def _crd(kind: str, plural: str, short: list[str], spec_props: Obj, status_props
         "spec": {
             "group": GROUP,
             "scope": "Cluster",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
-                      "shortNames": short, "listKind": f"{kind}List"},
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "spec": {"type": "object", "properties": spec_props,
-                                 "x-kubernetes-preserve-unknown-fields": True},
-                        "status": {"type": "object", "properties": status_props,
-                                   "x-kubernetes-preserve-unknown-fields": True},
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+                "listKind": f"{kind}List",
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": spec_props,
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                                "status": {
+                                    "type": "object",
+                                    "properties": status_props,
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -67,27 +85,63 @@ def crds() -> list[Obj]:
     """
     s, i = {"type": "string"}, {"type": "integer"}
     volume = _crd(
-        "LocalVolume", "localvolumes", ["flv"],
-        {"node": s, "nodeUID": s, "backend": s, "pool": s, "size": i, "volumeMode": s,
-         "subpath": {"type": "array", "items": s}, "fsType": s, "reclaimPolicy": s,
-         "source": _OPEN, "owner": _OPEN, "claim": _OPEN, "storageClass": s},
+        "LocalVolume",
+        "localvolumes",
+        ["flv"],
+        {
+            "node": s,
+            "nodeUID": s,
+            "backend": s,
+            "pool": s,
+            "size": i,
+            "volumeMode": s,
+            "subpath": {"type": "array", "items": s},
+            "fsType": s,
+            "reclaimPolicy": s,
+            "source": _OPEN,
+            "owner": _OPEN,
+            "claim": _OPEN,
+            "storageClass": s,
+        },
         {"phase": s, "path": s, "capacity": i, "usedBytes": i, "message": s},
-        [_col("Node", ".spec.node"), _col("Backend", ".spec.backend"),
-         _col("Size", ".spec.size", "integer"), _col("Phase", ".status.phase"),
-         _col("Path", ".status.path")],
+        [
+            _col("Node", ".spec.node"),
+            _col("Backend", ".spec.backend"),
+            _col("Size", ".spec.size", "integer"),
+            _col("Phase", ".status.phase"),
+            _col("Path", ".status.path"),
+        ],
     )
     node = _crd(
-        "LocalNode", "localnodes", ["fln"], {},
+        "LocalNode",
+        "localnodes",
+        ["fln"],
+        {},
         {"nodeUID": s, "heartbeat": s, "pools": {"type": "array", "items": _OPEN}},
         [_col("Heartbeat", ".status.heartbeat")],
     )
     device = _crd(
-        "BlockDevice", "blockdevices", ["fbd"],
-        {"node": s, "path": s, "byId": s, "size": i, "model": s, "serial": s,
-         "rotational": {"type": "boolean"}, "fsType": s, "mountpoint": s},
+        "BlockDevice",
+        "blockdevices",
+        ["fbd"],
+        {
+            "node": s,
+            "path": s,
+            "byId": s,
+            "size": i,
+            "model": s,
+            "serial": s,
+            "rotational": {"type": "boolean"},
+            "fsType": s,
+            "mountpoint": s,
+        },
         {"claimedBy": s, "state": s},
-        [_col("Node", ".spec.node"), _col("Path", ".spec.path"),
-         _col("Size", ".spec.size", "integer"), _col("State", ".status.state")],
+        [
+            _col("Node", ".spec.node"),
+            _col("Path", ".spec.path"),
+            _col("Size", ".spec.size", "integer"),
+            _col("State", ".status.state"),
+        ],
     )
     return [volume, node, device]
 
@@ -115,13 +169,28 @@ def persistent_volume(lv: Obj, *, storage_class: str, affinity_value: str) -> Ob
             "storageClassName": storage_class,
             "volumeMode": mode,
             "local": local,
-            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                         "namespace": claim["namespace"], "name": claim["name"],
-                         "uid": claim["uid"]},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{
-                "key": spec.get("nodeAffinityKey", "kubernetes.io/hostname"),
-                "operator": "In", "values": [affinity_value],
-            }]}]}},
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": claim["namespace"],
+                "name": claim["name"],
+                "uid": claim["uid"],
+            },
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": spec.get("nodeAffinityKey", "kubernetes.io/hostname"),
+                                    "operator": "In",
+                                    "values": [affinity_value],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
         },
     }
 
@@ -132,14 +201,18 @@ def capacity_name(storage_class: str, node: str) -> str:
     return f"localpv-{digest}"
 
 
-def storage_capacity(namespace: str, storage_class: str, node: str, key: str, value: str,
-                     capacity: int, maximum: int) -> Obj:
+def storage_capacity(
+    namespace: str, storage_class: str, node: str, key: str, value: str, capacity: int, maximum: int
+) -> Obj:
     """A CSIStorageCapacity the kube-scheduler reads to filter nodes without room."""
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "CSIStorageCapacity",
-        "metadata": {"name": capacity_name(storage_class, node), "namespace": namespace,
-                     "labels": {LABEL_NODE: node, LABEL_CLASS: storage_class}},
+        "metadata": {
+            "name": capacity_name(storage_class, node),
+            "namespace": namespace,
+            "labels": {LABEL_NODE: node, LABEL_CLASS: storage_class},
+        },
         "storageClassName": storage_class,
         "nodeTopology": {"matchLabels": {key: value}},
         "capacity": str(capacity),
@@ -156,8 +229,12 @@ def csi_driver() -> Obj:
         "apiVersion": "storage.k8s.io/v1",
         "kind": "CSIDriver",
         "metadata": {"name": PROVISIONER},
-        "spec": {"attachRequired": False, "podInfoOnMount": False, "storageCapacity": True,
-                 "volumeLifecycleModes": ["Persistent"]},
+        "spec": {
+            "attachRequired": False,
+            "podInfoOnMount": False,
+            "storageCapacity": True,
+            "volumeLifecycleModes": ["Persistent"],
+        },
     }
 
 
@@ -165,17 +242,32 @@ def block_device(node: str, disk: Disk, claimed_by: str | None) -> Obj:
     """The BlockDevice object for one discovered disk (name stable per node and path)."""
     digest = hashlib.sha256(f"{node}\x00{disk.by_id or disk.path}".encode()).hexdigest()[:16]
     return {
-        "apiVersion": API_VERSION, "kind": "BlockDevice",
+        "apiVersion": API_VERSION,
+        "kind": "BlockDevice",
         "metadata": {"name": f"bd-{digest}", "labels": {LABEL_NODE: node}},
-        "spec": {"node": node, "path": disk.path, "byId": disk.by_id, "size": disk.size,
-                 "model": disk.model, "serial": disk.serial, "rotational": disk.rotational,
-                 "fsType": disk.fs_type, "mountpoint": disk.mountpoint},
-        "status": {"state": "Claimed" if claimed_by else "Unclaimed",
-                   "claimedBy": claimed_by or ""},
+        "spec": {
+            "node": node,
+            "path": disk.path,
+            "byId": disk.by_id,
+            "size": disk.size,
+            "model": disk.model,
+            "serial": disk.serial,
+            "rotational": disk.rotational,
+            "fsType": disk.fs_type,
+            "mountpoint": disk.mountpoint,
+        },
+        "status": {
+            "state": "Claimed" if claimed_by else "Unclaimed",
+            "claimedBy": claimed_by or "",
+        },
     }
 
 
 def local_volume(name: str, spec: Obj, labels: dict[str, str]) -> Obj:
-    return {"apiVersion": API_VERSION, "kind": "LocalVolume",
-            "metadata": {"name": name, "labels": labels, "finalizers": [f"{GROUP}/volume"]},
-            "spec": spec, "status": {"phase": "Pending"}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "LocalVolume",
+        "metadata": {"name": name, "labels": labels, "finalizers": [f"{GROUP}/volume"]},
+        "spec": spec,
+        "status": {"phase": "Pending"},
+    }

@@ -32,7 +32,8 @@ _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
 _PLACEHOLDERS = frozenset({"namespace", "pvc", "pv", "subdir"})
 _LABEL_KEY = re.compile(
-    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
 _VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
 _WHOLE = re.compile(r"[0-9]{1,19}")
 MAX_ID = 2**31 - 1
@@ -67,8 +68,16 @@ def parse_quantity(text: str) -> int:
 
 def parse_class_params(parameters: dict[str, str]) -> ClassParams:
     """Validate a StorageClass's ``parameters``; unknown keys are refused so typos show."""
-    known = {"backend", "pathPattern", "nodeAffinityKey", "uid", "gid", "mode", "fsType",
-             "volumeGroup"}
+    known = {
+        "backend",
+        "pathPattern",
+        "nodeAffinityKey",
+        "uid",
+        "gid",
+        "mode",
+        "fsType",
+        "volumeGroup",
+    }
     unknown = sorted(set(parameters) - known)
     if unknown:
         raise InvalidInput(f"unknown StorageClass parameters: {', '.join(unknown)}")
@@ -95,8 +104,16 @@ def parse_class_params(parameters: dict[str, str]) -> ClassParams:
     vg = parameters.get("volumeGroup", "")
     if backend is Backend.LVM and (len(vg) > 127 or not _VG_NAME.fullmatch(vg)):
         raise InvalidInput(f"backend lvm needs a valid volumeGroup, got {vg!r}")
-    return ClassParams(backend=backend, path_pattern=pattern, node_affinity_key=key, uid=uid,
-                       gid=gid, mode=mode, fs_type=fs_type, volume_group=vg)
+    return ClassParams(
+        backend=backend,
+        path_pattern=pattern,
+        node_affinity_key=key,
+        uid=uid,
+        gid=gid,
+        mode=mode,
+        fs_type=fs_type,
+        volume_group=vg,
+    )
 
 
 def _small_int(parameters: dict[str, str], key: str) -> int | None:
@@ -161,8 +178,12 @@ def validate_component(name: str) -> None:
 def render_subpath(pattern: str, claim: Claim) -> tuple[str, ...]:
     """The directory components under the root for ``claim``; refused if anything could escape."""
     validate_pattern(pattern)
-    values = {"namespace": claim.namespace, "pvc": claim.name, "pv": claim.pv_name,
-              "subdir": claim.annotations.get(ANNOTATION_SUBDIR, "")}
+    values = {
+        "namespace": claim.namespace,
+        "pvc": claim.name,
+        "pv": claim.pv_name,
+        "subdir": claim.annotations.get(ANNOTATION_SUBDIR, ""),
+    }
     if "{subdir}" in pattern and not values["subdir"]:
         raise InvalidInput(f"pathPattern uses {{subdir}} but the PVC has no {ANNOTATION_SUBDIR}")
     parts = tuple(_PLACEHOLDER.sub(lambda m: values[m.group(1)], p) for p in pattern.split("/"))
@@ -189,8 +210,10 @@ def check_claim(claim: Claim, params: ClassParams) -> None:
         raise InvalidInput(f"local volumes are single-node: access modes {bad} are not supported")
     if claim.size <= 0:
         raise InvalidInput("the claim requests no storage")
-    if claim.volume_mode is VolumeMode.BLOCK and params.backend not in (Backend.DEVICE,
-                                                                       Backend.LVM):
+    if claim.volume_mode is VolumeMode.BLOCK and params.backend not in (
+        Backend.DEVICE,
+        Backend.LVM,
+    ):
         raise InvalidInput(f"volumeMode Block needs backend device or lvm, not {params.backend}")
     if claim.data_source_pvc and params.backend is not Backend.BTRFS:
         raise InvalidInput("cloning from another PVC needs backend btrfs")
@@ -198,15 +221,19 @@ def check_claim(claim: Claim, params: ClassParams) -> None:
 
 def available(pool: Pool, allocations: list[Allocation]) -> int:
     """Bytes ``pool`` can still promise: what is free on disk and left of its budget."""
-    promised = sum(a.size for a in allocations
-                   if a.node == pool.node and a.backend == pool.backend and a.pool == pool.name)
+    promised = sum(
+        a.size
+        for a in allocations
+        if a.node == pool.node and a.backend == pool.backend and a.pool == pool.name
+    )
     if pool.backend is Backend.DEVICE:
         return 0 if promised else pool.budget
     return max(0, min(pool.free, pool.budget - promised))
 
 
-def choose_pool(pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocation],
-                backend: Backend, size: int) -> Pool | None:
+def choose_pool(
+    pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocation], backend: Backend, size: int
+) -> Pool | None:
     """The pool for a new volume of ``size`` bytes, or None when nothing on the node fits.
 
     Directory-like pools: the one with the most room left (spreads wear and keeps big holes).
@@ -239,14 +266,18 @@ def nesting_volume(candidate: Allocation, allocations: list[Allocation]) -> str 
     if not mine:
         return None
     for other in allocations:
-        if (other.node == candidate.node and other.name != candidate.name
-                and nests(mine, other.directory)):
+        if (
+            other.node == candidate.node
+            and other.name != candidate.name
+            and nests(mine, other.directory)
+        ):
             return other.name or "/".join(other.directory)
     return None
 
 
-def node_capacity(pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocation],
-                  backend: Backend) -> tuple[int, int]:
+def node_capacity(
+    pools: list[Pool] | tuple[Pool, ...], allocations: list[Allocation], backend: Backend
+) -> tuple[int, int]:
     """(total bytes available, largest single volume) for one backend on one node."""
     rooms = [available(p, allocations) for p in pools if p.backend == backend]
     return sum(rooms), max(rooms, default=0)
@@ -267,9 +298,16 @@ class Reschedule:
     reason: str
 
 
-def place(claim: Claim, params: ClassParams, node: NodeReport,
-          allocations: list[Allocation], *, source_pool: str | None = None,
-          source_node: str | None = None, subpath: tuple[str, ...] = ()) -> Place | Reschedule:
+def place(
+    claim: Claim,
+    params: ClassParams,
+    node: NodeReport,
+    allocations: list[Allocation],
+    *,
+    source_pool: str | None = None,
+    source_node: str | None = None,
+    subpath: tuple[str, ...] = (),
+) -> Place | Reschedule:
     """Decide where the claim goes on the node the scheduler selected.
 
     Directory volumes only go to a pool where ``subpath`` neither contains nor sits inside
@@ -284,16 +322,21 @@ def place(claim: Claim, params: ClassParams, node: NodeReport,
     if source_node is not None:
         if source_node != node.name:
             return Reschedule(f"the clone source lives on node {source_node}, not {node.name}")
-        pool = next((p for p in node.pools
-                     if p.backend == params.backend and p.name == source_pool), None)
+        pool = next(
+            (p for p in node.pools if p.backend == params.backend and p.name == source_pool), None
+        )
         if pool is None or available(pool, allocations) < claim.size:
             return Reschedule(f"not enough room for a {claim.size}-byte clone on {node.name}")
         clash = _clash(claim, pool, subpath, allocations)
         if clash:
             return Reschedule(clash)
         return Place(node.name, pool.name)
-    pools = [p for p in node.pools if p.backend == params.backend
-             and (params.backend is not Backend.LVM or p.name == params.volume_group)]
+    pools = [
+        p
+        for p in node.pools
+        if p.backend == params.backend
+        and (params.backend is not Backend.LVM or p.name == params.volume_group)
+    ]
     if not pools:
         return Reschedule(f"node {node.name} has no {params.backend} storage configured")
     clashes = [c for c in (_clash(claim, p, subpath, allocations) for p in pools) if c]
@@ -303,19 +346,24 @@ def place(claim: Claim, params: ClassParams, node: NodeReport,
     chosen = choose_pool(pools, allocations, params.backend, claim.size)
     if chosen is None:
         total, largest = node_capacity(pools, allocations, params.backend)
-        return Reschedule(f"node {node.name} has not enough free {params.backend} capacity: "
-                          f"need {claim.size} bytes, largest free {largest} (total {total})")
+        return Reschedule(
+            f"node {node.name} has not enough free {params.backend} capacity: "
+            f"need {claim.size} bytes, largest free {largest} (total {total})"
+        )
     return Place(node.name, chosen.name)
 
 
-def _clash(claim: Claim, pool: Pool, subpath: tuple[str, ...],
-           allocations: list[Allocation]) -> str | None:
+def _clash(
+    claim: Claim, pool: Pool, subpath: tuple[str, ...], allocations: list[Allocation]
+) -> str | None:
     mine = Allocation(pool.node, pool.backend, pool.name, claim.size, subpath, claim.pv_name)
     other = nesting_volume(mine, allocations)
     if other is None:
         return None
-    return (f"{pool.name}/{'/'.join(subpath)} would contain or sit inside the directory of "
-            f"volume {other} on node {pool.node}")
+    return (
+        f"{pool.name}/{'/'.join(subpath)} would contain or sit inside the directory of "
+        f"volume {other} on node {pool.node}"
+    )
 
 
 class Release(enum.Enum):
@@ -329,8 +377,9 @@ class Release(enum.Enum):
     """Gone past the grace period: release the record, say the data was NOT deleted."""
 
 
-def release_decision(node: NodeReport, volume_node_uid: str, gone_for: float | None,
-                     grace: float) -> Release:
+def release_decision(
+    node: NodeReport, volume_node_uid: str, gone_for: float | None, grace: float
+) -> Release:
     """Whether a deleted volume's data can be removed by its agent or must be let go."""
     same_machine = node.exists and (not volume_node_uid or node.node_uid == volume_node_uid)
     if same_machine:
@@ -338,4 +387,3 @@ def release_decision(node: NodeReport, volume_node_uid: str, gone_for: float | N
     if gone_for is None or gone_for < grace:
         return Release.WAIT
     return Release.FORGET
-

@@ -56,11 +56,15 @@ def claim_from(pvc: Obj) -> Claim:
     source_pvc = None
     if source:
         if source.get("kind") != "PersistentVolumeClaim" or source.get("apiGroup"):
-            raise InvalidInput(f"dataSource kind {source.get('kind')} is not supported "
-                               "(only PersistentVolumeClaim clones)")
+            raise InvalidInput(
+                f"dataSource kind {source.get('kind')} is not supported "
+                "(only PersistentVolumeClaim clones)"
+            )
         source_pvc = source["name"]
     return Claim(
-        namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
         size=parse_quantity(str(storage)),
         access_modes=tuple(spec.get("accessModes") or ("ReadWriteOnce",)),
         volume_mode=VolumeMode(spec.get("volumeMode") or "Filesystem"),
@@ -74,17 +78,21 @@ def allocation_from(lv: Obj) -> Allocation | None:
     spec = lv.get("spec", {})
     subpath = spec.get("subpath")
     try:
-        return Allocation(spec["node"], Backend(spec["backend"]), spec["pool"],
-                          whole_number(spec["size"], "size"),
-                          subpath=tuple(str(p) for p in subpath) if isinstance(subpath, list)
-                          else (),
-                          name=str(lv.get("metadata", {}).get("name", "")))
+        return Allocation(
+            spec["node"],
+            Backend(spec["backend"]),
+            spec["pool"],
+            whole_number(spec["size"], "size"),
+            subpath=tuple(str(p) for p in subpath) if isinstance(subpath, list) else (),
+            name=str(lv.get("metadata", {}).get("name", "")),
+        )
     except (KeyError, ValueError, TypeError):
         return None
 
 
-def node_report(name: str, node: Obj | None, local_node: Obj | None,
-                agent_timeout: float) -> NodeReport:
+def node_report(
+    name: str, node: Obj | None, local_node: Obj | None, agent_timeout: float
+) -> NodeReport:
     """What the controller knows about ``name`` from its Node and LocalNode objects."""
     if node is None:
         return NodeReport(name=name, exists=False)
@@ -93,22 +101,35 @@ def node_report(name: str, node: Obj | None, local_node: Obj | None,
     pools = []
     for p in status.get("pools") or []:
         try:
-            pools.append(Pool(name, Backend(p["backend"]), str(p["name"]),
-                              whole_number(p["budget"], "budget"), whole_number(p["free"], "free")))
+            pools.append(
+                Pool(
+                    name,
+                    Backend(p["backend"]),
+                    str(p["name"]),
+                    whole_number(p["budget"], "budget"),
+                    whole_number(p["free"], "free"),
+                )
+            )
         except (KeyError, ValueError, TypeError):
             continue
     return NodeReport(
-        name=name, exists=True, node_uid=node["metadata"].get("uid", ""),
+        name=name,
+        exists=True,
+        node_uid=node["metadata"].get("uid", ""),
         agent_uid=status.get("nodeUID", ""),
         agent_alive=age is not None and age < agent_timeout,
-        labels=dict(node["metadata"].get("labels") or {}), pools=tuple(pools),
+        labels=dict(node["metadata"].get("labels") or {}),
+        pools=tuple(pools),
     )
 
 
 def with_kind(obj: Obj, api_version: str, kind: str) -> Obj:
     """Objects from lists lack apiVersion/kind; events need them."""
-    return {**obj, "apiVersion": obj.get("apiVersion") or api_version,
-            "kind": obj.get("kind") or kind}
+    return {
+        **obj,
+        "apiVersion": obj.get("apiVersion") or api_version,
+        "kind": obj.get("kind") or kind,
+    }
 
 
 def create_object(client: Client, resource: type[Any], body: Obj) -> Obj:

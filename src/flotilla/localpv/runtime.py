@@ -129,8 +129,9 @@ def retry_delay(exc: Exception, failures: int) -> float | None:
     return min(0.5 * float(2 ** min(failures, 6)), 30.0)
 
 
-def start_workers(queue: WorkQueue[K], handle: Callable[[K], None], count: int,
-                  stop: threading.Event, name: str) -> list[threading.Thread]:
+def start_workers(
+    queue: WorkQueue[K], handle: Callable[[K], None], count: int, stop: threading.Event, name: str
+) -> list[threading.Thread]:
     """``count`` threads that pull keys and call ``handle``; the one place retries are decided."""
     failures: dict[K, int] = {}
     lock = threading.Lock()
@@ -153,22 +154,25 @@ def start_workers(queue: WorkQueue[K], handle: Callable[[K], None], count: int,
                 if delay is None:
                     logger.warning("%s: %s not retried until it changes: %s", name, key, exc)
                 elif n:
-                    logger.error("%s: reconciling %s failed (retry in %.1fs)", name, key, delay,
-                                 exc_info=exc)
+                    logger.error(
+                        "%s: reconciling %s failed (retry in %.1fs)", name, key, delay, exc_info=exc
+                    )
                 if delay is not None:
                     queue.add_after(key, delay)
             finally:
                 queue.done(key)
 
-    threads = [threading.Thread(target=loop, name=f"{name}-worker-{i}", daemon=True)
-               for i in range(count)]
+    threads = [
+        threading.Thread(target=loop, name=f"{name}-worker-{i}", daemon=True) for i in range(count)
+    ]
     for t in threads:
         t.start()
     return threads
 
 
-def every(interval: float, stop: threading.Event, action: Callable[[], None],
-          name: str) -> threading.Thread:
+def every(
+    interval: float, stop: threading.Event, action: Callable[[], None], name: str
+) -> threading.Thread:
     """Run ``action`` every ``interval`` seconds until ``stop``; a crash is logged, not fatal."""
 
     def loop() -> None:

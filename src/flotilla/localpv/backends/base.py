@@ -117,6 +117,7 @@ class RootedPools:
         result = []
         for root in self._roots.values():
             total, free = filesystem_space(root.path)
-            result.append(PoolStatus(root.path, root.budget if root.budget is not None else total,
-                                     free))
+            result.append(
+                PoolStatus(root.path, root.budget if root.budget is not None else total, free)
+            )
         return result

@@ -77,8 +77,9 @@ def parse_rootid(text: str) -> int:
 
 
 def _run(argv: Sequence[str], *, fds: tuple[int, ...] = ()) -> str:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, pass_fds=fds, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, pass_fds=fds, timeout=60, check=False
+    )
     if proc.returncode != 0:
         raise BackendError(f"{' '.join(argv[:3])} failed: {proc.stderr.strip() or proc.stdout}")
     return proc.stdout
@@ -97,8 +98,9 @@ class BtrfsBackend(RootedPools):
 
     def _open_subvolume(self, parent: int, name: str) -> int | None:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=parent)
+            fd = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+            )
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -114,8 +116,10 @@ class BtrfsBackend(RootedPools):
     def create(self, spec: VolumeSpec) -> Realised:
         root = self._root(spec.pool)
         name = spec.subpath[-1]
-        with registered(root.path, spec.name, spec.subpath), \
-                opened_parent(root.path, spec.subpath, create=True) as parent:
+        with (
+            registered(root.path, spec.name, spec.subpath),
+            opened_parent(root.path, spec.subpath, create=True) as parent,
+        ):
             fd = self._open_subvolume(parent, name)
             if fd is None:
                 if spec.source is not None:
@@ -128,8 +132,11 @@ class BtrfsBackend(RootedPools):
                 if spec.source is None:
                     owner = spec.owner
                     if owner.uid is not None or owner.gid is not None:
-                        os.fchown(fd, -1 if owner.uid is None else owner.uid,
-                                  -1 if owner.gid is None else owner.gid)
+                        os.fchown(
+                            fd,
+                            -1 if owner.uid is None else owner.uid,
+                            -1 if owner.gid is None else owner.gid,
+                        )
                     os.fchmod(fd, owner.mode)
             try:
                 self._limit(fd, spec.size)
@@ -186,8 +193,9 @@ class BtrfsBackend(RootedPools):
                 return None
             try:
                 path = f"/proc/self/fd/{fd}"
-                rootid = parse_rootid(_run(["btrfs", "inspect-internal", "rootid", path],
-                                           fds=(fd,)))
+                rootid = parse_rootid(
+                    _run(["btrfs", "inspect-internal", "rootid", path], fds=(fd,))
+                )
                 shown = _run(["btrfs", "qgroup", "show", "--raw", "-r", "-f", path], fds=(fd,))
             finally:
                 os.close(fd)

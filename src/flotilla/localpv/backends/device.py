@@ -37,8 +37,13 @@ def _run(argv: Sequence[str]) -> str:
 
 
 def _fs_of(device: str) -> str:
-    proc = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", device], capture_output=True,
-                          text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        ["blkid", "-o", "value", "-s", "TYPE", device],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return proc.stdout.strip()
 
 
@@ -86,8 +91,11 @@ class DeviceBackend:
             _run(["mount", "-t", spec.fs_type, disk.path, target])
         os.chmod(target, spec.owner.mode)
         if spec.owner.uid is not None or spec.owner.gid is not None:
-            os.chown(target, -1 if spec.owner.uid is None else spec.owner.uid,
-                     -1 if spec.owner.gid is None else spec.owner.gid)
+            os.chown(
+                target,
+                -1 if spec.owner.uid is None else spec.owner.uid,
+                -1 if spec.owner.gid is None else spec.owner.gid,
+            )
         return Realised(target, disk.size)
 
     def expand(self, spec: VolumeSpec) -> int:

@@ -50,13 +50,21 @@ def parse_lsblk(text: str, by_id: dict[str, str] | None = None) -> list[Disk]:
     def walk(node: dict[str, Any]) -> None:
         children = node.get("children") or []
         path = node.get("path") or f"/dev/{node.get('name')}"
-        result.append(Disk(
-            path=path, size=int(node.get("size") or 0), kind=str(node.get("type") or ""),
-            model=(node.get("model") or "").strip(), serial=(node.get("serial") or "").strip(),
-            rotational=_flag(node.get("rota")), fs_type=node.get("fstype") or "",
-            mountpoint=node.get("mountpoint") or "", read_only=_flag(node.get("ro")),
-            has_children=bool(children), by_id=by_id.get(path, ""),
-        ))
+        result.append(
+            Disk(
+                path=path,
+                size=int(node.get("size") or 0),
+                kind=str(node.get("type") or ""),
+                model=(node.get("model") or "").strip(),
+                serial=(node.get("serial") or "").strip(),
+                rotational=_flag(node.get("rota")),
+                fs_type=node.get("fstype") or "",
+                mountpoint=node.get("mountpoint") or "",
+                read_only=_flag(node.get("ro")),
+                has_children=bool(children),
+                by_id=by_id.get(path, ""),
+            )
+        )
         for child in children:
             walk(child)
 
@@ -77,15 +85,19 @@ class DeviceFilter:
 
 def eligible(disk: Disk, rule: DeviceFilter) -> bool:
     """May ``disk`` be offered? Never a mounted system disk, a parent of partitions, or r/o."""
-    if not any(fnmatch.fnmatch(disk.path, g) or (disk.by_id and fnmatch.fnmatch(disk.by_id, g))
-               for g in rule.include):
+    if not any(
+        fnmatch.fnmatch(disk.path, g) or (disk.by_id and fnmatch.fnmatch(disk.by_id, g))
+        for g in rule.include
+    ):
         return False
     if disk.kind not in ("disk", "part", "loop") or disk.read_only or disk.has_children:
         return False
     if disk.size < rule.min_size:
         return False
-    return not (disk.mountpoint and not (
-        rule.owned_mount_root and disk.mountpoint.startswith(rule.owned_mount_root + "/")))
+    return not (
+        disk.mountpoint
+        and not (rule.owned_mount_root and disk.mountpoint.startswith(rule.owned_mount_root + "/"))
+    )
 
 
 def by_id_links(directory: str = "/dev/disk/by-id") -> dict[str, str]:
@@ -103,6 +115,7 @@ def by_id_links(directory: str = "/dev/disk/by-id") -> dict[str, str]:
 
 def discover(rule: DeviceFilter) -> list[Disk]:
     """Eligible disks on this machine right now."""
-    out = subprocess.run(lsblk_command(), capture_output=True, text=True, check=True,
-                         timeout=30).stdout
+    out = subprocess.run(
+        lsblk_command(), capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     return [d for d in parse_lsblk(out, by_id_links()) if eligible(d, rule)]

@@ -35,13 +35,33 @@ def round_to_extent(size: int) -> int:
 
 
 def vgs_command(groups: Sequence[str]) -> list[str]:
-    return ["vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
-            "-o", "vg_name,vg_size,vg_free", *groups]
+    return [
+        "vgs",
+        "--reportformat",
+        "json",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        "vg_name,vg_size,vg_free",
+        *groups,
+    ]
 
 
 def lvcreate_command(vg: str, name: str, size: int) -> list[str]:
-    return ["lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--name", name,
-            "--size", f"{round_to_extent(size)}b", vg]
+    return [
+        "lvcreate",
+        "--yes",
+        "--wipesignatures",
+        "y",
+        "--zero",
+        "y",
+        "--name",
+        name,
+        "--size",
+        f"{round_to_extent(size)}b",
+        vg,
+    ]
 
 
 def lvextend_command(vg: str, name: str, size: int, *, resize_fs: bool) -> list[str]:
@@ -56,8 +76,17 @@ def lvremove_command(vg: str, name: str) -> list[str]:
 
 
 def lvs_command(vg: str, name: str) -> list[str]:
-    return ["lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-            "-o", "lv_name,vg_name,lv_size,lv_path", f"{vg}/{name}"]
+    return [
+        "lvs",
+        "--reportformat",
+        "json",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        "lv_name,vg_name,lv_size,lv_path",
+        f"{vg}/{name}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -84,8 +113,9 @@ class LvmBackend:
 
     kind = Backend.LVM
 
-    def __init__(self, groups: Sequence[str], *, mount_root: str,
-                 runner: Runner = run_command) -> None:
+    def __init__(
+        self, groups: Sequence[str], *, mount_root: str, runner: Runner = run_command
+    ) -> None:
         for group in groups:
             validate_component(group)
         self.groups = tuple(groups)
@@ -100,8 +130,10 @@ class LvmBackend:
     def pools(self) -> list[PoolStatus]:
         if not self.groups:
             return []
-        return [PoolStatus(vg.name, vg.size, vg.free)
-                for vg in parse_vgs(self.run(vgs_command(self.groups)))]
+        return [
+            PoolStatus(vg.name, vg.size, vg.free)
+            for vg in parse_vgs(self.run(vgs_command(self.groups)))
+        ]
 
     def create(self, spec: VolumeSpec) -> Realised:
         vg = self._group(spec.pool)
@@ -130,8 +162,11 @@ class LvmBackend:
 
     def expand(self, spec: VolumeSpec) -> int:
         vg = self._group(spec.pool)
-        self.run(lvextend_command(vg, spec.name, spec.size,
-                                  resize_fs=spec.volume_mode is VolumeMode.FILESYSTEM))
+        self.run(
+            lvextend_command(
+                vg, spec.name, spec.size, resize_fs=spec.volume_mode is VolumeMode.FILESYSTEM
+            )
+        )
         found = self._lookup(vg, spec.name)
         return found[0] if found else round_to_extent(spec.size)
 

@@ -98,8 +98,11 @@ def make_volume_dir(root: str, parts: tuple[str, ...], owner: Owner) -> str:
         fd = _open_child(parent, name, path=root)
         try:
             if owner.uid is not None or owner.gid is not None:
-                os.fchown(fd, -1 if owner.uid is None else owner.uid,
-                          -1 if owner.gid is None else owner.gid)
+                os.fchown(
+                    fd,
+                    -1 if owner.uid is None else owner.uid,
+                    -1 if owner.gid is None else owner.gid,
+                )
             os.fchmod(fd, owner.mode)
         finally:
             os.close(fd)
@@ -210,14 +213,20 @@ def registered(root: str, name: str, parts: tuple[str, ...]) -> Iterator[None]:
             records = _read_registry(fd)
             for other, where in records.items():
                 if other != name and nests(parts, where):
-                    raise NestedVolume(f"{root}/{'/'.join(parts)} would contain or sit inside "
-                                       f"volume {other} at {root}/{'/'.join(where)}; refusing")
+                    raise NestedVolume(
+                        f"{root}/{'/'.join(parts)} would contain or sit inside "
+                        f"volume {other} at {root}/{'/'.join(where)}; refusing"
+                    )
             with contextlib.suppress(FileExistsError):
                 os.mkdir(REGISTRY, 0o700, dir_fd=fd)
             reg = _open_child(fd, REGISTRY, path=root)
             try:
-                entry = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                                | os.O_CLOEXEC, 0o600, dir_fd=reg)
+                entry = os.open(
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=reg,
+                )
                 with os.fdopen(entry, "w") as f:
                     f.write("/".join(parts) + "\n")
             finally:
@@ -251,8 +260,9 @@ def check_nothing_inside(root: str, name: str, parts: tuple[str, ...]) -> None:
     """Before deleting ``parts``: refuse when another recorded volume lives inside it."""
     for other, where in registered_volumes(root).items():
         if other != name and len(where) > len(parts) and nests(parts, where):
-            raise NestedVolume(f"volume {other} lives inside {root}/{'/'.join(parts)}; "
-                               "refusing to delete")
+            raise NestedVolume(
+                f"volume {other} lives inside {root}/{'/'.join(parts)}; refusing to delete"
+            )
 
 
 def unregister(root: str, name: str) -> None:

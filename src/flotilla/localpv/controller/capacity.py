@@ -28,9 +28,15 @@ from flotilla.localpv.resources import Obj, create_object, node_report
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flotilla-localpv"}
 
 
-def desired_capacities(classes: list[Obj], nodes: list[Obj], agents: dict[str, Obj],
-                       allocations: list[Allocation], *, namespace: str,
-                       agent_timeout: float) -> dict[str, Obj]:
+def desired_capacities(
+    classes: list[Obj],
+    nodes: list[Obj],
+    agents: dict[str, Obj],
+    allocations: list[Allocation],
+    *,
+    namespace: str,
+    agent_timeout: float,
+) -> dict[str, Obj]:
     """One object per (our class, node with the class's topology label); 0 while no agent."""
     desired: dict[str, Obj] = {}
     for sc in classes:
@@ -46,10 +52,20 @@ def desired_capacities(classes: list[Obj], nodes: list[Obj], agents: dict[str, O
             value = report.labels.get(params.node_affinity_key)
             if value is None:
                 continue
-            total, largest = (node_capacity(report.pools, allocations, params.backend)
-                              if report.agent_alive else (0, 0))
-            obj = manifests.storage_capacity(namespace, sc["metadata"]["name"], name,
-                                             params.node_affinity_key, value, total, largest)
+            total, largest = (
+                node_capacity(report.pools, allocations, params.backend)
+                if report.agent_alive
+                else (0, 0)
+            )
+            obj = manifests.storage_capacity(
+                namespace,
+                sc["metadata"]["name"],
+                name,
+                params.node_affinity_key,
+                value,
+                total,
+                largest,
+            )
             obj["metadata"]["labels"].update(MANAGED_BY)
             desired[obj["metadata"]["name"]] = obj
     return desired
@@ -57,14 +73,21 @@ def desired_capacities(classes: list[Obj], nodes: list[Obj], agents: dict[str, O
 
 def same_quantities(have: Obj, want: Obj) -> bool:
     try:
-        return all(parse_quantity(str(have.get(k))) == parse_quantity(str(want[k]))
-                   for k in ("capacity", "maximumVolumeSize"))
+        return all(
+            parse_quantity(str(have.get(k))) == parse_quantity(str(want[k]))
+            for k in ("capacity", "maximumVolumeSize")
+        )
     except InvalidInput:
         return False
 
 
-def sync_capacities(client: Client, namespace: str, desired: dict[str, Obj],
-                    existing: dict[str, Obj], remember: Callable[[Obj], Any]) -> None:
+def sync_capacities(
+    client: Client,
+    namespace: str,
+    desired: dict[str, Obj],
+    existing: dict[str, Obj],
+    remember: Callable[[Obj], Any],
+) -> None:
     """Make the cluster match ``desired``; ``remember`` records what we wrote (cache)."""
     for name, obj in desired.items():
         have = existing.get(name)
@@ -74,12 +97,22 @@ def sync_capacities(client: Client, namespace: str, desired: dict[str, Obj],
             made = create_object(client, CSIStorageCapacity, obj)
         else:
             with kube_errors(f"update CSIStorageCapacity {name}"):
-                made = to_dict(client.patch(
-                    CSIStorageCapacity, name,
-                    {"capacity": obj["capacity"], "maximumVolumeSize": obj["maximumVolumeSize"]},
-                    namespace=namespace, patch_type=PatchType.MERGE))
+                made = to_dict(
+                    client.patch(
+                        CSIStorageCapacity,
+                        name,
+                        {
+                            "capacity": obj["capacity"],
+                            "maximumVolumeSize": obj["maximumVolumeSize"],
+                        },
+                        namespace=namespace,
+                        patch_type=PatchType.MERGE,
+                    )
+                )
         remember(made)
     for name in set(existing) - set(desired):
-        with contextlib.suppress(KubeNotFoundError), \
-                kube_errors(f"delete CSIStorageCapacity {name}"):
+        with (
+            contextlib.suppress(KubeNotFoundError),
+            kube_errors(f"delete CSIStorageCapacity {name}"),
+        ):
             client.delete(CSIStorageCapacity, name, namespace=namespace)

@@ -61,8 +61,10 @@ from flotilla.localpv.runtime import Permanent, RetryLater
 logger = logging.getLogger(__name__)
 
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
-NEEDS_WFFC = ("StorageClass must use volumeBindingMode WaitForFirstConsumer: a local volume's "
-              "node is chosen by scheduling its first consumer")
+NEEDS_WFFC = (
+    "StorageClass must use volumeBindingMode WaitForFirstConsumer: a local volume's "
+    "node is chosen by scheduling its first consumer"
+)
 
 # --- actions -------------------------------------------------------------------------------------
 
@@ -137,8 +139,14 @@ ClaimAction = Nothing | Refuse | Expand | Provision | GiveUp | Finish
 # --- decisions (pure) ----------------------------------------------------------------------------
 
 
-def decide_claim(pvc: ClaimView | None, sc: ClassView | None, lv: VolumeView | None, *,
-                 pv_exists: bool, may_bind: bool) -> ClaimAction:
+def decide_claim(
+    pvc: ClaimView | None,
+    sc: ClassView | None,
+    lv: VolumeView | None,
+    *,
+    pv_exists: bool,
+    may_bind: bool,
+) -> ClaimAction:
     """The next step for one claim, from the claim, its class, and its volume if placed."""
     if pvc is None or pvc.deleting:
         return Nothing("the claim is gone or going")
@@ -155,8 +163,11 @@ def decide_claim(pvc: ClaimView | None, sc: ClassView | None, lv: VolumeView | N
         params = parse_class_params(sc.parameters)
         claim = claim_from(pvc.obj)
         check_claim(claim, params)
-        subpath = (render_subpath(params.path_pattern, claim)
-                   if params.backend in (Backend.HOSTPATH, Backend.BTRFS) else (claim.pv_name,))
+        subpath = (
+            render_subpath(params.path_pattern, claim)
+            if params.backend in (Backend.HOSTPATH, Backend.BTRFS)
+            else (claim.pv_name,)
+        )
     except InvalidInput as exc:
         return Refuse(str(exc))
     if not pvc.selected_node:
@@ -177,49 +188,75 @@ def _continue(lv: VolumeView, *, pv_exists: bool, may_bind: bool) -> ClaimAction
     return Finish(create_pv=not pv_exists, bind=may_bind)
 
 
-def decide_placement(claim: Claim, params: ClassParams, subpath: tuple[str, ...],
-                     sc: ClassView, node: NodeReport, allocations: list[Allocation],
-                     source: VolumeView | None) -> Refuse | Reschedule | CreateVolume:
+def decide_placement(
+    claim: Claim,
+    params: ClassParams,
+    subpath: tuple[str, ...],
+    sc: ClassView,
+    node: NodeReport,
+    allocations: list[Allocation],
+    source: VolumeView | None,
+) -> Refuse | Reschedule | CreateVolume:
     """Where on the selected node the claim goes, as the LocalVolume to write, or why not.
 
     ``source`` is the volume of the claim's clone source (None when it has none or is unbound).
     """
     if claim.data_source_pvc and (source is None or source.phase != "Ready"):
         return Refuse(f"clone source {claim.data_source_pvc} is not a bound localpv volume")
-    decision = place(claim, params, node, allocations,
-                     source_pool=source.pool if source else None,
-                     source_node=source.node if source else None,
-                     subpath=subpath if params.backend in (Backend.HOSTPATH, Backend.BTRFS)
-                     else ())
+    decision = place(
+        claim,
+        params,
+        node,
+        allocations,
+        source_pool=source.pool if source else None,
+        source_node=source.node if source else None,
+        subpath=subpath if params.backend in (Backend.HOSTPATH, Backend.BTRFS) else (),
+    )
     if not isinstance(decision, Place):
         return decision
     affinity_value = node.labels.get(params.node_affinity_key)
     if affinity_value is None:
-        return Reschedule(f"node {node.name} has no label {params.node_affinity_key} for the "
-                          "PV's node affinity")
+        return Reschedule(
+            f"node {node.name} has no label {params.node_affinity_key} for the PV's node affinity"
+        )
     spec: Obj = {
-        "node": node.name, "nodeUID": node.node_uid,
-        "backend": params.backend.value, "pool": decision.pool, "size": claim.size,
-        "subpath": list(subpath), "volumeMode": claim.volume_mode.value,
-        "fsType": params.fs_type, "volumeGroup": params.volume_group,
+        "node": node.name,
+        "nodeUID": node.node_uid,
+        "backend": params.backend.value,
+        "pool": decision.pool,
+        "size": claim.size,
+        "subpath": list(subpath),
+        "volumeMode": claim.volume_mode.value,
+        "fsType": params.fs_type,
+        "volumeGroup": params.volume_group,
         "reclaimPolicy": sc.reclaim_policy,
         "owner": {"uid": params.uid, "gid": params.gid, "mode": params.mode},
         "claim": {"namespace": claim.namespace, "name": claim.name, "uid": claim.uid},
         "accessModes": list(claim.access_modes),
         "storageClass": sc.name,
-        "nodeAffinityKey": params.node_affinity_key, "nodeAffinityValue": affinity_value,
+        "nodeAffinityKey": params.node_affinity_key,
+        "nodeAffinityValue": affinity_value,
     }
     if source is not None:
-        spec["source"] = {"volume": source.name, "pool": source.pool,
-                          "subpath": (source.obj.get("spec") or {}).get("subpath", [])}
-    body = manifests.local_volume(claim.pv_name, spec, {
-        LABEL_NODE: node.name, LABEL_BACKEND: params.backend.value, LABEL_CLASS: sc.name})
-    return CreateVolume(body, Allocation(node.name, params.backend, decision.pool, claim.size,
-                                         subpath, claim.pv_name))
+        spec["source"] = {
+            "volume": source.name,
+            "pool": source.pool,
+            "subpath": (source.obj.get("spec") or {}).get("subpath", []),
+        }
+    body = manifests.local_volume(
+        claim.pv_name,
+        spec,
+        {LABEL_NODE: node.name, LABEL_BACKEND: params.backend.value, LABEL_CLASS: sc.name},
+    )
+    return CreateVolume(
+        body,
+        Allocation(node.name, params.backend, decision.pool, claim.size, subpath, claim.pv_name),
+    )
 
 
-def decide_expansion(pvc: ClaimView, lv: VolumeView | None, *,
-                     pv_exists: bool) -> Nothing | ResizeFailed | Grow | FinishResize:
+def decide_expansion(
+    pvc: ClaimView, lv: VolumeView | None, *, pv_exists: bool
+) -> Nothing | ResizeFailed | Grow | FinishResize:
     """A bound claim that asks for more than it has: grow the volume, then report the size."""
     if lv is None or not pv_exists or lv.deleting:
         return Nothing("no volume to grow")
@@ -238,15 +275,18 @@ def decide_expansion(pvc: ClaimView, lv: VolumeView | None, *,
     return FinishResize(requested)
 
 
-def decide_growth(lv: VolumeView, size: int, node: NodeReport,
-                  others: list[Allocation]) -> ResizeFailed | Grow:
+def decide_growth(
+    lv: VolumeView, size: int, node: NodeReport, others: list[Allocation]
+) -> ResizeFailed | Grow:
     """Whether the volume's pool has room for ``size`` bytes beside everyone else's promises."""
-    pool = next((p for p in node.pools if p.name == lv.pool and p.backend.value == lv.backend),
-                None)
+    pool = next(
+        (p for p in node.pools if p.name == lv.pool and p.backend.value == lv.backend), None
+    )
     room = available(pool, others) if pool else 0
     if room < size:
-        return ResizeFailed(f"pool {lv.pool} on {lv.node} has {room} bytes for this volume, "
-                            f"{size} requested")
+        return ResizeFailed(
+            f"pool {lv.pool} on {lv.node} has {room} bytes for this volume, {size} requested"
+        )
     return Grow(size)
 
 
@@ -271,8 +311,12 @@ class Claims:
         lv_raw = caches.volumes.get(pvc.pv_name)
         lv = VolumeView.of(lv_raw) if lv_raw is not None else None
         action = decide_claim(
-            pvc, sc, lv, pv_exists=caches.pvs.get(pvc.pv_name) is not None,
-            may_bind=self.ctx.settings.bind_claims and not memory.was_bound(pvc.pv_name))
+            pvc,
+            sc,
+            lv,
+            pv_exists=caches.pvs.get(pvc.pv_name) is not None,
+            may_bind=self.ctx.settings.bind_claims and not memory.was_bound(pvc.pv_name),
+        )
         if isinstance(action, Refuse):
             self._refuse(pvc, action.reason)
         elif isinstance(action, Expand):
@@ -300,15 +344,24 @@ class Claims:
         path = "/metadata/annotations/" + SELECTED_NODE.replace("~", "~0").replace("/", "~1")
         try:
             with kube_errors("drop selected-node"):
-                self.ctx.client.patch(PersistentVolumeClaim, pvc.name,
-                                      [{"op": "test", "path": path, "value": node_name},
-                                       {"op": "remove", "path": path}],
-                                      namespace=pvc.namespace, patch_type=PatchType.JSON)
+                self.ctx.client.patch(
+                    PersistentVolumeClaim,
+                    pvc.name,
+                    [
+                        {"op": "test", "path": path, "value": node_name},
+                        {"op": "remove", "path": path},
+                    ],
+                    namespace=pvc.namespace,
+                    patch_type=PatchType.JSON,
+                )
         except (KubeNotFoundError, KubeConflictError, KubeInvalidError):
             return  # the claim moved on (deleted, or the scheduler chose again)
-        self.ctx.events.claim(pvc.obj, "Rescheduling",
-                              f"{reason}; asking the scheduler to choose another node",
-                              warning=True)
+        self.ctx.events.claim(
+            pvc.obj,
+            "Rescheduling",
+            f"{reason}; asking the scheduler to choose another node",
+            warning=True,
+        )
 
     def _source(self, claim: Claim) -> VolumeView | None:
         if not claim.data_source_pvc:
@@ -321,11 +374,16 @@ class Claims:
     def _provision(self, pvc: ClaimView, sc: ClassView, step: Provision) -> None:
         ctx, claim = self.ctx, step.claim
         source = self._source(claim)
-        report = node_report(step.node, ctx.caches.nodes.get(step.node),
-                             ctx.caches.agents.get(step.node), ctx.settings.agent_timeout)
+        report = node_report(
+            step.node,
+            ctx.caches.nodes.get(step.node),
+            ctx.caches.agents.get(step.node),
+            ctx.settings.agent_timeout,
+        )
         with ctx.place_lock:
-            decision = decide_placement(claim, step.params, step.subpath, sc, report,
-                                        ctx.allocations(), source)
+            decision = decide_placement(
+                claim, step.params, step.subpath, sc, report, ctx.allocations(), source
+            )
             if isinstance(decision, CreateVolume):
                 # Reserve, then write outside the lock: placements stay exact, writes parallel.
                 ctx.memory.reserve(claim.pv_name, decision.allocation)
@@ -340,24 +398,34 @@ class Claims:
         except KubeConflictError:
             pass  # already there: a restart or a concurrent pass; the watch continues it
         except KubeInvalidError as exc:
-            raise Permanent(f"the API server refused the LocalVolume for {pvc.key}: {exc}") \
-                from exc
+            raise Permanent(f"the API server refused the LocalVolume for {pvc.key}: {exc}") from exc
         finally:
             ctx.memory.release(claim.pv_name)
-        logger.debug("placed %s (%d bytes, %s) on %s in %s", claim.pv_name, claim.size,
-                     step.params.backend, step.node, decision.allocation.pool)
+        logger.debug(
+            "placed %s (%d bytes, %s) on %s in %s",
+            claim.pv_name,
+            claim.size,
+            step.params.backend,
+            step.node,
+            decision.allocation.pool,
+        )
 
     def _finish(self, pvc: ClaimView, sc: ClassView, lv: VolumeView, step: Finish) -> None:
         ctx = self.ctx
         if step.create_pv:
             body = manifests.persistent_volume(
-                {**lv.obj, "spec": {**lv.obj["spec"]}}, storage_class=sc.name,
-                affinity_value=lv.obj["spec"].get("nodeAffinityValue", lv.node))
+                {**lv.obj, "spec": {**lv.obj["spec"]}},
+                storage_class=sc.name,
+                affinity_value=lv.obj["spec"].get("nodeAffinityValue", lv.node),
+            )
             try:
                 ctx.caches.pvs.put(create_object(ctx.client, PersistentVolume, body))
-                ctx.events.claim(pvc.obj, "ProvisioningSucceeded",
-                                 f"created {lv.name} ({lv.size} bytes, {lv.backend}) on node "
-                                 f"{lv.node} at {lv.path} (pool {lv.pool})")
+                ctx.events.claim(
+                    pvc.obj,
+                    "ProvisioningSucceeded",
+                    f"created {lv.name} ({lv.size} bytes, {lv.backend}) on node "
+                    f"{lv.node} at {lv.path} (pool {lv.pool})",
+                )
             except KubeConflictError:
                 pass
         if step.bind:
@@ -376,15 +444,35 @@ class Claims:
         modes = list(lv.obj["spec"].get("accessModes") or ["ReadWriteOnce"])
         try:
             with kube_errors(f"bind {pvc.key}"):
-                client.patch(PersistentVolume.Status, pv_name, {"status": {"phase": "Bound"}},
-                             patch_type=PatchType.MERGE)
-                client.patch(PersistentVolumeClaim, pvc.name, {
-                    "metadata": {"annotations": {BIND_COMPLETED: "yes"}},
-                    "spec": {"volumeName": pv_name}},
-                    namespace=pvc.namespace, patch_type=PatchType.MERGE)
-                client.patch(PersistentVolumeClaim.Status, pvc.name, {"status": {
-                    "phase": "Bound", "accessModes": modes, "capacity": {"storage": capacity}}},
-                    namespace=pvc.namespace, patch_type=PatchType.MERGE)
+                client.patch(
+                    PersistentVolume.Status,
+                    pv_name,
+                    {"status": {"phase": "Bound"}},
+                    patch_type=PatchType.MERGE,
+                )
+                client.patch(
+                    PersistentVolumeClaim,
+                    pvc.name,
+                    {
+                        "metadata": {"annotations": {BIND_COMPLETED: "yes"}},
+                        "spec": {"volumeName": pv_name},
+                    },
+                    namespace=pvc.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                client.patch(
+                    PersistentVolumeClaim.Status,
+                    pvc.name,
+                    {
+                        "status": {
+                            "phase": "Bound",
+                            "accessModes": modes,
+                            "capacity": {"storage": capacity},
+                        }
+                    },
+                    namespace=pvc.namespace,
+                    patch_type=PatchType.MERGE,
+                )
         except KubeConflictError as exc:
             raise RetryLater(0.2, "conflict while binding") from exc
         except (KubeNotFoundError, KubeInvalidError) as exc:
@@ -409,8 +497,12 @@ class Claims:
 
     def _grow(self, pvc: ClaimView, lv: VolumeView, size: int) -> None:
         ctx = self.ctx
-        report = node_report(lv.node, ctx.caches.nodes.get(lv.node),
-                             ctx.caches.agents.get(lv.node), ctx.settings.agent_timeout)
+        report = node_report(
+            lv.node,
+            ctx.caches.nodes.get(lv.node),
+            ctx.caches.agents.get(lv.node),
+            ctx.settings.agent_timeout,
+        )
         with ctx.place_lock:
             growth = decide_growth(lv, size, report, ctx.allocations_besides(lv.name))
             if isinstance(growth, Grow):
@@ -423,10 +515,18 @@ class Claims:
     def _finish_resize(self, pvc: ClaimView, name: str, size: int) -> None:
         client = self.ctx.client
         with kube_errors(f"resize PV {name}"):
-            client.patch(PersistentVolume, name, {"spec": {"capacity": {"storage": str(size)}}},
-                         patch_type=PatchType.MERGE)
+            client.patch(
+                PersistentVolume,
+                name,
+                {"spec": {"capacity": {"storage": str(size)}}},
+                patch_type=PatchType.MERGE,
+            )
         with kube_errors(f"resize PVC {pvc.name}"):
-            client.patch(PersistentVolumeClaim.Status, pvc.name,
-                         {"status": {"capacity": {"storage": str(size)}}},
-                         namespace=pvc.namespace, patch_type=PatchType.MERGE)
+            client.patch(
+                PersistentVolumeClaim.Status,
+                pvc.name,
+                {"status": {"capacity": {"storage": str(size)}}},
+                namespace=pvc.namespace,
+                patch_type=PatchType.MERGE,
+            )
         self.ctx.events.claim(pvc.obj, "VolumeResizeSuccessful", f"{name} is now {size} bytes")

@@ -111,12 +111,12 @@ class Recorder:
         self._queue: queue.Queue[tuple[Obj, str, str, bool]] = queue.Queue()
 
     def claim(self, pvc: Obj, reason: str, message: str, *, warning: bool = False) -> None:
-        self._queue.put((with_kind(pvc, "v1", "PersistentVolumeClaim"), reason, message,
-                         warning))
+        self._queue.put((with_kind(pvc, "v1", "PersistentVolumeClaim"), reason, message, warning))
 
     def volume(self, lv: Obj, reason: str, message: str, *, warning: bool = False) -> None:
-        self._queue.put((with_kind(lv, f"{GROUP}/v1alpha1", "LocalVolume"), reason, message,
-                         warning))
+        self._queue.put(
+            (with_kind(lv, f"{GROUP}/v1alpha1", "LocalVolume"), reason, message, warning)
+        )
 
     def pv(self, pv: Obj, reason: str, message: str, *, warning: bool = False) -> None:
         self._queue.put((with_kind(pv, "v1", "PersistentVolume"), reason, message, warning))
@@ -165,8 +165,15 @@ class Context:
 
     def allocations_besides(self, name: str) -> list[Allocation]:
         """The cached volumes' promises other than ``name``'s (room for ``name`` to grow)."""
-        return [a for a in (allocation_from(lv) for lv in self.caches.volumes.items()
-                            if lv["metadata"]["name"] != name) if a is not None]
+        return [
+            a
+            for a in (
+                allocation_from(lv)
+                for lv in self.caches.volumes.items()
+                if lv["metadata"]["name"] != name
+            )
+            if a is not None
+        ]
 
     def patch_volume(self, name: str, patch: Obj) -> None:
         """Merge-patch a LocalVolume and record the result in the cache at once."""

@@ -29,8 +29,9 @@ def _micro_time(when: datetime.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def lease_free(holder: str | None, renewed: str | None, duration: int, me: str,
-               now: datetime.datetime) -> bool:
+def lease_free(
+    holder: str | None, renewed: str | None, duration: int, me: str, now: datetime.datetime
+) -> bool:
     """May ``me`` take a lease last renewed at ``renewed`` by ``holder``?"""
     if not holder or holder == me or not renewed:
         return True
@@ -44,8 +45,9 @@ def lease_free(holder: str | None, renewed: str | None, duration: int, me: str,
 class LeaderElector:
     """Holds one Lease in ``namespace``; ``acquire`` blocks until we lead or ``stop`` is set."""
 
-    def __init__(self, client: Client, *, namespace: str, name: str, duration: int = 15,
-                 renew: float = 5.0) -> None:
+    def __init__(
+        self, client: Client, *, namespace: str, name: str, duration: int = 15, renew: float = 5.0
+    ) -> None:
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -58,34 +60,50 @@ class LeaderElector:
 
     def _try(self) -> bool:
         now = datetime.datetime.now(datetime.UTC)
-        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
-                "renewTime": _micro_time(now)}
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.duration,
+            "renewTime": _micro_time(now),
+        }
         try:
             with kube_errors(f"get Lease {self.name}"):
                 lease = to_dict(self.client.get(Lease, self.name, namespace=self.namespace))
         except KubeNotFoundError:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": {**spec, "acquireTime": _micro_time(now)}}
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {**spec, "acquireTime": _micro_time(now)},
+            }
             try:
                 create_object(self.client, Lease, body)
                 return True
             except KubeConflictError:
                 return False
         current = lease.get("spec", {})
-        if not lease_free(current.get("holderIdentity"), current.get("renewTime"),
-                          int(current.get("leaseDurationSeconds") or self.duration),
-                          self.identity, now):
+        if not lease_free(
+            current.get("holderIdentity"),
+            current.get("renewTime"),
+            int(current.get("leaseDurationSeconds") or self.duration),
+            self.identity,
+            now,
+        ):
             return False
         if current.get("holderIdentity") != self.identity:
             spec["acquireTime"] = _micro_time(now)
-        patch = [{"op": "test", "path": "/metadata/resourceVersion",
-                  "value": lease["metadata"]["resourceVersion"]},
-                 {"op": "replace", "path": "/spec", "value": {**current, **spec}}]
+        patch = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": lease["metadata"]["resourceVersion"],
+            },
+            {"op": "replace", "path": "/spec", "value": {**current, **spec}},
+        ]
         try:
             with kube_errors(f"take Lease {self.name}"):
-                self.client.patch(Lease, self.name, patch, namespace=self.namespace,
-                                  patch_type=PatchType.JSON)
+                self.client.patch(
+                    Lease, self.name, patch, namespace=self.namespace, patch_type=PatchType.JSON
+                )
         except KubeError:
             return False
         return True
@@ -129,7 +147,12 @@ class LeaderElector:
         self._leading.clear()
         try:
             with kube_errors(f"release Lease {self.name}"):
-                self.client.patch(Lease, self.name, {"spec": {"holderIdentity": None}},
-                                  namespace=self.namespace, patch_type=PatchType.MERGE)
+                self.client.patch(
+                    Lease,
+                    self.name,
+                    {"spec": {"holderIdentity": None}},
+                    namespace=self.namespace,
+                    patch_type=PatchType.MERGE,
+                )
         except KubeError:
             pass

@@ -79,17 +79,24 @@ class Controller:
             nodes=Informer(client, Node, on_change=self._on_node, name="node"),
             volumes=Informer(client, LocalVolume, on_change=self._on_volume, name="volume"),
             agents=Informer(client, LocalNode, on_change=self._on_node, name="localnode"),
-            capacities=Informer(client, CSIStorageCapacity, namespace=settings.namespace,
-                                labels=MANAGED_BY, on_change=lambda _t, _o: None,
-                                name="capacity"))
+            capacities=Informer(
+                client,
+                CSIStorageCapacity,
+                namespace=settings.namespace,
+                labels=MANAGED_BY,
+                on_change=lambda _t, _o: None,
+                name="capacity",
+            ),
+        )
         c = self.caches
         self._informers = [c.classes, c.nodes, c.agents, c.volumes, c.pvs, c.pvcs, c.capacities]
         self.ctx = Context(client, settings, self.caches, Recorder(client))
         self.claims = Claims(self.ctx)
         self.volumes = Volumes(self.ctx)
         self.pvs = PersistentVolumes(self.ctx)
-        warm_up_decoders(Event, Namespace, CSIDriver, PersistentVolume.Status,
-                         PersistentVolumeClaim.Status)
+        warm_up_decoders(
+            Event, Namespace, CSIDriver, PersistentVolume.Status, PersistentVolumeClaim.Status
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -99,12 +106,13 @@ class Controller:
             informer.start()
         for informer in self._informers:
             informer.synced.wait(60)
-        threading.Thread(target=self.ctx.events.run, args=(self.stop_event,), name="events",
-                         daemon=True).start()
-        start_workers(self.queue, self.reconcile, self.settings.workers, self.stop_event,
-                      "controller")
-        every(self.settings.capacity_interval, self.stop_event, self._publish_capacity,
-              "capacity")
+        threading.Thread(
+            target=self.ctx.events.run, args=(self.stop_event,), name="events", daemon=True
+        ).start()
+        start_workers(
+            self.queue, self.reconcile, self.settings.workers, self.stop_event, "controller"
+        )
+        every(self.settings.capacity_interval, self.stop_event, self._publish_capacity, "capacity")
         every(self.settings.resync, self.stop_event, self._resync, "resync")
         logger.info("localpv controller running with %d workers", self.settings.workers)
 
@@ -115,9 +123,17 @@ class Controller:
             informer.stop()
 
     def _ensure_cluster_objects(self) -> None:
-        for cls, body in ((Namespace, {"apiVersion": "v1", "kind": "Namespace",
-                                       "metadata": {"name": self.settings.namespace}}),
-                          (CSIDriver, manifests.csi_driver())):
+        for cls, body in (
+            (
+                Namespace,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": self.settings.namespace},
+                },
+            ),
+            (CSIDriver, manifests.csi_driver()),
+        ):
             try:
                 create_object(self.client, cls, body)
             except KubeConflictError:
@@ -147,8 +163,9 @@ class Controller:
         self._capacity_dirty.set()
         name = sc["metadata"]["name"]
         for pvc in self.caches.pvcs.items():  # claims that arrived before their class did
-            if (pvc.get("spec", {}).get("storageClassName") == name
-                    and not pvc["spec"].get("volumeName")):
+            if pvc.get("spec", {}).get("storageClassName") == name and not pvc["spec"].get(
+                "volumeName"
+            ):
                 self.queue.add(ClaimKey(Informer.key_of(pvc)))
 
     def _on_node(self, _kind: str, obj: Obj) -> None:
@@ -184,9 +201,12 @@ class Controller:
         self._capacity_dirty.clear()
         c = self.caches
         desired = desired_capacities(
-            c.classes.items(), c.nodes.items(),
-            {a["metadata"]["name"]: a for a in c.agents.items()}, self.ctx.allocations(),
-            namespace=self.settings.namespace, agent_timeout=self.settings.agent_timeout)
+            c.classes.items(),
+            c.nodes.items(),
+            {a["metadata"]["name"]: a for a in c.agents.items()},
+            self.ctx.allocations(),
+            namespace=self.settings.namespace,
+            agent_timeout=self.settings.agent_timeout,
+        )
         existing = {o["metadata"]["name"]: o for o in c.capacities.items()}
-        sync_capacities(self.client, self.settings.namespace, desired, existing,
-                        c.capacities.put)
+        sync_capacities(self.client, self.settings.namespace, desired, existing, c.capacities.put)

@@ -39,10 +39,12 @@ class ClassView:
     @classmethod
     def of(cls, sc: Obj) -> ClassView:
         return cls(
-            name=str(sc["metadata"]["name"]), ours=sc.get("provisioner") == PROVISIONER,
+            name=str(sc["metadata"]["name"]),
+            ours=sc.get("provisioner") == PROVISIONER,
             wait_for_first_consumer=sc.get("volumeBindingMode") == "WaitForFirstConsumer",
             parameters={str(k): str(v) for k, v in (sc.get("parameters") or {}).items()},
-            reclaim_policy=str(sc.get("reclaimPolicy") or "Delete"))
+            reclaim_policy=str(sc.get("reclaimPolicy") or "Delete"),
+        )
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,17 @@ class ClaimView:
         requests = (spec.get("resources") or {}).get("requests") or {}
         capacity = ((pvc.get("status") or {}).get("capacity") or {}).get("storage", "0")
         return cls(
-            namespace=str(meta.get("namespace", "")), name=str(meta["name"]),
-            uid=str(meta.get("uid", "")), deleting=bool(meta.get("deletionTimestamp")),
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta["name"]),
+            uid=str(meta.get("uid", "")),
+            deleting=bool(meta.get("deletionTimestamp")),
             storage_class=str(spec.get("storageClassName") or ""),
             volume_name=str(spec.get("volumeName") or ""),
             selected_node=str((meta.get("annotations") or {}).get(SELECTED_NODE) or ""),
-            requested=str(requests.get("storage") or ""), capacity=str(capacity), obj=pvc)
+            requested=str(requests.get("storage") or ""),
+            capacity=str(capacity),
+            obj=pvc,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,20 +128,26 @@ class VolumeView:
         claim = spec.get("claim") or {}
         node_uid = spec.get("nodeUID")
         return cls(
-            name=str(meta["name"]), node=str(spec.get("node", "")),
+            name=str(meta["name"]),
+            node=str(spec.get("node", "")),
             node_uid=None if node_uid is None else str(node_uid),
             deleting=bool(meta.get("deletionTimestamp")),
             has_finalizer=FINALIZER in (meta.get("finalizers") or []),
             phase=str(status.get("phase") or ""),
             message=str(status.get("message") or "unknown error"),
-            size=_int(spec.get("size")), capacity=_int(status.get("capacity")),
-            backend=str(spec.get("backend", "")), pool=str(spec.get("pool", "")),
+            size=_int(spec.get("size")),
+            capacity=_int(status.get("capacity")),
+            backend=str(spec.get("backend", "")),
+            pool=str(spec.get("pool", "")),
             path=str(status.get("path") or "?"),
             reclaim_policy=str(spec.get("reclaimPolicy") or ""),
             claim_namespace=str(claim.get("namespace") or ""),
-            claim_name=str(claim.get("name") or ""), claim_uid=str(claim.get("uid") or ""),
+            claim_name=str(claim.get("name") or ""),
+            claim_uid=str(claim.get("uid") or ""),
             node_gone_since=str(annotations.get(ANNOTATION_NODE_GONE) or ""),
-            loss_reported=bool(annotations.get(ANNOTATION_LOSS_REPORTED)), obj=lv)
+            loss_reported=bool(annotations.get(ANNOTATION_LOSS_REPORTED)),
+            obj=lv,
+        )
 
 
 @dataclass(frozen=True)
@@ -152,11 +165,13 @@ class PVView:
     def of(cls, pv: Obj) -> PVView:
         meta = pv["metadata"]
         return cls(
-            name=str(meta["name"]), deleting=bool(meta.get("deletionTimestamp")),
+            name=str(meta["name"]),
+            deleting=bool(meta.get("deletionTimestamp")),
             ours=(meta.get("annotations") or {}).get(PROVISIONED_BY) == PROVISIONER,
             phase=str((pv.get("status") or {}).get("phase") or ""),
             reclaim_policy=str((pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") or ""),
-            obj=pv)
+            obj=pv,
+        )
 
 
 def _int(value: Any) -> int:

@@ -73,14 +73,16 @@ class Forget:
     message: str
 
 
-VolumeAction = Nothing | StampNodeGone | ClearNodeGone | HandleDeletion | DeleteRecord | \
-    ReportNodeLost
+VolumeAction = (
+    Nothing | StampNodeGone | ClearNodeGone | HandleDeletion | DeleteRecord | ReportNodeLost
+)
 
 # --- decisions (pure) ----------------------------------------------------------------------------
 
 
-def decide_volume(lv: VolumeView, node: NodeReport, claim: ClaimView | None, *,
-                  pv_exists: bool) -> VolumeAction:
+def decide_volume(
+    lv: VolumeView, node: NodeReport, claim: ClaimView | None, *, pv_exists: bool
+) -> VolumeAction:
     """The next step for one LocalVolume, from its node, its claim (by name) and its PV."""
     expected_uid = lv.node_uid if lv.node_uid is not None else node.node_uid
     same_machine = node.exists and node.node_uid == expected_uid
@@ -101,13 +103,16 @@ def decide_volume(lv: VolumeView, node: NodeReport, claim: ClaimView | None, *,
             return DeleteRecord(force=True)
         return Nothing("retained: the record of kept data")
     if not same_machine and claim is not None and not lv.loss_reported:
-        return ReportNodeLost(f"node {lv.node} that holds {lv.name} is gone or was re-created; "
-                              "its data is not reachable")
+        return ReportNodeLost(
+            f"node {lv.node} that holds {lv.name} is gone or was re-created; "
+            "its data is not reachable"
+        )
     return Nothing()
 
 
-def decide_release(lv: VolumeView, node: NodeReport, gone_for: float | None,
-                   grace: float) -> Nothing | Wait | Forget:
+def decide_release(
+    lv: VolumeView, node: NodeReport, gone_for: float | None, grace: float
+) -> Nothing | Wait | Forget:
     """What to do with a LocalVolume being deleted, given how long its node has been gone."""
     if not lv.has_finalizer:
         return Nothing("no finalizer of ours")
@@ -116,8 +121,10 @@ def decide_release(lv: VolumeView, node: NodeReport, gone_for: float | None,
         return Nothing("the agent deletes the data and removes the finalizer")
     if decision is Release.WAIT:
         return Wait(max(0.5, min(grace - (gone_for or 0.0) + 0.1, 30.0)))
-    return Forget(f"node {lv.node} is gone (or was re-created) for longer than {grace:.0f}s: "
-                  f"released the record of {lv.name}; its data at {lv.path} was NOT deleted")
+    return Forget(
+        f"node {lv.node} is gone (or was re-created) for longer than {grace:.0f}s: "
+        f"released the record of {lv.name}; its data at {lv.path} was NOT deleted"
+    )
 
 
 # --- execution -----------------------------------------------------------------------------------
@@ -135,8 +142,9 @@ class Volumes:
         if raw is None:
             return
         lv = VolumeView.of(raw)
-        report = node_report(lv.node, ctx.caches.nodes.get(lv.node), None,
-                             ctx.settings.agent_timeout)
+        report = node_report(
+            lv.node, ctx.caches.nodes.get(lv.node), None, ctx.settings.agent_timeout
+        )
         claim_raw = ctx.caches.pvcs.get(lv.claim_key)
         claim = ClaimView.of(claim_raw) if claim_raw is not None else None
         action = decide_volume(lv, report, claim, pv_exists=ctx.caches.pvs.get(name) is not None)
@@ -153,13 +161,15 @@ class Volumes:
         elif isinstance(action, ReportNodeLost):
             assert claim is not None
             ctx.events.claim(claim.obj, "NodeLost", action.message, warning=True)
-            ctx.patch_volume(name, {"metadata": {"annotations": {ANNOTATION_LOSS_REPORTED:
-                                                                 "true"}}})
+            ctx.patch_volume(
+                name, {"metadata": {"annotations": {ANNOTATION_LOSS_REPORTED: "true"}}}
+            )
 
     def _release(self, lv: VolumeView, report: NodeReport) -> None:
         ctx = self.ctx
-        step = decide_release(lv, report, age_seconds(lv.node_gone_since or None),
-                              ctx.settings.node_gone_grace)
+        step = decide_release(
+            lv, report, age_seconds(lv.node_gone_since or None), ctx.settings.node_gone_grace
+        )
         if isinstance(step, Wait):
             raise RetryLater(step.after, "node gone, within grace")
         if not isinstance(step, Forget):
@@ -167,11 +177,19 @@ class Volumes:
         meta = lv.obj["metadata"]
         finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
         with kube_errors(f"release LocalVolume {lv.name}"):
-            ctx.client.patch(LocalVolume, lv.name,
-                             [{"op": "test", "path": "/metadata/resourceVersion",
-                               "value": meta["resourceVersion"]},
-                              {"op": "replace", "path": "/metadata/finalizers",
-                               "value": finalizers}], patch_type=PatchType.JSON)
+            ctx.client.patch(
+                LocalVolume,
+                lv.name,
+                [
+                    {
+                        "op": "test",
+                        "path": "/metadata/resourceVersion",
+                        "value": meta["resourceVersion"],
+                    },
+                    {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
+                ],
+                patch_type=PatchType.JSON,
+            )
         ctx.events.volume(lv.obj, "ReleasedNodeGone", step.message, warning=True)
         pv = ctx.caches.pvs.get(lv.name)
         if pv is not None:

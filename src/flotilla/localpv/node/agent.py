@@ -78,41 +78,63 @@ def spec_from(lv: Obj) -> VolumeSpec:
     source = None
     if spec.get("source"):
         src = spec["source"]
-        source = VolumeSpec(name=str(src.get("volume", "")), pool=str(src.get("pool", "")),
-                            size=0, subpath=validate_subpath(list(src.get("subpath") or [])))
+        source = VolumeSpec(
+            name=str(src.get("volume", "")),
+            pool=str(src.get("pool", "")),
+            size=0,
+            subpath=validate_subpath(list(src.get("subpath") or [])),
+        )
     mode = owner.get("mode")
     if mode is not None and (type(mode) is not int or mode & ~0o777):
         raise InvalidInput(f"mode {mode!r} is not a permission mode")
-    uid, gid = (None if owner.get(k) is None else whole_number(owner[k], k, limit=MAX_ID)
-                for k in ("uid", "gid"))
+    uid, gid = (
+        None if owner.get(k) is None else whole_number(owner[k], k, limit=MAX_ID)
+        for k in ("uid", "gid")
+    )
     backend = Backend(spec["backend"])
-    subpath = (validate_subpath(list(spec.get("subpath") or []))
-               if backend in (Backend.HOSTPATH, Backend.BTRFS) else (lv["metadata"]["name"],))
+    subpath = (
+        validate_subpath(list(spec.get("subpath") or []))
+        if backend in (Backend.HOSTPATH, Backend.BTRFS)
+        else (lv["metadata"]["name"],)
+    )
     return VolumeSpec(
-        name=lv["metadata"]["name"], pool=str(spec["pool"]),
+        name=lv["metadata"]["name"],
+        pool=str(spec["pool"]),
         size=whole_number(spec["size"], "size"),
         subpath=subpath,
         owner=Owner(uid, gid, 0o777 if mode is None else mode),
         volume_mode=VolumeMode(spec.get("volumeMode") or "Filesystem"),
-        fs_type=str(spec.get("fsType") or "ext4"), source=source,
+        fs_type=str(spec.get("fsType") or "ext4"),
+        source=source,
     )
 
 
 class Agent:
     """Reconciles LocalVolumes labelled with this node and publishes the node's pools."""
 
-    def __init__(self, client: Client, settings: AgentSettings,
-                 backends: dict[Backend, VolumeBackend]) -> None:
+    def __init__(
+        self, client: Client, settings: AgentSettings, backends: dict[Backend, VolumeBackend]
+    ) -> None:
         self.client = client
         self.settings = settings
         self.backends = backends
         self.queue: WorkQueue[str] = WorkQueue()
         self.stop_event = threading.Event()
         self.node_uid = ""
-        self.volumes = Informer(client, LocalVolume, labels={LABEL_NODE: settings.node},
-                                on_change=self._on_volume, name="volume")
-        self.node = Informer(client, Node, fields={"metadata.name": settings.node},
-                             on_change=self._on_node, name="node")
+        self.volumes = Informer(
+            client,
+            LocalVolume,
+            labels={LABEL_NODE: settings.node},
+            on_change=self._on_volume,
+            name="volume",
+        )
+        self.node = Informer(
+            client,
+            Node,
+            fields={"metadata.name": settings.node},
+            on_change=self._on_node,
+            name="node",
+        )
         self.metrics: Any = None
         warm_up_decoders(Event)
         self._devices_seen: dict[str, Obj] = {}
@@ -126,14 +148,23 @@ class Agent:
         self.volumes.synced.wait(30)
         if self.settings.metrics_port is not None:
             from flotilla.localpv.node.metrics import AgentMetrics
+
             self.metrics = AgentMetrics(self.settings.node)
             self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
         every(self.settings.heartbeat, self.stop_event, self.report, "heartbeat")
         every(self.settings.usage_interval, self.stop_event, self.measure, "usage")
-        start_workers(self.queue, self.reconcile, self.settings.workers, self.stop_event,
-                      f"agent-{self.settings.node}")
-        logger.info("localpv agent for %s running (backends: %s)", self.settings.node,
-                    ", ".join(b.value for b in self.backends))
+        start_workers(
+            self.queue,
+            self.reconcile,
+            self.settings.workers,
+            self.stop_event,
+            f"agent-{self.settings.node}",
+        )
+        logger.info(
+            "localpv agent for %s running (backends: %s)",
+            self.settings.node,
+            ", ".join(b.value for b in self.backends),
+        )
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -160,8 +191,14 @@ class Agent:
         for kind, backend in self.backends.items():
             try:
                 for pool in backend.pools():
-                    result.append({"backend": kind.value, "name": pool.name,
-                                   "budget": pool.budget, "free": pool.free})
+                    result.append(
+                        {
+                            "backend": kind.value,
+                            "name": pool.name,
+                            "budget": pool.budget,
+                            "free": pool.free,
+                        }
+                    )
             except (OSError, BackendError) as exc:
                 logger.warning("cannot measure %s pools: %s", kind, exc)
         return result
@@ -176,11 +213,17 @@ class Agent:
         self._publish_devices()
         try:
             with kube_errors("report LocalNode"):
-                self.client.patch(LocalNode, self.settings.node, {"status": status},
-                                  patch_type=PatchType.MERGE)
+                self.client.patch(
+                    LocalNode, self.settings.node, {"status": status}, patch_type=PatchType.MERGE
+                )
         except KubeNotFoundError:
-            body = {"apiVersion": API_VERSION, "kind": "LocalNode",
-                    "metadata": {"name": self.settings.node}, "spec": {}, "status": status}
+            body = {
+                "apiVersion": API_VERSION,
+                "kind": "LocalNode",
+                "metadata": {"name": self.settings.node},
+                "spec": {},
+                "status": status,
+            }
             with contextlib.suppress(KubeConflictError):
                 create_object(self.client, LocalNode, body)
 
@@ -194,8 +237,11 @@ class Agent:
         except (OSError, BackendError, subprocess.SubprocessError) as exc:
             logger.warning("disk discovery failed: %s", exc)
             return
-        holders = {lv["spec"].get("pool"): lv["metadata"]["name"] for lv in self.volumes.items()
-                   if lv["spec"].get("backend") == Backend.DEVICE.value}
+        holders = {
+            lv["spec"].get("pool"): lv["metadata"]["name"]
+            for lv in self.volumes.items()
+            if lv["spec"].get("backend") == Backend.DEVICE.value
+        }
         for disk in disks:
             body = manifests.block_device(self.settings.node, disk, holders.get(disk.path))
             name = body["metadata"]["name"]
@@ -213,7 +259,8 @@ class Agent:
         """Used bytes per Ready volume, into its status and the metrics."""
         for lv in self.volumes.items():
             if lv.get("status", {}).get("phase") != "Ready" or lv["metadata"].get(
-                    "deletionTimestamp"):
+                "deletionTimestamp"
+            ):
                 continue
             try:
                 spec = spec_from(lv)
@@ -223,8 +270,9 @@ class Agent:
                 logger.debug("cannot measure %s: %s", lv["metadata"]["name"], exc)
                 continue
             if self.metrics is not None:
-                self.metrics.volume(spec.name, lv["spec"]["backend"],
-                                    int(lv["status"].get("capacity", 0)), used)
+                self.metrics.volume(
+                    spec.name, lv["spec"]["backend"], int(lv["status"].get("capacity", 0)), used
+                )
             if used is not None and used != lv["status"].get("usedBytes"):
                 self._status(lv, {"usedBytes": used})
 
@@ -233,13 +281,20 @@ class Agent:
     def _status(self, lv: Obj, status: Obj) -> None:
         name = lv["metadata"]["name"]
         with kube_errors(f"update status of {name}"):
-            obj = self.client.patch(LocalVolume, name, {"status": status},
-                                    patch_type=PatchType.MERGE)
+            obj = self.client.patch(
+                LocalVolume, name, {"status": status}, patch_type=PatchType.MERGE
+            )
         self.volumes.put(to_dict(obj))
 
     def _event(self, lv: Obj, reason: str, message: str, *, warning: bool = False) -> None:
-        post_event(self.client, with_kind(lv, API_VERSION, "LocalVolume"), reason, message,
-                   warning=warning, component=COMPONENT)
+        post_event(
+            self.client,
+            with_kind(lv, API_VERSION, "LocalVolume"),
+            reason,
+            message,
+            warning=warning,
+            component=COMPONENT,
+        )
 
     def reconcile(self, name: str) -> None:
         lv = self.volumes.get(name)
@@ -250,8 +305,13 @@ class Agent:
         if spec.get("nodeUID") and self.node_uid and spec["nodeUID"] != self.node_uid:
             # Recorded for an earlier Node object of this name: not ours to create or delete.
             if not meta.get("deletionTimestamp") and status.get("phase") == "Pending":
-                self._status(lv, {"phase": "Failed",
-                                  "message": "node was re-created since this volume was placed"})
+                self._status(
+                    lv,
+                    {
+                        "phase": "Failed",
+                        "message": "node was re-created since this volume was placed",
+                    },
+                )
             return
         if meta.get("deletionTimestamp"):
             if FINALIZER in (meta.get("finalizers") or []):
@@ -285,16 +345,22 @@ class Agent:
             self._status(lv, {"phase": "Failed", "message": str(exc)[:1000]})
             self._event(lv, "CreateFailed", str(exc), warning=True)
             return
-        self._status(lv, {"phase": "Ready", "path": realised.path,
-                          "capacity": realised.capacity, "message": ""})
+        self._status(
+            lv,
+            {"phase": "Ready", "path": realised.path, "capacity": realised.capacity, "message": ""},
+        )
 
     def _check_exclusive(self, lv: Obj) -> None:
         for other in self.volumes.items():
-            if (other["metadata"]["name"] != lv["metadata"]["name"]
-                    and other["spec"].get("backend") == Backend.DEVICE.value
-                    and other["spec"].get("pool") == lv["spec"].get("pool")):
-                raise InvalidInput(f"device {lv['spec'].get('pool')} is already claimed by "
-                                   f"{other['metadata']['name']}")
+            if (
+                other["metadata"]["name"] != lv["metadata"]["name"]
+                and other["spec"].get("backend") == Backend.DEVICE.value
+                and other["spec"].get("pool") == lv["spec"].get("pool")
+            ):
+                raise InvalidInput(
+                    f"device {lv['spec'].get('pool')} is already claimed by "
+                    f"{other['metadata']['name']}"
+                )
 
     def _check_disjoint(self, lv: Obj) -> None:
         """The controller placed it apart from every other volume; re-check with our own cache."""
@@ -302,8 +368,10 @@ class Agent:
         others = [a for a in (allocation_from(o) for o in self.volumes.items()) if a is not None]
         other = nesting_volume(mine, others) if mine is not None else None
         if other is not None:
-            raise NestedVolume(f"{lv['metadata']['name']} would contain or sit inside the "
-                               f"directory of volume {other}; refusing to create it")
+            raise NestedVolume(
+                f"{lv['metadata']['name']} would contain or sit inside the "
+                f"directory of volume {other}; refusing to create it"
+            )
 
     def _inside(self, lv: Obj) -> str | None:
         """A volume of this node whose directory lies strictly inside ``lv``'s."""
@@ -311,9 +379,12 @@ class Agent:
         if mine is None or not mine.directory:
             return None
         for other in (allocation_from(o) for o in self.volumes.items()):
-            if (other is not None and other.name != mine.name
-                    and len(other.directory) > len(mine.directory)
-                    and nests(mine.directory, other.directory)):
+            if (
+                other is not None
+                and other.name != mine.name
+                and len(other.directory) > len(mine.directory)
+                and nests(mine.directory, other.directory)
+            ):
                 return other.name
         return None
 
@@ -352,17 +423,28 @@ class Agent:
                 # Nothing this agent may touch: the record was never realised by it.
                 removed = False
                 self._event(lv, "NothingDeleted", f"refused to delete: {exc}", warning=True)
-            message = (f"deleted the data at {path}" if removed
-                       else f"no data found at {path}; nothing deleted")
+            message = (
+                f"deleted the data at {path}"
+                if removed
+                else f"no data found at {path}; nothing deleted"
+            )
         else:
             message = f"reclaim policy Retain: kept the data at {path}"
         finalizers = [f for f in lv["metadata"].get("finalizers") or [] if f != FINALIZER]
         with kube_errors(f"remove finalizer of {name}"):
-            self.client.patch(LocalVolume, name,
-                              [{"op": "test", "path": "/metadata/resourceVersion",
-                                "value": lv["metadata"]["resourceVersion"]},
-                               {"op": "replace", "path": "/metadata/finalizers",
-                                "value": finalizers}], patch_type=PatchType.JSON)
+            self.client.patch(
+                LocalVolume,
+                name,
+                [
+                    {
+                        "op": "test",
+                        "path": "/metadata/resourceVersion",
+                        "value": lv["metadata"]["resourceVersion"],
+                    },
+                    {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
+                ],
+                patch_type=PatchType.JSON,
+            )
         if self.metrics is not None:
             self.metrics.forget(name)
         self._refused_deletes.discard(name)

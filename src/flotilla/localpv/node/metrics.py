@@ -14,17 +14,30 @@ class AgentMetrics:
     def __init__(self, node: str) -> None:
         self.node = node
         self.registry = CollectorRegistry()
-        self.pool_budget = Gauge("flotilla_localpv_pool_budget_bytes",
-                                 "Bytes a pool may promise in total", ["node", "backend", "pool"],
-                                 registry=self.registry)
-        self.pool_free = Gauge("flotilla_localpv_pool_free_bytes",
-                               "Bytes free on the pool's filesystem", ["node", "backend", "pool"],
-                               registry=self.registry)
-        self.capacity = Gauge("flotilla_localpv_volume_capacity_bytes",
-                              "Provisioned size of a volume", ["node", "volume", "backend"],
-                              registry=self.registry)
-        self.used = Gauge("flotilla_localpv_volume_used_bytes", "Bytes used by a volume",
-                          ["node", "volume", "backend"], registry=self.registry)
+        self.pool_budget = Gauge(
+            "flotilla_localpv_pool_budget_bytes",
+            "Bytes a pool may promise in total",
+            ["node", "backend", "pool"],
+            registry=self.registry,
+        )
+        self.pool_free = Gauge(
+            "flotilla_localpv_pool_free_bytes",
+            "Bytes free on the pool's filesystem",
+            ["node", "backend", "pool"],
+            registry=self.registry,
+        )
+        self.capacity = Gauge(
+            "flotilla_localpv_volume_capacity_bytes",
+            "Provisioned size of a volume",
+            ["node", "volume", "backend"],
+            registry=self.registry,
+        )
+        self.used = Gauge(
+            "flotilla_localpv_volume_used_bytes",
+            "Bytes used by a volume",
+            ["node", "volume", "backend"],
+            registry=self.registry,
+        )
         self._labels: dict[str, tuple[str, str, str]] = {}
 
     def serve(self, address: str, port: int) -> None:
