@@ -23,10 +23,9 @@ from flotilla.fn.manifests import knative_service
 from flotilla.fn.model import Runtime, load_spec
 from flotilla.fn.pipeline import pipeline_objects
 
-from .support import Collector, parse_metrics, sample
+from .support import Collector, parse_metrics, sample, upstream_crd_files
 
 pytestmark = [pytest.mark.cluster]
-CRDS = Path("/work/shared/crds")
 runner = CliRunner()
 
 
@@ -83,7 +82,7 @@ def test_a_code_change_rebuilds_only_the_top_layer(
 
 def _crd_files() -> list[dict[str, Any]]:
     docs = []
-    for path in sorted(CRDS.glob("*/*.yaml")):
+    for path in upstream_crd_files():
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return docs
 
