@@ -148,8 +148,9 @@ def test_deleted_node_releases_after_grace_without_claiming_deletion(
     delete(kube, PersistentVolumeClaim, "data", namespace)
     wait_for(lambda: get(kube, LocalVolume, volume) is None, "record released", 40, localpv_stack)
     assert time.monotonic() - started >= 3.5, "released only after the 4 s grace period"
-    messages = _released_events(kube, volume)
-    assert messages and "NOT deleted" in messages[0]
+    # Events are written by the controller's background thread, so one may land just after.
+    messages = wait_for(lambda: _released_events(kube, volume), "ReleasedNodeGone event", 10)
+    assert "NOT deleted" in messages[0]
     assert (path / "file").read_text() == "still here"
     wait_for(lambda: get(kube, PersistentVolume, volume) is None, "PV removed", 30, localpv_stack)
 
@@ -169,7 +170,8 @@ def test_a_node_recreated_under_the_same_name_is_not_trusted_with_old_volumes(
     create(kube, Node, node_document(extra_node))  # same name, new UID: another machine
     delete(kube, PersistentVolumeClaim, "data", namespace)
     wait_for(lambda: get(kube, LocalVolume, volume) is None, "record released", 40, localpv_stack)
-    assert "NOT deleted" in _released_events(kube, volume)[0]
+    messages = wait_for(lambda: _released_events(kube, volume), "ReleasedNodeGone event", 10)
+    assert "NOT deleted" in messages[0]
     assert (path / "file").read_text() == "still here", "the agent did not delete it"
     # The re-created node serves new claims once its agent re-registered.
     create(kube, PersistentVolumeClaim, pvc("fresh", namespace, hostpath_class, "10Mi"))
