@@ -101,7 +101,11 @@ def test_quota_expansion_clone_and_delete(
         return parse_quantity(cap) == 60 * MiB
 
     wait_for(grown, "PVC status shows 60Mi", 30, localpv_stack)
-    assert "VolumeResizeSuccessful" in event_reasons(kube, namespace, "src")
+    wait_for(
+        lambda: "VolumeResizeSuccessful" in event_reasons(kube, namespace, "src"),
+        "VolumeResizeSuccessful event",
+        10,
+    )
     pv = to_dict(kube.get(PersistentVolume, claim["spec"]["volumeName"]))
     assert parse_quantity(pv["spec"]["capacity"]["storage"]) == 60 * MiB
     os.sync()

@@ -75,8 +75,13 @@ def test_claim_binds_to_a_directory_on_the_scheduled_node_and_delete_removes_onl
     Path(path, "hello.txt").write_text("hi")
     sibling = root / "keep-me"
     sibling.mkdir()
-    reasons = event_reasons(kube, namespace, "data")
-    assert "ProvisioningSucceeded" in reasons and node in reasons["ProvisioningSucceeded"]
+    # Events are written by the controller's event thread: wait for them rather than race it.
+    succeeded = wait_for(
+        lambda: event_reasons(kube, namespace, "data").get("ProvisioningSucceeded"),
+        "ProvisioningSucceeded event",
+        10,
+    )
+    assert node in succeeded
     lv = to_dict(kube.get(LocalVolume, pv["metadata"]["name"]))
     assert lv["status"]["phase"] == "Ready" and lv["status"]["path"] == path
     wait_for(
@@ -307,7 +312,9 @@ def test_retain_keeps_the_data_and_immediate_binding_is_refused(
         delete(kube, LocalVolume, name)
         wait_for(lambda: get(kube, LocalVolume, name) is None, "record released", 20, localpv_stack)
         assert (path / "file").read_text() == "retained"
-        released = event_reasons(kube, "default", name).get("Released", "")
+        released = wait_for(
+            lambda: event_reasons(kube, "default", name).get("Released"), "Released event", 10
+        )
         assert "Retain" in released
 
         create(kube, PersistentVolumeClaim, pvc("now", namespace, immediate, "10Mi"))
