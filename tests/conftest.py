@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
@@ -151,3 +153,37 @@ def _has_default_sa(kube: Client, namespace: str) -> bool:
         sa.metadata is not None and sa.metadata.name == "default"
         for sa in kube.list(ServiceAccount, namespace=namespace)
     )
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private OCI registry (Debian's docker-registry, the testenv's) on loopback: ``host:port``.
+
+    It needs no cluster and no real node, so charts and operators tests can push and pull OCI
+    artifacts beside any other environment.
+    """
+    from flotilla.testenv.realnode import RegistryLayout, registry_component, registry_config
+
+    layout = RegistryLayout(tmp_path_factory.mktemp("oci-registry"))
+    layout.storage.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    layout.config.write_text(registry_config(layout, port))
+    argv = registry_component(layout, "docker-registry").argv
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answering() -> bool | None:
+        if process.poll() is not None:
+            pytest.fail(f"docker-registry exited with {process.returncode}", pytrace=False)
+        try:
+            return True if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).is_success else None
+        except httpx.TransportError:
+            return None
+
+    try:
+        wait_until(answering, timeout=30, what="the private OCI registry")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
