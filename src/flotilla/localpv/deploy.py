@@ -26,6 +26,8 @@ CONTROLLER_CLUSTER_RULES = [
     _rule([""], ["persistentvolumeclaims/status"], ["patch"]),
     # create PVs for Ready volumes, resize them, delete released ones
     _rule([""], ["persistentvolumes"], ["get", "list", "watch", "create", "patch", "delete"]),
+    # complete the binding ourselves (bind_claims): the PV's phase is status
+    _rule([""], ["persistentvolumes/status"], ["patch"]),
     # node existence, UID (re-created nodes) and labels (affinity value, capacity topology)
     _rule([""], ["nodes"], ["get", "list", "watch"]),
     _rule([""], ["events"], ["create"]),

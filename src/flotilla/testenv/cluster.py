@@ -134,6 +134,17 @@ def _choose_ports() -> Ports:
     return Ports(etcd_client, etcd_peer, apiserver)
 
 
+def host_address() -> str:
+    """This machine's address on its default route (no packet is sent), for the API server to
+    advertise to pods; 127.0.0.1 when there is no route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # TEST-NET-3: follows the default route
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
 class ControlPlane:
     """One environment in one state directory."""
 
@@ -186,7 +197,7 @@ class ControlPlane:
             ready_seconds=0.0,
         )
         try:
-            components = plan_components(self.spec, self.layout, ports)
+            components = plan_components(self.spec, self.layout, ports, host_address())
             by_name = {c.name: c for c in components}
             state.processes.append(self._start(by_name["etcd"]))
             state.save(self.layout.state_file)

@@ -117,8 +117,17 @@ def kubeconfig_document(layout: Layout, ports: Ports, identity: ClientIdentity) 
     }
 
 
-def plan_components(spec: BuildSpec, layout: Layout, ports: Ports) -> list[Component]:
-    """The processes in start order: etcd, API server, controller manager, scheduler, kwok."""
+def plan_components(
+    spec: BuildSpec, layout: Layout, ports: Ports, advertise_address: str = "127.0.0.1"
+) -> list[Component]:
+    """The processes in start order: etcd, API server, controller manager, scheduler, kwok.
+
+    ``advertise_address`` is what the ``kubernetes`` Service's endpoint points at, so pods reach
+    the API server (in-cluster clients): a loopback address publishes no endpoint at all. When it
+    is not loopback the API server listens on every address, loopback included, so the
+    kubeconfigs keep 127.0.0.1.
+    """
+    loopback = advertise_address.startswith("127.")
     pki = layout.pki
     etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
     peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
@@ -143,8 +152,8 @@ def plan_components(spec: BuildSpec, layout: Layout, ports: Ports) -> list[Compo
         (
             str(spec.binary("kube-apiserver")),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={'127.0.0.1' if loopback else '0.0.0.0'}",
+            f"--advertise-address={advertise_address}",
             f"--secure-port={ports.apiserver}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
