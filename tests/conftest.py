@@ -108,6 +108,21 @@ def real_node(test_cluster: TestCluster) -> str:
 
 
 @pytest.fixture(scope="session")
+def real_nodes(test_cluster: TestCluster) -> tuple[str, str]:
+    """Two real nodes in the session's cluster (``real-node`` and ``real-node-2``).
+
+    Tests that use the second one cordon it when they are done (``real_node`` tests expect
+    their pods on ``real-node``); the environment's ``down`` stops it with the rest.
+    """
+    up = test_cluster.flotilla(
+        "up", "--real-nodes", "2", "--real-node-name", REAL_NODE, check=False
+    )
+    if up.returncode != 0:
+        pytest.fail(f"flotilla testenv up --real-nodes 2 failed:\n{up.stderr}", pytrace=False)
+    return REAL_NODE, f"{REAL_NODE}-2"
+
+
+@pytest.fixture(scope="session")
 def dockerd(test_cluster: TestCluster) -> str:
     """A private dockerd of the session's environment; returns its DOCKER_HOST url.
 
