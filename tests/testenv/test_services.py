@@ -65,3 +65,23 @@ def test_real_node_names_keep_the_first_plain() -> None:
     assert real_node_names("real-node", 1) == ("real-node",)
     assert real_node_names("n", 3) == ("n", "n-2", "n-3")
     assert real_node_names("n", 0) == ()
+
+
+def test_the_api_server_advertises_an_address_pods_reach(tmp_path: Path) -> None:
+    from flotilla.testenv.build import BuildSpec
+    from flotilla.testenv.cluster import host_address
+    from flotilla.testenv.components import Ports, plan_components
+
+    def apiserver_flags(*address: str) -> set[str]:
+        plan = plan_components(BuildSpec(), Layout(tmp_path), Ports(1, 2, 3), *address)
+        argv = next(c for c in plan if c.name == "kube-apiserver").argv
+        return {a for a in argv if a.startswith(("--bind-address", "--advertise-address"))}
+
+    # Loopback publishes no endpoint for the kubernetes Service; another address does, and then
+    # the server listens everywhere so the 127.0.0.1 kubeconfigs keep working.
+    assert apiserver_flags() == {"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"}
+    assert apiserver_flags("192.0.2.2") == {
+        "--bind-address=0.0.0.0",
+        "--advertise-address=192.0.2.2",
+    }
+    assert host_address().count(".") == 3
