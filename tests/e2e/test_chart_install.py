@@ -111,14 +111,15 @@ def publish(chart: Path, repo: Path, served: Path, url: str) -> None:
     )
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
 def serve(directory: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-
-    class Quiet(handler):  # type: ignore[misc, valid-type]
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    """A static server on loopback, as GitHub Pages serves the branch."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}/", server
 
@@ -213,6 +214,7 @@ def release(
         )
         _clean(kube, kubeconfig, rel, real_nodes)
         server.shutdown()
+        server.server_close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -338,18 +340,7 @@ def test_killing_the_leading_controller_mid_provision_loses_nothing(
 def test_fifty_machines_check_in_through_the_service_name_and_one_is_updated(
     kube: Client, kubeconfig: Path, release: Release
 ) -> None:
-    apply(kubeconfig, release.users, {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "fleet"},
-        "spec": {
-            "nodeSelector": ON_REAL_NODE,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "fleet", "image": IMAGE, "command": ["sleep", "3600"]}],
-        },
-    })
-    wait_until(lambda: True if phase(kube, "fleet", release.users) == "Running" else None,
-               timeout=120, interval=1, what="the fleet pod")
+    fleet_pod(kube, kubeconfig, release)
     base = f"http://fl-updates.{release.namespace}.svc:8000"
     applied = fleet_exec(kubeconfig, release, f"""
 import httpx, sys
@@ -372,6 +363,24 @@ r = httpx.get('{base}/api/v1/apps/""" + APP + """/instances?limit=500',
               headers={{'Authorization': 'Bearer """ + READER + """'}})
 r.raise_for_status()
 print(json.dumps(collections.Counter(i['version'] for i in r.json())))"""
+
+
+def fleet_pod(kube: Client, kubeconfig: Path, release: Release) -> None:
+    """A pod of Flotilla's image to run the simulator and API calls from (a drain evicts it)."""
+    pods = {p.metadata.name for p in kube.list(Pod, namespace=release.users) if p.metadata}
+    if "fleet" not in pods:
+        apply(kubeconfig, release.users, {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "fleet"},
+            "spec": {
+                "nodeSelector": ON_REAL_NODE,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "fleet", "image": IMAGE, "command": ["sleep", "3600"]}],
+            },
+        })
+    wait_until(lambda: True if phase(kube, "fleet", release.users) == "Running" else None,
+               timeout=120, interval=1, what="the fleet pod")
 
 
 def fleet_exec(kubeconfig: Path, release: Release, script: str, stdin: str = "") -> str:
@@ -438,6 +447,7 @@ def test_an_upgrade_keeps_the_servers_data_and_the_volumes(
     history = release.helm("history", "fl", "-n", release.namespace, "-o", "json")
     assert json.loads(history)[-1]["chart"] == "flotilla-0.1.1"
     wait_rollout(kube, release.namespace)
+    fleet_pod(kube, kubeconfig, release)
     base = f"http://fl-updates.{release.namespace}.svc:8000"
     versions = wait_until(
         lambda: json.loads(fleet_exec(kubeconfig, release, INSTANCES.format(base=base))) or None,
