@@ -228,11 +228,12 @@ def _clean(kube: Client, kubeconfig: Path, rel: Release, nodes: tuple[str, str])
             kubectl(kubeconfig, "delete", "pv", pv.metadata.name, "--wait=false", check=False)
     for lv in kube.list(LocalVolume):
         name = to_dict(lv)["metadata"]["name"]
-        if True:  # every LocalVolume: the session's other localpv tests start from none
+        if to_dict(lv).get("spec", {}).get("storageClass") == CLASS:  # ours only
             kubectl(kubeconfig, "patch", "localvolume", name, "--type=merge",
                     "-p", '{"metadata":{"finalizers":null}}', check=False)
             kubectl(kubeconfig, "delete", "localvolume", name, "--wait=false", check=False)
-    kubectl(kubeconfig, "delete", "localnodes", "--all", "--wait=false", check=False)
+    for node in nodes:  # their agents are gone with the release
+        kubectl(kubeconfig, "delete", "localnode", node, "--wait=false", check=False)
     kubectl(kubeconfig, "cordon", nodes[1], check=False)
     for node in nodes:
         kubectl(kubeconfig, "annotate", "node", node, "flotilla.dev/reboot-needed-", check=False)
