@@ -350,9 +350,12 @@ def test_killing_the_leading_controller_mid_provision_loses_nothing(
     assert claim_dirs(release.roots) - paths == set(), "orphaned directories"
     # The kill was real: kubelet restarted the container (whichever replica leads now; the
     # restarted one may win again, its identity being its pod's name and PID 1).
-    restarted = kube.get(Pod, leader, namespace=release.namespace)
-    assert restarted.status is not None
-    assert (restarted.status.containerStatuses or [])[0].restartCount >= 1
+    def restarted() -> bool | None:
+        status = kube.get(Pod, leader, namespace=release.namespace).status
+        counts = [c.restartCount for c in (status.containerStatuses or [])] if status else []
+        return True if counts and counts[0] >= 1 else None
+
+    wait_until(restarted, timeout=60, interval=1, what=f"{leader} restarted after SIGKILL")
 
 
 def test_fifty_machines_check_in_through_the_service_name_and_one_is_updated(
