@@ -109,14 +109,17 @@ def package_cmd(
     passphrase_file: Path | None = PASSPHRASE,
 ) -> None:
     """Build reproducible `<name>-<version>.tgz` archives (and `.prov` files with --sign)."""
-    from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
+    from flotilla.charts.linting import package_checked
+    from flotilla.charts.packaging import PackageOptions, default_mtime, write_atomic
     from flotilla.charts.provenance import provenance
 
     signing = _signing_key(sign, key, keyring, passphrase_file)
     options = PackageOptions(mtime=default_mtime())
     for d in dirs:
-        packaged = write_package(d, destination, options)
+        packaged = package_checked(d, options)  # the same checks as lint; refuses what fails
+        destination.mkdir(parents=True, exist_ok=True)
         archive = destination / packaged.metadata.archive_name
+        write_atomic(archive, packaged.data)
         typer.echo(f"packaged {archive}")
         if signing is not None:
             prov = archive.with_name(archive.name + ".prov")

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flotilla.charts.archives import DEFAULT_MTIME, ArchiveLimits, build_archive, read_archive
-from flotilla.charts.chartfile import ChartMetadata, load_strict, parse_chart_yaml
+from flotilla.charts.bounded import read_bounded
+from flotilla.charts.chartfile import (
+    MAX_CHART_YAML_BYTES,
+    ChartMetadata,
+    load_strict,
+    merge_requirements,
+    parse_chart_yaml,
+)
 from flotilla.charts.errors import InvalidChartError
 from flotilla.charts.helmignore import ignored, parse_rules
 
@@ -50,7 +57,14 @@ def read_metadata(chart_dir: Path) -> ChartMetadata:
     chart_yaml = chart_dir / "Chart.yaml"
     if chart_yaml.is_symlink() or not chart_yaml.is_file():
         raise InvalidChartError(f"{chart_dir}: no Chart.yaml (is this a chart directory?)")
-    return parse_chart_yaml(chart_yaml.read_bytes(), str(chart_yaml))
+    meta = parse_chart_yaml(
+        read_bounded(chart_yaml, MAX_CHART_YAML_BYTES, "Chart.yaml"), str(chart_yaml)
+    )
+    requirements = chart_dir / "requirements.yaml"
+    if requirements.is_file() and not requirements.is_symlink():
+        raw = read_bounded(requirements, MAX_CHART_YAML_BYTES, "requirements.yaml")
+        meta = merge_requirements(meta, raw, str(requirements))
+    return meta
 
 
 def collect_files(chart_dir: Path, limits: ArchiveLimits) -> list[tuple[str, bytes]]:

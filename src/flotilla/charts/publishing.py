@@ -19,10 +19,12 @@ from pathlib import Path
 
 from flotilla.charts import index as idx
 from flotilla.charts.archives import ArchiveLimits, read_archive
+from flotilla.charts.bounded import MAX_INDEX_BYTES, read_bounded
 from flotilla.charts.chartfile import ChartMetadata
 from flotilla.charts.errors import ChartError, DuplicateVersionError, PublishConflictError
 from flotilla.charts.gitpages import PagesCheckout
-from flotilla.charts.packaging import PackageOptions, package_chart, write_atomic
+from flotilla.charts.linting import package_checked
+from flotilla.charts.packaging import PackageOptions, write_atomic
 from flotilla.charts.pages import check_artifacthub_repo, render_html
 from flotilla.charts.provenance import SigningKey, provenance
 
@@ -135,7 +137,7 @@ def package_all(chart_dirs: list[Path], options: PackageOptions) -> list[Candida
     errors: list[str] = []
     for d in chart_dirs:
         try:
-            packaged = package_chart(d, options)
+            packaged = package_checked(d, options)
         except ChartError as e:
             errors.append(f"{d}: {e}")
             continue
@@ -220,7 +222,10 @@ def publish(charts_dir: Path, options: PublishOptions) -> PublishResult:
             checkout.sync()
             index_file = tree / "index.yaml"
             published = (
-                idx.load(index_file.read_bytes(), f"{options.branch}:index.yaml")
+                idx.load(
+                    read_bounded(index_file, MAX_INDEX_BYTES, "index"),
+                    f"{options.branch}:index.yaml",
+                )
                 if index_file.exists()
                 else idx.Index()
             )
