@@ -86,7 +86,7 @@ def read_archive(
     total = 0
     # Headers and padding cost at most 2 KiB per member on top of the content.
     tar = gunzip(data, limits.max_total_bytes + 2048 * limits.max_members, name)
-    for count, member in enumerate(members(tar, name), start=1):
+    for count, member in enumerate(members(tar, name, limits.max_file_bytes), start=1):
         if count > limits.max_members:
             raise UnsafeArchiveError(f"{name}: more than {limits.max_members} members")
         path = _check_member(member, name)
