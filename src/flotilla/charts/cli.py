@@ -70,6 +70,21 @@ ARTIFACTHUB = typer.Option(
     None, "--artifacthub-repo", help="artifacthub-repo.yml to publish next to index.yaml."
 )
 TITLE = typer.Option("Helm chart repository", "--title", help="Title of index.html.")
+SKIP_EXISTING = typer.Option(
+    False,
+    "--skip-existing",
+    "--adopt",
+    help="Keep versions already in the index as they are, even if this build differs (reported).",
+)
+INDEX_PATH = typer.Option(
+    "index.yaml", "--index-path", help="Path of index.yaml in the branch (--url is its directory)."
+)
+PACKAGES_DIR = typer.Option(
+    "", "--packages-dir", help="Directory for new archives, relative to the index's directory."
+)
+NO_FETCH = typer.Option(
+    False, "--no-fetch", help="Never download published archives (GitHub Releases) to compare."
+)
 
 
 @app.command("lint")
@@ -163,8 +178,13 @@ def publish_cmd(
     key: str | None = KEY,
     keyring: Path | None = KEYRING,
     passphrase_file: Path | None = PASSPHRASE,
+    skip_existing: bool = SKIP_EXISTING,
+    index_path: str = INDEX_PATH,
+    packages_dir: str = PACKAGES_DIR,
+    no_fetch: bool = NO_FETCH,
 ) -> None:
     """Package unpublished chart versions; push them and the merged index to the pages branch."""
+    from flotilla.charts.existing import Layout
     from flotilla.charts.packaging import PackageOptions, default_mtime
     from flotilla.charts.publishing import PublishOptions, publish
 
@@ -176,8 +196,13 @@ def publish_cmd(
         title=title,
         sign=_signing_key(sign, key, keyring, passphrase_file),
         package=PackageOptions(mtime=default_mtime()),
+        skip_existing=skip_existing,
+        layout=Layout(index_path.strip("/"), packages_dir.strip("/")),
+        fetch_remote=not no_fetch,
     )
     result = publish(charts_dir, options)
+    for message in result.skipped:
+        typer.secho(f"skipped: {message}", fg=typer.colors.YELLOW)
     for name in result.unchanged:
         typer.echo(f"already published: {name}")
     for name in result.published:
