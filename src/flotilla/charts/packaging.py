@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flotilla.charts.archives import DEFAULT_MTIME, ArchiveLimits, build_archive, read_archive
-from flotilla.charts.bounded import read_bounded
+from flotilla.charts.bounded import MAX_CHART_FILE_BYTES, read_bounded
 from flotilla.charts.chartfile import (
     MAX_CHART_YAML_BYTES,
     ChartMetadata,
@@ -70,7 +70,12 @@ def read_metadata(chart_dir: Path) -> ChartMetadata:
 def collect_files(chart_dir: Path, limits: ArchiveLimits) -> list[tuple[str, bytes]]:
     """Every file helm would package, relative to the chart, honouring .helmignore."""
     ignore_file = chart_dir / ".helmignore"
-    rules = parse_rules(ignore_file.read_text() if ignore_file.is_file() else "")
+    text = ""
+    if ignore_file.is_file():
+        text = read_bounded(ignore_file, MAX_CHART_FILE_BYTES, ".helmignore").decode(
+            "utf-8", "replace"
+        )
+    rules = parse_rules(text, str(ignore_file))
     files: list[tuple[str, bytes]] = []
     total = 0
     for root, dirs, names in os.walk(chart_dir):
@@ -106,6 +111,8 @@ def collect_files(chart_dir: Path, limits: ArchiveLimits) -> list[tuple[str, byt
                     f"{chart_dir}: chart exceeds {limits.max_total_bytes} bytes"
                 )
             files.append((rel, full.read_bytes()))
+    if not any(rel == "Chart.yaml" for rel, _ in files):
+        raise InvalidChartError(f"{ignore_file}: excludes Chart.yaml; helm cannot package that")
     return files
 
 
