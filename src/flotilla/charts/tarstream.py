@@ -48,7 +48,8 @@ def gunzip(raw: bytes, limit: int, name: str) -> bytes:
     """Decompress at most ``limit`` bytes (plus tar overhead); refuse anything bigger.
 
     Concatenated gzip streams are read one after another, as Go's ``gzip.Reader`` (and so helm)
-    reads them; bytes after the last stream that are not another gzip stream are refused.
+    reads them. helm reads lazily and stops at the tar's end marker, so bytes that are not
+    gzip after a stream are ignored when the tar has ended by then, and refused otherwise.
     """
     out = bytearray()
     data = raw
@@ -56,6 +57,8 @@ def gunzip(raw: bytes, limit: int, name: str) -> bytes:
         remaining = limit - len(out)
         if remaining <= 0:
             raise UnsafeArchiveError(f"{name}: decompressed size exceeds {limit} bytes")
+        if data is not raw and out.endswith(_ZERO_BLOCK * 2):
+            return bytes(out)  # the tar ended in an earlier stream: helm reads no further
         inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
         try:
             out += inflater.decompress(data, remaining)
