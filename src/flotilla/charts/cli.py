@@ -82,6 +82,9 @@ INDEX_PATH = typer.Option(
 PACKAGES_DIR = typer.Option(
     "", "--packages-dir", help="Directory for new archives, relative to the index's directory."
 )
+DEPS = typer.Option(
+    False, "--deps", help="Fetch remote dependencies into charts/ first (like `charts deps`)."
+)
 NO_FETCH = typer.Option(
     False, "--no-fetch", help="Never download published archives (GitHub Releases) to compare."
 )
@@ -179,6 +182,7 @@ def publish_cmd(
     keyring: Path | None = KEYRING,
     passphrase_file: Path | None = PASSPHRASE,
     skip_existing: bool = SKIP_EXISTING,
+    deps: bool = DEPS,
     index_path: str = INDEX_PATH,
     packages_dir: str = PACKAGES_DIR,
     no_fetch: bool = NO_FETCH,
@@ -186,7 +190,14 @@ def publish_cmd(
     """Package unpublished chart versions; push them and the merged index to the pages branch."""
     from flotilla.charts.existing import Layout
     from flotilla.charts.packaging import PackageOptions, default_mtime
-    from flotilla.charts.publishing import PublishOptions, publish
+    from flotilla.charts.publishing import PublishOptions, find_chart_dirs, publish
+
+    if deps:
+        from flotilla.charts.deps import build_dependencies
+
+        for chart in find_chart_dirs(charts_dir):
+            for got in build_dependencies(chart):
+                typer.echo(f"fetched {got.archive} from {got.repository}")
 
     options = PublishOptions(
         repo=repo,
@@ -209,3 +220,48 @@ def publish_cmd(
         typer.echo(f"published: {name}")
     if not result.published:
         typer.echo("nothing new to publish" + ("" if result.pushed else "; branch unchanged"))
+
+
+@app.command("deps")
+@_os_errors_as_chart_errors
+def deps_cmd(dirs: list[Path] = DIRS) -> None:
+    """Fetch remote dependencies (HTTP repos, oci://) into charts/; honour and write the lock."""
+    from flotilla.charts.deps import build_dependencies
+
+    for d in dirs:
+        fetched = build_dependencies(d)
+        for got in fetched:
+            typer.echo(f"fetched {got.archive} from {got.repository}")
+        if not fetched:
+            typer.echo(f"{d}: no remote dependencies")
+
+
+PUSH_ARCHIVE = typer.Argument(..., help="Chart archive (.tgz).")
+PUSH_REMOTE = typer.Argument(..., help="oci://REGISTRY/PATH")
+PLAIN_HTTP = typer.Option(
+    False, "--plain-http", help="Speak HTTP (default only for localhost and 127.0.0.1)."
+)
+
+
+@app.command("push")
+@_os_errors_as_chart_errors
+def push_cmd(
+    archive: Path = PUSH_ARCHIVE,
+    remote: str = PUSH_REMOTE,
+    plain_http: bool = PLAIN_HTTP,
+) -> None:
+    """Push an archive to an OCI registry as `helm push` does."""
+    from flotilla.charts.archives import load_archive
+    from flotilla.charts.oci import Reference, Registry, tag_of
+
+    ref = Reference.parse(remote)
+    loaded = load_archive(archive)
+    meta = loaded.metadata
+    registry = Registry(ref.host, plain_http or None)
+    try:
+        digest = registry.push_chart(
+            ref.repository(meta.name), meta.version, archive.read_bytes(), meta.fields
+        )
+    finally:
+        registry.close()
+    typer.echo(f"pushed {remote.rstrip('/')}/{meta.name}:{tag_of(meta.version)} ({digest})")
