@@ -202,3 +202,17 @@ def test_kube_version_requirement_renders(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1 and "incompatible with Kubernetes v1.24.0" in proc.stdout
+
+
+def test_missing_remote_dependency_warns_in_lint_and_fails_package(
+    tmp_path: Path, helm: Helm
+) -> None:
+    chart = simple_chart(tmp_path, "app", "1.0.0")
+    with (chart / "Chart.yaml").open("a") as f:
+        f.write("dependencies:\n- name: db\n  version: 1.0.0\n  repository: https://e.x/c\n")
+    result = lint_chart(chart)
+    assert result.errors == [] and not result.rendered
+    assert any("'db' is declared but missing" in f.message for f in result.findings)
+    assert helm.run("lint", str(chart)).returncode == 0  # helm warns too
+    cli = runner.invoke(app, ["package", str(chart), "-d", str(tmp_path / "out")])
+    assert cli.exit_code == 1 and "'db' is declared but missing" in cli.output

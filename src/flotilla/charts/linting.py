@@ -22,7 +22,7 @@ import yaml
 
 from flotilla.charts.bounded import MAX_CHART_FILE_BYTES, load_json, read_bounded
 from flotilla.charts.chartfile import ChartMetadata, Finding, Severity
-from flotilla.charts.errors import ChartError, InvalidChartError
+from flotilla.charts.errors import ChartError, InvalidChartError, MissingDependencyError
 from flotilla.charts.packaging import PackagedChart, PackageOptions, package_chart, read_metadata
 from flotilla.core import yamlload
 
@@ -40,6 +40,7 @@ class LintResult:
     findings: list[Finding] = field(default_factory=list)
     packaged: PackagedChart | None = None
     rendered: bool = False
+    package_error: str = ""
 
     @property
     def errors(self) -> list[Finding]:
@@ -207,6 +208,12 @@ def lint_chart(chart_dir: Path, options: PackageOptions | None = None) -> LintRe
         return result
     try:
         result.packaged = package_chart(chart_dir, options or PackageOptions())
+    except MissingDependencyError as e:  # helm lint warns; helm package refuses
+        result.package_error = str(e)
+        result.findings.append(
+            Finding(Severity.WARNING, str(chart_dir), "", f"{e}; templates not rendered")
+        )
+        return result
     except ChartError as e:
         result.findings.append(Finding(Severity.ERROR, str(chart_dir), "", str(e)))
         return result
@@ -237,5 +244,6 @@ def package_checked(chart_dir: Path, options: PackageOptions | None = None) -> P
     """Package ``chart_dir`` only if it lints clean of errors; else raise them all."""
     result = lint_chart(chart_dir, options)
     if result.errors or result.packaged is None:
-        raise InvalidChartError("\n".join(str(f) for f in result.errors))
+        errors = [str(f) for f in result.errors] or [result.package_error]
+        raise InvalidChartError("\n".join(errors))
     return result.packaged

@@ -21,7 +21,7 @@ from flotilla.charts.chartfile import (
     merge_requirements,
     parse_chart_yaml,
 )
-from flotilla.charts.errors import InvalidChartError
+from flotilla.charts.errors import InvalidChartError, MissingDependencyError
 from flotilla.charts.helmignore import ignored, parse_rules
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def _check_dependencies(
             files.append((f"charts/{sub.metadata.archive_name}", sub.data))
             vendored[name] = f"charts/{sub.metadata.archive_name}"
             continue
-        raise InvalidChartError(
+        raise MissingDependencyError(
             f"{chart_dir / 'Chart.yaml'}: dependencies: {name!r} is declared but missing from "
             f"charts/; run `helm dependency build {chart_dir}` first or use a file:// repository"
         )
