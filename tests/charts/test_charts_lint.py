@@ -120,7 +120,7 @@ def test_rendered_documents_split_and_empty_ones_skipped(tmp_path: Path) -> None
     write(
         chart / "templates" / "t.yaml",
         "{{- if false }}\nkind: X\n{{- end }}\n---\n# only a comment\n---\n"
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nops: [=, '!=']\nx: =\n",
     )
     assert messages(chart) == []
 

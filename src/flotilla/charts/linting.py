@@ -26,6 +26,19 @@ from flotilla.charts.errors import ChartError, InvalidChartError, MissingDepende
 from flotilla.charts.packaging import PackagedChart, PackageOptions, package_chart, read_metadata
 from flotilla.core import yamlload
 
+_BaseLoader: type[Any] = yamlload.SafeLoader
+
+
+class _RenderedLoader(_BaseLoader):  # type: ignore[misc]
+    """Rendered manifests as Go's YAML reads them: a plain ``=`` is a string (YAML 1.1's
+    ``value`` tag has no constructor, and CRDs hold ``enum: [=, !=]``)."""
+
+
+_RenderedLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:value"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
 RENDER_TIMEOUT_S = 120
 DEFAULT_KUBE_VERSION = "1.34.0"
 """Rendered against this Kubernetes (``FLOTILLA_KUBE_VERSION`` overrides): a helm built without
@@ -135,7 +148,7 @@ def check_rendered(output: str, chart_dir: Path) -> list[Finding]:
         source = sources[0] if sources else "rendered output"
         where = str(chart_dir / source.partition("/")[2]) if "/" in source else str(chart_dir)
         try:
-            data = yamlload.load(doc)
+            data = yamlload.load(doc, loader=_RenderedLoader)
         except yaml.YAMLError as e:
             findings.append(Finding(Severity.ERROR, where, "", f"rendered YAML is invalid: {e}"))
             continue
