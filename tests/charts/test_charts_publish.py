@@ -100,7 +100,8 @@ def test_changed_content_for_a_published_version_is_refused(tmp_path: Path, remo
     chart = simple_chart(tmp_path, "app", "1.0.0")
     publish(chart, options)
     before = branch_file(remote, "index.yaml")
-    write(chart / "templates" / "extra.yaml", "kind: ConfigMap\n")
+    extra = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n"
+    write(chart / "templates" / "extra.yaml", extra)
     with pytest.raises(PublishConflictError, match=r"app 1\.0\.0 .* already published"):
         publish(chart, options)
     assert branch_file(remote, "index.yaml") == before

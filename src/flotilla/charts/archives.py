@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotilla.charts.chartfile import ChartMetadata, load_strict
+from flotilla.charts.chartfile import ChartMetadata, load_strict, merge_requirements
 from flotilla.charts.errors import InvalidChartError, UnsafeArchiveError
 from flotilla.charts.tarstream import Member, gunzip, members
 
@@ -81,11 +81,12 @@ def read_archive(
     """
     files: dict[str, bytes] = {}
     chart_yaml: bytes | None = None
+    requirements: bytes | None = None
     base: str | None = None
     total = 0
     # Headers and padding cost at most 2 KiB per member on top of the content.
     tar = gunzip(data, limits.max_total_bytes + 2048 * limits.max_members, name)
-    for count, member in enumerate(members(tar, name), start=1):
+    for count, member in enumerate(members(tar, name, limits.max_file_bytes), start=1):
         if count > limits.max_members:
             raise UnsafeArchiveError(f"{name}: more than {limits.max_members} members")
         path = _check_member(member, name)
@@ -113,11 +114,18 @@ def read_archive(
             raise UnsafeArchiveError(f"{name}: file {member.name!r} outside a chart directory")
         if rest == "Chart.yaml":
             chart_yaml = member.data
+        elif rest == "requirements.yaml":
+            requirements = member.data
         if keep_files:
             files[rest] = member.data
     if chart_yaml is None or base is None:
         raise InvalidChartError(f"{name}: no Chart.yaml in the archive's base directory")
     metadata = load_strict(chart_yaml, f"{name}:{base}/Chart.yaml")
+    if requirements is not None:
+        path = f"{name}:{base}/requirements.yaml"
+        metadata = merge_requirements(metadata, requirements, path)
+        if metadata.errors:
+            raise InvalidChartError("; ".join(str(f) for f in metadata.errors))
     return metadata, base, files
 
 

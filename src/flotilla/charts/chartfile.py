@@ -403,3 +403,38 @@ def load_strict(raw: bytes, path: str = "Chart.yaml") -> ChartMetadata:
     if meta.errors:
         raise InvalidChartError("; ".join(str(f) for f in meta.errors))
     return meta
+
+
+def merge_requirements(meta: ChartMetadata, raw: bytes, path: str) -> ChartMetadata:
+    """``meta`` with the dependencies of requirements.yaml, as helm's loader reads them.
+
+    helm unmarshals requirements.yaml over the metadata: for ``apiVersion: v1`` charts that is
+    where dependencies live; a v2 chart that still has one gets them too, with helm's warning.
+    """
+    out = _Collector(path)
+    if len(raw) > MAX_CHART_YAML_BYTES:
+        raise InvalidChartError(f"{path}: larger than {MAX_CHART_YAML_BYTES} bytes")
+    try:
+        data = yamlload.load(raw)
+    except yaml.YAMLError as e:
+        raise InvalidChartError(f"{path}: invalid YAML: {e}") from e
+    if data is None:
+        return meta
+    if not isinstance(data, dict):
+        raise InvalidChartError(f"{path}: must be a YAML mapping, not {type(data).__name__}")
+    value = data.get("dependencies")
+    if value is None:
+        return meta
+    if not isinstance(value, list):
+        raise InvalidChartError(f"{path}: dependencies must be a list")
+    normalized = (_normalize_dependency(item, i, out) for i, item in enumerate(value))
+    deps = [d for d in normalized if d is not None]
+    _validate_dependencies(deps, out)
+    if meta.api_version != "v1":
+        out.add(Severity.WARNING, "", "dependencies belong in Chart.yaml since apiVersion v2")
+    fields = dict(meta.fields)
+    if deps:
+        fields["dependencies"] = deps
+    else:
+        fields.pop("dependencies", None)
+    return ChartMetadata(fields, (*meta.findings, *out.findings))

@@ -70,6 +70,24 @@ ARTIFACTHUB = typer.Option(
     None, "--artifacthub-repo", help="artifacthub-repo.yml to publish next to index.yaml."
 )
 TITLE = typer.Option("Helm chart repository", "--title", help="Title of index.html.")
+SKIP_EXISTING = typer.Option(
+    False,
+    "--skip-existing",
+    "--adopt",
+    help="Keep versions already in the index as they are, even if this build differs (reported).",
+)
+INDEX_PATH = typer.Option(
+    "index.yaml", "--index-path", help="Path of index.yaml in the branch (--url is its directory)."
+)
+PACKAGES_DIR = typer.Option(
+    "", "--packages-dir", help="Directory for new archives, relative to the index's directory."
+)
+DEPS = typer.Option(
+    False, "--deps", help="Fetch remote dependencies into charts/ first (like `charts deps`)."
+)
+NO_FETCH = typer.Option(
+    False, "--no-fetch", help="Never download published archives (GitHub Releases) to compare."
+)
 
 
 @app.command("lint")
@@ -109,14 +127,17 @@ def package_cmd(
     passphrase_file: Path | None = PASSPHRASE,
 ) -> None:
     """Build reproducible `<name>-<version>.tgz` archives (and `.prov` files with --sign)."""
-    from flotilla.charts.packaging import PackageOptions, default_mtime, write_package
+    from flotilla.charts.linting import package_checked
+    from flotilla.charts.packaging import PackageOptions, default_mtime, write_atomic
     from flotilla.charts.provenance import provenance
 
     signing = _signing_key(sign, key, keyring, passphrase_file)
     options = PackageOptions(mtime=default_mtime())
     for d in dirs:
-        packaged = write_package(d, destination, options)
+        packaged = package_checked(d, options)  # the same checks as lint; refuses what fails
+        destination.mkdir(parents=True, exist_ok=True)
         archive = destination / packaged.metadata.archive_name
+        write_atomic(archive, packaged.data)
         typer.echo(f"packaged {archive}")
         if signing is not None:
             prov = archive.with_name(archive.name + ".prov")
@@ -160,10 +181,23 @@ def publish_cmd(
     key: str | None = KEY,
     keyring: Path | None = KEYRING,
     passphrase_file: Path | None = PASSPHRASE,
+    skip_existing: bool = SKIP_EXISTING,
+    deps: bool = DEPS,
+    index_path: str = INDEX_PATH,
+    packages_dir: str = PACKAGES_DIR,
+    no_fetch: bool = NO_FETCH,
 ) -> None:
     """Package unpublished chart versions; push them and the merged index to the pages branch."""
+    from flotilla.charts.existing import Layout
     from flotilla.charts.packaging import PackageOptions, default_mtime
-    from flotilla.charts.publishing import PublishOptions, publish
+    from flotilla.charts.publishing import PublishOptions, find_chart_dirs, publish
+
+    if deps:
+        from flotilla.charts.deps import build_dependencies
+
+        for chart in find_chart_dirs(charts_dir):
+            for got in build_dependencies(chart):
+                typer.echo(f"fetched {got.archive} from {got.repository}")
 
     options = PublishOptions(
         repo=repo,
@@ -173,11 +207,61 @@ def publish_cmd(
         title=title,
         sign=_signing_key(sign, key, keyring, passphrase_file),
         package=PackageOptions(mtime=default_mtime()),
+        skip_existing=skip_existing,
+        layout=Layout(index_path.strip("/"), packages_dir.strip("/")),
+        fetch_remote=not no_fetch,
     )
     result = publish(charts_dir, options)
+    for message in result.skipped:
+        typer.secho(f"skipped: {message}", fg=typer.colors.YELLOW)
     for name in result.unchanged:
         typer.echo(f"already published: {name}")
     for name in result.published:
         typer.echo(f"published: {name}")
     if not result.published:
         typer.echo("nothing new to publish" + ("" if result.pushed else "; branch unchanged"))
+
+
+@app.command("deps")
+@_os_errors_as_chart_errors
+def deps_cmd(dirs: list[Path] = DIRS) -> None:
+    """Fetch remote dependencies (HTTP repos, oci://) into charts/; honour and write the lock."""
+    from flotilla.charts.deps import build_dependencies
+
+    for d in dirs:
+        fetched = build_dependencies(d)
+        for got in fetched:
+            typer.echo(f"fetched {got.archive} from {got.repository}")
+        if not fetched:
+            typer.echo(f"{d}: no remote dependencies")
+
+
+PUSH_ARCHIVE = typer.Argument(..., help="Chart archive (.tgz).")
+PUSH_REMOTE = typer.Argument(..., help="oci://REGISTRY/PATH")
+PLAIN_HTTP = typer.Option(
+    False, "--plain-http", help="Speak HTTP (default only for localhost and 127.0.0.1)."
+)
+
+
+@app.command("push")
+@_os_errors_as_chart_errors
+def push_cmd(
+    archive: Path = PUSH_ARCHIVE,
+    remote: str = PUSH_REMOTE,
+    plain_http: bool = PLAIN_HTTP,
+) -> None:
+    """Push an archive to an OCI registry as `helm push` does."""
+    from flotilla.charts.archives import load_archive
+    from flotilla.charts.oci import Reference, Registry, tag_of
+
+    ref = Reference.parse(remote)
+    loaded = load_archive(archive)
+    meta = loaded.metadata
+    registry = Registry(ref.host, plain_http or None)
+    try:
+        digest = registry.push_chart(
+            ref.repository(meta.name), meta.version, archive.read_bytes(), meta.fields
+        )
+    finally:
+        registry.close()
+    typer.echo(f"pushed {remote.rstrip('/')}/{meta.name}:{tag_of(meta.version)} ({digest})")

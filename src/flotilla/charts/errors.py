@@ -35,3 +35,7 @@ class GitError(ChartError):
 
 class SigningError(ChartError):
     """gpg could not sign (missing key, wrong passphrase, no gpg binary)."""
+
+
+class MissingDependencyError(InvalidChartError):
+    """A declared dependency is not in charts/: a lint warning (as in helm), a package error."""

@@ -66,6 +66,7 @@ class PagesCheckout:
             for role in ("AUTHOR", "COMMITTER"):
                 self._env.setdefault(f"GIT_{role}_{kind}", default)
         self.exists = False
+        self.base = ""
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -90,10 +91,15 @@ class PagesCheckout:
         )
         return proc.returncode == 0 and bool(proc.stdout.strip())
 
+    def remote_head(self) -> str:
+        """The commit the remote branch points at, or "" when it does not exist."""
+        heads = self._run("ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}")
+        return heads.stdout.split("\t", 1)[0].strip()
+
     def sync(self) -> bool:
         """Make the working tree equal the remote branch (or empty); True if the branch exists."""
-        heads = self._run("ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}")
-        self.exists = bool(heads.stdout.strip())
+        self.base = self.remote_head()
+        self.exists = bool(self.base)
         if self.exists:
             self._run(
                 "fetch", "-q", "--no-tags", self.remote, f"+refs/heads/{self.branch}:{_REMOTE_REF}"
@@ -122,7 +128,9 @@ class PagesCheckout:
         if proc.returncode == 0:
             return True
         output = proc.stderr + proc.stdout
-        if any(marker in output for marker in _REJECTED):
+        # A rejection is a lost race only if the branch moved; a hook or a protected branch
+        # rejects with the branch where it was, and then the server's own words are the error.
+        if any(marker in output for marker in _REJECTED) and self.remote_head() != self.base:
             logger.info(
                 "push to %s rejected, will fetch and retry: %s", self.branch, redact(output.strip())
             )

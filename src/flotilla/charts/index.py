@@ -8,7 +8,6 @@ their exact string, so ``1.0.0+a`` and ``1.0.0+b`` are two entries where helm wo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from flotilla.charts import versions, yamlemit, yamlread
+from flotilla.charts import bounded, versions, yamlemit, yamlread
 from flotilla.charts.chartfile import ChartMetadata
 from flotilla.charts.errors import DuplicateVersionError, IndexFormatError
 from flotilla.core import yamlload
@@ -193,11 +192,15 @@ def dump(index: Index) -> str:
 
 def load(raw: bytes, source: str = "index.yaml") -> Index:
     """Parse index.yaml (JSON or YAML) without dropping anything, or raise IndexFormatError."""
+    if len(raw) > bounded.MAX_INDEX_BYTES:  # before the fast reader builds anything
+        raise IndexFormatError(
+            f"{source}: index of {len(raw)} bytes is over the {bounded.MAX_INDEX_BYTES}-byte limit"
+        )
     if not raw.strip():
         raise IndexFormatError(f"{source}: empty index file")
     try:
         stripped = raw.lstrip()
-        data = json.loads(raw) if stripped.startswith(b"{") else _load_yaml(raw)
+        data = bounded.load_json(raw, source) if stripped.startswith(b"{") else _load_yaml(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise IndexFormatError(f"{source}: not valid YAML or JSON: {e}") from e
     if not isinstance(data, dict):

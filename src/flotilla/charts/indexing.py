@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flotilla.charts import index as idx
 from flotilla.charts.archives import ArchiveLimits, load_archive
+from flotilla.charts.bounded import MAX_INDEX_BYTES, read_bounded
 from flotilla.charts.errors import ChartError
 from flotilla.charts.packaging import write_atomic
 
@@ -69,7 +70,7 @@ def read_index_file(path: Path) -> idx.Index | None:
     """Load an index file, or None when it does not exist."""
     if not path.exists():
         return None
-    return idx.load(path.read_bytes(), str(path))
+    return idx.load(read_bounded(path, MAX_INDEX_BYTES, "index"), str(path))
 
 
 def index_directory(

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flotilla.charts.archives import DEFAULT_MTIME, ArchiveLimits, build_archive, read_archive
-from flotilla.charts.chartfile import ChartMetadata, load_strict, parse_chart_yaml
-from flotilla.charts.errors import InvalidChartError
+from flotilla.charts.bounded import MAX_CHART_FILE_BYTES, read_bounded
+from flotilla.charts.chartfile import (
+    MAX_CHART_YAML_BYTES,
+    ChartMetadata,
+    load_strict,
+    merge_requirements,
+    parse_chart_yaml,
+)
+from flotilla.charts.errors import InvalidChartError, MissingDependencyError
 from flotilla.charts.helmignore import ignored, parse_rules
 
 logger = logging.getLogger(__name__)
@@ -50,13 +57,25 @@ def read_metadata(chart_dir: Path) -> ChartMetadata:
     chart_yaml = chart_dir / "Chart.yaml"
     if chart_yaml.is_symlink() or not chart_yaml.is_file():
         raise InvalidChartError(f"{chart_dir}: no Chart.yaml (is this a chart directory?)")
-    return parse_chart_yaml(chart_yaml.read_bytes(), str(chart_yaml))
+    meta = parse_chart_yaml(
+        read_bounded(chart_yaml, MAX_CHART_YAML_BYTES, "Chart.yaml"), str(chart_yaml)
+    )
+    requirements = chart_dir / "requirements.yaml"
+    if requirements.is_file() and not requirements.is_symlink():
+        raw = read_bounded(requirements, MAX_CHART_YAML_BYTES, "requirements.yaml")
+        meta = merge_requirements(meta, raw, str(requirements))
+    return meta
 
 
 def collect_files(chart_dir: Path, limits: ArchiveLimits) -> list[tuple[str, bytes]]:
     """Every file helm would package, relative to the chart, honouring .helmignore."""
     ignore_file = chart_dir / ".helmignore"
-    rules = parse_rules(ignore_file.read_text() if ignore_file.is_file() else "")
+    text = ""
+    if ignore_file.is_file():
+        text = read_bounded(ignore_file, MAX_CHART_FILE_BYTES, ".helmignore").decode(
+            "utf-8", "replace"
+        )
+    rules = parse_rules(text, str(ignore_file))
     files: list[tuple[str, bytes]] = []
     total = 0
     for root, dirs, names in os.walk(chart_dir):
@@ -92,6 +111,8 @@ def collect_files(chart_dir: Path, limits: ArchiveLimits) -> list[tuple[str, byt
                     f"{chart_dir}: chart exceeds {limits.max_total_bytes} bytes"
                 )
             files.append((rel, full.read_bytes()))
+    if not any(rel == "Chart.yaml" for rel, _ in files):
+        raise InvalidChartError(f"{ignore_file}: excludes Chart.yaml; helm cannot package that")
     return files
 
 
@@ -132,7 +153,7 @@ def _check_dependencies(
             files.append((f"charts/{sub.metadata.archive_name}", sub.data))
             vendored[name] = f"charts/{sub.metadata.archive_name}"
             continue
-        raise InvalidChartError(
+        raise MissingDependencyError(
             f"{chart_dir / 'Chart.yaml'}: dependencies: {name!r} is declared but missing from "
             f"charts/; run `helm dependency build {chart_dir}` first or use a file:// repository"
         )

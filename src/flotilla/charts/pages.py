@@ -15,6 +15,9 @@ from flotilla.charts.errors import ChartError
 from flotilla.charts.index import Index
 from flotilla.core import yamlload
 
+PAGE_MARKER = '<meta name="generator" content="flotilla charts">'
+"""Marks index.html as ours, so publish never overwrites a page someone else wrote."""
+
 
 def render_html(index: Index, repo_url: str, title: str = "Helm chart repository") -> str:
     """A page listing every chart, its newest version and all published versions."""
@@ -39,6 +42,7 @@ def render_html(index: Index, repo_url: str, title: str = "Helm chart repository
 <html lang="en">
 <head>
 <meta charset="utf-8">
+{PAGE_MARKER}
 <title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
 code{{background:#eee;padding:.2em}}</style>

@@ -19,11 +19,14 @@ from pathlib import Path
 
 from flotilla.charts import index as idx
 from flotilla.charts.archives import ArchiveLimits, read_archive
+from flotilla.charts.bounded import MAX_INDEX_BYTES, read_bounded
 from flotilla.charts.chartfile import ChartMetadata
 from flotilla.charts.errors import ChartError, DuplicateVersionError, PublishConflictError
+from flotilla.charts.existing import Layout, fetch, locate, same_chart
 from flotilla.charts.gitpages import PagesCheckout
-from flotilla.charts.packaging import PackageOptions, package_chart, write_atomic
-from flotilla.charts.pages import check_artifacthub_repo, render_html
+from flotilla.charts.linting import package_checked
+from flotilla.charts.packaging import PackageOptions, write_atomic
+from flotilla.charts.pages import PAGE_MARKER, check_artifacthub_repo, render_html
 from flotilla.charts.provenance import SigningKey, provenance
 
 logger = logging.getLogger(__name__)
@@ -57,38 +60,53 @@ class PublishPlan:
     add: list[Candidate] = field(default_factory=list)
     unchanged: list[Candidate] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Versions already in the index that ``skip_existing`` left alone, each with why."""
 
 
 def plan_publish(
     published: idx.Index,
     candidates: list[Candidate],
-    published_files: Mapping[str, dict[str, bytes]],
+    published_files: Mapping[str, dict[str, bytes] | str],
     limits: ArchiveLimits = ArchiveLimits(),  # noqa: B008
+    skip_existing: bool = False,
 ) -> PublishPlan:
-    """Split candidates into new, already published, and conflicting (same version, new content).
+    """Split candidates into new, already published, skipped and conflicting.
 
-    A digest match means published. A digest mismatch is still "published" when the archive on
-    the branch unpacks to the same files (e.g. compressed by another zlib); otherwise it conflicts.
+    A digest match means published. Otherwise ``published_files[archive_name]`` holds the
+    branch's archive unpacked (or why it could not be read): the same chart there (see
+    :func:`flotilla.charts.existing.same_chart`) counts as published too. Anything else is a
+    conflict, or with ``skip_existing`` a reported skip; the existing entry is never touched.
     """
     plan = PublishPlan()
     for c in candidates:
         existing = published.get(*c.key)
         if existing is None:
             plan.add.append(c)
-        elif existing.digest == c.digest:
+            continue
+        if existing.digest == c.digest:
             plan.unchanged.append(c)
-        else:
-            old_files = published_files.get(c.archive_name)
+            continue
+        old_files = published_files.get(c.archive_name, "the published archive was not found")
+        if isinstance(old_files, dict):
             _, _, new_files = read_archive(c.data, c.archive_name, limits, keep_files=True)
-            if old_files is not None and old_files == new_files:
+            if same_chart(new_files, old_files, limits):
                 plan.unchanged.append(c)
-            else:
-                plan.conflicts.append(
-                    f"{c.metadata.name} {c.metadata.version} (from {c.source}) is already "
-                    f"published with digest {existing.digest[:12]}…, but this build has "
-                    f"{c.digest[:12]}…; published versions are never overwritten: bump the "
-                    f"chart version"
-                )
+                continue
+            why = "its content differs from this build"
+        else:
+            why = f"it could not be compared: {old_files}"
+        what = (
+            f"{c.metadata.name} {c.metadata.version} (from {c.source}) is already published "
+            f"with digest {existing.digest[:12]}…, this build has {c.digest[:12]}… and {why}"
+        )
+        if skip_existing:
+            plan.skipped.append(f"{what}; the published entry is kept as it is")
+        else:
+            plan.conflicts.append(
+                f"{what}; published versions are never overwritten: bump the chart version, "
+                f"or pass --skip-existing to keep the published one and go on"
+            )
     return plan
 
 
@@ -110,6 +128,11 @@ class PublishOptions:
     package: PackageOptions = field(default_factory=PackageOptions)
     before_push: Callable[[int], None] | None = None
     """Test hook: called with the attempt number just before each push."""
+    skip_existing: bool = False
+    """Leave versions already in the index alone even when their content differs (reported)."""
+    layout: Layout = field(default_factory=Layout)
+    fetch_remote: bool = True
+    """Download archives the index points at outside the branch (GitHub Releases) to compare."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +143,7 @@ class PublishResult:
     unchanged: list[str]
     attempts: int
     pushed: bool
+    skipped: list[str] = field(default_factory=list)
 
 
 def find_chart_dirs(charts_dir: Path) -> list[Path]:
@@ -135,7 +159,7 @@ def package_all(chart_dirs: list[Path], options: PackageOptions) -> list[Candida
     errors: list[str] = []
     for d in chart_dirs:
         try:
-            packaged = package_chart(d, options)
+            packaged = package_checked(d, options)
         except ChartError as e:
             errors.append(f"{d}: {e}")
             continue
@@ -154,21 +178,41 @@ def package_all(chart_dirs: list[Path], options: PackageOptions) -> list[Candida
 
 
 def _published_files(
-    tree: Path, published: idx.Index, candidates: list[Candidate], limits: ArchiveLimits
-) -> dict[str, dict[str, bytes]]:
-    """Unpack the branch's copy of archives whose digest differs from our build."""
-    found: dict[str, dict[str, bytes]] = {}
+    tree: Path, published: idx.Index, candidates: list[Candidate], options: PublishOptions
+) -> dict[str, dict[str, bytes] | str]:
+    """The published archive, unpacked, of each candidate whose digest differs from our build."""
+    limits = options.package.limits
+    found: dict[str, dict[str, bytes] | str] = {}
     for c in candidates:
         existing = published.get(*c.key)
-        path = tree / c.archive_name
-        if existing is not None and existing.digest != c.digest and path.is_file():
-            try:
-                found[c.archive_name] = read_archive(
-                    path.read_bytes(), c.archive_name, limits, keep_files=True
-                )[2]
-            except ChartError:
-                continue
+        if existing is None or existing.digest == c.digest:
+            continue
+        where = locate(existing, tree, options.layout, options.pages_url)
+        try:
+            if where is None:
+                raise ChartError(f"no archive on {options.branch} for {existing.urls}")
+            if isinstance(where, str):
+                if not options.fetch_remote:
+                    raise ChartError(f"{where} is not on {options.branch}")
+                data = fetch(where, limits.max_total_bytes)
+            else:
+                data = read_bounded(where, limits.max_total_bytes, "archive")
+            found[c.archive_name] = read_archive(data, c.archive_name, limits, keep_files=True)[2]
+        except ChartError as e:
+            found[c.archive_name] = str(e)
     return found
+
+
+def _owns_pages(tree: Path, directory: Path, existed: bool) -> bool:
+    """Whether index.html is ours to write: a new branch, our own page, or no page at all."""
+    page = directory / "index.html"
+    if not existed:
+        return True
+    if page.is_file():
+        text = page.read_text(errors="replace")
+        # pages written before the marker existed end with this line
+        return PAGE_MARKER in text or '<p>Index: <a href="index.yaml">index.yaml</a></p>' in text
+    return not any((directory / name).exists() for name in ("index.md", "README.md", "_config.yml"))
 
 
 def _write_branch(
@@ -177,27 +221,38 @@ def _write_branch(
     plan: PublishPlan,
     options: PublishOptions,
     provs: Mapping[str, str],
+    existed: bool,
 ) -> None:
     now = idx.timestamp()
+    layout = options.layout
     new_entries = [
-        idx.new_entry(c.metadata, c.digest, idx.url_join(options.pages_url, c.archive_name), now)
+        idx.new_entry(
+            c.metadata, c.digest, layout.archive_url(options.pages_url, c.archive_name), now
+        )
         for c in plan.add
     ]
     index = idx.add_entries(published, new_entries, now) if plan.add else published
     for c in plan.add:
-        write_atomic(tree / c.archive_name, c.data)
+        target = tree / layout.archive_path(c.archive_name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, c.data)
         if c.archive_name in provs:
-            write_atomic(tree / f"{c.archive_name}.prov", provs[c.archive_name].encode())
-    if plan.add or not (tree / "index.yaml").exists():
+            write_atomic(target.with_name(f"{c.archive_name}.prov"), provs[c.archive_name].encode())
+    index_file = tree / layout.index_path
+    index_file.parent.mkdir(parents=True, exist_ok=True)
+    if plan.add or not index_file.exists():
         if not index.generated:
             index.generated = now
-        write_atomic(tree / "index.yaml", idx.dump(index).encode())
-    write_atomic(tree / "index.html", render_html(index, options.pages_url, options.title).encode())
-    (tree / ".nojekyll").touch()
+        write_atomic(index_file, idx.dump(index).encode())
+    if _owns_pages(tree, index_file.parent, existed):
+        page = render_html(index, options.pages_url, options.title)
+        write_atomic(index_file.parent / "index.html", page.encode())
+        if not existed or index_file.parent == tree:
+            (tree / ".nojekyll").touch()
     if options.artifacthub_repo is not None:
         raw = options.artifacthub_repo.read_bytes()
         write_atomic(
-            tree / "artifacthub-repo.yml",
+            index_file.parent / "artifacthub-repo.yml",
             check_artifacthub_repo(raw, str(options.artifacthub_repo)),
         )
 
@@ -217,16 +272,22 @@ def publish(charts_dir: Path, options: PublishOptions) -> PublishResult:
         tree = Path(tmp) / "pages"
         checkout = PagesCheckout(options.repo, options.branch, tree)
         for attempt in range(1, options.max_attempts + 1):
-            checkout.sync()
-            index_file = tree / "index.yaml"
+            existed = checkout.sync()
+            index_file = tree / options.layout.index_path
             published = (
-                idx.load(index_file.read_bytes(), f"{options.branch}:index.yaml")
+                idx.load(
+                    read_bounded(index_file, MAX_INDEX_BYTES, "index"),
+                    f"{options.branch}:{options.layout.index_path}",
+                )
                 if index_file.exists()
                 else idx.Index()
             )
-            limits = options.package.limits
             plan = plan_publish(
-                published, candidates, _published_files(tree, published, candidates, limits), limits
+                published,
+                candidates,
+                _published_files(tree, published, candidates, options),
+                options.package.limits,
+                options.skip_existing,
             )
             if plan.conflicts:
                 raise PublishConflictError("\n".join(plan.conflicts))
@@ -236,17 +297,17 @@ def publish(charts_dir: Path, options: PublishOptions) -> PublishResult:
                         provs[c.archive_name] = provenance(
                             c.metadata.fields, c.archive_name, c.data, options.sign
                         )
-            _write_branch(tree, published, plan, options, provs)
+            _write_branch(tree, published, plan, options, provs, existed)
             added = [f"{c.metadata.name}-{c.metadata.version}" for c in plan.add]
             unchanged = [f"{c.metadata.name}-{c.metadata.version}" for c in plan.unchanged]
             message = ("Publish " + ", ".join(added)) if added else "Update repository pages"
             if not checkout.commit(message):
-                return PublishResult([], unchanged, attempt, pushed=False)
+                return PublishResult([], unchanged, attempt, pushed=False, skipped=plan.skipped)
             if options.before_push is not None:
                 options.before_push(attempt)
             if checkout.push():
                 logger.info("published %s to %s", added or "pages", options.branch)
-                return PublishResult(added, unchanged, attempt, pushed=True)
+                return PublishResult(added, unchanged, attempt, True, plan.skipped)
             time.sleep(min(0.2 * 2**attempt, 5.0) * random.uniform(0.5, 1.5))
     raise ChartError(
         f"gave up after {options.max_attempts} attempts: other publishers kept pushing to "

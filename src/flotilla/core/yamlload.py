@@ -21,6 +21,7 @@ their keys or items, for messages such as ``line 12: spec.channel: ...``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +142,38 @@ def _open(text: str | bytes, loader: type[Any] | None, lines: bool, limits: Limi
     if len(text) > limits.max_bytes:
         raise YamlLimitError(f"YAML of {len(text)} bytes is over the limit of {limits.max_bytes}")
     base = loader or SafeLoader
+    if not _is_c_loader(base):
+        _check_flow_depth(text, limits.max_depth)
     return (_line_loader(base) if lines else base)(text)
+
+
+def _is_c_loader(loader: type[Any]) -> bool:
+    c_parser = getattr(yaml, "CParser", None)
+    return c_parser is not None and issubclass(loader, c_parser)
+
+
+_FLOW_STR = re.compile(r"[\[\]{}]")
+_FLOW_BYTES = re.compile(rb"[\[\]{}]")
+
+
+def _check_flow_depth(text: str | bytes, max_depth: int) -> None:
+    """Refuse deep flow nesting before PyYAML's pure-Python scanner sees it.
+
+    That scanner is quadratic in flow depth (1,000 nested ``[`` take a second, 100,000 take
+    minutes) and fails only when the composer reaches Python's recursion limit. Brackets are
+    counted without parsing, so brackets inside quoted strings count too: a false refusal needs
+    more than ``max_depth`` unclosed brackets in strings. libyaml has its own limit and skips this.
+    """
+    depth = 0
+    pattern = _FLOW_BYTES if isinstance(text, bytes) else _FLOW_STR
+    for match in pattern.finditer(text):  # type: ignore[arg-type]
+        if match.group()[:1] in ("[", "{", b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                line = text.count(b"\n" if isinstance(text, bytes) else "\n", 0, match.start())  # type: ignore[arg-type]
+                raise YamlLimitError(f"nested deeper than {max_depth} levels", line + 1)
+        elif depth:
+            depth -= 1
 
 
 def _construct(instance: Any, node: yaml.Node, limits: Limits) -> Any:
