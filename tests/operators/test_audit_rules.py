@@ -194,5 +194,5 @@ def test_helm_chart_rendered_and_pointed_at_its_template() -> None:
 def test_chart_without_helm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("flotilla.operators.loading.find_helm", lambda: None)
     manifests, errors = load_inputs([DATA / "chart", DATA / "manifests"])
-    assert len(errors) == 1 and "no helm binary" in errors[0]
+    assert len(errors) == 1 and "no helm binary" in str(errors[0])
     assert manifests  # the other input still loads

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
@@ -122,9 +125,10 @@ def report_sarif(report: AuditReport) -> str:
         for rid in used
         if rid in RULES
     ]
+    base = _uri_base([f.source.file for f in report.findings])
     results = []
     for f in report.findings:
-        location: dict[str, Any] = {"artifactLocation": {"uri": f.source.file}}
+        location: dict[str, Any] = {"artifactLocation": _artifact(f.source.file, base)}
         if f.source.line:
             location["region"] = {"startLine": f.source.line}
         results.append(
@@ -149,10 +153,38 @@ def report_sarif(report: AuditReport) -> str:
                     }
                 },
                 "results": results,
+                "invocations": [
+                    {
+                        "executionSuccessful": not report.errors,
+                        "toolExecutionNotifications": [
+                            {"level": "error", "message": {"text": err}} for err in report.errors
+                        ],
+                    }
+                ],
+                "originalUriBaseIds": {
+                    "SRCROOT": {"uri": Path(base).resolve().as_uri().rstrip("/") + "/"}
+                },
             }
         ],
     }
     return json.dumps(sarif, indent=2)
+
+
+def _uri_base(files: list[str]) -> str:
+    """The directory SARIF URIs are relative to: the working directory, or, when a file lies
+    outside it, the deepest directory holding every file (so no URI keeps a ``../``)."""
+    cwd = os.getcwd()
+    local = [os.path.abspath(f) for f in files if not f.startswith("cluster:")]
+    if all(os.path.commonpath([cwd, f]) == cwd for f in local):
+        return cwd
+    return os.path.commonpath([os.path.dirname(f) for f in local])
+
+
+def _artifact(file: str, base: str) -> dict[str, str]:
+    if file.startswith("cluster:"):  # a live object: no file to point at
+        return {"uri": file}
+    relative = Path(os.path.relpath(os.path.abspath(file), base)).as_posix()
+    return {"uri": quote(relative), "uriBaseId": "SRCROOT"}
 
 
 def _security_score(severity: Severity) -> str:

@@ -7,14 +7,23 @@ one namespace is reported one level lower, because it cannot reach the rest of t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from flotilla.operators.documents import line_of
-from flotilla.operators.models import Finding, Grant, Manifest, Severity, Source, dig, seq
+from flotilla.operators.models import (
+    Finding,
+    Grant,
+    LoadProblem,
+    Manifest,
+    Severity,
+    Source,
+    dig,
+    seq,
+)
 from flotilla.operators.rbac import RBAC_GROUP, allows_any, csv_base_name, csv_install_mode
 
-__all__ = ["RULES", "RuleInfo", "grant_findings", "manifest_findings"]
+__all__ = ["RULES", "RuleInfo", "grant_findings", "manifest_findings", "problem_findings"]
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,20 @@ _RULE_LIST = [
         "Validating admission webhook",
         "A validating webhook sees every object it matches and can block writes "
         "cluster-wide when it fails closed.",
+    ),
+    RuleInfo(
+        "load-error",
+        _H,
+        "Input that could not be read",
+        "What could not be read was not audited: it may hold any grant. Fix the file, or "
+        "review it by hand.",
+    ),
+    RuleInfo(
+        "duplicate-key",
+        _M,
+        "Duplicate key in a manifest",
+        "The API server keeps the last value; a reviewer reading the first one approves "
+        "something else than what is installed.",
     ),
     RuleInfo(
         "crd-version-removed",
@@ -481,3 +504,9 @@ def manifest_findings(
                     origin=m.origin,
                     namespaced=m.kind == "RoleBinding",
                 )
+
+
+def problem_findings(problems: Iterable[LoadProblem]) -> Iterator[Finding]:
+    """A finding per unreadable part of the input (and per duplicate key), at its line."""
+    for p in problems:
+        yield _finding(p.rule, p.source.file, p.source, p.message, origin=p.source.file)
