@@ -105,9 +105,7 @@ def test_exit_codes_clean_findings_and_load_errors(tmp_path: Path) -> None:
     assert run(str(admin), str(bad), "--fail-on", "high").exit_code == 2
 
 
-def test_sarif_reports_a_failed_load_and_relative_uris(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
+def test_sarif_reports_a_failed_load_and_relative_uris(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.chdir(tmp_path)
     Path("sub").mkdir()
     Path("sub/admin.yaml").write_text(ADMIN_BINDING)

@@ -48,7 +48,10 @@ def workload_findings(m: Manifest) -> Iterator[Finding]:
         where = Source(m.source.file, line_of(spec, m.source.line))
 
         def finding(
-            rule: str, message: str, line_obj: object = None, at: Source = where,
+            rule: str,
+            message: str,
+            line_obj: object = None,
+            at: Source = where,
             who: str = workload,
         ) -> Finding:
             src = Source(at.file, line_of(line_obj, at.line)) if line_obj else at

@@ -84,9 +84,7 @@ _RULE_LIST = [
         "escalate or bind on roles",
         "escalate/bind let a subject write roles and bindings granting more than it holds: "
         "itself, or anyone, up to cluster-admin.",
-        (
-            (RBAC_GROUP, ("roles", "clusterroles"), ("escalate", "bind")),
-        ),
+        ((RBAC_GROUP, ("roles", "clusterroles"), ("escalate", "bind")),),
         "rbac-tool Privilege Escalators via bind or escalate; KubiScan risky-any-verb-roles; "
         "kubescape C-0191",
     ),
