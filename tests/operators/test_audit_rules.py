@@ -209,6 +209,11 @@ def test_helm_chart_rendered_and_pointed_at_its_template() -> None:
         ("secrets-read", "high", "ServiceAccount widgets/widget-controller", "rbac.yaml:9")
     }
     assert report.findings[0].source.file.endswith("chart/templates/rbac.yaml")
+    # Lines count on through the template's second document (rendered: 11 lines, then "---").
+    assert [(m.kind, m.source.line) for m in manifests] == [
+        ("ClusterRole", 1),
+        ("ClusterRoleBinding", 13),
+    ]
 
 
 def test_chart_without_helm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
