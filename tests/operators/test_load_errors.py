@@ -134,3 +134,22 @@ def test_problems_become_findings_in_every_format(tmp_path: Path) -> None:
     report = audit(manifests, errors=problems)
     assert [(x.rule, x.source.line) for x in report.findings] == [("duplicate-key", 3)]
     assert report.errors == []  # a duplicate key is a finding, not a load failure
+
+
+def test_charts_are_rendered_for_the_testenv_kubernetes_version(tmp_path: Path) -> None:
+    from flotilla.operators.loading import find_helm
+
+    if find_helm() is None:
+        import pytest
+
+        pytest.skip("no helm binary to render charts with")
+    chart = tmp_path / "modern"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: modern\nversion: 0.1.0\nkubeVersion: '>= 1.33.0-0'\n"
+    )
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+    )
+    manifests, problems = load_inputs([chart])
+    assert problems == [] and [m.name for m in manifests] == ["a"]
