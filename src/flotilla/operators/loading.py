@@ -6,6 +6,7 @@ and the bundle shape live in the pure ``documents`` module and are re-exported h
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import shutil
@@ -235,8 +236,17 @@ def load_inputs(
     read: one bad file hides neither the files beside it nor the rest of its bundle."""
     manifests: list[Manifest] = []
     problems: list[LoadProblem] = []
-    for path in paths:
-        _load_one(path, namespace, kube_version, manifests, problems)
+    # Loaded YAML holds no reference cycles, but millions of new containers make the cyclic
+    # collector rescan all that is alive again and again: 60,000 objects loaded 17x slower than
+    # 6,000. Paused while loading, load time grows with the input only.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for path in paths:
+            _load_one(path, namespace, kube_version, manifests, problems)
+    finally:
+        if collecting:
+            gc.enable()
     return manifests, problems
 
 
