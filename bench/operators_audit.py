@@ -1,8 +1,10 @@
-"""Audit a directory of 2,000 generated manifests and print the time (goal: under 2 s).
+"""Audit a directory of generated RBAC manifests and print the time.
+
+Goals: 60,000 objects with the table report under 10 s (the default); 2,000 with JSON under 2 s.
 
 The mix looks like a fleet's worth of operators: ClusterRoles and Roles with several rules,
 their bindings, CRDs, webhook configurations and a ClusterServiceVersion per 100 files.
-Usage: .venv/bin/python bench/operators_audit.py [--count N] [--repeat R]
+Usage: .venv/bin/python bench/operators_audit.py [--count N] [--repeat R] [--output table|json]
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from flotilla.operators.audit import audit
 from flotilla.operators.loading import load_inputs
-from flotilla.operators.report import report_json
+from flotilla.operators.report import report_json, report_text
 
 RULES = """- apiGroups: [""]
   resources: [pods, services, configmaps]
@@ -89,8 +91,9 @@ def manifest(i: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--count", type=int, default=60000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--output", choices=("table", "json"), default="table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -103,7 +106,7 @@ def main() -> int:
             manifests, errors = load_inputs([root])
             t1 = time.perf_counter()
             report = audit(manifests)
-            report_json(report)
+            (report_text if args.output == "table" else report_json)(report)
             t2 = time.perf_counter()
             assert not errors and len(manifests) == args.count
             load_s.append(t1 - t0)
@@ -111,14 +114,15 @@ def main() -> int:
             total_s.append(t2 - t0)
             findings, grants = len(report.findings), len(report.grants)
     best, median = min(total_s), statistics.median(total_s)
+    goal = 10.0 if args.count > 2000 else 2.0
     print(f"operators audit: {args.count} manifests, {findings} findings, {grants} grants")
     print(f"  load (YAML with line marks): median {statistics.median(load_s):.3f} s")
-    print(f"  audit + JSON report:         median {statistics.median(audit_s):.3f} s")
+    print(f"  audit + {args.output} report:        median {statistics.median(audit_s):.3f} s")
     print(
         f"  total: best {best:.3f} s, median {median:.3f} s over {args.repeat} runs "
-        f"(goal < 2 s: {'met' if median < 2 else 'MISSED'})"
+        f"(goal < {goal:g} s: {'met' if median < goal else 'MISSED'})"
     )
-    return 0 if median < 2 else 1
+    return 0 if median < goal else 1
 
 
 if __name__ == "__main__":

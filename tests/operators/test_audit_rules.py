@@ -6,6 +6,8 @@ read off the fixture files. Namespace-scoped grants are one severity level lower
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from flotilla.operators.audit import audit
@@ -33,6 +35,9 @@ def test_etcd_092_namespaced_wildcards_workloads_and_secret_reads() -> None:
         ("workload-write", "medium", ETCD_SA, f"{ETCD_CSV_092}:50"),  # pods via *
         ("workload-write", "medium", ETCD_SA, f"{ETCD_CSV_092}:60"),  # deployments via *
         ("secrets-read", "medium", ETCD_SA, f"{ETCD_CSV_092}:66"),  # get secrets
+        ("delete-pods", "low", ETCD_SA, f"{ETCD_CSV_092}:50"),  # pods via *
+        ("delete-events", "low", ETCD_SA, f"{ETCD_CSV_092}:50"),  # events via *
+        ("pod-automount-token", "low", "Deployment etcd-operator", f"{ETCD_CSV_092}:85"),
         (
             "crd-added",
             "low",
@@ -55,7 +60,7 @@ def test_etcd_094_adds_cluster_secret_reads_and_exec() -> None:
         "CRD etcdbackups.etcd.database.coreos.com",
         "etcdbackups.etcd.database.coreos.com.crd.yaml:1",
     ) in found
-    assert len(found) == 10
+    assert len(found) == 13  # with delete-pods, delete-events and pod-automount-token
     # nodes get/list is granted cluster-wide but is not risky: inventory only.
     nodes = [g for g in report.grants if "nodes" in g.rule.resources]
     assert [(g.scope, g.source.line) for g in nodes] == [("cluster", 92)]
@@ -68,6 +73,14 @@ def test_memcached_webhooks_cluster_permissions_and_promoted_scope() -> None:
         ("scope-promoted", "medium", "CSV memcached-operator", f"{MEMCACHED_CSV}:135"),
         ("mutating-webhook", "high", "CSV memcached-operator", f"{MEMCACHED_CSV}:178"),
         ("validating-webhook", "medium", "CSV memcached-operator", f"{MEMCACHED_CSV}:198"),
+        # leader election's configmaps update, promoted to all namespaces: kube-system's too
+        ("configmap-kube-system-write", "high", MEMCACHED_SA, f"{MEMCACHED_CSV}:136"),
+        (
+            "pod-automount-token",
+            "low",
+            "Deployment memcached-operator-controller-manager",
+            f"{MEMCACHED_CSV}:110",
+        ),
         (
             "crd-added",
             "low",
@@ -84,7 +97,9 @@ def test_memcached_webhooks_cluster_permissions_and_promoted_scope() -> None:
         ("ClusterRole memcached-operator-metrics-reader", ("/metrics",))
     ]
     webhook = next(f for f in report.findings if f.rule == "mutating-webhook")
-    assert "create memcacheds, update memcacheds" in webhook.message
+    assert "create cache.example.com/memcacheds, update cache.example.com/memcacheds" in (
+        webhook.message
+    )
     assert "failurePolicy Fail" in webhook.message
 
 
@@ -95,6 +110,7 @@ def test_greedy_star_on_star_and_cluster_admin_binding() -> None:
         ("rbac-wildcard-all", "critical", GREEDY_SA, f"{GREEDY_CSV}:21"),
         ("rbac-nonresource-wildcard", "medium", GREEDY_SA, f"{GREEDY_CSV}:24"),
         ("scope-promoted", "medium", "CSV greedy-operator", f"{GREEDY_CSV}:27"),
+        ("pod-automount-token", "low", "Deployment greedy-operator", f"{GREEDY_CSV}:42"),
         (
             "cluster-admin-binding",
             "critical",
@@ -175,9 +191,13 @@ def test_crd_conflicts_with_cluster_and_between_inputs() -> None:
         etcd, existing_crds={"etcdclusters.etcd.database.coreos.com": "etcd"}, owner="etcd"
     )
     assert "crd-conflict" not in {f.rule for f in same_owner.findings}
-    # Two inputs defining one CRD conflict offline too.
+    # Two versions of one package define the same CRD: an upgrade, not a conflict.
     both, _ = load_inputs([BUNDLES / "etcd-0.9.0", BUNDLES / "etcd-0.9.2"])
-    assert "crd-conflict" in {f.rule for f in audit(both).findings}
+    assert "crd-conflict" not in {f.rule for f in audit(both).findings}
+    # Another input defining the CRD conflicts offline.
+    crd = next(m for m in both if m.kind == "CustomResourceDefinition")
+    other = replace(crd, origin="x", package="other")
+    assert "crd-conflict" in {f.rule for f in audit([*both, other]).findings}
 
 
 @pytest.mark.skipif(find_helm() is None, reason="no helm binary to render charts with")
@@ -189,10 +209,15 @@ def test_helm_chart_rendered_and_pointed_at_its_template() -> None:
         ("secrets-read", "high", "ServiceAccount widgets/widget-controller", "rbac.yaml:9")
     }
     assert report.findings[0].source.file.endswith("chart/templates/rbac.yaml")
+    # Lines count on through the template's second document (rendered: 11 lines, then "---").
+    assert [(m.kind, m.source.line) for m in manifests] == [
+        ("ClusterRole", 1),
+        ("ClusterRoleBinding", 13),
+    ]
 
 
 def test_chart_without_helm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("flotilla.operators.loading.find_helm", lambda: None)
     manifests, errors = load_inputs([DATA / "chart", DATA / "manifests"])
-    assert len(errors) == 1 and "no helm binary" in errors[0]
+    assert len(errors) == 1 and "no helm binary" in str(errors[0])
     assert manifests  # the other input still loads

@@ -16,7 +16,6 @@ from flotilla.operators.catalog import (
     parse_catalog,
     upgrade_path,
 )
-from flotilla.operators.loading import InputError
 from flotilla.operators.semver import Version, VersionRange
 from tests.operators.helpers import CATALOG
 
@@ -69,8 +68,27 @@ def test_bundle_image_path_cannot_leave_the_catalog(tmp_path: Path) -> None:
     docs: list[Any] = [
         {"schema": "olm.bundle", "name": "x.v1.0.0", "package": "x", "image": "../../etc"}
     ]
-    with pytest.raises(InputError, match="leaves the catalog"):
-        parse_catalog(docs, tmp_path)
+    catalog = parse_catalog(docs, tmp_path)  # left out, named; the rest of the catalog loads
+    assert catalog.packages == {}
+    assert any("x.v1.0.0" in p and "leaves the catalog" in p for p in catalog.problems)
+
+
+def test_malformed_catalog_entries_name_their_file_and_entry(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "schema: olm.package\nname: p\ndefaultChannel: stable\n---\n"
+        "schema: olm.channel\npackage: p\nentries: []\n"  # no name
+    )
+    (tmp_path / "b.json").write_text(
+        '{"schema": "olm.channel", "name": "stable", "package": "p", "entries": []}\n'
+        '{"schema": "olm.bundle", "name": "p.v1.0.0"}\n'  # no package
+    )
+    (tmp_path / "c.yaml").write_bytes(b"schema: olm.package\nname: \xff\n")
+    catalog = load_catalog(tmp_path)
+    assert "stable" in catalog.package("p").channels
+    problems = "\n".join(catalog.problems)
+    assert f"{tmp_path / 'a.yaml'}:5: olm.channel (no name) left out: missing 'name'" in problems
+    assert f"{tmp_path / 'b.json'}:2: olm.bundle p.v1.0.0 left out: missing 'package'" in problems
+    assert f"{tmp_path / 'c.yaml'}: left out, cannot read" in problems
 
 
 def _etcd() -> Channel:

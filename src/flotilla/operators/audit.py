@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from flotilla.operators.models import AuditReport, Finding, Grant, Manifest, Severity
+from flotilla.operators.models import (
+    AuditReport,
+    Finding,
+    Grant,
+    LoadProblem,
+    Manifest,
+    Severity,
+)
 from flotilla.operators.rbac import grants_from_manifests
-from flotilla.operators.rules import RULES, _crd_summary, grant_findings, manifest_findings
+from flotilla.operators.rules import (
+    RULES,
+    _crd_summary,
+    grant_findings,
+    manifest_findings,
+    problem_findings,
+)
 
 __all__ = ["AuditDiff", "audit", "diff_audits", "exceeds"]
 
@@ -19,17 +33,30 @@ def audit(
     install_mode: str | None = None,
     existing_crds: Mapping[str, str] | None = None,
     owner: str = "",
-    errors: Sequence[str] = (),
+    errors: Sequence[str | LoadProblem] = (),
 ) -> AuditReport:
-    """Grants and findings for the manifests, most severe first, then by file and line."""
-    grants = grants_from_manifests(manifests, namespace=namespace, install_mode=install_mode)
-    findings = list(
-        manifest_findings(
-            manifests, existing_crds=existing_crds, owner=owner, install_mode=install_mode
+    """Grants and findings for the manifests, most severe first, then by file and line.
+
+    ``errors`` are what loading could not read: each :class:`LoadProblem` is also a finding
+    (``load-error``, ``duplicate-key``) at its file and line, so no output format hides it; the
+    load errors (not the duplicate keys) are the report's ``errors``.
+    """
+    collecting = gc.isenabled()
+    gc.disable()  # no cycles are made; rescanning the loaded input per batch made it superlinear
+    try:
+        grants = grants_from_manifests(manifests, namespace=namespace, install_mode=install_mode)
+        findings = list(
+            manifest_findings(
+                manifests, existing_crds=existing_crds, owner=owner, install_mode=install_mode
+            )
         )
-    )
-    findings.extend(grant_findings(grants))
-    return AuditReport(findings=_dedup_sorted(findings), grants=grants, errors=list(errors))
+        findings.extend(grant_findings(grants))
+    finally:
+        if collecting:
+            gc.enable()
+    findings.extend(problem_findings(p for p in errors if isinstance(p, LoadProblem)))
+    messages = [str(p) for p in errors if not isinstance(p, LoadProblem) or p.rule == "load-error"]
+    return AuditReport(findings=_dedup_sorted(findings), grants=grants, errors=messages)
 
 
 def _dedup_sorted(findings: list[Finding]) -> list[Finding]:

@@ -7,12 +7,11 @@ installed one, otherwise the entry that does (the newest if several), one step a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.operators.documents import InputError, load_yaml_documents
+from flotilla.operators.documents import InputError, line_of, read_documents
 from flotilla.operators.models import OperatorsError
 from flotilla.operators.semver import Version, VersionRange, parse_version, range_warnings
 
@@ -130,51 +129,70 @@ def _skip_range(entry: dict[str, Any], channel: str, problems: list[str]) -> Ver
     return rng
 
 
-def parse_catalog(docs: list[Any], root: Path) -> Catalog:
-    """Build a catalog from FBC documents; bundle ``image`` is a path relative to ``root``."""
+def parse_catalog(docs: list[Any], root: Path, files: list[str] | None = None) -> Catalog:
+    """Build a catalog from FBC documents; bundle ``image`` is a path relative to ``root``.
+
+    A malformed document (a missing name, package or entries of the wrong type) is left out
+    with a problem naming its file, line and entry; the rest of the catalog still loads.
+    ``files`` names the file of each document, for those messages.
+    """
     catalog = Catalog(root=root)
 
     def pkg(name: str) -> Package:
         return catalog.packages.setdefault(name, Package(name=name))
 
-    for doc in docs:
+    for index, doc in enumerate(docs):
         if not isinstance(doc, dict):
             continue
-        schema = doc.get("schema")
-        if schema == "olm.package":
-            p = pkg(str(doc["name"]))
-            p.default_channel = str(doc.get("defaultChannel") or "")
-        elif schema == "olm.channel":
-            entries = []
-            for e in doc.get("entries") or []:
-                if not isinstance(e, dict) or not e.get("name"):
-                    continue
-                rng = _skip_range(e, f"{doc.get('package')}/{doc.get('name')}", catalog.problems)
-                entries.append(
-                    ChannelEntry(
-                        name=str(e["name"]),
-                        replaces=str(e.get("replaces") or ""),
-                        skips=tuple(str(s) for s in e.get("skips") or []),
-                        skip_range=rng,
-                    )
-                )
-            ch = Channel(name=str(doc["name"]), package=str(doc["package"]), entries=tuple(entries))
-            pkg(ch.package).channels[ch.name] = ch
-        elif schema == "olm.bundle":
-            image = str(doc.get("image") or doc["name"]).removeprefix("file://")
-            path = (root / image).resolve()
-            if not path.is_relative_to(root.resolve()):
-                raise InputError(f"bundle {doc['name']}: image path {image!r} leaves the catalog")
-            try:
-                version = _version_of(doc)
-            except (ValueError, GraphError) as exc:
-                catalog.problems.append(f"bundle {doc['name']} left out: {exc}")
-                continue
-            ref = BundleRef(
-                name=str(doc["name"]), package=str(doc["package"]), version=version, path=path
-            )
-            pkg(ref.package).bundles[ref.name] = ref
+        file = files[index] if files is not None and index < len(files) else str(root)
+        where = f"{file}:{line_of(doc, 0)}" if line_of(doc, 0) else file
+        try:
+            _parse_entry(doc, root, catalog, pkg)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            missing = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            entry = f"{doc.get('schema')} {doc.get('name') or '(no name)'}"
+            catalog.problems.append(f"{where}: {entry} left out: {missing}")
+        except InputError as exc:
+            catalog.problems.append(f"{where}: {exc}")
     return catalog
+
+
+def _parse_entry(doc: dict[str, Any], root: Path, catalog: Catalog, pkg: Any) -> None:
+    """One FBC document into the catalog; raises KeyError/TypeError on a malformed one."""
+    schema = doc.get("schema")
+    if schema == "olm.package":
+        p = pkg(str(doc["name"]))
+        p.default_channel = str(doc.get("defaultChannel") or "")
+    elif schema == "olm.channel":
+        entries = []
+        for e in doc.get("entries") or []:
+            if not isinstance(e, dict) or not e.get("name"):
+                continue
+            rng = _skip_range(e, f"{doc.get('package')}/{doc.get('name')}", catalog.problems)
+            entries.append(
+                ChannelEntry(
+                    name=str(e["name"]),
+                    replaces=str(e.get("replaces") or ""),
+                    skips=tuple(str(s) for s in e.get("skips") or []),
+                    skip_range=rng,
+                )
+            )
+        ch = Channel(name=str(doc["name"]), package=str(doc["package"]), entries=tuple(entries))
+        pkg(ch.package).channels[ch.name] = ch
+    elif schema == "olm.bundle":
+        image = str(doc.get("image") or doc["name"]).removeprefix("file://")
+        path = (root / image).resolve()
+        if not path.is_relative_to(root.resolve()):
+            raise InputError(f"bundle {doc['name']}: image path {image!r} leaves the catalog")
+        try:
+            version = _version_of(doc)
+        except (ValueError, GraphError) as exc:
+            catalog.problems.append(f"bundle {doc['name']} left out: {exc}")
+            return
+        ref = BundleRef(
+            name=str(doc["name"]), package=str(doc["package"]), version=version, path=path
+        )
+        pkg(ref.package).bundles[ref.name] = ref
 
 
 def load_catalog(root: Path) -> Catalog:
@@ -192,23 +210,23 @@ def load_catalog(root: Path) -> Catalog:
         )
     )
     docs: list[Any] = []
+    names: list[str] = []
+    problems: list[str] = []
     for f in files:
-        text = f.read_text(encoding="utf-8")
-        if f.suffix == ".json" and not text.lstrip().startswith("---"):
-            # FBC JSON is a stream of objects, not one document.
-            dec = json.JSONDecoder()
-            pos = 0
-            while pos < len(text):
-                while pos < len(text) and text[pos].isspace():
-                    pos += 1
-                if pos >= len(text):
-                    break
-                obj, pos = dec.raw_decode(text, pos)
-                docs.append(obj)
-        else:
-            docs.extend(load_yaml_documents(text, str(f)))
-    docs = [d for d in docs if isinstance(d, dict) and str(d.get("schema", "")).startswith("olm.")]
-    return parse_catalog(docs, root if root.is_dir() else root.parent)
+        try:
+            text = f.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{f}: left out, cannot read: {exc}")
+            continue
+        found, file_problems = read_documents(text, str(f))
+        problems.extend(f"{p}" for p in file_problems)
+        for doc in found:
+            if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("olm."):
+                docs.append(doc)
+                names.append(str(f))
+    catalog = parse_catalog(docs, root if root.is_dir() else root.parent, names)
+    catalog.problems[:0] = problems
+    return catalog
 
 
 def channel_head(channel: Channel) -> ChannelEntry:

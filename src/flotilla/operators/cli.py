@@ -153,9 +153,10 @@ def audit_cmd(
     if diff:
         old_m, old_err = load_inputs(paths[:1], namespace=namespace)
         new_m, new_err = load_inputs(paths[1:], namespace=namespace)
-        for err in old_err + new_err:
+        bad = [p for p in old_err + new_err if p.rule == "load-error"]
+        for err in bad:
             typer.echo(f"error: {err}", err=True)
-        if old_err or new_err:
+        if bad:
             raise typer.Exit(EXIT_USAGE)
         result = diff_audits(
             audit(old_m, namespace=namespace, install_mode=install_mode, existing_crds=existing),
@@ -178,9 +179,9 @@ def audit_cmd(
         errors=errors,
     )
     _emit(report, output, grants=grants, why=why)
-    if errors:
-        for err in errors:
-            typer.echo(f"error: {err}", err=True)
+    if report.errors:
+        for message in report.errors:
+            typer.echo(f"error: {message}", err=True)
         raise typer.Exit(EXIT_USAGE)
     if exceeds(report, threshold):
         raise typer.Exit(EXIT_FINDINGS)

@@ -6,16 +6,27 @@ and the bundle shape live in the pure ``documents`` module and are re-exported h
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flotilla.operators.documents import Bundle, InputError, LineDict, line_of, load_yaml_documents
-from flotilla.operators.models import Manifest, Source
+from flotilla.operators.documents import (
+    Bundle,
+    InputError,
+    LineDict,
+    line_of,
+    load_yaml_documents,
+    read_documents,
+    shift_lines,
+)
+from flotilla.operators.models import LoadProblem, Manifest, Source
 
 __all__ = [
     "Bundle",
@@ -26,31 +37,69 @@ __all__ = [
     "load_bundle",
     "load_inputs",
     "load_yaml_documents",
+    "read_file",
 ]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _manifests_from_docs(docs: Iterable[Any], file: str, origin: str) -> Iterator[Manifest]:
+LIST_KINDS_SUFFIX = "List"
+
+
+def _manifests_from_docs(
+    docs: Iterable[Any], file: str, origin: str, package: str = ""
+) -> Iterator[Manifest]:
     for doc in docs:
         if not isinstance(doc, dict):
             continue
-        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-            yield from _manifests_from_docs(doc["items"], file, origin)
+        kind = str(doc.get("kind") or "")
+        # kind: List, and the typed lists (ClusterRoleList, ...) `kubectl get -o yaml` writes
+        if kind.endswith(LIST_KINDS_SUFFIX) and isinstance(doc.get("items"), list):
+            yield from _manifests_from_docs(doc["items"], file, origin, package)
             continue
         if "kind" not in doc or "apiVersion" not in doc:
             continue
-        yield Manifest(body=doc, source=Source(file, line_of(doc, 1)), origin=origin)
+        yield Manifest(
+            body=doc, source=Source(file, line_of(doc, 1)), origin=origin, package=package
+        )
+
+
+def _is_regular(path: Path) -> bool:
+    """A regular file (after symlinks): a FIFO or device named *.yaml would block the read."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def read_file(
+    path: Path, origin: str = "", display: str | None = None, package: str = ""
+) -> tuple[list[Manifest], list[LoadProblem]]:
+    """Kubernetes objects in one file, and a problem for each part that cannot be read."""
+    name = display or str(path)
+    if not _is_regular(path):
+        return [], [LoadProblem(Source(name), "not a regular file; skipped")]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        message = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        return [], [LoadProblem(Source(name, line), message)]
+    except OSError as exc:
+        return [], [LoadProblem(Source(name), f"cannot read: {exc.strerror or exc}")]
+    text = text.removeprefix("\ufeff")
+    docs, problems = read_documents(text, name)
+    return list(_manifests_from_docs(docs, name, origin or name, package)), problems
 
 
 def load_file(path: Path, origin: str = "", display: str | None = None) -> list[Manifest]:
-    """Kubernetes objects in one file (multi-document YAML, JSON, or a ``List``)."""
-    name = display or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{name}: cannot read: {exc}") from exc
-    return list(_manifests_from_docs(load_yaml_documents(text, name), name, origin or name))
+    """Kubernetes objects in one file (multi-document YAML, JSON, or a ``List``); raises on a
+    problem, for callers that need the file whole."""
+    manifests, problems = read_file(path, origin, display)
+    errors = [p for p in problems if p.rule == "load-error"]
+    if errors:
+        raise InputError(str(errors[0]))
+    return manifests
 
 
 def is_bundle(path: Path) -> bool:
@@ -63,12 +112,24 @@ def is_chart(path: Path) -> bool:
 
 
 def load_bundle(path: Path) -> Bundle:
-    """Read a bundle directory; the manifests directory is the one annotations.yaml names."""
+    """Read a bundle directory; the manifests directory is the one annotations.yaml names.
+
+    An unreadable annotations.yaml or manifest is a problem on the bundle (``problems``); the
+    rest is still read, with the default ``manifests/`` directory if need be.
+    """
     ann_file = path / "metadata" / "annotations.yaml"
-    docs = load_yaml_documents(ann_file.read_text(encoding="utf-8"), str(ann_file))
+    problems: list[LoadProblem] = []
     annotations: dict[str, str] = {}
-    if docs and isinstance(docs[0], dict) and isinstance(docs[0].get("annotations"), dict):
-        annotations = {str(k): str(v) for k, v in docs[0]["annotations"].items()}
+    if _is_regular(ann_file):
+        try:
+            text = ann_file.read_bytes().decode("utf-8")
+            docs, ann_problems = read_documents(text, str(ann_file))
+            problems.extend(ann_problems)
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(LoadProblem(Source(str(ann_file)), f"cannot read: {exc}"))
+            docs = []
+        if docs and isinstance(docs[0], dict) and isinstance(docs[0].get("annotations"), dict):
+            annotations = {str(k): str(v) for k, v in docs[0]["annotations"].items()}
     manifests_dir = (
         annotations.get("operators.operatorframework.io.bundle.manifests.v1", "manifests/").strip(
             "/"
@@ -78,11 +139,21 @@ def load_bundle(path: Path) -> Bundle:
     mdir = path / manifests_dir
     if not mdir.resolve().is_relative_to(path.resolve()):
         raise InputError(f"{path}: manifests directory {manifests_dir!r} escapes the bundle")
+    package = annotations.get("operators.operatorframework.io.bundle.package.v1", "")
     manifests: list[Manifest] = []
     for file in sorted(mdir.iterdir()) if mdir.is_dir() else []:
-        if file.is_file() and file.suffix in MANIFEST_SUFFIXES:
-            manifests.extend(load_file(file, origin=str(path)))
-    return Bundle(path=path, manifests=manifests, annotations=annotations)
+        if file.suffix in MANIFEST_SUFFIXES and not file.is_dir():
+            found, file_problems = read_file(file, origin=str(path), package=package)
+            manifests.extend(found)
+            problems.extend(file_problems)
+    if not package:  # no annotations: the CSV's name stands for the package
+        csv = next((m for m in manifests if m.kind == "ClusterServiceVersion"), None)
+        if csv is not None:
+            from flotilla.operators.rbac import csv_base_name
+
+            package = csv_base_name(csv.name)
+            manifests = [replace(m, package=package) for m in manifests]
+    return Bundle(path=path, manifests=manifests, annotations=annotations, problems=problems)
 
 
 def find_helm() -> str | None:
@@ -95,10 +166,23 @@ def find_helm() -> str | None:
     return next((c for c in candidates if os.access(c, os.X_OK)), None)
 
 
+KUBE_VERSION = "1.34.10"
+"""The Kubernetes version charts are rendered for (``helm template --kube-version``): the one the
+testenv builds and the built-in roles come from; a chart's ``kubeVersion`` is checked against it."""
+
+
 def render_chart(
-    path: Path, *, release: str = "audit", namespace: str = "default"
-) -> list[Manifest]:
-    """``helm template`` the chart; each manifest points at its template via helm's Source line."""
+    path: Path,
+    *,
+    release: str = "audit",
+    namespace: str = "default",
+    kube_version: str = KUBE_VERSION,
+) -> tuple[list[Manifest], list[LoadProblem]]:
+    """``helm template`` the chart; each manifest points at its template via helm's Source line.
+
+    Lines count through every document of a template (helm writes each with its own ``# Source``
+    header), so the third RBAC object of ``rbac.yaml`` is not reported at line 3 of itself.
+    """
     helm = find_helm()
     if helm is None:
         raise InputError(
@@ -107,7 +191,16 @@ def render_chart(
             "the output"
         )
     proc = subprocess.run(
-        [helm, "template", release, str(path), "--namespace", namespace],
+        [
+            helm,
+            "template",
+            release,
+            str(path),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            kube_version,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -116,8 +209,8 @@ def render_chart(
     if proc.returncode != 0:
         raise InputError(f"{path}: helm template failed: {proc.stderr.strip()}")
     manifests: list[Manifest] = []
-    # helm prefixes each document with "# Source: chart/templates/x.yaml"; keep it as the file.
-    # Lines count from the document's first line after that comment: rendered, not template lines.
+    problems: list[LoadProblem] = []
+    next_line: dict[str, int] = {}
     for chunk in proc.stdout.split("\n---"):
         _, marker, body = chunk.partition("# Source: ")
         template, _nl, rest = body.partition("\n")
@@ -125,47 +218,84 @@ def render_chart(
             chunk = rest
         inside = template.strip().split("/", 1)[-1]
         display = str(path / inside) if marker else f"{path} (rendered)"
-        docs = load_yaml_documents(chunk, display)
+        offset = next_line.get(display, 1) - 1
+        next_line[display] = offset + chunk.rstrip("\n").count("\n") + 3  # its lines + "---"
+        docs, found = read_documents(chunk, display)
+        shift_lines(docs, offset)
+        problems.extend(
+            replace(p, source=Source(p.source.file, p.source.line + offset)) for p in found
+        )
         manifests.extend(_manifests_from_docs(docs, display, str(path)))
-    return manifests
+    return manifests, problems
 
 
 def load_inputs(
-    paths: Iterable[Path], *, namespace: str = "default"
-) -> tuple[list[Manifest], list[str]]:
-    """Every input's manifests, plus per-input errors: one bad input doesn't hide the others."""
+    paths: Iterable[Path], *, namespace: str = "default", kube_version: str = KUBE_VERSION
+) -> tuple[list[Manifest], list[LoadProblem]]:
+    """Every input's manifests, plus a problem for each file, document or input that cannot be
+    read: one bad file hides neither the files beside it nor the rest of its bundle."""
     manifests: list[Manifest] = []
-    errors: list[str] = []
-    for path in paths:
-        try:
-            manifests.extend(_load_one(path, namespace))
-        except InputError as exc:
-            errors.append(str(exc))
-    return manifests, errors
+    problems: list[LoadProblem] = []
+    # Loaded YAML holds no reference cycles, but millions of new containers make the cyclic
+    # collector rescan all that is alive again and again: 60,000 objects loaded 17x slower than
+    # 6,000. Paused while loading, load time grows with the input only.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for path in paths:
+            _load_one(path, namespace, kube_version, manifests, problems)
+    finally:
+        if collecting:
+            gc.enable()
+    return manifests, problems
 
 
-def _load_one(path: Path, namespace: str) -> list[Manifest]:
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    if path.is_file():
-        return load_file(path)
-    if is_bundle(path):
-        return load_bundle(path).manifests
-    if is_chart(path):
-        return render_chart(path, namespace=namespace)
-    result: list[Manifest] = []
+def _load_one(
+    path: Path,
+    namespace: str,
+    kube_version: str,
+    manifests: list[Manifest],
+    problems: list[LoadProblem],
+) -> None:
+    try:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        if not path.is_dir():
+            found, file_problems = read_file(path)
+            manifests.extend(found)
+            problems.extend(file_problems)
+            return
+        if is_bundle(path):
+            bundle = load_bundle(path)
+            manifests.extend(bundle.manifests)
+            problems.extend(bundle.problems or [])
+            return
+        if is_chart(path):
+            found, chart_problems = render_chart(
+                path, namespace=namespace, kube_version=kube_version
+            )
+            manifests.extend(found)
+            problems.extend(chart_problems)
+            return
+    except InputError as exc:
+        problems.append(LoadProblem(Source(str(path)), str(exc).removeprefix(f"{path}: ")))
+        return
     for root, dirs, files in os.walk(path):
         dirs.sort()
         here = Path(root)
         if here != path and (is_bundle(here) or is_chart(here)):
             dirs.clear()
-            result.extend(_load_one(here, namespace))
+            _load_one(here, namespace, kube_version, manifests, problems)
             continue
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in sorted(files):
             if name.endswith(MANIFEST_SUFFIXES) and not _is_bundle_metadata(here, name):
-                result.extend(load_file(here / name, origin=str(path)))
-    return result
+                file = here / name
+                if not _is_regular(file):  # a FIFO or socket in a tree is not an input
+                    continue
+                found, file_problems = read_file(file, origin=str(path))
+                manifests.extend(found)
+                problems.extend(file_problems)
 
 
 def _is_bundle_metadata(directory: Path, name: str) -> bool:

@@ -80,6 +80,8 @@ class Manifest:
     source: Source
     origin: str = ""
     """What the user pointed at (bundle dir, chart, file) — findings are grouped by it."""
+    package: str = ""
+    """The OLM package of the bundle it came from: versions of one package never conflict."""
 
     @property
     def kind(self) -> str:
@@ -96,6 +98,22 @@ class Manifest:
     @property
     def namespace(self) -> str:
         return str(dig(self.body, "metadata").get("namespace") or "")
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """Something in an input that could not be read (or reads two ways), with its file:line.
+
+    The audit reports each one as a finding (``load-error``, ``duplicate-key``) and goes on with
+    the rest: what could not be read was not audited, and the reviewer must know.
+    """
+
+    source: Source
+    message: str
+    rule: str = "load-error"
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
 
 
 @dataclass(frozen=True)

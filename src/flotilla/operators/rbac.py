@@ -112,6 +112,12 @@ def allows_any(
     rule: PolicyRule, group: str, resources: Iterable[str], verbs: Iterable[str]
 ) -> list[tuple[str, str]]:
     """Every (verb, resource) pair out of the given ones that ``rule`` allows."""
+    if "*" not in rule.api_groups and group not in rule.api_groups:
+        return []  # the common case, decided once instead of per pair
+    if "*" not in rule.verbs:
+        verbs = [v for v in verbs if v in rule.verbs]
+        if not verbs:
+            return []
     return [(v, r) for r in resources for v in verbs if allows(rule, group, r, v)]
 
 
@@ -196,16 +202,38 @@ def _aggregate(roles: dict[tuple[str, str, str], _Role], manifests: Sequence[Man
         agg = m.body.get("aggregationRule")
         if not isinstance(agg, dict):
             continue
-        selectors = [dig(s, "matchLabels") for s in seq(agg.get("clusterRoleSelectors"))]
+        selectors = [s for s in seq(agg.get("clusterRoleSelectors")) if isinstance(s, dict)]
         extra: list[tuple[PolicyRule, Source]] = []
         for other in by_name.values():
             labels = dig(other.body, "metadata", "labels")
-            if other is not m and any(
-                sel and all(labels.get(k) == v for k, v in sel.items()) for sel in selectors
-            ):
+            if other is not m and any(selects(sel, labels) for sel in selectors):
                 extra.extend(_role_rules(other))
         key = ("ClusterRole", "", m.name)
         roles[key] = _Role("ClusterRole", m.name, "", roles[key].rules + tuple(extra), m.origin)
+
+
+def selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """A label selector (``matchLabels`` and ``matchExpressions``) as the API server reads it;
+    an empty selector selects nothing here, as in aggregation."""
+    match = dig(selector, "matchLabels")
+    exprs = [e for e in seq(selector.get("matchExpressions")) if isinstance(e, dict)]
+    if not match and not exprs:
+        return False
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    for e in exprs:
+        key, op = str(e.get("key")), str(e.get("operator"))
+        values = [str(v) for v in seq(e.get("values"))]
+        present = key in labels
+        ok = {
+            "In": present and str(labels.get(key)) in values,
+            "NotIn": not present or str(labels.get(key)) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
 
 
 def grants_from_manifests(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from urllib.parse import quote
 
 from flotilla import __version__
 from flotilla.operators.audit import AuditDiff
@@ -15,12 +15,6 @@ from flotilla.operators.models import AuditReport, Finding, Grant, Severity
 
 __all__ = ["diff_json", "diff_text", "report_json", "report_sarif", "report_text"]
 
-_STYLE = {
-    Severity.CRITICAL: "bold red",
-    Severity.HIGH: "red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "dim",
-}
 _SARIF_LEVEL = {
     Severity.CRITICAL: "error",
     Severity.HIGH: "error",
@@ -29,34 +23,65 @@ _SARIF_LEVEL = {
 }
 
 
-def _render(*tables: Any, width: int = 160) -> str:
-    buf = io.StringIO()
-    console = Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=False)
-    for t in tables:
-        console.print(t)
-    return buf.getvalue()
+@dataclass
+class _Table:
+    """A plain text table, laid out in one pass: time linear in its cells.
+
+    rich's Table measured every cell several times over and took 74 s for 6,000 roles; a
+    report of 60,000 objects must print in seconds. Columns are as wide as their widest cell up
+    to a cap, and longer cells fold onto further lines, as before.
+    """
+
+    title: str
+    headers: tuple[str, ...]
+    caps: tuple[int, ...]
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+    def render(self) -> str:
+        widths = [
+            min(cap, max([len(h), *(len(r[i]) for r in self.rows)]))
+            for i, (h, cap) in enumerate(zip(self.headers, self.caps, strict=True))
+        ]
+        out = [self.title]
+        out.append(_line(self.headers, widths))
+        out.append("  ".join("-" * w for w in widths))
+        out.extend(_line(row, widths) for row in self.rows)
+        return "\n".join(out) + "\n"
 
 
-def _findings_table(findings: list[Finding], title: str, *, why: bool = False) -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for col in ("severity", "rule", "subject", "source", "message"):
-        table.add_column(col, overflow="fold")
+def _line(cells: tuple[str, ...], widths: list[int]) -> str:
+    folded = [
+        [c[i : i + w] for i in range(0, max(len(c), 1), w)]
+        for c, w in zip(cells, widths, strict=True)
+    ]
+    height = max(len(f) for f in folded)
+    lines = []
+    for n in range(height):
+        parts = [(f[n] if n < len(f) else "").ljust(w) for f, w in zip(folded, widths, strict=True)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _render(*tables: _Table) -> str:
+    return "\n".join(t.render() for t in tables)
+
+
+def _findings_table(findings: list[Finding], title: str, *, why: bool = False) -> _Table:
+    headers: tuple[str, ...] = ("severity", "rule", "subject", "source", "message")
+    caps: tuple[int, ...] = (8, 28, 40, 50, 70)
     if why:
-        table.add_column("why", overflow="fold")
+        headers, caps = (*headers, "why"), (*caps, 60)
+    table = _Table(title, headers, caps)
     for f in findings:
-        row = [f.severity.label, f.rule, f.subject, str(f.source), f.message]
-        if why:
-            row.append(f.why)
-        table.add_row(*row, style=_STYLE[f.severity])
+        row = (f.severity.label, f.rule, f.subject, str(f.source), f.message)
+        table.rows.append((*row, f.why) if why else row)
     return table
 
 
-def _grants_table(grants: list[Grant], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("subject", "scope", "via", "permission", "source"):
-        table.add_column(col, overflow="fold")
+def _grants_table(grants: list[Grant], title: str) -> _Table:
+    table = _Table(title, ("subject", "scope", "via", "permission", "source"), (40, 24, 40, 60, 50))
     for g in grants:
-        table.add_row(g.subject, g.scope, g.role, g.rule.describe(), str(g.source))
+        table.rows.append((g.subject, g.scope, g.role, g.rule.describe(), str(g.source)))
     return table
 
 
@@ -67,7 +92,7 @@ def _summary(findings: list[Finding]) -> str:
 
 def report_text(report: AuditReport, *, grants: bool = True, why: bool = False) -> str:
     """Findings table (most severe first), the grants inventory, then input errors."""
-    parts: list[Any] = [
+    parts: list[_Table] = [
         _findings_table(report.findings, f"Findings: {_summary(report.findings)}", why=why)
     ]
     if grants and report.grants:
@@ -122,9 +147,10 @@ def report_sarif(report: AuditReport) -> str:
         for rid in used
         if rid in RULES
     ]
+    base = _uri_base([f.source.file for f in report.findings])
     results = []
     for f in report.findings:
-        location: dict[str, Any] = {"artifactLocation": {"uri": f.source.file}}
+        location: dict[str, Any] = {"artifactLocation": _artifact(f.source.file, base)}
         if f.source.line:
             location["region"] = {"startLine": f.source.line}
         results.append(
@@ -149,10 +175,38 @@ def report_sarif(report: AuditReport) -> str:
                     }
                 },
                 "results": results,
+                "invocations": [
+                    {
+                        "executionSuccessful": not report.errors,
+                        "toolExecutionNotifications": [
+                            {"level": "error", "message": {"text": err}} for err in report.errors
+                        ],
+                    }
+                ],
+                "originalUriBaseIds": {
+                    "SRCROOT": {"uri": Path(base).resolve().as_uri().rstrip("/") + "/"}
+                },
             }
         ],
     }
     return json.dumps(sarif, indent=2)
+
+
+def _uri_base(files: list[str]) -> str:
+    """The directory SARIF URIs are relative to: the working directory, or, when a file lies
+    outside it, the deepest directory holding every file (so no URI keeps a ``../``)."""
+    cwd = os.getcwd()
+    local = [os.path.abspath(f) for f in files if not f.startswith("cluster:")]
+    if all(os.path.commonpath([cwd, f]) == cwd for f in local):
+        return cwd
+    return os.path.commonpath([os.path.dirname(f) for f in local])
+
+
+def _artifact(file: str, base: str) -> dict[str, str]:
+    if file.startswith("cluster:"):  # a live object: no file to point at
+        return {"uri": file}
+    relative = Path(os.path.relpath(os.path.abspath(file), base)).as_posix()
+    return {"uri": quote(relative), "uriBaseId": "SRCROOT"}
 
 
 def _security_score(severity: Severity) -> str:
@@ -168,7 +222,7 @@ def diff_text(diff: AuditDiff) -> str:
     """What the new version adds (and drops), for a reviewer deciding on an upgrade."""
     if diff.empty:
         return "No change in findings or permissions.\n"
-    parts: list[Any] = []
+    parts: list[_Table] = []
     if diff.added:
         parts.append(_findings_table(diff.added, f"Added findings: {_summary(diff.added)}"))
     if diff.grants_added:

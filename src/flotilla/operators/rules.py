@@ -7,259 +7,68 @@ one namespace is reported one level lower, because it cannot reach the rest of t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from flotilla.operators.documents import line_of
-from flotilla.operators.models import Finding, Grant, Manifest, Severity, Source, dig, seq
-from flotilla.operators.rbac import RBAC_GROUP, allows_any, csv_base_name, csv_install_mode
-
-__all__ = ["RULES", "RuleInfo", "grant_findings", "manifest_findings"]
-
-
-@dataclass(frozen=True)
-class RuleInfo:
-    id: str
-    severity: Severity
-    title: str
-    why: str
-    checks: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
-    """(api group, resources, verbs) triples; any allowed pair triggers the rule."""
-
-
-_WRITE = ("create", "update", "patch")
-_WORKLOADS = (
-    "pods",
-    "deployments",
-    "daemonsets",
-    "statefulsets",
-    "replicasets",
-    "jobs",
-    "cronjobs",
-    "replicationcontrollers",
+from flotilla.operators.models import (
+    Finding,
+    Grant,
+    LoadProblem,
+    Manifest,
+    Source,
+    dig,
+    seq,
 )
-_C, _H, _M, _L = Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW
+from flotilla.operators.podsecurity import WORKLOAD_KINDS, workload_findings
+from flotilla.operators.rbac import allows_any, csv_base_name, csv_install_mode, policy_rule
+from flotilla.operators.ruleset import _RULE_LIST, RULES, RuleInfo, make_finding
 
-_RULE_LIST = [
-    RuleInfo(
-        "rbac-wildcard-all",
-        _C,
-        "All verbs on all resources",
-        "`*` verbs on `*` resources in `*` groups is cluster-admin in all but name.",
-    ),
-    RuleInfo(
-        "rbac-wildcard",
-        _M,
-        "Wildcard in a rule",
-        "A wildcard grants whatever the API adds later, including resources the author "
-        "never thought about.",
-    ),
-    RuleInfo(
-        "rbac-nonresource-wildcard",
-        _M,
-        "All non-resource URLs",
-        "`*` on nonResourceURLs reaches every raw API path (/metrics, /debug, /logs).",
-    ),
-    RuleInfo(
-        "secrets-read",
-        _H,
-        "Reads secrets",
-        "get/list/watch on secrets returns their values: every token and password in scope.",
-        (("", ("secrets",), ("get", "list", "watch")),),
-    ),
-    RuleInfo(
-        "workload-write",
-        _H,
-        "Creates or changes workloads",
-        "Whoever can create pods (or what makes pods) can run any image with any service "
-        "account in scope and read what it can read.",
-        (
-            ("", ("pods", "replicationcontrollers"), _WRITE),
-            ("apps", ("deployments", "daemonsets", "statefulsets", "replicasets"), _WRITE),
-            ("batch", ("jobs", "cronjobs"), _WRITE),
-        ),
-    ),
-    RuleInfo(
-        "rbac-escalate",
-        _C,
-        "Changes RBAC (escalate, bind, create roles or bindings)",
-        "escalate/bind or writing roles and bindings lets a subject give itself, or anyone, "
-        "more rights than it was granted.",
-        (
-            (RBAC_GROUP, ("roles", "clusterroles"), ("escalate", "bind", *_WRITE)),
-            (RBAC_GROUP, ("rolebindings", "clusterrolebindings"), _WRITE),
-        ),
-    ),
-    RuleInfo(
-        "impersonate",
-        _C,
-        "Impersonates users, groups or service accounts",
-        "Impersonation acts as another identity, e.g. system:masters.",
-        (
-            ("", ("users", "groups", "serviceaccounts"), ("impersonate",)),
-            ("authentication.k8s.io", ("userextras/*", "uids"), ("impersonate",)),
-        ),
-    ),
-    RuleInfo(
-        "pod-exec",
-        _H,
-        "Exec, attach, port-forward or debug containers",
-        "Running commands in other pods reads their secrets and acts as their identity.",
-        (
-            ("", ("pods/exec", "pods/attach", "pods/portforward"), ("create", "get")),
-            ("", ("pods/ephemeralcontainers",), ("update", "patch")),
-        ),
-    ),
-    RuleInfo(
-        "nodes-proxy",
-        _C,
-        "nodes/proxy",
-        "nodes/proxy reaches the kubelet API directly: exec into any pod on the node, "
-        "bypassing admission and audit.",
-        (("", ("nodes/proxy",), ("get", "create")),),
-    ),
-    RuleInfo(
-        "serviceaccount-token",
-        _H,
-        "Mints service account tokens",
-        "Creating serviceaccounts/token issues credentials for any account in scope.",
-        (("", ("serviceaccounts/token",), ("create",)),),
-    ),
-    RuleInfo(
-        "crd-write",
-        _M,
-        "Creates or changes CRDs",
-        "CRDs are cluster-scoped; changing one can break or hijack other operators' APIs.",
-        (("apiextensions.k8s.io", ("customresourcedefinitions",), (*_WRITE, "delete")),),
-    ),
-    RuleInfo(
-        "webhook-config-write",
-        _C,
-        "Changes admission webhook configurations",
-        "A subject that writes webhook configurations can see and rewrite every object "
-        "sent to the API server.",
-        (
-            (
-                "admissionregistration.k8s.io",
-                ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"),
-                _WRITE,
-            ),
-        ),
-    ),
-    RuleInfo(
-        "admission-policy-write",
-        _H,
-        "Changes admission policies",
-        "ValidatingAdmissionPolicies decide what the whole cluster may create.",
-        (
-            (
-                "admissionregistration.k8s.io",
-                (
-                    "validatingadmissionpolicies",
-                    "validatingadmissionpolicybindings",
-                    "mutatingadmissionpolicies",
-                    "mutatingadmissionpolicybindings",
-                ),
-                _WRITE,
-            ),
-        ),
-    ),
-    RuleInfo(
-        "csr-approve",
-        _H,
-        "Approves certificate signing requests",
-        "Approving CSRs (with a signer's approve verb) issues client certificates, "
-        "e.g. for system:masters.",
-        (
-            ("certificates.k8s.io", ("certificatesigningrequests/approval",), ("update", "patch")),
-            ("certificates.k8s.io", ("signers",), ("approve",)),
-        ),
-    ),
-    RuleInfo(
-        "pv-create",
-        _H,
-        "Creates persistent volumes",
-        "A PersistentVolume can be a hostPath onto any node's filesystem.",
-        (("", ("persistentvolumes",), ("create",)),),
-    ),
-    RuleInfo(
-        "cluster-admin-binding",
-        _C,
-        "Binding to cluster-admin",
-        "The subject gets every permission on every resource, now and in the future.",
-    ),
-    RuleInfo(
-        "scope-promoted",
-        _M,
-        "Namespaced permissions become cluster-wide",
-        "Installed for all namespaces, OLM turns the CSV's `permissions` into a ClusterRole "
-        "and ClusterRoleBinding: what reads like one namespace covers all of them.",
-    ),
-    RuleInfo(
-        "crd-added",
-        _L,
-        "Adds a CRD",
-        "CRDs are cluster-scoped and outlive the operator; every tenant shares the name.",
-    ),
-    RuleInfo(
-        "crd-conflict",
-        _H,
-        "CRD name already taken",
-        "Installing over another owner's CRD replaces its schema for every user of it.",
-    ),
-    RuleInfo(
-        "crd-conversion-webhook",
-        _H,
-        "CRD conversion webhook",
-        "Every read and write of the CRD's objects goes through the operator's webhook; "
-        "when it is down, the API for those objects is down.",
-    ),
-    RuleInfo(
-        "mutating-webhook",
-        _H,
-        "Mutating admission webhook",
-        "A mutating webhook sees and may rewrite every object it matches, before it is stored.",
-    ),
-    RuleInfo(
-        "validating-webhook",
-        _M,
-        "Validating admission webhook",
-        "A validating webhook sees every object it matches and can block writes "
-        "cluster-wide when it fails closed.",
-    ),
-    RuleInfo(
-        "crd-version-removed",
-        _H,
-        "CRD version no longer served",
-        "Objects and clients using the removed version stop working after the upgrade.",
-    ),
-]
-RULES: dict[str, RuleInfo] = {r.id: r for r in _RULE_LIST}
+__all__ = ["RULES", "RuleInfo", "grant_findings", "manifest_findings", "problem_findings"]
+
+
 _CHECKED = [r for r in _RULE_LIST if r.checks]
+_NOT_NARROWED = frozenset({"create", "list", "watch", "deletecollection", "*"})
+_KUBE_SYSTEM_REACH = ("cluster", "all namespaces", "namespace kube-system")
+CLUSTER_SCOPED = frozenset(
+    {
+        "nodes",
+        "namespaces",
+        "persistentvolumes",
+        "clusterroles",
+        "clusterrolebindings",
+        "customresourcedefinitions",
+        "apiservices",
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+        "mutatingadmissionpolicies",
+        "mutatingadmissionpolicybindings",
+        "certificatesigningrequests",
+        "signers",
+        "storageclasses",
+        "csinodes",
+        "csidrivers",
+        "volumeattachments",
+        "priorityclasses",
+        "runtimeclasses",
+        "ingressclasses",
+        "gatewayclasses",
+        "users",
+        "groups",
+        "uids",
+        "userextras",
+        "constrainttemplates",
+        "clusterpolicies",
+        "clustercleanuppolicies",
+        "tokenreviews",
+        "subjectaccessreviews",
+    }
+)
+"""Resources no RoleBinding can grant: the API server ignores them under a namespace."""
 
 
-def _finding(
-    rule_id: str,
-    subject: str,
-    source: Source,
-    message: str,
-    *,
-    origin: str = "",
-    namespaced: bool = False,
-    identity: str = "",
-) -> Finding:
-    info = RULES[rule_id]
-    severity = Severity(max(1, info.severity - 1)) if namespaced else info.severity
-    return Finding(
-        rule=rule_id,
-        severity=severity,
-        subject=subject,
-        source=source,
-        message=message,
-        why=info.why,
-        origin=origin,
-        identity=identity,
-    )
+_finding = make_finding
 
 
 def grant_findings(grants: Sequence[Grant]) -> Iterator[Finding]:
@@ -298,20 +107,30 @@ def grant_findings(grants: Sequence[Grant]) -> Iterator[Finding]:
                 origin=g.origin,
                 namespaced=ns,
             )
+        names = f" (names: {','.join(r.resource_names)})" if r.resource_names else ""
         for info in _CHECKED:
+            if info.id == "configmap-kube-system-write" and g.scope not in _KUBE_SYSTEM_REACH:
+                continue
             pairs: list[tuple[str, str]] = []
             for group, resources, verbs in info.checks:
                 pairs.extend(allows_any(r, group, resources, verbs))
+            if ns:  # a RoleBinding cannot grant cluster-scoped resources
+                pairs = [(v, x) for v, x in pairs if x.split("/")[0] not in CLUSTER_SCOPED]
             if pairs:
                 verbs_s = ",".join(sorted({v for v, _ in pairs}))
                 res_s = ",".join(sorted({x for _, x in pairs}))
+                # resourceNames narrow get/update/patch/delete, never create/list/watch
+                narrowed = bool(r.resource_names) and not any(
+                    v in _NOT_NARROWED for v, _ in pairs
+                )
                 yield _finding(
                     info.id,
                     g.subject,
                     g.source,
-                    f"{verbs_s} on {res_s} ({where})",
+                    f"{verbs_s} on {res_s}{names} ({where})",
                     origin=g.origin,
-                    namespaced=ns,
+                    namespaced=ns and g.scope != "namespace kube-system",
+                    narrowed=narrowed,
                 )
 
 
@@ -332,6 +151,20 @@ def _crd_summary(m: Manifest) -> tuple[str, list[str], list[str]]:
     return str(spec.get("scope") or "Namespaced"), served, storage
 
 
+def _hook_targets(hook: dict[str, object]) -> list[str]:
+    """``create apps/deployments``: operation and group/resource of each rule of a webhook."""
+    return sorted(
+        {
+            f"{str(op).lower()} {'/'.join(filter(None, (str(grp) or 'core', str(res))))}"
+            for rule in seq(hook.get("rules"))
+            if isinstance(rule, dict)
+            for grp in (seq(rule.get("apiGroups")) or [""])
+            for res in seq(rule.get("resources"))
+            for op in seq(rule.get("operations"))
+        }
+    )
+
+
 def _webhook_findings(m: Manifest) -> Iterator[Finding]:
     rule_id = (
         "mutating-webhook" if m.kind == "MutatingWebhookConfiguration" else "validating-webhook"
@@ -339,15 +172,7 @@ def _webhook_findings(m: Manifest) -> Iterator[Finding]:
     for hook in seq(m.body.get("webhooks")):
         if not isinstance(hook, dict):
             continue
-        targets = sorted(
-            {
-                f"{str(op).lower()} {res}"
-                for rule in seq(hook.get("rules"))
-                if isinstance(rule, dict)
-                for res in seq(rule.get("resources"))
-                for op in seq(rule.get("operations"))
-            }
-        )
+        targets = _hook_targets(hook)
         yield _finding(
             rule_id,
             f"{m.kind} {m.name}",
@@ -386,15 +211,7 @@ def _csv_findings(m: Manifest, install_mode: str) -> Iterator[Finding]:
             )
             continue
         rule_id = "mutating-webhook" if kind == "MutatingAdmissionWebhook" else "validating-webhook"
-        targets = sorted(
-            {
-                f"{str(op).lower()} {res}"
-                for rule in seq(hook.get("rules"))
-                if isinstance(rule, dict)
-                for res in seq(rule.get("resources"))
-                for op in seq(rule.get("operations"))
-            }
-        )
+        targets = _hook_targets(hook)
         yield _finding(
             rule_id,
             f"CSV {csv_base_name(m.name)}",
@@ -418,6 +235,7 @@ def manifest_findings(
     ``flotilla.dev/operator`` label, or ""); a CRD owned by ``owner`` is an upgrade, not a conflict.
     """
     seen_crds: dict[str, str] = {}
+    seen_packages: dict[str, str] = {}
     for m in manifests:
         if m.kind == "CustomResourceDefinition":
             scope, served, storage = _crd_summary(m)
@@ -452,7 +270,9 @@ def manifest_findings(
                     f"{m.name} already exists in the cluster (owned by {held})",
                     origin=m.origin,
                 )
-            elif m.name in seen_crds and seen_crds[m.name] != m.origin:
+            elif m.name in seen_crds and seen_crds[m.name] != m.origin and not (
+                m.package and seen_packages.get(m.name) == m.package
+            ):  # two versions of one package define the same CRD: an upgrade, no conflict
                 yield _finding(
                     "crd-conflict",
                     f"CRD {m.name}",
@@ -461,11 +281,18 @@ def manifest_findings(
                     origin=m.origin,
                 )
             seen_crds.setdefault(m.name, m.origin)
+            seen_packages.setdefault(m.name, m.package)
         elif m.kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             yield from _webhook_findings(m)
         elif m.kind == "ClusterServiceVersion":
             yield from _csv_findings(m, csv_install_mode(m, install_mode))
+            yield from workload_findings(m)
+        elif m.kind in WORKLOAD_KINDS:
+            yield from workload_findings(m)
+        elif m.kind == "ClusterRole":
+            yield from _aggregation_findings(m)
         elif m.kind in ("ClusterRoleBinding", "RoleBinding"):
+            yield from _subject_findings(m)
             ref = dig(m.body, "roleRef")
             if ref.get("kind") == "ClusterRole" and ref.get("name") == "cluster-admin":
                 subjects = [
@@ -481,3 +308,52 @@ def manifest_findings(
                     origin=m.origin,
                     namespaced=m.kind == "RoleBinding",
                 )
+
+
+def problem_findings(problems: Iterable[LoadProblem]) -> Iterator[Finding]:
+    """A finding per unreadable part of the input (and per duplicate key), at its line."""
+    for p in problems:
+        yield _finding(p.rule, p.source.file, p.source, p.message, origin=p.source.file)
+
+
+_AGGREGATE_LABELS = {
+    f"rbac.authorization.k8s.io/aggregate-to-{role}": role for role in ("admin", "edit", "view")
+}
+_SUBJECT_RULES = {
+    ("User", "system:anonymous"): "anonymous-binding",
+    ("Group", "system:unauthenticated"): "anonymous-binding",
+    ("Group", "system:authenticated"): "authenticated-binding",
+    ("Group", "system:masters"): "system-masters-binding",
+}
+
+
+def _aggregation_findings(m: Manifest) -> Iterator[Finding]:
+    labels = dig(m.body, "metadata", "labels")
+    into = [role for label, role in _AGGREGATE_LABELS.items() if str(labels.get(label)) == "true"]
+    if into:
+        rules = [policy_rule(raw) for raw in seq(m.body.get("rules"))]
+        shown = "; ".join(r.describe() for r in rules if r is not None) or "no rules"
+        yield _finding(
+            "aggregate-to-builtin",
+            f"ClusterRole {m.name}",
+            Source(m.source.file, line_of(dig(m.body, "metadata"), m.source.line)),
+            f"adds {shown} to built-in {', '.join(into)}",
+            origin=m.origin,
+        )
+
+
+def _subject_findings(m: Manifest) -> Iterator[Finding]:
+    ref = dig(m.body, "roleRef")
+    for s in seq(m.body.get("subjects")):
+        if not isinstance(s, dict):
+            continue
+        rule_id = _SUBJECT_RULES.get((str(s.get("kind")), str(s.get("name"))))
+        if rule_id:
+            yield _finding(
+                rule_id,
+                f"{m.kind} {m.name}",
+                Source(m.source.file, line_of(s, m.source.line)),
+                f"binds {ref.get('kind')} {ref.get('name')} to {s.get('kind')} {s.get('name')}",
+                origin=m.origin,
+                namespaced=m.kind == "RoleBinding",
+            )
