@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import kinds, manifests
 from flotilla.dev.plan.context import Matcher, build_context, registry_ref
 from flotilla.dev.plan.model import (
     FallBackOn,
@@ -18,6 +18,7 @@ from flotilla.dev.plan.model import (
     Run,
     Sync,
     TiltfileResult,
+    UIButton,
 )
 
 
@@ -101,9 +102,27 @@ def resource_dict(r: Resource, images: dict[str, ImageTarget]) -> dict[str, Any]
         out["deps"] = list(lr.deps)
         if lr.readiness_probe is not None:
             out["readiness_probe"] = lr.readiness_probe.kind
+    if r.custom_deploy is not None:
+        cd = r.custom_deploy
+        out["apply_cmd"] = out.pop("cmd")
+        out["delete_cmd"] = cd.delete_cmd if isinstance(cd.delete_cmd, str) else list(cd.delete_cmd)
+        if cd.image_selector:
+            out["image_selector"] = cd.image_selector
+        if cd.image_deps:
+            out["image_deps"] = list(cd.image_deps)
     if r.compose_service is not None:
         out["compose_project"] = r.compose_project
         out["service"] = {k: v for k, v in r.compose_service.items() if not k.startswith("_")}
+    return out
+
+
+def button_dict(b: UIButton) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": b.name, "text": b.text, "location": b.location}
+    if b.resource:
+        out["resource"] = b.resource
+    out["argv"] = list(b.argv)
+    if b.env:
+        out["env"] = list(b.env)
     return out
 
 
@@ -113,12 +132,17 @@ def render(result: TiltfileResult, resources: list[Resource], refs: dict[str, st
     doc: dict[str, Any] = {"resources": [resource_dict(r, images) for r in resources]}
     if result.warnings:
         doc["warnings"] = list(result.warnings)
+    if result.buttons:
+        doc["buttons"] = [button_dict(b) for b in result.buttons]
     if result.enabled_resources is not None:
         doc["enabled_resources"] = list(result.enabled_resources)
     env_refs = {i.ref for i in result.images if i.match_in_env_vars}
     objs = []
     for r in resources:
         for o in r.objects:
+            if r.image_json_paths is not None:
+                objs.append(kinds.inject(o, r.image_json_paths, refs))
+                continue
             objs.append(
                 manifests.inject_images(
                     o, refs, env_vars=env_refs, commands=container_overrides(result.images)

@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from flotilla.core.errors import FlotillaError
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import kinds, manifests
 from flotilla.dev.plan.model import (
     ImageTarget,
+    LocalResource,
     Resource,
     ResourceKind,
     RestartContainer,
@@ -61,22 +62,36 @@ def _workload_names(workloads: list[dict[str, Any]]) -> list[str]:
 def assemble(result: TiltfileResult) -> list[Resource]:
     """Resources in dependency order: k8s workloads, local resources, compose services."""
     objs = result.k8s_objects
-    workloads = [o for o in objs if manifests.is_workload(o)]
-    names = _workload_names(workloads)
+
+    def is_workload(o: dict[str, Any]) -> bool:
+        return manifests.is_workload(o) or kinds.rule_for(o, result.kind_rules) is not None
+
+    workloads = [o for o in objs if is_workload(o)]
+    names = [
+        result.workload_names.get(manifests.object_id(w), n)
+        for n, w in zip(_workload_names(workloads), workloads, strict=True)
+    ]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ResourceError(f"workload_to_resource_function: two workloads are named {dup!r}")
     by_name: dict[str, Resource] = {}
     refs = [i.ref for i in result.images]
     env_refs = {i.ref for i in result.images if i.match_in_env_vars}
     for name, w in zip(names, workloads, strict=True):
+        rule = kinds.rule_for(w, result.kind_rules)
         by_name[name] = Resource(
             name=name,
             kind=ResourceKind.K8S,
             objects=[w],
-            images=manifests.images_used(w, refs, env_vars=env_refs),
+            images=manifests.images_used(w, refs, env_vars=env_refs)
+            if rule is None
+            else kinds.images_used(w, rule[2], refs),
             trigger_mode=result.settings.trigger_mode,
+            image_json_paths=None if rule is None else rule[2],
         )
     leftovers: list[dict[str, Any]] = []
     for o in objs:
-        if manifests.is_workload(o):
+        if is_workload(o):
             continue
         owner = next(
             (
@@ -148,6 +163,7 @@ def assemble(result: TiltfileResult) -> list[Resource]:
                 local=lr,
             )
         )
+    resources += _custom_deploy_resources(result)
     resources += _compose_resources(result)
     _check_images(result.images, resources)
     return order(resources)
@@ -167,6 +183,32 @@ def _find_workload(by_name: dict[str, Resource], selector: str) -> Resource:
         return hits[0]
     known = ", ".join(sorted(by_name)) or "none"
     raise ResourceError(f"k8s_resource: no workload named {selector!r} (workloads: {known})")
+
+
+def _custom_deploy_resources(result: TiltfileResult) -> list[Resource]:
+    """``k8s_custom_deploy``: its apply command runs as the resource's update."""
+    out = []
+    for cd in result.custom_deploys:
+        local = LocalResource(
+            name=cd.name,
+            cmd=cd.apply_cmd,
+            deps=cd.deps,
+            trigger_mode=result.settings.trigger_mode,
+            env=dict(cd.apply_env),
+            dir=cd.apply_dir,
+        )
+        images = [cd.image_selector] if cd.image_selector in {i.ref for i in result.images} else []
+        out.append(
+            Resource(
+                name=cd.name,
+                kind=ResourceKind.LOCAL,
+                trigger_mode=result.settings.trigger_mode,
+                local=local,
+                images=images,
+                custom_deploy=cd,
+            )
+        )
+    return out
 
 
 def _compose_resources(result: TiltfileResult) -> list[Resource]:

@@ -6,7 +6,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import kinds, manifests
 from flotilla.dev.plan.decide import Action, ActionKind, Copy
 from flotilla.dev.plan.model import InitialSync, Sync
 from flotilla.dev.plan.render import container_overrides
@@ -52,6 +52,8 @@ def full_update(session: Session, st: ResourceState) -> None:
             env_vars=env_refs,
             commands=container_overrides(images),
         )
+        if r.image_json_paths is None
+        else kinds.inject(session.kube.prepare(o, r.name), r.image_json_paths, refs)
         for o in r.objects
     ]
     st.status = "deploying"
