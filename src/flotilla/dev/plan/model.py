@@ -118,6 +118,8 @@ class ImageTarget:
     network: str = ""
     # docker_build_with_restart: wrap the entrypoint so a live update can restart the process.
     restart_entrypoint: tuple[str, ...] = ()
+    # Declared images this one is built from (FROM / COPY --from), built first.
+    image_deps: tuple[str, ...] = ()
     # custom_build
     command: tuple[str, ...] | str = ""
     deps: tuple[str, ...] = ()

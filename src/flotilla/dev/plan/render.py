@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from flotilla.dev.plan import kinds, manifests
-from flotilla.dev.plan.context import Matcher, build_context, registry_ref
+from flotilla.dev.plan import imagedeps, kinds, manifests
+from flotilla.dev.plan.context import Matcher, build_context, registry_ref, restart_command
 from flotilla.dev.plan.model import (
     FallBackOn,
     ImageTarget,
@@ -43,19 +43,25 @@ def planned_refs(
 ) -> dict[str, str]:
     """declared ref → the ref a deploy would use, with the content-derived tag computed now."""
     out: dict[str, str] = {}
+    local: dict[str, str] = {}  # the refs a dependent Dockerfile is rewritten to (dockerd's)
     reg = result.settings.default_registry or registry
-    for image in result.images:
+    by_ref = {i.ref: i for i in result.images}
+    for ref in imagedeps.order({i.ref: i.image_deps for i in result.images}):
+        image = by_ref[ref]
         if image.kind == "custom":
             tag = image.tag or "<custom_build>"
         else:
-            _, tag = build_context(image, tiltignore)
+            bases = {d: local[d] for d in image.image_deps if d in local}
+            _, tag = build_context(image, tiltignore, bases)
+        pushed = registry_ref(image.ref, reg, result.settings.registry_single_name)
+        local[image.ref] = f"{pushed}:{tag}"
         base = registry_ref(
             image.ref,
             result.settings.registry_from_cluster or reg,
             result.settings.registry_single_name,
         )
         out[image.ref] = f"{base}:{tag}"
-    return out
+    return {i.ref: out[i.ref] for i in result.images}
 
 
 def image_dict(image: ImageTarget) -> dict[str, Any]:
@@ -70,6 +76,8 @@ def image_dict(image: ImageTarget) -> dict[str, Any]:
             out["build_args"] = dict(image.build_args)
         if image.restart_entrypoint:
             out["restart_entrypoint"] = list(image.restart_entrypoint)
+        if image.image_deps:
+            out["image_deps"] = list(image.image_deps)
     else:
         out["command"] = image.command if isinstance(image.command, str) else list(image.command)
         out["deps"] = list(image.deps)
@@ -158,7 +166,12 @@ def container_overrides(
     """``entrypoint=`` / ``container_args=`` of each image, as (command, args) for containers."""
     out: dict[str, tuple[list[str] | None, list[str] | None]] = {}
     for i in images:
-        if i.entrypoint or i.container_args is not None:
+        if i.restart_entrypoint:  # the restart wrapper wins over the YAML's command, as in Tilt
+            out[i.ref] = (
+                list(restart_command(i.restart_entrypoint)),
+                None if i.container_args is None else list(i.container_args),
+            )
+        elif i.entrypoint or i.container_args is not None:
             out[i.ref] = (
                 list(i.entrypoint) or None,
                 None if i.container_args is None else list(i.container_args),

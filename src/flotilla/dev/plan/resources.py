@@ -103,6 +103,11 @@ def assemble(result: TiltfileResult) -> list[Resource]:
         )
         (owner.objects if owner else leftovers).append(o)
 
+    custom = _custom_deploy_resources(result)
+    for r in custom:
+        if r.name in by_name:
+            raise ResourceError(f"k8s_custom_deploy: resource {r.name!r} already exists")
+        by_name[r.name] = r
     for opts in result.k8s_resources:
         if opts.workload:
             target = _find_workload(by_name, opts.workload)
@@ -145,11 +150,11 @@ def assemble(result: TiltfileResult) -> list[Resource]:
 
     resources = list(by_name.values())
     if leftovers:
+        for r in resources:
+            r.resource_deps.insert(0, UNCATEGORIZED)
         resources.insert(
             0, Resource(name=UNCATEGORIZED, kind=ResourceKind.UNCATEGORIZED, objects=leftovers)
         )
-        for r in resources[1:]:
-            r.resource_deps.insert(0, UNCATEGORIZED)
     for lr in result.local_resources:
         resources.append(
             Resource(
@@ -163,7 +168,6 @@ def assemble(result: TiltfileResult) -> list[Resource]:
                 local=lr,
             )
         )
-    resources += _custom_deploy_resources(result)
     resources += _compose_resources(result)
     _check_images(result.images, resources)
     return order(resources)
@@ -260,6 +264,7 @@ def _check_images(images: list[ImageTarget], resources: list[Resource]) -> None:
 def unused_images(images: list[ImageTarget], resources: list[Resource]) -> list[str]:
     """Refs built by the Tiltfile that no resource deploys (Tilt warns about these)."""
     used = {ref for r in resources for ref in r.images}
+    used |= {dep for i in images for dep in i.image_deps}
     return [i.ref for i in images if i.ref not in used]
 
 

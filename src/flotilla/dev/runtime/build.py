@@ -11,7 +11,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +86,19 @@ class Builder:
             self._client.close()
             self._client = None
 
-    def build(self, image: ImageTarget, log: LogFn) -> Built:
+    def build(
+        self, image: ImageTarget, log: LogFn, images: Mapping[str, ImageTarget] | None = None
+    ) -> Built:
+        """Build ``image`` (after the declared images it is built from, found in ``images``)."""
         start = time.monotonic()
         if image.kind == "custom":
             return self._custom(image, log, start)
-        tar, tag = build_context(image, self.tiltignore)
+        bases = {
+            dep: self.build(images[dep], log, images).local_ref
+            for dep in image.image_deps
+            if images is not None and dep in images
+        }
+        tar, tag = build_context(image, self.tiltignore, bases)
         local_ref = f"{self.registry.push_ref(image.ref)}:{tag}"
         cached = self._exists(local_ref)
         if cached:

@@ -96,7 +96,9 @@ class ComposeRunner:
         spec = st.resource.compose_service or {}
         if st.resource.images:
             ref = st.resource.images[0]
-            built = self.builder.build(session.images[ref], lambda line: session.log_to(st, line))
+            built = self.builder.build(
+                session.images[ref], lambda line: session.log_to(st, line), session.images
+            )
             st.deployed_refs = {ref: built.local_ref}
             return built.local_ref
         build = spec.get("build")
@@ -114,7 +116,9 @@ class ComposeRunner:
             saved = self.builder.registry
             self.builder.registry = dataclasses.replace(saved, host="")
             try:
-                return self.builder.build(target, lambda line: session.log_to(st, line)).local_ref
+                return self.builder.build(
+                    target, lambda line: session.log_to(st, line), session.images
+                ).local_ref
             finally:
                 self.builder.registry = saved
         if not spec.get("image"):

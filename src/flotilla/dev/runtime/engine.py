@@ -44,6 +44,8 @@ class EngineConfig:
     """Registry (host:port) used when the Tiltfile calls no default_registry."""
     docker_host: str | None = None
     ci: bool = False
+    subcommand: str = ""
+    """What ``config.tilt_subcommand`` says; '' means ``ci`` or ``up`` from ``ci``."""
     watch: bool = True
     debounce_ms: int = 50
     """Quiet time (ms) after the last file event before acting on a batch."""
@@ -90,7 +92,11 @@ class Engine:
             namespace = self.cfg.namespace or kns
         try:
             result, _ = evaluate(
-                self.tiltfile, args=self.cfg.args, kube_context=context, kube_namespace=namespace
+                self.tiltfile,
+                args=self.cfg.args,
+                kube_context=context,
+                kube_namespace=namespace,
+                subcommand=self.cfg.subcommand or ("ci" if self.cfg.ci else "up"),
             )
             res = resources.assemble(result)
         except (TiltfileError, ValueError) as exc:

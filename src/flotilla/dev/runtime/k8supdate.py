@@ -28,7 +28,7 @@ def build_images(session: Session, st: ResourceState, refs: list[str]) -> dict[s
         st.status = "building"
         with session.build_slots:
             built = session.builder.build(
-                session.images[ref], lambda line: session.log_to(st, line)
+                session.images[ref], lambda line: session.log_to(st, line), session.images
             )
         session.log_to(
             st,

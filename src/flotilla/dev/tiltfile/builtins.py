@@ -19,7 +19,7 @@ from typing import Any
 import starlark as sl
 
 from flotilla.core import yamlload
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import imagedeps, manifests
 from flotilla.dev.plan.model import (
     ComposeProject,
     CustomDeploy,
@@ -253,6 +253,14 @@ class Builtins(YamlBuiltins):
         )
         if df and not os.path.exists(df):
             raise UsageError(f"Dockerfile {df} does not exist")
+        text = dockerfile_contents or (self._read_text(df, "docker_build") if df else "")
+        deps = imagedeps.deps_of(str(text), _env(build_args), [i.ref for i in self.res.images])
+        # Tilt lets a sync copy from the context of any image this one is built from.
+        by_ref, roots, todo = {i.ref: i for i in self.res.images}, [ctx], list(deps)
+        while todo:
+            base = by_ref[todo.pop()]
+            roots += [base.context, *base.deps]
+            todo += base.image_deps
         self.res.images.append(
             ImageTarget(
                 ref=ref,
@@ -261,7 +269,8 @@ class Builtins(YamlBuiltins):
                 dockerfile_contents=str(dockerfile_contents),
                 build_args=_env(build_args),
                 target=target,
-                live_update=live_update_steps(live_update, (ctx,)),
+                live_update=live_update_steps(live_update, tuple(roots)),
+                image_deps=deps,
                 ignore=strs(ignore, "ignore"),
                 only=strs(only, "only"),
                 entrypoint=_entrypoint(entrypoint),

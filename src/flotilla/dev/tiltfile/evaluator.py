@@ -17,6 +17,7 @@ from typing import Any
 
 import starlark as sl
 
+from flotilla.dev.plan.context import link_image_deps
 from flotilla.dev.plan.model import TiltfileResult, UIButton
 from flotilla.dev.tiltfile.arguments import parse_config_args
 from flotilla.dev.tiltfile.builtins import CONSTANTS, Builtins
@@ -49,6 +50,7 @@ _GLOBALS = sl.Globals.extended_by(
     ]
 )
 _LOCATION = re.compile(r"--> (?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+)")
+_FRAME = re.compile(r"^\s*\* (?P<file>[^\n]+?):(?P<line>\d+), in ", re.MULTILINE)
 _NOT_FOUND = re.compile(r"Variable `(?P<name>[^`]+)` not found")
 
 
@@ -115,6 +117,10 @@ class Evaluator:
                 sl.eval(root, sl.parse("<workload names>", RENAME_WORKLOADS, _dialect()), _GLOBALS)
             except sl.StarlarkError as exc:
                 raise self._translate(exc, self.tiltfile, "") from None
+            try:
+                link_image_deps(self.result.images)
+            except ValueError as exc:
+                raise TiltfileError(str(exc), str(self.tiltfile)) from None
         except ExitTiltfile as stop:  # Tilt: stops without an error, logging the value
             if stop.message:
                 self.result.logs.append(stop.message)
@@ -304,6 +310,10 @@ class Evaluator:
         msg = str(exc)
         loc = _LOCATION.search(msg)
         file, line = (loc.group("file"), int(loc.group("line"))) if loc else (str(path), 0)
+        if file.startswith("<"):  # inside the prelude: blame the Tiltfile's call
+            frames = [f for f in _FRAME.findall(msg) if not f[0].startswith("<")]
+            if frames:
+                file, line = frames[-1][0], int(frames[-1][1])
         lmap = self._line_maps.get(file)
         if lmap is not None and line:
             line = lmap.original(line)
