@@ -8,6 +8,7 @@ stopped by ``stop()`` within a bounded time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -366,6 +367,18 @@ class Engine:
         old = self._servers.pop(lr.name, None)
         if old is not None:
             old.stop()
+        cd = st.resource.custom_deploy
+        if cd is not None and cd.image_deps and self.builder is not None:
+            # Tilt builds a k8s_custom_deploy's image_deps first and hands them to apply_cmd.
+            env = dict(lr.env)
+            for i, ref in enumerate(cd.image_deps):
+                st.status = "building"
+                built = self.builder.build(
+                    self.images[ref], lambda line: self.log_to(st, line), self.images
+                )
+                env[f"TILT_IMAGE_MAP_{i}"] = ref
+                env[f"TILT_IMAGE_{i}"] = built.cluster_ref
+            lr = dataclasses.replace(lr, env=env)
         if lr.cmd:
             st.status = "updating"
             self.log_to(st, f"running: {lr.cmd if isinstance(lr.cmd, str) else ' '.join(lr.cmd)}")

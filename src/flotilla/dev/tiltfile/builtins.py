@@ -45,7 +45,7 @@ from flotilla.dev.tiltfile.arguments import (
 )
 from flotilla.dev.tiltfile.errors import UsageError
 from flotilla.dev.tiltfile.registry import REGISTRY, builtin
-from flotilla.dev.tiltfile.tools import find_tool
+from flotilla.dev.tiltfile.tools import find_tool, tool_env
 from flotilla.dev.tiltfile.yamltools import YamlBuiltins
 
 CONSTANTS: dict[str, Any] = {
@@ -92,7 +92,7 @@ class Builtins(YamlBuiltins):
             input=stdin,
             capture_output=True,
             text=True,
-            env={**os.environ, **env},
+            env=tool_env({**os.environ, **env}),
             check=False,
         )
         if proc.returncode != 0:

@@ -189,6 +189,7 @@ class Evaluator:
     def _exec_text(self, path: Path, text: str, cwd: Path, name: str) -> sl.Module:
         """Run one file's text with ``cwd`` as its directory; ``name`` is its file in errors."""
         mod = self._module()
+        mod["__file__"] = name  # Tilt sets it to the file being run
         source, self._line_maps[name] = rewrite_while(text)
         self._dirs.append(cwd)
         try:
@@ -330,7 +331,7 @@ class Evaluator:
 
     def _unresolved(self, name: str, file: str, line: int, text: str) -> TiltfileError:
         """Every name the file reads that nothing defines, each with its ``FILE:LINE``."""
-        known = set(self._builtins) | set(PRELUDE_NAMES)
+        known = set(self._builtins) | set(PRELUDE_NAMES) | {"__file__"}
         known |= set(CONSTANTS)
         found = dict(unresolved_names(text, known))
         found.setdefault(name, line)

@@ -29,7 +29,7 @@ UNIVERSE = frozenset(
     }
 )  # fmt: skip
 
-_MAX_ITERATIONS = "1 << 40"
+_MAX_ITERATIONS = "0x7FFFFFFF"  # range() takes a 32-bit int
 _INSERTED = 2  # lines added after each ``while``
 _HEADER = re.compile(r"^(?P<indent>[ \t]*)while\b")
 
