@@ -113,14 +113,19 @@ def cache_dir() -> Path:
 
 
 def local_repo(url: str, ref: str, base_dir: Path) -> Path:
-    """A ``file://`` URL's directory, or the cached git clone of ``url`` at ``ref``."""
+    """A ``file://`` URL's directory, or the cached git clone of ``url`` at ``ref``.
+
+    A ``file://`` URL with a ``ref`` names a git repository: it is cloned and checked out too.
+    """
     if url.startswith("file://"):
         path = Path(url.removeprefix("file://"))
         path = path if path.is_absolute() else base_dir / path
         if not path.is_dir():
             raise ValueError(f"extension repository {url}: no such directory")
-        return path
-    if not re.match(r"^(https?|git|ssh)://|^git@", url):
+        if not ref:
+            return path
+        url = str(path)
+    elif not re.match(r"^(https?|git|ssh)://|^git@", url):
         raise ValueError(f"extension repository URL {url!r}: use https://, git:// or file://")
     key = hashlib.sha256(f"{url}@{ref}".encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", url.rstrip("/").split("/")[-1])

@@ -62,7 +62,8 @@ def rewrite_while(text: str) -> tuple[str, LineMap]:
     except (tokenize.TokenError, SyntaxError, IndentationError):
         return text, lmap
     lines = text.splitlines(keepends=True)
-    edits: list[tuple[int, int, int, str]] = []  # (line, col of ':', body indent, cond)
+    # (header's first line, its last line, col of ':', body indent, condition)
+    edits: list[tuple[int, int, int, int, str]] = []
     at_start = True
     for i, tok in enumerate(tokens):
         if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
@@ -74,23 +75,33 @@ def rewrite_while(text: str) -> tuple[str, LineMap]:
             colon = _header_colon(tokens, i)
             if colon is not None:
                 start, end = tok.end, tokens[colon].start
-                if start[0] == end[0]:
-                    cond = lines[start[0] - 1][start[1] : end[1]].strip()
-                    edits.append((start[0], end[1], _body_indent(tokens, colon), cond))
+                cond = _between(lines, start, end)
+                edits.append((start[0], end[0], end[1], _body_indent(tokens, colon), cond))
         at_start = False
-    for line, col, indent, cond in reversed(edits):
-        src = lines[line - 1]
-        head = _HEADER.match(src)
+    for line, last, col, indent, cond in reversed(edits):
+        head = _HEADER.match(lines[line - 1])
         if head is None or indent < 0:
             continue
-        rest = src[col + 1 :]
+        rest = lines[last - 1][col + 1 :]
         pad = " " * indent
         lines[line - 1] = f"{head.group('indent')}for _while_ in range({_MAX_ITERATIONS}):{rest}"
         if not lines[line - 1].endswith("\n"):
             lines[line - 1] += "\n"
-        lines.insert(line, f"{pad}if not ({cond}):\n{pad}    break\n")
-        lmap.headers.append(line)
+        for i in range(line, last):  # the rest of a header split over lines: blank
+            lines[i] = "\n"
+        lines.insert(last, f"{pad}if not ({cond}):\n{pad}    break\n")
+        lmap.headers.append(last)
     return "".join(lines), lmap
+
+
+def _between(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
+    """Source text from ``start`` to ``end`` (token positions), on one line."""
+    if start[0] == end[0]:
+        return lines[start[0] - 1][start[1] : end[1]].strip()
+    parts = [lines[start[0] - 1][start[1] :]]
+    parts += lines[start[0] : end[0] - 1]
+    parts.append(lines[end[0] - 1][: end[1]])
+    return " ".join(p.strip() for p in parts)
 
 
 def _header_colon(tokens: list[tokenize.TokenInfo], start: int) -> int | None:
