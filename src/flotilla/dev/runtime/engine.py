@@ -21,7 +21,13 @@ from typing import Any
 from flotilla.dev.plan import decide, resources
 from flotilla.dev.plan.context import ContextFilter, Matcher, image_filter, read_ignore_file
 from flotilla.dev.plan.decide import Action, ActionKind
-from flotilla.dev.plan.model import ImageTarget, Resource, ResourceKind, TiltfileResult
+from flotilla.dev.plan.model import (
+    ImageTarget,
+    LocalResource,
+    Resource,
+    ResourceKind,
+    TiltfileResult,
+)
 from flotilla.dev.runtime.build import Builder, Registry
 from flotilla.dev.runtime.local import Server, run_cmd, wait_probe
 from flotilla.dev.runtime.state import BuildRecord, ResourceState, write_record
@@ -263,6 +269,40 @@ class Engine:
         action = self._plan_one(st.resource, pending) if pending else None
         self.submit(name, action if action and action.kind != ActionKind.NONE else None)
 
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """``flotilla dev enable|disable``: a disabled resource ignores changes (its serve_cmd
+        stops); enabling it runs a full update. Deployed objects stay, as with Tilt's toggle."""
+        st = self.states[name]
+        if not enabled:
+            server = self._servers.pop(name, None)
+            if server is not None:
+                server.stop()
+            st.status = "disabled"
+            self.log_to(st, "disabled")
+        elif st.status == "disabled":
+            st.status = "pending"
+            self.log_to(st, "enabled")
+            self.submit(name, None)
+
+    def set_args(self, args: list[str]) -> None:
+        """``flotilla dev args``: new Tiltfile arguments, then a reload (as ``tilt args``)."""
+        self.cfg.args = list(args)
+        self.changed({str(self.tiltfile)}, force=True)
+
+    def press(self, name: str) -> None:
+        """A ``uibutton``: run its command, its output going to its resource's log."""
+        button = next(b for b in (self.result.buttons if self.result else []) if b.name == name)
+        st = self.state(button.resource) or self.tiltfile_state
+        env = dict(e.split("=", 1) for e in button.env if "=" in e)
+
+        def run() -> None:
+            lr = LocalResource(name=f"button {name}", cmd=button.argv, env=env, dir=button.dir)
+            self.log_to(st, f"button {name}: {' '.join(button.argv)}")
+            code = run_cmd(lr, lambda line: self.log_to(st, line), self.stop_event)
+            self.log_to(st, f"button {name}: exit {code}")
+
+        self._spawn(f"button-{name}", run)
+
     def changed(self, paths: set[str], *, force: bool = False) -> None:
         """A debounced batch of file changes from the watcher."""
         if self.result is None:
@@ -284,6 +324,8 @@ class Engine:
             return
         for name, action in plans.items():
             st = self.states[name]
+            if st.status == "disabled":  # `flotilla dev disable`, or not started yet
+                continue
             if not st.resource.trigger_mode.auto and not force:
                 st.pending_changes |= paths
                 self.log_to(st, f"changes waiting for a manual trigger: {action.reason}")
