@@ -294,7 +294,7 @@ def test_compose_network_once_container_name_and_down(
         f'    ports: ["{port}:8000"]\n'
         "  side:\n"
         "    image: flotilla.local/compose-web\n"
-        '    command: ["sh", "-c", "wget -qO- http://web:8000/ && sleep 3600"]\n'
+        '    command: ["sh", "-c", "wget -qO- http://web:8000/; sleep 3600"]\n'
     )
     (root / "Tiltfile").write_text(
         "docker_build('flotilla.local/compose-web', 'web')\n"
