@@ -68,3 +68,33 @@ def test_an_unreachable_container_or_failed_sync_rebuilds(monkeypatch: pytest.Mo
 def test_a_failing_run_step_does_not_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KubeError, match="exit 2"):
         run(monkeypatch, KubeError("live update in pod-1/main failed (exit 2): boom"))
+
+
+def test_pod_summary_shows_crash_loops_and_restarts() -> None:
+    from flotilla.dev.runtime.kubedeploy import pod_summary
+
+    pod = {
+        "metadata": {"name": "web-1"},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "main",
+                    "ready": False,
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                },
+                {"name": "side", "ready": True, "restartCount": 1, "state": {"running": {}}},
+            ],
+        },
+    }
+    assert pod_summary(pod) == {
+        "name": "web-1",
+        "phase": "Running",
+        "ready": False,
+        "restarts": 5,
+        "reason": "CrashLoopBackOff",
+    }
+    ok = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
+        {"ready": True, "restartCount": 0, "state": {"running": {}}}]}}  # fmt: skip
+    assert pod_summary(ok)["ready"] is True and pod_summary(ok)["reason"] == ""

@@ -99,6 +99,35 @@ def pod_failure(pod: dict[str, Any]) -> str:
     return ""
 
 
+def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
+    """What the UI and API show of a pod: phase, readiness, restarts, a waiting/terminated reason
+    (``CrashLoopBackOff``, ``ImagePullBackOff``, ``Error``...)."""
+    status = pod.get("status") or {}
+    statuses = (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    )
+    containers = status.get("containerStatuses") or []
+    reason = ""
+    for cs in statuses:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        reason = str(
+            waiting.get("reason")
+            or (terminated.get("reason") if terminated.get("exitCode") else "")
+            or ""
+        )
+        if reason:
+            break
+    return {
+        "name": (pod.get("metadata") or {}).get("name", ""),
+        "phase": status.get("phase", ""),
+        "ready": bool(containers) and all(cs.get("ready") for cs in containers),
+        "restarts": sum(int(cs.get("restartCount") or 0) for cs in statuses),
+        "reason": reason or status.get("reason") or "",
+    }
+
+
 def job_failure(obj: dict[str, Any]) -> str:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Failed" and c.get("status") == "True":
