@@ -106,3 +106,28 @@ def test_args_reload_the_tiltfile(running: tuple[Engine, int]) -> None:
 def test_no_running_up_is_a_clear_error() -> None:
     code, out = dev(free_port(), "get")
     assert code == 1 and "no `flotilla dev up` answering" in out
+
+
+def test_page_has_enable_disable_and_ui_buttons(running: tuple[Engine, int]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.dev.test_ui import CHROMIUM_ARGS
+
+    eng, port = running
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            later = page.locator('[data-testid=resource][data-name="later"]')
+            expect(later).to_have_attribute("data-status", "disabled")
+            later.get_by_test_id("enable").click()
+            expect(later).to_have_attribute("data-status", "ready", timeout=10000)
+            later.get_by_test_id("disable").click()
+            expect(later).to_have_attribute("data-status", "disabled", timeout=10000)
+            hello = page.locator('[data-testid=resource][data-name="hello"]')
+            expect(hello.get_by_test_id("uibutton")).to_have_text("Shout")
+            hello.get_by_test_id("uibutton").click()
+            until(lambda: "SHOUT me" in eng.states["hello"].log)
+        finally:
+            browser.close()

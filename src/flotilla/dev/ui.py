@@ -29,7 +29,12 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/api/resources")
     def list_resources() -> dict[str, Any]:
-        return {"tiltfile": str(engine.tiltfile), "resources": engine.snapshot()}
+        found = engine.result.buttons if engine.result else []
+        return {
+            "tiltfile": str(engine.tiltfile),
+            "resources": engine.snapshot(),
+            "buttons": [button_dict(b) for b in found],
+        }
 
     @app.get("/api/logs/{name}")
     def logs(name: str, since: int = 0) -> dict[str, Any]:
