@@ -76,10 +76,10 @@ def test_big_tiltfile_rejects_an_unknown_service() -> None:
 
 
 def test_render_points_at_the_tiltfile_line(tmp_path: Path) -> None:
-    (tmp_path / "Tiltfile").write_text("k8s_yaml([])\nsecret_settings(True)\n")
+    (tmp_path / "Tiltfile").write_text("k8s_yaml([])\nsecret_settingz(True)\n")
     code, out, err = render("-f", str(tmp_path / "Tiltfile"))
     assert code == 1 and out == ""
-    assert f"{tmp_path / 'Tiltfile'}:2:" in err and "secret_settings" in err
+    assert f"{tmp_path / 'Tiltfile'}:2:" in err and "secret_settingz" in err
 
 
 def test_render_reports_a_missing_tiltfile(tmp_path: Path) -> None:

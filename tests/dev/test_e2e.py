@@ -273,3 +273,52 @@ def test_compose_live_update(dockerd: str, tmp_path: Path, monkeypatch: pytest.M
     assert down.exit_code == 0, down.stderr
     assert "removed 1 compose container(s)" in down.stdout
     assert fetch(port) == ""
+
+
+def test_compose_network_once_container_name_and_down(
+    dockerd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two services start together on one network; container_name is honoured; down removes
+    the containers and the network."""
+    monkeypatch.setenv("FLOTILLA_DEV_STATE", str(tmp_path / "state"))
+    port = free_port()
+    root = tmp_path / "compose2"
+    shutil.copytree(EXAMPLES / "compose", root)
+    project = f"net{port}"
+    (root / "docker-compose.yml").write_text(
+        "services:\n"
+        "  web:\n"
+        "    image: flotilla.local/compose-web\n"
+        "    container_name: flotilla-named-web-" + str(port) + "\n"
+        '    command: ["busybox", "httpd", "-f", "-p", "8000", "-h", "/www"]\n'
+        f'    ports: ["{port}:8000"]\n'
+        "  side:\n"
+        "    image: flotilla.local/compose-web\n"
+        '    command: ["sh", "-c", "wget -qO- http://web:8000/; sleep 3600"]\n'
+    )
+    (root / "Tiltfile").write_text(
+        "docker_build('flotilla.local/compose-web', 'web')\n"
+        f"docker_compose('docker-compose.yml', project_name='{project}')\n"
+    )
+    eng = Engine(EngineConfig(tiltfile=root / "Tiltfile", docker_host=dockerd, debounce_ms=30))
+    eng.load()
+    eng.start()
+    import docker
+
+    client = docker.DockerClient(base_url=dockerd)
+    try:
+        wait_for(lambda: fetch(port) != "", what="web")
+        wait_for(lambda: eng.states["side"].status == "ready", what="side")
+        names = [n.name for n in client.networks.list() if n.name == f"{project}_default"]
+        assert names == [f"{project}_default"]
+        assert client.containers.get(f"flotilla-named-web-{port}").status == "running"
+        eng.record()
+    finally:
+        eng.stop()
+    down = CliRunner().invoke(
+        app, ["dev", "down", "-f", str(root / "Tiltfile"), "--docker-host", dockerd]
+    )
+    assert down.exit_code == 0, down.stderr
+    assert "removed 2 compose container(s)" in down.stdout
+    assert not [n for n in client.networks.list() if n.name == f"{project}_default"]
+    client.close()

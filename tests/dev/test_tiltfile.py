@@ -73,11 +73,11 @@ def test_live_update_order_is_checked(tmp_path: Path) -> None:
 
 
 def test_unknown_builtin_names_it_and_the_line(tmp_path: Path) -> None:
-    tf = tilt(tmp_path, "k8s_yaml([])\n\nx = 1\nsecret_settings(disable_scrub=True)\n")
+    tf = tilt(tmp_path, "k8s_yaml([])\n\nx = 1\nsecret_settingz(disable_scrub=True)\n")
     with pytest.raises(TiltfileError) as err:
         evaluate(tf)
     assert err.value.line == 4
-    assert "secret_settings" in str(err.value)
+    assert "secret_settingz" in str(err.value)
     assert str(err.value).startswith(f"{tf}:4:")
 
 
@@ -152,9 +152,11 @@ k8s_yaml(namespace_inject(read_file('deploy.yaml'), 'dev'))
     assert web["metadata"]["namespace"] == "dev"
 
 
-def test_unknown_extension_fails(tmp_path: Path) -> None:
+def test_unknown_extension_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "exts").mkdir()
+    monkeypatch.setenv("FLOTILLA_DEV_EXTENSIONS", str(tmp_path / "exts"))
     tf = tilt(tmp_path, "load('ext://helm_resource', 'helm_resource')\n")
-    with pytest.raises(TiltfileError, match="ext://helm_resource"):
+    with pytest.raises(TiltfileError, match=r"ext://helm_resource: .*no helm_resource/Tiltfile"):
         evaluate(tf)
 
 

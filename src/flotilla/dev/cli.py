@@ -14,6 +14,7 @@ import typer
 
 from flotilla.core.cli import system_app
 from flotilla.core.errors import cli_message
+from flotilla.dev.apicommands import register as register_api_commands
 from flotilla.dev.tiltfile.errors import TiltfileError
 
 if TYPE_CHECKING:  # the engine pulls in docker and starlark: imported when a command runs
@@ -238,3 +239,6 @@ def down(
     except ValueError as exc:  # flotilla.cli shows TiltfileError and its exit code
         raise TiltfileError(str(exc)) from exc
     typer.echo(summary)
+
+
+register_api_commands(app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ def _stop_pid(pid: int) -> bool:
             break
         time.sleep(0.1)
     return True
+
+
+def run_delete_cmd(cmd: tuple[str, ...] | str, cwd: str, env: dict[str, str]) -> None:
+    """A ``k8s_custom_deploy``'s ``delete_cmd``, as ``tilt down`` runs it."""
+    argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+    if argv:
+        subprocess.run(argv, cwd=cwd or None, env={**os.environ, **env}, check=False, timeout=600)
 
 
 def keep(obj: dict[str, Any], delete_namespaces: bool) -> bool:
@@ -64,6 +72,7 @@ def teardown(
             args=args,
             docker_host=docker_host,
             watch=False,
+            subcommand="down",
         )
     )
     deleted = removed = 0
@@ -95,6 +104,8 @@ def teardown(
             assert engine.builder is not None
             runner = engine.compose or ComposeRunner(engine.builder)
             removed = sum(runner.down(p) for p in sorted(projects))
+        for cd in engine.result.custom_deploys if engine.result else []:
+            run_delete_cmd(cd.delete_cmd, cd.delete_dir, cd.delete_env)
     finally:
         engine.stop()
     clear_record(tiltfile)

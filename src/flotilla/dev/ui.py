@@ -12,6 +12,8 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
+from flotilla.dev.plan.render import button_dict
+
 if TYPE_CHECKING:
     from flotilla.dev.runtime.engine import Engine
 
@@ -27,7 +29,12 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/api/resources")
     def list_resources() -> dict[str, Any]:
-        return {"tiltfile": str(engine.tiltfile), "resources": engine.snapshot()}
+        found = engine.result.buttons if engine.result else []
+        return {
+            "tiltfile": str(engine.tiltfile),
+            "resources": engine.snapshot(),
+            "buttons": [button_dict(b) for b in found],
+        }
 
     @app.get("/api/logs/{name}")
     def logs(name: str, since: int = 0) -> dict[str, Any]:
@@ -36,6 +43,51 @@ def create_app(engine: Engine) -> FastAPI:
             raise HTTPException(404, f"no resource {name}")
         lines, total = st.log_since(max(0, since))
         return {"lines": lines, "next": total}
+
+    @app.get("/api/resources/{name}")
+    def describe(name: str) -> dict[str, Any]:
+        for item in engine.snapshot():
+            if item["name"] == name:
+                return dict(item)
+        raise HTTPException(404, f"no resource {name}")
+
+    @app.post("/api/enable/{name}")
+    def enable(name: str) -> dict[str, str]:
+        return toggle(name, True)
+
+    @app.post("/api/disable/{name}")
+    def disable(name: str) -> dict[str, str]:
+        return toggle(name, False)
+
+    def toggle(name: str, on: bool) -> dict[str, str]:
+        if name not in engine.states:
+            raise HTTPException(404, f"no resource {name}")
+        engine.set_enabled(name, on)
+        return {"enabled" if on else "disabled": name}
+
+    @app.get("/api/buttons")
+    def buttons() -> dict[str, Any]:
+        found = engine.result.buttons if engine.result else []
+        return {"buttons": [button_dict(b) for b in found]}
+
+    @app.post("/api/buttons/{name}")
+    def press(name: str) -> dict[str, str]:
+        if not any(b.name == name for b in (engine.result.buttons if engine.result else [])):
+            raise HTTPException(404, f"no button {name}")
+        engine.press(name)
+        return {"pressed": name}
+
+    @app.get("/api/args")
+    def get_args() -> dict[str, Any]:
+        return {"args": list(engine.cfg.args)}
+
+    @app.post("/api/args")
+    def set_args(body: dict[str, Any]) -> dict[str, Any]:
+        args = body.get("args")
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise HTTPException(400, "args must be a list of strings")
+        engine.set_args(args)
+        return {"args": args}
 
     @app.post("/api/trigger/{name}")
     def trigger(name: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 
+from flotilla.dev.plan import imagedeps
 from flotilla.dev.plan.model import ImageTarget
 
 GENERATED_DOCKERFILE = ".flotilla.Dockerfile"
@@ -166,13 +167,36 @@ def dockerfile_text(image: ImageTarget) -> str:
         with open(image.dockerfile) as fh:
             text = fh.read()
     if image.restart_entrypoint:
-        entry = ["/bin/sh", "-c", RESTART_SCRIPT, "flotilla-restart", *image.restart_entrypoint]
+        entry = list(restart_command(image.restart_entrypoint))
         text = text.rstrip("\n") + "\nENTRYPOINT " + json.dumps(entry) + "\nCMD []\n"
     return text
 
 
+def restart_command(entrypoint: tuple[str, ...]) -> tuple[str, ...]:
+    """The restart wrapper's argv around ``entrypoint`` (``docker_build_with_restart``)."""
+    return ("/bin/sh", "-c", RESTART_SCRIPT, "flotilla-restart", *entrypoint)
+
+
+def link_image_deps(images: list[ImageTarget]) -> None:
+    """Fill each docker image's ``image_deps`` from its Dockerfile; a cycle raises."""
+    refs = [i.ref for i in images]
+    for image in images:
+        if image.kind == "docker":
+            try:
+                text = dockerfile_text(image)
+            except OSError:
+                continue
+            others = [r for r in refs if r != image.ref]
+            image.image_deps = imagedeps.deps_of(text, image.build_args, others)
+        else:
+            image.image_deps = tuple(r for r in image.image_deps if r in refs)
+    imagedeps.order({i.ref: i.image_deps for i in images})
+
+
 def build_context(
-    image: ImageTarget, tiltignore: tuple[tuple[str, Matcher], ...] = ()
+    image: ImageTarget,
+    tiltignore: tuple[tuple[str, Matcher], ...] = (),
+    base_refs: dict[str, str] | None = None,
 ) -> tuple[bytes, str]:
     """(gzip-free tarball of the context with the Dockerfile at ``GENERATED_DOCKERFILE``, tag).
 
@@ -197,7 +221,7 @@ def build_context(
                 tar.addfile(info, io.BytesIO(data))
             else:
                 tar.addfile(info)
-        df = dockerfile_text(image).encode()
+        df = imagedeps.rewrite(dockerfile_text(image), image.build_args, base_refs or {}).encode()
         digest.update(b"Dockerfile\0" + hashlib.sha256(df).digest())
         info = tarfile.TarInfo(GENERATED_DOCKERFILE)
         info.size = len(df)

@@ -6,6 +6,7 @@ Live update when every changed file of an image is covered by a ``sync`` (and no
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 from collections.abc import Iterable
@@ -134,6 +135,18 @@ def local_action(lr: LocalResource, changed: Iterable[str], flt: ContextFilter |
     return Action(ActionKind.RERUN, f"{_short(hits)} changed")
 
 
+def _bases(image: ImageTarget, images: dict[str, ImageTarget]) -> list[ImageTarget]:
+    """The declared images ``image`` is built from, transitively."""
+    out: list[ImageTarget] = []
+    todo = list(image.image_deps)
+    while todo:
+        ref = todo.pop()
+        if ref in images and images[ref] not in out:
+            out.append(images[ref])
+            todo += images[ref].image_deps
+    return out
+
+
 def resource_action(
     resource: Resource,
     images: dict[str, ImageTarget],
@@ -146,10 +159,23 @@ def resource_action(
     """Combine the per-image decisions of a resource: any rebuild wins over live updates."""
     if resource.kind == ResourceKind.LOCAL and resource.local is not None:
         return local_action(resource.local, changed, filters.get(resource.name))
-    actions = [
-        image_action(images[ref], changed, exists=exists, flt=filters.get(ref), deployed=deployed)
-        for ref in resource.images
-    ]
+    actions = []
+    for ref in resource.images:
+        image = images[ref]
+        actions.append(
+            image_action(image, changed, exists=exists, flt=filters.get(ref), deployed=deployed)
+        )
+        for base in _bases(image, images):
+            # A file of an image this one is built from: the dependent's live update decides,
+            # as in Tilt (a sync may copy from the base's context); a rebuild rebuilds both.
+            view = dataclasses.replace(
+                image, kind=base.kind, context=base.context, deps=base.deps,
+                dockerfile=base.dockerfile,
+            )  # fmt: skip
+            actions.append(
+                image_action(view, changed, exists=exists, flt=filters.get(base.ref),
+                             deployed=deployed)
+            )  # fmt: skip
     rebuild = [a for a in actions if a.kind == ActionKind.REBUILD]
     if rebuild:
         return Action(

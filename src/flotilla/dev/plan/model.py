@@ -118,6 +118,8 @@ class ImageTarget:
     network: str = ""
     # docker_build_with_restart: wrap the entrypoint so a live update can restart the process.
     restart_entrypoint: tuple[str, ...] = ()
+    # Declared images this one is built from (FROM / COPY --from), built first.
+    image_deps: tuple[str, ...] = ()
     # custom_build
     command: tuple[str, ...] | str = ""
     deps: tuple[str, ...] = ()
@@ -197,6 +199,38 @@ class DcResourceOptions:
 
 
 @dataclass
+class UIButton:
+    """A ``v1alpha1.ui_button`` (the ``uibutton`` extension's ``cmd_button``) and its command."""
+
+    name: str
+    text: str = ""
+    location: str = ""  # "Resource" | "Global"
+    resource: str = ""
+    icon: str = ""
+    disabled: bool = False
+    requires_confirmation: bool = False
+    argv: tuple[str, ...] = ()
+    dir: str = ""
+    env: tuple[str, ...] = ()
+
+
+@dataclass
+class CustomDeploy:
+    """``k8s_custom_deploy``: commands that apply (printing the YAML applied) and delete."""
+
+    name: str
+    apply_cmd: tuple[str, ...] | str
+    delete_cmd: tuple[str, ...] | str
+    deps: tuple[str, ...] = ()
+    image_selector: str = ""
+    apply_dir: str = ""
+    apply_env: dict[str, str] = field(default_factory=dict)
+    delete_dir: str = ""
+    delete_env: dict[str, str] = field(default_factory=dict)
+    image_deps: tuple[str, ...] = ()
+
+
+@dataclass
 class Settings:
     """Global settings a Tiltfile may set."""
 
@@ -233,6 +267,12 @@ class TiltfileResult:
     k8s_context: str = ""
     namespace: str = ""
     enabled_resources: list[str] | None = None
+    buttons: list[UIButton] = field(default_factory=list)
+    custom_deploys: list[CustomDeploy] = field(default_factory=list)
+    workload_names: dict[str, str] = field(default_factory=dict)
+    """object id → resource name, from ``workload_to_resource_function``."""
+    kind_rules: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    """``k8s_kind(kind, api_version, image_json_path)``: extra workload kinds and image paths."""
 
 
 class ResourceKind(enum.StrEnum):
@@ -261,3 +301,6 @@ class Resource:
     local: LocalResource | None = None
     compose_service: dict[str, Any] | None = None
     compose_project: str = ""
+    image_json_paths: tuple[str, ...] | None = None
+    """Set for a ``k8s_kind`` workload: where its images are (empty: every ``image`` field)."""
+    custom_deploy: CustomDeploy | None = None

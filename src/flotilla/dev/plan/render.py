@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from flotilla.dev.plan import manifests
-from flotilla.dev.plan.context import Matcher, build_context, registry_ref
+from flotilla.dev.plan import imagedeps, kinds, manifests
+from flotilla.dev.plan.context import Matcher, build_context, registry_ref, restart_command
 from flotilla.dev.plan.model import (
     FallBackOn,
     ImageTarget,
@@ -18,6 +18,7 @@ from flotilla.dev.plan.model import (
     Run,
     Sync,
     TiltfileResult,
+    UIButton,
 )
 
 
@@ -42,19 +43,25 @@ def planned_refs(
 ) -> dict[str, str]:
     """declared ref → the ref a deploy would use, with the content-derived tag computed now."""
     out: dict[str, str] = {}
+    local: dict[str, str] = {}  # the refs a dependent Dockerfile is rewritten to (dockerd's)
     reg = result.settings.default_registry or registry
-    for image in result.images:
+    by_ref = {i.ref: i for i in result.images}
+    for ref in imagedeps.order({i.ref: i.image_deps for i in result.images}):
+        image = by_ref[ref]
         if image.kind == "custom":
             tag = image.tag or "<custom_build>"
         else:
-            _, tag = build_context(image, tiltignore)
+            bases = {d: local[d] for d in image.image_deps if d in local}
+            _, tag = build_context(image, tiltignore, bases)
+        pushed = registry_ref(image.ref, reg, result.settings.registry_single_name)
+        local[image.ref] = f"{pushed}:{tag}"
         base = registry_ref(
             image.ref,
             result.settings.registry_from_cluster or reg,
             result.settings.registry_single_name,
         )
         out[image.ref] = f"{base}:{tag}"
-    return out
+    return {i.ref: out[i.ref] for i in result.images}
 
 
 def image_dict(image: ImageTarget) -> dict[str, Any]:
@@ -69,6 +76,8 @@ def image_dict(image: ImageTarget) -> dict[str, Any]:
             out["build_args"] = dict(image.build_args)
         if image.restart_entrypoint:
             out["restart_entrypoint"] = list(image.restart_entrypoint)
+        if image.image_deps:
+            out["image_deps"] = list(image.image_deps)
     else:
         out["command"] = image.command if isinstance(image.command, str) else list(image.command)
         out["deps"] = list(image.deps)
@@ -101,9 +110,27 @@ def resource_dict(r: Resource, images: dict[str, ImageTarget]) -> dict[str, Any]
         out["deps"] = list(lr.deps)
         if lr.readiness_probe is not None:
             out["readiness_probe"] = lr.readiness_probe.kind
+    if r.custom_deploy is not None:
+        cd = r.custom_deploy
+        out["apply_cmd"] = out.pop("cmd")
+        out["delete_cmd"] = cd.delete_cmd if isinstance(cd.delete_cmd, str) else list(cd.delete_cmd)
+        if cd.image_selector:
+            out["image_selector"] = cd.image_selector
+        if cd.image_deps:
+            out["image_deps"] = list(cd.image_deps)
     if r.compose_service is not None:
         out["compose_project"] = r.compose_project
         out["service"] = {k: v for k, v in r.compose_service.items() if not k.startswith("_")}
+    return out
+
+
+def button_dict(b: UIButton) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": b.name, "text": b.text, "location": b.location}
+    if b.resource:
+        out["resource"] = b.resource
+    out["argv"] = list(b.argv)
+    if b.env:
+        out["env"] = list(b.env)
     return out
 
 
@@ -113,12 +140,17 @@ def render(result: TiltfileResult, resources: list[Resource], refs: dict[str, st
     doc: dict[str, Any] = {"resources": [resource_dict(r, images) for r in resources]}
     if result.warnings:
         doc["warnings"] = list(result.warnings)
+    if result.buttons:
+        doc["buttons"] = [button_dict(b) for b in result.buttons]
     if result.enabled_resources is not None:
         doc["enabled_resources"] = list(result.enabled_resources)
     env_refs = {i.ref for i in result.images if i.match_in_env_vars}
     objs = []
     for r in resources:
         for o in r.objects:
+            if r.image_json_paths is not None:
+                objs.append(kinds.inject(o, r.image_json_paths, refs))
+                continue
             objs.append(
                 manifests.inject_images(
                     o, refs, env_vars=env_refs, commands=container_overrides(result.images)
@@ -134,7 +166,12 @@ def container_overrides(
     """``entrypoint=`` / ``container_args=`` of each image, as (command, args) for containers."""
     out: dict[str, tuple[list[str] | None, list[str] | None]] = {}
     for i in images:
-        if i.entrypoint or i.container_args is not None:
+        if i.restart_entrypoint:  # the restart wrapper wins over the YAML's command, as in Tilt
+            out[i.ref] = (
+                list(restart_command(i.restart_entrypoint)),
+                None if i.container_args is None else list(i.container_args),
+            )
+        elif i.entrypoint or i.container_args is not None:
             out[i.ref] = (
                 list(i.entrypoint) or None,
                 None if i.container_args is None else list(i.container_args),

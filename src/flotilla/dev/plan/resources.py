@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from flotilla.core.errors import FlotillaError
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import kinds, manifests
 from flotilla.dev.plan.model import (
     ImageTarget,
+    LocalResource,
     Resource,
     ResourceKind,
     RestartContainer,
@@ -61,22 +62,36 @@ def _workload_names(workloads: list[dict[str, Any]]) -> list[str]:
 def assemble(result: TiltfileResult) -> list[Resource]:
     """Resources in dependency order: k8s workloads, local resources, compose services."""
     objs = result.k8s_objects
-    workloads = [o for o in objs if manifests.is_workload(o)]
-    names = _workload_names(workloads)
+
+    def is_workload(o: dict[str, Any]) -> bool:
+        return manifests.is_workload(o) or kinds.rule_for(o, result.kind_rules) is not None
+
+    workloads = [o for o in objs if is_workload(o)]
+    names = [
+        result.workload_names.get(manifests.object_id(w), n)
+        for n, w in zip(_workload_names(workloads), workloads, strict=True)
+    ]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ResourceError(f"workload_to_resource_function: two workloads are named {dup!r}")
     by_name: dict[str, Resource] = {}
     refs = [i.ref for i in result.images]
     env_refs = {i.ref for i in result.images if i.match_in_env_vars}
     for name, w in zip(names, workloads, strict=True):
+        rule = kinds.rule_for(w, result.kind_rules)
         by_name[name] = Resource(
             name=name,
             kind=ResourceKind.K8S,
             objects=[w],
-            images=manifests.images_used(w, refs, env_vars=env_refs),
+            images=manifests.images_used(w, refs, env_vars=env_refs)
+            if rule is None
+            else kinds.images_used(w, rule[2], refs),
             trigger_mode=result.settings.trigger_mode,
+            image_json_paths=None if rule is None else rule[2],
         )
     leftovers: list[dict[str, Any]] = []
     for o in objs:
-        if manifests.is_workload(o):
+        if is_workload(o):
             continue
         owner = next(
             (
@@ -88,6 +103,11 @@ def assemble(result: TiltfileResult) -> list[Resource]:
         )
         (owner.objects if owner else leftovers).append(o)
 
+    custom = _custom_deploy_resources(result)
+    for r in custom:
+        if r.name in by_name:
+            raise ResourceError(f"k8s_custom_deploy: resource {r.name!r} already exists")
+        by_name[r.name] = r
     for opts in result.k8s_resources:
         if opts.workload:
             target = _find_workload(by_name, opts.workload)
@@ -130,11 +150,11 @@ def assemble(result: TiltfileResult) -> list[Resource]:
 
     resources = list(by_name.values())
     if leftovers:
+        for r in resources:
+            r.resource_deps.insert(0, UNCATEGORIZED)
         resources.insert(
             0, Resource(name=UNCATEGORIZED, kind=ResourceKind.UNCATEGORIZED, objects=leftovers)
         )
-        for r in resources[1:]:
-            r.resource_deps.insert(0, UNCATEGORIZED)
     for lr in result.local_resources:
         resources.append(
             Resource(
@@ -167,6 +187,32 @@ def _find_workload(by_name: dict[str, Resource], selector: str) -> Resource:
         return hits[0]
     known = ", ".join(sorted(by_name)) or "none"
     raise ResourceError(f"k8s_resource: no workload named {selector!r} (workloads: {known})")
+
+
+def _custom_deploy_resources(result: TiltfileResult) -> list[Resource]:
+    """``k8s_custom_deploy``: its apply command runs as the resource's update."""
+    out = []
+    for cd in result.custom_deploys:
+        local = LocalResource(
+            name=cd.name,
+            cmd=cd.apply_cmd,
+            deps=cd.deps,
+            trigger_mode=result.settings.trigger_mode,
+            env=dict(cd.apply_env),
+            dir=cd.apply_dir,
+        )
+        images = [cd.image_selector] if cd.image_selector in {i.ref for i in result.images} else []
+        out.append(
+            Resource(
+                name=cd.name,
+                kind=ResourceKind.LOCAL,
+                trigger_mode=result.settings.trigger_mode,
+                local=local,
+                images=images,
+                custom_deploy=cd,
+            )
+        )
+    return out
 
 
 def _compose_resources(result: TiltfileResult) -> list[Resource]:
@@ -218,6 +264,7 @@ def _check_images(images: list[ImageTarget], resources: list[Resource]) -> None:
 def unused_images(images: list[ImageTarget], resources: list[Resource]) -> list[str]:
     """Refs built by the Tiltfile that no resource deploys (Tilt warns about these)."""
     used = {ref for r in resources for ref in r.images}
+    used |= {dep for i in images for dep in i.image_deps}
     return [i.ref for i in images if i.ref not in used]
 
 

@@ -9,16 +9,24 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import docker
 import docker.errors
 
-from flotilla.dev.plan.context import GENERATED_DOCKERFILE, Matcher, build_context, registry_ref
+from flotilla.dev.plan.context import (
+    GENERATED_DOCKERFILE,
+    Matcher,
+    build_context,
+    dockerfile_text,
+    registry_ref,
+)
 from flotilla.dev.plan.model import ImageTarget
 
 logger = logging.getLogger(__name__)
@@ -27,6 +35,41 @@ LogFn = Callable[[str], None]
 
 class BuildError(RuntimeError):
     """A build or push failed; the message carries the builder's own error text."""
+
+
+_BUILDKIT_ONLY = re.compile(r"^\s*(RUN\s+--mount|#\s*syntax\s*=)", re.IGNORECASE | re.MULTILINE)
+
+
+def needs_buildkit(dockerfile: str) -> bool:
+    """Does the Dockerfile use what only BuildKit understands (``RUN --mount``, ``# syntax=``)?"""
+    return bool(_BUILDKIT_ONLY.search(dockerfile))
+
+
+def buildkit_argv(image: ImageTarget, ref: str) -> list[str]:
+    """``docker buildx build`` of a tar context read from stdin, loaded into dockerd as ``ref``."""
+    argv = ["docker", "buildx", "build", "--load", "-t", ref, "-f", GENERATED_DOCKERFILE]
+    for key, value in sorted(image.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    if image.target:
+        argv += ["--target", image.target]
+    if image.network:
+        argv += ["--network", image.network]
+    if image.pull:
+        argv.append("--pull")
+    return [*argv, "-"]
+
+
+def buildx_available() -> bool:
+    """The docker CLI with its buildx plugin (how BuildKit is driven; the SDK has no BuildKit)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        proc = subprocess.run(
+            ["docker", "buildx", "version"], capture_output=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +112,7 @@ class Builder:
         self._docker_host = docker_host or os.environ.get("DOCKER_HOST") or None
         self._client: docker.DockerClient | None = None
         self._pushed: set[str] = set()
+        self._buildx: bool | None = None  # found out on the first BuildKit-only Dockerfile
 
     @property
     def client(self) -> docker.DockerClient:
@@ -86,11 +130,19 @@ class Builder:
             self._client.close()
             self._client = None
 
-    def build(self, image: ImageTarget, log: LogFn) -> Built:
+    def build(
+        self, image: ImageTarget, log: LogFn, images: Mapping[str, ImageTarget] | None = None
+    ) -> Built:
+        """Build ``image`` (after the declared images it is built from, found in ``images``)."""
         start = time.monotonic()
         if image.kind == "custom":
             return self._custom(image, log, start)
-        tar, tag = build_context(image, self.tiltignore)
+        bases = {
+            dep: self.build(images[dep], log, images).local_ref
+            for dep in image.image_deps
+            if images is not None and dep in images
+        }
+        tar, tag = build_context(image, self.tiltignore, bases)
         local_ref = f"{self.registry.push_ref(image.ref)}:{tag}"
         cached = self._exists(local_ref)
         if cached:
@@ -117,6 +169,30 @@ class Builder:
         return True
 
     def _docker_build(self, image: ImageTarget, tar: bytes, ref: str, log: LogFn) -> None:
+        if needs_buildkit(dockerfile_text(image)):
+            if self._buildx is None:
+                self._buildx = buildx_available()
+            if self._buildx:
+                self._buildkit_build(image, tar, ref, log)
+                return
+            log(f"{image.ref}: the Dockerfile needs BuildKit (RUN --mount); docker buildx is "
+                "not installed, so the legacy builder runs it")  # fmt: skip
+        self._legacy_build(image, tar, ref, log)
+
+    def _buildkit_build(self, image: ImageTarget, tar: bytes, ref: str, log: LogFn) -> None:
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        if self._docker_host:
+            env["DOCKER_HOST"] = self._docker_host
+        proc = subprocess.run(
+            buildkit_argv(image, ref), input=tar, capture_output=True, env=env, check=False
+        )
+        for line in proc.stderr.decode(errors="replace").splitlines():
+            log(line)
+        if proc.returncode != 0:
+            tail = proc.stderr.decode(errors="replace").strip()[-800:]
+            raise BuildError(f"docker buildx build {image.ref} failed: {tail}")
+
+    def _legacy_build(self, image: ImageTarget, tar: bytes, ref: str, log: LogFn) -> None:
         kwargs: dict[str, Any] = {
             "fileobj": io.BytesIO(tar),
             "custom_context": True,

@@ -81,6 +81,7 @@ class ComposeRunner:
         self.builder = builder
         self._projects: set[str] = set()
         self._logs: list[threading.Thread] = []
+        self._network_lock = threading.Lock()  # services start in parallel: one network each
 
     @property
     def client(self) -> docker.DockerClient:
@@ -89,14 +90,18 @@ class ComposeRunner:
     def projects(self) -> list[str]:
         return sorted(self._projects)
 
-    def container_name(self, project: str, service: str) -> str:
-        return f"{project}-{service}-1"
+    def container_name(self, project: str, service: str, spec: dict[str, Any] | None = None) -> str:
+        """The service's ``container_name:``, else compose's ``<project>-<service>-1``."""
+        given = (spec or {}).get("container_name")
+        return str(given) if given else f"{project}-{service}-1"
 
     def _image(self, session: Session, st: ResourceState) -> str:
         spec = st.resource.compose_service or {}
         if st.resource.images:
             ref = st.resource.images[0]
-            built = self.builder.build(session.images[ref], lambda line: session.log_to(st, line))
+            built = self.builder.build(
+                session.images[ref], lambda line: session.log_to(st, line), session.images
+            )
             st.deployed_refs = {ref: built.local_ref}
             return built.local_ref
         build = spec.get("build")
@@ -114,7 +119,9 @@ class ComposeRunner:
             saved = self.builder.registry
             self.builder.registry = dataclasses.replace(saved, host="")
             try:
-                return self.builder.build(target, lambda line: session.log_to(st, line)).local_ref
+                return self.builder.build(
+                    target, lambda line: session.log_to(st, line), session.images
+                ).local_ref
             finally:
                 self.builder.registry = saved
         if not spec.get("image"):
@@ -133,7 +140,7 @@ class ComposeRunner:
         image = self._image(session, st)
         project = st.resource.compose_project
         self._projects.add(project)
-        name = self.container_name(project, st.resource.name)
+        name = self.container_name(project, st.resource.name, spec)
         self.remove_container(name)
         network = self._network(project)
         st.status = "deploying"
@@ -166,11 +173,16 @@ class ComposeRunner:
         self._follow(session, st, name)
 
     def _network(self, project: str) -> str:
+        """The project's network, created once even when services start together (dockerd
+        accepts two networks of one name, and then refuses to use either by name)."""
         name = f"{project}_default"
-        try:
-            self.client.networks.get(name)
-        except docker.errors.NotFound:
-            self.client.networks.create(name, labels={PROJECT_LABEL: project})
+        with self._network_lock:
+            same = [n for n in self.client.networks.list(names=[name]) if n.name == name]
+            for extra in same[1:]:  # left by an earlier race: keep one
+                with contextlib.suppress(docker.errors.APIError):
+                    extra.remove()
+            if not same:
+                self.client.networks.create(name, labels={PROJECT_LABEL: project})
         return name
 
     def _wait_running(self, session: Session, st: ResourceState, name: str) -> None:
@@ -203,15 +215,22 @@ class ComposeRunner:
 
     def live_update(self, session: Session, st: ResourceState, action: Action) -> None:
         st.status = "updating"
-        name = self.container_name(st.resource.compose_project, st.resource.name)
+        name = self.container_name(
+            st.resource.compose_project, st.resource.name, st.resource.compose_service
+        )
         try:
             c = self.client.containers.get(name)
         except docker.errors.NotFound:
             self.update(session, st, None)
             return
         copies = [(cp.local, cp.remote) for cp in action.copies]
-        if copies:
-            c.put_archive("/", tar_of(copies))
+        try:
+            if copies:
+                c.put_archive("/", tar_of(copies))
+        except docker.errors.APIError as exc:  # as Tilt: a failed sync rebuilds
+            session.log_to(st, f"sync into {name} failed ({exc}): full update instead")
+            self.update(session, st, None)
+            return
         docker_restart = any(
             isinstance(s, RestartContainer)
             for ref in action.images
@@ -242,8 +261,9 @@ class ComposeRunner:
         ):
             c.remove(force=True)
             removed += 1
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            self.client.networks.get(f"{project}_default").remove()
+        for net in self.client.networks.list(filters={"label": f"{PROJECT_LABEL}={project}"}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                net.remove()
         return removed
 
     def close(self) -> None:

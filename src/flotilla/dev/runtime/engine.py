@@ -8,6 +8,7 @@ stopped by ``stop()`` within a bounded time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -20,7 +21,13 @@ from typing import Any
 from flotilla.dev.plan import decide, resources
 from flotilla.dev.plan.context import ContextFilter, Matcher, image_filter, read_ignore_file
 from flotilla.dev.plan.decide import Action, ActionKind
-from flotilla.dev.plan.model import ImageTarget, Resource, ResourceKind, TiltfileResult
+from flotilla.dev.plan.model import (
+    ImageTarget,
+    LocalResource,
+    Resource,
+    ResourceKind,
+    TiltfileResult,
+)
 from flotilla.dev.runtime.build import Builder, Registry
 from flotilla.dev.runtime.local import Server, run_cmd, wait_probe
 from flotilla.dev.runtime.state import BuildRecord, ResourceState, write_record
@@ -44,6 +51,8 @@ class EngineConfig:
     """Registry (host:port) used when the Tiltfile calls no default_registry."""
     docker_host: str | None = None
     ci: bool = False
+    subcommand: str = ""
+    """What ``config.tilt_subcommand`` says; '' means ``ci`` or ``up`` from ``ci``."""
     watch: bool = True
     debounce_ms: int = 50
     """Quiet time (ms) after the last file event before acting on a batch."""
@@ -90,7 +99,11 @@ class Engine:
             namespace = self.cfg.namespace or kns
         try:
             result, _ = evaluate(
-                self.tiltfile, args=self.cfg.args, kube_context=context, kube_namespace=namespace
+                self.tiltfile,
+                args=self.cfg.args,
+                kube_context=context,
+                kube_namespace=namespace,
+                subcommand=self.cfg.subcommand or ("ci" if self.cfg.ci else "up"),
             )
             res = resources.assemble(result)
         except (TiltfileError, ValueError) as exc:
@@ -256,6 +269,40 @@ class Engine:
         action = self._plan_one(st.resource, pending) if pending else None
         self.submit(name, action if action and action.kind != ActionKind.NONE else None)
 
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """``flotilla dev enable|disable``: a disabled resource ignores changes (its serve_cmd
+        stops); enabling it runs a full update. Deployed objects stay, as with Tilt's toggle."""
+        st = self.states[name]
+        if not enabled:
+            server = self._servers.pop(name, None)
+            if server is not None:
+                server.stop()
+            st.status = "disabled"
+            self.log_to(st, "disabled")
+        elif st.status == "disabled":
+            st.status = "pending"
+            self.log_to(st, "enabled")
+            self.submit(name, None)
+
+    def set_args(self, args: list[str]) -> None:
+        """``flotilla dev args``: new Tiltfile arguments, then a reload (as ``tilt args``)."""
+        self.cfg.args = list(args)
+        self.changed({str(self.tiltfile)}, force=True)
+
+    def press(self, name: str) -> None:
+        """A ``uibutton``: run its command, its output going to its resource's log."""
+        button = next(b for b in (self.result.buttons if self.result else []) if b.name == name)
+        st = self.state(button.resource) or self.tiltfile_state
+        env = dict(e.split("=", 1) for e in button.env if "=" in e)
+
+        def run() -> None:
+            lr = LocalResource(name=f"button {name}", cmd=button.argv, env=env, dir=button.dir)
+            self.log_to(st, f"button {name}: {' '.join(button.argv)}")
+            code = run_cmd(lr, lambda line: self.log_to(st, line), self.stop_event)
+            self.log_to(st, f"button {name}: exit {code}")
+
+        self._spawn(f"button-{name}", run)
+
     def changed(self, paths: set[str], *, force: bool = False) -> None:
         """A debounced batch of file changes from the watcher."""
         if self.result is None:
@@ -277,6 +324,8 @@ class Engine:
             return
         for name, action in plans.items():
             st = self.states[name]
+            if st.status == "disabled":  # `flotilla dev disable`, or not started yet
+                continue
             if not st.resource.trigger_mode.auto and not force:
                 st.pending_changes |= paths
                 self.log_to(st, f"changes waiting for a manual trigger: {action.reason}")
@@ -360,6 +409,18 @@ class Engine:
         old = self._servers.pop(lr.name, None)
         if old is not None:
             old.stop()
+        cd = st.resource.custom_deploy
+        if cd is not None and cd.image_deps and self.builder is not None:
+            # Tilt builds a k8s_custom_deploy's image_deps first and hands them to apply_cmd.
+            env = dict(lr.env)
+            for i, ref in enumerate(cd.image_deps):
+                st.status = "building"
+                built = self.builder.build(
+                    self.images[ref], lambda line: self.log_to(st, line), self.images
+                )
+                env[f"TILT_IMAGE_MAP_{i}"] = ref
+                env[f"TILT_IMAGE_{i}"] = built.cluster_ref
+            lr = dataclasses.replace(lr, env=env)
         if lr.cmd:
             st.status = "updating"
             self.log_to(st, f"running: {lr.cmd if isinstance(lr.cmd, str) else ' '.join(lr.cmd)}")

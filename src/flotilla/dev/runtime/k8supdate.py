@@ -6,10 +6,11 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import kinds, manifests
 from flotilla.dev.plan.decide import Action, ActionKind, Copy
 from flotilla.dev.plan.model import InitialSync, Sync
 from flotilla.dev.plan.render import container_overrides
+from flotilla.dev.runtime.kubedeploy import LiveUpdateSyncError
 from flotilla.dev.runtime.state import ResourceState
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def build_images(session: Session, st: ResourceState, refs: list[str]) -> dict[s
         st.status = "building"
         with session.build_slots:
             built = session.builder.build(
-                session.images[ref], lambda line: session.log_to(st, line)
+                session.images[ref], lambda line: session.log_to(st, line), session.images
             )
         session.log_to(
             st,
@@ -52,6 +53,8 @@ def full_update(session: Session, st: ResourceState) -> None:
             env_vars=env_refs,
             commands=container_overrides(images),
         )
+        if r.image_json_paths is None
+        else kinds.inject(session.kube.prepare(o, r.name), r.image_json_paths, refs)
         for o in r.objects
     ]
     st.status = "deploying"
@@ -92,7 +95,8 @@ def wait_ready(session: Session, st: ResourceState) -> None:
 def live_update(session: Session, st: ResourceState, action: Action) -> None:
     """Copy changed files into every running container of the image, run steps, restart.
 
-    No running container (pod not started, crashed, replaced) falls back to a full update.
+    No running container (pod not started, crashed, replaced), one that cannot be reached, or a
+    failed copy falls back to a full update; a failing ``run`` step does not (as in Tilt).
     """
     st.status = "updating"
     copies = [(c.local, c.remote) for c in action.copies]
@@ -111,7 +115,12 @@ def live_update(session: Session, st: ResourceState, action: Action) -> None:
             f"{len(action.deletes)} deleted, {len(action.runs)} run step(s)"
             f"{', restart' if action.restart else ''}",
         )
-        out = session.kube.live_update(c, action, copies)
+        try:
+            out = session.kube.live_update(c, action, copies)
+        except LiveUpdateSyncError as exc:  # as Tilt: a failed sync rebuilds, a failed run doesn't
+            session.log_to(st, f"{exc}: full update instead")
+            full_update(session, st)
+            return
         for line in out.splitlines():
             session.log_to(st, line)
 

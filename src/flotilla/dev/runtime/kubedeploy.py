@@ -99,6 +99,35 @@ def pod_failure(pod: dict[str, Any]) -> str:
     return ""
 
 
+def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
+    """What the UI and API show of a pod: phase, readiness, restarts, a waiting/terminated reason
+    (``CrashLoopBackOff``, ``ImagePullBackOff``, ``Error``...)."""
+    status = pod.get("status") or {}
+    statuses = (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    )
+    containers = status.get("containerStatuses") or []
+    reason = ""
+    for cs in statuses:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        reason = str(
+            waiting.get("reason")
+            or (terminated.get("reason") if terminated.get("exitCode") else "")
+            or ""
+        )
+        if reason:
+            break
+    return {
+        "name": (pod.get("metadata") or {}).get("name", ""),
+        "phase": status.get("phase", ""),
+        "ready": bool(containers) and all(cs.get("ready") for cs in containers),
+        "restarts": sum(int(cs.get("restartCount") or 0) for cs in statuses),
+        "reason": reason or status.get("reason") or "",
+    }
+
+
 def job_failure(obj: dict[str, Any]) -> str:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Failed" and c.get("status") == "True":
@@ -116,13 +145,26 @@ class Container:
     image: str
 
 
+SYNC_FAILED_EXIT = 97
+"""Exit code of the live-update script when copying or deleting files failed (not a run step)."""
+
+
+class LiveUpdateSyncError(KubeError):
+    """The files could not be synced (container unreachable, tar or rm failed): Tilt then falls
+    back to a full build and deploy. A failing ``run`` step is a plain ``KubeError``."""
+
+
 def live_update_script(action: Action, has_files: bool) -> str:
     """One shell script per container: unpack, delete, run steps, restart — one exec round trip."""
     lines = ["set -e"]
     if has_files:
-        lines.append("tar -xf - -C /")
+        lines.append(f"tar -xf - -C / || exit {SYNC_FAILED_EXIT}")
     if action.deletes:
-        lines.append("rm -rf -- " + " ".join(shlex.quote(d) for d in action.deletes))
+        lines.append(
+            "rm -rf -- "
+            + " ".join(shlex.quote(d) for d in action.deletes)
+            + f" || exit {SYNC_FAILED_EXIT}"
+        )
     for run in action.runs:
         cmd = run.cmd if isinstance(run.cmd, str) else shlex.join(run.cmd)
         lines.append(f"( {cmd} )")
@@ -254,15 +296,24 @@ class KubeDeployer:
     ) -> str:
         """Copy, delete, run and restart in one exec; raises ``KubeError`` when a step fails."""
         script = live_update_script(action, bool(copies))
-        code, out = exec_websocket(
-            self.kubeconfig,
-            container.namespace,
-            container.pod,
-            ["sh", "-c", script],
-            container=container.name,
-            stdin=tar_of(copies) if copies else None,
-        )
+        try:
+            code, out = exec_websocket(
+                self.kubeconfig,
+                container.namespace,
+                container.pod,
+                ["sh", "-c", script],
+                container=container.name,
+                stdin=tar_of(copies) if copies else None,
+            )
+        except (KubeError, OSError) as exc:
+            raise LiveUpdateSyncError(
+                f"cannot reach {container.pod}/{container.name}: {exc}"
+            ) from exc
         text = out.decode(errors="replace")
+        if code == SYNC_FAILED_EXIT:
+            raise LiveUpdateSyncError(
+                f"sync into {container.pod}/{container.name} failed: {text.strip()[-500:]}"
+            )
         if code != 0:
             raise KubeError(
                 f"live update in {container.pod}/{container.name} failed "

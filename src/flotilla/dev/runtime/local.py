@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 
 from flotilla.dev.plan.model import LocalResource, Probe
+from flotilla.dev.tiltfile.tools import tool_env
 
 LogFn = Callable[[str], None]
 
@@ -25,7 +26,7 @@ def run_cmd(lr: LocalResource, log: LogFn, stop: threading.Event) -> int:
     proc = subprocess.Popen(
         _argv(lr.cmd),
         cwd=lr.dir or None,
-        env={**os.environ, **lr.env},
+        env=tool_env({**os.environ, **lr.env}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -71,7 +72,7 @@ class Server:
         self.proc = subprocess.Popen(
             _argv(lr.serve_cmd),
             cwd=lr.serve_dir or lr.dir or None,
-            env={**os.environ, **lr.serve_env},
+            env=tool_env({**os.environ, **lr.serve_env}),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flotilla.core.kube import KubeError, PortForward, follow_pod_logs
 from flotilla.dev.plan import manifests
 from flotilla.dev.plan.model import ResourceKind
-from flotilla.dev.runtime.kubedeploy import pod_failure, pod_ready
+from flotilla.dev.runtime.kubedeploy import pod_failure, pod_ready, pod_summary
 
 if TYPE_CHECKING:
     from flotilla.dev.runtime.session import Session
@@ -57,6 +57,7 @@ class Monitor:
         for obj in st.applied:
             if manifests.is_workload(obj):
                 pods += kube.pods(obj, st.resource.extra_pod_selectors)
+        st.pods = [pod_summary(p) for p in pods]
         for pod in pods:
             self._follow_logs(st, pod)
         if not st.lock.acquire(blocking=False):

@@ -42,6 +42,7 @@ class ResourceState:
     pending_changes: set[str] = field(default_factory=set)
     deployed_refs: dict[str, str] = field(default_factory=dict)  # declared ref → cluster ref
     applied: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)  # pod_summary() of each, by monitor
     ready_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +91,7 @@ class ResourceState:
             "resource_deps": list(r.resource_deps),
             "images": dict(self.deployed_refs),
             "log_total": self.log_total,
+            "pods": list(self.pods),
         }
 
 

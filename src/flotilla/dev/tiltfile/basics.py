@@ -17,7 +17,7 @@ import yaml
 
 from flotilla.core import yamlload
 from flotilla.dev.plan import manifests
-from flotilla.dev.tiltfile.arguments import duration, strs, trigger_mode_of
+from flotilla.dev.tiltfile.arguments import strs
 from flotilla.dev.tiltfile.errors import UsageError
 from flotilla.dev.tiltfile.registry import Scope, builtin
 
@@ -50,6 +50,18 @@ class FileBuiltins:
             return loader(text)
         except (ValueError, yaml.YAMLError) as exc:
             raise UsageError(f"{what}: {self.ev.path(path)}: {exc}") from None
+
+    def _yaml_texts(self, value: Any) -> list[tuple[str, str]]:
+        items = value if isinstance(value, list | tuple) else [value]
+        out: list[tuple[str, str]] = []
+        for item in items:
+            if not isinstance(item, str):
+                raise UsageError(f"expected a path or Blob, got {type(item).__name__}")
+            if item in self.ev.blobs or ("\n" in item and "kind:" in item):
+                out.append(("<blob>", item))
+            else:
+                out.append((self.ev.path(item), self._read_text(item, "k8s_yaml")))
+        return out
 
     @builtin()
     def include(self, path: str) -> None:
@@ -117,50 +129,6 @@ class FileBuiltins:
                 if os.path.isfile(os.path.join(root, n))
             )
         return sorted(os.path.join(d, n) for d, _, names in os.walk(root) for n in names)
-
-    # --- settings and messages -------------------------------------------------------------
-    @builtin()
-    def trigger_mode(self, trigger_mode: Any) -> None:
-        self.res.settings.trigger_mode = trigger_mode_of(trigger_mode)
-
-    @builtin()
-    def watch_settings(self, ignore: Any) -> None:
-        self.res.settings.watch_ignore = strs(ignore, "ignore")
-
-    @builtin()
-    def version_settings(self, check_updates: bool = True, constraint: str = "") -> None:
-        self.res.settings.version_constraint = str(constraint)
-
-    @builtin()
-    def update_settings(
-        self,
-        max_parallel_updates: int = 3,
-        k8s_upsert_timeout_secs: int = 30,
-        suppress_unused_image_warnings: Any = None,
-    ) -> None:
-        self.res.settings.max_parallel_updates = int(max_parallel_updates)
-        self.res.settings.k8s_upsert_timeout_secs = int(k8s_upsert_timeout_secs)
-
-    @builtin()
-    def ci_settings(
-        self, k8s_grace_period: str = "", timeout: str = "", readiness_timeout: str = ""
-    ) -> None:
-        if timeout:
-            self.res.settings.ci_timeout_secs = duration(timeout)
-        if readiness_timeout:
-            self.res.settings.readiness_timeout_secs = duration(readiness_timeout)
-
-    @builtin()
-    def fail(self, msg: str) -> None:
-        raise UsageError(f"fail: {msg}")
-
-    @builtin()
-    def warn(self, msg: str) -> None:
-        self.res.warnings.append(str(msg))
-
-    @builtin("print")
-    def tilt_print(self, *args: Any, sep: str = " ") -> None:
-        self.res.logs.append(sep.join(str(a) for a in args))
 
     # --- ext://namespace -------------------------------------------------------------------
     @builtin("_namespace_yaml")

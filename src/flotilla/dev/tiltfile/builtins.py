@@ -19,17 +19,16 @@ from typing import Any
 import starlark as sl
 
 from flotilla.core import yamlload
-from flotilla.dev.plan import manifests
+from flotilla.dev.plan import imagedeps, manifests
 from flotilla.dev.plan.model import (
     ComposeProject,
+    CustomDeploy,
     DcResourceOptions,
     FallBackOn,
     ImageTarget,
     InitialSync,
     K8sResourceOptions,
-    Link,
     LocalResource,
-    PortForward,
     Probe,
     RestartContainer,
     Run,
@@ -44,26 +43,14 @@ from flotilla.dev.tiltfile.arguments import (
     strs,
     trigger_mode_of,
 )
-from flotilla.dev.tiltfile.basics import FileBuiltins
 from flotilla.dev.tiltfile.errors import UsageError
 from flotilla.dev.tiltfile.registry import REGISTRY, builtin
-from flotilla.dev.tiltfile.tools import find_tool
+from flotilla.dev.tiltfile.tools import find_tool, tool_env
+from flotilla.dev.tiltfile.yamltools import YamlBuiltins
 
 CONSTANTS: dict[str, Any] = {
     "TRIGGER_MODE_AUTO": int(TriggerMode.AUTO),
     "TRIGGER_MODE_MANUAL": int(TriggerMode.MANUAL),
-}
-
-# Extensions that ``load('ext://NAME', ...)`` finds without a network: thin aliases of built-ins.
-EXTENSIONS: dict[str, str] = {
-    "restart_process": (
-        "docker_build_with_restart = _docker_build_with_restart\n"
-        "custom_build_with_restart = _custom_build_with_restart\n"
-    ),
-    "namespace": (
-        "namespace_yaml = _namespace_yaml\nnamespace_create = _namespace_create\n"
-        "namespace_inject = _namespace_inject\n"
-    ),
 }
 
 RESTART_FILE = "/tmp/.restart-proc"
@@ -73,11 +60,18 @@ def _env(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 
 
+def _entrypoint(value: Any) -> tuple[str, ...]:
+    """Tilt runs a string entrypoint through ``/bin/sh -c``; a list is the argv."""
+    if isinstance(value, str):
+        return ("/bin/sh", "-c", value) if value else ()
+    return strs(value, "entrypoint")
+
+
 def _opaque(value: Any) -> sl.OpaquePythonObject:
     return sl.OpaquePythonObject(value)
 
 
-class Builtins(FileBuiltins):
+class Builtins(YamlBuiltins):
     """The functions a Tiltfile sees, bound to one evaluation (``functions()``)."""
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -85,18 +79,6 @@ class Builtins(FileBuiltins):
         return {name: getattr(self, method) for name, method in REGISTRY.items()}
 
     # --- helpers ---------------------------------------------------------------------------
-    def _yaml_texts(self, value: Any) -> list[tuple[str, str]]:
-        items = value if isinstance(value, list | tuple) else [value]
-        out: list[tuple[str, str]] = []
-        for item in items:
-            if not isinstance(item, str):
-                raise UsageError(f"expected a path or Blob, got {type(item).__name__}")
-            if item in self.ev.blobs or ("\n" in item and "kind:" in item):
-                out.append(("<blob>", item))
-            else:
-                out.append((self.ev.path(item), self._read_text(item, "k8s_yaml")))
-        return out
-
     def _run(
         self, command: Any, env: dict[str, str], dir: str, stdin: str | None, what: str
     ) -> str:
@@ -110,7 +92,7 @@ class Builtins(FileBuiltins):
             input=stdin,
             capture_output=True,
             text=True,
-            env={**os.environ, **env},
+            env=tool_env({**os.environ, **env}),
             check=False,
         )
         if proc.returncode != 0:
@@ -271,6 +253,14 @@ class Builtins(FileBuiltins):
         )
         if df and not os.path.exists(df):
             raise UsageError(f"Dockerfile {df} does not exist")
+        text = dockerfile_contents or (self._read_text(df, "docker_build") if df else "")
+        deps = imagedeps.deps_of(str(text), _env(build_args), [i.ref for i in self.res.images])
+        # Tilt lets a sync copy from the context of any image this one is built from.
+        by_ref, roots, todo = {i.ref: i for i in self.res.images}, [ctx], list(deps)
+        while todo:
+            base = by_ref[todo.pop()]
+            roots += [base.context, *base.deps]
+            todo += base.image_deps
         self.res.images.append(
             ImageTarget(
                 ref=ref,
@@ -279,10 +269,11 @@ class Builtins(FileBuiltins):
                 dockerfile_contents=str(dockerfile_contents),
                 build_args=_env(build_args),
                 target=target,
-                live_update=live_update_steps(live_update, (ctx,)),
+                live_update=live_update_steps(live_update, tuple(roots)),
+                image_deps=deps,
                 ignore=strs(ignore, "ignore"),
                 only=strs(only, "only"),
-                entrypoint=strs(entrypoint, "entrypoint"),
+                entrypoint=_entrypoint(entrypoint),
                 container_args=None if container_args is None else strs(container_args, "args"),
                 match_in_env_vars=bool(match_in_env_vars),
                 extra_tag=strs(extra_tag, "extra_tag"),
@@ -326,7 +317,7 @@ class Builtins(FileBuiltins):
                 skips_local_docker=bool(skips_local_docker),
                 live_update=live_update_steps(live_update, paths),
                 ignore=strs(ignore, "ignore"),
-                entrypoint=strs(entrypoint, "entrypoint"),
+                entrypoint=_entrypoint(entrypoint),
                 match_in_env_vars=bool(match_in_env_vars),
                 outputs_image_ref_to=ev.path(outputs_image_ref_to) if outputs_image_ref_to else "",
                 env=_env(env),
@@ -359,6 +350,57 @@ class Builtins(FileBuiltins):
         raise UsageError(
             "custom_build_with_restart is not supported; use "
             "docker_build_with_restart or restart in a run() step"
+        )
+
+    @builtin()
+    def k8s_custom_deploy(
+        self,
+        name: str,
+        apply_cmd: Any,
+        delete_cmd: Any,
+        deps: Any,
+        image_selector: str = "",
+        live_update: Any = None,
+        apply_dir: str = "",
+        apply_env: Any = None,
+        apply_cmd_bat: Any = "",
+        delete_dir: str = "",
+        delete_env: Any = None,
+        delete_cmd_bat: Any = "",
+        container_selector: str = "",
+        image_deps: Any = None,
+    ) -> None:
+        ev = self.ev
+        if not name:
+            raise UsageError("k8s_custom_deploy needs a name")
+        if any(d.name == name for d in self.res.custom_deploys):
+            raise UsageError(f"k8s_custom_deploy named {name!r} already exists")
+        paths = tuple(ev.path(d) for d in strs(deps, "deps"))
+        if image_selector and live_update:
+            self.res.images.append(
+                ImageTarget(
+                    ref=image_selector,
+                    context=str(ev.cwd),
+                    kind="custom",
+                    command="true",
+                    deps=paths,
+                    skips_local_docker=True,
+                    live_update=live_update_steps(live_update, paths),
+                )
+            )
+        self.res.custom_deploys.append(
+            CustomDeploy(
+                name=name,
+                apply_cmd=command_of(apply_cmd, "apply_cmd"),
+                delete_cmd=command_of(delete_cmd, "delete_cmd"),
+                deps=paths,
+                image_selector=image_selector,
+                apply_dir=ev.path(apply_dir) if apply_dir else str(ev.cwd),
+                apply_env=_env(apply_env),
+                delete_dir=ev.path(delete_dir) if delete_dir else str(ev.cwd),
+                delete_env=_env(delete_env),
+                image_deps=strs(image_deps, "image_deps"),
+            )
         )
 
     @builtin()
@@ -507,75 +549,6 @@ class Builtins(FileBuiltins):
                 auto_init=bool(auto_init),
             )
         )
-
-    # --- links, port forwards, probes ------------------------------------------------------
-    @builtin()
-    def link(self, url: Any, name: Any = None) -> sl.OpaquePythonObject:
-        return _opaque(Link(str(url), name or ""))
-
-    @builtin()
-    def port_forward(
-        self,
-        local_port: Any,
-        container_port: Any = None,
-        name: Any = None,
-        link_path: Any = None,
-        host: Any = None,
-    ) -> sl.OpaquePythonObject:
-        return _opaque(
-            PortForward(
-                int(local_port),
-                None if container_port is None else int(container_port),
-                name or "",
-                link_path or "",
-                host or "127.0.0.1",
-            )
-        )
-
-    @builtin()
-    def probe(
-        self,
-        initial_delay_secs: float = 0,
-        timeout_secs: float = 1,
-        period_secs: float = 10,
-        success_threshold: int = 1,
-        failure_threshold: int = 3,
-        exec: Any = None,
-        http_get: Any = None,
-        tcp_socket: Any = None,
-    ) -> sl.OpaquePythonObject:
-        actions = [a for a in (exec, http_get, tcp_socket) if a is not None]
-        if len(actions) != 1:
-            raise UsageError("probe needs exactly one of exec, http_get, tcp_socket")
-        base: Probe = actions[0]
-        return _opaque(
-            Probe(
-                base.kind,
-                base.command,
-                base.host,
-                base.port,
-                base.path,
-                float(initial_delay_secs),
-                float(timeout_secs),
-                float(period_secs),
-                int(success_threshold),
-                int(failure_threshold),
-            )
-        )
-
-    @builtin()
-    def exec_action(self, command: Any) -> sl.OpaquePythonObject:
-        return _opaque(Probe("exec", strs(command, "command")))
-
-    @builtin()
-    def http_get_action(
-        self, port: Any, host: str = "127.0.0.1", scheme: str = "http", path: str = "/"
-    ) -> sl.OpaquePythonObject:
-        return _opaque(Probe("http", (), host, int(port), path or "/"))
-
-    @builtin()
-    def tcp_socket_action(self, port: Any, host: str = "127.0.0.1") -> sl.OpaquePythonObject:
-        return _opaque(Probe("tcp", (), host, int(port)))
 
     # --- files and data --------------------------------------------------------------------
 

@@ -17,10 +17,25 @@ from typing import Any
 
 import starlark as sl
 
-from flotilla.dev.plan.model import TiltfileResult
+from flotilla.dev.plan.context import link_image_deps
+from flotilla.dev.plan.model import TiltfileResult, UIButton
 from flotilla.dev.tiltfile.arguments import parse_config_args
-from flotilla.dev.tiltfile.builtins import CONSTANTS, EXTENSIONS, Builtins
+from flotilla.dev.tiltfile.builtins import CONSTANTS, Builtins
 from flotilla.dev.tiltfile.errors import BuiltinError, TiltfileError, UsageError
+from flotilla.dev.tiltfile.extensions import ExtensionResolver
+from flotilla.dev.tiltfile.modules import (
+    PRELUDE_NAMES,
+    RENAME_WORKLOADS,
+    ExitTiltfile,
+    module_functions,
+    prelude,
+)
+from flotilla.dev.tiltfile.source import (
+    LineMap,
+    rewrite_while,
+    top_level_names,
+    unresolved_names,
+)
 
 __all__ = ["Evaluator", "TiltfileError", "UsageError", "evaluate"]
 
@@ -35,6 +50,7 @@ _GLOBALS = sl.Globals.extended_by(
     ]
 )
 _LOCATION = re.compile(r"--> (?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+)")
+_FRAME = re.compile(r"^\s*\* (?P<file>[^\n]+?):(?P<line>\d+), in ", re.MULTILINE)
 _NOT_FOUND = re.compile(r"Variable `(?P<name>[^`]+)` not found")
 
 
@@ -46,6 +62,7 @@ class Evaluator:
     args: list[str] = field(default_factory=list)
     kube_context: str = ""
     kube_namespace: str = "default"
+    subcommand: str = "up"
     result: TiltfileResult = field(init=False)
     blobs: set[str] = field(default_factory=set)
     config_defs: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
@@ -57,6 +74,11 @@ class Evaluator:
     _last_was_usage: bool = False
     _pending: TiltfileError | None = None
     _builtins: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    _line_maps: dict[str, LineMap] = field(default_factory=dict)
+    _warned: set[str] = field(default_factory=set)
+    _exit_message: str | None = None
+    _dynamic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extensions: ExtensionResolver = field(init=False)
 
     def __post_init__(self) -> None:
         self.tiltfile = self.tiltfile.resolve()
@@ -66,6 +88,8 @@ class Evaluator:
             namespace=self.kube_namespace,
         )
         self._builtins = Builtins(self).functions()
+        self._builtins["exit"] = self._exit
+        self.extensions = ExtensionResolver(self.tiltfile.parent)
 
     # --- paths -----------------------------------------------------------------------------
     @property
@@ -87,32 +111,27 @@ class Evaluator:
 
     # --- running files ---------------------------------------------------------------------
     def run(self) -> TiltfileResult:
-        self._exec_file(self.tiltfile)
+        try:
+            root = self._exec_file(self.tiltfile)
+            try:
+                sl.eval(root, sl.parse("<workload names>", RENAME_WORKLOADS, _dialect()), _GLOBALS)
+            except sl.StarlarkError as exc:
+                raise self._translate(exc, self.tiltfile, "") from None
+            try:
+                link_image_deps(self.result.images)
+            except ValueError as exc:
+                raise TiltfileError(str(exc), str(self.tiltfile)) from None
+        except ExitTiltfile as stop:  # Tilt: stops without an error, logging the value
+            if stop.message:
+                self.result.logs.append(stop.message)
         return self.result
 
     def _module(self) -> sl.Module:
         mod = sl.Module()
         for name, fn in self._builtins.items():
             mod.add_callable(name, self._wrap(name, fn))
-        mod.add_callable("_os_getenv", self._wrap("os.getenv", _getenv))
-        mod.add_callable(
-            "_os_exists", self._wrap("os.path.exists", lambda p: os.path.exists(self.path(p)))
-        )
-        mod.add_callable("_os_abspath", self._wrap("os.path.abspath", self.path))
-        mod.add_callable("_os_join", os.path.join)
-        mod.add_callable("_os_basename", os.path.basename)
-        mod.add_callable("_os_dirname", os.path.dirname)
-        mod.add_callable("_os_getcwd", lambda: str(self.cwd))
-        mod.add_callable("_os_putenv", self._wrap("os.putenv", _putenv))
-        mod.add_callable(
-            "_os_realpath", self._wrap("os.path.realpath", lambda p: os.path.realpath(self.path(p)))
-        )
-        mod.add_callable(
-            "_os_relpath",
-            lambda p, start=None: os.path.relpath(
-                self.path(p), self.path(start) if start else str(self.cwd)
-            ),
-        )
+        for name, fn in module_functions(self).items():
+            mod.add_callable(name, self._wrap(name[1:].replace("_", ".", 1), fn))
         for name in (
             "define_string",
             "define_string_list",
@@ -128,10 +147,35 @@ class Evaluator:
         for key, value in CONSTANTS.items():
             mod[key] = value
         mod["_os_environ"] = dict(os.environ)
-        mod["_os_name"] = "posix"
-        mod["_os_sep"] = os.sep
-        sl.eval(mod, sl.parse("<prelude>", _PRELUDE, _dialect()), _GLOBALS)
+        sl.eval(mod, sl.parse("<prelude>", prelude(self), _dialect()), _GLOBALS)
         return mod
+
+    # --- what the modules record ------------------------------------------------------------
+    def warn_once(self, what: str) -> None:
+        """A setting or API object with no meaning here: accepted, and said once."""
+        if what not in self._warned:
+            self._warned.add(what)
+            self.result.warnings.append(f"{what} has no effect in flotilla dev (ignored)")
+
+    def add_button(self, button: UIButton) -> None:
+        self.result.buttons = [b for b in self.result.buttons if b.name != button.name]
+        self.result.buttons.append(button)
+
+    def add_command(
+        self, name: str, args: list[str], dir: str, env: list[str], buttons: list[str]
+    ) -> None:
+        for b in self.result.buttons:
+            if b.name in buttons:
+                b.argv, b.dir, b.env = tuple(args), dir, tuple(env)
+
+    def extension_repo(self, name: str, url: str, ref: str) -> None:
+        self.extensions.add_repo(name, url, ref)
+
+    def extension(self, name: str, repo_name: str, repo_path: str) -> None:
+        self.extensions.add_extension(name, repo_name, repo_path)
+
+    def _exit(self, code: Any = None) -> None:
+        raise ExitTiltfile("" if code is None else str(code))
 
     def _exec_file(self, path: Path) -> sl.Module:
         try:
@@ -140,13 +184,21 @@ class Evaluator:
             raise TiltfileError(f"cannot read {path}: {exc.strerror}", str(path)) from exc
         self.result.watched_files.add(str(path))
         self.result.loaded_files.append(str(path))
+        return self._exec_text(path, text, path.parent, str(path))
+
+    def _exec_text(self, path: Path, text: str, cwd: Path, name: str) -> sl.Module:
+        """Run one file's text with ``cwd`` as its directory; ``name`` is its file in errors."""
         mod = self._module()
-        self._dirs.append(path.parent)
+        mod["__file__"] = name  # Tilt sets it to the file being run
+        source, self._line_maps[name] = rewrite_while(text)
+        self._dirs.append(cwd)
         try:
-            ast = sl.parse(str(path), text, _dialect())
-            sl.eval(mod, ast, _GLOBALS, sl.FileLoader(self._loader_for(path.parent)))
+            ast = sl.parse(name, source, _dialect())
+            sl.eval(mod, ast, _GLOBALS, sl.FileLoader(self._loader_for(cwd)))
         except sl.StarlarkError as exc:
-            raise self._translate(exc, path) from None
+            if self._exit_message is not None:
+                raise ExitTiltfile(self._exit_message) from None
+            raise self._translate(exc, path, text) from None
         finally:
             self._dirs.pop()
         return mod
@@ -167,6 +219,34 @@ class Evaluator:
 
         return load
 
+    def load_dynamic(self, path: str) -> dict[str, Any]:
+        """``load_dynamic(path)``: run a file once; its top-level values that are data.
+
+        Starlark functions cannot pass through Python, so functions are left out (use ``load``).
+        """
+        if path.startswith("ext://"):
+            found = self.extensions.resolve(path)
+            if found is None:
+                raise UsageError(f"load_dynamic: {path} is built in; use load() for it")
+            target = found
+        else:
+            target = Path(self.path(path))
+        key = f"dynamic:{target}"
+        if key in self._dynamic:
+            return self._dynamic[key]
+        try:
+            text = target.read_text()
+        except OSError as exc:
+            raise UsageError(f"load_dynamic: cannot read {target}: {exc.strerror}") from None
+        mod = self._exec_file(target)
+        captured: dict[str, Any] = {}
+        mod.add_callable("_capture", captured.__setitem__)
+        pairs = ", ".join(f"({n!r}, {n})" for n in top_level_names(text))
+        snippet = f"[_capture(n, v) for n, v in [{pairs}] if type(v) != 'function']"
+        sl.eval(mod, sl.parse("<load_dynamic>", snippet, _dialect()), _GLOBALS)
+        self._dynamic[key] = captured
+        return captured
+
     def include(self, path: str) -> None:
         """``include(path)``: evaluate another Tiltfile once, discarding its symbols."""
         target = Path(self.path(path))
@@ -176,23 +256,33 @@ class Evaluator:
         self._exec_file(target)
 
     def _extension(self, module_id: str) -> sl.FrozenModule:
-        name = module_id.removeprefix("ext://")
-        source = EXTENSIONS.get(name)
-        if source is None:
-            known = ", ".join("ext://" + n for n in sorted(EXTENSIONS))
-            self._last_error = f"load: extension {module_id} is not built in (built in: {known})"
-            raise BuiltinError(self._last_error)
-        key = module_id
-        if key not in self._loaded:
-            mod = self._module()
-            sl.eval(mod, sl.parse(module_id, source, _dialect()), _GLOBALS)
-            self._loaded[key] = mod.freeze()
-        return self._loaded[key]
+        if module_id not in self._loaded:
+            try:
+                tiltfile = self.extensions.resolve(module_id)
+            except ValueError as exc:
+                self._last_error = f"load: {module_id}: {exc}"
+                raise BuiltinError(self._last_error) from None
+            if tiltfile is None:  # served built in (restart_process, namespace)
+                source, name, cwd = self.extensions.builtin_source(module_id), module_id, self.cwd
+                path = self.tiltfile
+            else:
+                source, name, cwd = tiltfile.read_text(), str(tiltfile), tiltfile.parent
+                path = tiltfile
+                self.result.loaded_files.append(name)
+            try:
+                self._loaded[module_id] = self._exec_text(path, source, cwd, name).freeze()
+            except TiltfileError as exc:
+                self._pending = self._pending or exc
+                raise
+        return self._loaded[module_id]
 
     def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
+            except ExitTiltfile as stop:
+                self._exit_message = stop.message
+                raise BuiltinError(str(stop)) from None
             except TiltfileError as exc:
                 if isinstance(exc, UsageError) and not exc.file:  # raised by this built-in
                     self._last_was_usage = True
@@ -215,25 +305,47 @@ class Evaluator:
 
         return call
 
-    def _translate(self, exc: sl.StarlarkError, path: Path) -> TiltfileError:
+    def _translate(self, exc: sl.StarlarkError, path: Path, text: str) -> TiltfileError:
         if self._pending is not None:
             return self._pending
-        text = str(exc)
-        loc = _LOCATION.search(text)
+        msg = str(exc)
+        loc = _LOCATION.search(msg)
         file, line = (loc.group("file"), int(loc.group("line"))) if loc else (str(path), 0)
-        missing = _NOT_FOUND.search(text)
+        if file.startswith("<"):  # inside the prelude: blame the Tiltfile's call
+            frames = [f for f in _FRAME.findall(msg) if not f[0].startswith("<")]
+            if frames:
+                file, line = frames[-1][0], int(frames[-1][1])
+        lmap = self._line_maps.get(file)
+        if lmap is not None and line:
+            line = lmap.original(line)
+        missing = _NOT_FOUND.search(msg)
         if missing:
-            message = (
-                f"unknown built-in or name `{missing.group('name')}` "
-                "(flotilla dev does not implement it)"
-            )
-        elif "TiltfileError:" in text or self._last_error:
-            message = self._last_error or _first_error_line(text)
+            return self._unresolved(missing.group("name"), file, line, text)
+        if "TiltfileError:" in msg or self._last_error:
+            message = self._last_error or _first_error_line(msg)
         else:
-            message = _first_error_line(text)
-        if self._last_was_usage and not missing:
+            message = _first_error_line(msg)
+        if self._last_was_usage:
             return UsageError(message, file, line)
         return TiltfileError(message, file, line)
+
+    def _unresolved(self, name: str, file: str, line: int, text: str) -> TiltfileError:
+        """Every name the file reads that nothing defines, each with its ``FILE:LINE``."""
+        known = set(self._builtins) | set(PRELUDE_NAMES) | {"__file__"}
+        known |= set(CONSTANTS)
+        found = dict(unresolved_names(text, known))
+        found.setdefault(name, line)
+        lines = [f"{file}:{ln}: unknown built-in or name `{n}`" for n, ln in found.items()]
+        lines.sort(key=lambda s: int(s.split(":")[1]))
+        head = f"unknown built-in or name `{name}` (flotilla dev does not implement it)"
+        if len(found) == 1:
+            return TiltfileError(head, file, line)
+        return TiltfileError(
+            f"{len(found)} unknown built-ins or names (flotilla dev does not implement them):\n"
+            + "\n".join(lines),
+            file,
+            min(found.values()),
+        )
 
     # --- config ----------------------------------------------------------------------------
     def _config_define_string(self, name: str, args: bool = False, usage: str = "") -> None:
@@ -275,33 +387,9 @@ class Evaluator:
         return values
 
 
-_PRELUDE = """
-os = struct(
-    getenv=_os_getenv, putenv=_os_putenv, getcwd=_os_getcwd, environ=_os_environ, name=_os_name,
-    path=struct(exists=_os_exists, abspath=_os_abspath, join=_os_join, basename=_os_basename,
-                dirname=_os_dirname, realpath=_os_realpath, relpath=_os_relpath, sep=_os_sep),
-)
-config = struct(
-    define_string=_config_define_string, define_string_list=_config_define_string_list,
-    define_bool=_config_define_bool, define_object=_config_define_object, parse=_config_parse,
-    set_enabled_resources=_config_set_enabled_resources,
-    clear_enabled_resources=_config_clear_enabled_resources,
-    tilt_subcommand="up",
-)
-"""
-
-
 def _dialect() -> sl.Dialect:
     """Tilt's Starlark allows top-level if/for, lambdas, nested defs and recursion."""
     return sl.Dialect.extended()
-
-
-def _getenv(key: str, default: Any = None) -> Any:
-    return os.environ.get(key, default)
-
-
-def _putenv(key: str, value: str) -> None:
-    os.environ[key] = value
 
 
 def _type_error(exc: TypeError) -> str:
@@ -322,9 +410,13 @@ def evaluate(
     args: list[str] | None = None,
     kube_context: str = "",
     kube_namespace: str = "default",
+    subcommand: str = "up",
 ) -> tuple[TiltfileResult, Evaluator]:
-    """Evaluate ``tiltfile``; raises ``TiltfileError`` naming the file and line on failure."""
-    ev = Evaluator(Path(tiltfile), list(args or []), kube_context, kube_namespace)
+    """Evaluate ``tiltfile``; raises ``TiltfileError`` naming the file and line on failure.
+
+    ``subcommand`` is what ``config.tilt_subcommand`` says: ``up``, ``ci`` or ``down``.
+    """
+    ev = Evaluator(Path(tiltfile), list(args or []), kube_context, kube_namespace, subcommand)
     if not ev.tiltfile.exists():
         raise TiltfileError(f"no Tiltfile at {ev.tiltfile}")
     return ev.run(), ev

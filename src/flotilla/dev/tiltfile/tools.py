@@ -25,3 +25,20 @@ def find_tool(name: str) -> str:
         if hits:
             return hits[-1]
     raise ToolNotFoundError(f"{name} not found: install it or set FLOTILLA_{name.upper()}")
+
+
+def tool_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the directories of kubectl and helm appended to ``PATH`` when missing there.
+
+    Tiltfiles and extensions (``helm_resource``, ``helm_remote``) run ``helm``/``kubectl`` by name.
+    """
+    path = env.get("PATH", os.defpath)
+    dirs = path.split(os.pathsep)
+    for name in ("kubectl", "helm"):
+        try:
+            found = os.path.dirname(find_tool(name))
+        except ToolNotFoundError:
+            continue
+        if found not in dirs:
+            dirs.append(found)
+    return {**env, "PATH": os.pathsep.join(dirs)}
