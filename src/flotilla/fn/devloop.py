@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .deps import node_runtime_modules
 from .image import IGNORED_DIRS
-from .model import FunctionSpec, Runtime
+from .model import FunctionSpec, Runtime, Signature
 
 __all__ = [
     "Command",
@@ -66,8 +67,15 @@ def serve_command(
     }
     if spec.runtime is Runtime.PYTHON:
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
-    env["NODE_PATH"] = str(NODE_LIB)
+    env["NODE_PATH"] = _node_path(spec)
     return Command([_node(), str(NODE_LIB / "flotilla-fn.js")], env, project)
+
+
+def _node_path(spec: FunctionSpec) -> str:
+    """The runtime's directory, plus the cloudevents package for cloudevent functions."""
+    if spec.signature is Signature.CLOUDEVENT:
+        return os.pathsep.join([str(NODE_LIB), str(node_runtime_modules())])
+    return str(NODE_LIB)
 
 
 def test_command(spec: FunctionSpec, project: Path) -> Command:
@@ -90,7 +98,7 @@ def test_command(spec: FunctionSpec, project: Path) -> Command:
             env,
             project,
         )
-    env["NODE_PATH"] = str(NODE_LIB)
+    env["NODE_PATH"] = _node_path(spec)
     return Command([_node(), "--test"], env, project)
 
 

@@ -3,7 +3,8 @@
 The images have no pip or npm and no network, so nothing is installed at build time:
 - Python: the runtime package and the pure-Python distributions it needs (starlette, uvicorn, ...)
   are copied from the environment flotilla runs in; a compiled extension is refused.
-- Node: the runtime is one dependency-free file.
+- Node: the runtime is one file; cloudevent functions also get the pinned ``cloudevents`` npm
+  package, installed once on the build host by ``npm ci`` (see ``deps``).
 Layers go from least to most often changed, so a code change rebuilds only the last ``COPY``.
 """
 
@@ -17,7 +18,8 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .model import FnError, FunctionSpec, Runtime
+from .deps import node_runtime_modules, tree_files
+from .model import FnError, FunctionSpec, Runtime, Signature
 
 __all__ = [
     "BASE_IMAGES",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 BASE_IMAGES = {Runtime.PYTHON: "flotilla.local/python:3.11", Runtime.NODE: "flotilla.local/node:18"}
-PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn")
+PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn", "cloudevents")
 IGNORED_DIRS = frozenset(
     {
         ".git",
@@ -189,8 +191,12 @@ def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildC
         ]
     else:
         files["runtime/flotilla-fn.js"] = (_PACKAGE / "node" / "flotilla-fn.js").read_bytes()
-        lines = [
-            f"FROM {BASE_IMAGES[Runtime.NODE]}",
+        lines = [f"FROM {BASE_IMAGES[Runtime.NODE]}"]
+        if spec.signature is Signature.CLOUDEVENT:
+            # The cloudevents npm package, installed once from node/package-lock.json.
+            files.update(tree_files(node_runtime_modules(), "runtime-deps"))
+            lines.append(f"COPY runtime-deps/ {NODE_LIB}/node_modules/")
+        lines += [
             f"COPY runtime/ {NODE_LIB}/",
             f'ENV NODE_PATH="{NODE_LIB}" NODE_ENV="production"',
             f'CMD ["node", "{NODE_LIB}/flotilla-fn.js"]',

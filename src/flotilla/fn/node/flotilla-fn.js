@@ -1,7 +1,7 @@
 'use strict';
 // The Node function runtime: `node flotilla-fn.js` serves one function; `require('flotilla-fn')`
-// gives functions Response and CloudEvent. Zero dependencies: images cannot npm install, and the
-// wire formats (Prometheus text 0.0.4, W3C traceparent, OTLP/HTTP JSON) are small. It mirrors
+// gives functions Response and CloudEvent. Telemetry is hand-written (the wire formats, Prometheus
+// text 0.0.4, W3C traceparent and OTLP/HTTP JSON, are small); CloudEvents use the official SDK. It mirrors
 // flotilla/fn/runtime (Python) field for field; tests/fn/test_conformance.py holds both to it.
 
 const http = require('http');
@@ -27,12 +27,14 @@ class Response {
   }
 }
 
+// A CloudEvents 1.0 event as a handler sees and returns it (fields as in the Python runtime);
+// `structured: true` on a reply sends it in structured content mode.
 class CloudEvent {
   constructor({ type, source, data = null, id = crypto.randomUUID(), specversion = '1.0',
     datacontenttype = 'application/json', subject = null,
-    time = new Date().toISOString(), extensions = {} }) {
+    time = new Date().toISOString(), extensions = {}, dataschema = null, structured = false }) {
     Object.assign(this, { type, source, data, id, specversion, datacontenttype, subject, time,
-      extensions });
+      extensions, dataschema, structured });
   }
 }
 
@@ -204,46 +206,124 @@ function exporterFromEnv(env, identity) {
 }
 
 // --- CloudEvents -------------------------------------------------------------------------------
+// Parsing and serialising go through the official `cloudevents` npm package (required only by
+// cloudevent functions; `fn run` and the image put the pinned copy on NODE_PATH). Added here, as
+// in the Python runtime: percent-decoding of ce- headers (and encoding on replies), a strict
+// RFC 3339 `time` (the SDK replaces a bad one with "now"), CloudEvents 1.0 only, and data typed
+// by its content type (JSON parsed, text/* a string, anything else a Buffer).
+const STRUCTURED = 'application/cloudevents+json';
+const BATCH = 'application/cloudevents-batch+json';
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const CE_KNOWN = new Set(['id', 'source', 'type', 'specversion', 'datacontenttype', 'subject', 'time',
+  'dataschema', 'data', 'data_base64', 'datacontentencoding', 'schemaurl']);
+let ceSdkModule = null;
+function ceSdk() { if (!ceSdkModule) ceSdkModule = require('cloudevents'); return ceSdkModule; }
+function mediaType(ct) { return String(ct || '').split(';')[0].trim().toLowerCase(); }
 function isJson(ct) {
-  const t = String(ct || '').split(';')[0].trim().toLowerCase();
+  const t = mediaType(ct);
   return t === 'application/json' || t.endsWith('+json') || t === 'text/json';
 }
-function decodeCloudEvent(headers, body) {
-  const ct = headers['content-type'] || '';
-  let attrs; let data;
-  if (ct.split(';')[0].trim().toLowerCase() === 'application/cloudevents+json') {
-    let doc;
-    try { doc = JSON.parse(body.toString('utf8')); } catch (e) { throw new Error(`structured CloudEvent is not JSON: ${e.message}`); }
-    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('structured CloudEvent must be a JSON object');
-    attrs = {}; for (const [k, v] of Object.entries(doc)) if (k !== 'data' && k !== 'data_base64') attrs[k] = v;
-    data = doc.data === undefined ? null : doc.data;
-  } else {
-    attrs = {}; for (const [k, v] of Object.entries(headers)) if (k.startsWith('ce-')) attrs[k.slice(3)] = v;
-    attrs.datacontenttype = ct || null;
-    if (isJson(ct) && body.length) {
-      try { data = JSON.parse(body.toString('utf8')); } catch (e) { throw new Error(`CloudEvent data is not JSON: ${e.message}`); }
-    } else data = body.length ? body.toString('utf8') : null;
+function typedData(data, ct) {
+  if (data === null || data === undefined) return null;
+  let raw;
+  if (Buffer.isBuffer(data)) raw = data;
+  else if (ArrayBuffer.isView(data)) raw = Buffer.from(data); // the SDK's data_base64 bytes
+  else if (typeof data === 'string') raw = Buffer.from(data, 'utf8');
+  else return data;
+  if (!raw.length) return null;
+  if (isJson(ct)) {
+    try { return JSON.parse(raw.toString('utf8')); } catch (e) { throw new Error(`CloudEvent data is not JSON: ${e.message}`); }
   }
-  const missing = ['id', 'source', 'type', 'specversion'].filter((a) => !attrs[a]);
-  if (missing.length) throw new Error(`not a CloudEvent: missing ${missing.join(', ')}`);
-  if (String(attrs.specversion) !== '1.0') throw new Error(`unsupported CloudEvents specversion '${attrs.specversion}'`);
-  const known = new Set(['id', 'source', 'type', 'specversion', 'datacontenttype', 'subject', 'time']);
-  const extensions = {}; for (const [k, v] of Object.entries(attrs)) if (!known.has(k)) extensions[k] = String(v);
-  return new CloudEvent({ type: String(attrs.type), source: String(attrs.source), data, id: String(attrs.id),
-    datacontenttype: attrs.datacontenttype || null, subject: attrs.subject || null, time: attrs.time || null, extensions });
+  return mediaType(ct).startsWith('text/') ? raw.toString('utf8') : raw;
 }
-function encodeCloudEvent(ev) {
-  const headers = { 'ce-id': ev.id, 'ce-source': ev.source, 'ce-type': ev.type, 'ce-specversion': ev.specversion || '1.0' };
-  if (ev.subject) headers['ce-subject'] = ev.subject;
-  if (ev.time) headers['ce-time'] = ev.time;
-  for (const [k, v] of Object.entries(ev.extensions || {})) headers[`ce-${k}`] = v;
-  if (ev.data === null || ev.data === undefined) return [headers, Buffer.alloc(0)];
-  let body;
-  if (Buffer.isBuffer(ev.data)) body = ev.data;
-  else if (typeof ev.data === 'string' && !isJson(ev.datacontenttype)) body = Buffer.from(ev.data);
-  else body = Buffer.from(JSON.stringify(ev.data));
-  headers['content-type'] = ev.datacontenttype || 'application/json';
-  return [headers, body];
+function percentDecode(v) {
+  try { return decodeURIComponent(v); } catch (e) { throw new Error(`header value '${v}' is not percent-encoded UTF-8`); }
+}
+function percentEncode(v) {
+  return Array.from(Buffer.from(String(v), 'utf8'))
+    .map((b) => (b > 0x20 && b < 0x7f && b !== 0x22 && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+}
+function checkEvent(attrs) {
+  if (String(attrs.specversion) !== '1.0') throw new Error(`unsupported CloudEvents specversion '${attrs.specversion}'`);
+  for (const name of ['id', 'source', 'type']) if (!attrs[name]) throw new Error(`not a CloudEvent: empty ${name}`);
+  if (attrs.time !== undefined && attrs.time !== null && !(typeof attrs.time === 'string' && RFC3339.test(attrs.time))) {
+    throw new Error(`CloudEvent time '${attrs.time}' is not an RFC 3339 timestamp`);
+  }
+}
+function sdkToEvent(message) {
+  try { return ceSdk().HTTP.toEvent(message); } catch (e) {
+    const detail = e.errors ? ` ${JSON.stringify(e.errors)}` : '';
+    throw new Error(`not a CloudEvent: ${e.message}${detail}`);
+  }
+}
+// Our view of a received event. `time` is the sender's own string (or none).
+function toOurs(ev, data, time) {
+  checkEvent({ ...ev, time });
+  const extensions = {};
+  for (const [k, v] of Object.entries(ev)) if (!CE_KNOWN.has(k) && v !== undefined) extensions[k] = String(v);
+  return new CloudEvent({ type: String(ev.type), source: String(ev.source), data, id: String(ev.id),
+    datacontenttype: ev.datacontenttype || null, subject: ev.subject || null, time: time || null,
+    dataschema: ev.dataschema || null, extensions });
+}
+function structuredEvent(doc) {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('structured CloudEvent must be a JSON object');
+  for (const name of ['specversion', 'id', 'source', 'type']) if (!doc[name]) throw new Error(`not a CloudEvent: missing ${name}`);
+  if (doc.data_base64 !== undefined && !(typeof doc.data_base64 === 'string' && BASE64.test(doc.data_base64))) throw new Error('data_base64 is not base64');
+  const ev = sdkToEvent({ headers: { 'content-type': STRUCTURED }, body: JSON.stringify(doc) });
+  const data = doc.data_base64 !== undefined ? typedData(ev.data, ev.datacontenttype) : (doc.data === undefined ? null : doc.data);
+  return toOurs(ev, data, doc.time);
+}
+function parseJson(body, what) {
+  try { return JSON.parse(body.toString('utf8')); } catch (e) { throw new Error(`${what} is not JSON: ${e.message}`); }
+}
+// The events in a request and its mode; throws with the reason when it is not CloudEvents 1.0.
+function decodeEvents(headers, body) {
+  const media = mediaType(headers['content-type']);
+  if (media === BATCH) {
+    const items = parseJson(body, 'CloudEvents batch');
+    if (!Array.isArray(items) || !items.every((i) => i && typeof i === 'object' && !Array.isArray(i))) throw new Error('a CloudEvents batch is a JSON array of objects');
+    return [items.map(structuredEvent), 'batch'];
+  }
+  if (media === STRUCTURED) return [[structuredEvent(parseJson(body, 'structured CloudEvent'))], 'structured'];
+  const decoded = {};
+  for (const [k, v] of Object.entries(headers)) decoded[k] = k.startsWith('ce-') ? percentDecode(v) : v;
+  if (!Object.keys(decoded).some((k) => k.startsWith('ce-'))) throw new Error('not a CloudEvent: no ce- headers, not application/cloudevents+json');
+  const missing = ['id', 'source', 'type', 'specversion'].filter((a) => !decoded[`ce-${a}`]);
+  if (missing.length) throw new Error(`not a CloudEvent: missing ${missing.map((a) => `ce-${a}`).join(', ')}`);
+  const ev = sdkToEvent({ headers: decoded, body });
+  return [[toOurs(ev, typedData(body, headers['content-type']), decoded['ce-time'])], 'binary'];
+}
+function toSdkEvent(reply) {
+  const { CloudEvent: SdkEvent } = ceSdk();
+  if (reply instanceof SdkEvent) return reply;
+  const r = reply instanceof CloudEvent ? reply : new CloudEvent(reply);
+  const attrs = { ...(r.extensions || {}), id: r.id, source: r.source, type: r.type, specversion: r.specversion || '1.0' };
+  for (const name of ['subject', 'time', 'dataschema']) if (r[name]) attrs[name] = r[name];
+  let ct = r.datacontenttype;
+  if ((Buffer.isBuffer(r.data) || r.data instanceof Uint8Array) && ct === 'application/json') ct = 'application/octet-stream';
+  if (r.data !== null && r.data !== undefined) { attrs.data = r.data; if (ct) attrs.datacontenttype = ct; }
+  checkEvent(attrs);
+  return new SdkEvent(attrs, true);
+}
+function encodeReply(reply) {
+  const { HTTP } = ceSdk();
+  const ev = toSdkEvent(reply);
+  if (reply.structured) return [{ 'content-type': STRUCTURED }, Buffer.from(HTTP.structured(ev).body)];
+  const msg = HTTP.binary(ev);
+  const headers = {};
+  for (const [k, v] of Object.entries(msg.headers)) {
+    const key = k.toLowerCase();
+    headers[key] = key.startsWith('ce-') ? percentEncode(v) : String(v);
+  }
+  if (ev.data === undefined || ev.data === null) { delete headers['content-type']; return [headers, Buffer.alloc(0)]; }
+  const body = msg.body;
+  return [headers, Buffer.isBuffer(body) ? body : (ArrayBuffer.isView(body) ? Buffer.from(body) : Buffer.from(String(body)))];
+}
+function encodeBatch(replies) {
+  const { HTTP } = ceSdk();
+  const items = replies.map((r) => JSON.parse(HTTP.structured(toSdkEvent(r)).body));
+  return [{ 'content-type': BATCH }, Buffer.from(JSON.stringify(items))];
 }
 
 // --- responses ---------------------------------------------------------------------------------
@@ -279,6 +359,7 @@ function configFromEnv(env) {
   const name = env.FLOTILLA_FN_NAME || env.K_SERVICE || 'function';
   const signature = env.FLOTILLA_FN_SIGNATURE || 'http';
   if (!['http', 'cloudevent'].includes(signature)) throw new Error('FLOTILLA_FN_SIGNATURE must be http or cloudevent');
+  if (signature === 'cloudevent') ceSdk(); // fail at start, not at the first event
   return {
     source: env.FLOTILLA_FN_SOURCE || '.', handler: env.FLOTILLA_FN_HANDLER || 'index.js:handle', signature,
     identity: { name, version: env.FLOTILLA_FN_VERSION || env.K_REVISION || '0',
@@ -319,6 +400,22 @@ function createServer(fn, config, exporter) {
     });
   }
 
+  // One call of the handler per event; a batch is answered with a batch.
+  async function invokeEvents(reqHeaders, raw) {
+    let received; let mode;
+    try { [received, mode] = decodeEvents(reqHeaders, raw); } catch (e) {
+      return [400, { ...JSON_CT }, Buffer.from(JSON.stringify({ error: e.message }))];
+    }
+    const replies = [];
+    for (const event of received) {
+      const reply = await fn.handler(event);
+      if (reply !== null && reply !== undefined) replies.push(reply);
+    }
+    if (!replies.length) return [204, {}, Buffer.alloc(0)];
+    const [h, b] = mode === 'batch' ? encodeBatch(replies) : encodeReply(replies[0]);
+    return [200, h, b];
+  }
+
   async function invoke(req, res, url) {
     const span = newSpan(config.identity.name, req.headers.traceparent);
     const started = process.hrtime.bigint();
@@ -327,13 +424,7 @@ function createServer(fn, config, exporter) {
       try {
         const raw = await readBody(req);
         if (config.signature === 'cloudevent') {
-          let event = null;
-          try { event = decodeCloudEvent(req.headers, raw); } catch (e) { status = 400; body = Buffer.from(JSON.stringify({ error: e.message })); }
-          if (event) {
-            const reply = await fn.handler(event);
-            if (reply === null || reply === undefined) { status = 204; headers = {}; body = Buffer.alloc(0); }
-            else { const [h, b] = encodeCloudEvent(reply instanceof CloudEvent ? reply : new CloudEvent(reply)); status = 200; headers = h; body = b; }
-          }
+          [status, headers, body] = await invokeEvents(req.headers, raw);
         } else {
           const request = {
             method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams),
@@ -424,5 +515,5 @@ async function main() {
   process.on('unhandledRejection', (e) => logLine('error', 'flotilla.fn', ['unhandled rejection', e]));
 }
 
-module.exports = { Response, CloudEvent, parseTraceparent, decodeCloudEvent, encodeCloudEvent, Metrics, createServer };
+module.exports = { Response, CloudEvent, parseTraceparent, decodeEvents, encodeReply, encodeBatch, Metrics, createServer };
 if (require.main === module) main();

@@ -37,7 +37,7 @@ from .telemetry import (
     new_span,
     process_start_time,
 )
-from .types import CloudEvent, Request, Response, decode_cloudevent, encode_cloudevent
+from .types import Request, Response
 
 __all__ = ["FunctionApp", "LoadedFunction", "RuntimeConfig", "load_function"]
 
@@ -315,21 +315,7 @@ class FunctionApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         body = await self._read_body(receive)
         if self.config.signature == "cloudevent":
-            try:
-                event = decode_cloudevent(headers, body)
-            except ValueError as exc:
-                return (
-                    400,
-                    [(b"content-type", b"application/json")],
-                    json.dumps({"error": str(exc)}).encode(),
-                )
-            reply = await _call(self.pool, self.fn.handler, event)
-            if reply is None:
-                return 204, [], b""
-            if not isinstance(reply, CloudEvent):
-                raise TypeError("a cloudevent function returns a CloudEvent or None")
-            ce_headers, ce_body = encode_cloudevent(reply)
-            return 200, [(k.encode(), v.encode("latin-1")) for k, v in ce_headers.items()], ce_body
+            return await self._invoke_events(headers, body)
         request = Request(
             scope["method"],
             scope["path"],
@@ -342,6 +328,33 @@ class FunctionApp:
             log=logging.getLogger("function"),
         )
         return _encode(await _call(self.pool, self.fn.handler, request))
+
+    async def _invoke_events(
+        self, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One call of the handler per event; a batch is answered with a batch."""
+        from . import events  # the SDK is imported by cloudevent functions only
+
+        try:
+            received, mode = events.decode_events(headers, body)
+        except ValueError as exc:
+            return (
+                400,
+                [(b"content-type", b"application/json")],
+                json.dumps({"error": str(exc)}).encode(),
+            )
+        replies = []
+        for event in received:
+            reply = await _call(self.pool, self.fn.handler, event)
+            if reply is not None:
+                replies.append(reply)
+        if not replies:
+            return 204, [], b""
+        if mode == "batch":
+            out_headers, out_body = events.encode_batch(replies)
+        else:
+            out_headers, out_body = events.encode_reply(replies[0])
+        return 200, [(k.encode(), v.encode("latin-1")) for k, v in out_headers.items()], out_body
 
     async def _invoke_asgi(self, span: Span, scope: Scope, receive: Receive, send: Send) -> int:
         status = 500
