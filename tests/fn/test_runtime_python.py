@@ -136,7 +136,10 @@ def test_async_handler_and_async_hooks() -> None:
         assert client.post("/x", json={"a": 1}).json() == {"json": {"a": 1}}
         r = client.get("/health/readiness")
         assert (r.status_code, r.json()["detail"]) == (503, "RuntimeError: database down")
-        assert client.post("/x", content=b"{broken").status_code == 500
+        r = client.post("/x", content=b"{broken")  # the caller's fault: 400, not an error
+        assert (r.status_code, r.json()["error"][:25]) == (400, "request body is not JSON:")
+        metrics = client.get("/metrics").text
+        assert "faas_errors_total{" not in metrics
 
 
 def test_readiness_fails_before_startup_and_after_shutdown() -> None:

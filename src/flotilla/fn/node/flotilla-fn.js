@@ -167,29 +167,45 @@ function parseKv(value) {
   return out;
 }
 class OtlpExporter {
-  constructor(endpoint, resource, headers, delayMs) {
+  constructor(endpoint, resource, headers, delayMs, timeoutMs) {
     this.url = new URL(endpoint); this.resource = otlpAttributes(resource);
     this.headers = { 'content-type': 'application/json', ...headers };
-    this.queue = []; this.dropped = 0; this.maxQueue = 2048;
+    this.queue = []; this.dropped = 0; this.maxQueue = 2048; this.inFlight = null; this.timeoutMs = timeoutMs;
+    this.agent = new (this.url.protocol === 'https:' ? https : http).Agent({ keepAlive: true, maxSockets: 1 });
     this.timer = setInterval(() => this.flush(), delayMs); this.timer.unref();
   }
   submit(span) { if (this.queue.length >= this.maxQueue) this.dropped++; else this.queue.push(span); }
+  // At most one export at a time: a collector that never answers costs one socket, not one per
+  // interval, and the request is abandoned after OTEL_EXPORTER_OTLP_TIMEOUT.
   flush() {
+    if (this.inFlight) return this.inFlight;
     if (!this.queue.length) return Promise.resolve();
+    this.inFlight = this.post().finally(() => { this.inFlight = null; });
+    return this.inFlight;
+  }
+  post() {
     const batch = this.queue.splice(0, 512);
     const body = JSON.stringify({ resourceSpans: [{ resource: { attributes: this.resource },
       scopeSpans: [{ scope: { name: 'flotilla.fn' }, spans: batch.map(spanToOtlp) }] }] });
     const mod = this.url.protocol === 'https:' ? https : http;
     return new Promise((resolve) => {
-      const req = mod.request(this.url, { method: 'POST', headers: { ...this.headers, 'content-length': Buffer.byteLength(body) }, timeout: 10000 }, (res) => {
-        res.resume(); res.on('end', resolve);
+      const req = mod.request(this.url, { method: 'POST', agent: this.agent, headers: { ...this.headers, 'content-length': Buffer.byteLength(body) }, timeout: this.timeoutMs }, (res) => {
+        res.resume(); res.on('end', resolve); res.on('error', resolve);
       });
       req.on('error', (e) => { runtimeLog.warning(`OTLP export of ${batch.length} spans to ${this.url} failed: ${e.message}`); resolve(); });
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.end(body);
     });
   }
-  async shutdown() { clearInterval(this.timer); while (this.queue.length) await this.flush(); }
+  // Flush what is queued, but never for longer than `deadlineMs` (the pod's grace is finite).
+  async shutdown(deadlineMs = 3000) {
+    clearInterval(this.timer);
+    const deadline = Date.now() + deadlineMs;
+    const drain = (async () => { while (this.queue.length && Date.now() < deadline) await this.flush(); })();
+    let timer;
+    await Promise.race([drain, new Promise((r) => { timer = setTimeout(r, deadlineMs); })]);
+    clearTimeout(timer); this.agent.destroy();
+  }
 }
 function exporterFromEnv(env, identity) {
   if ((env.OTEL_SDK_DISABLED || '').toLowerCase() === 'true' || (env.OTEL_TRACES_EXPORTER || 'otlp').toLowerCase() === 'none') return null;
@@ -202,7 +218,8 @@ function exporterFromEnv(env, identity) {
     'telemetry.sdk.name': 'flotilla-fn', 'telemetry.sdk.language': 'nodejs',
   };
   const headers = parseKv(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS || env.OTEL_EXPORTER_OTLP_HEADERS);
-  return new OtlpExporter(endpoint, resource, headers, Number(env.OTEL_BSP_SCHEDULE_DELAY || 1000));
+  return new OtlpExporter(endpoint, resource, headers, Number(env.OTEL_BSP_SCHEDULE_DELAY || 1000),
+    Number(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT || env.OTEL_EXPORTER_OTLP_TIMEOUT || 10000));
 }
 
 // --- CloudEvents -------------------------------------------------------------------------------
@@ -327,9 +344,15 @@ function encodeBatch(replies) {
 }
 
 // --- responses ---------------------------------------------------------------------------------
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+function invalidResponse(message) { return Object.assign(new Error(message), { invalidResponse: true }); }
 function encodeResult(value) {
   let status = 200; let extra = {};
-  if (value instanceof Response) { status = value.status; extra = value.headers || {}; value = value.body; }
+  if (value instanceof Response) {
+    status = value.status; extra = value.headers || {}; value = value.body;
+    if (!Number.isInteger(status) || status < 100 || status > 599) throw invalidResponse(`status ${JSON.stringify(status)} is not an HTTP status (100-599)`);
+    if (typeof extra !== 'object' || Array.isArray(extra)) throw invalidResponse('headers must be an object');
+  }
   let body; let ctype = null;
   if (value === null || value === undefined) { body = Buffer.alloc(0); if (status === 200) status = 204; }
   else if (Buffer.isBuffer(value) || value instanceof Uint8Array) { body = Buffer.from(value); ctype = 'application/octet-stream'; }
@@ -338,12 +361,21 @@ function encodeResult(value) {
   const headers = {};
   for (const [k, v] of Object.entries(extra)) {
     const key = k.toLowerCase();
+    if (!TOKEN.test(k)) throw invalidResponse(`header name ${JSON.stringify(k)} is not an HTTP token`);
+    if (/[\r\n\0]/.test(String(v))) throw invalidResponse(`header ${JSON.stringify(k)} has a line break or NUL in its value`);
+    if (/[^\x00-\xff]/.test(String(v))) throw invalidResponse(`header ${JSON.stringify(k)} is not Latin-1`);
     if (key !== 'content-length' && key !== 'traceparent') headers[key] = String(v); // ours
   }
   if (ctype && !headers['content-type']) headers['content-type'] = ctype;
   return [status, headers, body];
 }
 const JSON_CT = { 'content-type': 'application/json' };
+function parseBody(raw) {
+  if (!raw.length) return null;
+  try { return JSON.parse(raw.toString('utf8')); } catch (e) {
+    throw Object.assign(new Error(`request body is not JSON: ${e.message}`), { badRequest: true });
+  }
+}
 
 // --- the server --------------------------------------------------------------------------------
 function loadFunction(config) {
@@ -352,7 +384,21 @@ function loadFunction(config) {
   const handler = attr ? mod[attr] : (typeof mod === 'function' ? mod : mod.handle);
   if (typeof handler !== 'function') throw new Error(`${config.handler}: no handler function exported`);
   const hook = (n) => (typeof mod[n] === 'function' ? mod[n] : null);
-  return { handler, init: hook('init'), liveness: hook('liveness'), readiness: hook('readiness') };
+  return { handler, init: hook('init'), liveness: hook('liveness'), readiness: hook('readiness'), shutdown: hook('shutdown') };
+}
+
+// One line naming file:line for an error raised while loading the user's code.
+function describeLoadError(e, config) {
+  const stack = String((e && e.stack) || e);
+  if (e instanceof SyntaxError) {
+    const where = stack.split('\n')[0]; // "/path/file.js:3" for syntax errors
+    return /:\d+$/.test(where) ? `${where}: SyntaxError: ${e.message}` : `SyntaxError: ${e.message}`;
+  }
+  const source = config ? path.resolve(config.source) : null;
+  const frame = stack.split('\n').map((l) => /\(?([^()\s]+:\d+):\d+\)?$/.exec(l.trim()))
+    .find((m) => m && (!source || m[1].startsWith(source)));
+  const name = (e && e.name) || 'Error';
+  return frame ? `${frame[1]}: ${name}: ${e.message}` : `${name}: ${(e && e.message) || e}`;
 }
 
 function configFromEnv(env) {
@@ -366,19 +412,41 @@ function configFromEnv(env) {
       instance: env.POD_NAME || env.HOSTNAME || os.hostname() },
     maxBody: Number(env.FLOTILLA_FN_MAX_BODY || 10 * 1024 * 1024),
     accessLog: ['1', 'true', 'yes'].includes((env.FLOTILLA_FN_ACCESS_LOG || '').toLowerCase()),
+    timeoutMs: Number(env.FLOTILLA_FN_TIMEOUT || 0) * 1000,
+    concurrency: Number(env.FLOTILLA_FN_CONCURRENCY || 0),
+    healthTimeoutMs: Number(env.FLOTILLA_FN_HEALTH_TIMEOUT || 1) * 1000,
+    headerTimeoutMs: Number(env.FLOTILLA_FN_HEADER_TIMEOUT || 10) * 1000,
+    graceMs: Number(env.FLOTILLA_FN_GRACE || 10) * 1000,
   };
 }
 
 function createServer(fn, config, exporter) {
   const metrics = new Metrics(config.identity);
   const trigger = config.signature === 'cloudevent' ? 'pubsub' : 'http';
-  const state = { ready: false };
+  const state = { ready: false, inFlight: 0, idle: null };
+  // The concurrency limit: invocations beyond it wait their turn (Knative containerConcurrency).
+  const waiting = []; let running = 0;
+  function acquire() {
+    if (!config.concurrency || running < config.concurrency) { running++; return Promise.resolve(); }
+    return new Promise((resolve) => waiting.push(resolve));
+  }
+  function release() { const next = waiting.shift(); if (next) next(); else running--; }
+  // The per-invocation timeout: the caller gets 504 (the handler's own work cannot be stopped).
+  function limited(work) {
+    if (!config.timeoutMs) return work;
+    let timer;
+    const late = new Promise((_, reject) => { timer = setTimeout(() => reject(Object.assign(new Error(`timed out after ${config.timeoutMs / 1000}s`), { timedOut: true })), config.timeoutMs); });
+    return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  }
 
   async function check(hook) {
     let ok = true; let detail = '';
     if (hook) {
       let result;
-      try { result = await hook(); } catch (e) { result = [false, `${e.name}: ${e.message}`]; }
+      let timer;
+      const late = new Promise((resolve) => { timer = setTimeout(() => resolve([false, `${hook.name || 'hook'} took longer than ${config.healthTimeoutMs / 1000}s`]), config.healthTimeoutMs); });
+      try { result = await Promise.race([Promise.resolve().then(hook), late]); } catch (e) { result = [false, `${e.name}: ${e.message}`]; }
+      clearTimeout(timer);
       if (Array.isArray(result)) { ok = Boolean(result[0]); detail = result.length > 1 ? String(result[1]) : ''; }
       else ok = result === undefined || result === null || Boolean(result);
     }
@@ -419,23 +487,34 @@ function createServer(fn, config, exporter) {
   async function invoke(req, res, url) {
     const span = newSpan(config.identity.name, req.headers.traceparent);
     const started = process.hrtime.bigint();
+    state.inFlight++;
+    let acquired = false;
     await spanStore.run(span, async () => {
       let status = 500; let headers = { ...JSON_CT }; let body; let error = null;
       try {
         const raw = await readBody(req);
+        await acquire(); acquired = true;
         if (config.signature === 'cloudevent') {
-          [status, headers, body] = await invokeEvents(req.headers, raw);
+          [status, headers, body] = await limited(invokeEvents(req.headers, raw));
         } else {
           const request = {
             method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams),
             headers: req.headers, body: raw, traceId: span.traceId, spanId: span.spanId,
             traceparent: traceparentOf(span), log: makeLogger('function'),
-            text() { return raw.toString('utf8'); }, json() { return raw.length ? JSON.parse(raw.toString('utf8')) : null; },
+            text() { return raw.toString('utf8'); }, json: () => parseBody(raw),
           };
-          [status, headers, body] = encodeResult(await fn.handler(request));
+          [status, headers, body] = encodeResult(await limited(Promise.resolve().then(() => fn.handler(request))));
         }
       } catch (e) {
-        if (e && e.tooLarge) { status = 413; body = Buffer.from('{"error":"request body too large"}'); }
+        if (e && e.tooLarge) { status = 413; headers = { ...JSON_CT }; body = Buffer.from('{"error":"request body too large"}'); }
+        else if (e && e.badRequest) { status = 400; headers = { ...JSON_CT }; body = Buffer.from(JSON.stringify({ error: e.message })); }
+        else if (e && e.timedOut) {
+          error = e.message; runtimeLog.error(`function ${e.message}`);
+          status = 504; headers = { ...JSON_CT }; body = Buffer.from(JSON.stringify({ error: `function ${e.message}` }));
+        } else if (e && e.invalidResponse) {
+          error = `invalid response: ${e.message}`; runtimeLog.error(`function returned an invalid response: ${e.message}`);
+          status = 500; headers = { ...JSON_CT }; body = Buffer.from('{"error":"invalid response from the function"}');
+        }
         else {
           error = `${(e && e.name) || 'Error'}: ${(e && e.message) || e}`;
           logLine('error', 'flotilla.fn', ['function raised', e]);
@@ -455,10 +534,14 @@ function createServer(fn, config, exporter) {
       if (failed) span.error = error || `HTTP ${status}`;
       if (exporter && span.sampled) exporter.submit(span);
       if (config.accessLog) runtimeLog.info(`${req.method} ${url.pathname} ${status} ${(seconds * 1e3).toFixed(1)}ms`);
+    }).finally(() => {
+      if (acquired) release();
+      state.inFlight--;
+      if (state.inFlight === 0 && state.idle) state.idle();
     });
   }
 
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
     const url = new URL(req.url, 'http://function');
     if (url.pathname === HEALTH_LIVE) {
       check(fn.liveness).then(([s, d]) => sendJson(res, s, d));
@@ -485,7 +568,7 @@ async function main() {
     faasName = config.identity.name;
     fn = loadFunction(config);
   } catch (e) {
-    process.stderr.write(`cannot load function: ${e.message}\n`);
+    process.stderr.write(`cannot load function: ${describeLoadError(e, config)}\n`);
     process.exit(2);
   }
   // User code logging through console gets the same JSON lines as the runtime's own.
@@ -496,17 +579,36 @@ async function main() {
   const { server, metrics, state } = createServer(fn, config, exporter);
   if (fn.init) await fn.init();
   server.keepAliveTimeout = 65000;
+  // Connections that never finish their headers are closed (slowloris), checked every second.
+  server.headersTimeout = config.headerTimeoutMs;
+  server.requestTimeout = Math.max(config.headerTimeoutMs, config.timeoutMs) + 60000;
   server.listen(Number(env.PORT || 8080), env.HOST || '0.0.0.0', () => {
     state.ready = true;
     const seconds = (Date.now() - performance.timeOrigin) / 1000;
     metrics.init.observe(Math.max(0, seconds));
     runtimeLog.info(`function ${config.identity.name} ready in ${seconds.toFixed(3)}s`);
   });
+  // Graceful stop: refuse new connections, let in-flight invocations finish (up to the grace
+  // period), run the `shutdown` hook, flush spans with a deadline, exit.
+  let stopping = false;
   const stop = async () => {
-    state.ready = false;
+    if (stopping) return;
+    stopping = true; state.ready = false;
     server.close();
     if (server.closeIdleConnections) server.closeIdleConnections();
-    if (exporter) await exporter.shutdown();
+    const deadline = Date.now() + config.graceMs;
+    if (state.inFlight > 0) {
+      await new Promise((resolve) => { state.idle = resolve; setTimeout(resolve, config.graceMs).unref(); });
+      if (state.inFlight > 0) runtimeLog.warning(`${state.inFlight} invocations still running after ${config.graceMs / 1000}s; stopping`);
+    }
+    if (server.closeIdleConnections) server.closeIdleConnections();
+    if (fn.shutdown) {
+      const left = Math.max(1000, deadline - Date.now());
+      try {
+        await Promise.race([Promise.resolve().then(fn.shutdown), new Promise((_, r) => setTimeout(() => r(new Error(`took longer than ${left / 1000}s`)), left).unref())]);
+      } catch (e) { logLine('error', 'flotilla.fn', ['the shutdown hook failed', e]); }
+    }
+    if (exporter) await exporter.shutdown(3000);
     process.exit(0);
   };
   process.on('SIGTERM', stop);

@@ -14,6 +14,7 @@ def main() -> None:
     import uvicorn
 
     from .app import FunctionApp, RuntimeConfig, load_function
+    from .server import header_deadline_protocol
     from .telemetry import exporter_from_env, setup_json_logging
 
     env = dict(os.environ)
@@ -25,6 +26,12 @@ def main() -> None:
         print(f"cannot load function {config.handler} from {config.source}: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     app = FunctionApp(fn, config, exporter_from_env(env, config.identity), start_time=start)
+    try:
+        import httptools  # noqa: F401
+
+        parser = "httptools"
+    except ImportError:
+        parser = "h11"
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -34,7 +41,9 @@ def main() -> None:
             access_log=False,
             lifespan="on",
             ws="none",
-            timeout_graceful_shutdown=10,
+            http=header_deadline_protocol(parser, config.header_timeout),
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=max(1, int(config.grace)),
             server_header=False,
         )
     )

@@ -14,7 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-__all__ = ["CloudEvent", "Request", "Response"]
+__all__ = ["BadRequestError", "CloudEvent", "Request", "Response"]
+
+
+class BadRequestError(ValueError):
+    """The request cannot be read as asked (a body that is not JSON); the runtime answers 400."""
 
 
 class Request:
@@ -65,8 +69,11 @@ class Request:
         return self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises ``ValueError`` on malformed input."""
-        return json.loads(self.body or b"null")
+        """The body parsed as JSON; malformed input raises :class:`BadRequestError` (400)."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise BadRequestError(f"request body is not JSON: {exc}") from None
 
 
 @dataclass
