@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from .deps import node_runtime_modules
 from .image import IGNORED_DIRS
+from .manifests import limit_env
 from .model import FunctionSpec, Runtime, Signature
 
 __all__ = [
@@ -64,6 +65,7 @@ def serve_command(
         "FLOTILLA_FN_HANDLER": spec.handler_ref,
         "FLOTILLA_FN_SIGNATURE": spec.signature.value,
         "FLOTILLA_FN_VERSION": "dev",
+        **{e["name"]: e["value"] for e in limit_env(spec)},
     }
     if spec.runtime is Runtime.PYTHON:
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)

@@ -43,7 +43,17 @@ def runtime_env(spec: FunctionSpec, version: str) -> list[dict[str, str]]:
         {"name": "FLOTILLA_FN_VERSION", "value": version},
     ]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
-    return env
+    return env + limit_env(spec)
+
+
+def limit_env(spec: FunctionSpec) -> list[dict[str, str]]:
+    """``timeout`` and ``concurrency`` as the runtime reads them (only when set)."""
+    out = []
+    if spec.timeout:
+        out.append({"name": "FLOTILLA_FN_TIMEOUT", "value": str(spec.timeout)})
+    if spec.concurrency:
+        out.append({"name": "FLOTILLA_FN_CONCURRENCY", "value": str(spec.concurrency)})
+    return out
 
 
 def _version_of(image: str) -> str:
@@ -171,6 +181,10 @@ def knative_service(spec: FunctionSpec, image: str, namespace: str) -> dict[str,
     pod_spec: dict[str, Any] = {"containers": [container], "enableServiceLinks": False}
     if spec.deploy.node_selector:
         pod_spec["nodeSelector"] = dict(spec.deploy.node_selector)
+    if spec.concurrency:
+        pod_spec["containerConcurrency"] = spec.concurrency  # the queue-proxy enforces it too
+    if spec.timeout:
+        pod_spec["timeoutSeconds"] = spec.timeout
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",

@@ -119,6 +119,10 @@ class FunctionSpec:
     env: dict[str, str] = field(default_factory=dict)
     scale: Scale = field(default_factory=Scale)
     deploy: DeploySpec = field(default_factory=DeploySpec)
+    timeout: int = 0
+    """Seconds one invocation may take (504 after that); 0 is no limit."""
+    concurrency: int = 0
+    """Invocations one instance serves at once (Knative containerConcurrency); 0 is no limit."""
 
     @property
     def image_ref(self) -> str:
@@ -129,7 +133,10 @@ class FunctionSpec:
         return self.handler or DEFAULT_HANDLERS[self.runtime]
 
 
-_TOP = {"name", "runtime", "signature", "handler", "image", "env", "scale", "deploy"}
+_TOP = {
+    "name", "runtime", "signature", "handler", "image", "env", "scale", "deploy", "timeout",
+    "concurrency",
+}
 _SCALE = {"min", "max", "target", "metric", "utilization"}
 _DEPLOY = {"target", "namespace", "port", "nodeSelector", "resources", "labels", "annotations"}
 
@@ -229,6 +236,8 @@ def parse_spec(doc: Any) -> FunctionSpec:
     if scale.min > scale.max:
         c.add("scale", f"min ({scale.min}) is above max ({scale.max})")
 
+    timeout = c.integer("timeout", doc.get("timeout"), 0, 0, 3600)
+    concurrency = c.integer("concurrency", doc.get("concurrency"), 0, 0, 1000)
     ddoc = c.mapping("deploy", doc.get("deploy"))
     c.keys("deploy.", ddoc, _DEPLOY)
     namespace = ddoc.get("namespace", "default")
@@ -270,6 +279,8 @@ def parse_spec(doc: Any) -> FunctionSpec:
         env=env,
         scale=scale,
         deploy=deploy,
+        timeout=timeout,
+        concurrency=concurrency,
     )
 
 
