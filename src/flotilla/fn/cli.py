@@ -15,6 +15,7 @@ from flotilla.core.cli import system_app
 from .model import (
     FnError,
     FunctionSpec,
+    FunctionSpecError,
     Runtime,
     Target,
     load_spec,
@@ -49,8 +50,19 @@ def _client(kubeconfig: Path | None, in_cluster: bool) -> Any:
     from flotilla.core.kube import client_from_environment, client_from_kubeconfig
 
     if kubeconfig is not None and not in_cluster:
-        return client_from_kubeconfig(kubeconfig)
-    return client_from_environment()
+        if not kubeconfig.is_file():
+            raise FnError(f"kubeconfig {kubeconfig} does not exist (--kubeconfig / $KUBECONFIG)")
+        try:
+            return client_from_kubeconfig(kubeconfig)
+        except Exception as exc:
+            raise FnError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
+    try:
+        return client_from_environment()
+    except Exception as exc:
+        raise FnError(
+            "no Kubernetes credentials: pass --kubeconfig or set KUBECONFIG "
+            f"(or run in a pod with --in-cluster): {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
 
 
 @app.command()
@@ -66,9 +78,15 @@ def init(
 
     if template not in TEMPLATES:
         raise FnError(f"unknown template {template!r}: use one of {', '.join(TEMPLATES)}")
-    spec = parse_spec(
-        {"name": name, "runtime": runtime.value, "signature": signature_for(template).value}
-    )
+    try:
+        spec = parse_spec(
+            {"name": name, "runtime": runtime.value, "signature": signature_for(template).value}
+        )
+    except FunctionSpecError:
+        raise FnError(
+            f"{name!r} is not a valid function name: use a DNS label (lower-case letters, digits "
+            "and '-', starting with a letter, at most 63 characters)"
+        ) from None
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
         raise FnError(f"{target} exists and is not empty")

@@ -11,6 +11,7 @@ Layers go from least to most often changed, so a code change rebuilds only the l
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -242,7 +243,11 @@ def _client(docker_host: str | None) -> Any:
             return docker.DockerClient(base_url=docker_host, timeout=300)
         return docker.from_env(timeout=300)
     except docker.errors.DockerException as exc:
-        raise BuildError(f"cannot reach dockerd at {docker_host or '$DOCKER_HOST'}: {exc}") from exc
+        where = docker_host or os.environ.get("DOCKER_HOST") or "the default socket"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BuildError(
+            f"cannot reach dockerd at {where}: {reason} (is dockerd running? set --docker-host)"
+        ) from None
 
 
 def build_image(context: BuildContext, tag: str, *, docker_host: str | None = None) -> BuildResult:
