@@ -176,3 +176,17 @@ def test_no_dockerd_never_shows_a_variable_name(
     code, out = fn("build", "-C", str(project))
     assert code == 1 and "cannot reach dockerd at tcp://127.0.0.1:1" in out
     assert "$DOCKER_HOST" not in out
+
+
+def test_images_carry_the_cloudevents_sdks() -> None:
+    from flotilla.fn.image import build_context
+    from flotilla.fn.model import load_spec
+
+    node = build_context(load_spec("name: e\nruntime: node\nsignature: cloudevent\n"), {}).files
+    assert "runtime-deps/cloudevents/package.json" in node
+    assert "COPY runtime-deps/ /opt/flotilla/node/node_modules/" in node["Dockerfile"].decode()
+    plain = build_context(load_spec("name: h\nruntime: node\n"), {}).files
+    assert not any(path.startswith("runtime-deps/") for path in plain)
+    python = build_context(load_spec("name: p\nruntime: python\n"), {}).files
+    assert "deps/cloudevents/http/__init__.py" in python
+    assert "runtime/flotilla/fn/runtime/events.py" in python
