@@ -111,6 +111,8 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     kube: Client, namespace: str, crds: None, tmp_path: Path, kubeconfig: Path
 ) -> None:
     project = _project(tmp_path, "python", "kn-hello")
+    spec_file = project / "function.yaml"
+    spec_file.write_text(spec_file.read_text() + "timeout: 30\nconcurrency: 4\n")
     out = fn(
         "deploy",
         "-C",
@@ -137,6 +139,8 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     assert stored is not None
     annotations = stored["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/max-scale"] == "10"
+    revision = stored["spec"]["template"]["spec"]
+    assert (revision["containerConcurrency"], revision["timeoutSeconds"]) == (4, 30)
     # The schema really is enforced: a malformed object is refused by the API server.
     bad = knative_service(load_spec((project / "function.yaml").read_text()), "i", namespace)
     bad["metadata"]["name"] = "kn-bad"
