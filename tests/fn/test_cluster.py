@@ -112,7 +112,16 @@ def test_knative_service_is_accepted_by_the_owners_schema(
 ) -> None:
     project = _project(tmp_path, "python", "kn-hello")
     spec_file = project / "function.yaml"
-    spec_file.write_text(spec_file.read_text() + "timeout: 30\nconcurrency: 4\n")
+    doc = yaml.safe_load(spec_file.read_text())
+    doc.update(timeout=30, concurrency=4, envFrom=[{"configMap": "settings"}])
+    doc["env"]["DB_PASSWORD"] = {"secret": "db", "key": "password"}
+    doc["volumes"] = [
+        {"path": "/etc/creds", "secret": "db"},
+        {"path": "/etc/conf", "configMap": "settings"},
+        {"path": "/data", "pvc": "data-claim"},
+        {"path": "/scratch", "emptyDir": {}},
+    ]
+    spec_file.write_text(yaml.safe_dump(doc))
     out = fn(
         "deploy",
         "-C",
@@ -141,6 +150,7 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     assert annotations["autoscaling.knative.dev/max-scale"] == "10"
     revision = stored["spec"]["template"]["spec"]
     assert (revision["containerConcurrency"], revision["timeoutSeconds"]) == (4, 30)
+    assert len(revision["volumes"]) == 4 and revision["containers"][0]["envFrom"]
     # The schema really is enforced: a malformed object is refused by the API server.
     bad = knative_service(load_spec((project / "function.yaml").read_text()), "i", namespace)
     bad["metadata"]["name"] = "kn-bad"

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from .deps import node_runtime_modules
 from .image import IGNORED_DIRS
 from .manifests import limit_env
-from .model import FunctionSpec, Runtime, Signature
+from .model import FnError, FunctionSpec, Runtime, Signature
 
 __all__ = [
     "Command",
@@ -66,6 +66,7 @@ def serve_command(
         "FLOTILLA_FN_SIGNATURE": spec.signature.value,
         "FLOTILLA_FN_VERSION": "dev",
         **{e["name"]: e["value"] for e in limit_env(spec)},
+        **local_source_env(spec, project),
     }
     if spec.runtime is Runtime.PYTHON:
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
@@ -78,6 +79,29 @@ def _node_path(spec: FunctionSpec) -> str:
     if spec.signature is Signature.CLOUDEVENT:
         return os.pathsep.join([str(NODE_LIB), str(node_runtime_modules())])
     return str(NODE_LIB)
+
+
+LOCAL_CONFIG = ".local-config"
+
+
+def local_source_env(spec: FunctionSpec, project: Path) -> dict[str, str]:
+    """Env from Secrets/ConfigMaps for ``fn run``: read from files under ``.local-config/``
+    (``secrets/<name>/<key>``, ``configmaps/<name>/<key>``), which images never include."""
+    root = project / LOCAL_CONFIG
+    folder = {"secret": "secrets", "configMap": "configmaps"}
+    out: dict[str, str] = {}
+    for ref in spec.sources.env_from:
+        directory = root / folder[ref.kind] / ref.name
+        if directory.is_dir():
+            for path in sorted(directory.iterdir()):
+                if path.is_file():
+                    out[path.name] = path.read_text().rstrip("\n")
+    for var, ref in spec.sources.env.items():
+        path = root / folder[ref.kind] / ref.name / ref.key
+        if not path.is_file():
+            raise FnError(f"env {var} comes from {ref.kind} {ref.name}; put its value in {path}")
+        out[var] = path.read_text().rstrip("\n")
+    return out
 
 
 def test_command(spec: FunctionSpec, project: Path) -> Command:

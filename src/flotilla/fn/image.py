@@ -47,6 +47,7 @@ IGNORED_DIRS = frozenset(
         ".mypy_cache",
         ".ruff_cache",
         ".flotilla-build",
+        ".local-config",  # fn run's stand-ins for Secrets and ConfigMaps: never in an image
     }
 )
 IGNORED_SUFFIXES = (".pyc", ".pyo")
