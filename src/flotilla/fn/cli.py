@@ -147,7 +147,10 @@ def build(
     )
 
     spec = _spec(project)
-    context = build_context(spec, function_files(project.resolve()))
+    from .deps import function_dependencies
+
+    dependencies = function_dependencies(spec.runtime.value, project.resolve())
+    context = build_context(spec, function_files(project.resolve()), dependencies)
     if context_dir is not None:
         context.write(context_dir)
         typer.echo(f"wrote the build context to {context_dir}")

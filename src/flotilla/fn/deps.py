@@ -12,11 +12,18 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from .model import FnError
 
-__all__ = ["DependencyError", "cache_root", "node_runtime_modules", "tree_files"]
+__all__ = [
+    "DependencyError",
+    "cache_root",
+    "function_dependencies",
+    "node_runtime_modules",
+    "tree_files",
+]
 
 NODE_LIB = Path(__file__).resolve().parent / "node"
 _PINS = ("package.json", "package-lock.json")
@@ -90,3 +97,58 @@ def tree_files(directory: Path, prefix: str) -> dict[str, bytes]:
         if path.is_file() and not path.is_symlink():
             out[f"{prefix}/{path.relative_to(directory).as_posix()}"] = path.read_bytes()
     return out
+
+
+# --- the function's own dependencies -----------------------------------------------------------
+
+PYTHON_PINS = ("requirements.txt",)
+NODE_PINS = ("package.json", "package-lock.json")
+
+
+def function_dependencies(runtime: str, project: Path, cache: Path | None = None) -> Path | None:
+    """The function's dependencies installed once per hash of its pins, or ``None`` without pins.
+
+    Python: ``pip install --target`` from ``requirements.txt`` (the directory goes on
+    ``PYTHONPATH``); Node: ``npm ci`` (or ``npm install`` without a lock) from ``package.json``
+    (its ``node_modules`` goes on ``NODE_PATH``). ``fn run`` and ``fn build`` use the same
+    directory, so the image holds what was run.
+    """
+    pins = PYTHON_PINS if runtime == "python" else NODE_PINS
+    if not (project / pins[0]).is_file():
+        return None
+    root = (cache or cache_root()) / "fn" / f"{runtime}-deps"
+    target = root / _pins_hash(project, pins)
+    result = target / ("site" if runtime == "python" else "node_modules")
+    if (target / ".complete").exists():
+        return result
+    work = root / f"{target.name}.tmp{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in pins:
+        if (project / name).is_file():
+            shutil.copyfile(project / name, work / name)
+    if runtime == "python":
+        argv = [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--no-input", "--target", str(work / "site"), "-r", str(work / "requirements.txt"),
+        ]
+    elif (work / "package-lock.json").exists():
+        argv = [_npm(), "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+    else:
+        argv = [_npm(), "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+    proc = subprocess.run(
+        argv, cwd=work, capture_output=True, text=True, timeout=900, check=False
+    )
+    if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DependencyError(
+            f"installing {pins[0]} failed: {lines[-1] if lines else 'no output'}"
+        )
+    (work / "site" if runtime == "python" else work / "node_modules").mkdir(exist_ok=True)
+    (work / ".complete").write_text("ok\n")
+    try:
+        work.rename(target)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+    return result

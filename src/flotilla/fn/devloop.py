@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .deps import node_runtime_modules
+from .deps import function_dependencies, node_runtime_modules
 from .image import IGNORED_DIRS
 from .manifests import limit_env
 from .model import FnError, FunctionSpec, Runtime, Signature
@@ -68,9 +68,13 @@ def serve_command(
         **{e["name"]: e["value"] for e in limit_env(spec)},
         **local_source_env(spec, project),
     }
+    installed = function_dependencies(spec.runtime.value, project)
     if spec.runtime is Runtime.PYTHON:
+        if installed is not None:  # the image's PYTHONPATH order: runtime, then dependencies
+            paths = [env.get("PYTHONPATH"), str(installed)]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
-    env["NODE_PATH"] = _node_path(spec)
+    env["NODE_PATH"] = os.pathsep.join(filter(None, [_node_path(spec), str(installed or "")]))
     return Command([_node(), str(NODE_LIB / "flotilla-fn.js")], env, project)
 
 

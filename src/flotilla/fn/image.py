@@ -54,6 +54,7 @@ IGNORED_SUFFIXES = (".pyc", ".pyo")
 _PACKAGE = Path(__file__).resolve().parent
 SITE = "/opt/flotilla/site"
 NODE_LIB = "/opt/flotilla/node"
+USER_DEPS = "/opt/flotilla/userdeps"
 
 
 class BuildError(FnError, RuntimeError):
@@ -174,9 +175,17 @@ def _env_lines(spec: FunctionSpec) -> list[str]:
     return ["ENV " + " ".join(f'{k}="{v}"' for k, v in env.items())]
 
 
-def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildContext:
-    """Dockerfile plus files for ``spec``; ``project_files`` from :func:`function_files`."""
+def build_context(
+    spec: FunctionSpec, project_files: dict[str, bytes], dependencies: Path | None = None
+) -> BuildContext:
+    """Dockerfile plus files for ``spec``; ``project_files`` from :func:`function_files`;
+    ``dependencies`` the function's installed dependencies (:func:`deps.function_dependencies`),
+    copied as their own layer below the code, so a code change does not re-copy them."""
     files: dict[str, bytes] = {}
+    dep_lines: list[str] = []
+    if dependencies is not None:
+        files.update(tree_files(dependencies, "userdeps"))
+        dep_lines = [f"COPY userdeps/ {USER_DEPS}/"]
     if spec.runtime is Runtime.PYTHON:
         for rel, data in _distribution_files(python_runtime_distributions()):
             files[f"deps/{rel}"] = data
@@ -188,7 +197,8 @@ def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildC
             f"COPY runtime/ {SITE}/",
             # Bytecode compiled once here, not at every cold start (the site is read-only later).
             f"RUN python3 -m compileall -q {SITE}",
-            f'ENV PYTHONPATH="{SITE}" PYTHONUNBUFFERED="1"',
+            *dep_lines,
+            f'ENV PYTHONPATH="{SITE}:{USER_DEPS}" PYTHONUNBUFFERED="1"',
             'CMD ["python3", "-m", "flotilla.fn.runtime"]',
         ]
     else:
@@ -200,7 +210,8 @@ def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildC
             lines.append(f"COPY runtime-deps/ {NODE_LIB}/node_modules/")
         lines += [
             f"COPY runtime/ {NODE_LIB}/",
-            f'ENV NODE_PATH="{NODE_LIB}" NODE_ENV="production"',
+            *dep_lines,
+            f'ENV NODE_PATH="{NODE_LIB}:{USER_DEPS}" NODE_ENV="production"',
             f'CMD ["node", "{NODE_LIB}/flotilla-fn.js"]',
         ]
     for rel, data in project_files.items():
