@@ -337,3 +337,76 @@ def pipeline(
     else:
         output.write_text(text)
         typer.echo(f"wrote {len(objects)} objects to {output}")
+
+
+@app.command()
+def delete(
+    project: Path = PathOpt,
+    name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Delete the deployed function (Deployment + Service, or Knative Service)."""
+    from flotilla.core.kube import KubeError
+
+    from .deploy import delete_function
+
+    spec = None if name and namespace else _spec(project)
+    fn_name = name or (spec.name if spec else "")
+    ns = namespace or (spec.deploy.namespace if spec else "default")
+    with _client(kubeconfig, False) as client:
+        try:
+            gone = delete_function(client, fn_name, ns)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    if not gone:
+        raise FnError(f"no function {fn_name} in {ns}")
+    typer.echo(f"deleted {', '.join(gone)} in {ns}")
+
+
+@app.command("list")
+def list_(
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Default: all."),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Functions deployed with flotilla, on either target."""
+    from flotilla.core.kube import KubeError
+
+    from .deploy import list_functions
+
+    with _client(kubeconfig, False) as client:
+        try:
+            rows = list_functions(client, namespace)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    typer.echo(f"{'NAMESPACE':<16} {'NAME':<24} {'TARGET':<11} {'READY':<6} IMAGE")
+    for r in rows:
+        ready = "yes" if r.ready else "no"
+        typer.echo(f"{r.namespace:<16} {r.name:<24} {r.target:<11} {ready:<6} {r.image}")
+
+
+@app.command()
+def logs(
+    project: Path = PathOpt,
+    name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    tail: int = typer.Option(100, "--tail", help="Lines per pod."),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """The last lines of every pod of the deployed function."""
+    from flotilla.core.kube import KubeError
+
+    from .deploy import function_logs
+
+    spec = None if name and namespace else _spec(project)
+    fn_name = name or (spec.name if spec else "")
+    ns = namespace or (spec.deploy.namespace if spec else "default")
+    with _client(kubeconfig, False) as client:
+        try:
+            lines = function_logs(client, fn_name, ns, tail)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    if not lines:
+        raise FnError(f"no pods of function {fn_name} in {ns}")
+    for pod, line in lines:
+        typer.echo(f"{pod} {line}")
