@@ -151,6 +151,11 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     revision = stored["spec"]["template"]["spec"]
     assert (revision["containerConcurrency"], revision["timeoutSeconds"]) == (4, 30)
     assert len(revision["volumes"]) == 4 and revision["containers"][0]["envFrom"]
+    listed = fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert any(line.split()[1:3] == ["kn-hello", "knative"] for line in listed.splitlines())
+    gone = fn("delete", "--name", "kn-hello", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert "Service.serving.knative.dev/kn-hello" in gone
+    assert "kn-hello" not in fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
     # The schema really is enforced: a malformed object is refused by the API server.
     bad = knative_service(load_spec((project / "function.yaml").read_text()), "i", namespace)
     bad["metadata"]["name"] = "kn-bad"
