@@ -39,11 +39,29 @@ OUTPUT_OPT = typer.Option(None, "--output", "-o", help="File (default: stdout)."
 
 def _spec(project: Path) -> FunctionSpec:
     path = project / "function.yaml"
+    if not path.is_file() and (project / "func.yaml").is_file():
+        return _func_yaml_spec(project / "func.yaml")
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise FnError(f"{path} not found: run `flotilla fn init` first") from None
     return load_spec(text)
+
+
+def _func_yaml_spec(path: Path) -> FunctionSpec:
+    """A Knative func project: its func.yaml read as function.yaml, ignored keys named."""
+    import yaml
+
+    from .funcyaml import FuncYamlError, from_func_yaml
+    from .model import parse_spec
+
+    try:
+        doc, ignored = from_func_yaml(yaml.safe_load(path.read_text()))
+    except (FuncYamlError, yaml.YAMLError) as exc:
+        raise FnError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if ignored:
+        typer.echo(f"{path}: ignoring {', '.join(ignored)}", err=True)
+    return parse_spec(doc)
 
 
 def _client(kubeconfig: Path | None, in_cluster: bool) -> Any:
