@@ -109,6 +109,7 @@ class Served:
     read_logs: Any
     collector: Collector
     env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
 
     def log_lines(self) -> list[dict[str, Any]]:
         out = []
@@ -129,13 +130,17 @@ def contract_env(collector: Collector) -> dict[str, str]:
 
 @contextmanager
 def local_runtime(
-    runtime: str, collector: Collector, tmp: Path, project: Path | None = None
+    runtime: str,
+    collector: Collector,
+    tmp: Path,
+    project: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Served]:
     """The runtime as ``fn run`` starts it (no reload), serving the conformance function."""
     project = project or CONFORMANCE / runtime
     spec = load_spec((project / "function.yaml").read_text())
     port = free_port()
-    env = {**os.environ, **contract_env(collector)}
+    env = {**os.environ, **contract_env(collector), **(extra_env or {})}
     command = serve_command(spec, project, port, env)
     log_path = tmp / f"{runtime}.log"
     with open(log_path, "wb") as log:
@@ -144,10 +149,12 @@ def local_runtime(
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/health/readiness")
-        yield Served(runtime, spec.name, f"http://127.0.0.1:{port}", log_path.read_text, collector)
+        base = f"http://127.0.0.1:{port}"
+        yield Served(runtime, spec.name, base, log_path.read_text, collector, proc=proc)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
 
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

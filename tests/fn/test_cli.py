@@ -48,7 +48,9 @@ def test_init_creates_a_project_whose_own_tests_pass(
 
 
 def test_init_refuses_bad_names_templates_and_non_empty_directories(tmp_path: Path) -> None:
-    assert fn("init", "Not_A_Label", "--dir", str(tmp_path / "a"))[0] == 1
+    code, out = fn("init", "Not_A_Label", "--dir", str(tmp_path / "a"))
+    assert code == 1 and "'Not_A_Label' is not a valid function name" in out
+    assert "function.yaml" not in out and len(out.strip().splitlines()) == 1
     assert fn("init", "ok", "--template", "smtp", "--dir", str(tmp_path / "b"))[0] == 1
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "keep.txt").write_text("mine")
@@ -154,3 +156,37 @@ def test_build_without_a_reachable_dockerd_says_so(tmp_path: Path) -> None:
     fn("init", "nodock", "--dir", str(project))
     code, out = fn("build", "-C", str(project), "--docker-host", f"unix://{tmp_path}/no-such.sock")
     assert code == 1 and "cannot reach dockerd" in out
+
+
+def test_a_missing_kubeconfig_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "nokube"
+    fn("init", "nokube", "--dir", str(project))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    code, out = fn("deploy", "-C", str(project), "--no-wait")
+    assert code == 1 and "kubeconfig" in out and "absent" in out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+
+
+def test_no_dockerd_never_shows_a_variable_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "nodock2"
+    fn("init", "nodock2", "--dir", str(project))
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    code, out = fn("build", "-C", str(project))
+    assert code == 1 and "cannot reach dockerd at tcp://127.0.0.1:1" in out
+    assert "$DOCKER_HOST" not in out
+
+
+def test_images_carry_the_cloudevents_sdks() -> None:
+    from flotilla.fn.image import build_context
+    from flotilla.fn.model import load_spec
+
+    node = build_context(load_spec("name: e\nruntime: node\nsignature: cloudevent\n"), {}).files
+    assert "runtime-deps/cloudevents/package.json" in node
+    assert "COPY runtime-deps/ /opt/flotilla/node/node_modules/" in node["Dockerfile"].decode()
+    plain = build_context(load_spec("name: h\nruntime: node\n"), {}).files
+    assert not any(path.startswith("runtime-deps/") for path in plain)
+    python = build_context(load_spec("name: p\nruntime: python\n"), {}).files
+    assert "deps/cloudevents/http/__init__.py" in python
+    assert "runtime/flotilla/fn/runtime/events.py" in python

@@ -111,6 +111,17 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     kube: Client, namespace: str, crds: None, tmp_path: Path, kubeconfig: Path
 ) -> None:
     project = _project(tmp_path, "python", "kn-hello")
+    spec_file = project / "function.yaml"
+    doc = yaml.safe_load(spec_file.read_text())
+    doc.update(timeout=30, concurrency=4, envFrom=[{"configMap": "settings"}])
+    doc["env"]["DB_PASSWORD"] = {"secret": "db", "key": "password"}
+    doc["volumes"] = [
+        {"path": "/etc/creds", "secret": "db"},
+        {"path": "/etc/conf", "configMap": "settings"},
+        {"path": "/data", "pvc": "data-claim"},
+        {"path": "/scratch", "emptyDir": {}},
+    ]
+    spec_file.write_text(yaml.safe_dump(doc))
     out = fn(
         "deploy",
         "-C",
@@ -137,6 +148,14 @@ def test_knative_service_is_accepted_by_the_owners_schema(
     assert stored is not None
     annotations = stored["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/max-scale"] == "10"
+    revision = stored["spec"]["template"]["spec"]
+    assert (revision["containerConcurrency"], revision["timeoutSeconds"]) == (4, 30)
+    assert len(revision["volumes"]) == 4 and revision["containers"][0]["envFrom"]
+    listed = fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert any(line.split()[1:3] == ["kn-hello", "knative"] for line in listed.splitlines())
+    gone = fn("delete", "--name", "kn-hello", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert "Service.serving.knative.dev/kn-hello" in gone
+    assert "kn-hello" not in fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
     # The schema really is enforced: a malformed object is refused by the API server.
     bad = knative_service(load_spec((project / "function.yaml").read_text()), "i", namespace)
     bad["metadata"]["name"] = "kn-bad"

@@ -155,3 +155,17 @@ def test_deployment_readiness_and_pod_problems() -> None:
         },
     ]
     assert pod_problems(pods) == ["p: ImagePullBackOff: not found", "q: unschedulable: 0/3 nodes"]
+
+
+def test_timeout_and_concurrency_reach_both_targets() -> None:
+    spec = load_spec("name: lim\nruntime: python\ntimeout: 30\nconcurrency: 4\n")
+    ksvc = knative_service(spec, "r/lim:1", "default")["spec"]["template"]["spec"]
+    assert (ksvc["containerConcurrency"], ksvc["timeoutSeconds"]) == (4, 30)
+    env = {e["name"]: e["value"] for e in ksvc["containers"][0]["env"]}
+    assert (env["FLOTILLA_FN_TIMEOUT"], env["FLOTILLA_FN_CONCURRENCY"]) == ("30", "4")
+    deployment = kubernetes_objects(spec, "r/lim:1", "default")[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    denv = {e["name"]: e["value"] for e in container["env"]}
+    assert denv["FLOTILLA_FN_CONCURRENCY"] == "4"
+    plain = knative_service(load_spec("name: p\nruntime: node\n"), "r/p:1", "default")
+    assert "containerConcurrency" not in plain["spec"]["template"]["spec"]

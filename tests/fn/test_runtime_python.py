@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 
 from flotilla.fn.runtime import CloudEvent
 from flotilla.fn.runtime.app import FunctionApp, LoadedFunction, RuntimeConfig, load_function
+from flotilla.fn.runtime.events import decode_events, encode_batch, encode_reply
 from flotilla.fn.runtime.telemetry import (
     FaasIdentity,
     Metrics,
@@ -19,7 +21,6 @@ from flotilla.fn.runtime.telemetry import (
     new_span,
     parse_traceparent,
 )
-from flotilla.fn.runtime.types import decode_cloudevent, encode_cloudevent
 
 ID = FaasIdentity("fn", "v1", "pod-1")
 
@@ -86,25 +87,37 @@ def test_cloudevents_binary_and_structured() -> None:
         "ce-type": "t",
         "ce-specversion": "1.0",
         "ce-traceparent": "x",
+        "ce-subject": "caf%C3%A9%20%25",
         "Content-Type": "application/json",
     }
-    event = decode_cloudevent(headers, b'{"a": 1}')
+    [event], mode = decode_events(headers, b'{"a": 1}')
     assert (event.id, event.data, event.extensions) == ("1", {"a": 1}, {"traceparent": "x"})
-    structured = decode_cloudevent(
+    assert (mode, event.subject, event.time) == ("binary", "café %", None)
+    [structured], mode = decode_events(
         {"content-type": "application/cloudevents+json; charset=utf-8"},
         b'{"specversion":"1.0","id":"2","source":"/s","type":"t","data":"hi","subject":"s"}',
     )
-    assert (structured.data, structured.subject) == ("hi", "s")
-    out_headers, body = encode_cloudevent(CloudEvent(type="r", source="/me", data=[1]))
-    assert out_headers["ce-type"] == "r" and body == b"[1]"
+    assert (mode, structured.data, structured.subject) == ("structured", "hi", "s")
+    [raw], _ = decode_events({**headers, "content-type": "application/octet-stream"}, b"[1]")
+    assert raw.data == b"[1]"  # octet-stream stays bytes, even when it looks like JSON
+    out_headers, body = encode_reply(CloudEvent(type="r", source="/me", data=[1], subject="é"))
+    assert (out_headers["ce-type"], out_headers["ce-subject"], body) == ("r", "%C3%A9", b"[1]")
+    reply = CloudEvent(type="r", source="/me", data=b"\0", structured=True)
+    out_headers, body = encode_reply(reply)
+    assert out_headers == {"content-type": "application/cloudevents+json"}
+    assert json.loads(body)["data_base64"] == "AA=="
+    out_headers, body = encode_batch([CloudEvent(type="r", source="/me")])
+    assert out_headers["content-type"] == "application/cloudevents-batch+json"
+    assert json.loads(body)[0]["type"] == "r"
     for bad_headers, bad_body in [
         ({}, b""),
         ({"content-type": "application/cloudevents+json"}, b"[1]"),
         ({**headers, "ce-specversion": "0.3"}, b"{}"),
+        ({**headers, "ce-time": "2026-01-01"}, b"{}"),
         (headers, b"{not json"),
     ]:
         with pytest.raises(ValueError, match=r"\S"):
-            decode_cloudevent(bad_headers, bad_body)
+            decode_events(bad_headers, bad_body)
 
 
 def _client(fn: LoadedFunction, signature: str = "http") -> TestClient:
@@ -123,7 +136,10 @@ def test_async_handler_and_async_hooks() -> None:
         assert client.post("/x", json={"a": 1}).json() == {"json": {"a": 1}}
         r = client.get("/health/readiness")
         assert (r.status_code, r.json()["detail"]) == (503, "RuntimeError: database down")
-        assert client.post("/x", content=b"{broken").status_code == 500
+        r = client.post("/x", content=b"{broken")  # the caller's fault: 400, not an error
+        assert (r.status_code, r.json()["error"][:25]) == (400, "request body is not JSON:")
+        metrics = client.get("/metrics").text
+        assert "faas_errors_total{" not in metrics
 
 
 def test_readiness_fails_before_startup_and_after_shutdown() -> None:

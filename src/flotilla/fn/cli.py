@@ -15,6 +15,7 @@ from flotilla.core.cli import system_app
 from .model import (
     FnError,
     FunctionSpec,
+    FunctionSpecError,
     Runtime,
     Target,
     load_spec,
@@ -38,6 +39,8 @@ OUTPUT_OPT = typer.Option(None, "--output", "-o", help="File (default: stdout)."
 
 def _spec(project: Path) -> FunctionSpec:
     path = project / "function.yaml"
+    if not path.is_file() and (project / "func.yaml").is_file():
+        return _func_yaml_spec(project / "func.yaml")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -45,12 +48,39 @@ def _spec(project: Path) -> FunctionSpec:
     return load_spec(text)
 
 
+def _func_yaml_spec(path: Path) -> FunctionSpec:
+    """A Knative func project: its func.yaml read as function.yaml, ignored keys named."""
+    import yaml
+
+    from .funcyaml import FuncYamlError, from_func_yaml
+    from .model import parse_spec
+
+    try:
+        doc, ignored = from_func_yaml(yaml.safe_load(path.read_text()))
+    except (FuncYamlError, yaml.YAMLError) as exc:
+        raise FnError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if ignored:
+        typer.echo(f"{path}: ignoring {', '.join(ignored)}", err=True)
+    return parse_spec(doc)
+
+
 def _client(kubeconfig: Path | None, in_cluster: bool) -> Any:
     from flotilla.core.kube import client_from_environment, client_from_kubeconfig
 
     if kubeconfig is not None and not in_cluster:
-        return client_from_kubeconfig(kubeconfig)
-    return client_from_environment()
+        if not kubeconfig.is_file():
+            raise FnError(f"kubeconfig {kubeconfig} does not exist (--kubeconfig / $KUBECONFIG)")
+        try:
+            return client_from_kubeconfig(kubeconfig)
+        except Exception as exc:
+            raise FnError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
+    try:
+        return client_from_environment()
+    except Exception as exc:
+        raise FnError(
+            "no Kubernetes credentials: pass --kubeconfig or set KUBECONFIG "
+            f"(or run in a pod with --in-cluster): {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
 
 
 @app.command()
@@ -66,9 +96,15 @@ def init(
 
     if template not in TEMPLATES:
         raise FnError(f"unknown template {template!r}: use one of {', '.join(TEMPLATES)}")
-    spec = parse_spec(
-        {"name": name, "runtime": runtime.value, "signature": signature_for(template).value}
-    )
+    try:
+        spec = parse_spec(
+            {"name": name, "runtime": runtime.value, "signature": signature_for(template).value}
+        )
+    except FunctionSpecError:
+        raise FnError(
+            f"{name!r} is not a valid function name: use a DNS label (lower-case letters, digits "
+            "and '-', starting with a letter, at most 63 characters)"
+        ) from None
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
         raise FnError(f"{target} exists and is not empty")
@@ -129,7 +165,10 @@ def build(
     )
 
     spec = _spec(project)
-    context = build_context(spec, function_files(project.resolve()))
+    from .deps import function_dependencies
+
+    dependencies = function_dependencies(spec.runtime.value, project.resolve())
+    context = build_context(spec, function_files(project.resolve()), dependencies)
     if context_dir is not None:
         context.write(context_dir)
         typer.echo(f"wrote the build context to {context_dir}")
@@ -316,3 +355,76 @@ def pipeline(
     else:
         output.write_text(text)
         typer.echo(f"wrote {len(objects)} objects to {output}")
+
+
+@app.command()
+def delete(
+    project: Path = PathOpt,
+    name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Delete the deployed function (Deployment + Service, or Knative Service)."""
+    from flotilla.core.kube import KubeError
+
+    from .deploy import delete_function
+
+    spec = None if name and namespace else _spec(project)
+    fn_name = name or (spec.name if spec else "")
+    ns = namespace or (spec.deploy.namespace if spec else "default")
+    with _client(kubeconfig, False) as client:
+        try:
+            gone = delete_function(client, fn_name, ns)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    if not gone:
+        raise FnError(f"no function {fn_name} in {ns}")
+    typer.echo(f"deleted {', '.join(gone)} in {ns}")
+
+
+@app.command("list")
+def list_(
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Default: all."),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Functions deployed with flotilla, on either target."""
+    from flotilla.core.kube import KubeError
+
+    from .deploy import list_functions
+
+    with _client(kubeconfig, False) as client:
+        try:
+            rows = list_functions(client, namespace)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    typer.echo(f"{'NAMESPACE':<16} {'NAME':<24} {'TARGET':<11} {'READY':<6} IMAGE")
+    for r in rows:
+        ready = "yes" if r.ready else "no"
+        typer.echo(f"{r.namespace:<16} {r.name:<24} {r.target:<11} {ready:<6} {r.image}")
+
+
+@app.command()
+def logs(
+    project: Path = PathOpt,
+    name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    tail: int = typer.Option(100, "--tail", help="Lines per pod."),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """The last lines of every pod of the deployed function."""
+    from flotilla.core.kube import KubeError
+
+    from .deploy import function_logs
+
+    spec = None if name and namespace else _spec(project)
+    fn_name = name or (spec.name if spec else "")
+    ns = namespace or (spec.deploy.namespace if spec else "default")
+    with _client(kubeconfig, False) as client:
+        try:
+            lines = function_logs(client, fn_name, ns, tail)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    if not lines:
+        raise FnError(f"no pods of function {fn_name} in {ns}")
+    for pod, line in lines:
+        typer.echo(f"{pod} {line}")

@@ -11,13 +11,25 @@ from typing import Any
 
 from lightkube import Client
 
-from flotilla.core.kube import apply_raw, get_raw, list_raw, service_proxy, wait_until
+from flotilla.core.kube import (
+    KubeError,
+    apply_raw,
+    delete_raw,
+    get_raw,
+    list_raw,
+    service_proxy,
+    wait_until,
+)
 
 __all__ = [
     "DeployResult",
+    "FunctionRow",
     "apply_objects",
+    "delete_function",
     "deployment_ready",
+    "function_logs",
     "invoke_service",
+    "list_functions",
     "pod_problems",
     "wait_ready",
 ]
@@ -116,3 +128,94 @@ def invoke_service(
     return service_proxy(
         client, namespace, name, path, method=method, content=body, headers=headers, timeout=timeout
     )
+
+
+# --- delete / list / logs -----------------------------------------------------------------------
+
+_FUNCTION_LABELS = {
+    "app.kubernetes.io/component": "function",
+    "app.kubernetes.io/managed-by": "flotilla",
+}
+_KSVC = "serving.knative.dev/v1"
+
+
+@dataclass(frozen=True)
+class FunctionRow:
+    name: str
+    namespace: str
+    target: str
+    ready: bool
+    image: str
+
+
+def _owned(obj: dict[str, Any] | None, name: str) -> bool:
+    labels = (obj or {}).get("metadata", {}).get("labels", {})
+    return obj is not None and labels.get("flotilla.dev/function") == name
+
+
+def _image(obj: dict[str, Any]) -> str:
+    return str(obj["spec"]["template"]["spec"]["containers"][0].get("image", ""))
+
+
+def delete_function(client: Client, name: str, namespace: str) -> list[str]:
+    """Delete what ``fn deploy`` made for ``name`` on either target; returns ``Kind/name``."""
+    gone = []
+    for api, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
+        if _owned(get_raw(client, api, kind, name, namespace=namespace), name):
+            delete_raw(client, api, kind, name, namespace=namespace)
+            gone.append(f"{kind}/{name}")
+    # get_raw answers None where Knative Serving is not installed (404) as well
+    ksvc = get_raw(
+        client, _KSVC, "Service", name, namespace=namespace, plural="services", namespaced=True
+    )
+    if _owned(ksvc, name):
+        delete_raw(
+            client, _KSVC, "Service", name, namespace=namespace, plural="services", namespaced=True
+        )
+        gone.append(f"Service.serving.knative.dev/{name}")
+    return gone
+
+
+def list_functions(client: Client, namespace: str | None) -> list[FunctionRow]:
+    """Functions deployed by flotilla (Deployments and Knative Services), sorted."""
+    rows = [
+        FunctionRow(
+            d["metadata"]["name"], d["metadata"]["namespace"], "kubernetes",
+            deployment_ready(d), _image(d),
+        )
+        for d in list_raw(
+            client, "apps/v1", "Deployment", namespace=namespace, labels=_FUNCTION_LABELS
+        )
+    ]
+    try:
+        ksvcs = list_raw(
+            client, _KSVC, "Service", namespace=namespace, labels=_FUNCTION_LABELS,
+            plural="services", namespaced=True,
+        )
+    except KubeError as exc:
+        if exc.status != 404:  # 404: Knative Serving is not installed
+            raise
+        ksvcs = []
+    for obj in ksvcs:
+        conditions = obj.get("status", {}).get("conditions", [])
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        meta = obj["metadata"]
+        rows.append(FunctionRow(meta["name"], meta["namespace"], "knative", ready, _image(obj)))
+    return sorted(rows, key=lambda r: (r.namespace, r.name))
+
+
+def function_logs(client: Client, name: str, namespace: str, tail: int) -> list[tuple[str, str]]:
+    """The last ``tail`` lines of every pod of the function, as ``(pod, line)``."""
+    labels = {"flotilla.dev/function": name}
+    pods = list_raw(client, "v1", "Pod", namespace=namespace, labels=labels)
+    out = []
+    api: Any = client
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+        pod_name = str(pod["metadata"]["name"])
+        try:
+            lines = api.log(pod_name, namespace=namespace, container="function", tail_lines=tail)
+            out += [(pod_name, str(line).rstrip("\n")) for line in lines]
+        except Exception as exc:  # a pod that has not started has no log yet
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            out.append((pod_name, f"(no log: {reason})"))
+    return out

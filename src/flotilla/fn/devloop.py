@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .deps import function_dependencies, node_runtime_modules
 from .image import IGNORED_DIRS
-from .model import FunctionSpec, Runtime
+from .manifests import limit_env
+from .model import FnError, FunctionSpec, Runtime, Signature
 
 __all__ = [
     "Command",
@@ -63,11 +65,47 @@ def serve_command(
         "FLOTILLA_FN_HANDLER": spec.handler_ref,
         "FLOTILLA_FN_SIGNATURE": spec.signature.value,
         "FLOTILLA_FN_VERSION": "dev",
+        **{e["name"]: e["value"] for e in limit_env(spec)},
+        **local_source_env(spec, project),
     }
+    installed = function_dependencies(spec.runtime.value, project)
     if spec.runtime is Runtime.PYTHON:
+        if installed is not None:  # the image's PYTHONPATH order: runtime, then dependencies
+            paths = [env.get("PYTHONPATH"), str(installed)]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
-    env["NODE_PATH"] = str(NODE_LIB)
+    env["NODE_PATH"] = os.pathsep.join(filter(None, [_node_path(spec), str(installed or "")]))
     return Command([_node(), str(NODE_LIB / "flotilla-fn.js")], env, project)
+
+
+def _node_path(spec: FunctionSpec) -> str:
+    """The runtime's directory, plus the cloudevents package for cloudevent functions."""
+    if spec.signature is Signature.CLOUDEVENT:
+        return os.pathsep.join([str(NODE_LIB), str(node_runtime_modules())])
+    return str(NODE_LIB)
+
+
+LOCAL_CONFIG = ".local-config"
+
+
+def local_source_env(spec: FunctionSpec, project: Path) -> dict[str, str]:
+    """Env from Secrets/ConfigMaps for ``fn run``: read from files under ``.local-config/``
+    (``secrets/<name>/<key>``, ``configmaps/<name>/<key>``), which images never include."""
+    root = project / LOCAL_CONFIG
+    folder = {"secret": "secrets", "configMap": "configmaps"}
+    out: dict[str, str] = {}
+    for ref in spec.sources.env_from:
+        directory = root / folder[ref.kind] / ref.name
+        if directory.is_dir():
+            for path in sorted(directory.iterdir()):
+                if path.is_file():
+                    out[path.name] = path.read_text().rstrip("\n")
+    for var, ref in spec.sources.env.items():
+        path = root / folder[ref.kind] / ref.name / ref.key
+        if not path.is_file():
+            raise FnError(f"env {var} comes from {ref.kind} {ref.name}; put its value in {path}")
+        out[var] = path.read_text().rstrip("\n")
+    return out
 
 
 def test_command(spec: FunctionSpec, project: Path) -> Command:
@@ -90,7 +128,7 @@ def test_command(spec: FunctionSpec, project: Path) -> Command:
             env,
             project,
         )
-    env["NODE_PATH"] = str(NODE_LIB)
+    env["NODE_PATH"] = _node_path(spec)
     return Command([_node(), "--test"], env, project)
 
 

@@ -3,13 +3,15 @@
 The images have no pip or npm and no network, so nothing is installed at build time:
 - Python: the runtime package and the pure-Python distributions it needs (starlette, uvicorn, ...)
   are copied from the environment flotilla runs in; a compiled extension is refused.
-- Node: the runtime is one dependency-free file.
+- Node: the runtime is one file; cloudevent functions also get the pinned ``cloudevents`` npm
+  package, installed once on the build host by ``npm ci`` (see ``deps``).
 Layers go from least to most often changed, so a code change rebuilds only the last ``COPY``.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .model import FnError, FunctionSpec, Runtime
+from .deps import node_runtime_modules, tree_files
+from .model import FnError, FunctionSpec, Runtime, Signature
 
 __all__ = [
     "BASE_IMAGES",
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 BASE_IMAGES = {Runtime.PYTHON: "flotilla.local/python:3.11", Runtime.NODE: "flotilla.local/node:18"}
-PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn")
+PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn", "cloudevents")
 IGNORED_DIRS = frozenset(
     {
         ".git",
@@ -44,12 +47,14 @@ IGNORED_DIRS = frozenset(
         ".mypy_cache",
         ".ruff_cache",
         ".flotilla-build",
+        ".local-config",  # fn run's stand-ins for Secrets and ConfigMaps: never in an image
     }
 )
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 _PACKAGE = Path(__file__).resolve().parent
 SITE = "/opt/flotilla/site"
 NODE_LIB = "/opt/flotilla/node"
+USER_DEPS = "/opt/flotilla/userdeps"
 
 
 class BuildError(FnError, RuntimeError):
@@ -170,9 +175,17 @@ def _env_lines(spec: FunctionSpec) -> list[str]:
     return ["ENV " + " ".join(f'{k}="{v}"' for k, v in env.items())]
 
 
-def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildContext:
-    """Dockerfile plus files for ``spec``; ``project_files`` from :func:`function_files`."""
+def build_context(
+    spec: FunctionSpec, project_files: dict[str, bytes], dependencies: Path | None = None
+) -> BuildContext:
+    """Dockerfile plus files for ``spec``; ``project_files`` from :func:`function_files`;
+    ``dependencies`` the function's installed dependencies (:func:`deps.function_dependencies`),
+    copied as their own layer below the code, so a code change does not re-copy them."""
     files: dict[str, bytes] = {}
+    dep_lines: list[str] = []
+    if dependencies is not None:
+        files.update(tree_files(dependencies, "userdeps"))
+        dep_lines = [f"COPY userdeps/ {USER_DEPS}/"]
     if spec.runtime is Runtime.PYTHON:
         for rel, data in _distribution_files(python_runtime_distributions()):
             files[f"deps/{rel}"] = data
@@ -184,15 +197,21 @@ def build_context(spec: FunctionSpec, project_files: dict[str, bytes]) -> BuildC
             f"COPY runtime/ {SITE}/",
             # Bytecode compiled once here, not at every cold start (the site is read-only later).
             f"RUN python3 -m compileall -q {SITE}",
-            f'ENV PYTHONPATH="{SITE}" PYTHONUNBUFFERED="1"',
+            *dep_lines,
+            f'ENV PYTHONPATH="{SITE}:{USER_DEPS}" PYTHONUNBUFFERED="1"',
             'CMD ["python3", "-m", "flotilla.fn.runtime"]',
         ]
     else:
         files["runtime/flotilla-fn.js"] = (_PACKAGE / "node" / "flotilla-fn.js").read_bytes()
-        lines = [
-            f"FROM {BASE_IMAGES[Runtime.NODE]}",
+        lines = [f"FROM {BASE_IMAGES[Runtime.NODE]}"]
+        if spec.signature is Signature.CLOUDEVENT:
+            # The cloudevents npm package, installed once from node/package-lock.json.
+            files.update(tree_files(node_runtime_modules(), "runtime-deps"))
+            lines.append(f"COPY runtime-deps/ {NODE_LIB}/node_modules/")
+        lines += [
             f"COPY runtime/ {NODE_LIB}/",
-            f'ENV NODE_PATH="{NODE_LIB}" NODE_ENV="production"',
+            *dep_lines,
+            f'ENV NODE_PATH="{NODE_LIB}:{USER_DEPS}" NODE_ENV="production"',
             f'CMD ["node", "{NODE_LIB}/flotilla-fn.js"]',
         ]
     for rel, data in project_files.items():
@@ -236,7 +255,11 @@ def _client(docker_host: str | None) -> Any:
             return docker.DockerClient(base_url=docker_host, timeout=300)
         return docker.from_env(timeout=300)
     except docker.errors.DockerException as exc:
-        raise BuildError(f"cannot reach dockerd at {docker_host or '$DOCKER_HOST'}: {exc}") from exc
+        where = docker_host or os.environ.get("DOCKER_HOST") or "the default socket"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BuildError(
+            f"cannot reach dockerd at {where}: {reason} (is dockerd running? set --docker-host)"
+        ) from None
 
 
 def build_image(context: BuildContext, tag: str, *, docker_host: str | None = None) -> BuildResult:

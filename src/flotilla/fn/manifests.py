@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model import FunctionSpec
+from .sources import pod_parts
 
 __all__ = [
     "HEALTH_LIVENESS",
@@ -43,7 +44,25 @@ def runtime_env(spec: FunctionSpec, version: str) -> list[dict[str, str]]:
         {"name": "FLOTILLA_FN_VERSION", "value": version},
     ]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
-    return env
+    return env + limit_env(spec)
+
+
+def _add_sources(spec: FunctionSpec, container: dict[str, Any], pod: dict[str, Any]) -> None:
+    """Env from Secrets/ConfigMaps, ``envFrom`` and volumes, the same for both targets."""
+    container_parts, pod_parts_ = pod_parts(spec.sources)
+    container["env"] = [*container["env"], *container_parts.pop("env", [])]
+    container.update(container_parts)
+    pod.update(pod_parts_)
+
+
+def limit_env(spec: FunctionSpec) -> list[dict[str, str]]:
+    """``timeout`` and ``concurrency`` as the runtime reads them (only when set)."""
+    out = []
+    if spec.timeout:
+        out.append({"name": "FLOTILLA_FN_TIMEOUT", "value": str(spec.timeout)})
+    if spec.concurrency:
+        out.append({"name": "FLOTILLA_FN_CONCURRENCY", "value": str(spec.concurrency)})
+    return out
 
 
 def _version_of(image: str) -> str:
@@ -106,6 +125,7 @@ def kubernetes_objects(spec: FunctionSpec, image: str, namespace: str) -> list[d
     }
     if spec.deploy.node_selector:
         pod_spec["nodeSelector"] = dict(spec.deploy.node_selector)
+    _add_sources(spec, container, pod_spec)
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -171,6 +191,11 @@ def knative_service(spec: FunctionSpec, image: str, namespace: str) -> dict[str,
     pod_spec: dict[str, Any] = {"containers": [container], "enableServiceLinks": False}
     if spec.deploy.node_selector:
         pod_spec["nodeSelector"] = dict(spec.deploy.node_selector)
+    _add_sources(spec, container, pod_spec)
+    if spec.concurrency:
+        pod_spec["containerConcurrency"] = spec.concurrency  # the queue-proxy enforces it too
+    if spec.timeout:
+        pod_spec["timeoutSeconds"] = spec.timeout
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",

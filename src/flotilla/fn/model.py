@@ -14,6 +14,8 @@ from typing import Any
 
 from flotilla.core.errors import FlotillaError
 
+from .sources import Sources, parse_sources
+
 __all__ = [
     "DEFAULT_HANDLERS",
     "DeploySpec",
@@ -119,6 +121,12 @@ class FunctionSpec:
     env: dict[str, str] = field(default_factory=dict)
     scale: Scale = field(default_factory=Scale)
     deploy: DeploySpec = field(default_factory=DeploySpec)
+    timeout: int = 0
+    """Seconds one invocation may take (504 after that); 0 is no limit."""
+    concurrency: int = 0
+    """Invocations one instance serves at once (Knative containerConcurrency); 0 is no limit."""
+    sources: Sources = field(default_factory=Sources)
+    """Env from Secrets/ConfigMaps and volumes (``env`` refs, ``envFrom``, ``volumes``)."""
 
     @property
     def image_ref(self) -> str:
@@ -129,7 +137,10 @@ class FunctionSpec:
         return self.handler or DEFAULT_HANDLERS[self.runtime]
 
 
-_TOP = {"name", "runtime", "signature", "handler", "image", "env", "scale", "deploy"}
+_TOP = {
+    "name", "runtime", "signature", "handler", "image", "env", "scale", "deploy", "timeout",
+    "concurrency", "envFrom", "volumes",
+}
 _SCALE = {"min", "max", "target", "metric", "utilization"}
 _DEPLOY = {"target", "namespace", "port", "nodeSelector", "resources", "labels", "annotations"}
 
@@ -211,7 +222,18 @@ def parse_spec(doc: Any) -> FunctionSpec:
     if not isinstance(image, str) or any(ch.isspace() for ch in image) or image.startswith("-"):
         c.add("image", "must be an image reference")
         image = ""
-    env = c.string_map("env", doc.get("env"), _ENV_KEY)
+    env_doc = doc.get("env")
+    env_refs: dict[str, Any] = {}
+    if isinstance(env_doc, dict):  # {secret|configMap: NAME, key: KEY} values come from the cluster
+        env_refs = {k: v for k, v in env_doc.items() if isinstance(v, dict)}
+        env_doc = {k: v for k, v in env_doc.items() if not isinstance(v, dict)}
+    env = c.string_map("env", env_doc, _ENV_KEY)
+    for key in sorted(set(env_refs) & RESERVED_ENV):
+        c.add(f"env.{key}", "is set by the runtime and cannot be overridden")
+    sources, source_problems = parse_sources(env_refs, doc.get("envFrom"), doc.get("volumes"))
+    for problem in source_problems:
+        path, _, message = problem.partition(": ")
+        c.add(path, message)
     for key in sorted(set(env) & RESERVED_ENV):
         c.add(f"env.{key}", "is set by the runtime and cannot be overridden")
 
@@ -229,6 +251,8 @@ def parse_spec(doc: Any) -> FunctionSpec:
     if scale.min > scale.max:
         c.add("scale", f"min ({scale.min}) is above max ({scale.max})")
 
+    timeout = c.integer("timeout", doc.get("timeout"), 0, 0, 3600)
+    concurrency = c.integer("concurrency", doc.get("concurrency"), 0, 0, 1000)
     ddoc = c.mapping("deploy", doc.get("deploy"))
     c.keys("deploy.", ddoc, _DEPLOY)
     namespace = ddoc.get("namespace", "default")
@@ -270,6 +294,9 @@ def parse_spec(doc: Any) -> FunctionSpec:
         env=env,
         scale=scale,
         deploy=deploy,
+        timeout=timeout,
+        concurrency=concurrency,
+        sources=sources,
     )
 
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from pathlib import Path
 
 from .telemetry import process_start_time
+
+
+def _user_location(exc: BaseException, source: Path) -> str:
+    """``file:line: `` of the error in the function's own code, when it is there."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: "
+    root = str(source.resolve())
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(root)]
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
 def main() -> None:
@@ -14,6 +25,7 @@ def main() -> None:
     import uvicorn
 
     from .app import FunctionApp, RuntimeConfig, load_function
+    from .server import header_deadline_protocol
     from .telemetry import exporter_from_env, setup_json_logging
 
     env = dict(os.environ)
@@ -22,9 +34,17 @@ def main() -> None:
     try:
         fn = load_function(config)
     except Exception as exc:
-        print(f"cannot load function {config.handler} from {config.source}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        where = _user_location(exc, config.source)
+        print(f"cannot load function {config.handler}: {where}{type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     app = FunctionApp(fn, config, exporter_from_env(env, config.identity), start_time=start)
+    try:
+        import httptools  # noqa: F401
+
+        parser = "httptools"
+    except ImportError:
+        parser = "h11"
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -34,7 +54,9 @@ def main() -> None:
             access_log=False,
             lifespan="on",
             ws="none",
-            timeout_graceful_shutdown=10,
+            http=header_deadline_protocol(parser, config.header_timeout),
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=max(1, int(config.grace)),
             server_header=False,
         )
     )

@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from .server import AsgiLifespan
 from .telemetry import (
     FaasIdentity,
     Metrics,
@@ -37,7 +39,7 @@ from .telemetry import (
     new_span,
     process_start_time,
 )
-from .types import CloudEvent, Request, Response, decode_cloudevent, encode_cloudevent
+from .types import BadRequestError, Request, Response
 
 __all__ = ["FunctionApp", "LoadedFunction", "RuntimeConfig", "load_function"]
 
@@ -62,7 +64,18 @@ class RuntimeConfig:
     access_log: bool = False
     """Log one JSON line per invocation."""
     threads: int = min(32, (os.cpu_count() or 1) * 4)
-    """Worker threads for plain (non-async) handlers and hooks."""
+    """Worker threads for plain (non-async) handlers."""
+    timeout: float = 0.0
+    """Seconds one invocation may take before it is answered 504 (0: no limit)."""
+    concurrency: int = 0
+    """Invocations served at once; more wait their turn (0: no limit). Knative's
+    ``containerConcurrency`` is set to the same number."""
+    health_timeout: float = 1.0
+    """Seconds a liveness/readiness hook may take before the probe answers 503."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a request's headers before it is closed."""
+    grace: float = 10.0
+    """Seconds in-flight invocations get to finish after SIGTERM."""
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> RuntimeConfig:
@@ -83,17 +96,23 @@ class RuntimeConfig:
             max_body=int(env.get("FLOTILLA_FN_MAX_BODY", str(10 * 1024 * 1024))),
             access_log=env.get("FLOTILLA_FN_ACCESS_LOG", "").lower() in ("1", "true", "yes"),
             threads=int(env.get("FLOTILLA_FN_THREADS", "0")) or cls.threads,
+            timeout=float(env.get("FLOTILLA_FN_TIMEOUT", "0")),
+            concurrency=int(env.get("FLOTILLA_FN_CONCURRENCY", "0")),
+            health_timeout=float(env.get("FLOTILLA_FN_HEALTH_TIMEOUT", "1")),
+            header_timeout=float(env.get("FLOTILLA_FN_HEADER_TIMEOUT", "10")),
+            grace=float(env.get("FLOTILLA_FN_GRACE", "10")),
         )
 
 
 @dataclass
 class LoadedFunction:
-    """The user's handler and optional hooks (``init``, ``liveness``, ``readiness``)."""
+    """The handler and the optional hooks ``init``, ``liveness``, ``readiness``, ``shutdown``."""
 
     handler: Callable[..., Any]
     init: Callable[[], Any] | None = None
     liveness: Callable[[], Any] | None = None
     readiness: Callable[[], Any] | None = None
+    shutdown: Callable[[], Any] | None = None
 
 
 def load_function(config: RuntimeConfig) -> LoadedFunction:
@@ -106,7 +125,7 @@ def load_function(config: RuntimeConfig) -> LoadedFunction:
     handler = getattr(module, attr or "handle", None)
     if not callable(handler):
         raise ValueError(f"{config.handler}: no callable {attr or 'handle'!r} in {module_name}")
-    hooks = {n: getattr(module, n, None) for n in ("init", "liveness", "readiness")}
+    hooks = {n: getattr(module, n, None) for n in ("init", "liveness", "readiness", "shutdown")}
     return LoadedFunction(handler, **{k: v for k, v in hooks.items() if callable(v)})
 
 
@@ -125,11 +144,37 @@ async def _call(pool: concurrent.futures.Executor, fn: Callable[..., Any], *args
     return result
 
 
+class InvalidResponseError(ValueError):
+    """The function returned a status or header HTTP cannot carry."""
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _checked_headers(extra: Any) -> list[tuple[bytes, bytes]]:
+    if not isinstance(extra, dict):
+        raise InvalidResponseError(f"headers must be a dict, not {type(extra).__name__}")
+    out = []
+    for key, value in extra.items():
+        name, text = str(key), str(value)
+        if not _TOKEN.match(name):
+            raise InvalidResponseError(f"header name {name!r} is not an HTTP token")
+        if any(c in text for c in "\r\n\0"):
+            raise InvalidResponseError(f"header {name!r} has a line break or NUL in its value")
+        try:
+            out.append((name.lower().encode("latin-1"), text.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise InvalidResponseError(f"header {name!r} is not Latin-1") from None
+    return out
+
+
 def _encode(value: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """A handler's return value as status, headers and body (same rules in every runtime)."""
     status, extra = 200, {}
     if isinstance(value, Response):
         status, extra, value = value.status, value.headers, value.body
+        if type(status) is not int or not 100 <= status <= 599:
+            raise InvalidResponseError(f"status {status!r} is not an HTTP status (100-599)")
     if value is None:
         body, ctype = b"", None
         status = 204 if status == 200 else status
@@ -143,9 +188,7 @@ def _encode(value: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
             "application/json",
         )
     headers = [
-        (k.lower().encode("latin-1"), str(v).encode("latin-1"))
-        for k, v in extra.items()
-        if k.lower() not in ("content-length", "traceparent")
+        (k, v) for k, v in _checked_headers(extra) if k not in (b"content-length", b"traceparent")
     ]  # the runtime sets these
     if ctype and not any(k == b"content-type" for k, _ in headers):
         headers.append((b"content-type", ctype.encode()))
@@ -154,6 +197,10 @@ def _encode(value: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+def _json_error(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    return status, [(b"content-type", b"application/json")], json.dumps({"error": message}).encode()
 
 
 class FunctionApp:
@@ -175,6 +222,10 @@ class FunctionApp:
         self.start_time = process_start_time() if start_time is None else start_time
         self.trigger = "pubsub" if config.signature == "cloudevent" else "http"
         self.pool = concurrent.futures.ThreadPoolExecutor(config.threads, "function")
+        # Hooks get their own threads, so probes never queue behind slow invocations.
+        self.health_pool = concurrent.futures.ThreadPoolExecutor(2, "health")
+        self.limit = asyncio.Semaphore(config.concurrency) if config.concurrency > 0 else None
+        self.asgi_lifespan: AsgiLifespan | None = None
         self.fixed = Starlette(
             routes=[
                 Route(HEALTH_LIVE, self._liveness),
@@ -196,6 +247,9 @@ class FunctionApp:
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         if self.fn.init is not None:
             await _call(self.pool, self.fn.init)
+        if self.config.signature == "asgi":
+            self.asgi_lifespan = AsgiLifespan(self.fn.handler)
+            await self.asgi_lifespan.startup()
         self.ready = True
         init_seconds = max(0.0, time.time() - self.start_time)
         self.metrics.init.observe(init_seconds)
@@ -204,14 +258,30 @@ class FunctionApp:
             yield
         finally:
             self.ready = False
-            if self.exporter is not None:
-                await asyncio.get_running_loop().run_in_executor(self.pool, self.exporter.shutdown)
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """After in-flight invocations: the app's shutdown, the stop hook, a bounded flush."""
+        grace = max(1.0, self.config.grace)
+        if self.asgi_lifespan is not None:
+            await self.asgi_lifespan.shutdown(grace)
+        if self.fn.shutdown is not None:
+            try:
+                await asyncio.wait_for(_call(self.health_pool, self.fn.shutdown), grace)
+            except Exception:
+                logger.exception("the shutdown hook failed or took longer than %.0fs", grace)
+        if self.exporter is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.health_pool, self.exporter.shutdown, 3.0)
 
     async def _check(self, hook: Callable[[], Any] | None) -> JSONResponse:
         ok, detail = True, ""
         if hook is not None:
+            timeout = self.config.health_timeout
             try:
-                result = await _call(self.pool, hook)
+                result = await asyncio.wait_for(_call(self.health_pool, hook), timeout)
+            except TimeoutError:
+                result = (False, f"{getattr(hook, '__name__', 'hook')} took longer than {timeout}s")
             except Exception as exc:
                 result = (False, f"{type(exc).__name__}: {exc}")
             if isinstance(result, tuple):
@@ -259,10 +329,22 @@ class FunctionApp:
         status = 500
         try:
             if self.config.signature == "asgi":
-                status = await self._invoke_asgi(span, scope, receive, send)
+                status = await self._limited(self._invoke_asgi(span, scope, receive, send))
             else:
                 try:
-                    status, out, body = await self._invoke_value(span, scope, headers, receive)
+                    status, out, body = await self._limited(
+                        self._invoke_value(span, scope, headers, receive)
+                    )
+                except TimeoutError:
+                    error = f"timed out after {self.config.timeout}s"
+                    logger.error("function %s", error)
+                    status, out, body = _json_error(504, f"function {error}")
+                except BadRequestError as exc:
+                    status, out, body = _json_error(400, str(exc))
+                except InvalidResponseError as exc:
+                    error = f"invalid response: {exc}"
+                    logger.error("function returned an invalid response: %s", exc)
+                    status, out, body = _json_error(500, "invalid response from the function")
                 except _BodyTooLargeError:
                     status, out, body = (
                         413,
@@ -287,6 +369,14 @@ class FunctionApp:
         finally:
             self._finish(span, scope, status, error, started)
             current_span.reset(token)
+
+    async def _limited(self, work: Any) -> Any:
+        """``work`` under the concurrency limit and the per-invocation timeout."""
+        timeout = self.config.timeout if self.config.timeout > 0 else None
+        if self.limit is None:
+            return await asyncio.wait_for(work, timeout)
+        async with self.limit:
+            return await asyncio.wait_for(work, timeout)
 
     def _finish(
         self, span: Span, scope: Scope, status: int, error: str | None, started: float
@@ -315,21 +405,7 @@ class FunctionApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         body = await self._read_body(receive)
         if self.config.signature == "cloudevent":
-            try:
-                event = decode_cloudevent(headers, body)
-            except ValueError as exc:
-                return (
-                    400,
-                    [(b"content-type", b"application/json")],
-                    json.dumps({"error": str(exc)}).encode(),
-                )
-            reply = await _call(self.pool, self.fn.handler, event)
-            if reply is None:
-                return 204, [], b""
-            if not isinstance(reply, CloudEvent):
-                raise TypeError("a cloudevent function returns a CloudEvent or None")
-            ce_headers, ce_body = encode_cloudevent(reply)
-            return 200, [(k.encode(), v.encode("latin-1")) for k, v in ce_headers.items()], ce_body
+            return await self._invoke_events(headers, body)
         request = Request(
             scope["method"],
             scope["path"],
@@ -342,6 +418,33 @@ class FunctionApp:
             log=logging.getLogger("function"),
         )
         return _encode(await _call(self.pool, self.fn.handler, request))
+
+    async def _invoke_events(
+        self, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One call of the handler per event; a batch is answered with a batch."""
+        from . import events  # the SDK is imported by cloudevent functions only
+
+        try:
+            received, mode = events.decode_events(headers, body)
+        except ValueError as exc:
+            return (
+                400,
+                [(b"content-type", b"application/json")],
+                json.dumps({"error": str(exc)}).encode(),
+            )
+        replies = []
+        for event in received:
+            reply = await _call(self.pool, self.fn.handler, event)
+            if reply is not None:
+                replies.append(reply)
+        if not replies:
+            return 204, [], b""
+        if mode == "batch":
+            out_headers, out_body = events.encode_batch(replies)
+        else:
+            out_headers, out_body = events.encode_reply(replies[0])
+        return 200, [(k.encode(), v.encode("latin-1")) for k, v in out_headers.items()], out_body
 
     async def _invoke_asgi(self, span: Span, scope: Scope, receive: Receive, send: Send) -> int:
         status = 500
@@ -359,5 +462,14 @@ class FunctionApp:
                 }
             await send(message)
 
-        await self.fn.handler(scope, receive, traced_send)
+        if self.asgi_lifespan is not None and self.asgi_lifespan.state:
+            scope = {**scope, "state": dict(self.asgi_lifespan.state)}
+        try:
+            await self.fn.handler(scope, receive, traced_send)
+        except TimeoutError:
+            if status == 500:  # nothing sent yet
+                code, out, body = _json_error(504, "function timed out")
+                await traced_send({"type": "http.response.start", "status": code, "headers": out})
+                await send({"type": "http.response.body", "body": body})
+            raise
         return status

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-__all__ = ["CloudEvent", "Request", "Response", "decode_cloudevent", "encode_cloudevent"]
+__all__ = ["BadRequestError", "CloudEvent", "Request", "Response"]
 
-_CE_REQUIRED = ("id", "source", "type", "specversion")
-_CE_HEADER_PREFIX = "ce-"
-_STRUCTURED = "application/cloudevents+json"
+
+class BadRequestError(ValueError):
+    """The request cannot be read as asked (a body that is not JSON); the runtime answers 400."""
 
 
 class Request:
@@ -69,8 +69,11 @@ class Request:
         return self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises ``ValueError`` on malformed input."""
-        return json.loads(self.body or b"null")
+        """The body parsed as JSON; malformed input raises :class:`BadRequestError` (400)."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise BadRequestError(f"request body is not JSON: {exc}") from None
 
 
 @dataclass
@@ -84,7 +87,12 @@ class Response:
 
 @dataclass
 class CloudEvent:
-    """A CloudEvents 1.0 event; ``data`` is JSON-decoded when the content type is JSON."""
+    """A CloudEvents 1.0 event as a handler sees and returns it.
+
+    ``data`` is the decoded JSON value for JSON content types, a ``str`` for ``text/*`` and
+    ``bytes`` for anything else. ``structured=True`` on a reply sends it in structured content
+    mode (``application/cloudevents+json``) instead of binary mode.
+    """
 
     type: str
     source: str
@@ -97,79 +105,5 @@ class CloudEvent:
         default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z")
     )
     extensions: dict[str, str] = field(default_factory=dict)
-
-
-def _is_json(content_type: str | None) -> bool:
-    ct = (content_type or "").split(";")[0].strip().lower()
-    return ct == "application/json" or ct.endswith("+json") or ct == "text/json"
-
-
-def decode_cloudevent(headers: dict[str, str], body: bytes) -> CloudEvent:
-    """Parse binary or structured content mode; ``ValueError`` says what is missing or wrong."""
-    headers = {k.lower(): v for k, v in headers.items()}
-    content_type = headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() == _STRUCTURED:
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise ValueError(f"structured CloudEvent is not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ValueError("structured CloudEvent must be a JSON object")
-        attrs = {k: v for k, v in doc.items() if k not in ("data", "data_base64")}
-        data: Any = doc.get("data")
-    else:
-        attrs = {
-            k[len(_CE_HEADER_PREFIX) :]: v
-            for k, v in headers.items()
-            if k.startswith(_CE_HEADER_PREFIX)
-        }
-        attrs["datacontenttype"] = content_type or None
-        if _is_json(content_type) and body:
-            try:
-                data = json.loads(body)
-            except ValueError as exc:
-                raise ValueError(f"CloudEvent data is not JSON: {exc}") from None
-        else:
-            data = body.decode("utf-8", "replace") if body else None
-    missing = [a for a in _CE_REQUIRED if not attrs.get(a)]
-    if missing:
-        raise ValueError(f"not a CloudEvent: missing {', '.join(missing)}")
-    if str(attrs["specversion"]) != "1.0":
-        raise ValueError(f"unsupported CloudEvents specversion {attrs['specversion']!r}")
-    known = {"id", "source", "type", "specversion", "datacontenttype", "subject", "time"}
-    return CloudEvent(
-        type=str(attrs["type"]),
-        source=str(attrs["source"]),
-        data=data,
-        id=str(attrs["id"]),
-        datacontenttype=attrs.get("datacontenttype"),
-        subject=attrs.get("subject"),
-        time=attrs.get("time"),
-        extensions={k: str(v) for k, v in attrs.items() if k not in known},
-    )
-
-
-def encode_cloudevent(event: CloudEvent) -> tuple[dict[str, str], bytes]:
-    """Binary content mode: attributes as ``ce-`` headers, data as the body."""
-    headers = {
-        "ce-id": event.id,
-        "ce-source": event.source,
-        "ce-type": event.type,
-        "ce-specversion": event.specversion,
-    }
-    if event.subject:
-        headers["ce-subject"] = event.subject
-    if event.time:
-        headers["ce-time"] = event.time
-    for key, value in event.extensions.items():
-        headers[f"ce-{key}"] = value
-    if event.data is None:
-        return headers, b""
-    if isinstance(event.data, bytes):
-        body = event.data
-    elif isinstance(event.data, str) and not _is_json(event.datacontenttype):
-        body = event.data.encode()
-    else:
-        body = json.dumps(event.data, separators=(",", ":")).encode()
-    headers["content-type"] = event.datacontenttype or "application/json"
-    return headers, body
+    dataschema: str | None = None
+    structured: bool = False
