@@ -56,8 +56,8 @@ from flotilla.updates.models import (
     RolloutStats,
 )
 from flotilla.updates.server import lifecycle, rollouts
-from flotilla.updates.server.lastseen import LastSeen
 from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
+from flotilla.updates.server.lastseen import LastSeen
 from flotilla.updates.server.omaha import AppRequest, AppResponse, OmahaError, Request
 from flotilla.updates.server.rollouts import LIVE_INTERVAL, GroupCtx, utc
 from flotilla.updates.server.schema import (
