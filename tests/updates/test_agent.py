@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -278,7 +279,8 @@ def test_a_bad_payload_never_becomes_active(tmp_path: Path, served: bytes, code:
     agent = _agent(tmp_path, _server(served, 1000, hashlib.sha256(good).hexdigest(), log))
     asyncio.run(agent.check())
     seq = [(e.type, e.result, e.error_code) for e in agent.events_sent]
-    assert seq == [(13, 1, None), (3, 0, code)] or seq == [
+    assert seq == [(3, 2, None), (13, 1, None), (3, 0, code)] or seq == [
+        (3, 2, None),
         (13, 1, None),
         (14, 1, None),
         (3, 0, code),
@@ -307,6 +309,82 @@ def test_good_payload_then_ping_only_until_reboot(tmp_path: Path) -> None:
     assert b'eventresult="2"' in log[0] and f'previousversion="{OLD}"'.encode() in log[0]
     assert f'version="{NEW}"'.encode() in log[0]
     assert again.state.active_slot == "B" and not again.reboot_marker.exists()
+
+
+def _events(body: bytes) -> list[str]:
+    """The ``<event .../>`` elements of a request, attributes in the order sent."""
+    return re.findall(r"<event [^>]*>", body.decode())
+
+
+def test_update_engine_event_sequence(tmp_path: Path) -> None:
+    """update_engine's whole sequence with its exact attributes (omaha_request_action.cc,
+    update_attempter.cc), plus 800/1 after postinstall so Nebraska records Installed."""
+    log: list[bytes] = []
+    good = b"A" * 1000
+    agent = _agent(tmp_path, _server(good, 1000, hashlib.sha256(good).hexdigest(), log))
+    asyncio.run(agent.check())
+    check, *events = log
+    # A fresh machine: the check carries 3/2 with previousversion 0.0.0.0 ("initial").
+    assert b"<updatecheck" in check and b'<ping active="1"' in check
+    assert _events(check) == ['<event eventtype="3" eventresult="2" previousversion="0.0.0.0">']
+    assert [_events(b) for b in events] == [
+        ['<event eventtype="13" eventresult="1">'],
+        ['<event eventtype="14" eventresult="1">'],
+        ['<event eventtype="3" eventresult="1">'],
+        ['<event eventtype="800" eventresult="1">'],
+    ]
+    # Event reports are bare: no ping, no updatecheck.
+    assert all(b"<ping" not in b and b"<updatecheck" not in b for b in events)
+    log.clear()
+    asyncio.run(agent.check())  # waiting for the reboot: ping only, no event
+    assert len(log) == 1 and _events(log[0]) == [] and b"<updatecheck" not in log[0]
+    (tmp_path / "boot").write_text("boot-2")
+    rebooted = _agent(tmp_path, _server(good, 1000, "00" * 32, log))
+    log.clear()
+    asyncio.run(rebooted.check())
+    assert _events(log[0]) == [f'<event eventtype="3" eventresult="2" previousversion="{OLD}">']
+    log.clear()
+    asyncio.run(rebooted.check())  # the pref is reset: every later check sends ""
+    assert _events(log[0]) == ['<event eventtype="3" eventresult="2" previousversion="">']
+
+
+def test_request_is_update_engines_text_byte_for_byte() -> None:
+    ident = Identity(
+        machine_id="abce671d61774703ac7be60715220bfe",
+        version="3510.2.0",
+        track="stable",
+        boot_id="965fb4c5-ad3e-4eb7-a4c2-ca0c0e31ec84",
+        oem="ami",
+        oem_version="0.1.1-r1",
+        aleph_version="1688.5.3",
+    )
+    ev = ClientEvent(3, 2, previous_version="")
+    # GetRequestXml's text (omaha_request_action.cc), filled in for this machine.
+    assert build_request(ident, events=(ev,)) == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<request protocol="3.0" version="update_engine-0.4.10" '
+        b'updaterversion="update_engine-0.4.10" installsource="scheduler" ismachine="1">\n'
+        b'    <os version="Chateau" platform="CoreOS" sp="3510.2.0_x86_64"></os>\n'
+        b'    <app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" version="3510.2.0" '
+        b'track="stable" bootid="{965fb4c5-ad3e-4eb7-a4c2-ca0c0e31ec84}" oem="ami" '
+        b'oemversion="0.1.1-r1" alephversion="1688.5.3" '
+        b'machineid="abce671d61774703ac7be60715220bfe" machinealias="" lang="en-US" '
+        b'board="amd64-usr" hardware_class="" delta_okay="false" >\n'
+        b'        <ping active="1"></ping>\n'
+        b"        <updatecheck></updatecheck>\n"
+        b'        <event eventtype="3" eventresult="2" previousversion=""></event>\n'
+        b"    </app>\n"
+        b"</request>\n"
+    )
+
+
+def test_rollback_is_reported_as_error_44(tmp_path: Path) -> None:
+    log: list[bytes] = []
+    agent = _agent(tmp_path, _server(b"", 1, "00" * 32, log))
+    agent._save(AgentState(version=OLD, boot_id="boot-1", report_previous=OLD))
+    log.clear()
+    asyncio.run(agent.check())  # the offered payload is too short: fails, irrelevant here
+    assert _events(log[0]) == ['<event eventtype="3" eventresult="0" errorcode="44">']
 
 
 @pytest.mark.parametrize("status", [500, 503])

@@ -199,8 +199,13 @@ def test_rollout_with_max_5_per_period(
         assert agent.state.active_slot == "B"
         assert slots.verify(agent.slot("B"), len(good), hashlib.sha256(good).hexdigest())
         seq = [(e.type, e.result) for e in agent.events_sent]
-        assert seq == [(13, 1), (14, 1), (3, 1), (3, 2)]
-        assert agent.events_sent[-1].previous_version == OLD
+        # Every check carries 3/2 (update_engine's GetAppBody); the update itself in between.
+        i = seq.index((13, 1))
+        assert seq[i : i + 5] == [(13, 1), (14, 1), (3, 1), (800, 1), (3, 2)]
+        assert set(seq[:i] + seq[i + 5 :]) == {(3, 2)}
+        prevs = [e.previous_version for e in agent.events_sent if (e.type, e.result) == (3, 2)]
+        assert prevs[0] == "0.0.0.0" and prevs.count(OLD) == 1
+        assert agent.events_sent[i + 4].previous_version == OLD
         assert not (agent.settings.state_dir / "reboot-needed").exists()
     engine = make_engine(sqlite_url, pool_size=1)
     want = ["UpdateGranted", "Downloading", "Downloaded", "Installed", "Complete"]

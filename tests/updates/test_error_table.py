@@ -191,7 +191,11 @@ def test_the_lifespan_owns_every_periodic_task(tmp_path: Path) -> None:
     with TestClient(app) as c:
         assert c.get("/healthz").text == "ok\n"
         tasks = app.state.tasks
-        assert tasks.names == ["flotilla-updates-prune", "flotilla-dashboard-sampler"]
+        assert tasks.names == [
+            "flotilla-updates-last-seen",
+            "flotilla-updates-prune",
+            "flotilla-dashboard-sampler",
+        ]
         running = tasks.tasks
         assert running and not any(t.done() for t in running)
     assert all(t.done() for t in running)  # cancelled on the way out

@@ -188,6 +188,15 @@ def test_initial_previous_version_resets() -> None:
     assert out.state.status == InstanceStatus.UNDEFINED and not out.completed
 
 
+def test_routine_3_2_keeps_an_error_and_resets_only_an_update_in_progress() -> None:
+    failed = apply_event(grant(InstanceState(OLD), NEW, NOW), Event(3, 0, 10), OLD).state
+    for prev in ("", "0.0.0.0"):  # what update_engine adds to every later check
+        assert not apply_event(failed, Event(3, 2, None, prev), OLD).changed
+    stuck = grant(InstanceState(OLD), NEW, NOW)
+    out = apply_event(stuck, Event(3, 2, None, ""), OLD)
+    assert out.state.status == InstanceStatus.UNDEFINED and not out.state.update_in_progress
+
+
 def test_deferred_and_unknown_events_change_nothing() -> None:
     s = grant(InstanceState(OLD), NEW, NOW)
     assert not apply_event(s, Event(3, 9, 35), OLD).changed

@@ -2,10 +2,14 @@
 
 The pure parts (when to check next, how long to back off, what a reboot changes in the state,
 what update.conf says) are plain functions; :class:`Agent` is the adapter that talks HTTP and
-writes slots. One check: (3/2 with ``previousversion`` if we just rebooted into a new version)
-updatecheck → 13/1 → download (resumable, HTTP Range) → size + sha256 → 14/1 → write the inactive
-slot → read it back → mark it for the next boot and "reboot needed" → 3/1. Any failure is 3/0 with
-update_engine's error code; a payload that fails verification is deleted and never marked.
+writes slots. One check, in update_engine's order (``update_attempter.cc: BuildUpdateActions``):
+updatecheck + 3/2 (``previousversion``: the version before the reboot, ``""`` afterwards,
+``"0.0.0.0"`` on a fresh machine; 3/0 error 44 instead after a rollback) → 13/1 → download
+(resumable, HTTP Range) → size + sha256 → 14/1 → write the inactive slot → read it back → mark it
+for the next boot and "reboot needed" (postinstall) → 3/1 → 800/1. 800/1 is not update_engine's:
+it is the CoreRoller/Nebraska "installed" event, without which Nebraska leaves the machine at
+Downloaded. Until the reboot only pings go out. Any failure is 3/0 with update_engine's error
+code; a payload that fails verification is deleted and never marked.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from flotilla.updates.node.omaha_client import (
     ERROR_PAYLOAD_SIZE_MISMATCH,
     EVENT_DOWNLOAD_FINISHED,
     EVENT_DOWNLOAD_STARTED,
+    EVENT_INSTALLED,
     EVENT_UPDATE_COMPLETE,
+    PREVIOUS_INITIAL,
     RESULT_ERROR,
     RESULT_SUCCESS,
-    RESULT_SUCCESS_REBOOT,
     Answer,
     ClientEvent,
     Identity,
@@ -44,6 +49,7 @@ from flotilla.updates.node.omaha_client import (
     Update,
     build_request,
     parse_response,
+    update_check_event,
 )
 
 logger = logging.getLogger(__name__)
@@ -133,7 +139,8 @@ class AgentState:
     boot_id: str = ""
     pending: Pending | None = None
     report_previous: str | None = None
-    """Set after a reboot into a new version: the next check carries 3/2 with it."""
+    """update_engine's previous-version pref: the next check's 3/2 carries it (the version before
+    the reboot, or ``"0.0.0.0"`` on a fresh machine); None once sent (``previousversion=""``)."""
     lock_held: bool = False
     """A FleetLock slot taken before rebooting; given back on the first round after it."""
 
@@ -271,7 +278,11 @@ class Agent:
         try:
             return AgentState.from_json(self.state_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            state = AgentState(version=self.settings.identity.version, boot_id=self._boot_id())
+            state = AgentState(
+                version=self.settings.identity.version,
+                boot_id=self._boot_id(),
+                report_previous=PREVIOUS_INITIAL,
+            )
             self._save(state)
             return state
         except (ValueError, KeyError, TypeError) as e:
@@ -354,20 +365,12 @@ class Agent:
                 await self._post(client, build_request(self.identity(), update_check=False))
                 await self._maybe_reboot(client)
                 return None
-            events: tuple[ClientEvent, ...] = ()
-            if self.state.report_previous is not None:
-                events = (
-                    ClientEvent(
-                        EVENT_UPDATE_COMPLETE,
-                        RESULT_SUCCESS_REBOOT,
-                        previous_version=self.state.report_previous,
-                    ),
-                )
+            events = (update_check_event(self.state.version, self.state.report_previous),)
             body = await self._post(
                 client, build_request(self.identity(), events=events, interactive=interactive)
             )
             self.events_sent.extend(events)
-            if events:
+            if self.state.report_previous is not None:
                 self._save(replace(self.state, report_previous=None))
             answer = parse_response(body, self.settings.identity.app_id)
             self.poll_interval = answer.poll_interval
@@ -401,6 +404,7 @@ class Agent:
         _atomic_write(self.reboot_marker, update.version + "\n")
         logger.info("update %s staged in slot %s; reboot needed", update.version, target.name)
         await self._event(client, ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_SUCCESS))
+        await self._event(client, ClientEvent(EVENT_INSTALLED, RESULT_SUCCESS))
 
     async def _fleetlock(self, client: httpx.AsyncClient, op: str) -> bool:
         """``pre-reboot`` / ``steady-state``; True on 200 (the state records the slot)."""

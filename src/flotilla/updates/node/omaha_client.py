@@ -1,9 +1,11 @@
 """The client side of Omaha v3, shaped exactly like Flatcar's update_engine. No I/O.
 
 :func:`build_request` renders what ``omaha_request_action.cc`` sends (same attributes, braces on
-the app id, ``machinealias``, ping ``active="1"``, an event next to the updatecheck after a
-reboot); :func:`parse_response` reads an answer the way ``ParseResponse`` does: the first
-package, the postinstall sha256 (required), ``PollInterval``, and ``noupdate``/``ok`` only.
+the app id, ``machinealias``, ping ``active="1"``, and next to every updatecheck the 3/2 event
+with ``previousversion``: the version before the reboot, ``""`` afterwards, ``"0.0.0.0"`` on a
+machine that never updated; or 3/0 with error 44 after a rollback); :func:`parse_response`
+reads an answer the way ``ParseResponse`` does: the first package, the postinstall sha256
+(required), ``PollInterval``, and ``noupdate``/``ok`` only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ UPDATER_VERSION = "update_engine-0.4.10"
 EVENT_UPDATE_COMPLETE = 3
 EVENT_DOWNLOAD_STARTED = 13
 EVENT_DOWNLOAD_FINISHED = 14
+EVENT_INSTALLED = 800
+"""Not update_engine's: the CoreRoller/Nebraska "installed, waiting for the reboot" event, sent
+after 3/1 so that Nebraska moves the machine to Installed (it ignores 3/1 for Flatcar)."""
 RESULT_ERROR = 0
 RESULT_SUCCESS = 1
 RESULT_SUCCESS_REBOOT = 2
@@ -35,6 +40,10 @@ ERROR_PAYLOAD_HASH_MISMATCH = 10
 ERROR_PAYLOAD_SIZE_MISMATCH = 11
 ERROR_DOWNLOAD_WRITE = 20
 ERROR_OMAHA_RESPONSE_INVALID = 34
+ERROR_ROLLBACK = 44
+"""kActionCodeRollbackError: still running the version an update was applied from."""
+PREVIOUS_INITIAL = "0.0.0.0"
+"""``previousversion`` when update_engine has no previous-version pref yet ("initial")."""
 ERROR_HTTP_BASE = 2000
 
 
@@ -93,8 +102,27 @@ class Answer:
     """Seconds, from ``updatecheck@PollInterval``; update_engine honours it."""
 
 
+def update_check_event(version: str, previous: str | None) -> ClientEvent:
+    """The event update_engine puts next to every updatecheck (``GetAppBody``).
+
+    3/2 with the previous-version pref ``previous`` (None: already reported, sent as ``""``),
+    or 3/0 with error 44 when the machine still runs that version (a rollback).
+    """
+    prev = previous or ""
+    if prev and prev == version:
+        return ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_ERROR, ERROR_ROLLBACK)
+    return ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_SUCCESS_REBOOT, previous_version=prev)
+
+
 def _arch(board: str) -> str:
     return "aarch64" if board.startswith("arm64") else "x86_64"
+
+
+def _enc(value: str) -> str:
+    """Attribute text as update_engine's XmlEncode leaves it, plus ``"`` (kept well-formed)."""
+    return (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
 
 
 def build_request(
@@ -104,48 +132,43 @@ def build_request(
     events: tuple[ClientEvent, ...] = (),
     interactive: bool = False,
 ) -> bytes:
-    """The request body update_engine would send for this machine."""
-    root = ET.Element(
-        "request",
-        protocol="3.0",
-        version=UPDATER_VERSION,
-        updaterversion=UPDATER_VERSION,
-        installsource="ondemandupdate" if interactive else "scheduler",
-        ismachine="1",
-    )
-    ET.SubElement(
-        root, "os", version="Chateau", platform="CoreOS", sp=f"{ident.version}_{_arch(ident.board)}"
-    )
-    app = ET.SubElement(
-        root,
-        "app",
-        appid="{" + ident.app_id.strip("{}") + "}",
-        version=ident.version,
-        track=ident.track,
-        bootid="{" + ident.boot_id.strip("{}") + "}" if ident.boot_id else "",
-        oem=ident.oem,
-        oemversion=ident.oem_version,
-        alephversion=ident.aleph_version or ident.version,
-        machineid=ident.machine_id,
-        machinealias=ident.machine_alias,
-        lang="en-US",
-        board=ident.board,
-        hardware_class="",
-        delta_okay="false",
-    )
+    """The request body update_engine would send for this machine, byte for byte.
+
+    Same text as ``GetRequestXml``/``GetAppXml``/``GetAppBody``: attribute order, indentation,
+    explicit closing tags. A ping goes with every updatecheck and alone when there is neither an
+    updatecheck nor an event (the ping-only round while a reboot waits); event reports are bare.
+    """
+    body = ""
     if update_check or not events:
-        ET.SubElement(app, "ping", active="1")
+        body += '        <ping active="1"></ping>\n'
     if update_check:
-        ET.SubElement(app, "updatecheck")
+        body += "        <updatecheck></updatecheck>\n"
     for ev in events:
-        attrs = {"eventtype": str(ev.type), "eventresult": str(ev.result)}
+        attrs = f'eventtype="{ev.type}" eventresult="{ev.result}"'
         if ev.error_code is not None:
-            attrs["errorcode"] = str(ev.error_code)
+            attrs += f' errorcode="{ev.error_code}"'
         if ev.previous_version is not None:
-            attrs["previousversion"] = ev.previous_version
-        ET.SubElement(app, "event", attrs)
-    xml = ET.tostring(root, encoding="unicode")
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + xml.encode()
+            attrs += f' previousversion="{_enc(ev.previous_version)}"'
+        body += f"        <event {attrs}></event>\n"
+    bootid = "{" + ident.boot_id.strip("{}") + "}" if ident.boot_id else ""
+    app = (
+        f'    <app appid="{_enc("{" + ident.app_id.strip("{}") + "}")}" '
+        f'version="{_enc(ident.version)}" track="{_enc(ident.track)}" bootid="{_enc(bootid)}" '
+        f'oem="{_enc(ident.oem)}" oemversion="{_enc(ident.oem_version)}" '
+        f'alephversion="{_enc(ident.aleph_version or ident.version)}" '
+        f'machineid="{_enc(ident.machine_id)}" machinealias="{_enc(ident.machine_alias)}" '
+        f'lang="en-US" board="{_enc(ident.board)}" hardware_class="" delta_okay="false" >\n'
+        f"{body}    </app>\n"
+    )
+    source = "ondemandupdate" if interactive else "scheduler"
+    sp = f"{ident.version}_{_arch(ident.board)}"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<request protocol="3.0" version="{UPDATER_VERSION}" '
+        f'updaterversion="{UPDATER_VERSION}" installsource="{source}" ismachine="1">\n'
+        f'    <os version="Chateau" platform="CoreOS" sp="{_enc(sp)}"></os>\n'
+        f"{app}</request>\n"
+    ).encode()
 
 
 def _b64_sha256_to_hex(value: str) -> str:

@@ -24,15 +24,16 @@ from flotilla.updates.node.omaha_client import (
     ERROR_PAYLOAD_HASH_MISMATCH,
     EVENT_DOWNLOAD_FINISHED,
     EVENT_DOWNLOAD_STARTED,
+    EVENT_INSTALLED,
     EVENT_UPDATE_COMPLETE,
     RESULT_ERROR,
     RESULT_SUCCESS,
-    RESULT_SUCCESS_REBOOT,
     ClientEvent,
     Identity,
     ResponseError,
     build_request,
     parse_response,
+    update_check_event,
 )
 
 
@@ -139,13 +140,8 @@ class Fleet:
 
     async def _round(self, client: httpx.AsyncClient, m: Machine, stop: asyncio.Event) -> bool:
         """One check (and the update it brings); False on a transport error."""
-        events: tuple[ClientEvent, ...] = ()
-        if m.report_previous is not None:
-            events = (
-                ClientEvent(
-                    EVENT_UPDATE_COMPLETE, RESULT_SUCCESS_REBOOT, previous_version=m.report_previous
-                ),
-            )
+        # update_engine puts 3/2 (previousversion "" once reported) next to every updatecheck.
+        events = (update_check_event(m.ident.version, m.report_previous),)
         body = await self._post(client, build_request(m.ident, events=events))
         self.tally.checkins += 1
         if body is None:
@@ -174,6 +170,7 @@ class Fleet:
             return True
         await self._event(client, m, ClientEvent(EVENT_DOWNLOAD_FINISHED, RESULT_SUCCESS))
         await self._event(client, m, ClientEvent(EVENT_UPDATE_COMPLETE, RESULT_SUCCESS))
+        await self._event(client, m, ClientEvent(EVENT_INSTALLED, RESULT_SUCCESS))
         m.state = "installed"
         await self._sleep(self.rng.uniform(0.5, 1.5) * self.s.reboot_delay, stop)
         if stop.is_set():

@@ -11,11 +11,14 @@ No ``from __future__ import annotations``: FastAPI evaluates the route annotatio
 """
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
@@ -32,6 +35,7 @@ from flotilla.updates.models import Channel, ExtraFile, Package, Version
 from flotilla.updates.server import catalog, fleetlock_http
 from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
+from flotilla.updates.server.lastseen import FLUSH_INTERVAL
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
 from flotilla.updates.server.schema import make_engine, migrate
@@ -110,7 +114,9 @@ async def omaha(request: Request) -> Response:
     req = parse_request(await read_limited(request, MAX_BODY, OmahaError))
     now = datetime.now(UTC)
     ip = _client_ip(request, svc.settings.trust_forwarded_for)
-    answers = await run_in_threadpool(svc.store.checkin, req, ip, now)
+    limiter: CapacityLimiter = request.app.state.checkin_limiter
+    checkin = functools.partial(svc.store.checkin, req, ip, now)
+    answers = await anyio.to_thread.run_sync(checkin, limiter=limiter)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     body = render_response(answers, int((now - midnight).total_seconds()))
     return Response(body, 200, media_type=XML)
@@ -281,11 +287,11 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
 
 def open_services(settings: ServerSettings) -> Services:
     """Open the database, migrate it, and build the store, metrics and auth over it."""
-    engine = make_engine(settings.db_url, settings.pool_size)
+    engine = make_engine(settings.db_url, settings.pool_size, max_overflow=0)
     migrate(engine)
     store_ref: list[Store] = []
     metrics = Metrics(lambda: store_ref[0].fleet_counts())
-    store = Store(engine, metrics.observer(), settings.config_ttl)
+    store = Store(engine, metrics.observer(), settings.config_ttl, settings.quiet_within)
     store_ref.append(store)
     auth = Auth(settings.admin_tokens, settings.read_tokens)
     return Services(settings, engine, store, metrics, auth)
@@ -293,6 +299,10 @@ def open_services(settings: ServerSettings) -> Services:
 
 async def _sample(svc: Services) -> None:
     await run_in_threadpool(sample, svc.engine)
+
+
+async def _flush_seen(svc: Services) -> None:
+    await run_in_threadpool(svc.store.flush_seen)
 
 
 async def _prune(svc: Services) -> None:
@@ -308,10 +318,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ServerSettings = app.state.settings
     svc = await run_in_threadpool(open_services, settings)
     app.state.services = svc
+    # Check-ins never wait for a connection: at most pool_size - 2 run at once (see settings).
+    app.state.checkin_limiter = CapacityLimiter(max(1, settings.pool_size - 2))
     app.state.dashboard.bind(svc.engine, svc.store.invalidate)
     try:
         async with BackgroundTasks(cancel_timeout=5) as tasks:
             app.state.tasks = tasks
+            flush = every(FLUSH_INTERVAL, lambda: _flush_seen(svc), "flushing last-seen times")
+            tasks.start("flotilla-updates-last-seen", flush)
             if settings.retention is not None:
                 interval = settings.prune_interval.total_seconds()
                 step = every(interval, lambda: _prune(svc), "pruning")
@@ -320,6 +334,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 sampler = every(settings.sample_interval, lambda: _sample(svc), "sampling groups")
                 tasks.start("flotilla-dashboard-sampler", sampler)
             yield
+        await run_in_threadpool(svc.store.flush_seen)  # the last second of last-seen times
     finally:
         svc.engine.dispose()
 

@@ -89,8 +89,10 @@ def apply_event(state: InstanceState, event: Event, reported_version: str) -> Ou
     if t == EVENT_UPDATE_COMPLETE and r == RESULT_SUCCESS_REBOOT:
         prev = (event.previous_version or "").strip()
         if prev in _NO_PREVIOUS:
-            # First boot or nothing known: not an update, reset (Nebraska PR #309).
-            if state.status == InstanceStatus.COMPLETE:
+            # update_engine sends this with every check ("" once reported, 0.0.0.0 when it never
+            # updated). Like Nebraska, it resets only an update in progress (PR #309); an Error
+            # or a finished update stays as it is.
+            if state.status == InstanceStatus.COMPLETE or not state.update_in_progress:
                 return Outcome(state, False)
             new = _to(state, InstanceStatus.UNDEFINED)
             return Outcome(new, new != state)

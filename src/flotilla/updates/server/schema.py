@@ -194,17 +194,24 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, max_overflow: int | None = None) -> Engine:
     """An engine tuned for the check-in path.
+
+    ``max_overflow`` defaults to ``pool_size``; the server passes 0 so that it holds exactly
+    ``pool_size`` connections and never opens and closes overflow sessions under a burst.
 
     SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction that may write, so
     grants are serialized across threads and processes (SQLite has a single writer anyway).
     PostgreSQL: a connection pool; grants serialize on a ``SELECT ... FOR UPDATE`` of the group row.
     """
     sa_url = normalize_url(url)
+    overflow = pool_size if max_overflow is None else max_overflow
     if make_url(sa_url).get_backend_name() == "sqlite":
         engine = create_engine(
-            sa_url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size
+            sa_url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=overflow,
         )
 
         @event.listens_for(engine, "connect")
@@ -224,7 +231,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+    return create_engine(sa_url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=False)
 
 
 def reading(engine: Engine) -> Connection:

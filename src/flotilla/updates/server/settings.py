@@ -27,13 +27,17 @@ class ServerSettings:
     prune_interval: timedelta = timedelta(hours=1)
     """How often the pruning task runs."""
     pool_size: int = 10
-    """Database connections per process (plus as many again on overflow)."""
+    """Database connections per process, held open, never more (no overflow); check-ins run at
+    most ``pool_size - 2`` at a time, leaving two for the API, dashboard and background tasks."""
     config_ttl: float = 1.0
     """Seconds a process caches a group's channel and policy for check-ins (0: no cache)."""
     trust_forwarded_for: bool = False
     """Take the client IP from X-Forwarded-For (only behind a proxy you run)."""
     sample_interval: float = 30.0
     """Seconds between the dashboard's samples of each group's status counts (0: none)."""
+    quiet_within: timedelta = timedelta(hours=1)
+    """A check-in that changes nothing writes nothing if the machine was seen within this (the
+    check interval: update_engine checks every 45 min +- 5); its last-seen is batched."""
 
 
 def _tokens(raw: str | None) -> tuple[str, ...]:
@@ -59,4 +63,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServerSettings:
         config_ttl=float(env.get("FLOTILLA_UPDATES_CONFIG_TTL", "1.0")),
         trust_forwarded_for=env.get("FLOTILLA_UPDATES_TRUST_FORWARDED_FOR", "") in ("1", "true"),
         sample_interval=float(env.get("FLOTILLA_UPDATES_SAMPLE_INTERVAL", "30")),
+        quiet_within=parse_duration(env.get("FLOTILLA_UPDATES_CHECK_INTERVAL", "1h")),
     )

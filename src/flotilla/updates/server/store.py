@@ -11,8 +11,11 @@ and SQL. Concurrency rules:
   cycle;
 - SQLite runs every writing transaction as ``BEGIN IMMEDIATE`` (see :func:`schema.make_engine`).
 
-A check-in that changes nothing (no events, nothing to offer or a refusal that needs no counting,
-seen recently) is answered from one read outside any write transaction and writes nothing.
+A check-in that changes nothing a user can see - same version and attributes, events that only
+restate the current state (update_engine's 3/2 on every check), nothing to offer or a refusal that
+needs no counting, seen within ``quiet_within`` - is answered from one read outside any write
+transaction and writes nothing: its last-seen time goes to :class:`lastseen.LastSeen`, which the
+server flushes once a second in one statement.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from flotilla.updates.models import (
 )
 from flotilla.updates.server import lifecycle, rollouts
 from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
+from flotilla.updates.server.lastseen import LastSeen
 from flotilla.updates.server.omaha import AppRequest, AppResponse, OmahaError, Request
 from flotilla.updates.server.rollouts import LIVE_INTERVAL, GroupCtx, utc
 from flotilla.updates.server.schema import (
@@ -67,8 +71,9 @@ from flotilla.updates.server.schema import packages as packages_t
 
 logger = logging.getLogger(__name__)
 
-TOUCH_INTERVAL = timedelta(minutes=5)
-"""A check-in that changes nothing refreshes ``last_seen`` at most this often (like Nebraska)."""
+QUIET_WITHIN = timedelta(hours=1)
+"""A machine last seen longer ago than this takes the writing path (update_engine checks every
+45 min +- 5); within it, a check-in that changes nothing only touches :class:`LastSeen`."""
 
 
 @dataclass
@@ -117,6 +122,27 @@ _GROUP_STATE = select(groups.c.halted_version, groups.c.rollout_version).where(
     groups.c.id == bindparam("g")
 )
 _GROUP_STATE_FOR_UPDATE = _GROUP_STATE.with_for_update()
+def _state_of(row: Any) -> InstanceState:
+    return InstanceState(
+        version=row["version"],
+        status=InstanceStatus(row["status"]),
+        last_update_version=row["last_update_version"],
+        last_update_granted_at=utc(row["last_update_granted_at"]),
+        update_in_progress=bool(row["update_in_progress"]),
+        last_error_code=row["last_error_code"],
+    )
+
+
+def _events_are_noops(row: Any, app: AppRequest) -> bool:
+    """True when applying the events to the stored state changes and records nothing."""
+    state = _state_of(row)
+    for ev in app.events:
+        out = lifecycle.apply_event(state, ev, app.version)
+        if out.changed or out.activity is not None or out.failed or out.completed:
+            return False
+    return True
+
+
 _GRANTED_IN_PERIOD = (
     select(func.count())
     .select_from(instances)
@@ -155,11 +181,17 @@ class Store:
     """The SQL side of check-ins, pruning and the numbers behind /metrics."""
 
     def __init__(
-        self, engine: Engine, observer: Observer | None = None, config_ttl: float = 1.0
+        self,
+        engine: Engine,
+        observer: Observer | None = None,
+        config_ttl: float = 1.0,
+        quiet_within: timedelta = QUIET_WITHIN,
     ) -> None:
         self.engine = engine
         self.observer = observer or Observer()
         self.config_ttl = config_ttl
+        self.quiet_within = quiet_within
+        self.seen = LastSeen(engine)
         self._ctx_cache: dict[tuple[str, str], tuple[float, GroupCtx]] = {}
         self._pg = engine.dialect.name == "postgresql"
         # SQLite has one writer: queue this process's transactions on a lock instead of letting
@@ -181,15 +213,23 @@ class Store:
             for row, app, ctx in zip(rows, req.apps, ctxs, strict=True)
         ]
         if all(q is not None for q in quiet):
-            for q, ctx in zip(quiet, ctxs, strict=True):
+            for q, ctx, app in zip(quiet, ctxs, req.apps, strict=True):
+                self.seen.touch(app.machine_id, app.app_id, now)
                 if q:
                     self.observer.on_refusal(ctx.app_id, ctx.name, q)
-            return [AppResponse(a.raw_app_id, 0, a.ping, a.update_check) for a in req.apps]
+            return [
+                AppResponse(a.raw_app_id, len(a.events), a.ping, a.update_check) for a in req.apps
+            ]
         with self._serial, self.engine.begin() as conn:
             return [
                 self._checkin_app(conn, app, ctx, ip, now)
                 for app, ctx in zip(req.apps, ctxs, strict=True)
             ]
+
+    def flush_seen(self) -> int:
+        """Write the last-seen times of quiet check-ins (the server calls this every second)."""
+        with self._serial:
+            return self.seen.flush()
 
     def invalidate(self) -> None:
         """Forget cached groups (after an admin change made through this process)."""
@@ -272,14 +312,18 @@ class Store:
     ) -> str | None:
         """None when this check-in must write; else "" (nothing to offer) or a refusal reason.
 
-        Quiet means: known, seen lately, nothing changed, no events, and either nothing newer to
-        offer or a refusal that needs no counting (see :func:`policies.early_refusal`).
+        Quiet means: known, seen within ``quiet_within``, same version and attributes, every
+        event a no-op on the stored state (update_engine's 3/2 that restates the version), and
+        either nothing newer to offer or a refusal that needs no counting (see
+        :func:`policies.early_refusal`).
         """
-        if row is None or app.events:
+        if row is None or row["version"] != app.version:
             return None
-        if (utc(row["last_seen"]) or now) < now - TOUCH_INTERVAL or row["version"] != app.version:
+        if (utc(row["last_seen"]) or now) < now - self.quiet_within:
             return None
         if any(row[k] != v for k, v in self._attrs(app, ctx, ip).items()):
+            return None
+        if app.events and not _events_are_noops(row, app):
             return None
         if not app.update_check:
             return ""
@@ -300,14 +344,7 @@ class Store:
             self._insert_instance(conn, app, attrs, now)
             row = self._select_instance(conn, app, lock=True)
         assert row is not None
-        state = InstanceState(
-            version=row["version"],
-            status=InstanceStatus(row["status"]),
-            last_update_version=row["last_update_version"],
-            last_update_granted_at=utc(row["last_update_granted_at"]),
-            update_in_progress=bool(row["update_in_progress"]),
-            last_error_code=row["last_error_code"],
-        )
+        state = _state_of(row)
         original = state
         history: list[dict[str, Any]] = []
 
