@@ -34,9 +34,11 @@ from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
+from flotilla.updates.server.payload_host import PayloadHost
 from flotilla.updates.server.schema import make_engine, migrate
 from flotilla.updates.server.settings import ServerSettings, settings_from_env
 from flotilla.updates.server.store import Store
+from flotilla.updates.server.syncer import Syncer
 from flotilla.updates.server.web import (
     EXCEPTION_HANDLERS,
     AdminRole,
@@ -309,6 +311,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     svc = await run_in_threadpool(open_services, settings)
     app.state.services = svc
     app.state.dashboard.bind(svc.engine, svc.store.invalidate)
+    syncer = (
+        Syncer(svc.engine, settings.sync, svc.store.invalidate)
+        if settings.sync is not None
+        else None
+    )
+    app.state.syncer = syncer
     try:
         async with BackgroundTasks(cancel_timeout=5) as tasks:
             app.state.tasks = tasks
@@ -319,8 +327,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             if settings.sample_interval > 0:
                 sampler = every(settings.sample_interval, lambda: _sample(svc), "sampling groups")
                 tasks.start("flotilla-dashboard-sampler", sampler)
+            if syncer is not None:
+                seconds = syncer.settings.interval.total_seconds()
+                sync_step = every(seconds, lambda: run_in_threadpool(syncer.run_once), "syncing")
+                tasks.start("flotilla-updates-sync", sync_step)
             yield
     finally:
+        if syncer is not None:
+            syncer.close()
         svc.engine.dispose()
 
 
@@ -331,7 +345,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         title="Flotilla updates",
         version=__version__,
         description="Omaha update server for Flatcar fleets, with rollout policies.",
-        routes=routes(dashboard),
+        routes=[*routes(dashboard), *payload_routes(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(OmahaMetrics)],
         lifespan=lifespan,
@@ -339,6 +353,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.settings = settings
     app.state.dashboard = dashboard
     return app
+
+
+def payload_routes(settings: ServerSettings) -> list[BaseRoute]:
+    """``/packages/``: the payloads the syncer downloaded, when ``--host-packages`` is set."""
+    sync = settings.sync
+    if sync is None or sync.host_dir is None:
+        return []
+    return PayloadHost(sync.host_dir, sync.public_url).routes()
 
 
 def create_app_from_env() -> FastAPI:

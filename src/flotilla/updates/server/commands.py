@@ -80,6 +80,14 @@ def _tokens(values: list[str] | None) -> tuple[str, ...]:
     return tuple(t for v in values or [] for t in v.split(",") if t)
 
 
+HostPackagesOption: Any = typer.Option(
+    None,
+    "--host-packages",
+    envvar="FLOTILLA_UPDATES_HOST_PACKAGES",
+    help="With --sync-from: download and verify payloads here and serve them at /packages/.",
+)
+
+
 def serve(
     db: str = DbOption,
     host: str = typer.Option("127.0.0.1", "--host", envvar="FLOTILLA_UPDATES_HOST"),
@@ -99,6 +107,29 @@ def serve(
         envvar="FLOTILLA_UPDATES_SAMPLE_INTERVAL",
         help="Seconds between the dashboard's rollout-chart samples (0: none).",
     ),
+    sync_from: str = typer.Option(
+        "",
+        "--sync-from",
+        envvar="FLOTILLA_UPDATES_SYNC_FROM",
+        help="Import releases from this upstream Omaha URL "
+        "(e.g. https://public.update.flatcar-linux.net/v1/update/).",
+    ),
+    sync_channels: str = typer.Option(
+        "alpha,beta,stable", "--sync-channels", envvar="FLOTILLA_UPDATES_SYNC_CHANNELS"
+    ),
+    sync_arches: str = typer.Option(
+        "amd64,arm64", "--sync-arches", envvar="FLOTILLA_UPDATES_SYNC_ARCHES"
+    ),
+    sync_interval: str = typer.Option(
+        "1h", "--sync-interval", envvar="FLOTILLA_UPDATES_SYNC_INTERVAL"
+    ),
+    host_packages: Path | None = HostPackagesOption,
+    public_url: str = typer.Option(
+        "",
+        "--public-url",
+        envvar="FLOTILLA_UPDATES_PUBLIC_URL",
+        help="The URL machines reach this server at (hosted payload URLs start with it).",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
@@ -108,7 +139,7 @@ def serve(
     from flotilla.updates.policies import parse_duration
     from flotilla.updates.server.api import create_app
     from flotilla.updates.server.schema import make_engine, migrate
-    from flotilla.updates.server.settings import ServerSettings
+    from flotilla.updates.server.settings import ServerSettings, sync_settings_from_env
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -117,6 +148,18 @@ def serve(
         keep = None if retention in ("0", "never") else parse_duration(retention)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--retention") from None
+    sync_env = {
+        "FLOTILLA_UPDATES_SYNC_FROM": sync_from,
+        "FLOTILLA_UPDATES_SYNC_CHANNELS": sync_channels,
+        "FLOTILLA_UPDATES_SYNC_ARCHES": sync_arches,
+        "FLOTILLA_UPDATES_SYNC_INTERVAL": sync_interval,
+        "FLOTILLA_UPDATES_HOST_PACKAGES": str(host_packages or ""),
+        "FLOTILLA_UPDATES_PUBLIC_URL": public_url,
+    }
+    try:
+        sync = sync_settings_from_env(sync_env)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--sync-interval") from None
     settings = ServerSettings(
         db_url=db,
         host=host,
@@ -125,6 +168,7 @@ def serve(
         read_tokens=_tokens(read_token),
         retention=keep,
         sample_interval=sample_interval,
+        sync=sync,
     )
     if workers > 1:
         # Each worker builds its own app from the environment (the only way uvicorn forks).
@@ -135,6 +179,7 @@ def serve(
                 "FLOTILLA_UPDATES_READ_TOKENS": ",".join(settings.read_tokens),
                 "FLOTILLA_UPDATES_RETENTION": retention,
                 "FLOTILLA_UPDATES_SAMPLE_INTERVAL": str(sample_interval),
+                **sync_env,
             }
         )
         migrate(make_engine(db, pool_size=1))

@@ -21,6 +21,7 @@ from flotilla.updates.models import (
     Version,
     is_valid_app_id,
     normalize_app_id,
+    track_of,
 )
 
 MAX_BODY = 64 * 1024
@@ -131,7 +132,7 @@ def _app(el: ET.Element, sp: str) -> AppRequest:
         raise OmahaError(f"app {app_id}: machineid is longer than {_MAX_ID} characters")
     if not all(c.isalnum() or c in "-_." for c in machine_id):
         raise OmahaError(f"app {app_id}: machineid has invalid characters")
-    track = _attr(el, "track").strip()
+    track = track_of(_attr(el, "track").strip())
     if not track:
         raise OmahaError(f"app {app_id}: track is missing")
     if len(track) > _MAX_ID:

@@ -6,6 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flotilla.updates.server.syncer import SyncSettings
 
 DEFAULT_DB = "sqlite:///flotilla-updates.db"
 
@@ -34,6 +39,8 @@ class ServerSettings:
     """Take the client IP from X-Forwarded-For (only behind a proxy you run)."""
     sample_interval: float = 30.0
     """Seconds between the dashboard's samples of each group's status counts (0: none)."""
+    sync: SyncSettings | None = None
+    """Import releases from an upstream Omaha server (``--sync-from``); None: no syncer."""
 
 
 def _tokens(raw: str | None) -> tuple[str, ...]:
@@ -59,4 +66,24 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServerSettings:
         config_ttl=float(env.get("FLOTILLA_UPDATES_CONFIG_TTL", "1.0")),
         trust_forwarded_for=env.get("FLOTILLA_UPDATES_TRUST_FORWARDED_FOR", "") in ("1", "true"),
         sample_interval=float(env.get("FLOTILLA_UPDATES_SAMPLE_INTERVAL", "30")),
+        sync=sync_settings_from_env(env),
+    )
+
+
+def sync_settings_from_env(env: Mapping[str, str]) -> SyncSettings | None:
+    """``FLOTILLA_UPDATES_SYNC_*``: the syncer's settings, None when no upstream is named."""
+    upstream = env.get("FLOTILLA_UPDATES_SYNC_FROM", "")
+    if not upstream:
+        return None
+    from flotilla.updates.policies import parse_duration
+    from flotilla.updates.server.syncer import SyncSettings
+
+    host_dir = env.get("FLOTILLA_UPDATES_HOST_PACKAGES", "")
+    return SyncSettings(
+        upstream=upstream,
+        channels=_tokens(env.get("FLOTILLA_UPDATES_SYNC_CHANNELS", "alpha,beta,stable")),
+        arches=_tokens(env.get("FLOTILLA_UPDATES_SYNC_ARCHES", "amd64,arm64")),
+        interval=parse_duration(env.get("FLOTILLA_UPDATES_SYNC_INTERVAL", "1h")),
+        host_dir=Path(host_dir) if host_dir else None,
+        public_url=env.get("FLOTILLA_UPDATES_PUBLIC_URL", ""),
     )
