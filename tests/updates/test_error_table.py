@@ -22,6 +22,7 @@ from flotilla.updates.models import InvalidVersionError
 from flotilla.updates.reboots.fleetlock import FleetLockError
 from flotilla.updates.server.api import create_app
 from flotilla.updates.server.catalog import CatalogError, NotFoundError
+from flotilla.updates.server.catalog_admin import InUseError
 from flotilla.updates.server.fleetspec import FleetFileError
 from flotilla.updates.server.omaha import OmahaError
 from flotilla.updates.server.settings import ServerSettings
@@ -54,6 +55,13 @@ CASES: list[tuple[Exception, str, int, Any, dict[str, str]]] = [
         "/api/v1/apps/a/groups/g",
         404,
         {"detail": "no such group"},
+        {},
+    ),
+    (
+        InUseError("channel beta is used by groups canary"),
+        "/api/v1/apps/a/channels/beta",
+        409,
+        {"detail": "channel beta is used by groups canary"},
         {},
     ),
     (

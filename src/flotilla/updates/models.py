@@ -135,6 +135,7 @@ class ActivityKind(enum.StrEnum):
     CHANNEL_PACKAGE_UPDATED = "ChannelPackageUpdated"
     PACKAGE_NOT_FOUND = "PackageNotFound"
     PACKAGE_SYNCED = "PackageSynced"
+    ADMIN_CHANGE = "AdminChange"
 
 
 class Severity(enum.StrEnum):

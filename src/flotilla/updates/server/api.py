@@ -28,8 +28,8 @@ from starlette.routing import BaseRoute, Route
 
 from flotilla import __version__
 from flotilla.core.tasks import BackgroundTasks, every
-from flotilla.updates.models import Channel, ExtraFile, Package, Version
-from flotilla.updates.server import catalog, fleetlock_http
+from flotilla.updates.server import admin_api, catalog, catalog_admin, fleetlock_http
+from flotilla.updates.server.admin_api import ACTOR
 from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.server.metrics import Metrics
@@ -157,14 +157,9 @@ async def packages(app_id: str, svc: Svc, _: ReadRole) -> Any:
 
 
 async def add_package(app_id: str, body: PackageIn, svc: Svc, _: AdminRole) -> Any:
-    """Create or update a package; returns what changed."""
-    Version.parse(body.version)
-    extras = tuple(ExtraFile(e.name, e.size, e.sha256.lower()) for e in body.extra_files)
-    pkg = Package(
-        app_id, body.version, body.arch, body.url, body.filename, body.size,
-        body.sha256.lower(), body.sha1.lower(), extras,
-    )  # fmt: skip
-    return await _change(svc, catalog.add_package, svc.engine, pkg)
+    """Create or replace a package (checked as a fleet file's package is); returns what changed."""
+    raw = body.model_dump()
+    return await _change(svc, catalog_admin.put_package, svc.engine, app_id, raw, ACTOR)
 
 
 async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
@@ -173,11 +168,9 @@ async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
 
 
 async def put_channel(app_id: str, name: str, body: ChannelIn, svc: Svc, _: AdminRole) -> Any:
-    """Point a channel at a version (logged as ChannelPackageUpdated)."""
-    for v in [*([body.package] if body.package else []), *body.blocked_versions, *body.floors]:
-        Version.parse(v)
-    ch = Channel(app_id, name, body.package, tuple(body.blocked_versions), tuple(body.floors))
-    return await _change(svc, catalog.set_channel, svc.engine, ch)
+    """Create or change a channel (checked as a fleet file's channel is; moves are logged)."""
+    raw = {k: v for k, v in body.model_dump().items() if v is not None}
+    return await _change(svc, catalog_admin.put_channel, svc.engine, app_id, name, raw, ACTOR)
 
 
 async def groups(app_id: str, svc: Svc, _: ReadRole) -> Any:
@@ -273,6 +266,7 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
         _api(f"{V1}/activity", feed, "activity"),
         _api(f"{V1}/apply", apply, "apply", "POST"),
         # The dashboard (``/`` and ``/ui``; not in the OpenAPI document), then FleetLock.
+        *admin_api.ROUTES,
         *dashboard.routes(),
         *fleetlock_http.ROUTES,
     ]  # fmt: skip

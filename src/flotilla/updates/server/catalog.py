@@ -75,7 +75,9 @@ def _log(
     )
 
 
-def _set_channel(conn: Connection, ch: Channel, changes: list[str]) -> None:
+def _set_channel(conn: Connection, ch: Channel, changes: list[str], actor: str = "") -> bool:
+    """Create or change a channel; True when it moved to another version (logged, with the
+    actor when one is given)."""
     row = (
         conn.execute(
             select(channels).where(channels.c.app_id == ch.app_id, channels.c.name == ch.name)
@@ -97,16 +99,19 @@ def _set_channel(conn: Connection, ch: Channel, changes: list[str]) -> None:
         changes.append(f"updated channel {ch.app_id}/{ch.name} -> {ch.version or '(none)'}")
         old = row["version"]
     else:
-        return
+        return False
     if ch.version is not None and ch.version != old:
+        by = f" (by {actor})" if actor else ""
         _log(
             conn,
             ch.app_id,
             ActivityKind.CHANNEL_PACKAGE_UPDATED,
             Severity.INFO,
-            f"channel {ch.name}: {old or '(none)'} -> {ch.version}",
+            f"channel {ch.name}: {old or '(none)'} -> {ch.version}{by}",
             ch.version,
         )
+        return True
+    return False
 
 
 def _set_package(conn: Connection, p: Package, changes: list[str]) -> None:

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flotilla.updates.models import InvalidVersionError
 from flotilla.updates.reboots.fleetlock import FleetLockError
 from flotilla.updates.server.catalog import CatalogError, NotFoundError
+from flotilla.updates.server.catalog_admin import InUseError
 from flotilla.updates.server.fleetspec import FleetFileError
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import OmahaError
@@ -167,6 +168,7 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
     BodyTooLargeError: _detail(413),
     FleetFileError: _fleet_file,  # 422, one problem per line of the fleet file
     NotFoundError: _detail(404),
+    InUseError: _detail(409),  # a delete that would leave users dangling; names them
     CatalogError: _detail(422),
     InvalidVersionError: _detail(422),
     ValueError: _detail(422),  # the catalog's argument checks, undecodable bodies
