@@ -337,7 +337,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: ServerSettings) -> FastAPI:
     """Wire the server: settings and dashboard into the state, one route and one error table."""
     check_settings(settings)  # weak tokens never get as far as listening
-    dashboard = Dashboard(Sessions(settings.admin_tokens, settings.read_tokens))
+    sessions = Sessions(
+        settings.admin_tokens,
+        settings.read_tokens,
+        idle=settings.session_idle,
+        max_age=settings.session_max,
+        login_per_minute=settings.login_attempts_per_minute,
+    )
+    dashboard = Dashboard(sessions)
+    dashboard.trust_forwarded = settings.trust_forwarded_for
     app = FastAPI(
         title="Flotilla updates",
         version=__version__,
