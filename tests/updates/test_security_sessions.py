@@ -1,4 +1,4 @@
-"""Dashboard sessions live on the server: random ids, revoked on logout, idle and absolute expiry."""
+"""Dashboard sessions live on the server: random ids, revoked on logout, idle and hard expiry."""
 
 from __future__ import annotations
 

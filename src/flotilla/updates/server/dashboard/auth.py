@@ -170,7 +170,8 @@ class Sessions:
                 return ANONYMOUS
             created, used = _aware(row.created_at), _aware(row.last_used_at)
             if created <= now - self.max_age or used <= now - self.idle:
-                conn.execute(delete(dashboard_sessions).where(dashboard_sessions.c.id_sha256 == key))
+                gone = dashboard_sessions.c.id_sha256 == key
+                conn.execute(delete(dashboard_sessions).where(gone))
                 return ANONYMOUS
             if used <= now - TOUCH_EVERY:
                 conn.execute(
