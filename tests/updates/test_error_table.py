@@ -148,7 +148,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = ServerSettings(
         db_url=f"sqlite:///{tmp_path / 'u.db'}", admin_tokens=(ADMIN,), sample_interval=0
     )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+    headers = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "text/xml"}
+    with TestClient(create_app(settings), headers=headers) as c:
         yield c
 
 

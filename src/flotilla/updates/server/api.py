@@ -28,7 +28,14 @@ from starlette.routing import BaseRoute, Route
 
 from flotilla import __version__
 from flotilla.core.tasks import BackgroundTasks, every
-from flotilla.updates.server import admin_api, catalog, catalog_admin, fleetlock_http
+from flotilla.updates.server import (
+    admin_api,
+    catalog,
+    catalog_admin,
+    fleetlock_http,
+    grantguard,
+    omaha_access,
+)
 from flotilla.updates.server.admin_api import ACTOR
 from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
@@ -36,7 +43,7 @@ from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
 from flotilla.updates.server.payload_host import PayloadHost
 from flotilla.updates.server.schema import make_engine, migrate
-from flotilla.updates.server.settings import ServerSettings, settings_from_env
+from flotilla.updates.server.settings import ServerSettings, check_settings, settings_from_env
 from flotilla.updates.server.store import Store
 from flotilla.updates.server.syncer import Syncer
 from flotilla.updates.server.web import (
@@ -89,9 +96,10 @@ class PackageIn(BaseModel):
 
 def _client_ip(request: Request, trust_forwarded: bool) -> str:
     if trust_forwarded:
+        # The last address is the one our proxy added; earlier ones the client may have invented.
         fwd = request.headers.get("x-forwarded-for", "")
         if fwd:
-            return fwd.split(",")[0].strip()[:64]
+            return fwd.split(",")[-1].strip()[:64]
     return request.client.host if request.client else ""
 
 
@@ -109,6 +117,9 @@ async def _change(svc: Services, fn: Any, *args: Any) -> Any:
 async def omaha(request: Request) -> Response:
     """Omaha v3 update check (open, no token; text/xml body)."""
     svc: Services = request.app.state.services
+    refused = omaha_access.refusal(request, svc.settings.omaha_secret)
+    if refused is not None:
+        return refused
     req = parse_request(await read_limited(request, MAX_BODY, OmahaError))
     now = datetime.now(UTC)
     ip = _client_ip(request, svc.settings.trust_forwarded_for)
@@ -248,6 +259,8 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
         # The hot path first, as plain Starlette routes; the APIRoute below only documents it.
         Route("/v1/update/", omaha, methods=["POST"]),
         Route("/v1/update", omaha, methods=["POST"]),
+        Route("/v1/update/{secret}", omaha, methods=["POST"]),  # the optional shared secret
+        Route("/v1/update/{secret}/", omaha, methods=["POST"]),
         _api("/v1/update/", omaha, "omaha", "POST",
              summary="Omaha v3 update check (open, no token; text/xml body)"),
         _api("/healthz", healthz, "ops", response_class=PlainTextResponse),
@@ -281,7 +294,8 @@ def open_services(settings: ServerSettings) -> Services:
     migrate(engine)
     store_ref: list[Store] = []
     metrics = Metrics(lambda: store_ref[0].fleet_counts())
-    store = Store(engine, metrics.observer(), settings.config_ttl)
+    limit = grantguard.NewMachineLimit(grants=settings.new_machine_grants)
+    store = Store(engine, metrics.observer(), settings.config_ttl, new_machines=limit)
     store_ref.append(store)
     auth = Auth(settings.admin_tokens, settings.read_tokens)
     return Services(settings, engine, store, metrics, auth)
@@ -293,6 +307,7 @@ async def _sample(svc: Services) -> None:
 
 async def _prune(svc: Services) -> None:
     assert svc.settings.retention is not None
+    await run_in_threadpool(grantguard.prune, svc.engine, datetime.now(UTC), svc.store.new_machines)
     n = await run_in_threadpool(svc.store.prune, svc.settings.retention)
     if n:
         logger.info("pruned %d instances not seen for %s", n, svc.settings.retention)
@@ -334,7 +349,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: ServerSettings) -> FastAPI:
     """Wire the server: settings and dashboard into the state, one route and one error table."""
-    dashboard = Dashboard(Sessions(settings.admin_tokens, settings.read_tokens))
+    check_settings(settings)  # weak tokens never get as far as listening
+    sessions = Sessions(
+        settings.admin_tokens,
+        settings.read_tokens,
+        idle=settings.session_idle,
+        max_age=settings.session_max,
+        login_per_minute=settings.login_attempts_per_minute,
+    )
+    dashboard = Dashboard(sessions)
+    dashboard.trust_forwarded = settings.trust_forwarded_for
     app = FastAPI(
         title="Flotilla updates",
         version=__version__,

@@ -44,10 +44,28 @@ DbOption = typer.Option(
     DEFAULT_DB, "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite file path."
 )
 AdminTokenOption = typer.Option(
-    None, "--admin-token", envvar="FLOTILLA_UPDATES_ADMIN_TOKENS", help="May change things."
+    None,
+    "--admin-token",
+    envvar="FLOTILLA_UPDATES_ADMIN_TOKENS",
+    help="May change things (visible in ps: prefer --admin-token-file or the variable).",
 )
 ReadTokenOption = typer.Option(
-    None, "--read-token", envvar="FLOTILLA_UPDATES_READ_TOKENS", help="May only read the API."
+    None,
+    "--read-token",
+    envvar="FLOTILLA_UPDATES_READ_TOKENS",
+    help="May only read (visible in ps: prefer --read-token-file or the variable).",
+)
+AdminTokenFileOption = typer.Option(
+    None,
+    "--admin-token-file",
+    envvar="FLOTILLA_UPDATES_ADMIN_TOKEN_FILE",
+    help="File with admin tokens, one per line.",
+)
+ReadTokenFileOption = typer.Option(
+    None,
+    "--read-token-file",
+    envvar="FLOTILLA_UPDATES_READ_TOKEN_FILE",
+    help="File with read tokens, one per line.",
 )
 FileOption = typer.Option(..., "-f", "--file", exists=True, dir_okay=False, help="fleet.yaml")
 
@@ -94,6 +112,32 @@ def serve(
     port: int = typer.Option(8000, "--port", envvar="FLOTILLA_UPDATES_PORT"),
     admin_token: list[str] | None = AdminTokenOption,
     read_token: list[str] | None = ReadTokenOption,
+    admin_token_file: str | None = AdminTokenFileOption,
+    read_token_file: str | None = ReadTokenFileOption,
+    omaha_secret_file: str | None = typer.Option(
+        None,
+        "--omaha-secret-file",
+        envvar="FLOTILLA_UPDATES_OMAHA_SECRET_FILE",
+        help="Omaha clients must use /v1/update/<secret> (or send it in a header); else 404.",
+    ),
+    new_machine_grants: int = typer.Option(
+        5,
+        "--new-machine-grants",
+        envvar="FLOTILLA_UPDATES_NEW_MACHINE_GRANTS",
+        help="Grants per source network and hour to machines first seen in the last day (0: off).",
+    ),
+    trust_forwarded_for: bool = typer.Option(
+        False,
+        "--trust-forwarded-for",
+        envvar="FLOTILLA_UPDATES_TRUST_FORWARDED_FOR",
+        help="Take client addresses from X-Forwarded-For (only behind a proxy you run).",
+    ),
+    fleetlock_create_groups: bool = typer.Option(
+        False,
+        "--fleetlock-create-groups",
+        envvar="FLOTILLA_UPDATES_FLEETLOCK_CREATE_GROUPS",
+        help="Let FleetLock clients create groups the fleet file does not define.",
+    ),
     retention: str = typer.Option(
         "90d",
         "--retention",
@@ -139,7 +183,13 @@ def serve(
     from flotilla.updates.policies import parse_duration
     from flotilla.updates.server.api import create_app
     from flotilla.updates.server.schema import make_engine, migrate
-    from flotilla.updates.server.settings import ServerSettings, sync_settings_from_env
+    from flotilla.updates.server.settings import (
+        ServerSettings,
+        SettingsError,
+        check_settings,
+        read_secret_file,
+        sync_settings_from_env,
+    )
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -160,16 +210,34 @@ def serve(
         sync = sync_settings_from_env(sync_env)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--sync-interval") from None
-    settings = ServerSettings(
-        db_url=db,
-        host=host,
-        port=port,
-        admin_tokens=_tokens(admin_token),
-        read_tokens=_tokens(read_token),
-        retention=keep,
-        sample_interval=sample_interval,
-        sync=sync,
-    )
+    try:
+        admins = _tokens(admin_token)
+        if admin_token_file:
+            admins += read_secret_file(admin_token_file)
+        readers = _tokens(read_token)
+        if read_token_file:
+            readers += read_secret_file(read_token_file)
+        secret = os.environ.get("FLOTILLA_UPDATES_OMAHA_SECRET", "")
+        if omaha_secret_file:
+            secret = next(iter(read_secret_file(omaha_secret_file)), "")
+        settings = ServerSettings(
+            db_url=db,
+            host=host,
+            port=port,
+            admin_tokens=admins,
+            read_tokens=readers,
+            retention=keep,
+            sample_interval=sample_interval,
+            omaha_secret=secret,
+            new_machine_grants=new_machine_grants,
+            trust_forwarded_for=trust_forwarded_for,
+            fleetlock_create_groups=fleetlock_create_groups,
+            sync=sync,
+        )
+        check_settings(settings)
+    except SettingsError as e:
+        _err().print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
     if workers > 1:
         # Each worker builds its own app from the environment (the only way uvicorn forks).
         os.environ.update(
@@ -179,6 +247,10 @@ def serve(
                 "FLOTILLA_UPDATES_READ_TOKENS": ",".join(settings.read_tokens),
                 "FLOTILLA_UPDATES_RETENTION": retention,
                 "FLOTILLA_UPDATES_SAMPLE_INTERVAL": str(sample_interval),
+                "FLOTILLA_UPDATES_OMAHA_SECRET": secret,
+                "FLOTILLA_UPDATES_NEW_MACHINE_GRANTS": str(new_machine_grants),
+                "FLOTILLA_UPDATES_TRUST_FORWARDED_FOR": "1" if trust_forwarded_for else "",
+                "FLOTILLA_UPDATES_FLEETLOCK_CREATE_GROUPS": "1" if fleetlock_create_groups else "",
                 **sync_env,
             }
         )

@@ -180,7 +180,7 @@ def parse_request(body: bytes) -> Request:
         raise OmahaError(f"forbidden XML construct: {type(e).__name__}") from None
     except ET.ParseError as e:
         raise OmahaError(f"malformed XML: {e}") from None
-    except (ValueError, UnicodeError) as e:  # odd encodings declared in the prolog
+    except (ValueError, UnicodeError, LookupError) as e:  # odd or unknown declared encodings
         raise OmahaError(f"undecodable XML: {e}") from None
     if root.tag != "request":
         raise OmahaError(f"root element is <{root.tag[:40]}>, not <request>")
