@@ -9,6 +9,7 @@ way helm is; a second call is a no-op.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 HYDRA_VERSION = "v2.3.0"
 HYDRA_MODULE = "github.com/ory/hydra/v2"
@@ -56,10 +58,11 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 
 def ensure_hydra(version: str = HYDRA_VERSION) -> Path:
-    """Return the Hydra binary, building it in a wrapper module only when it is not cached.
+    """Return the Hydra binary, building it from its module source only when it is not cached.
 
-    ``go install pkg@version`` refuses modules with ``replace`` directives, which Hydra's go.mod
-    has; a wrapper module that requires Hydra as a tool builds it with the proxy's versions.
+    ``go install pkg@version`` refuses modules with ``replace`` directives, and Hydra's go.mod
+    has two, so the module is downloaded from the Go proxy, copied to a temporary directory and
+    built there with its own go.mod (the ``ory/pop`` fork it needs included).
     """
     target = hydra_path(version)
     if target.is_file() and os.access(target, os.X_OK):
@@ -68,13 +71,28 @@ def ensure_hydra(version: str = HYDRA_VERSION) -> Path:
     if go is None:
         raise HydraBuildError("cannot build hydra: no `go` on PATH")
     target.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod")
     with tempfile.TemporaryDirectory(prefix="hydra-build-", dir=target.parent) as tmp:
         work = Path(tmp)
-        env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod")
-        _run([go, "mod", "init", "flotilla.local/hydra-wrapper"], work, env)
-        _run([go, "get", "-tool", f"{HYDRA_MODULE}@{version}"], work, env)
+        proc = subprocess.run(
+            [go, "mod", "download", "-json", f"{HYDRA_MODULE}@{version}"],
+            cwd=work, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise HydraBuildError(
+                f"go mod download {HYDRA_MODULE}@{version} failed:\n{proc.stdout}{proc.stderr}"
+            )
+        source = work / "src"
+        shutil.copytree(json.loads(proc.stdout)["Dir"], source)
+        for path in [source, *source.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        # The proxy's zip leaves out internal/httpclient (a module of its own), which one replace
+        # points at; its published version, hydra-client-go, is the same code.
+        _run([go, "mod", "edit", "-dropreplace", "github.com/ory/hydra-client-go/v2"], source, env)
         _run(
-            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", "hydra", HYDRA_MODULE], work, env
+            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(work / "hydra"), "."],
+            source,
+            env,
         )
         os.replace(work / "hydra", target)
     return target
@@ -133,8 +151,9 @@ def login_app(admin_url: Callable[[], str]) -> Any:
                 "<label>User <input name='user' id='user'></label>"
                 "<button type='submit' id='sign-in'>Sign in</button></form></body></html>"
             )
-        form = await request.form()
-        user, challenge = str(form.get("user", "")), str(form.get("challenge", ""))
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        user = form.get("user", [""])[0]
+        challenge = form.get("challenge", [""])[0]
         if user not in USERS:
             return HTMLResponse("unknown user", 401)
         async with httpx.AsyncClient() as client:
@@ -183,14 +202,17 @@ def login_app(admin_url: Callable[[], str]) -> Any:
 
 
 @contextmanager
-def running_hydra(login_url: str, consent_url: str, workdir: Path) -> Iterator[Hydra]:
-    """``hydra serve all`` on loopback with an in-memory database; stopped on exit."""
+def running_hydra(login_url: str, consent_url: str, workdir: Path, dsn: str) -> Iterator[Hydra]:
+    """``hydra serve all`` on loopback over PostgreSQL (``dsn``, migrated here); stopped on exit.
+
+    Hydra's in-memory store is SQLite, which needs a cgo build; PostgreSQL needs none.
+    """
     binary = ensure_hydra()
     public, admin = free_port(), free_port()
     issuer = f"http://127.0.0.1:{public}"
     env = dict(
         os.environ,
-        DSN="memory",
+        DSN=dsn,
         URLS_SELF_ISSUER=issuer,
         URLS_LOGIN=login_url,
         URLS_CONSENT=consent_url,
@@ -201,6 +223,12 @@ def running_hydra(login_url: str, consent_url: str, workdir: Path) -> Iterator[H
         SECRETS_SYSTEM="flotilla-test-system-secret-0123456789",
         LOG_LEVEL="warn",
     )
+    migrate = subprocess.run(
+        [str(binary), "migrate", "sql", "up", "-e", "--yes"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if migrate.returncode != 0:
+        raise RuntimeError(f"hydra migrate failed: {migrate.stderr[-2000:]}")
     log = (workdir / "hydra.log").open("wb")
     proc = subprocess.Popen(
         [str(binary), "serve", "all", "--dev"], env=env, stdout=log, stderr=subprocess.STDOUT

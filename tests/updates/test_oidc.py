@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
+import psycopg
 import pytest
 
 from flotilla.updates.server.oidc import OidcClient, OidcError, OidcSettings, Person
@@ -20,14 +21,37 @@ SECRET = "flotilla-test-client-secret"
 
 
 @pytest.fixture(scope="module")
-def hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
+def hydra(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterator[Hydra]:
     workdir = tmp_path_factory.mktemp("hydra")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE hydra")
+    dsn = (
+        pg_server.rsplit("/", 1)[0].replace("postgresql://", "postgres://")
+        + "/hydra?sslmode=disable"
+    )
     admin: list[str] = []
     with UvicornThread(login_app(lambda: admin[0])) as pages:
         base = f"http://127.0.0.1:{pages.port}"
-        with running_hydra(f"{base}/login", f"{base}/consent", workdir) as h:
+        with running_hydra(f"{base}/login", f"{base}/consent", workdir, dsn) as h:
             admin.append(h.admin)
             yield h
+
+
+_OPEN: list[OidcClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def clients(settings: OidcSettings, http: httpx.Client | None = None) -> OidcClient:
+    """An OidcClient closed after the test."""
+    client = OidcClient(settings, http)
+    _OPEN.append(client)
+    return client
 
 
 def _settings(hydra: Hydra, client_id: str, **over: object) -> OidcSettings:
@@ -73,7 +97,7 @@ def client_id(hydra: Hydra) -> str:
 def test_people_log_in_with_the_role_their_groups_grant(
     hydra: Hydra, client_id: str, user: str, person: Person
 ) -> None:
-    oidc = OidcClient(_settings(hydra, client_id))
+    oidc = clients(_settings(hydra, client_id))
     url = oidc.start("/ui/apps")
     q = parse_qs(urlsplit(url).query)
     assert q["code_challenge_method"] == ["S256"] and len(q["code_challenge"][0]) >= 43
@@ -85,14 +109,14 @@ def test_people_log_in_with_the_role_their_groups_grant(
 
 
 def test_a_person_without_an_allowed_group_is_refused(hydra: Hydra, client_id: str) -> None:
-    oidc = OidcClient(_settings(hydra, client_id))
+    oidc = clients(_settings(hydra, client_id))
     state, code = _browse(oidc.start("/ui/"), "mallory")
     with pytest.raises(OidcError, match="no role here"):
         oidc.finish(state, code)
 
 
 def test_a_forged_or_reused_code_is_refused(hydra: Hydra, client_id: str) -> None:
-    oidc = OidcClient(_settings(hydra, client_id))
+    oidc = clients(_settings(hydra, client_id))
     state, code = _browse(oidc.start("/ui/"), "alice")
     oidc.finish(state, code)
     state2, _ = _browse(oidc.start("/ui/"), "alice")
@@ -101,7 +125,7 @@ def test_a_forged_or_reused_code_is_refused(hydra: Hydra, client_id: str) -> Non
 
 
 def test_a_wrong_secret_is_refused_by_the_provider(hydra: Hydra, client_id: str) -> None:
-    oidc = OidcClient(_settings(hydra, client_id, client_secret="not-the-secret"))
+    oidc = clients(_settings(hydra, client_id, client_secret="not-the-secret"))
     state, code = _browse(oidc.start("/ui/"), "alice")
     with pytest.raises(OidcError, match="refused the code"):
         oidc.finish(state, code)
@@ -111,7 +135,7 @@ def test_an_issuer_that_does_not_match_discovery_is_refused(hydra: Hydra, client
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"issuer": "https://evil.test", "jwks_uri": "x"})
 
-    oidc = OidcClient(
+    oidc = clients(
         _settings(hydra, client_id), http=httpx.Client(transport=httpx.MockTransport(answer))
     )
     with pytest.raises(OidcError, match="names issuer"):
@@ -126,7 +150,7 @@ def test_a_dead_provider_is_a_clear_error(tmp_path: Path) -> None:
         admin_values=("a",),
     )
     with pytest.raises(OidcError, match="cannot read"):
-        OidcClient(settings, http=httpx.Client(timeout=2)).start("/ui/")
+        clients(settings, http=httpx.Client(timeout=2)).start("/ui/")
 
 
 @pytest.mark.parametrize(
@@ -170,4 +194,4 @@ def test_roles_and_names_from_claims(claims: dict[str, object], expected: Person
         admin_values=("fleet-admins",),
         read_values=("fleet-viewers",),
     )
-    assert OidcClient(settings).person(claims) == expected
+    assert clients(settings).person(claims) == expected

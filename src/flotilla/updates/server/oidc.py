@@ -127,6 +127,15 @@ class OidcClient:
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
 
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> OidcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def metadata(self) -> dict[str, Any]:
         """The provider's discovery document (its issuer must be ours)."""
         if self._metadata is None:
