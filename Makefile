@@ -37,6 +37,7 @@ testenv-build: venv
 # helm is the reference client of the chart and operator tests; built once into ~/.cache/flotilla/tools.
 tools: venv
 	$(BIN)/python tests/charts/helm_build.py
+	$(BIN)/python tests/updates/oidc_provider.py
 
 test: lint testenv-build tools assets
 	$(BIN)/pytest $(PYTEST_ARGS)

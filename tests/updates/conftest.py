@@ -29,8 +29,8 @@ from flotilla.updates.server.schema import make_engine, migrate
 from flotilla.updates.server.settings import ServerSettings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-ADMIN = "admin-secret"
-READER = "read-secret"
+ADMIN = "admin-secret-for-tests"
+READER = "read-secret-for-tests"
 SHA = "b4" * 32
 OLD, MID, NEW = "3510.2.0", "3602.2.0", "3760.2.0"
 

@@ -22,6 +22,7 @@ from flotilla.updates.models import InvalidVersionError
 from flotilla.updates.reboots.fleetlock import FleetLockError
 from flotilla.updates.server.api import create_app
 from flotilla.updates.server.catalog import CatalogError, NotFoundError
+from flotilla.updates.server.catalog_admin import InUseError
 from flotilla.updates.server.fleetspec import FleetFileError
 from flotilla.updates.server.omaha import OmahaError
 from flotilla.updates.server.settings import ServerSettings
@@ -54,6 +55,13 @@ CASES: list[tuple[Exception, str, int, Any, dict[str, str]]] = [
         "/api/v1/apps/a/groups/g",
         404,
         {"detail": "no such group"},
+        {},
+    ),
+    (
+        InUseError("channel beta is used by groups canary"),
+        "/api/v1/apps/a/channels/beta",
+        409,
+        {"detail": "channel beta is used by groups canary"},
         {},
     ),
     (
@@ -140,7 +148,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = ServerSettings(
         db_url=f"sqlite:///{tmp_path / 'u.db'}", admin_tokens=(ADMIN,), sample_interval=0
     )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+    headers = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "text/xml"}
+    with TestClient(create_app(settings), headers=headers) as c:
         yield c
 
 

@@ -13,6 +13,26 @@ from datetime import datetime, time, timedelta
 from flotilla.core import semver
 
 FLATCAR_APP_ID = "e96281a6-d1af-4bde-9a0a-97b76e56dc57"
+
+LEGACY_GROUP_TRACKS = {
+    # The group UUIDs CoreOS and early Flatcar machines were configured with (``GROUP=`` in
+    # update.conf); Nebraska maps them to its tracks (backend/pkg/omaha/omaha.go), so do we.
+    "5b810680-e36a-4879-b98a-4f989e80b899": "alpha",  # amd64
+    "3fe10490-dd73-4b49-b72a-28ac19acfcdc": "beta",
+    "9a2deb70-37be-4026-853f-bfdd6b347bbe": "stable",
+    "72834a2b-ad86-4d6d-b498-e08a19ebe54e": "edge",
+    "e641708d-fb48-4260-8bdf-ba2074a1147a": "alpha",  # arm64
+    "d112ec01-ba34-4a9e-9d4b-9814a685f266": "beta",
+    "11a585f6-9418-4df0-8863-78b2fd3240f8": "stable",
+    "b4b2fa22-c1ea-498c-a8ac-c1dc0b1d7c17": "edge",
+}
+
+
+def track_of(group: str) -> str:
+    """The track a machine's ``GROUP`` names: a legacy group UUID becomes its track name."""
+    return LEGACY_GROUP_TRACKS.get(group.strip("{}").lower(), group)
+
+
 DEFAULT_CHANNELS = ("alpha", "beta", "stable", "edge")
 ARCHES = ("amd64", "arm64")
 
@@ -114,6 +134,8 @@ class ActivityKind(enum.StrEnum):
     INSTANCE_UPDATE_FAILED = "InstanceUpdateFailed"
     CHANNEL_PACKAGE_UPDATED = "ChannelPackageUpdated"
     PACKAGE_NOT_FOUND = "PackageNotFound"
+    PACKAGE_SYNCED = "PackageSynced"
+    ADMIN_CHANGE = "AdminChange"
 
 
 class Severity(enum.StrEnum):

@@ -31,16 +31,25 @@ from starlette.routing import BaseRoute, Route
 
 from flotilla import __version__
 from flotilla.core.tasks import BackgroundTasks, every
-from flotilla.updates.models import Channel, ExtraFile, Package, Version
-from flotilla.updates.server import catalog, fleetlock_http
+from flotilla.updates.server import (
+    admin_api,
+    catalog,
+    catalog_admin,
+    fleetlock_http,
+    grantguard,
+    omaha_access,
+)
+from flotilla.updates.server.admin_api import ACTOR
 from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.server.lastseen import FLUSH_INTERVAL
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
+from flotilla.updates.server.payload_host import PayloadHost
 from flotilla.updates.server.schema import make_engine, migrate
-from flotilla.updates.server.settings import ServerSettings, settings_from_env
+from flotilla.updates.server.settings import ServerSettings, check_settings, settings_from_env
 from flotilla.updates.server.store import Store
+from flotilla.updates.server.syncer import Syncer
 from flotilla.updates.server.web import (
     EXCEPTION_HANDLERS,
     AdminRole,
@@ -91,9 +100,10 @@ class PackageIn(BaseModel):
 
 def _client_ip(request: Request, trust_forwarded: bool) -> str:
     if trust_forwarded:
+        # The last address is the one our proxy added; earlier ones the client may have invented.
         fwd = request.headers.get("x-forwarded-for", "")
         if fwd:
-            return fwd.split(",")[0].strip()[:64]
+            return fwd.split(",")[-1].strip()[:64]
     return request.client.host if request.client else ""
 
 
@@ -111,6 +121,9 @@ async def _change(svc: Services, fn: Any, *args: Any) -> Any:
 async def omaha(request: Request) -> Response:
     """Omaha v3 update check (open, no token; text/xml body)."""
     svc: Services = request.app.state.services
+    refused = omaha_access.refusal(request, svc.settings.omaha_secret)
+    if refused is not None:
+        return refused
     req = parse_request(await read_limited(request, MAX_BODY, OmahaError))
     now = datetime.now(UTC)
     ip = _client_ip(request, svc.settings.trust_forwarded_for)
@@ -161,14 +174,9 @@ async def packages(app_id: str, svc: Svc, _: ReadRole) -> Any:
 
 
 async def add_package(app_id: str, body: PackageIn, svc: Svc, _: AdminRole) -> Any:
-    """Create or update a package; returns what changed."""
-    Version.parse(body.version)
-    extras = tuple(ExtraFile(e.name, e.size, e.sha256.lower()) for e in body.extra_files)
-    pkg = Package(
-        app_id, body.version, body.arch, body.url, body.filename, body.size,
-        body.sha256.lower(), body.sha1.lower(), extras,
-    )  # fmt: skip
-    return await _change(svc, catalog.add_package, svc.engine, pkg)
+    """Create or replace a package (checked as a fleet file's package is); returns what changed."""
+    raw = body.model_dump()
+    return await _change(svc, catalog_admin.put_package, svc.engine, app_id, raw, ACTOR)
 
 
 async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
@@ -177,11 +185,9 @@ async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
 
 
 async def put_channel(app_id: str, name: str, body: ChannelIn, svc: Svc, _: AdminRole) -> Any:
-    """Point a channel at a version (logged as ChannelPackageUpdated)."""
-    for v in [*([body.package] if body.package else []), *body.blocked_versions, *body.floors]:
-        Version.parse(v)
-    ch = Channel(app_id, name, body.package, tuple(body.blocked_versions), tuple(body.floors))
-    return await _change(svc, catalog.set_channel, svc.engine, ch)
+    """Create or change a channel (checked as a fleet file's channel is; moves are logged)."""
+    raw = {k: v for k, v in body.model_dump().items() if v is not None}
+    return await _change(svc, catalog_admin.put_channel, svc.engine, app_id, name, raw, ACTOR)
 
 
 async def groups(app_id: str, svc: Svc, _: ReadRole) -> Any:
@@ -259,6 +265,8 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
         # The hot path first, as plain Starlette routes; the APIRoute below only documents it.
         Route("/v1/update/", omaha, methods=["POST"]),
         Route("/v1/update", omaha, methods=["POST"]),
+        Route("/v1/update/{secret}", omaha, methods=["POST"]),  # the optional shared secret
+        Route("/v1/update/{secret}/", omaha, methods=["POST"]),
         _api("/v1/update/", omaha, "omaha", "POST",
              summary="Omaha v3 update check (open, no token; text/xml body)"),
         _api("/healthz", healthz, "ops", response_class=PlainTextResponse),
@@ -277,6 +285,7 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
         _api(f"{V1}/activity", feed, "activity"),
         _api(f"{V1}/apply", apply, "apply", "POST"),
         # The dashboard (``/`` and ``/ui``; not in the OpenAPI document), then FleetLock.
+        *admin_api.ROUTES,
         *dashboard.routes(),
         *fleetlock_http.ROUTES,
     ]  # fmt: skip
@@ -291,7 +300,14 @@ def open_services(settings: ServerSettings) -> Services:
     migrate(engine)
     store_ref: list[Store] = []
     metrics = Metrics(lambda: store_ref[0].fleet_counts())
-    store = Store(engine, metrics.observer(), settings.config_ttl, settings.quiet_within)
+    limit = grantguard.NewMachineLimit(grants=settings.new_machine_grants)
+    store = Store(
+        engine,
+        metrics.observer(),
+        settings.config_ttl,
+        settings.quiet_within,
+        new_machines=limit,
+    )
     store_ref.append(store)
     auth = Auth(settings.admin_tokens, settings.read_tokens)
     return Services(settings, engine, store, metrics, auth)
@@ -307,6 +323,7 @@ async def _flush_seen(svc: Services) -> None:
 
 async def _prune(svc: Services) -> None:
     assert svc.settings.retention is not None
+    await run_in_threadpool(grantguard.prune, svc.engine, datetime.now(UTC), svc.store.new_machines)
     n = await run_in_threadpool(svc.store.prune, svc.settings.retention)
     if n:
         logger.info("pruned %d instances not seen for %s", n, svc.settings.retention)
@@ -321,6 +338,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Check-ins never wait for a connection: at most pool_size - 2 run at once (see settings).
     app.state.checkin_limiter = CapacityLimiter(max(1, settings.pool_size - 2))
     app.state.dashboard.bind(svc.engine, svc.store.invalidate)
+    syncer = (
+        Syncer(svc.engine, settings.sync, svc.store.invalidate)
+        if settings.sync is not None
+        else None
+    )
+    app.state.syncer = syncer
     try:
         async with BackgroundTasks(cancel_timeout=5) as tasks:
             app.state.tasks = tasks
@@ -333,20 +356,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             if settings.sample_interval > 0:
                 sampler = every(settings.sample_interval, lambda: _sample(svc), "sampling groups")
                 tasks.start("flotilla-dashboard-sampler", sampler)
+            if syncer is not None:
+                seconds = syncer.settings.interval.total_seconds()
+                sync_step = every(seconds, lambda: run_in_threadpool(syncer.run_once), "syncing")
+                tasks.start("flotilla-updates-sync", sync_step)
             yield
         await run_in_threadpool(svc.store.flush_seen)  # the last second of last-seen times
     finally:
+        if syncer is not None:
+            syncer.close()
         svc.engine.dispose()
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
     """Wire the server: settings and dashboard into the state, one route and one error table."""
-    dashboard = Dashboard(Sessions(settings.admin_tokens, settings.read_tokens))
+    check_settings(settings)  # weak tokens never get as far as listening
+    sessions = Sessions(
+        settings.admin_tokens,
+        settings.read_tokens,
+        idle=settings.session_idle,
+        max_age=settings.session_max,
+        login_per_minute=settings.login_attempts_per_minute,
+    )
+    dashboard = Dashboard(sessions)
+    dashboard.trust_forwarded = settings.trust_forwarded_for
     app = FastAPI(
         title="Flotilla updates",
         version=__version__,
         description="Omaha update server for Flatcar fleets, with rollout policies.",
-        routes=routes(dashboard),
+        routes=[*routes(dashboard), *payload_routes(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(OmahaMetrics)],
         lifespan=lifespan,
@@ -354,6 +392,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.settings = settings
     app.state.dashboard = dashboard
     return app
+
+
+def payload_routes(settings: ServerSettings) -> list[BaseRoute]:
+    """``/packages/``: the payloads the syncer downloaded, when ``--host-packages`` is set."""
+    sync = settings.sync
+    if sync is None or sync.host_dir is None:
+        return []
+    return PayloadHost(sync.host_dir, sync.public_url).routes()
 
 
 def create_app_from_env() -> FastAPI:

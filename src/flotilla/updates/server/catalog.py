@@ -75,7 +75,9 @@ def _log(
     )
 
 
-def _set_channel(conn: Connection, ch: Channel, changes: list[str]) -> None:
+def _set_channel(conn: Connection, ch: Channel, changes: list[str], actor: str = "") -> bool:
+    """Create or change a channel; True when it moved to another version (logged, with the
+    actor when one is given)."""
     row = (
         conn.execute(
             select(channels).where(channels.c.app_id == ch.app_id, channels.c.name == ch.name)
@@ -97,16 +99,19 @@ def _set_channel(conn: Connection, ch: Channel, changes: list[str]) -> None:
         changes.append(f"updated channel {ch.app_id}/{ch.name} -> {ch.version or '(none)'}")
         old = row["version"]
     else:
-        return
+        return False
     if ch.version is not None and ch.version != old:
+        by = f" (by {actor})" if actor else ""
         _log(
             conn,
             ch.app_id,
             ActivityKind.CHANNEL_PACKAGE_UPDATED,
             Severity.INFO,
-            f"channel {ch.name}: {old or '(none)'} -> {ch.version}",
+            f"channel {ch.name}: {old or '(none)'} -> {ch.version}{by}",
             ch.version,
         )
+        return True
+    return False
 
 
 def _set_package(conn: Connection, p: Package, changes: list[str]) -> None:
@@ -488,3 +493,87 @@ def resume_group(engine: Engine, app_id: str, ref: str) -> dict[str, Any]:
                 row["id"],
             )
         return _group_out(_find_group(conn, app_id, row["id"]))
+
+
+# --- releases imported by the syncer ----------------------------------------------------------
+
+
+def channel_version(engine: Engine, app_id: str, name: str) -> str | None:
+    """The version a channel serves, None when it has none or does not exist."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(channels.c.version).where(channels.c.app_id == app_id, channels.c.name == name)
+        ).first()
+    return None if row is None else row[0]
+
+
+def import_release(
+    engine: Engine, app_id: str, channel: str, version: str, pkgs: list[Package], source: str
+) -> list[str]:
+    """Add the synced packages that are new and move ``channel`` to ``version``, in one transaction.
+
+    Never deletes or overwrites: a stored package of the same version and arch with another
+    sha256 is refused, and the channel keeps its blocked versions and floors (a blocked version
+    is not moved to). The application is created when the database has none yet.
+    """
+    changes: list[str] = []
+    try:
+        with engine.begin() as conn:
+            if (
+                conn.execute(select(applications.c.id).where(applications.c.id == app_id)).first()
+                is None
+            ):
+                conn.execute(
+                    insert(applications).values(
+                        id=app_id, name="Flatcar Container Linux", description=""
+                    )
+                )
+                changes.append(f"created application {app_id}")
+            for p in pkgs:
+                row = conn.execute(
+                    select(packages.c.sha256).where(
+                        packages.c.app_id == p.app_id,
+                        packages.c.version == p.version,
+                        packages.c.arch == p.arch,
+                    )
+                ).first()
+                if row is not None:
+                    if row[0] != p.sha256:
+                        raise CatalogError(
+                            f"package {p.version} ({p.arch}) is stored with sha256 {row[0]}, but "
+                            f"{source} now announces {p.sha256}; not overwritten"
+                        )
+                    continue
+                _set_package(conn, p, changes)
+                _log(
+                    conn,
+                    app_id,
+                    ActivityKind.PACKAGE_SYNCED,
+                    Severity.INFO,
+                    f"synced {p.version} ({p.arch}) from {source}",
+                    p.version,
+                )
+            current = (
+                conn.execute(
+                    select(channels).where(channels.c.app_id == app_id, channels.c.name == channel)
+                )
+                .mappings()
+                .first()
+            )
+            blocked = tuple(current["blocked_versions"] or ()) if current is not None else ()
+            floors = tuple(current["floors"] or ()) if current is not None else ()
+            if version in blocked:
+                _log(
+                    conn,
+                    app_id,
+                    ActivityKind.CHANNEL_PACKAGE_UPDATED,
+                    Severity.WARNING,
+                    f"channel {channel}: {source} moved to {version}, which is blocked here; kept",
+                    version,
+                )
+            else:
+                _set_channel(conn, Channel(app_id, channel, version, blocked, floors), changes)
+    except IntegrityError:
+        # Another replica's syncer imported the same release at the same moment: nothing to do.
+        return []
+    return changes

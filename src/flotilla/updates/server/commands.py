@@ -44,10 +44,28 @@ DbOption = typer.Option(
     DEFAULT_DB, "--db", envvar="FLOTILLA_UPDATES_DB", help="Database URL or SQLite file path."
 )
 AdminTokenOption = typer.Option(
-    None, "--admin-token", envvar="FLOTILLA_UPDATES_ADMIN_TOKENS", help="May change things."
+    None,
+    "--admin-token",
+    envvar="FLOTILLA_UPDATES_ADMIN_TOKENS",
+    help="May change things (visible in ps: prefer --admin-token-file or the variable).",
 )
 ReadTokenOption = typer.Option(
-    None, "--read-token", envvar="FLOTILLA_UPDATES_READ_TOKENS", help="May only read the API."
+    None,
+    "--read-token",
+    envvar="FLOTILLA_UPDATES_READ_TOKENS",
+    help="May only read (visible in ps: prefer --read-token-file or the variable).",
+)
+AdminTokenFileOption = typer.Option(
+    None,
+    "--admin-token-file",
+    envvar="FLOTILLA_UPDATES_ADMIN_TOKEN_FILE",
+    help="File with admin tokens, one per line.",
+)
+ReadTokenFileOption = typer.Option(
+    None,
+    "--read-token-file",
+    envvar="FLOTILLA_UPDATES_READ_TOKEN_FILE",
+    help="File with read tokens, one per line.",
 )
 FileOption = typer.Option(..., "-f", "--file", exists=True, dir_okay=False, help="fleet.yaml")
 
@@ -80,12 +98,46 @@ def _tokens(values: list[str] | None) -> tuple[str, ...]:
     return tuple(t for v in values or [] for t in v.split(",") if t)
 
 
+HostPackagesOption: Any = typer.Option(
+    None,
+    "--host-packages",
+    envvar="FLOTILLA_UPDATES_HOST_PACKAGES",
+    help="With --sync-from: download and verify payloads here and serve them at /packages/.",
+)
+
+
 def serve(
     db: str = DbOption,
     host: str = typer.Option("127.0.0.1", "--host", envvar="FLOTILLA_UPDATES_HOST"),
     port: int = typer.Option(8000, "--port", envvar="FLOTILLA_UPDATES_PORT"),
     admin_token: list[str] | None = AdminTokenOption,
     read_token: list[str] | None = ReadTokenOption,
+    admin_token_file: str | None = AdminTokenFileOption,
+    read_token_file: str | None = ReadTokenFileOption,
+    omaha_secret_file: str | None = typer.Option(
+        None,
+        "--omaha-secret-file",
+        envvar="FLOTILLA_UPDATES_OMAHA_SECRET_FILE",
+        help="Omaha clients must use /v1/update/<secret> (or send it in a header); else 404.",
+    ),
+    new_machine_grants: int = typer.Option(
+        5,
+        "--new-machine-grants",
+        envvar="FLOTILLA_UPDATES_NEW_MACHINE_GRANTS",
+        help="Grants per source network and hour to machines first seen in the last day (0: off).",
+    ),
+    trust_forwarded_for: bool = typer.Option(
+        False,
+        "--trust-forwarded-for",
+        envvar="FLOTILLA_UPDATES_TRUST_FORWARDED_FOR",
+        help="Take client addresses from X-Forwarded-For (only behind a proxy you run).",
+    ),
+    fleetlock_create_groups: bool = typer.Option(
+        False,
+        "--fleetlock-create-groups",
+        envvar="FLOTILLA_UPDATES_FLEETLOCK_CREATE_GROUPS",
+        help="Let FleetLock clients create groups the fleet file does not define.",
+    ),
     retention: str = typer.Option(
         "90d",
         "--retention",
@@ -99,6 +151,29 @@ def serve(
         envvar="FLOTILLA_UPDATES_SAMPLE_INTERVAL",
         help="Seconds between the dashboard's rollout-chart samples (0: none).",
     ),
+    sync_from: str = typer.Option(
+        "",
+        "--sync-from",
+        envvar="FLOTILLA_UPDATES_SYNC_FROM",
+        help="Import releases from this upstream Omaha URL "
+        "(e.g. https://public.update.flatcar-linux.net/v1/update/).",
+    ),
+    sync_channels: str = typer.Option(
+        "alpha,beta,stable", "--sync-channels", envvar="FLOTILLA_UPDATES_SYNC_CHANNELS"
+    ),
+    sync_arches: str = typer.Option(
+        "amd64,arm64", "--sync-arches", envvar="FLOTILLA_UPDATES_SYNC_ARCHES"
+    ),
+    sync_interval: str = typer.Option(
+        "1h", "--sync-interval", envvar="FLOTILLA_UPDATES_SYNC_INTERVAL"
+    ),
+    host_packages: Path | None = HostPackagesOption,
+    public_url: str = typer.Option(
+        "",
+        "--public-url",
+        envvar="FLOTILLA_UPDATES_PUBLIC_URL",
+        help="The URL machines reach this server at (hosted payload URLs start with it).",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
@@ -108,7 +183,13 @@ def serve(
     from flotilla.updates.policies import parse_duration
     from flotilla.updates.server.api import create_app
     from flotilla.updates.server.schema import make_engine, migrate
-    from flotilla.updates.server.settings import ServerSettings
+    from flotilla.updates.server.settings import (
+        ServerSettings,
+        SettingsError,
+        check_settings,
+        read_secret_file,
+        sync_settings_from_env,
+    )
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -117,15 +198,46 @@ def serve(
         keep = None if retention in ("0", "never") else parse_duration(retention)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--retention") from None
-    settings = ServerSettings(
-        db_url=db,
-        host=host,
-        port=port,
-        admin_tokens=_tokens(admin_token),
-        read_tokens=_tokens(read_token),
-        retention=keep,
-        sample_interval=sample_interval,
-    )
+    sync_env = {
+        "FLOTILLA_UPDATES_SYNC_FROM": sync_from,
+        "FLOTILLA_UPDATES_SYNC_CHANNELS": sync_channels,
+        "FLOTILLA_UPDATES_SYNC_ARCHES": sync_arches,
+        "FLOTILLA_UPDATES_SYNC_INTERVAL": sync_interval,
+        "FLOTILLA_UPDATES_HOST_PACKAGES": str(host_packages or ""),
+        "FLOTILLA_UPDATES_PUBLIC_URL": public_url,
+    }
+    try:
+        sync = sync_settings_from_env(sync_env)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--sync-interval") from None
+    try:
+        admins = _tokens(admin_token)
+        if admin_token_file:
+            admins += read_secret_file(admin_token_file)
+        readers = _tokens(read_token)
+        if read_token_file:
+            readers += read_secret_file(read_token_file)
+        secret = os.environ.get("FLOTILLA_UPDATES_OMAHA_SECRET", "")
+        if omaha_secret_file:
+            secret = next(iter(read_secret_file(omaha_secret_file)), "")
+        settings = ServerSettings(
+            db_url=db,
+            host=host,
+            port=port,
+            admin_tokens=admins,
+            read_tokens=readers,
+            retention=keep,
+            sample_interval=sample_interval,
+            omaha_secret=secret,
+            new_machine_grants=new_machine_grants,
+            trust_forwarded_for=trust_forwarded_for,
+            fleetlock_create_groups=fleetlock_create_groups,
+            sync=sync,
+        )
+        check_settings(settings)
+    except SettingsError as e:
+        _err().print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
     if workers > 1:
         # Each worker builds its own app from the environment (the only way uvicorn forks).
         os.environ.update(
@@ -135,6 +247,11 @@ def serve(
                 "FLOTILLA_UPDATES_READ_TOKENS": ",".join(settings.read_tokens),
                 "FLOTILLA_UPDATES_RETENTION": retention,
                 "FLOTILLA_UPDATES_SAMPLE_INTERVAL": str(sample_interval),
+                "FLOTILLA_UPDATES_OMAHA_SECRET": secret,
+                "FLOTILLA_UPDATES_NEW_MACHINE_GRANTS": str(new_machine_grants),
+                "FLOTILLA_UPDATES_TRUST_FORWARDED_FOR": "1" if trust_forwarded_for else "",
+                "FLOTILLA_UPDATES_FLEETLOCK_CREATE_GROUPS": "1" if fleetlock_create_groups else "",
+                **sync_env,
             }
         )
         migrate(make_engine(db, pool_size=1))

@@ -6,9 +6,11 @@ its line, and one bad entry rejects the file. Pure: YAML text in, dataclasses or
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -371,6 +373,78 @@ def _policy(c: _Checker, d: _LineDict, path: str) -> Policy:
     return Policy() if bad else policy_from_dict(pd)
 
 
+def _channel(
+    c: _Checker, line: int, raw: Any, path: str, app_id: str, versions: set[str]
+) -> Channel | None:
+    """A channel; its package and floors must be among ``versions``."""
+    cd = c.mapping(raw, line, path, {"name", "package", "blocked_versions", "floors"})
+    if cd is None:
+        return None
+    cname = c.string(cd, "name", path) or ""
+    if cname and not _NAME.match(cname):
+        c.err(c.line(cd, "name"), f"{path}.name", "must be letters, digits, ._-")
+    version = c.version(cd, "package", path, required=False)
+    if version is not None and version not in versions:
+        c.err(c.line(cd, "package"), f"{path}.package", f"no package {version} is declared")
+    blocked = c.versions(cd, "blocked_versions", path)
+    floors = c.versions(cd, "floors", path)
+    for f in floors:
+        if f not in versions:
+            c.err(c.line(cd, "floors"), f"{path}.floors", f"no package {f} is declared")
+    return Channel(app_id, cname, version, blocked, floors)
+
+
+def _group(
+    c: _Checker, line: int, raw: Any, path: str, versions: set[str], channel_names: set[str]
+) -> GroupSpec | None:
+    """A group; its channel must be in ``channel_names``, a pinned version in ``versions``."""
+    gd = c.mapping(raw, line, path, {"name", "track", "channel", "policy"})
+    if gd is None:
+        return None
+    gname = c.string(gd, "name", path) or ""
+    if gname and not _NAME.match(gname):
+        c.err(c.line(gd, "name"), f"{path}.name", "must be letters, digits, ._-")
+    track = c.string(gd, "track", path, required=False) or gname
+    if len(track) > 100:
+        c.err(c.line(gd, "track"), f"{path}.track", "is longer than 100 characters")
+    channel = c.string(gd, "channel", path, required=False)
+    if channel is not None and channel not in channel_names:
+        c.err(c.line(gd, "channel"), f"{path}.channel", f"no channel {channel} is declared")
+    policy = _policy(c, gd, path)
+    if policy.pinned_version and policy.pinned_version not in versions:
+        c.err(line, f"{path}.policy.pinned_version", "no such package is declared")
+    return GroupSpec(gname, track, channel, policy)
+
+
+def parse_part(
+    kind: str,
+    body: Mapping[str, Any],
+    app_id: str,
+    versions: AbstractSet[str] = frozenset(),
+    channel_names: AbstractSet[str] = frozenset(),
+) -> Package | Channel | GroupSpec:
+    """One ``package``, ``channel`` or ``group`` from an API body, checked by the very code that
+    checks a fleet file; references are checked against the sets the caller read from the
+    database. Raises :class:`FleetFileError` listing every problem (paths start at ``$``)."""
+    try:
+        raw = yamlload.load(json.dumps(dict(body)), loader=_Loader, lines=True)
+    except (TypeError, ValueError, yaml.YAMLError) as e:
+        raise FleetFileError([f"$: not a JSON object: {e}"]) from None
+    c = _Checker()
+    part: Package | Channel | GroupSpec | None
+    if kind == "package":
+        part = _package(c, 1, raw, "$", app_id)
+    elif kind == "channel":
+        part = _channel(c, 1, raw, "$", app_id, set(versions))
+    elif kind == "group":
+        part = _group(c, 1, raw, "$", set(versions), set(channel_names) | set(DEFAULT_CHANNELS))
+    else:
+        raise ValueError(f"unknown part {kind!r}")
+    if c.problems or part is None:
+        raise FleetFileError(c.problems or ["$: invalid"])
+    return part
+
+
 def _app(c: _Checker, line: int, raw: Any, path: str) -> AppSpec | None:
     d = c.mapping(raw, line, path, {"id", "name", "description", "packages", "channels", "groups"})
     if d is None:
@@ -393,44 +467,23 @@ def _app(c: _Checker, line: int, raw: Any, path: str) -> AppSpec | None:
     versions = {p.version for p in pkgs}
     chans: list[Channel] = []
     for cline, ch, cpath in c.items(d, "channels", path):
-        cd = c.mapping(ch, cline, cpath, {"name", "package", "blocked_versions", "floors"})
-        if cd is None:
+        chan = _channel(c, cline, ch, cpath, app_id, versions)
+        if chan is None:
             continue
-        cname = c.string(cd, "name", cpath) or ""
-        if cname and not _NAME.match(cname):
-            c.err(c.line(cd, "name"), f"{cpath}.name", "must be letters, digits, ._-")
-        version = c.version(cd, "package", cpath, required=False)
-        if version is not None and version not in versions:
-            c.err(c.line(cd, "package"), f"{cpath}.package", f"no package {version} is declared")
-        blocked = c.versions(cd, "blocked_versions", cpath)
-        floors = c.versions(cd, "floors", cpath)
-        for f in floors:
-            if f not in versions:
-                c.err(c.line(cd, "floors"), f"{cpath}.floors", f"no package {f} is declared")
-        if cname in {x.name for x in chans}:
-            c.err(cline, cpath, f"duplicate channel {cname}")
-        chans.append(Channel(app_id, cname, version, blocked, floors))
+        if chan.name in {x.name for x in chans}:
+            c.err(cline, cpath, f"duplicate channel {chan.name}")
+        chans.append(chan)
     channel_names = {ch.name for ch in chans} | set(DEFAULT_CHANNELS)
     grps: list[GroupSpec] = []
     for gline, g, gpath in c.items(d, "groups", path):
-        gd = c.mapping(g, gline, gpath, {"name", "track", "channel", "policy"})
-        if gd is None:
+        grp = _group(c, gline, g, gpath, versions, channel_names)
+        if grp is None:
             continue
-        gname = c.string(gd, "name", gpath) or ""
-        if gname and not _NAME.match(gname):
-            c.err(c.line(gd, "name"), f"{gpath}.name", "must be letters, digits, ._-")
-        track = c.string(gd, "track", gpath, required=False) or gname
-        channel = c.string(gd, "channel", gpath, required=False)
-        if channel is not None and channel not in channel_names:
-            c.err(c.line(gd, "channel"), f"{gpath}.channel", f"no channel {channel} is declared")
-        policy = _policy(c, gd, gpath)
-        if policy.pinned_version and policy.pinned_version not in versions:
-            c.err(gline, f"{gpath}.policy.pinned_version", "no such package is declared")
-        if gname in {x.name for x in grps}:
-            c.err(gline, gpath, f"duplicate group {gname}")
-        if track in {x.track for x in grps}:
-            c.err(gline, gpath, f"duplicate track {track}")
-        grps.append(GroupSpec(gname, track, channel, policy))
+        if grp.name in {x.name for x in grps}:
+            c.err(gline, gpath, f"duplicate group {grp.name}")
+        if grp.track in {x.track for x in grps}:
+            c.err(gline, gpath, f"duplicate track {grp.track}")
+        grps.append(grp)
     return AppSpec(
         app_id,
         name,

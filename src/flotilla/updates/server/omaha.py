@@ -21,6 +21,7 @@ from flotilla.updates.models import (
     Version,
     is_valid_app_id,
     normalize_app_id,
+    track_of,
 )
 
 MAX_BODY = 64 * 1024
@@ -131,7 +132,7 @@ def _app(el: ET.Element, sp: str) -> AppRequest:
         raise OmahaError(f"app {app_id}: machineid is longer than {_MAX_ID} characters")
     if not all(c.isalnum() or c in "-_." for c in machine_id):
         raise OmahaError(f"app {app_id}: machineid has invalid characters")
-    track = _attr(el, "track").strip()
+    track = track_of(_attr(el, "track").strip())
     if not track:
         raise OmahaError(f"app {app_id}: track is missing")
     if len(track) > _MAX_ID:
@@ -179,7 +180,7 @@ def parse_request(body: bytes) -> Request:
         raise OmahaError(f"forbidden XML construct: {type(e).__name__}") from None
     except ET.ParseError as e:
         raise OmahaError(f"malformed XML: {e}") from None
-    except (ValueError, UnicodeError) as e:  # odd encodings declared in the prolog
+    except (ValueError, UnicodeError, LookupError) as e:  # odd or unknown declared encodings
         raise OmahaError(f"undecodable XML: {e}") from None
     if root.tag != "request":
         raise OmahaError(f"root element is <{root.tag[:40]}>, not <request>")

@@ -169,6 +169,8 @@ fleetlock_groups = Table(
     Column("max_holders", Integer, nullable=False),
     Column("windows", JSON, nullable=False, default=list),
     Column("timezone", String(64), nullable=False, default="UTC"),
+    # Migration 0004: SHA-256 (hex) of the group's token; NULL means the group needs none.
+    Column("token_sha256", String(64), nullable=True),
 )
 
 fleetlock_holders = Table(
@@ -178,6 +180,32 @@ fleetlock_holders = Table(
     Column("holder", String(256), primary_key=True),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
 )
+
+# Migration 0004: what keeps strangers from steering rollouts (see grantguard.py, sessions.py).
+
+new_machine_grants = Table(
+    "new_machine_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("network", String(64), nullable=False),
+    Column("app_id", String(64), nullable=False),
+    Column("machine_id", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_new_machine_grants_network_at", "network", "at"),
+)
+"""Grants to machines first seen recently, by source network, for the per-network limit."""
+
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("role", String(10), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=False),
+    Index("ix_dashboard_sessions_last_used", "last_used_at"),
+)
+"""Dashboard logins: only the SHA-256 of the cookie's random id is stored."""
 
 
 def normalize_url(url: str) -> str:

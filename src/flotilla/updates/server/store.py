@@ -55,7 +55,7 @@ from flotilla.updates.models import (
     Policy,
     RolloutStats,
 )
-from flotilla.updates.server import lifecycle, rollouts
+from flotilla.updates.server import grantguard, lifecycle, rollouts
 from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
 from flotilla.updates.server.lastseen import LastSeen
 from flotilla.updates.server.omaha import AppRequest, AppResponse, OmahaError, Request
@@ -122,6 +122,8 @@ _GROUP_STATE = select(groups.c.halted_version, groups.c.rollout_version).where(
     groups.c.id == bindparam("g")
 )
 _GROUP_STATE_FOR_UPDATE = _GROUP_STATE.with_for_update()
+
+
 def _state_of(row: Any) -> InstanceState:
     return InstanceState(
         version=row["version"],
@@ -186,8 +188,10 @@ class Store:
         observer: Observer | None = None,
         config_ttl: float = 1.0,
         quiet_within: timedelta = QUIET_WITHIN,
+        new_machines: grantguard.NewMachineLimit | None = None,
     ) -> None:
         self.engine = engine
+        self.new_machines = new_machines or grantguard.NewMachineLimit()
         self.observer = observer or Observer()
         self.config_ttl = config_ttl
         self.quiet_within = quiet_within
@@ -370,10 +374,9 @@ class Store:
                 rollouts.record_activity(conn, ctx, out.activity, now, app.machine_id)
             if out.failed:
                 self.observer.on_failure(ctx.app_id, ctx.name)
-                # The brake counts machines, not attempts: a machine retrying and failing again
-                # on the same version does not halt the rollout by itself.
-                target = out.state.last_update_version
-                if not rollouts.failed_before(conn, app.app_id, app.machine_id, target):
+                # The brake counts machines this server granted the version to, once each: a
+                # retry does not halt the rollout by itself, and invented ids count for nothing.
+                if grantguard.failure_counts(conn, state, ctx, app.app_id, app.machine_id):
                     rollouts.count_failure(conn, ctx, now)
             state = out.state
             if out.completed:
@@ -381,7 +384,7 @@ class Store:
         # 2. The ping needs nothing beyond last_seen. 3. The update check.
         package: Package | None = None
         if app.update_check:
-            state, package = self._update_check(conn, app, ctx, state, now)
+            state, package = self._update_check(conn, app, ctx, state, now, ip)
             if state.status != original.status and state.status in (
                 InstanceStatus.UPDATE_GRANTED,
                 InstanceStatus.ON_HOLD,
@@ -428,7 +431,13 @@ class Store:
         return package_from_row(row) if row is not None else None
 
     def _update_check(
-        self, conn: Connection, app: AppRequest, ctx: GroupCtx, state: InstanceState, now: datetime
+        self,
+        conn: Connection,
+        app: AppRequest,
+        ctx: GroupCtx,
+        state: InstanceState,
+        now: datetime,
+        ip: str = "",
     ) -> tuple[InstanceState, Package | None]:
         again = lifecycle.regrant_target(state, app.version)
         if again is not None:
@@ -465,6 +474,11 @@ class Store:
                 policies.Reason.MAX_TIMED_OUT,
             ):
                 state = lifecycle.hold(state)
+            return state, None
+        if not grantguard.admit_new_machine(
+            conn, self.new_machines, ctx.app_id, app.machine_id, ip, now
+        ):
+            self.observer.on_refusal(ctx.app_id, ctx.name, grantguard.REFUSAL)
             return state, None
         if rollout_version != final:
             rollouts.start_rollout(conn, ctx, final, now)

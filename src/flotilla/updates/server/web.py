@@ -25,15 +25,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flotilla.updates.models import InvalidVersionError
 from flotilla.updates.reboots.fleetlock import FleetLockError
 from flotilla.updates.server.catalog import CatalogError, NotFoundError
+from flotilla.updates.server.catalog_admin import InUseError
 from flotilla.updates.server.fleetspec import FleetFileError
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import OmahaError
+from flotilla.updates.server.omaha_access import is_omaha_path
 from flotilla.updates.server.settings import ServerSettings
 from flotilla.updates.server.store import Store
 
 logger = logging.getLogger(__name__)
 
-OMAHA_PATHS = frozenset({"/v1/update/", "/v1/update"})
 FLEETLOCK_PATHS = frozenset({"/v1/pre-reboot", "/v1/steady-state"})
 
 
@@ -151,7 +152,7 @@ async def _database(request: Request, exc: Exception) -> Response:
     """503 in the shape of the protocol the client spoke; Omaha clients are told when to retry."""
     path = request.url.path
     logger.error("database error on %s %s", request.method, path, exc_info=exc)
-    if path in OMAHA_PATHS:
+    if is_omaha_path(path):
         return PlainTextResponse("database unavailable\n", 503, headers={"Retry-After": "60"})
     if path in FLEETLOCK_PATHS:
         return JSONResponse({"kind": "unavailable", "value": "database unavailable"}, 503)
@@ -167,6 +168,7 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
     BodyTooLargeError: _detail(413),
     FleetFileError: _fleet_file,  # 422, one problem per line of the fleet file
     NotFoundError: _detail(404),
+    InUseError: _detail(409),  # a delete that would leave users dangling; names them
     CatalogError: _detail(422),
     InvalidVersionError: _detail(422),
     ValueError: _detail(422),  # the catalog's argument checks, undecodable bodies
@@ -181,7 +183,7 @@ class OmahaMetrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in OMAHA_PATHS:
+        if scope["type"] != "http" or not is_omaha_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         metrics: Metrics = scope["app"].state.services.metrics

@@ -1,28 +1,40 @@
 """Who is looking at the dashboard, and whether this request may change anything.
 
-A person logs in by pasting a token (the same admin or read tokens as the REST API); the server
-answers with a signed, HttpOnly, SameSite=Lax cookie holding the role and a CSRF secret. Every
-form carries that CSRF secret in a hidden field and every POST must echo it. Scripts may use
-``Authorization: Bearer`` instead: no cookie means no CSRF risk, so no CSRF field is needed.
+A person logs in by pasting a token (the same admin or read tokens as the REST API). The server
+creates a session row in the database - so every replica knows it - and answers with an HttpOnly,
+SameSite=Lax cookie holding only the session's random id; the database keeps the id's SHA-256,
+the role and a CSRF secret. A session ends on logout (the row is deleted), after ``idle`` without
+use, or ``max_age`` after login. Nothing sent to a browser is derived from a token, so nothing
+lets anyone test token guesses offline; login attempts are limited per client address.
 
-The signing key is derived from the configured tokens, so all worker processes agree on it without
-another setting, and changing the tokens logs everybody out.
+Every form carries the session's CSRF secret in a hidden field and every POST must echo it.
+Scripts may use ``Authorization: Bearer`` instead: no cookie means no CSRF risk. The login form
+is protected by a double-submit value (random, in a SameSite=Strict cookie and the form).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Engine, delete, insert, or_, select, update
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+
+from flotilla.updates.server.schema import dashboard_sessions
 
 COOKIE = "flotilla_session"
 LOGIN_COOKIE = "flotilla_login_csrf"
-SESSION_SECONDS = 12 * 3600
-"""How long a login lasts."""
+TOUCH_EVERY = timedelta(minutes=1)
+"""A session's last use is written at most this often (the idle expiry's resolution)."""
+_MAX_CLIENTS = 10_000
+"""Clients the login limiter remembers; beyond that it forgets the quietest."""
 
 
 @dataclass(frozen=True)
@@ -49,16 +61,59 @@ class Viewer:
 ANONYMOUS = Viewer("")
 
 
-class Sessions:
-    """Token checks, session cookies and CSRF secrets."""
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
-    def __init__(self, admin_tokens: tuple[str, ...], read_tokens: tuple[str, ...]) -> None:
+
+class LoginLimiter:
+    """At most ``per_minute`` login attempts per client address (in this process)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._seen: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+
+    def allow(self, client: str, now: float | None = None) -> bool:
+        """Count an attempt; False when the client already made too many this minute."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._seen.pop(client, None) or collections.deque()
+            while times and times[0] <= now - 60:
+                times.popleft()
+            self._seen[client] = times
+            while len(self._seen) > _MAX_CLIENTS:
+                self._seen.popitem(last=False)
+            if len(times) >= self.per_minute:
+                return False
+            times.append(now)
+            return True
+
+
+class Sessions:
+    """Token checks, server-side sessions and CSRF secrets."""
+
+    engine: Engine
+    """Set by :meth:`bind` once the server's lifespan has opened the database."""
+
+    def __init__(
+        self,
+        admin_tokens: tuple[str, ...],
+        read_tokens: tuple[str, ...],
+        idle: timedelta = timedelta(hours=1),
+        max_age: timedelta = timedelta(hours=12),
+        login_per_minute: int = 10,
+    ) -> None:
         self.admin = admin_tokens
         self.read = read_tokens
-        material = "\0".join(("flotilla-dashboard-v1", *admin_tokens, "\1", *read_tokens))
-        key = hashlib.sha256(material.encode()).hexdigest()
-        self._signer = URLSafeTimedSerializer(key, salt="flotilla-session")
-        self._login_signer = URLSafeTimedSerializer(key, salt="flotilla-login")
+        self.idle = idle
+        self.max_age = max_age
+        self.limiter = LoginLimiter(login_per_minute)
+
+    def bind(self, engine: Engine) -> None:
+        """Keep sessions in ``engine``'s database."""
+        self.engine = engine
 
     def role_for_token(self, token: str) -> str:
         """``admin``, ``read`` or ``""``; compared in constant time."""
@@ -74,11 +129,72 @@ class Sessions:
             return "read"
         return ""
 
-    def new_session(self, role: str) -> str:
-        """A signed cookie value for ``role`` with a fresh CSRF secret."""
-        return self._signer.dumps({"r": role, "c": secrets.token_urlsafe(24)})
+    # --- sessions (blocking: called through run_in_threadpool) -------------------------------
 
-    def viewer(self, request: Request) -> Viewer:
+    def new_session(self, role: str, now: datetime | None = None) -> str:
+        """Store a session for ``role``; returns its random id (the cookie's value)."""
+        now = now or datetime.now(UTC)
+        session_id = secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            conn.execute(  # expired sessions go whenever someone logs in
+                delete(dashboard_sessions).where(
+                    or_(
+                        dashboard_sessions.c.last_used_at < now - self.idle,
+                        dashboard_sessions.c.created_at < now - self.max_age,
+                    )
+                )
+            )
+            conn.execute(
+                insert(dashboard_sessions),
+                {
+                    "id_sha256": _digest(session_id),
+                    "role": role,
+                    "csrf": secrets.token_urlsafe(24),
+                    "created_at": now,
+                    "last_used_at": now,
+                },
+            )
+        return session_id
+
+    def lookup(self, session_id: str, now: datetime | None = None) -> Viewer:
+        """The viewer a cookie stands for; anonymous when unknown, revoked or expired."""
+        if not session_id or len(session_id) > 100:
+            return ANONYMOUS
+        now = now or datetime.now(UTC)
+        key = _digest(session_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(dashboard_sessions).where(dashboard_sessions.c.id_sha256 == key)
+            ).first()
+            if row is None:
+                return ANONYMOUS
+            created, used = _aware(row.created_at), _aware(row.last_used_at)
+            if created <= now - self.max_age or used <= now - self.idle:
+                gone = dashboard_sessions.c.id_sha256 == key
+                conn.execute(delete(dashboard_sessions).where(gone))
+                return ANONYMOUS
+            if used <= now - TOUCH_EVERY:
+                conn.execute(
+                    update(dashboard_sessions)
+                    .where(dashboard_sessions.c.id_sha256 == key)
+                    .values(last_used_at=now)
+                )
+        if row.role not in ("admin", "read"):
+            return ANONYMOUS
+        return Viewer(str(row.role), str(row.csrf))
+
+    def revoke(self, session_id: str) -> None:
+        """End a session (logout): its cookie is worthless from now on, wherever it is."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(dashboard_sessions).where(
+                    dashboard_sessions.c.id_sha256 == _digest(session_id)
+                )
+            )
+
+    # --- request helpers ---------------------------------------------------------------------
+
+    async def viewer(self, request: Request) -> Viewer:
         """Who sent ``request``: a bearer token wins over the cookie."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
@@ -86,31 +202,28 @@ class Sessions:
         raw = request.cookies.get(COOKIE)
         if not raw:
             return ANONYMOUS
-        try:
-            data = self._signer.loads(raw, max_age=SESSION_SECONDS)
-        except BadSignature:
-            return ANONYMOUS
-        if not isinstance(data, dict) or data.get("r") not in ("admin", "read"):
-            return ANONYMOUS
-        return Viewer(str(data["r"]), str(data.get("c", "")))
+        return await run_in_threadpool(self.lookup, raw)
 
-    def login_csrf(self) -> tuple[str, str]:
-        """(form value, signed cookie value) protecting the login form itself."""
+    @staticmethod
+    def login_csrf() -> tuple[str, str]:
+        """(form value, cookie value) protecting the login form: the same random value."""
         value = secrets.token_urlsafe(24)
-        return value, self._login_signer.dumps(value)
+        return value, value
 
-    def login_csrf_ok(self, request: Request, form_value: str) -> bool:
+    @staticmethod
+    def login_csrf_ok(request: Request, form_value: str) -> bool:
         """The login form's CSRF field matches its cookie."""
-        raw = request.cookies.get(LOGIN_COOKIE, "")
-        try:
-            expected = self._login_signer.loads(raw, max_age=3600)
-        except BadSignature:
-            return False
-        return isinstance(expected, str) and hmac.compare_digest(expected, form_value)
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        return bool(expected) and hmac.compare_digest(expected.encode(), form_value.encode())
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they are UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def csrf_ok(viewer: Viewer, form_value: str) -> bool:
     """A cookie session must echo its CSRF secret; a bearer token needs none."""
     if viewer.bearer:
         return True
-    return bool(viewer.csrf) and hmac.compare_digest(viewer.csrf, form_value)
+    return bool(viewer.csrf) and hmac.compare_digest(viewer.csrf.encode(), form_value.encode())

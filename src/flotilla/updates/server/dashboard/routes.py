@@ -30,7 +30,6 @@ from flotilla.updates.server.dashboard import actions, queries
 from flotilla.updates.server.dashboard.auth import (
     COOKIE,
     LOGIN_COOKIE,
-    SESSION_SECONDS,
     Sessions,
     Viewer,
     csrf_ok,
@@ -75,6 +74,8 @@ class Dashboard:
 
     def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
+        self.trust_forwarded = False
+        """Take login clients' addresses from X-Forwarded-For (set by the server)."""
         self.on_change: Callable[[], None] = lambda: None
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -87,6 +88,7 @@ class Dashboard:
     def bind(self, engine: Engine, on_change: Callable[[], None] = lambda: None) -> None:
         """Use ``engine`` from now on; ``on_change`` runs after every action (cache refresh)."""
         self.engine = engine
+        self.sessions.bind(engine)
         self.on_change = on_change
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -107,7 +109,7 @@ class Dashboard:
         """A page for logged-in readers; others go to the login form."""
 
         async def handler(request: Request) -> Response:
-            viewer = self.sessions.viewer(request)
+            viewer = await self.sessions.viewer(request)
             if not viewer.can_read:
                 if viewer.bearer:
                     return self.error(request, viewer, 401, "Unknown token.")
@@ -126,7 +128,7 @@ class Dashboard:
         """JSON for the live parts of pages."""
 
         async def handler(request: Request) -> Response:
-            if not self.sessions.viewer(request).can_read:
+            if not (await self.sessions.viewer(request)).can_read:
                 return JSONResponse({"detail": "log in first"}, 401)
             try:
                 return JSONResponse(await fn(request), headers={"Cache-Control": "no-store"})
@@ -141,7 +143,7 @@ class Dashboard:
         """A change: admin only, CSRF-checked, form size limited."""
 
         async def handler(request: Request) -> Response:
-            viewer = self.sessions.viewer(request)
+            viewer = await self.sessions.viewer(request)
             if not viewer.can_read:
                 return self.error(request, viewer, 401, "Log in first.")
             if not viewer.can_act:
@@ -173,7 +175,7 @@ class Dashboard:
     async def login_form(self, request: Request, error: str = "", status: int = 200) -> Response:
         value, cookie = self.sessions.login_csrf()
         nxt = _safe_next(request.query_params.get("next", "/"))
-        viewer = self.sessions.viewer(request)
+        viewer = await self.sessions.viewer(request)
         resp = self.render(request, viewer, "login.html", status, csrf=value, next=nxt, error=error)
         resp.set_cookie(
             LOGIN_COOKIE, cookie, max_age=3600, httponly=True, samesite="strict",
@@ -182,6 +184,8 @@ class Dashboard:
         return resp
 
     async def login(self, request: Request) -> Response:
+        if not self.sessions.limiter.allow(client_address(request, self.trust_forwarded)):
+            return await self.login_form(request, "Too many login attempts; wait a minute.", 429)
         try:
             form = parse_form(await _body(request))
         except FormTooLargeError:
@@ -192,18 +196,25 @@ class Dashboard:
         if not role:
             return await self.login_form(request, "Unknown token.", 401)
         resp = RedirectResponse(_safe_next(form.get("next", "/")), 303)
+        session_id = await run_in_threadpool(self.sessions.new_session, role)
+        max_age = int(self.sessions.max_age.total_seconds())
         resp.set_cookie(
-            COOKIE, self.sessions.new_session(role), max_age=SESSION_SECONDS, httponly=True,
+            COOKIE, session_id, max_age=max_age, httponly=True,
             samesite="lax", secure=request.url.scheme == "https", path="/",
         )  # fmt: skip
         resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
         return resp
 
     async def logout(self, request: Request) -> Response:
-        viewer = self.sessions.viewer(request)
-        form = parse_form(await _body(request))
+        viewer = await self.sessions.viewer(request)
+        try:
+            form = parse_form(await _body(request))
+        except FormTooLargeError as e:
+            return self.error(request, viewer, 413, str(e))
         if viewer.role and not csrf_ok(viewer, form.get("csrf", "")):
             return self.error(request, viewer, 403, "The form expired; try again.")
+        if viewer.role and not viewer.bearer:
+            await run_in_threadpool(self.sessions.revoke, request.cookies.get(COOKIE, ""))
         resp = RedirectResponse("/ui/login", 303)
         resp.delete_cookie(COOKIE, path="/")
         return resp
@@ -345,7 +356,8 @@ class Dashboard:
     async def release_lock(
         self, request: Request, viewer: Viewer, form: dict[str, str]
     ) -> Response:
-        group, holder = form.get("group", "").strip(), form.get("id", "").strip()
+        # The id exactly as the client sent it: any id a holder used can be released here.
+        group, holder = form.get("group", "").strip(), form.get("id", "")
         if not group or not holder:
             return self.error(request, viewer, 422, "A group and a machine id are required.")
         dropped = await run_in_threadpool(
@@ -445,10 +457,21 @@ async def _body(request: Request) -> bytes:
 
 
 def _int(raw: str | None, default: int) -> int:
+    """A query parameter as an integer that fits a BIGINT; ``default`` when it is none."""
     try:
-        return int(raw or "")
+        value = int((raw or "")[:30])
     except ValueError:
         return default
+    return max(-(2**63) + 1, min(value, 2**63 - 1))
+
+
+def client_address(request: Request, trust_forwarded: bool) -> str:
+    """The client's address: the proxy's own X-Forwarded-For entry when trusted, else the peer."""
+    if trust_forwarded:
+        fwd = request.headers.get("x-forwarded-for", "")
+        if fwd:
+            return fwd.split(",")[-1].strip()[:64]
+    return request.client.host if request.client else ""
 
 
 def _safe_next(raw: str) -> str:
