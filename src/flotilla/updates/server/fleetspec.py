@@ -478,7 +478,9 @@ def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
     if section is None:
         return ()
     for line, raw, path in c.items(section, "groups", "$.fleetlock"):
-        g = c.mapping(raw, line, path, {"name", "max_holders", "windows", "timezone"})
+        g = c.mapping(
+            raw, line, path, {"name", "max_holders", "windows", "timezone", "token_sha256"}
+        )
         if g is None:
             continue
         name = c.string(g, "name", path)
@@ -497,6 +499,9 @@ def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
                 windows.append(parse_window(str(w)))
             except ValueError as e:
                 c.err(wline, wpath, str(e))
+        token = c.string(g, "token_sha256", path, required=False)
+        if token is not None and not _HEX64.match(token):
+            c.err(c.line(g, "token_sha256"), f"{path}.token_sha256", "must be 64 hex digits")
         if name is not None and top is not None:
-            out.append(LockGroup(name, top, tuple(windows), tz))
+            out.append(LockGroup(name, top, tuple(windows), tz, token.lower() if token else None))
     return tuple(out)
