@@ -21,6 +21,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -34,7 +35,8 @@ from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
-from flotilla.updates.server.schema import make_engine, migrate
+from flotilla.updates.server.schema import make_engine, migrate, reading
+from flotilla.updates.server.schema import packages as packages_t
 from flotilla.updates.server.settings import ServerSettings, check_settings, settings_from_env
 from flotilla.updates.server.store import Store
 from flotilla.updates.server.web import (
@@ -212,7 +214,7 @@ async def instances(
     group: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**53)] = 0,
 ) -> Any:
     """Instances, most recently seen first; filter by group (name or id) and status."""
     return await run_in_threadpool(
@@ -290,12 +292,18 @@ def open_services(settings: ServerSettings) -> Services:
     engine = make_engine(settings.db_url, settings.pool_size)
     migrate(engine)
     store_ref: list[Store] = []
-    metrics = Metrics(lambda: store_ref[0].fleet_counts())
+    metrics = Metrics(lambda: store_ref[0].fleet_counts(), known=lambda: _known_versions(engine))
     limit = grantguard.NewMachineLimit(grants=settings.new_machine_grants)
     store = Store(engine, metrics.observer(), settings.config_ttl, new_machines=limit)
     store_ref.append(store)
     auth = Auth(settings.admin_tokens, settings.read_tokens)
     return Services(settings, engine, store, metrics, auth)
+
+
+def _known_versions(engine: Any) -> set[tuple[str, str]]:
+    """(app, version) of every package: the only version labels /metrics shows."""
+    with reading(engine) as conn:
+        return {(a, v) for a, v in conn.execute(select(packages_t.c.app_id, packages_t.c.version))}
 
 
 async def _sample(svc: Services) -> None:

@@ -451,6 +451,9 @@ def parse_fleet(text: str) -> FleetSpec:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         raise FleetFileError([f"line {line}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    duplicates = _duplicate_keys(text)
+    if duplicates:
+        raise FleetFileError(duplicates)
     c = _Checker()
     d = c.mapping(doc, 1, "$", {"applications", "fleetlock"})
     apps: list[AppSpec] = []
@@ -469,6 +472,37 @@ def parse_fleet(text: str) -> FleetSpec:
     if c.problems:
         raise FleetFileError(c.problems)
     return FleetSpec(tuple(apps), locks)
+
+
+def _duplicate_keys(text: str) -> list[str]:
+    """``line N: duplicate key 'k' (first on line M)`` for every repeated key: YAML loaders keep
+    the last value silently, and a fleet file must not mean something its reader didn't see."""
+    node = yamlload.compose(text, loader=_Loader)  # already loaded once: cannot fail now
+    problems: list[str] = []
+    stack = [node] if node is not None else []
+    seen_nodes: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    line = k.start_mark.line + 1
+                    key = (k.tag, k.value)
+                    if key in first:
+                        problems.append(
+                            f"line {line}: duplicate key {k.value[:60]!r} (first on line "
+                            f"{first[key]})"
+                        )
+                    else:
+                        first[key] = line
+                stack.extend((k, v))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return sorted(problems, key=lambda p: int(p.split(":", 1)[0].split()[1]))
 
 
 def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
