@@ -259,3 +259,27 @@ def test_apply_prints_one_line_and_applies_nothing(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["apply", "-f", str(f), "--db", "postgresql://nobody@127.0.0.1:1/x"])
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert "database refused the change" in " ".join(r.output.split()), r.output
+
+
+def test_healthz_is_503_when_the_database_refuses_writes(db_url: str) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    apply_doc(db_url, fleet())
+    with TestClient(create_app(ServerSettings(db_url=db_url, sample_interval=0))) as c:
+        assert c.get("/healthz").status_code == 200
+        engine = c.app.state.services.engine  # type: ignore[attr-defined]
+
+        def disk_full(_conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+                raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+        event.listen(engine, "before_cursor_execute", disk_full)
+        try:
+            r = c.get("/healthz")
+            assert r.status_code == 503 and "database" in r.text
+            r = c.post("/v1/update/", content=ue_request("z" * 32), headers=XML)
+            assert r.status_code == 503  # a check-in that must write says so, with Retry-After
+        finally:
+            event.remove(engine, "before_cursor_execute", disk_full)
+        assert c.get("/healthz").status_code == 200

@@ -21,7 +21,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -35,7 +35,7 @@ from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
-from flotilla.updates.server.schema import make_engine, migrate, reading
+from flotilla.updates.server.schema import make_engine, migrate, new_machine_grants, reading
 from flotilla.updates.server.schema import packages as packages_t
 from flotilla.updates.server.settings import ServerSettings, check_settings, settings_from_env
 from flotilla.updates.server.store import Store
@@ -126,16 +126,25 @@ async def omaha(request: Request) -> Response:
 
 
 def _database_answers(store: Store) -> bool:
-    """The health check itself: does the database answer a trivial query?"""
+    """The health check itself: does the database answer, and does it take a write?
+
+    The write (a row inserted and deleted in one committed transaction) fails when the disk is
+    full or the database is read-only, which a plain ``SELECT 1`` never notices.
+    """
     try:
         store.ping_db()
+        with store.engine.begin() as conn:
+            row = {"network": "healthz", "app_id": "", "machine_id": "", "at": datetime.now(UTC)}
+            conn.execute(insert(new_machine_grants), row)
+            probe = new_machine_grants.c.network == "healthz"
+            conn.execute(delete(new_machine_grants).where(probe))
     except SQLAlchemyError:
         return False
     return True
 
 
 async def healthz(svc: Svc) -> Response:
-    """200 when the database answers, 503 otherwise."""
+    """200 when the database answers and takes writes, 503 otherwise."""
     if await run_in_threadpool(_database_answers, svc.store):
         return PlainTextResponse("ok\n")
     return PlainTextResponse("database unavailable\n", 503)
