@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
@@ -30,6 +30,7 @@ from flotilla.updates.server.web import EXCEPTION_HANDLERS, BodyTooLargeError
 
 from .conftest import OLD, apply_doc, fleet, ue_request
 
+BAD_VALUE = "a value is out of range, too long or contains a NUL byte"
 DB_DOWN = OperationalError("SELECT 1", {}, Exception("connection refused"))
 
 # (error raised, path it is raised on, status, body as JSON or text, extra headers expected)
@@ -85,6 +86,22 @@ CASES: list[tuple[Exception, str, int, Any, dict[str, str]]] = [
         {"detail": "limit must be positive"},
         {},
     ),
+    (
+        DataError("INSERT", {}, Exception("value too long")),
+        "/api/v1/apps",
+        422,
+        {"detail": BAD_VALUE},
+        {},
+    ),
+    (
+        DataError("INSERT", {}, Exception("NUL")),
+        "/v1/update/",
+        400,
+        f"bad request: {BAD_VALUE}\n",
+        {},
+    ),
+    (OverflowError("int too big"), "/api/v1/apps", 422, {"detail": BAD_VALUE}, {}),
+    (RecursionError("too deep"), "/api/v1/apply", 422, {"detail": BAD_VALUE}, {}),
     (DB_DOWN, "/v1/update/", 503, "database unavailable\n", {"retry-after": "60"}),
     (DB_DOWN, "/v1/update", 503, "database unavailable\n", {"retry-after": "60"}),
     (

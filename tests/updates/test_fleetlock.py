@@ -115,7 +115,7 @@ def test_protocol_over_http(serve: Callable[..., Server], db_url: str) -> None:
     changes = apply_doc(db_url, doc)
     assert "fleetlock group workers: created (max 1)" in changes
     assert not any("fleetlock" in c for c in apply_doc(db_url, doc))
-    s = serve(db_url)
+    s = serve(db_url, fleetlock_create_groups=True)
     c = s.client
     missing = c.post("/v1/pre-reboot", json=_body("a", "workers"))
     assert missing.status_code == 400 and missing.json()["kind"] == "missing_header"
@@ -124,7 +124,7 @@ def test_protocol_over_http(serve: Callable[..., Server], db_url: str) -> None:
     assert c.post("/v1/pre-reboot", json=_body("a", "workers"), headers=HDR).status_code == 200
     busy = c.post("/v1/pre-reboot", json=_body("b", "workers"), headers=HDR)
     assert busy.status_code == 409 and busy.json()["kind"] == "failed_lock"
-    # Another group is independent; an unknown group gets one slot.
+    # Another group is independent; an unknown group gets one slot (when creating is allowed).
     assert c.post("/v1/pre-reboot", json=_body("b", "other"), headers=HDR).status_code == 200
     assert c.post("/v1/pre-reboot", json=_body("c", "other"), headers=HDR).status_code == 409
     held = c.get("/api/v1/fleetlock/holders", headers=s.reader()).json()

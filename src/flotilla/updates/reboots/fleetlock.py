@@ -13,6 +13,9 @@ database (:mod:`flotilla.updates.server.fleetlock_store`) and serves the endpoin
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterable
@@ -45,6 +48,8 @@ class LockGroup:
     max_holders: int = 1
     windows: tuple[Window, ...] = ()
     timezone: str = "UTC"
+    token_sha256: str | None = None
+    """SHA-256 (hex) of the token clients of this group must present; None: no token."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,34 @@ def parse_client_params(body: bytes) -> tuple[str, str]:
     if not isinstance(group, str) or not _GROUP_RE.match(group):
         raise FleetLockError("bad_request", "client_params.group is not a valid group name")
     return node_id, group
+
+
+def presented_token(authorization: str) -> str:
+    """The token in an ``Authorization`` header: ``Bearer <t>``, or HTTP Basic's password.
+
+    Zincati sets no header of its own, but its HTTP client (reqwest) turns credentials in
+    ``base_url`` (``https://fleetlock:<token>@host/``) into Basic auth; with only a user part
+    (``https://<token>@host/``) the user is the token.
+    """
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        user, _, password = decoded.partition(":")
+        return password or user
+    return ""
+
+
+def token_ok(group: LockGroup, authorization: str) -> bool:
+    """Whether a request may use ``group``: always without a token, else the right one."""
+    if group.token_sha256 is None:
+        return True
+    digest = hashlib.sha256(presented_token(authorization).encode()).hexdigest()
+    return hmac.compare_digest(digest, group.token_sha256)
 
 
 def may_lock(group: LockGroup, holders: Iterable[str], node_id: str, now: datetime) -> LockDecision:

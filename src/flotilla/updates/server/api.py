@@ -24,6 +24,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -46,7 +47,8 @@ from flotilla.updates.server.lastseen import FLUSH_INTERVAL
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
 from flotilla.updates.server.payload_host import PayloadHost
-from flotilla.updates.server.schema import make_engine, migrate
+from flotilla.updates.server.schema import make_engine, migrate, new_machine_grants, reading
+from flotilla.updates.server.schema import packages as packages_t
 from flotilla.updates.server.settings import ServerSettings, check_settings, settings_from_env
 from flotilla.updates.server.store import Store
 from flotilla.updates.server.syncer import Syncer
@@ -139,16 +141,25 @@ async def omaha(request: Request) -> Response:
 
 
 def _database_answers(store: Store) -> bool:
-    """The health check itself: does the database answer a trivial query?"""
+    """The health check itself: does the database answer, and does it take a write?
+
+    The write (a row inserted and deleted in one committed transaction) fails when the disk is
+    full or the database is read-only, which a plain ``SELECT 1`` never notices.
+    """
     try:
         store.ping_db()
+        with store.engine.begin() as conn:
+            row = {"network": "healthz", "app_id": "", "machine_id": "", "at": datetime.now(UTC)}
+            conn.execute(insert(new_machine_grants), row)
+            probe = new_machine_grants.c.network == "healthz"
+            conn.execute(delete(new_machine_grants).where(probe))
     except SQLAlchemyError:
         return False
     return True
 
 
 async def healthz(svc: Svc) -> Response:
-    """200 when the database answers, 503 otherwise."""
+    """200 when the database answers and takes writes, 503 otherwise."""
     if await run_in_threadpool(_database_answers, svc.store):
         return PlainTextResponse("ok\n")
     return PlainTextResponse("database unavailable\n", 503)
@@ -220,7 +231,7 @@ async def instances(
     group: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**53)] = 0,
 ) -> Any:
     """Instances, most recently seen first; filter by group (name or id) and status."""
     return await run_in_threadpool(
@@ -299,7 +310,7 @@ def open_services(settings: ServerSettings) -> Services:
     engine = make_engine(settings.db_url, settings.pool_size, max_overflow=0)
     migrate(engine)
     store_ref: list[Store] = []
-    metrics = Metrics(lambda: store_ref[0].fleet_counts())
+    metrics = Metrics(lambda: store_ref[0].fleet_counts(), known=lambda: _known_versions(engine))
     limit = grantguard.NewMachineLimit(grants=settings.new_machine_grants)
     store = Store(
         engine,
@@ -311,6 +322,12 @@ def open_services(settings: ServerSettings) -> Services:
     store_ref.append(store)
     auth = Auth(settings.admin_tokens, settings.read_tokens)
     return Services(settings, engine, store, metrics, auth)
+
+
+def _known_versions(engine: Any) -> set[tuple[str, str]]:
+    """(app, version) of every package: the only version labels /metrics shows."""
+    with reading(engine) as conn:
+        return {(a, v) for a, v in conn.execute(select(packages_t.c.app_id, packages_t.c.version))}
 
 
 async def _sample(svc: Services) -> None:

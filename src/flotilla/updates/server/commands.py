@@ -285,7 +285,17 @@ def apply(
     except UnicodeDecodeError:
         _err().print(f"[red]{file}:[/red] not UTF-8 text")
         raise typer.Exit(1) from None
-    changes = catalog.apply_fleet(_engine(db), spec)  # CatalogError: flotilla.core.cli shows it
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:  # one transaction: on any error nothing is applied
+        changes = catalog.apply_fleet(_engine(db), spec)  # CatalogError: flotilla.core.cli shows it
+    except SQLAlchemyError as e:
+        first = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
+        _err().print(f"[red]{file}:[/red] database refused the change: {first}", highlight=False)
+        raise typer.Exit(1) from None
+    except (OverflowError, RecursionError) as e:
+        _err().print(f"[red]{file}:[/red] a value is out of range: {e}", highlight=False)
+        raise typer.Exit(1) from None
     for c in changes:
         typer.echo(c)
     typer.echo(f"{len(changes)} change(s)" if changes else "no changes")

@@ -38,12 +38,35 @@ async def _params(request: Request) -> tuple[str, str]:
     return fleetlock.parse_client_params(body)
 
 
+async def _allowed(request: Request, svc: Svc, group: str) -> JSONResponse | None:
+    """The refusal for a group that does not exist (404) or whose token is missing (401)."""
+    g = await run_in_threadpool(fleetlock_store.find_group, svc.engine, group)
+    if g is None:
+        if svc.settings.fleetlock_create_groups:
+            return None
+        return JSONResponse(
+            {"kind": "unknown_group", "value": f"no FleetLock group {group} in the fleet file"},
+            404,
+        )
+    if not fleetlock.token_ok(g, request.headers.get("authorization", "")):
+        return JSONResponse(
+            {"kind": "unauthorized", "value": f"group {group} needs its token"},
+            401,
+            headers={"WWW-Authenticate": 'Basic realm="fleetlock"'},
+        )
+    return None
+
+
 async def pre_reboot(request: Request, svc: Svc) -> Any:
     """Take a reboot slot in the client's group (recursive for a holder)."""
     node_id, group = await _params(request)
+    refused = await _allowed(request, svc, group)
+    if refused is not None:
+        return refused
     decision = await run_in_threadpool(
-        fleetlock_store.acquire, svc.engine, node_id, group, datetime.now(UTC)
-    )
+        fleetlock_store.acquire, svc.engine, node_id, group, datetime.now(UTC),
+        svc.settings.fleetlock_create_groups,
+    )  # fmt: skip
     if not decision.ok:
         return JSONResponse({"kind": "failed_lock", "value": decision.reason}, 409)
     logger.info("fleetlock: %s holds a slot in %s", node_id, group)
@@ -51,8 +74,12 @@ async def pre_reboot(request: Request, svc: Svc) -> Any:
 
 
 async def steady_state(request: Request, svc: Svc) -> Any:
-    """Give the slot back (a success also when none was held)."""
+    """Give the slot back (a success also when none was held); only the id it was taken with
+    releases it, compared exactly as sent."""
     node_id, group = await _params(request)
+    refused = await _allowed(request, svc, group)
+    if refused is not None:
+        return refused
     await run_in_threadpool(fleetlock_store.release, svc.engine, node_id, group)
     return {}
 
@@ -80,13 +107,13 @@ async def unlock(group: str, node_id: str, svc: Svc, _: AdminRole) -> Any:
 
 
 ROUTES = [
-    # The protocol's endpoints are open: FleetLock has no authentication.
+    # The protocol has no authentication of its own: a group may require a token (Basic/Bearer).
     APIRoute("/v1/pre-reboot", pre_reboot, methods=["POST"], tags=["fleetlock"]),
     APIRoute("/v1/steady-state", steady_state, methods=["POST"], tags=["fleetlock"]),
     APIRoute("/api/v1/fleetlock/groups", groups, methods=["GET"], tags=["fleetlock"]),
     APIRoute("/api/v1/fleetlock/holders", holders, methods=["GET"], tags=["fleetlock"]),
     APIRoute(
-        "/api/v1/fleetlock/groups/{group}/holders/{node_id}",
+        "/api/v1/fleetlock/groups/{group}/holders/{node_id:path}",  # any id, even with a "/"
         unlock,
         methods=["DELETE"],
         tags=["fleetlock"],

@@ -25,15 +25,26 @@ def _group_from_row(row: Any) -> LockGroup:
         max_holders=int(row.max_holders),
         windows=tuple(parse_window(w) for w in row.windows or []),
         timezone=row.timezone,
+        token_sha256=row.token_sha256,
     )
 
 
-def _locked_group(conn: Connection, name: str, sqlite: bool) -> LockGroup:
-    """The group's row, locked for this transaction; created with defaults when unknown."""
+def find_group(engine: Engine, name: str) -> LockGroup | None:
+    """The group as configured, or None when no fleet file (nor a client) created it."""
+    with reading(engine) as conn:
+        row = conn.execute(select(fleetlock_groups).where(fleetlock_groups.c.name == name)).first()
+    return _group_from_row(row) if row is not None else None
+
+
+def _locked_group(conn: Connection, name: str, sqlite: bool, create: bool) -> LockGroup | None:
+    """The group's row, locked for this transaction; created with defaults when unknown and
+    ``create`` (else None)."""
     q = select(fleetlock_groups).where(fleetlock_groups.c.name == name)
     if not sqlite:
         q = q.with_for_update()
     row = conn.execute(q).first()
+    if row is None and not create:
+        return None
     if row is None:
         if sqlite:
             conn.execute(
@@ -54,11 +65,18 @@ def _locked_group(conn: Connection, name: str, sqlite: bool) -> LockGroup:
     return _group_from_row(row)
 
 
-def acquire(engine: Engine, node_id: str, group: str, now: datetime) -> LockDecision:
-    """``pre-reboot``: take (or keep) a slot; never more than the group's maximum."""
+def acquire(
+    engine: Engine, node_id: str, group: str, now: datetime, create: bool = True
+) -> LockDecision:
+    """``pre-reboot``: take (or keep) a slot; never more than the group's maximum.
+
+    An unknown group is created with one slot when ``create``, else refused.
+    """
     sqlite = is_sqlite(engine)
     with engine.begin() as conn:
-        g = _locked_group(conn, group, sqlite)
+        g = _locked_group(conn, group, sqlite, create)
+        if g is None:
+            return LockDecision(False, f"no FleetLock group {group}")
         holders = (
             conn.execute(
                 select(fleetlock_holders.c.holder).where(fleetlock_holders.c.group_name == group)
@@ -161,6 +179,7 @@ def apply_groups(conn: Connection, groups: Sequence[LockGroup], changes: list[st
             "max_holders": g.max_holders,
             "windows": [format_window(w) for w in g.windows],
             "timezone": g.timezone,
+            "token_sha256": g.token_sha256,
         }
         row = conn.execute(
             select(fleetlock_groups).where(fleetlock_groups.c.name == g.name)
@@ -168,10 +187,11 @@ def apply_groups(conn: Connection, groups: Sequence[LockGroup], changes: list[st
         if row is None:
             conn.execute(insert(fleetlock_groups).values(name=g.name, **values))
             changes.append(f"fleetlock group {g.name}: created (max {g.max_holders})")
-        elif (row.max_holders, list(row.windows or []), row.timezone) != (
+        elif (row.max_holders, list(row.windows or []), row.timezone, row.token_sha256) != (
             values["max_holders"],
             values["windows"],
             values["timezone"],
+            values["token_sha256"],
         ):
             conn.execute(
                 update(fleetlock_groups).where(fleetlock_groups.c.name == g.name).values(**values)

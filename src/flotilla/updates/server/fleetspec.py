@@ -504,6 +504,9 @@ def parse_fleet(text: str) -> FleetSpec:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         raise FleetFileError([f"line {line}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    duplicates = _duplicate_keys(text)
+    if duplicates:
+        raise FleetFileError(duplicates)
     c = _Checker()
     d = c.mapping(doc, 1, "$", {"applications", "fleetlock"})
     apps: list[AppSpec] = []
@@ -524,6 +527,37 @@ def parse_fleet(text: str) -> FleetSpec:
     return FleetSpec(tuple(apps), locks)
 
 
+def _duplicate_keys(text: str) -> list[str]:
+    """``line N: duplicate key 'k' (first on line M)`` for every repeated key: YAML loaders keep
+    the last value silently, and a fleet file must not mean something its reader didn't see."""
+    node = yamlload.compose(text, loader=_Loader)  # already loaded once: cannot fail now
+    problems: list[str] = []
+    stack = [node] if node is not None else []
+    seen_nodes: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    line = k.start_mark.line + 1
+                    key = (k.tag, k.value)
+                    if key in first:
+                        problems.append(
+                            f"line {line}: duplicate key {k.value[:60]!r} (first on line "
+                            f"{first[key]})"
+                        )
+                    else:
+                        first[key] = line
+                stack.extend((k, v))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return sorted(problems, key=lambda p: int(p.split(":", 1)[0].split()[1]))
+
+
 def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
     """``fleetlock: {groups: [{name, max_holders, windows, timezone}]}``."""
     section = c.mapping(d["fleetlock"], c.line(d, "fleetlock"), "$.fleetlock", {"groups"})
@@ -531,7 +565,9 @@ def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
     if section is None:
         return ()
     for line, raw, path in c.items(section, "groups", "$.fleetlock"):
-        g = c.mapping(raw, line, path, {"name", "max_holders", "windows", "timezone"})
+        g = c.mapping(
+            raw, line, path, {"name", "max_holders", "windows", "timezone", "token_sha256"}
+        )
         if g is None:
             continue
         name = c.string(g, "name", path)
@@ -550,6 +586,9 @@ def _fleetlock(c: _Checker, d: _LineDict) -> tuple[LockGroup, ...]:
                 windows.append(parse_window(str(w)))
             except ValueError as e:
                 c.err(wline, wpath, str(e))
+        token = c.string(g, "token_sha256", path, required=False)
+        if token is not None and not _HEX64.match(token):
+            c.err(c.line(g, "token_sha256"), f"{path}.token_sha256", "must be 64 hex digits")
         if name is not None and top is not None:
-            out.append(LockGroup(name, top, tuple(windows), tz))
+            out.append(LockGroup(name, top, tuple(windows), tz, token.lower() if token else None))
     return tuple(out)

@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flotilla.updates.models import InvalidVersionError
@@ -148,6 +148,15 @@ async def _fleetlock(_request: Request, exc: Exception) -> Response:
     return JSONResponse({"kind": exc.kind, "value": str(exc)}, 400)
 
 
+async def _bad_value(request: Request, exc: Exception) -> Response:
+    """A value the database or Python refused (too wide, out of range, NUL, too deep): 422."""
+    logger.info("refused a value on %s %s: %s", request.method, request.url.path, exc)
+    text = "a value is out of range, too long or contains a NUL byte"
+    if is_omaha_path(request.url.path):
+        return PlainTextResponse(f"bad request: {text}\n", 400)
+    return JSONResponse({"detail": text}, 422)
+
+
 async def _database(request: Request, exc: Exception) -> Response:
     """503 in the shape of the protocol the client spoke; Omaha clients are told when to retry."""
     path = request.url.path
@@ -172,6 +181,9 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
     CatalogError: _detail(422),
     InvalidVersionError: _detail(422),
     ValueError: _detail(422),  # the catalog's argument checks, undecodable bodies
+    DataError: _bad_value,  # 422: the database refused a value (PostgreSQL: width, NUL, range)
+    OverflowError: _bad_value,  # 422: an integer or duration past what fits
+    RecursionError: _bad_value,  # 422: nesting too deep to walk
     SQLAlchemyError: _database,  # 503
 }
 

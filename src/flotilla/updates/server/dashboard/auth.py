@@ -27,7 +27,7 @@ from sqlalchemy import Engine, delete, insert, or_, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from flotilla.updates.server.schema import dashboard_sessions
+from flotilla.updates.server.schema import dashboard_sessions, reading
 
 COOKIE = "flotilla_session"
 LOGIN_COOKIE = "flotilla_login_csrf"
@@ -162,23 +162,19 @@ class Sessions:
             return ANONYMOUS
         now = now or datetime.now(UTC)
         key = _digest(session_id)
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                select(dashboard_sessions).where(dashboard_sessions.c.id_sha256 == key)
-            ).first()
-            if row is None:
-                return ANONYMOUS
-            created, used = _aware(row.created_at), _aware(row.last_used_at)
-            if created <= now - self.max_age or used <= now - self.idle:
-                gone = dashboard_sessions.c.id_sha256 == key
-                conn.execute(delete(dashboard_sessions).where(gone))
-                return ANONYMOUS
-            if used <= now - TOUCH_EVERY:
-                conn.execute(
-                    update(dashboard_sessions)
-                    .where(dashboard_sessions.c.id_sha256 == key)
-                    .values(last_used_at=now)
-                )
+        this = dashboard_sessions.c.id_sha256 == key
+        with reading(self.engine) as conn:  # no write lock for most page views (SQLite)
+            row = conn.execute(select(dashboard_sessions).where(this)).first()
+        if row is None:
+            return ANONYMOUS
+        created, used = _aware(row.created_at), _aware(row.last_used_at)
+        if created <= now - self.max_age or used <= now - self.idle:
+            with self.engine.begin() as conn:
+                conn.execute(delete(dashboard_sessions).where(this))
+            return ANONYMOUS
+        if used <= now - TOUCH_EVERY:
+            with self.engine.begin() as conn:
+                conn.execute(update(dashboard_sessions).where(this).values(last_used_at=now))
         if row.role not in ("admin", "read"):
             return ANONYMOUS
         return Viewer(str(row.role), str(row.csrf))
