@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from flotilla.updates import policies
-from flotilla.updates.models import Channel, InstanceState, InstanceStatus, RolloutStats
+from flotilla.updates.models import (
+    ActivityKind,
+    Channel,
+    InstanceState,
+    InstanceStatus,
+    RolloutStats,
+)
 from flotilla.updates.policies import GroupFacts, Why
 from flotilla.updates.server import store as store_sql
 from flotilla.updates.server.fleetspec import policy_from_dict
@@ -30,6 +36,8 @@ BREAKDOWN_CAP = 20_000
 """Most machines of one group whose reasons are counted for the breakdown."""
 RATE_WINDOW = timedelta(hours=1)
 """How far back the rollout rate looks."""
+MIN_RATE_WINDOW = timedelta(minutes=10)
+"""The shortest span a rate is measured over (a one-minute-old rollout is not extrapolated)."""
 
 
 @dataclass
@@ -215,7 +223,7 @@ def glance(
         conn.execute(select(func.count()).where(instances.c.group_id == group["id"])).scalar_one()
     )
     on_target = 0
-    granted = 0
+    per_hour = 0.0
     if target is not None:
         on_target = int(
             conn.execute(
@@ -224,16 +232,27 @@ def glance(
                 )
             ).scalar_one()
         )
+        started = utc(
+            conn.execute(
+                select(func.min(activity.c.at)).where(
+                    activity.c.group_id == group["id"],
+                    activity.c.kind == ActivityKind.ROLLOUT_STARTED.value,
+                    activity.c.version == target,
+                )
+            ).scalar()
+        )
+        # A young rollout is measured over its own age (at least MIN_RATE_WINDOW), not an hour.
+        window = min(RATE_WINDOW, max(MIN_RATE_WINDOW, now - (started or now - RATE_WINDOW)))
         granted = int(
             conn.execute(
                 select(func.count()).where(
                     instances.c.group_id == group["id"],
                     instances.c.last_update_version == target,
-                    instances.c.last_update_granted_at > now - RATE_WINDOW,
+                    instances.c.last_update_granted_at > now - window,
                 )
             ).scalar_one()
         )
-    per_hour = granted / (RATE_WINDOW.total_seconds() / 3600)
+        per_hour = granted / (window.total_seconds() / 3600)
     still = policies.group_why(now, facts)
     eligible = round(total * min(max(facts.policy.rollout_percent, 0.0), 100.0) / 100.0)
     remaining = max(0, eligible - on_target)
