@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,10 +31,11 @@ from flotilla.updates.policies import (
     parse_window,
     why,
 )
+from flotilla.updates.server import rollout_status
 from flotilla.updates.server.api import create_app
 from flotilla.updates.server.fleetspec import group_id
 from flotilla.updates.server.settings import ServerSettings
-from tests.updates.conftest import ADMIN, READER, apply_doc, fleet, ue_request
+from tests.updates.conftest import ADMIN, NEW, OLD, READER, apply_doc, fleet, ue_request
 from tests.updates.test_dashboard import APP, login
 
 NOW = datetime(2026, 3, 4, 12, 1, 30, tzinfo=UTC)  # a Wednesday
@@ -313,3 +315,26 @@ def test_dashboard_pages_say_why(scenario: TestClient) -> None:
     assert cells[3] == "24.0/h"
     assert cells[4] == "~15m at 24/h"
     assert cells[5].startswith("rate limit 4/1m, next slot ")
+
+
+def test_versions_over_time_walks_back_from_now(scenario: TestClient) -> None:
+    engine = scenario.app.state.services.engine  # type: ignore[attr-defined]
+    before = datetime.now(UTC)
+    time.sleep(0.05)
+    # Two production machines finish their update (the first check after the reboot).
+    for i in (0, 1):
+        m = machine("production", i)
+        for ev in ((13, 1), (14, 1), (3, 1)):
+            scenario.post("/v1/update/", content=ue_request(m, track="production", check=False,
+                          event=ev), headers={"Content-Type": "text/xml"})  # fmt: skip
+        scenario.post("/v1/update/", content=ue_request(m, NEW, track="production", event=(3, 2),
+                      previous=OLD), headers={"Content-Type": "text/xml"})  # fmt: skip
+    gid = group_id(APP, "production")
+    with engine.connect() as conn:
+        from flotilla.updates.server.dashboard.queries import group_numbers
+
+        now = datetime.now(UTC)
+        current = group_numbers(conn, gid)["versions"]
+        assert dict(current) == {OLD: 4, NEW: 2}
+        series = rollout_status.versions_over_time(conn, gid, APP, current, [before, now])
+    assert series == {OLD: [6, 4], NEW: [0, 2]}

@@ -28,7 +28,14 @@ from flotilla.updates.policies import GroupFacts, Why
 from flotilla.updates.server import store as store_sql
 from flotilla.updates.server.fleetspec import policy_from_dict
 from flotilla.updates.server.rollouts import utc
-from flotilla.updates.server.schema import activity, channels, groups, instances, packages
+from flotilla.updates.server.schema import (
+    activity,
+    channels,
+    groups,
+    instance_history,
+    instances,
+    packages,
+)
 
 GROUP_PAUSED = "GroupPaused"
 """Activity kind the dashboard logs when it pauses a group (see ``dashboard.actions``)."""
@@ -272,3 +279,77 @@ def glance(
         "stopped": still.text if still else None,
         "stopped_kind": still.kind if still else None,
     }
+
+
+VERSION_SERIES = 6
+"""Versions drawn separately in the versions-over-time chart; the rest add up as "other"."""
+
+
+def versions_over_time(
+    conn: Connection,
+    group_id: str,
+    app_id: str,
+    current: list[tuple[str, int]],
+    times: list[datetime],
+) -> dict[str, list[int]]:
+    """Machines per version at each of ``times`` (oldest first, the last one is now).
+
+    Walks back from the current breakdown: each change of version between two consecutive
+    status-history rows of a machine moved it from the older row's version to the newer one,
+    so undoing the moves made after ``t`` gives the breakdown at ``t``. Machines first seen
+    after ``t`` are left out of it. Reads only history since the first time.
+    """
+    if not times:
+        return {}
+    h = instance_history.c
+    members = select(instances.c.machine_id).where(instances.c.group_id == group_id)
+    lagged = (
+        select(
+            h.machine_id,
+            h.at,
+            h.version,
+            func.lag(h.version)
+            .over(partition_by=(h.app_id, h.machine_id), order_by=h.id)
+            .label("prev"),
+        )
+        .where(h.app_id == app_id, h.machine_id.in_(members))
+        .subquery()
+    )
+    moves = [
+        (utc(at) or times[0], version, prev)
+        for at, version, prev in conn.execute(
+            select(lagged.c.at, lagged.c.version, lagged.c.prev)
+            .where(lagged.c.at > times[0], lagged.c.prev.is_not(None))
+            .where(lagged.c.prev != lagged.c.version)
+            .order_by(lagged.c.at.desc())
+        )
+    ]
+    newcomers = [
+        (utc(at) or times[0], version)
+        for at, version in conn.execute(
+            select(instances.c.first_seen, instances.c.version)
+            .where(instances.c.group_id == group_id, instances.c.first_seen > times[0])
+            .order_by(instances.c.first_seen.desc())
+        )
+    ]
+    counts: Counter[str] = Counter(dict(current))
+    frames: list[dict[str, int]] = [dict(counts)]
+    mi = ni = 0
+    for t in reversed(times[:-1]):
+        while mi < len(moves) and moves[mi][0] > t:
+            _, version, prev = moves[mi]
+            counts[version] -= 1
+            counts[prev] += 1
+            mi += 1
+        while ni < len(newcomers) and newcomers[ni][0] > t:
+            # Approximation: a newcomer leaves the count of its current version.
+            counts[newcomers[ni][1]] -= 1
+            ni += 1
+        frames.append({v: n for v, n in counts.items() if n > 0})
+    frames.reverse()
+    top = [v for v, _ in Counter(dict(current)).most_common(VERSION_SERIES)]
+    series = {v: [f.get(v, 0) for f in frames] for v in top}
+    other = [sum(n for v, n in f.items() if v not in series) for f in frames]
+    if any(other):
+        series["other"] = other
+    return series

@@ -299,6 +299,10 @@ def group_state(
             conn, g["id"], g["rollout_version"] or version, numbers["status"], period=period
         )
         glance = rollout_status.glance(conn, g)
+        stamps = [datetime.fromtimestamp(ms / 1000, UTC) for ms in prog.times]
+        by_version = rollout_status.versions_over_time(
+            conn, g["id"], app_id, numbers["versions"], stamps
+        )
         reasons = rollout_status.breakdown(conn, g["id"]) if full else None
         recent = [
             _activity_out(r)
@@ -319,6 +323,7 @@ def group_state(
         "recent": recent,
         "glance": glance,
         "reasons": reasons,
+        "versions_over_time": by_version,
     }
 
 

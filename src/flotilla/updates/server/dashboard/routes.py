@@ -446,6 +446,7 @@ def _chart_json(state: dict[str, Any]) -> dict[str, Any]:
             "series": prog.series,
             "times": prog.times,
             "period": prog.period,
+            "versions": state["versions_over_time"],
         },
     }
 

@@ -78,6 +78,32 @@ function drawCharts(data) {
         },
       });
     }
+    const vt = document.getElementById("versions-time-chart");
+    if (vt && p.versions) {
+      const vsets = Object.keys(p.versions).map((v, i) => ({
+        label: v, data: p.versions[v].map((y, j) => ({ x: times[j], y })),
+        borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + "55",
+        fill: true, pointRadius: 0, tension: 0, borderWidth: 1,
+      }));
+      if (charts.versionsTime) {
+        charts.versionsTime.data.datasets = vsets;
+        charts.versionsTime.options.scales.x.ticks.callback = (v) => timeLabel(v, span);
+        charts.versionsTime.update("none");
+      } else {
+        charts.versionsTime = new Chart(vt, {
+          type: "line",
+          data: { datasets: vsets },
+          options: {
+            animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
+            plugins: { tooltip: { callbacks: { title: (items) => items.length ? timeLabel(items[0].parsed.x, 0, true) : "" } } },
+            scales: {
+              x: { type: "linear", ticks: { maxTicksLimit: 5, callback: (v) => timeLabel(v, span) } },
+              y: { stacked: true, beginAtZero: true, title: { display: true, text: "instances" } },
+            },
+          },
+        });
+      }
+    }
     const empty = document.getElementById("progress-empty");
     if (empty && p.labels.length > 1) empty.remove();
   }
