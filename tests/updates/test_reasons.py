@@ -280,7 +280,7 @@ def test_dashboard_pages_say_why(scenario: TestClient) -> None:
     csrf = login(scenario, ADMIN)
     canary = f"/ui/apps/{APP}/groups/{group_id(APP, 'canary')}"
     page = scenario.get(canary).text
-    assert "halted: group halted: 2 failures" in page or "group halted: 2 failures" in page
+    assert "The rollout of 3760.2.0 is halted: 2 failures." in page
     assert 'href="#resume"' in page  # the banner points at the button
     breakdown = re.search(r'<table class="grid compact" id="reason-breakdown">(.*?)</table>', page,
                           re.S)  # fmt: skip

@@ -112,7 +112,8 @@ function drawCharts(data) {
 function timeLabel(ms, span, full) {
   const iso = new Date(ms).toISOString();  // UTC, like every time on these pages
   if (full) return iso.slice(0, 19).replace("T", " ");
-  return span > 86400000 ? iso.slice(5, 16).replace("T", " ") : iso.slice(11, 16);
+  if (span > 86400000) return iso.slice(5, 16).replace("T", " ");
+  return span < 600000 ? iso.slice(11, 19) : iso.slice(11, 16);
 }
 
 function setNumbers(root, values) {
