@@ -154,7 +154,9 @@ def test_reasons_and_the_rollout_at_a_glance(desk: Page, server: Server) -> None
         "() => Chart.getChart(document.getElementById('versions-time-chart'))"
     )
     desk.goto(server.url + PRODUCTION)
+    desk.wait_for_function("() => Chart.getChart(document.getElementById('versions-chart'))")
     shot(desk, "ux-group-production")
+    shot(desk, "ux-group-production-viewport", full=False)  # the size of docs/dashboard.png
 
 
 # --- phone: 390 px, no horizontal scroll, every control reachable ----------------------------
