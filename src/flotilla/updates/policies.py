@@ -7,6 +7,7 @@ it holds the group's lock, and the tests call them directly with many generated 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -366,6 +367,17 @@ def group_why(now: datetime, facts: GroupFacts) -> Why | None:
     return None if d.grant else Why(d.reason.value, refusal_text(d.reason, now, facts))
 
 
+@functools.lru_cache(maxsize=1024)
+def _target_of(current: str, channel: Channel, pinned: str | None) -> str | None:
+    """:func:`choose_target`, remembered: a group's machines share a handful of versions."""
+    return choose_target(current, channel, pinned)
+
+
+@functools.lru_cache(maxsize=1024)
+def _at_or_after(current: str, final: str) -> bool:
+    return Version.parse(current) >= Version.parse(final)
+
+
 def why(
     now: datetime,
     machine_id: str,
@@ -400,8 +412,8 @@ def why(
     final = facts.final_target
     channel = facts.channel or Channel("", "")
     try:
-        target = choose_target(state.version, channel, facts.policy.pinned_version)
-        ahead = final is not None and Version.parse(state.version) >= Version.parse(final)
+        target = _target_of(state.version, channel, facts.policy.pinned_version)
+        ahead = final is not None and _at_or_after(state.version, final)
     except InvalidVersionError:
         return Why(WaitKind.NO_TARGET.value, f"reports an unreadable version {state.version!r}")
     if target is None:

@@ -39,7 +39,7 @@ from flotilla.updates.server.schema import (
 
 GROUP_PAUSED = "GroupPaused"
 """Activity kind the dashboard logs when it pauses a group (see ``dashboard.actions``)."""
-BREAKDOWN_CAP = 20_000
+BREAKDOWN_CAP = 5_000
 """Most machines of one group whose reasons are counted for the breakdown."""
 RATE_WINDOW = timedelta(hours=1)
 """How far back the rollout rate looks."""
@@ -200,7 +200,12 @@ def breakdown(
             | (instances.c.status == InstanceStatus.ERROR.value)
             | instances.c.update_in_progress.is_(True)
         )
-    rows = conn.execute(select(instances).where(*cond).limit(cap + 1)).mappings().all()
+    c = instances.c
+    needed = (
+        c.machine_id, c.app_id, c.group_id, c.version, c.status, c.arch, c.last_update_version,
+        c.last_update_granted_at, c.update_in_progress, c.last_error_code,
+    )  # fmt: skip
+    rows = conn.execute(select(*needed).where(*cond).limit(cap + 1)).mappings().all()
     counts: Counter[str] = Counter()
     sample: dict[str, str] = {}
     for r in rows[:cap]:
@@ -281,6 +286,33 @@ def glance(
     }
 
 
+def _first_history_id_after(conn: Connection, since: datetime) -> int | None:
+    """The first status-history id written after ``since`` (ids grow with time): a binary
+    search over the primary key, as the history has no index on its time."""
+    h = instance_history.c
+    lo, hi = conn.execute(select(func.min(h.id), func.max(h.id))).one()
+    if lo is None:
+        return None
+
+    def first_from(i: int) -> tuple[int, datetime] | None:
+        row = conn.execute(select(h.id, h.at).where(h.id >= i).order_by(h.id).limit(1)).first()
+        return (int(row[0]), utc(row[1]) or since) if row else None
+
+    last = first_from(int(hi))
+    if last is None or last[1] <= since:
+        return None
+    low, high = int(lo), int(hi)
+    while low < high:  # the smallest i whose first row at or after it is newer than ``since``
+        mid = (low + high) // 2
+        found = first_from(mid)
+        if found is not None and found[1] > since:
+            high = mid
+        else:
+            low = mid + 1
+    first = first_from(low)
+    return first[0] if first else None
+
+
 VERSION_SERIES = 6
 """Versions drawn separately in the versions-over-time chart; the rest add up as "other"."""
 
@@ -302,28 +334,30 @@ def versions_over_time(
     if not times:
         return {}
     h = instance_history.c
-    members = select(instances.c.machine_id).where(instances.c.group_id == group_id)
-    lagged = (
-        select(
-            h.machine_id,
-            h.at,
-            h.version,
-            func.lag(h.version)
-            .over(partition_by=(h.app_id, h.machine_id), order_by=h.id)
-            .label("prev"),
+    moves: list[tuple[datetime, str, str]] = []
+    bound = _first_history_id_after(conn, times[0])
+    if bound is not None:
+        earlier = instance_history.alias("earlier")
+        prev = (
+            select(earlier.c.version)
+            .where(earlier.c.app_id == h.app_id, earlier.c.machine_id == h.machine_id)
+            .where(earlier.c.id < h.id)
+            .order_by(earlier.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-        .where(h.app_id == app_id, h.machine_id.in_(members))
-        .subquery()
-    )
-    moves = [
-        (utc(at) or times[0], version, prev)
-        for at, version, prev in conn.execute(
-            select(lagged.c.at, lagged.c.version, lagged.c.prev)
-            .where(lagged.c.at > times[0], lagged.c.prev.is_not(None))
-            .where(lagged.c.prev != lagged.c.version)
-            .order_by(lagged.c.at.desc())
+        joined = instance_history.join(
+            instances, (instances.c.app_id == h.app_id) & (instances.c.machine_id == h.machine_id)
         )
-    ]
+        for at, version, before in conn.execute(
+            select(h.at, h.version, prev.label("prev"))
+            .select_from(joined)
+            .where(h.id >= bound, h.app_id == app_id, h.at > times[0])
+            .where(instances.c.group_id == group_id)
+            .order_by(h.at.desc())
+        ):
+            if before is not None and before != version:
+                moves.append((utc(at) or times[0], version, before))
     newcomers = [
         (utc(at) or times[0], version)
         for at, version in conn.execute(
@@ -337,9 +371,9 @@ def versions_over_time(
     mi = ni = 0
     for t in reversed(times[:-1]):
         while mi < len(moves) and moves[mi][0] > t:
-            _, version, prev = moves[mi]
-            counts[version] -= 1
-            counts[prev] += 1
+            _, moved_to, moved_from = moves[mi]
+            counts[moved_to] -= 1
+            counts[moved_from] += 1
             mi += 1
         while ni < len(newcomers) and newcomers[ni][0] > t:
             # Approximation: a newcomer leaves the count of its current version.

@@ -289,7 +289,8 @@ def group_state(
 ) -> dict[str, Any]:
     """Everything the group page and its live poll show (raises catalog.NotFoundError).
 
-    ``full`` adds the reason breakdown, which reads the waiting machines (the page, not the poll).
+    ``full`` adds the reason breakdown and the versions over time, which read the waiting machines
+    and the status history (the page, not the poll).
     """
     g = catalog.get_group(engine, app_id, group_ref)
     with reading(engine) as conn:
@@ -299,10 +300,12 @@ def group_state(
             conn, g["id"], g["rollout_version"] or version, numbers["status"], period=period
         )
         glance = rollout_status.glance(conn, g)
-        stamps = [datetime.fromtimestamp(ms / 1000, UTC) for ms in prog.times]
-        by_version = rollout_status.versions_over_time(
-            conn, g["id"], app_id, numbers["versions"], stamps
-        )
+        by_version = None
+        if full:
+            stamps = [datetime.fromtimestamp(ms / 1000, UTC) for ms in prog.times]
+            by_version = rollout_status.versions_over_time(
+                conn, g["id"], app_id, numbers["versions"], stamps
+            )
         reasons = rollout_status.breakdown(conn, g["id"]) if full else None
         recent = [
             _activity_out(r)
