@@ -336,10 +336,22 @@ def test_resume_releases_a_tripped_brake(client: TestClient) -> None:
 def test_channel_form(client: TestClient) -> None:
     csrf = login(client, ADMIN)
     url = f"/ui/apps/{APP}/channels/stable"
-    r = client.post(url, data={"csrf": csrf, "package": MID}, follow_redirects=False)
-    assert r.status_code == 303
     engine = engine_of(client)
+    before = {c["name"]: c for c in catalog.list_channels(engine, APP)}["stable"]["package"]
+    # MID is older than what stable serves: a downgrade asks first and changes nothing.
+    r = client.post(url, data={"csrf": csrf, "package": MID}, follow_redirects=False)
+    assert r.status_code == 409
+    assert 'id="confirm-downgrade"' in r.text and f"back from {before} to the older {MID}" in r.text
+    assert 'name="confirm" value="downgrade"' in r.text
+    assert {c["name"]: c for c in catalog.list_channels(engine, APP)}["stable"]["package"] == before
+    r = client.post(
+        url, data={"csrf": csrf, "package": MID, "confirm": "downgrade"}, follow_redirects=False
+    )
+    assert r.status_code == 303
     assert {c["name"]: c for c in catalog.list_channels(engine, APP)}["stable"]["package"] == MID
+    # Moving forward again needs no confirmation.
+    r = client.post(url, data={"csrf": csrf, "package": before}, follow_redirects=False)
+    assert r.status_code == 303
     assert "ChannelPackageUpdated" in client.get("/ui/activity").text
     for bad, msg in (("latest", "not a semantic version"), ("9.9.9", "no package of 9.9.9")):
         r = client.post(url, data={"csrf": csrf, "package": bad})

@@ -95,7 +95,7 @@ def test_admin_watches_a_rollout_and_changes_the_policy(page: Page, server: Serv
     page.wait_for_function(
         "() => { const c = Chart.getChart(document.getElementById('progress-chart'));"
         " const d = c.data.datasets.find(s => s.label === 'Downloading').data;"
-        " return d[d.length - 1] === 3; }"
+        " return d[d.length - 1].y === 3; }"
     )
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "dashboard-group.png"), full_page=True)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flotilla.core.errors import FlotillaError
 from flotilla.updates.models import DEFAULT_CHANNELS, ActivityKind, Channel, Package, Severity
-from flotilla.updates.server import fleetlock_store
+from flotilla.updates.server import fleetlock_store, rollout_status
 from flotilla.updates.server.fleetspec import (
     AppSpec,
     FleetSpec,
@@ -361,7 +361,10 @@ def list_instances(
             .limit(limit)
             .offset(offset)
         )
-        return [_instance_out(r, names) for r in conn.execute(q).mappings()]
+        rows = conn.execute(q).mappings().all()
+        out = [_instance_out(r, names) for r in rows]
+        rollout_status.annotate(conn, zip(rows, out, strict=True))
+        return out
 
 
 def get_instance(engine: Engine, app_id: str, machine_id: str) -> dict[str, Any]:
@@ -385,6 +388,7 @@ def get_instance(engine: Engine, app_id: str, machine_id: str) -> dict[str, Any]
             .order_by(instance_history.c.id)
         ).mappings()
         out = _instance_out(row, names)
+        rollout_status.annotate(conn, [(row, out)])
         out["history"] = [
             {
                 "at": _iso(h["at"]),

@@ -323,6 +323,7 @@ def instances(
         table.add_column(name, no_wrap=True)
     table.add_column("LAST SEEN", no_wrap=True, min_width=19)
     table.add_column("ALIAS")
+    table.add_column("REASON")
     for r in rows:
         table.add_row(
             r["machine_id"],
@@ -332,6 +333,7 @@ def instances(
             r["last_update_version"] or "",
             (r["last_seen"] or "")[:19],
             r["alias"],
+            r["reason"] or "",
         )
     _out().print(table)
 

@@ -178,7 +178,7 @@ def halt(conn: Connection, ctx: GroupCtx, final: str, why: str, now: datetime) -
             Activity(
                 ActivityKind.ROLLOUT_FAILED,
                 Severity.ERROR,
-                f"rollout of {final} halted ({why}); resume it through the API",
+                f"rollout of {final} halted ({why}); press Resume updates on the group page",
                 final,
             ),
             now,

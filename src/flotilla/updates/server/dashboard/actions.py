@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from flotilla.updates.models import Channel, Severity
+from flotilla.updates.models import Channel, InvalidVersionError, Severity, Version
 from flotilla.updates.server import catalog
 from flotilla.updates.server.schema import activity
 
@@ -83,6 +83,18 @@ def set_channel_package(engine: Engine, app_id: str, name: str, version: str) ->
         engine,
         Channel(app_id, name, version, tuple(c["blocked_versions"]), tuple(c["floors"])),
     )
+
+
+def older_than_channel(engine: Engine, app_id: str, name: str, version: str) -> str | None:
+    """The channel's current version when ``version`` is older (a downgrade to confirm)."""
+    current = {c["name"]: c for c in catalog.list_channels(engine, app_id)}.get(name)
+    now_on = current["package"] if current else None
+    if not now_on:
+        return None
+    try:
+        return now_on if Version.parse(version) < Version.parse(now_on) else None
+    except InvalidVersionError:
+        return None
 
 
 def log_lock_release(engine: Engine, app_id: str, group: str, holder: str) -> None:

@@ -24,9 +24,10 @@ from sqlalchemy import (
     select,
 )
 
+from flotilla.updates import error_codes
 from flotilla.updates.models import ActivityKind, InstanceStatus
 from flotilla.updates.policies import in_any_window, parse_window
-from flotilla.updates.server import catalog
+from flotilla.updates.server import catalog, rollout_status
 from flotilla.updates.server.rollouts import utc
 from flotilla.updates.server.schema import (
     activity,
@@ -83,6 +84,16 @@ class InstancePage:
     pages: int
 
 
+PERIODS: dict[str, timedelta | None] = {
+    "rollout": None,
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+}
+"""What the group page's period picker offers: since the rollout began, or a fixed span."""
+
+
 @dataclass
 class Progress:
     """Instances in each stage of the current rollout at each sample time (the last is now)."""
@@ -90,6 +101,9 @@ class Progress:
     version: str | None
     labels: list[str] = field(default_factory=list)
     series: dict[str, list[int]] = field(default_factory=dict)
+    times: list[int] = field(default_factory=list)
+    """Sample times as milliseconds since the epoch (the chart's time axis)."""
+    period: str = "rollout"
 
 
 def _iso(dt: datetime | None) -> str:
@@ -191,9 +205,13 @@ def group_numbers(conn: Connection, group_id: str) -> dict[str, Any]:
 
 
 def rollout_started(conn: Connection, group_id: str, version: str) -> datetime | None:
-    """When the rollout of ``version`` started in the group (its last RolloutStarted entry)."""
+    """When the rollout of ``version`` first started in the group.
+
+    The first RolloutStarted entry, not the last: resuming a halted rollout logs another one, and
+    the chart must keep the failed part of the rollout's history.
+    """
     at = conn.execute(
-        select(func.max(activity.c.at)).where(
+        select(func.min(activity.c.at)).where(
             activity.c.group_id == group_id,
             activity.c.kind == ActivityKind.ROLLOUT_STARTED.value,
             activity.c.version == version,
@@ -232,15 +250,22 @@ def progress(
     live: dict[str, int],
     now: datetime | None = None,
     points: int = POINTS,
+    period: str = "rollout",
 ) -> Progress:
     """Instances per rollout stage over time, from the samples since the rollout began.
 
     Reads the group's samples (a few hundred small rows, never the instances), keeps at most
     ``points`` evenly spread timestamps, and ends with ``live``, the counts of this moment.
+    ``period`` is a key of :data:`PERIODS` (unknown keys mean the whole rollout).
     """
     now = now or datetime.now(UTC)
-    out = Progress(version)
-    since = rollout_started(conn, group_id, version) if version else None
+    period = period if period in PERIODS else "rollout"
+    out = Progress(version, period=period)
+    span = PERIODS[period]
+    if span is not None:
+        since: datetime | None = now - span
+    else:
+        since = rollout_started(conn, group_id, version) if version else None
     since = max(since or now - DEFAULT_WINDOW, now - SAMPLE_KEEP)
     s = group_status_samples.c
     by_at: dict[datetime, dict[str, int]] = {}
@@ -254,17 +279,34 @@ def progress(
         stamps = [stamps[int(i * step)] for i in range(points - 1)]
     frames = [(at, by_at[at]) for at in stamps] + [(now, live)]
     out.labels = [at.strftime("%H:%M:%S") for at, _ in frames]
+    out.times = [int(at.timestamp() * 1000) for at, _ in frames]
     out.series = {st: [f.get(st, 0) for _, f in frames] for st in STAGES}
     return out
 
 
-def group_state(engine: Engine, app_id: str, group_ref: str) -> dict[str, Any]:
-    """Everything the group page and its live poll show (raises catalog.NotFoundError)."""
+def group_state(
+    engine: Engine, app_id: str, group_ref: str, period: str = "rollout", full: bool = True
+) -> dict[str, Any]:
+    """Everything the group page and its live poll show (raises catalog.NotFoundError).
+
+    ``full`` adds the reason breakdown and the versions over time, which read the waiting machines
+    and the status history (the page, not the poll).
+    """
     g = catalog.get_group(engine, app_id, group_ref)
     with reading(engine) as conn:
         numbers = group_numbers(conn, g["id"])
         version = g["policy"].get("pinned_version") or _channel_version(conn, app_id, g["channel"])
-        prog = progress(conn, g["id"], g["rollout_version"] or version, numbers["status"])
+        prog = progress(
+            conn, g["id"], g["rollout_version"] or version, numbers["status"], period=period
+        )
+        glance = rollout_status.glance(conn, g)
+        by_version = None
+        if full:
+            stamps = [datetime.fromtimestamp(ms / 1000, UTC) for ms in prog.times]
+            by_version = rollout_status.versions_over_time(
+                conn, g["id"], app_id, numbers["versions"], stamps
+            )
+        reasons = rollout_status.breakdown(conn, g["id"]) if full else None
         recent = [
             _activity_out(r)
             for r in conn.execute(
@@ -282,7 +324,17 @@ def group_state(engine: Engine, app_id: str, group_ref: str) -> dict[str, Any]:
         "numbers": numbers,
         "progress": prog,
         "recent": recent,
+        "glance": glance,
+        "reasons": reasons,
+        "versions_over_time": by_version,
     }
+
+
+def app_glance(engine: Engine, app_id: str) -> dict[str, dict[str, Any]]:
+    """group id -> the group's rollout at a glance (see :func:`rollout_status.glance`)."""
+    gs = catalog.list_groups(engine, app_id)
+    with reading(engine) as conn:
+        return {g["id"]: rollout_status.glance(conn, g) for g in gs}
 
 
 def _channel_version(conn: Connection, app_id: str, channel: str | None) -> str | None:
@@ -340,13 +392,19 @@ def instance_page(
                 instances.c.last_update_version,
                 instances.c.ip,
                 instances.c.last_error_code,
+                instances.c.app_id,
+                instances.c.group_id,
+                instances.c.arch,
+                instances.c.last_update_granted_at,
+                instances.c.update_in_progress,
             )
             .where(*cond)
             .order_by(direction, instances.c.machine_id)
             .limit(per_page)
             .offset((page - 1) * per_page)
-        ).mappings()
+        ).mappings().all()
         out = [{**dict(r), "last_seen": _iso(r["last_seen"])} for r in rows]
+        rollout_status.annotate(conn, zip(rows, out, strict=True))
     return InstancePage(out, total, page, pages)
 
 
@@ -418,8 +476,15 @@ def instance_detail(
         out = dict(row)
         for k in ("first_seen", "last_seen", "last_update_granted_at"):
             out[k] = _iso(row[k])
-        out["history"] = [{**dict(h), "at": _iso(h["at"])} for h in hist]
+        rollout_status.annotate(conn, [(row, out)])
+        out["history"] = [
+            {**dict(h), "at": _iso(h["at"]), "error": _error_text(h["error_code"])} for h in hist
+        ]
         return out
+
+
+def _error_text(code: int | None) -> str:
+    return error_codes.describe(code) if code is not None else ""
 
 
 STALE_LOCK = timedelta(hours=1)

@@ -235,6 +235,8 @@ class Dashboard:
                 "counts": queries.status_counts_by_group(self.engine, app_id),
                 "versions": queries.versions(self.engine, app_id),
                 "statuses": queries.STATUSES,
+                "glance": queries.app_glance(self.engine, app_id),
+                "confirm": None,
             }
 
         return await run_in_threadpool(load)
@@ -252,12 +254,14 @@ class Dashboard:
         values: dict[str, Any] | None = None,
     ) -> Response:
         app_id, gid = request.path_params["app"], request.path_params["group"]
-        state = await run_in_threadpool(queries.group_state, self.engine, app_id, gid)
+        period = request.query_params.get("period", "rollout")
+        state = await run_in_threadpool(queries.group_state, self.engine, app_id, gid, period)
         name = await run_in_threadpool(queries.app_name, self.engine, app_id)
         policy = values if values is not None else state["group"]["policy"]
         return self.render(
             request, viewer, "group.html", status, app_id=app_id, app_name=name,
             s=state, policy=policy, errors=errors or {}, chart=_chart_json(state),
+            periods=list(queries.PERIODS),
         )  # fmt: skip
 
     async def instances(self, request: Request, viewer: Viewer) -> Response:
@@ -350,6 +354,13 @@ class Dashboard:
             return self.render(
                 request, viewer, "app.html", 422, errors={name: err or "invalid"}, **ctx
             )
+        older = await run_in_threadpool(
+            actions.older_than_channel, self.engine, app_id, name, version
+        )
+        if older is not None and form.get("confirm") != "downgrade":
+            ctx = await self._app_ctx(app_id)
+            ctx["confirm"] = {"channel": name, "from": older, "to": version}
+            return self.render(request, viewer, "app.html", 409, errors={}, **ctx)
         await run_in_threadpool(actions.set_channel_package, self.engine, app_id, name, version)
         return RedirectResponse(f"/ui/apps/{quote(app_id)}?done=channel", 303)
 
@@ -374,11 +385,11 @@ class Dashboard:
 
     async def group_data(self, request: Request) -> Any:
         state = await run_in_threadpool(
-            queries.group_state,
-            self.engine,
-            request.path_params["app"],
-            request.path_params["group"],
-        )
+            lambda: queries.group_state(
+                self.engine, request.path_params["app"], request.path_params["group"],
+                request.query_params.get("period", "rollout"), full=False,
+            )
+        )  # fmt: skip
         return {
             **_chart_json(state),
             "status": state["numbers"]["status"],
@@ -387,6 +398,7 @@ class Dashboard:
             "halted": state["group"]["halted_version"],
             "enabled": state["group"]["policy"]["updates_enabled"],
             "recent": state["recent"],
+            "glance": state["glance"],
         }
 
     async def app_data(self, request: Request) -> Any:
@@ -440,7 +452,14 @@ def _chart_json(state: dict[str, Any]) -> dict[str, Any]:
     prog: queries.Progress = state["progress"]
     return {
         "versions": state["numbers"]["versions"][:12],
-        "progress": {"version": prog.version, "labels": prog.labels, "series": prog.series},
+        "progress": {
+            "version": prog.version,
+            "labels": prog.labels,
+            "series": prog.series,
+            "times": prog.times,
+            "period": prog.period,
+            "versions": state["versions_over_time"],
+        },
     }
 
 

@@ -51,27 +51,69 @@ function drawCharts(data) {
   const pc = document.getElementById("progress-chart");
   if (pc && data.progress) {
     const p = data.progress;
+    // A real time axis: points at their sample times (UTC), so gaps and pauses show as such.
+    const times = p.times || p.labels.map((_, i) => i);
     const datasets = Object.keys(STAGE_COLORS).map((s) => ({
-      label: s, data: (p.series[s] || []), borderColor: STAGE_COLORS[s],
-      backgroundColor: STAGE_COLORS[s] + "33", pointRadius: 0, tension: 0, borderWidth: 2,
+      label: s, data: (p.series[s] || []).map((y, i) => ({ x: times[i], y })),
+      borderColor: STAGE_COLORS[s], backgroundColor: STAGE_COLORS[s] + "33",
+      pointRadius: 0, tension: 0, borderWidth: 2,
     }));
+    const span = times.length > 1 ? times[times.length - 1] - times[0] : 0;
     if (charts.progress) {
-      charts.progress.data.labels = p.labels;
       charts.progress.data.datasets.forEach((d, i) => { d.data = datasets[i].data; });
+      charts.progress.options.scales.x.ticks.callback = (v) => timeLabel(v, span);
       charts.progress.update("none");
     } else {
       charts.progress = new Chart(pc, {
         type: "line",
-        data: { labels: p.labels, datasets },
+        data: { datasets },
         options: {
           animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
-          scales: { y: { beginAtZero: true, title: { display: true, text: "instances" } } },
+          plugins: { tooltip: { callbacks: { title: (items) => items.length ? timeLabel(items[0].parsed.x, 0, true) : "" } } },
+          scales: {
+            x: { type: "linear", title: { display: true, text: "time (UTC)" },
+                 ticks: { maxTicksLimit: 8, callback: (v) => timeLabel(v, span) } },
+            y: { beginAtZero: true, title: { display: true, text: "instances" } },
+          },
         },
       });
+    }
+    const vt = document.getElementById("versions-time-chart");
+    if (vt && p.versions) {
+      const vsets = Object.keys(p.versions).map((v, i) => ({
+        label: v, data: p.versions[v].map((y, j) => ({ x: times[j], y })),
+        borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + "55",
+        fill: true, pointRadius: 0, tension: 0, borderWidth: 1,
+      }));
+      if (charts.versionsTime) {
+        charts.versionsTime.data.datasets = vsets;
+        charts.versionsTime.options.scales.x.ticks.callback = (v) => timeLabel(v, span);
+        charts.versionsTime.update("none");
+      } else {
+        charts.versionsTime = new Chart(vt, {
+          type: "line",
+          data: { datasets: vsets },
+          options: {
+            animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
+            plugins: { tooltip: { callbacks: { title: (items) => items.length ? timeLabel(items[0].parsed.x, 0, true) : "" } } },
+            scales: {
+              x: { type: "linear", ticks: { maxTicksLimit: 5, callback: (v) => timeLabel(v, span) } },
+              y: { stacked: true, beginAtZero: true, title: { display: true, text: "instances" } },
+            },
+          },
+        });
+      }
     }
     const empty = document.getElementById("progress-empty");
     if (empty && p.labels.length > 1) empty.remove();
   }
+}
+
+function timeLabel(ms, span, full) {
+  const iso = new Date(ms).toISOString();  // UTC, like every time on these pages
+  if (full) return iso.slice(0, 19).replace("T", " ");
+  if (span > 86400000) return iso.slice(5, 16).replace("T", " ");
+  return span < 600000 ? iso.slice(11, 19) : iso.slice(11, 16);
 }
 
 function setNumbers(root, values) {
@@ -98,8 +140,12 @@ function groupPage() {
   if (blob) drawCharts(JSON.parse(blob.textContent));
   if (!live) return;
   every(async () => {
-    const d = await getJSON(live.dataset.live);
-    setNumbers(live, Object.assign({ total: d.total, on_target: d.on_target }, d.status));
+    const d = await getJSON(live.dataset.live + location.search);
+    const g = d.glance || {};
+    setNumbers(live, Object.assign({
+      total: d.total, on_target: d.on_target, percent: g.percent + "%",
+      rate: g.rate_per_hour + "/h", eta: g.eta,
+    }, d.status));
     drawCharts(d);
     const feed = document.getElementById("recent");
     if (feed && d.recent) {
@@ -138,7 +184,9 @@ function activityPage() {
       tr.className = "new";
       tr.innerHTML = `<td><time>${esc(a.at)}</time></td><td><span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
         `<td>${esc(a.kind)}</td><td>${a.group_url ? `<a href="${esc(a.group_url)}">${esc(a.group)}</a>` : ""}</td>` +
-        `<td>${esc(a.version || "")}</td><td>${esc(a.message)}</td>`;
+        `<td>${esc(a.version || "")}</td><td>${esc(a.message)}` +
+        (a.machine_id ? ` <a href="/ui/apps/${encodeURIComponent(a.app_id)}/instances/${encodeURIComponent(a.machine_id)}"><code class="mid">${esc(a.machine_id)}</code></a>` : "") +
+        "</td>";
       body.insertBefore(tr, body.firstChild);
     });
   });
