@@ -300,9 +300,7 @@ def test_a_change_in_a_base_context_live_updates_the_dependent(tmp_path: Path) -
     res = next(r for r in assemble(result) if r.name == "app")
     images = {i.ref: i for i in result.images}
     msg = str(tmp_path / "content" / "msg")
-    action = decide.resource_action(
-        res, images, {msg}, exists={msg}, filters={}, deployed=True
-    )
+    action = decide.resource_action(res, images, {msg}, exists={msg}, filters={}, deployed=True)
     assert action.kind == ActionKind.LIVE_UPDATE
     assert [c.remote for c in action.copies] == ["/app/msg"]
     df = str(tmp_path / "base" / "Dockerfile")

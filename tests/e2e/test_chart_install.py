@@ -196,22 +196,36 @@ def release(
         "HELM_DATA_HOME": str(work / "helm" / "data"),
     }
     tag = uuid.uuid4().hex[:6]
-    rel = Release(f"flotilla-{tag}", f"users-{tag}", roots, work / "values.yaml", repo, served,
-                  url, env)
+    rel = Release(
+        f"flotilla-{tag}", f"users-{tag}", roots, work / "values.yaml", repo, served, url, env
+    )
     rel.values.write_text(yaml.safe_dump(values(roots)))
     for ns in (rel.namespace, rel.users):
         kube.create(Namespace(metadata=ObjectMeta(name=ns, labels={"flotilla.dev/test": "true"})))
     rel.helm("repo", "add", "flotilla", url)
     try:
         rel.helm(
-            "install", "fl", "flotilla/flotilla", "--version", "0.1.0", "-n", rel.namespace,
-            "-f", str(rel.values), "--wait", "--timeout", "4m",
+            "install",
+            "fl",
+            "flotilla/flotilla",
+            "--version",
+            "0.1.0",
+            "-n",
+            rel.namespace,
+            "-f",
+            str(rel.values),
+            "--wait",
+            "--timeout",
+            "4m",
         )
         yield rel
     finally:
         subprocess.run(
             [shutil.which("helm") or "helm", "uninstall", "fl", "-n", rel.namespace, "--wait"],
-            env=env, capture_output=True, timeout=120, check=False,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         _clean(kube, kubeconfig, rel, real_nodes)
         server.shutdown()
@@ -230,8 +244,16 @@ def _clean(kube: Client, kubeconfig: Path, rel: Release, nodes: tuple[str, str])
     for lv in kube.list(LocalVolume):
         name = to_dict(lv)["metadata"]["name"]
         if to_dict(lv).get("spec", {}).get("storageClass") == CLASS:  # ours only
-            kubectl(kubeconfig, "patch", "localvolume", name, "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False)
+            kubectl(
+                kubeconfig,
+                "patch",
+                "localvolume",
+                name,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
             kubectl(kubeconfig, "delete", "localvolume", name, "--wait=false", check=False)
     for node in nodes:  # their agents are gone with the release
         kubectl(kubeconfig, "delete", "localnode", node, "--wait=false", check=False)
@@ -293,13 +315,16 @@ def test_a_user_claim_gets_a_volume_from_the_in_cluster_controller(
     apply(kubeconfig, release.users, pod("writer", "data", "echo kept > /data/note && sleep 3600"))
     wait_until(
         lambda: True if phase(kube, "writer", release.users) == "Running" else None,
-        timeout=120, interval=1, what="the writer pod to run on its volume",
+        timeout=120,
+        interval=1,
+        what="the writer pod to run on its volume",
     )
     claim = kube.get(PersistentVolumeClaim, "data", namespace=release.users)
     assert claim.status is not None and claim.status.phase == "Bound"
     notes = wait_until(
         lambda: sorted(release.roots.glob("*/*_data_*/note")) or None,
-        timeout=30, what="the note on the node's disk",
+        timeout=30,
+        what="the note on the node's disk",
     )
     assert len(notes) == 1 and notes[0].read_text() == "kept\n"
     kubectl(kubeconfig, "-n", release.users, "delete", "pod", "writer", "--wait=true")
@@ -316,7 +341,10 @@ def test_killing_the_leading_controller_mid_provision_loses_nothing(
     body = "\n---\n".join(yaml.safe_dump(pvc(n, real_nodes[i % 2])) for i, n in enumerate(names))
     subprocess.run(
         [KUBECTL, "--kubeconfig", str(kubeconfig), "-n", release.users, "apply", "-f", "-"],
-        input=body, text=True, check=True, capture_output=True,
+        input=body,
+        text=True,
+        check=True,
+        capture_output=True,
     )
     lease = kube.get(Lease, "flotilla-localpv-controller", namespace=release.namespace)
     holder = (lease.spec.holderIdentity if lease.spec else None) or ""
@@ -329,25 +357,47 @@ def test_killing_the_leading_controller_mid_provision_loses_nothing(
     node = victim.spec.nodeName or ""
     socket_path = RealNodeLayout(test_cluster.state_dir, node).containerd_socket
     subprocess.run(
-        ["ctr", "--address", str(socket_path), "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL",
-         container.removeprefix("containerd://")],
-        check=True, capture_output=True, timeout=30,
+        [
+            "ctr",
+            "--address",
+            str(socket_path),
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+            container.removeprefix("containerd://"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
 
     def all_bound() -> bool | None:
-        claims = [c for c in kube.list(PersistentVolumeClaim, namespace=release.users)
-                  if c.metadata and c.metadata.name in names]
-        return True if sum(1 for c in claims if c.status and c.status.phase == "Bound") == 20 \
-            else None
+        claims = [
+            c
+            for c in kube.list(PersistentVolumeClaim, namespace=release.users)
+            if c.metadata and c.metadata.name in names
+        ]
+        return (
+            True if sum(1 for c in claims if c.status and c.status.phase == "Bound") == 20 else None
+        )
 
     wait_until(all_bound, timeout=150, interval=1, what="all 20 claims Bound after the kill")
-    pvs = [pv for pv in kube.list(PersistentVolume) if pv.spec and pv.spec.claimRef
-           and pv.spec.claimRef.namespace == release.users
-           and pv.spec.claimRef.name in names]
+    pvs = [
+        pv
+        for pv in kube.list(PersistentVolume)
+        if pv.spec
+        and pv.spec.claimRef
+        and pv.spec.claimRef.namespace == release.users
+        and pv.spec.claimRef.name in names
+    ]
     assert len(pvs) == 20, "duplicate or missing PVs"
     assert len({pv.spec.claimRef.name for pv in pvs if pv.spec and pv.spec.claimRef}) == 20
     paths = {str(to_dict(lv).get("status", {}).get("path")) for lv in kube.list(LocalVolume)}
     assert claim_dirs(release.roots) - paths == set(), "orphaned directories"
+
     # The kill was real: kubelet restarted the container (whichever replica leads now; the
     # restarted one may win again, its identity being its pod's name and PID 1).
     def restarted() -> bool | None:
@@ -363,52 +413,108 @@ def test_fifty_machines_check_in_through_the_service_name_and_one_is_updated(
 ) -> None:
     fleet_pod(kube, kubeconfig, release)
     base = f"http://fl-updates.{release.namespace}.svc:8000"
-    applied = fleet_exec(kubeconfig, release, f"""
+    applied = fleet_exec(
+        kubeconfig,
+        release,
+        f"""
 import httpx, sys
 r = httpx.post('{base}/api/v1/apply', content=sys.stdin.read(),
                headers={{'Authorization': 'Bearer {ADMIN}'}})
-print(r.status_code)""", stdin=FLEET)
+print(r.status_code)""",
+        stdin=FLEET,
+    )
     assert applied.strip() == "200"
-    kubectl(kubeconfig, "-n", release.users, "exec", "fleet", "--", "flotilla", "updates",
-            "simulate", "--server", f"{base}/v1/update/", "-n", "50", "--version", "1.0.0",
-            "--time-scale", "600", "--download", "1m", "--reboot-delay", "1m",
-            "--timeout", "10", timeout=60)
+    kubectl(
+        kubeconfig,
+        "-n",
+        release.users,
+        "exec",
+        "fleet",
+        "--",
+        "flotilla",
+        "updates",
+        "simulate",
+        "--server",
+        f"{base}/v1/update/",
+        "-n",
+        "50",
+        "--version",
+        "1.0.0",
+        "--time-scale",
+        "600",
+        "--download",
+        "1m",
+        "--reboot-delay",
+        "1m",
+        "--timeout",
+        "10",
+        timeout=60,
+    )
     versions = json.loads(fleet_exec(kubeconfig, release, INSTANCES.format(base=base)))
     assert sum(versions.values()) == 50
     assert versions.get("2.0.0") == 1, versions
 
 
-INSTANCES = """
+INSTANCES = (
+    """
 import collections, httpx, json
-r = httpx.get('{base}/api/v1/apps/""" + APP + """/instances?limit=500',
-              headers={{'Authorization': 'Bearer """ + READER + """'}})
+r = httpx.get('{base}/api/v1/apps/"""
+    + APP
+    + """/instances?limit=500',
+              headers={{'Authorization': 'Bearer """
+    + READER
+    + """'}})
 r.raise_for_status()
 print(json.dumps(collections.Counter(i['version'] for i in r.json())))"""
+)
 
 
 def fleet_pod(kube: Client, kubeconfig: Path, release: Release) -> None:
     """A pod of Flotilla's image to run the simulator and API calls from (a drain evicts it)."""
     pods = {p.metadata.name for p in kube.list(Pod, namespace=release.users) if p.metadata}
     if "fleet" not in pods:
-        apply(kubeconfig, release.users, {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "fleet"},
-            "spec": {
-                "nodeSelector": ON_REAL_NODE,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "fleet", "image": IMAGE, "command": ["sleep", "3600"]}],
+        apply(
+            kubeconfig,
+            release.users,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "fleet"},
+                "spec": {
+                    "nodeSelector": ON_REAL_NODE,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "fleet", "image": IMAGE, "command": ["sleep", "3600"]}],
+                },
             },
-        })
-    wait_until(lambda: True if phase(kube, "fleet", release.users) == "Running" else None,
-               timeout=120, interval=1, what="the fleet pod")
+        )
+    wait_until(
+        lambda: True if phase(kube, "fleet", release.users) == "Running" else None,
+        timeout=120,
+        interval=1,
+        what="the fleet pod",
+    )
 
 
 def fleet_exec(kubeconfig: Path, release: Release, script: str, stdin: str = "") -> str:
     done = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "-n", release.users, "exec", "-i",
-         "fleet", "--", "python3", "-c", script],
-        input=stdin, capture_output=True, text=True, timeout=60,
+        [
+            KUBECTL,
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            release.users,
+            "exec",
+            "-i",
+            "fleet",
+            "--",
+            "python3",
+            "-c",
+            script,
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -419,8 +525,9 @@ def test_the_coordinator_reboots_needing_nodes_one_at_a_time(
 ) -> None:
     for node in real_nodes:
         kubectl(kubeconfig, "uncordon", node)
-        kubectl(kubeconfig, "annotate", "--overwrite", "node", node,
-                "flotilla.dev/reboot-needed=true")
+        kubectl(
+            kubeconfig, "annotate", "--overwrite", "node", node, "flotilla.dev/reboot-needed=true"
+        )
     overlap: list[str] = []
     seen: set[str] = set()
 
@@ -443,8 +550,18 @@ def test_the_coordinator_reboots_needing_nodes_one_at_a_time(
     wait_until(cycled, timeout=120, interval=0.2, what="both nodes rebooted and uncordoned")
     assert overlap == [], f"two nodes cordoned at once: {overlap}"
     assert seen == set(real_nodes)
-    reasons = json.loads(kubectl(kubeconfig, "get", "events", "-A", "-o", "json",
-                                 "--field-selector", "involvedObject.kind=Node").stdout)["items"]
+    reasons = json.loads(
+        kubectl(
+            kubeconfig,
+            "get",
+            "events",
+            "-A",
+            "-o",
+            "json",
+            "--field-selector",
+            "involvedObject.kind=Node",
+        ).stdout
+    )["items"]
     for node in real_nodes:
         mine = {e["reason"] for e in reasons if e["involvedObject"]["name"] == node}
         assert {"Rebooting", "Rebooted", "Uncordoned"} <= mine, (node, mine)
@@ -454,8 +571,11 @@ def test_the_coordinator_reboots_needing_nodes_one_at_a_time(
 def test_an_upgrade_keeps_the_servers_data_and_the_volumes(
     kube: Client, kubeconfig: Path, release: Release, tmp_path: Path
 ) -> None:
-    before = {pv.metadata.name for pv in kube.list(PersistentVolume)
-              if pv.metadata and pv.spec and pv.spec.storageClassName == CLASS}
+    before = {
+        pv.metadata.name
+        for pv in kube.list(PersistentVolume)
+        if pv.metadata and pv.spec and pv.spec.storageClassName == CLASS
+    }
     newer = tmp_path / "flotilla"
     shutil.copytree(CHART, newer)
     chart = yaml.safe_load((newer / "Chart.yaml").read_text())
@@ -463,8 +583,20 @@ def test_an_upgrade_keeps_the_servers_data_and_the_volumes(
     (newer / "Chart.yaml").write_text(yaml.safe_dump(chart, sort_keys=False))
     publish(newer, release.repo, release.served, release.url)
     release.helm("repo", "update", "flotilla")
-    release.helm("upgrade", "fl", "flotilla/flotilla", "--version", "0.1.1", "-n",
-                 release.namespace, "-f", str(release.values), "--wait", "--timeout", "4m")
+    release.helm(
+        "upgrade",
+        "fl",
+        "flotilla/flotilla",
+        "--version",
+        "0.1.1",
+        "-n",
+        release.namespace,
+        "-f",
+        str(release.values),
+        "--wait",
+        "--timeout",
+        "4m",
+    )
     history = release.helm("history", "fl", "-n", release.namespace, "-o", "json")
     assert json.loads(history)[-1]["chart"] == "flotilla-0.1.1"
     wait_rollout(kube, release.namespace)
@@ -472,18 +604,28 @@ def test_an_upgrade_keeps_the_servers_data_and_the_volumes(
     base = f"http://fl-updates.{release.namespace}.svc:8000"
     versions = wait_until(
         lambda: json.loads(fleet_exec(kubeconfig, release, INSTANCES.format(base=base))) or None,
-        timeout=60, interval=1, what="the server's instances after the upgrade",
+        timeout=60,
+        interval=1,
+        what="the server's instances after the upgrade",
     )
     assert sum(versions.values()) == 50 and versions.get("2.0.0") == 1
-    after = {pv.metadata.name for pv in kube.list(PersistentVolume)
-             if pv.metadata and pv.spec and pv.spec.storageClassName == CLASS}
+    after = {
+        pv.metadata.name
+        for pv in kube.list(PersistentVolume)
+        if pv.metadata and pv.spec and pv.spec.storageClassName == CLASS
+    }
     assert before <= after
     apply(kubeconfig, release.users, pod("reader", "data", "cat /data/note; sleep 3600"))
-    wait_until(lambda: True if phase(kube, "reader", release.users) == "Running" else None,
-               timeout=120, interval=1, what="the reader pod")
+    wait_until(
+        lambda: True if phase(kube, "reader", release.users) == "Running" else None,
+        timeout=120,
+        interval=1,
+        what="the reader pod",
+    )
     logs = wait_until(
         lambda: kubectl(kubeconfig, "-n", release.users, "logs", "reader").stdout or None,
-        timeout=30, what="the reader's output",
+        timeout=30,
+        what="the reader's output",
     )
     assert logs.strip() == "kept"
 
@@ -491,14 +633,21 @@ def test_an_upgrade_keeps_the_servers_data_and_the_volumes(
 def test_uninstall_leaves_user_volumes_alone(
     kube: Client, kubeconfig: Path, release: Release
 ) -> None:
-    user_pvs = {pv.metadata.name for pv in kube.list(PersistentVolume)
-                if pv.metadata and pv.spec and pv.spec.claimRef
-                and pv.spec.claimRef.namespace == release.users}
+    user_pvs = {
+        pv.metadata.name
+        for pv in kube.list(PersistentVolume)
+        if pv.metadata
+        and pv.spec
+        and pv.spec.claimRef
+        and pv.spec.claimRef.namespace == release.users
+    }
     assert len(user_pvs) == 21
     release.helm("uninstall", "fl", "-n", release.namespace, "--wait")
     wait_until(
         lambda: True if not list(kube.list(Pod, namespace=release.namespace)) else None,
-        timeout=90, interval=1, what="the release's pods to go",
+        timeout=90,
+        interval=1,
+        what="the release's pods to go",
     )
     left = {pv.metadata.name for pv in kube.list(PersistentVolume) if pv.metadata}
     assert user_pvs <= left

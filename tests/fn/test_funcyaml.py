@@ -68,7 +68,10 @@ def test_func_yaml_maps_onto_function_yaml_and_names_what_it_ignores() -> None:
         ("emptyDir", ""),
     ]
     assert (spec.scale.min, spec.scale.max, spec.scale.metric, spec.scale.utilization) == (
-        1, 5, "rps", 60
+        1,
+        5,
+        "rps",
+        60,
     )
     assert spec.concurrency == 8 and spec.deploy.limits == {"memory": "128Mi"}
     assert spec.deploy.labels == {"tier": "web"} and spec.deploy.annotations == {"team": "a"}

@@ -150,9 +150,7 @@ def test_reasons_and_the_rollout_at_a_glance(desk: Page, server: Server) -> None
     expect(desk.locator(".periods a.on")).to_have_text("1h")
     axis = desk.evaluate(f"() => {progress}.options.scales.x.type")
     assert axis == "linear"
-    desk.wait_for_function(
-        "() => Chart.getChart(document.getElementById('versions-time-chart'))"
-    )
+    desk.wait_for_function("() => Chart.getChart(document.getElementById('versions-time-chart'))")
     desk.goto(server.url + PRODUCTION)
     desk.wait_for_function("() => Chart.getChart(document.getElementById('versions-chart'))")
     shot(desk, "ux-group-production")

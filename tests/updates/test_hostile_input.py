@@ -212,7 +212,7 @@ def test_metrics_count_what_was_sent(hostile: TestClient) -> None:
     text = hostile.get("/metrics").text
     assert 'flotilla_updates_omaha_requests_total{code="500"}' not in text
     assert 'flotilla_updates_omaha_requests_total{code="400"}' in text
-    assert 'flotilla_updates_omaha_requests_total{code="413"}' in text or "code=\"400\"" in text
+    assert 'flotilla_updates_omaha_requests_total{code="413"}' in text or 'code="400"' in text
 
 
 def test_version_labels_are_bounded(tmp_path: Path) -> None:
@@ -256,7 +256,9 @@ def test_apply_prints_one_line_and_applies_nothing(tmp_path: Path) -> None:
     out = " ".join(r.output.split())
     assert "fleet.yaml: line 3: duplicate key 'applications' (first on line 1)" in out
     f.write_text("fleetlock: {groups: [{name: w}]}\n")
-    r = CliRunner().invoke(app, ["apply", "-f", str(f), "--db", "postgresql://nobody@127.0.0.1:1/x"])
+    r = CliRunner().invoke(
+        app, ["apply", "-f", str(f), "--db", "postgresql://nobody@127.0.0.1:1/x"]
+    )
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert "database refused the change" in " ".join(r.output.split()), r.output
 

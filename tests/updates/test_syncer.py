@@ -24,14 +24,14 @@ from flotilla.updates.node.agent import Agent, AgentSettings
 from flotilla.updates.node.omaha_client import Identity
 from flotilla.updates.server import catalog
 from flotilla.updates.server.omaha import parse_request
-from flotilla.updates.server.schema import make_engine, migrate
-from flotilla.updates.server.sync_protocol import (
+from flotilla.updates.server.releases.protocol import (
     SyncError,
     parse_offer,
     sync_machine_id,
     sync_request,
 )
-from flotilla.updates.server.syncer import Syncer, SyncSettings
+from flotilla.updates.server.releases.syncer import Syncer, SyncSettings
+from flotilla.updates.server.schema import make_engine, migrate
 
 from .conftest import ADMIN, MID, NEW, OLD, Server, UvicornThread, apply_doc, fleet, ue_request
 

@@ -60,8 +60,10 @@ def _one(term: str, v: versions.Version) -> bool:
         if wild == 0:
             return True
     if op == "^":
-        upper = [fixed[0] + 1, 0, 0] if fixed[0] > 0 or wild == 1 else (
-            [0, fixed[1] + 1, 0] if fixed[1] > 0 or wild == 2 else [0, 0, fixed[2] + 1]
+        upper = (
+            [fixed[0] + 1, 0, 0]
+            if fixed[0] > 0 or wild == 1
+            else ([0, fixed[1] + 1, 0] if fixed[1] > 0 or wild == 2 else [0, 0, fixed[2] + 1])
         )
         return _cmp(v, exact) >= 0 and _cmp(v, "{}.{}.{}-0".format(*upper)) < 0
     if op in ("~", "~>"):

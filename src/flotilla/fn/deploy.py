@@ -180,8 +180,11 @@ def list_functions(client: Client, namespace: str | None) -> list[FunctionRow]:
     """Functions deployed by flotilla (Deployments and Knative Services), sorted."""
     rows = [
         FunctionRow(
-            d["metadata"]["name"], d["metadata"]["namespace"], "kubernetes",
-            deployment_ready(d), _image(d),
+            d["metadata"]["name"],
+            d["metadata"]["namespace"],
+            "kubernetes",
+            deployment_ready(d),
+            _image(d),
         )
         for d in list_raw(
             client, "apps/v1", "Deployment", namespace=namespace, labels=_FUNCTION_LABELS
@@ -189,8 +192,13 @@ def list_functions(client: Client, namespace: str | None) -> list[FunctionRow]:
     ]
     try:
         ksvcs = list_raw(
-            client, _KSVC, "Service", namespace=namespace, labels=_FUNCTION_LABELS,
-            plural="services", namespaced=True,
+            client,
+            _KSVC,
+            "Service",
+            namespace=namespace,
+            labels=_FUNCTION_LABELS,
+            plural="services",
+            namespaced=True,
         )
     except KubeError as exc:
         if exc.status != 404:  # 404: Knative Serving is not installed

@@ -129,22 +129,27 @@ def function_dependencies(runtime: str, project: Path, cache: Path | None = None
             shutil.copyfile(project / name, work / name)
     if runtime == "python":
         argv = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--no-input", "--target", str(work / "site"), "-r", str(work / "requirements.txt"),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--target",
+            str(work / "site"),
+            "-r",
+            str(work / "requirements.txt"),
         ]
     elif (work / "package-lock.json").exists():
         argv = [_npm(), "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
     else:
         argv = [_npm(), "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
-    proc = subprocess.run(
-        argv, cwd=work, capture_output=True, text=True, timeout=900, check=False
-    )
+    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
         lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DependencyError(
-            f"installing {pins[0]} failed: {lines[-1] if lines else 'no output'}"
-        )
+        raise DependencyError(f"installing {pins[0]} failed: {lines[-1] if lines else 'no output'}")
     (work / "site" if runtime == "python" else work / "node_modules").mkdir(exist_ok=True)
     (work / ".complete").write_text("ok\n")
     try:

@@ -138,8 +138,18 @@ class FunctionSpec:
 
 
 _TOP = {
-    "name", "runtime", "signature", "handler", "image", "env", "scale", "deploy", "timeout",
-    "concurrency", "envFrom", "volumes",
+    "name",
+    "runtime",
+    "signature",
+    "handler",
+    "image",
+    "env",
+    "scale",
+    "deploy",
+    "timeout",
+    "concurrency",
+    "envFrom",
+    "volumes",
 }
 _SCALE = {"min", "max", "target", "metric", "utilization"}
 _DEPLOY = {"target", "namespace", "port", "nodeSelector", "resources", "labels", "annotations"}

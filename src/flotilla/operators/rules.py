@@ -120,9 +120,7 @@ def grant_findings(grants: Sequence[Grant]) -> Iterator[Finding]:
                 verbs_s = ",".join(sorted({v for v, _ in pairs}))
                 res_s = ",".join(sorted({x for _, x in pairs}))
                 # resourceNames narrow get/update/patch/delete, never create/list/watch
-                narrowed = bool(r.resource_names) and not any(
-                    v in _NOT_NARROWED for v, _ in pairs
-                )
+                narrowed = bool(r.resource_names) and not any(v in _NOT_NARROWED for v, _ in pairs)
                 yield _finding(
                     info.id,
                     g.subject,
@@ -270,8 +268,10 @@ def manifest_findings(
                     f"{m.name} already exists in the cluster (owned by {held})",
                     origin=m.origin,
                 )
-            elif m.name in seen_crds and seen_crds[m.name] != m.origin and not (
-                m.package and seen_packages.get(m.name) == m.package
+            elif (
+                m.name in seen_crds
+                and seen_crds[m.name] != m.origin
+                and not (m.package and seen_packages.get(m.name) == m.package)
             ):  # two versions of one package define the same CRD: an upgrade, no conflict
                 yield _finding(
                     "crd-conflict",

@@ -103,9 +103,7 @@ def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
     """What the UI and API show of a pod: phase, readiness, restarts, a waiting/terminated reason
     (``CrashLoopBackOff``, ``ImagePullBackOff``, ``Error``...)."""
     status = pod.get("status") or {}
-    statuses = (status.get("initContainerStatuses") or []) + (
-        status.get("containerStatuses") or []
-    )
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
     containers = status.get("containerStatuses") or []
     reason = ""
     for cs in statuses:

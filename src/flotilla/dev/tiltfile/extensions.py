@@ -98,8 +98,9 @@ class ExtensionResolver:
             self._dirs[repo] = path
             return path
         if repo not in self.repos and repo != DEFAULT_REPO:
-            raise ValueError(f"unknown extension repository {repo!r} (declare it with "
-                             "v1alpha1.extension_repo)")
+            raise ValueError(
+                f"unknown extension repository {repo!r} (declare it with v1alpha1.extension_repo)"
+            )
         url, ref = self.repos.get(repo, (DEFAULT_URL, ""))
         path = local_repo(url, ref, self.base_dir)
         self._dirs[repo] = path

@@ -35,8 +35,10 @@ def main() -> None:
         fn = load_function(config)
     except Exception as exc:
         where = _user_location(exc, config.source)
-        print(f"cannot load function {config.handler}: {where}{type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(
+            f"cannot load function {config.handler}: {where}{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     app = FunctionApp(fn, config, exporter_from_env(env, config.identity), start_time=start)
     try:

@@ -27,9 +27,7 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 _KNOWN = ("id", "source", "type", "specversion", "datacontenttype", "subject", "time", "dataschema")
 _BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # The binding: space, '"', '%' and anything outside printable ASCII are percent-encoded.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
@@ -128,9 +126,7 @@ def decode_events(headers: dict[str, str], body: bytes) -> tuple[list[CloudEvent
             return [_to_ours(ev, _structured_data(doc, ev), "time" in doc)], "structured"
         if not any(k.startswith("ce-") for k in headers):
             raise ValueError("not a CloudEvent: no ce- headers, not application/cloudevents+json")
-        decoded = {
-            k: _percent_decode(v) if k.startswith("ce-") else v for k, v in headers.items()
-        }
+        decoded = {k: _percent_decode(v) if k.startswith("ce-") else v for k, v in headers.items()}
         missing = [a for a in ("id", "source", "type", "specversion") if not decoded.get(f"ce-{a}")]
         if missing:
             raise ValueError(f"not a CloudEvent: missing {', '.join('ce-' + a for a in missing)}")

@@ -46,12 +46,12 @@ from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, polic
 from flotilla.updates.server.lastseen import FLUSH_INTERVAL
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
-from flotilla.updates.server.payload_host import PayloadHost
+from flotilla.updates.server.releases.payload_host import PayloadHost
+from flotilla.updates.server.releases.syncer import Syncer
 from flotilla.updates.server.schema import make_engine, migrate, new_machine_grants, reading
 from flotilla.updates.server.schema import packages as packages_t
 from flotilla.updates.server.settings import ServerSettings, check_settings, settings_from_env
 from flotilla.updates.server.store import Store
-from flotilla.updates.server.syncer import Syncer
 from flotilla.updates.server.web import (
     EXCEPTION_HANDLERS,
     AdminRole,

@@ -215,9 +215,7 @@ def breakdown(
         counts[w.kind] += 1
         sample.setdefault(w.kind, w.text)
     return {
-        "reasons": [
-            {"kind": k, "count": n, "text": sample[k]} for k, n in counts.most_common()
-        ],
+        "reasons": [{"kind": k, "count": n, "text": sample[k]} for k, n in counts.most_common()],
         "capped": len(rows) > cap,
     }
 

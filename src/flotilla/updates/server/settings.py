@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flotilla.updates.server.syncer import SyncSettings
+    from flotilla.updates.server.releases.syncer import SyncSettings
 
 DEFAULT_DB = "sqlite:///flotilla-updates.db"
 
@@ -149,7 +149,7 @@ def sync_settings_from_env(env: Mapping[str, str]) -> SyncSettings | None:
     if not upstream:
         return None
     from flotilla.updates.policies import parse_duration
-    from flotilla.updates.server.syncer import SyncSettings
+    from flotilla.updates.server.releases.syncer import SyncSettings
 
     host_dir = env.get("FLOTILLA_UPDATES_HOST_PACKAGES", "")
     return SyncSettings(

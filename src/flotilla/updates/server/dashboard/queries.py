@@ -382,27 +382,31 @@ def instance_page(
         pages = max(1, -(-total // per_page))
         page = min(max(1, page), pages)
         direction = col.desc() if order == "desc" else col.asc()
-        rows = conn.execute(
-            select(
-                instances.c.machine_id,
-                instances.c.alias,
-                instances.c.version,
-                instances.c.status,
-                instances.c.last_seen,
-                instances.c.last_update_version,
-                instances.c.ip,
-                instances.c.last_error_code,
-                instances.c.app_id,
-                instances.c.group_id,
-                instances.c.arch,
-                instances.c.last_update_granted_at,
-                instances.c.update_in_progress,
+        rows = (
+            conn.execute(
+                select(
+                    instances.c.machine_id,
+                    instances.c.alias,
+                    instances.c.version,
+                    instances.c.status,
+                    instances.c.last_seen,
+                    instances.c.last_update_version,
+                    instances.c.ip,
+                    instances.c.last_error_code,
+                    instances.c.app_id,
+                    instances.c.group_id,
+                    instances.c.arch,
+                    instances.c.last_update_granted_at,
+                    instances.c.update_in_progress,
+                )
+                .where(*cond)
+                .order_by(direction, instances.c.machine_id)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
             )
-            .where(*cond)
-            .order_by(direction, instances.c.machine_id)
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         out = [{**dict(r), "last_seen": _iso(r["last_seen"])} for r in rows]
         rollout_status.annotate(conn, zip(rows, out, strict=True))
     return InstancePage(out, total, page, pages)

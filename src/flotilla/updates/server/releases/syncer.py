@@ -1,7 +1,7 @@
 """Import releases from an upstream Omaha server, as Nebraska's ``-enable-syncer`` does.
 
 Once per interval, for each configured channel and architecture, the syncer checks in with the
-upstream as a machine on that channel would (:mod:`sync_protocol`). A newer version becomes a
+upstream as a machine on that channel would (:mod:`protocol`). A newer version becomes a
 package (URL, size, sha1, sha256, extra files as announced) and the channel moves to it, with an
 activity entry; with ``--host-packages`` the files are downloaded and verified first and the
 package points at this server (:mod:`payload_host`). It is idempotent (it asks with the version
@@ -23,8 +23,8 @@ from sqlalchemy import Engine
 from flotilla.core.errors import FlotillaError
 from flotilla.updates.models import FLATCAR_APP_ID, InvalidVersionError, Package, Version
 from flotilla.updates.server import catalog
-from flotilla.updates.server.payload_host import PayloadError, PayloadHost
-from flotilla.updates.server.sync_protocol import (
+from flotilla.updates.server.releases.payload_host import PayloadError, PayloadHost
+from flotilla.updates.server.releases.protocol import (
     FIRST_VERSION,
     SyncError,
     UpstreamRelease,
