@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 IMAGE = f"flotilla.local/flotilla:{__version__}"
 APP = "e96281a6-d1af-4bde-9a0a-97b76e56dc57"
-ADMIN, READER = "admin-e2e", "reader-e2e"
+ADMIN, READER = "admin-e2e-0123456789abcdef", "reader-e2e-0123456789abcdef"
 CLASS = "flotilla-e2e"
 FLEET = f"""
 applications:
