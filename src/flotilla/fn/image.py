@@ -183,8 +183,9 @@ def build_context(
     copied as their own layer below the code, so a code change does not re-copy them."""
     files: dict[str, bytes] = {}
     dep_lines: list[str] = []
-    if dependencies is not None:
-        files.update(tree_files(dependencies, "userdeps"))
+    user_deps = tree_files(dependencies, "userdeps") if dependencies is not None else {}
+    if user_deps:  # an install that left no files (a package.json without dependencies) adds none
+        files.update(user_deps)
         dep_lines = [f"COPY userdeps/ {USER_DEPS}/"]
     if spec.runtime is Runtime.PYTHON:
         for rel, data in _distribution_files(python_runtime_distributions()):

@@ -14,6 +14,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import starlark as sl
@@ -253,7 +254,9 @@ class Builtins(YamlBuiltins):
         )
         if df and not os.path.exists(df):
             raise UsageError(f"Dockerfile {df} does not exist")
-        text = dockerfile_contents or (self._read_text(df, "docker_build") if df else "")
+        # Read to find FROM dependencies, but not watched as a Tiltfile input: a Dockerfile edit
+        # rebuilds the image (plan/decide.py), as in Tilt, rather than reloading the Tiltfile.
+        text = dockerfile_contents or (Path(df).read_text(errors="replace") if df else "")
         deps = imagedeps.deps_of(str(text), _env(build_args), [i.ref for i in self.res.images])
         # Tilt lets a sync copy from the context of any image this one is built from.
         by_ref, roots, todo = {i.ref: i for i in self.res.images}, [ctx], list(deps)
