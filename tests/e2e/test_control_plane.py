@@ -159,12 +159,19 @@ def test_wait_for_first_consumer_binds_through_the_real_controllers(
 
         node = wait_until(selected_node, timeout=60, what="the scheduler to select a node")
         assert node in {n.metadata.name for n in kube.list(Node) if n.metadata}
-        pvc = kube.get(PersistentVolumeClaim, "data", namespace=namespace)
-        assert pvc.metadata is not None and pvc.metadata.annotations is not None
+
         # The PV controller hands the claim to the external provisioner named by the class.
-        assert (
-            pvc.metadata.annotations.get("volume.kubernetes.io/storage-provisioner") == PROVISIONER
-        )
+        # It reacts to the scheduler's annotation on its own resync, so it may come a moment later.
+        def handed_to() -> str | None:
+            pvc = kube.get(PersistentVolumeClaim, "data", namespace=namespace)
+            annotations = (pvc.metadata.annotations if pvc.metadata else None) or {}
+            return annotations.get("volume.kubernetes.io/storage-provisioner")
+
+        assert wait_until(
+            handed_to, timeout=60, what="the PV controller to name the provisioner"
+        ) == (PROVISIONER)
+        pvc = kube.get(PersistentVolumeClaim, "data", namespace=namespace)
+        assert pvc.metadata is not None
         assert pvc.status is not None and pvc.status.phase == "Pending"
 
         # Act as the provisioner: a PV on the selected node, pre-bound to the claim.
