@@ -1,0 +1,27 @@
+"""Dashboard sessions name their person (OIDC login) or token, for the activity feed.
+
+Revision ID: 0005
+Revises: 0004 (security)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Add ``dashboard_sessions.user``; sessions from before it name their role's token."""
+    with op.batch_alter_table("dashboard_sessions") as batch:
+        batch.add_column(sa.Column("user", sa.String(200), nullable=False, server_default=""))
+
+
+def downgrade() -> None:
+    """Drop the column again."""
+    with op.batch_alter_table("dashboard_sessions") as batch:
+        batch.drop_column("user")
