@@ -222,7 +222,11 @@ class Store:
         # steady state of a fleet - nothing to offer, nothing to record - ends here.
         with self._read() as conn:
             found = [self._resolve_cached(conn, app) for app in req.apps]
-            known = [(i, app, ctx) for i, (app, ctx) in enumerate(zip(req.apps, found)) if ctx]
+            known = [
+                (i, app, ctx)
+                for i, (app, ctx) in enumerate(zip(req.apps, found, strict=True))
+                if ctx is not None
+            ]
             rows = [self._select_instance(conn, app, lock=False) for _, app, _ in known]
         for app, ctx in zip(req.apps, found, strict=True):
             if ctx is None:
@@ -237,7 +241,9 @@ class Store:
                 self.seen.touch(app.machine_id, app.app_id, now)
                 if q:
                     self.observer.on_refusal(ctx.app_id, ctx.name, q)
-                answers[i] = AppResponse(app.raw_app_id, len(app.events), app.ping, app.update_check)
+                answers[i] = AppResponse(
+                    app.raw_app_id, len(app.events), app.ping, app.update_check
+                )
         else:
             with self._serial, self.engine.begin() as conn:
                 for i, app, ctx in known:
