@@ -170,7 +170,7 @@ def test_no_downgrade(sqlite_url: str, serve: Callable[..., Server], version: st
     assert updatecheck(s.omaha(ue_request("9" * 32, version)).content).get("status") == "noupdate"
 
 
-def test_missing_arch_package_is_noupdate_and_logged_once(
+def test_missing_arch_package_is_an_error_and_logged_once(
     sqlite_url: str, serve: Callable[..., Server]
 ) -> None:
     doc = fleet()
@@ -180,6 +180,6 @@ def test_missing_arch_package_is_noupdate_and_logged_once(
     s = serve(sqlite_url)
     for _ in range(2):
         r = s.omaha(ue_request("d" * 32, board="arm64-usr"))
-        assert updatecheck(r.content).get("status") == "noupdate"
+        assert updatecheck(r.content).get("status") == "error-internal"  # as Nebraska answers
     feed = s.client.get("/api/v1/activity", headers=s.reader()).json()
     assert [a["kind"] for a in feed].count("PackageNotFound") == 1

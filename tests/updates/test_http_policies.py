@@ -61,16 +61,18 @@ def test_hostile_values_on_both_backends(
     assert count_rows(db_url) == 0
 
 
-def test_unknown_app_or_track_is_400_and_stores_nothing(
+def test_unknown_app_or_track_is_an_omaha_error_and_stores_nothing(
     sqlite_url: str, serve: Callable[..., Server]
 ) -> None:
     apply_doc(sqlite_url, fleet())
     s = serve(sqlite_url)
-    assert s.omaha(ue_request("a" * 32, track="nope")).status_code == 400
-    assert (
-        s.omaha(ue_request("a" * 32, appid="{00000000-0000-0000-0000-000000000000}")).status_code
-        == 400
-    )
+    for body in (
+        ue_request("a" * 32, track="nope"),
+        ue_request("a" * 32, appid="{00000000-0000-0000-0000-000000000000}"),
+    ):
+        r = s.omaha(body)
+        assert r.status_code == 200  # as Nebraska: an Omaha error status, not an HTTP error
+        assert b'<updatecheck status="error-internal"' in r.content
     assert count_rows(sqlite_url) == 0
     # A chunked body with no Content-Length is still capped.
     big = (b"<request>" + b" " * 70_000 + b"</request>" for _ in range(1))

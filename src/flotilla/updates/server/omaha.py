@@ -2,7 +2,8 @@
 
 Parsing goes through defusedxml with DTDs forbidden (Omaha never needs one), so entity expansion
 and external entities are refused before any processing. Every problem is an :class:`OmahaError`,
-which the HTTP adapter turns into a 400.
+which the HTTP adapter turns into a 400. A well-formed request for an app, track or arch the
+server cannot serve gets an Omaha error status in a 200 instead, as Nebraska answers it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ _MAX_ID = 100  # machine ids, versions and tracks: the width of their database c
 
 class OmahaError(ValueError):
     """A request that is not a valid Omaha v3 request from an update client (HTTP 400)."""
+
+
+# Statuses as Nebraska 3.0.0 sends them (backend/pkg/omaha/omaha.go), inside an HTTP 200: a
+# valid request the server cannot serve is not a transport error. update_engine logs the
+# updatecheck's status ("Unknown Omaha response status: error-internal") and tries again later.
+STATUS_UNKNOWN_APP_OR_TRACK = "error-failedToRetrieveUpdatePackageInfo"
+"""App status for an unknown appid or track (Nebraska's answer to both)."""
+STATUS_NO_PACKAGE = "error-noPackageFound"
+"""App status when the channel's version has no package for the machine's arch."""
+UPDATECHECK_INTERNAL_ERROR = "error-internal"
+"""The updatecheck status that goes with either app status."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,17 @@ class AppResponse:
     update_check: bool = False
     package: Package | None = None
     status: str = "ok"
+    update_error: str = ""
+    """An updatecheck error status; set, it is sent even without an ``<updatecheck>`` asked."""
+
+    @classmethod
+    def unknown(cls, raw_app_id: str) -> AppResponse:
+        """The answer for an appid or track this server does not know, as Nebraska's."""
+        return cls(
+            raw_app_id,
+            status=STATUS_UNKNOWN_APP_OR_TRACK,
+            update_error=UPDATECHECK_INTERNAL_ERROR,
+        )
 
 
 def _b64_hex(hex_digest: str) -> str:
@@ -233,6 +256,9 @@ def render_response(apps: list[AppResponse], elapsed_seconds: int = 0) -> bytes:
             ET.SubElement(app_el, "event", status="ok")
         if a.ping:
             ET.SubElement(app_el, "ping", status="ok")
+        if a.update_error:
+            ET.SubElement(app_el, "updatecheck", status=a.update_error)
+            continue
         if not a.update_check:
             continue
         pkg = a.package

@@ -22,7 +22,7 @@ from flotilla.updates.models import (
     Severity,
 )
 from flotilla.updates.server.omaha import AppRequest
-from flotilla.updates.server.schema import activity, groups, instance_history, instances
+from flotilla.updates.server.schema import activity, groups, instance_history, instances, packages
 
 logger = logging.getLogger(__name__)
 
@@ -105,28 +105,38 @@ def start_rollout(conn: Connection, ctx: GroupCtx, final: str, now: datetime) ->
 def note_missing_package(
     conn: Connection, ctx: GroupCtx, version: str, arch: str, now: datetime
 ) -> None:
-    """Log PackageNotFound once per group, version and arch (clients just get noupdate)."""
-    message = f"group {ctx.name}: no {arch} package of {version}"
+    """Log a missing package once per group, arch and version, not once per check-in.
+
+    An arch mismatch (the version has packages, none for this arch: an arm64 machine in a group
+    whose channel only ships amd64) says which arches it has, so the fix is obvious.
+    """
+    prefix = f"group {ctx.name}: no {arch} package of {version}"
     seen = conn.execute(
         select(activity.c.id)
         .where(activity.c.group_id == ctx.id)
         .where(activity.c.kind == ActivityKind.PACKAGE_NOT_FOUND.value)
-        .where(activity.c.message == message)
+        .where(activity.c.message.startswith(prefix, autoescape=True))
         .limit(1)
     ).first()
-    if seen is None:
-        logger.warning("%s", message)
-        record_activity(
-            conn,
-            ctx,
-            Activity(
-                ActivityKind.PACKAGE_NOT_FOUND,
-                Severity.WARNING,
-                f"no {arch} package of {version}",
-                version,
-            ),
-            now,
-        )
+    if seen is not None:
+        return
+    others = sorted(
+        conn.execute(
+            select(packages.c.arch)
+            .where(packages.c.app_id == ctx.app_id)
+            .where(packages.c.version == version)
+        ).scalars()
+    )
+    message = f"no {arch} package of {version}"
+    if others:
+        message += f" (arch mismatch: the channel's version has {', '.join(others)} only)"
+    logger.warning("group %s: %s", ctx.name, message)
+    record_activity(
+        conn,
+        ctx,
+        Activity(ActivityKind.PACKAGE_NOT_FOUND, Severity.WARNING, message, version),
+        now,
+    )
 
 
 def failed_before(conn: Connection, app_id: str, machine_id: str, target: str | None) -> bool:

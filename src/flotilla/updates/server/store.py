@@ -58,7 +58,13 @@ from flotilla.updates.models import (
 from flotilla.updates.server import grantguard, lifecycle, rollouts
 from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
 from flotilla.updates.server.lastseen import LastSeen
-from flotilla.updates.server.omaha import AppRequest, AppResponse, OmahaError, Request
+from flotilla.updates.server.omaha import (
+    STATUS_NO_PACKAGE,
+    UPDATECHECK_INTERNAL_ERROR,
+    AppRequest,
+    AppResponse,
+    Request,
+)
 from flotilla.updates.server.rollouts import LIVE_INTERVAL, GroupCtx, utc
 from flotilla.updates.server.schema import (
     channels,
@@ -197,6 +203,7 @@ class Store:
         self.quiet_within = quiet_within
         self.seen = LastSeen(engine)
         self._ctx_cache: dict[tuple[str, str], tuple[float, GroupCtx]] = {}
+        self._unknown_logged: set[tuple[str, str]] = set()
         self._pg = engine.dialect.name == "postgresql"
         # SQLite has one writer: queue this process's transactions on a lock instead of letting
         # threads spin in SQLite's busy handler (which sleeps in growing steps and hurts p99).
@@ -205,30 +212,58 @@ class Store:
     # --- check-in ------------------------------------------------------------------------------
 
     def checkin(self, req: Request, ip: str = "", now: datetime | None = None) -> list[AppResponse]:
-        """Process a parsed request atomically; unknown apps or tracks raise OmahaError."""
+        """Process a parsed request atomically.
+
+        An app whose appid or track this server does not know is answered with Nebraska's error
+        statuses (:meth:`AppResponse.unknown`) and changes nothing; the others are served.
+        """
         now = now or datetime.now(UTC)
         # A read-only look first (no transaction on PostgreSQL, a deferred one on SQLite): the
         # steady state of a fleet - nothing to offer, nothing to record - ends here.
         with self._read() as conn:
-            ctxs = [self._resolve_cached(conn, app) for app in req.apps]
-            rows = [self._select_instance(conn, app, lock=False) for app in req.apps]
+            found = [self._resolve_cached(conn, app) for app in req.apps]
+            known = [
+                (i, app, ctx)
+                for i, (app, ctx) in enumerate(zip(req.apps, found, strict=True))
+                if ctx is not None
+            ]
+            rows = [self._select_instance(conn, app, lock=False) for _, app, _ in known]
+        for app, ctx in zip(req.apps, found, strict=True):
+            if ctx is None:
+                self._note_unknown(app)
         quiet = [
             self._quiet(row, app, ctx, ip, now)
-            for row, app, ctx in zip(rows, req.apps, ctxs, strict=True)
+            for row, (_, app, ctx) in zip(rows, known, strict=True)
         ]
+        answers = [AppResponse.unknown(app.raw_app_id) for app in req.apps]
         if all(q is not None for q in quiet):
-            for q, ctx, app in zip(quiet, ctxs, req.apps, strict=True):
+            for q, (i, app, ctx) in zip(quiet, known, strict=True):
                 self.seen.touch(app.machine_id, app.app_id, now)
                 if q:
                     self.observer.on_refusal(ctx.app_id, ctx.name, q)
-            return [
-                AppResponse(a.raw_app_id, len(a.events), a.ping, a.update_check) for a in req.apps
-            ]
-        with self._serial, self.engine.begin() as conn:
-            return [
-                self._checkin_app(conn, app, ctx, ip, now)
-                for app, ctx in zip(req.apps, ctxs, strict=True)
-            ]
+                answers[i] = AppResponse(
+                    app.raw_app_id, len(app.events), app.ping, app.update_check
+                )
+        else:
+            with self._serial, self.engine.begin() as conn:
+                for i, app, ctx in known:
+                    answers[i] = self._checkin_app(conn, app, ctx, ip, now)
+        return answers
+
+    def _note_unknown(self, app: AppRequest) -> None:
+        """Log an unknown (appid, track) once per process, so a misconfigured fleet shows up
+        in the server log without one line per check-in (the set is bounded)."""
+        key = (app.app_id, app.track)
+        if key in self._unknown_logged or len(self._unknown_logged) >= 1024:
+            return
+        self._unknown_logged.add(key)
+        logger.warning(
+            "unknown application %s or track %r (machine %s): answered %s",
+            app.app_id,
+            app.track[:64],
+            app.machine_id,
+            AppResponse.unknown(app.raw_app_id).status,
+        )
 
     def flush_seen(self) -> int:
         """Write the last-seen times of quiet check-ins (the server calls this every second)."""
@@ -239,7 +274,7 @@ class Store:
         """Forget cached groups (after an admin change made through this process)."""
         self._ctx_cache.clear()
 
-    def _resolve_cached(self, conn: Connection, app: AppRequest) -> GroupCtx:
+    def _resolve_cached(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
         """Group and channel for (app, track), cached for ``config_ttl`` seconds.
 
         Only found groups are cached, so the cache is bounded by the number of groups. Policy and
@@ -251,14 +286,15 @@ class Store:
         if hit is not None and hit[0] > now:
             return hit[1]
         ctx = self._resolve(conn, app)
-        if self.config_ttl > 0:
+        if ctx is not None and self.config_ttl > 0:
             self._ctx_cache[key] = (now + self.config_ttl, ctx)
         return ctx
 
-    def _resolve(self, conn: Connection, app: AppRequest) -> GroupCtx:
+    def _resolve(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
+        """The group serving (app, track), or None when the server knows neither."""
         rows = conn.execute(_RESOLVE, {"app_id": app.app_id, "track": app.track}).mappings().all()
         if not rows:
-            raise OmahaError(f"unknown application {app.app_id!r} or track {app.track[:64]!r}")
+            return None
         # A track name wins over a group id that happens to be spelled the same.
         r = next((x for x in rows if x["track"] == app.track), rows[0])
         channel = None
@@ -383,8 +419,9 @@ class Store:
                 rollouts.finish_rollout_if_done(conn, ctx, app, now)
         # 2. The ping needs nothing beyond last_seen. 3. The update check.
         package: Package | None = None
+        missing = False
         if app.update_check:
-            state, package = self._update_check(conn, app, ctx, state, now, ip)
+            state, package, missing = self._update_check(conn, app, ctx, state, now, ip)
             if state.status != original.status and state.status in (
                 InstanceStatus.UPDATE_GRANTED,
                 InstanceStatus.ON_HOLD,
@@ -403,6 +440,15 @@ class Store:
         conn.execute(_UPDATE_INSTANCE, {**values, "k_m": app.machine_id, "k_a": app.app_id})
         if history:
             conn.execute(insert(instance_history), history)
+        if missing:
+            return AppResponse(
+                app.raw_app_id,
+                len(app.events),
+                app.ping,
+                app.update_check,
+                status=STATUS_NO_PACKAGE,
+                update_error=UPDATECHECK_INTERNAL_ERROR,
+            )
         return AppResponse(app.raw_app_id, len(app.events), app.ping, app.update_check, package)
 
     def _insert_instance(
@@ -438,19 +484,20 @@ class Store:
         state: InstanceState,
         now: datetime,
         ip: str = "",
-    ) -> tuple[InstanceState, Package | None]:
+    ) -> tuple[InstanceState, Package | None, bool]:
+        """(new state, package to offer, whether the target has no package for this arch)."""
         again = lifecycle.regrant_target(state, app.version)
         if again is not None:
-            return state, self._package(conn, ctx.app_id, again, app.arch)
+            return state, self._package(conn, ctx.app_id, again, app.arch), False
         target = self._target(app, ctx)
         if target is None:
-            return state, None
+            return state, None, False
         if state.update_in_progress and state.last_update_version == target:
-            return state, None  # downloaded or installed, waiting for the reboot
+            return state, None, False  # downloaded or installed, waiting for the reboot
         package = self._package(conn, ctx.app_id, target, app.arch)
         if package is None:
             rollouts.note_missing_package(conn, ctx, target, app.arch, now)
-            return state, None
+            return state, None, True
         final = ctx.final_target or target
         policy = ctx.policy
         stats: RolloutStats | None = None
@@ -474,16 +521,16 @@ class Store:
                 policies.Reason.MAX_TIMED_OUT,
             ):
                 state = lifecycle.hold(state)
-            return state, None
+            return state, None, False
         if not grantguard.admit_new_machine(
             conn, self.new_machines, ctx.app_id, app.machine_id, ip, now
         ):
             self.observer.on_refusal(ctx.app_id, ctx.name, grantguard.REFUSAL)
-            return state, None
+            return state, None, False
         if rollout_version != final:
             rollouts.start_rollout(conn, ctx, final, now)
         self.observer.on_grant(ctx.app_id, ctx.name)
-        return lifecycle.grant(state, target, now), package
+        return lifecycle.grant(state, target, now), package, False
 
     def _group_state(self, conn: Connection, group_id: str, lock: bool) -> Any:
         q = _GROUP_STATE_FOR_UPDATE if lock and self._pg else _GROUP_STATE
