@@ -156,7 +156,8 @@ def test_bad_bundle_object_leaves_out_that_bundle_naming_file_and_entry(
 ) -> None:
     (tmp_path / "catalog.yaml").write_text(
         "schema: olm.package\nname: p\ndefaultChannel: stable\n---\n"
-        "schema: olm.channel\nname: stable\npackage: p\nentries: [{name: p.v1.0.0}, {name: p.v2.0.0, replaces: p.v1.0.0}]\n"
+        "schema: olm.channel\nname: stable\npackage: p\n"
+        "entries: [{name: p.v1.0.0}, {name: p.v2.0.0, replaces: p.v1.0.0}]\n"
         "---\n" + json.dumps(bundle_doc("p", "1.0.0", objects=[csv("p.v1.0.0")])) + "\n---\n"
         "schema: olm.bundle\nname: p.v2.0.0\npackage: p\nproperties:\n"
         "- {type: olm.package, value: {packageName: p, version: 2.0.0}}\n"

@@ -216,6 +216,15 @@ HOLD_OPT = typer.Option(
 )
 
 
+TARGET_NS_OPT = typer.Option(
+    None,
+    "--target-namespace",
+    help="A namespace the operator watches (repeat for several), as an OperatorGroup's "
+    "targetNamespaces; the CSV must support the install mode this makes.",
+)
+BUNDLE_DIR_ARG = typer.Argument(..., help="Bundle directory: manifests/ and metadata/.")
+
+
 def _catalog(path: Path) -> Catalog:
     """Load the catalog; entries OLM would refuse are left out with a warning, not fatal."""
     from flotilla.operators.catalog import load_catalog
@@ -289,12 +298,7 @@ def install(
         "--all-namespaces",
         help="Install for all namespaces (permissions become cluster-wide).",
     ),
-    target_namespaces: list[str] = typer.Option(
-        [],
-        "--target-namespace",
-        help="A namespace the operator watches (repeat for several), as an OperatorGroup's "
-        "targetNamespaces; the CSV must support the install mode this makes.",
-    ),
+    target_namespaces: list[str] = TARGET_NS_OPT,
     state_namespace: str = STATE_NS_OPT,
     hold_on: str = HOLD_OPT,
     kubeconfig: Path = KUBECONFIG_OPT,
@@ -313,7 +317,7 @@ def install(
             state_ns=state_namespace,
             hold_on=_severity(hold_on),
             all_namespaces=all_namespaces,
-            target_namespaces=target_namespaces,
+            target_namespaces=list(target_namespaces or []),
         )
     _report_outcome(outcome)
 
@@ -430,7 +434,7 @@ app.add_typer(bundle_app, name="bundle")
 
 @bundle_app.command("build")
 def bundle_build(
-    directory: Path = typer.Argument(..., help="Bundle directory: manifests/ and metadata/."),
+    directory: Path = BUNDLE_DIR_ARG,
     push: str = typer.Option(
         ..., "--push", help="Image to push to, HOST/REPOSITORY:TAG (loopback registries: HTTP)."
     ),

@@ -58,9 +58,9 @@ _LAYERS = (OCI_LAYER, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP)
 
 MAX_MANIFEST_BYTES = 4 * 2**20
 MAX_CONFIG_BYTES = 4 * 2**20
-MAX_LAYER_BYTES = 64 * 2**20
+MAX_LAYER_BYTES = 32 * 2**20
 """Compressed, per layer: a bundle is YAML; the largest community bundles are a few MiB."""
-MAX_UNPACKED_BYTES = 256 * 2**20
+MAX_UNPACKED_BYTES = 64 * 2**20
 MAX_ENTRIES = 10_000
 MAX_LAYERS = 16
 
