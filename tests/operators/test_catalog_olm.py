@@ -249,14 +249,14 @@ def test_dependencies_resolve_to_bundles_in_range(tmp_path: Path) -> None:
     deps = resolve_dependencies(cat, app)
     # the API: the head of the provider's default channel; the package: newest in range
     assert [(d.package, d.bundle.name if d.bundle else d.installed) for d in deps] == [
-        ("certs", "certs.v1.14.0"),
         ("db", "db.v2.1.0"),
+        ("certs", "certs.v1.14.0"),
     ]
-    assert str(deps[1]) == (
+    assert str(deps[0]) == (
         "app.v1.0.0 requires package db >=2.0.0 <3.0.0: needs db.v2.1.0 (package db)"
     )
     plan = plan_install(cat, "app", channel=None, namespace="app")
-    assert [d.package for d in plan.missing] == ["certs", "db"]
+    assert [d.package for d in plan.missing] == ["db", "certs"]
 
 
 def test_installed_operators_meet_requirements_first(tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ def test_installed_operators_meet_requirements_first(tmp_path: Path) -> None:
     }
     deps = resolve_dependencies(cat, app, installed)
     assert all(d.bundle is None for d in deps)
-    assert [d.installed for d in deps] == ["certs.v1.13.0", "db.v2.0.5"]
+    assert [d.installed for d in deps] == ["db.v2.0.5", "certs.v1.13.0"]
     assert plan_install(cat, "app", channel=None, namespace="a", installed=installed).missing == []
 
 
@@ -282,7 +282,7 @@ def test_unmet_requirement_names_bundle_entry_and_requirement(tmp_path: Path) ->
     installed_too_old = {"db": ("db.v1.9.0", Version.parse("1.9.0"))}
     cat = _dependency_catalog(tmp_path)
     deps = resolve_dependencies(cat, cat.package("app").bundle("app.v1.0.0"), installed_too_old)
-    assert deps[-1].bundle is not None and deps[-1].bundle.name == "db.v2.1.0"
+    assert deps[0].bundle is not None and deps[0].bundle.name == "db.v2.1.0"
 
 
 def test_bad_requirement_property_leaves_the_bundle_out(tmp_path: Path) -> None:
@@ -335,3 +335,33 @@ def test_transitive_dependencies_come_first_and_cycles_end(tmp_path: Path) -> No
     cat = parse_catalog(docs, tmp_path)
     deps = resolve_dependencies(cat, cat.package("a").bundle("a.v1.0.0"))
     assert [d.package for d in deps] == ["c", "b"]
+
+
+def test_a_required_package_in_range_also_provides_the_required_api(tmp_path: Path) -> None:
+    """As operator-registry's foo/bar test catalog: an API and a package range that one old
+    bar meets; the head of bar provides the API but is out of range."""
+    bar = GVK("test.bar", "v1alpha1", "Bar")
+    docs = [
+        *package_docs("foo", ["0.3.0"]),
+        bundle_doc(
+            "foo",
+            "0.3.0",
+            objects=[csv("foo")],
+            requires=[
+                {
+                    "type": "olm.gvk.required",
+                    "value": {"group": "test.bar", "kind": "Bar", "version": "v1alpha1"},
+                },
+                {
+                    "type": "olm.package.required",
+                    "value": {"packageName": "bar", "versionRange": "<0.2.0"},
+                },
+            ],
+        ),
+        *package_docs("bar", ["0.1.0", "1.0.0"]),
+        bundle_doc("bar", "0.1.0", objects=[csv("bar")], provides=[bar]),
+        bundle_doc("bar", "1.0.0", objects=[csv("bar")], provides=[bar]),
+    ]
+    cat = parse_catalog(docs, tmp_path)
+    deps = resolve_dependencies(cat, cat.package("foo").bundle("foo.v0.3.0"))
+    assert [(d.package, d.bundle.name if d.bundle else "") for d in deps] == [("bar", "bar.v0.1.0")]

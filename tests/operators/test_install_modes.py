@@ -95,6 +95,7 @@ def test_targets_decide_the_mode_as_an_operator_group_does(
             "namespaces it should watch with --target-namespace",
         ),
         ({}, ["a"], False, "it supports: none"),
+        ({}, [], False, "op.v1.0.0 marks no install mode supported (spec.installModes)"),
         (ALL, ["a"], True, "either all namespaces or target namespaces"),
     ],
 )

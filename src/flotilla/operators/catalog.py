@@ -588,7 +588,10 @@ def resolve_dependencies(
         return None
 
     def visit(ref: BundleRef, trail: tuple[str, ...]) -> None:
-        for req in ref.requires:
+        # package requirements first: they pin a version range, and an API is then looked for
+        # among what is already chosen (OLM solves both at once; this order finds the same
+        # answer whenever the API's provider is also a required package)
+        for req in sorted(ref.requires, key=lambda r: r.gvk is not None):
             if req.gvk is not None:
                 hit = provided_by_installed(req.gvk)
                 if hit is not None:

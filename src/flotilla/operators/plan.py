@@ -97,9 +97,14 @@ def install_mode_for(
         elif "AllNamespaces" in supported:
             mode = "AllNamespaces"
         else:
+            if not supported:
+                raise InstallModeError(
+                    f"{csv.name} marks no install mode supported (spec.installModes); "
+                    "OLM refuses to install it"
+                )
             raise InstallModeError(
                 f"{csv.name} supports neither OwnNamespace nor AllNamespaces (only "
-                f"{', '.join(supported) or 'no mode'}): name the namespaces it should watch "
+                f"{', '.join(supported)}): name the namespaces it should watch "
                 "with --target-namespace"
             )
     elif wanted == [namespace]:
