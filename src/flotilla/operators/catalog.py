@@ -634,18 +634,19 @@ def resolve_dependencies(
 
 def bundle_from_objects(ref: BundleRef) -> Bundle:
     """The bundle a catalog carries inline (``olm.bundle.object``), as OLM installs it without
-    pulling the image. Findings point at the catalog entry and the object's index."""
+    pulling the image. Findings point at the bundle's entry in the catalog (``file:line``): the
+    objects themselves are base64 with no lines of their own."""
     file, _, line = ref.source.rpartition(":")
     if not line.isdigit():
         file, line = ref.source or ref.name, "0"
     manifests = [
         Manifest(
             body=obj,
-            source=Source(f"{file} ({ref.name} olm.bundle.object {i})", int(line)),
+            source=Source(file, int(line)),
             origin=ref.name,
             package=ref.package,
         )
-        for i, obj in enumerate(ref.objects)
+        for obj in ref.objects
     ]
     annotations = {"operators.operatorframework.io.bundle.package.v1": ref.package}
     return Bundle(path=Path(ref.name), manifests=manifests, annotations=annotations)
