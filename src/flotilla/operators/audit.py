@@ -60,8 +60,15 @@ def audit(
 
 
 def _dedup_sorted(findings: list[Finding]) -> list[Finding]:
-    unique = {(f.key, f.source): f for f in findings}
-    return sorted(unique.values(), key=lambda f: (-f.severity, f.source, f.rule, f.subject))
+    # plain tuples: hashing them is several times cheaper than the dataclasses they come from
+    unique = {
+        (f.rule, f.subject, f.identity or f.message, f.source.file, f.source.line): f
+        for f in findings
+    }
+    return sorted(
+        unique.values(),
+        key=lambda f: (-f.severity, f.source.file, f.source.line, f.rule, f.subject),
+    )
 
 
 def exceeds(report: AuditReport | AuditDiff, threshold: Severity | None) -> bool:

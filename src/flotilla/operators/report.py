@@ -50,6 +50,8 @@ class _Table:
 
 
 def _line(cells: tuple[str, ...], widths: list[int]) -> str:
+    if all(len(c) <= w for c, w in zip(cells, widths, strict=True)):  # the common row: no fold
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
     folded = [
         [c[i : i + w] for i in range(0, max(len(c), 1), w)]
         for c, w in zip(cells, widths, strict=True)
