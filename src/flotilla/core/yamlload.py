@@ -190,11 +190,11 @@ def _construct(
     if not tree:
         check_expansion(node, limits)
         return instance.construct_document(node)
-    _check_depth(node, limits.max_depth)
     if not lines:
+        _check_depth(node, limits.max_depth)
         return instance.construct_document(node)
     try:
-        return _TreeBuilder(instance).build(node)
+        return _TreeBuilder(instance, limits.max_depth).build(node, 1)
     finally:
         instance.constructed_objects = {}
         instance.recursive_objects = {}
@@ -202,23 +202,30 @@ def _construct(
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN_KEYS = (str, int, float, bool, type(None))
 
 
 class _TreeBuilder:
-    """Build a node tree (no anchors, depth checked) into LineDict/LineList directly.
+    """Build a node tree (no anchors) into LineDict/LineList directly, checking its depth.
 
     The same objects as ``construct_document`` with the line loader, without PyYAML's
-    per-node bookkeeping for shared and recursive nodes, which a tree does not need: about
-    twice as fast on manifests. Scalars use the loader's own constructors (its resolvers and
-    tags); a collection with another tag (``!!set``, ``!!omap``) goes to the loader.
+    per-node bookkeeping for shared and recursive nodes, which a tree does not need, and with
+    the depth checked on the way down instead of in a pass of its own: about twice as fast on
+    manifests. Scalars use the loader's own constructors (its resolvers and tags); a collection
+    with another tag (``!!set``, ``!!omap``) goes to the loader.
     """
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, max_depth: int) -> None:
         self.loader = loader
+        self.max_depth = max_depth
         self.scalars: dict[str, Any] = {}
+        make_str = loader.yaml_constructors.get(_STR_TAG)
+        self.plain_str = make_str is yaml.constructor.SafeConstructor.construct_yaml_str
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag == _STR_TAG and self.plain_str:
+            return node.value
         make = self.scalars.get(node.tag)
         if make is None:
             make = self.loader.yaml_constructors.get(node.tag)
@@ -227,10 +234,15 @@ class _TreeBuilder:
             self.scalars[node.tag] = make
         return make(self.loader, node)
 
-    def build(self, node: yaml.Node) -> Any:
+    def build(self, node: yaml.Node, depth: int) -> Any:
+        if depth > self.max_depth:
+            raise YamlLimitError(
+                f"nested deeper than {self.max_depth} levels", node.start_mark.line + 1
+            )
         kind = node.__class__
         if kind is yaml.ScalarNode:
             return self.scalar(node)  # type: ignore[arg-type]
+        below = depth + 1
         if kind is yaml.MappingNode and node.tag == _MAP_TAG:
             loader = self.loader
             loader.flatten_mapping(node)  # merge keys (<<) and duplicate notes, as the loader
@@ -238,7 +250,7 @@ class _TreeBuilder:
             result.line = node.start_mark.line + 1
             key_lines: dict[Any, int] = {}
             for key_node, value_node in node.value:
-                key = self.build(key_node)
+                key = self.build(key_node, below)
                 if not isinstance(key, _PLAIN_KEYS) and not isinstance(key, Hashable):
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping",
@@ -246,16 +258,17 @@ class _TreeBuilder:
                         "found an unhashable key",
                         key_node.start_mark,
                     )
-                result[key] = self.build(value_node)
+                result[key] = self.build(value_node, below)
                 key_lines[key] = key_node.start_mark.line + 1
             result.key_lines = key_lines
             return result
         if kind is yaml.SequenceNode and node.tag == _SEQ_TAG:
             children = node.value
-            items = LineList([self.build(child) for child in children])
+            items = LineList([self.build(child, below) for child in children])
             items.line = node.start_mark.line + 1
             items.item_lines = [child.start_mark.line + 1 for child in children]
             return items
+        _check_depth(node, self.max_depth - depth + 1)
         return self.loader.construct_object(node, deep=True)
 
 
