@@ -354,11 +354,50 @@ def _line_loader(base: type[Any]) -> type[Any]:
     """``base`` whose mappings and sequences come back as :class:`LineDict` / :class:`LineList`."""
     cls = _LINE_LOADERS.get(base)
     if cls is None:
-        cls = type(f"Line{base.__name__}", (base,), {})
+        extra: dict[str, Any] = {}
+        if not getattr(base, "yaml_path_resolvers", None):
+            extra = {
+                "resolve": _cached_resolve(base),
+                "descend_resolver": _no_path,
+                "ascend_resolver": _no_path,
+            }
+        cls = type(f"Line{base.__name__}", (base,), extra)
         cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
         cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
         _LINE_LOADERS[base] = cls
     return cls
+
+
+def _no_path(*_args: Any) -> None:
+    """Path resolvers are unused: skip the two calls libyaml's composer makes per node."""
+
+
+_RESOLVE_CACHE_SIZE = 65_536
+_RESOLVE_VALUE_LENGTH = 64
+
+
+def _cached_resolve(base: type[Any]) -> Any:
+    """``base.resolve`` remembering the tag of short plain scalars.
+
+    The composer asks for the tag of every node; manifests repeat the same keys and values
+    (``apiVersion``, ``get``, ``""``) hundreds of thousands of times, and each answer is a walk
+    through regular expressions. Only valid without path resolvers (the tag then depends on the
+    value alone); the cache is bounded in entries and in value length.
+    """
+    original = base.resolve
+    cache: dict[str, str] = {}
+
+    def resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and len(value) <= _RESOLVE_VALUE_LENGTH:
+            tag = cache.get(value)
+            if tag is None:
+                tag = original(self, kind, value, implicit)
+                if len(cache) < _RESOLVE_CACHE_SIZE:
+                    cache[value] = tag
+            return tag
+        return original(self, kind, value, implicit)
+
+    return resolve
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LineDict:
