@@ -386,16 +386,23 @@ def _cached_resolve(base: type[Any]) -> Any:
     """
     original = base.resolve
     cache: dict[str, str] = {}
+    scalar, sequence, mapping = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+    scalar_tag = base.DEFAULT_SCALAR_TAG
+    defaults = {sequence: base.DEFAULT_SEQUENCE_TAG, mapping: base.DEFAULT_MAPPING_TAG}
 
     def resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and implicit[0] and len(value) <= _RESOLVE_VALUE_LENGTH:
-            tag = cache.get(value)
-            if tag is None:
-                tag = original(self, kind, value, implicit)
-                if len(cache) < _RESOLVE_CACHE_SIZE:
-                    cache[value] = tag
-            return tag
-        return original(self, kind, value, implicit)
+        if kind is not scalar:  # untagged collections: the default tag, as Resolver.resolve
+            return defaults.get(kind) or original(self, kind, value, implicit)
+        if not implicit[0]:  # quoted: a string
+            return scalar_tag
+        if len(value) > _RESOLVE_VALUE_LENGTH:
+            return original(self, kind, value, implicit)
+        tag = cache.get(value)
+        if tag is None:
+            tag = original(self, kind, value, implicit)
+            if len(cache) < _RESOLVE_CACHE_SIZE:
+                cache[value] = tag
+        return tag
 
     return resolve
 
