@@ -115,3 +115,37 @@ def test_limit_errors_carry_the_line_and_the_problem_apart() -> None:
     with pytest.raises(YamlLimitError) as err:
         yamlload.load("a: " + "x" * 100, limits=Limits(max_bytes=50))
     assert err.value.line == 0 and str(err.value) == err.value.problem
+
+
+def _marks(obj: object) -> object:
+    """The value with every line mark, to compare two loads exactly."""
+    if isinstance(obj, LineDict):
+        return ("map", obj.line, obj.key_lines, {k: _marks(v) for k, v in obj.items()})
+    if isinstance(obj, LineList):
+        return ("seq", obj.line, obj.item_lines, [_marks(v) for v in obj])
+    return (type(obj).__name__, obj)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_documents_without_anchors_build_the_same_as_with(loader: type | None) -> None:
+    """Without an ``&`` there is no alias, so the loader builds the tree directly (faster);
+    the result, its types and every line mark are the same as through PyYAML's constructor."""
+    text = (
+        "kind: Role\nrules:\n- apiGroups: ['']\n  verbs: [get, list]\n  n: 3\n"
+        "  f: 1.5\n  b: true\n  z: null\n  d: 2024-01-01\n"
+        "set: !!set {a: null, b: null}\npairs: !!omap [{x: 1}, {y: 2}]\n"
+        "merged: {<<: {a: 1, b: 2}, b: 3}\nbin: !!binary aGk=\n"
+        "nested: [[1, [2, {k: [v]}]]]\n---\nsecond: [x]\n"
+    )
+    fast = yamlload.load_all(text, loader=loader, lines=True)
+    slow = yamlload.load_all(
+        text + "# & makes the loader check aliases\n", loader=loader, lines=True
+    )
+    assert [_marks(d) for d in fast] == [_marks(d) for d in slow]
+    assert fast[0]["merged"] == {"a": 1, "b": 3} and fast[0]["set"] == {"a", "b"}
+    deep = "a:\n  b:\n    c:\n      d: 1\n"
+    with pytest.raises(YamlLimitError, match="deeper than 3") as err:
+        yamlload.load(deep, loader=loader, lines=True, limits=Limits(max_depth=3))
+    assert err.value.line == 3  # key c: the first node below the third level, in text order
+    with pytest.raises(yaml.YAMLError, match="unhashable"):
+        yamlload.load("? [a]\n: 1\n", loader=loader, lines=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from flotilla.operators.models import (
     LoadProblem,
     Manifest,
     Severity,
+    paused_gc,
 )
 from flotilla.operators.rbac import grants_from_manifests
 from flotilla.operators.rules import (
@@ -41,9 +41,7 @@ def audit(
     (``load-error``, ``duplicate-key``) at its file and line, so no output format hides it; the
     load errors (not the duplicate keys) are the report's ``errors``.
     """
-    collecting = gc.isenabled()
-    gc.disable()  # no cycles are made; rescanning the loaded input per batch made it superlinear
-    try:
+    with paused_gc():
         grants = grants_from_manifests(manifests, namespace=namespace, install_mode=install_mode)
         findings = list(
             manifest_findings(
@@ -51,17 +49,22 @@ def audit(
             )
         )
         findings.extend(grant_findings(grants))
-    finally:
-        if collecting:
-            gc.enable()
-    findings.extend(problem_findings(p for p in errors if isinstance(p, LoadProblem)))
+        findings.extend(problem_findings(p for p in errors if isinstance(p, LoadProblem)))
+        findings = _dedup_sorted(findings)
     messages = [str(p) for p in errors if not isinstance(p, LoadProblem) or p.rule == "load-error"]
-    return AuditReport(findings=_dedup_sorted(findings), grants=grants, errors=messages)
+    return AuditReport(findings=findings, grants=grants, errors=messages)
 
 
 def _dedup_sorted(findings: list[Finding]) -> list[Finding]:
-    unique = {(f.key, f.source): f for f in findings}
-    return sorted(unique.values(), key=lambda f: (-f.severity, f.source, f.rule, f.subject))
+    # plain tuples: hashing them is several times cheaper than the dataclasses they come from
+    unique = {
+        (f.rule, f.subject, f.identity or f.message, f.source.file, f.source.line): f
+        for f in findings
+    }
+    return sorted(
+        unique.values(),
+        key=lambda f: (-f.severity, f.source.file, f.source.line, f.rule, f.subject),
+    )
 
 
 def exceeds(report: AuditReport | AuditDiff, threshold: Severity | None) -> bool:

@@ -7,25 +7,43 @@ installed one, otherwise the entry that does (the newest if several), one step a
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.operators.documents import InputError, line_of, read_documents
-from flotilla.operators.models import OperatorsError
+from flotilla.operators.documents import Bundle, InputError, line_of, read_documents
+from flotilla.operators.models import Manifest, OperatorsError, Source
 from flotilla.operators.semver import Version, VersionRange, parse_version, range_warnings
 
 __all__ = [
+    "GVK",
     "BundleRef",
     "Catalog",
     "Channel",
     "ChannelEntry",
+    "Dependency",
+    "Deprecations",
     "GraphError",
+    "Requirement",
+    "bundle_from_objects",
     "channel_head",
+    "is_image_reference",
     "load_catalog",
     "parse_catalog",
+    "resolve_dependencies",
     "upgrade_path",
 ]
+
+_REGISTRY_HOST = re.compile(
+    r"localhost(:[0-9]+)?|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:[0-9]+)?|[A-Za-z0-9-]+:[0-9]+"
+    r"|\[[0-9A-Fa-f:]+\](:[0-9]+)?"
+)
+MAX_BUNDLE_OBJECT_BYTES = 16 * 2**20
+"""One ``olm.bundle.object`` (a base64 manifest); opm has no limit, a CSV is rarely 1 MiB."""
 
 
 class GraphError(OperatorsError):
@@ -56,14 +74,78 @@ class Channel:
         return next((e for e in self.entries if e.name == name), None)
 
 
+@dataclass(frozen=True, order=True)
+class GVK:
+    group: str
+    version: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.group or 'core'}/{self.version} {self.kind}"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """``olm.package.required`` (package and version range) or ``olm.gvk.required`` (an API)."""
+
+    package: str = ""
+    range_text: str = ""
+    version_range: VersionRange | None = field(default=None, compare=False)
+    gvk: GVK | None = None
+
+    def __str__(self) -> str:
+        if self.gvk is not None:
+            return f"API {self.gvk}"
+        return f"package {self.package} {self.range_text}".rstrip()
+
+
 @dataclass(frozen=True)
 class BundleRef:
-    """A bundle the catalog lists; ``path`` is its directory on disk."""
+    """A bundle the catalog lists and where its manifests come from.
+
+    As OLM: the ``olm.bundle.object`` manifests in the catalog when it has them (``objects``),
+    else the ``image`` (pulled from its registry), or ``path``, a bundle directory on disk.
+    """
 
     name: str
     package: str
     version: Version
-    path: Path
+    path: Path | None = None
+    image: str = ""
+    objects: tuple[Any, ...] = field(default=(), compare=False, hash=False)
+    provides: tuple[GVK, ...] = ()
+    requires: tuple[Requirement, ...] = ()
+    source: str = ""
+    """``file:line`` of its ``olm.bundle`` entry, for messages."""
+
+    @property
+    def location(self) -> str:
+        """Where the manifests come from, for messages."""
+        if self.objects:
+            return f"{len(self.objects)} olm.bundle.object in {self.source or 'the catalog'}"
+        return self.image or str(self.path)
+
+
+@dataclass
+class Deprecations:
+    """One package's ``olm.deprecations``: messages for the package, channels and bundles."""
+
+    package: str = ""
+    channels: dict[str, str] = field(default_factory=dict)
+    bundles: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def notes(self, name: str, channel: str, bundles: list[str]) -> list[str]:
+        """What a plan of ``bundles`` from ``channel`` must show, one line each."""
+        found = []
+        if self.package:
+            found.append(f"package {name} is deprecated: {self.package}")
+        if channel in self.channels:
+            found.append(f"channel {name}/{channel} is deprecated: {self.channels[channel]}")
+        found.extend(
+            f"bundle {b} is deprecated: {self.bundles[b]}" for b in bundles if b in self.bundles
+        )
+        return found
 
 
 @dataclass
@@ -72,6 +154,7 @@ class Package:
     default_channel: str = ""
     channels: dict[str, Channel] = field(default_factory=dict)
     bundles: dict[str, BundleRef] = field(default_factory=dict)
+    deprecations: Deprecations = field(default_factory=Deprecations)
 
     def channel(self, name: str | None) -> Channel:
         chosen = name or self.default_channel
@@ -84,6 +167,10 @@ class Package:
         if name not in self.bundles:
             raise GraphError(f"package {self.name}: channel entry {name} has no olm.bundle")
         return self.bundles[name]
+
+    def head(self, channel: str | None = None) -> BundleRef:
+        """The bundle at the head of ``channel`` (default: the package's default channel)."""
+        return self.bundle(channel_head(self.channel(channel)).name)
 
 
 @dataclass
@@ -114,12 +201,16 @@ def _version_of(doc: dict[str, Any]) -> Version:
         raise GraphError(f"bundle {name}: no olm.package version property") from None
 
 
-def _skip_range(entry: dict[str, Any], channel: str, problems: list[str]) -> VersionRange | None:
+def _skip_range(
+    entry: dict[str, Any], channel: str, problems: list[str], file: str = ""
+) -> VersionRange | None:
     """The entry's skipRange, or None with a problem noted: one bad range spoils one entry."""
     if not entry.get("skipRange"):
         return None
     text = str(entry["skipRange"])
     where = f"channel {channel}: bundle {entry['name']}: skipRange {text[:80]!r}"
+    if file:
+        where = f"{file}: {where}"
     try:
         rng = VersionRange.parse(text)
     except ValueError as exc:
@@ -130,11 +221,13 @@ def _skip_range(entry: dict[str, Any], channel: str, problems: list[str]) -> Ver
 
 
 def parse_catalog(docs: list[Any], root: Path, files: list[str] | None = None) -> Catalog:
-    """Build a catalog from FBC documents; bundle ``image`` is a path relative to ``root``.
+    """Build a catalog from FBC documents.
 
-    A malformed document (a missing name, package or entries of the wrong type) is left out
-    with a problem naming its file, line and entry; the rest of the catalog still loads.
-    ``files`` names the file of each document, for those messages.
+    A bundle ``image`` is a registry reference (``quay.io/org/bundle@sha256:...``), or a path
+    relative to ``root`` (``file://`` or no registry host). A malformed document (a missing name,
+    package or entries of the wrong type, a bad property) is left out with a problem naming its
+    file, line and entry; the rest of the catalog still loads. ``files`` names the file of each
+    document, for those messages.
     """
     catalog = Catalog(root=root)
 
@@ -146,18 +239,147 @@ def parse_catalog(docs: list[Any], root: Path, files: list[str] | None = None) -
             continue
         file = files[index] if files is not None and index < len(files) else str(root)
         where = f"{file}:{line_of(doc, 0)}" if line_of(doc, 0) else file
+        entry = f"{doc.get('schema')} {doc.get('name') or '(no name)'}"
         try:
-            _parse_entry(doc, root, catalog, pkg)
+            _parse_entry(doc, root, catalog, pkg, where)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if doc.get("schema") == "olm.deprecations":
+                entry = f"olm.deprecations of {doc.get('package') or '(no package)'}"
             missing = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-            entry = f"{doc.get('schema')} {doc.get('name') or '(no name)'}"
             catalog.problems.append(f"{where}: {entry} left out: {missing}")
-        except InputError as exc:
-            catalog.problems.append(f"{where}: {exc}")
+        except (InputError, GraphError) as exc:
+            catalog.problems.append(f"{where}: {entry} left out: {exc}")
+    _check_references(catalog)
     return catalog
 
 
-def _parse_entry(doc: dict[str, Any], root: Path, catalog: Catalog, pkg: Any) -> None:
+def is_image_reference(text: str) -> bool:
+    """``host[:port]/repo[:tag|@digest]``: the first part names a registry (a dot, a port or
+    ``localhost``), as the docker reference grammar decides. Anything else is a local path."""
+    first, slash, rest = text.partition("/")
+    if not slash or not rest:
+        return False
+    return _REGISTRY_HOST.fullmatch(first) is not None
+
+
+def _properties(doc: dict[str, Any]) -> list[tuple[int, str, Any]]:
+    props = doc.get("properties") or []
+    if not isinstance(props, list):
+        raise TypeError("properties is not a list")
+    return [
+        (i, str(p.get("type") or ""), p.get("value"))
+        for i, p in enumerate(props)
+        if isinstance(p, dict)
+    ]
+
+
+def _bundle_object(index: int, value: Any) -> dict[str, Any]:
+    """One ``olm.bundle.object``: ``{data: <base64 of a JSON manifest>}``, as opm writes it."""
+    data = value.get("data") if isinstance(value, dict) else None
+    if not isinstance(data, str) or not data:
+        raise ValueError(f"property {index} (olm.bundle.object) has no data")
+    if len(data) > MAX_BUNDLE_OBJECT_BYTES * 4 // 3 + 4:
+        raise ValueError(f"property {index} (olm.bundle.object) is over 16 MiB")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        obj = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        what = "base64" if isinstance(exc, binascii.Error) else "a JSON manifest"
+        raise ValueError(f"property {index} (olm.bundle.object) is not {what}: {exc}") from None
+    if not isinstance(obj, dict) or not obj.get("kind") or not obj.get("apiVersion"):
+        raise ValueError(f"property {index} (olm.bundle.object) is not a Kubernetes object")
+    return obj
+
+
+def _gvk(index: int, kind: str, value: Any) -> GVK:
+    if not isinstance(value, dict) or not value.get("kind") or not value.get("version"):
+        raise ValueError(f"property {index} ({kind}) needs group, version and kind")
+    return GVK(str(value.get("group") or ""), str(value["version"]), str(value["kind"]))
+
+
+def _package_requirement(index: int, value: Any) -> Requirement:
+    if not isinstance(value, dict) or not value.get("packageName"):
+        raise ValueError(f"property {index} (olm.package.required) has no packageName")
+    text = str(value.get("versionRange") or "")
+    try:
+        rng = VersionRange.parse(text) if text else None
+    except ValueError as exc:
+        raise ValueError(
+            f"property {index} (olm.package.required): versionRange {text[:80]!r}: {exc}"
+        ) from None
+    return Requirement(package=str(value["packageName"]), range_text=text, version_range=rng)
+
+
+def _bundle(doc: dict[str, Any], root: Path, where: str) -> BundleRef:
+    name, package = str(doc["name"]), str(doc["package"])
+    objects: list[dict[str, Any]] = []
+    provides: list[GVK] = []
+    requires: list[Requirement] = []
+    for index, kind, value in _properties(doc):
+        if kind == "olm.bundle.object":
+            objects.append(_bundle_object(index, value))
+        elif kind == "olm.gvk":
+            provides.append(_gvk(index, kind, value))
+        elif kind == "olm.gvk.required":
+            requires.append(Requirement(gvk=_gvk(index, kind, value)))
+        elif kind == "olm.package.required":
+            requires.append(_package_requirement(index, value))
+    version = _version_of(doc)
+    image = str(doc.get("image") or "")
+    path: Path | None = None
+    if image and not is_image_reference(image):
+        relative = image.removeprefix("file://")
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root.resolve()):
+            raise InputError(f"image path {relative!r} leaves the catalog")
+        image = ""
+    elif not image and not objects:
+        path = (root / name).resolve()
+    if not objects and path is None and not image:
+        raise ValueError("no image and no olm.bundle.object: nothing to install")
+    return BundleRef(
+        name=name,
+        package=package,
+        version=version,
+        path=path,
+        image=image,
+        objects=tuple(objects),
+        provides=tuple(provides),
+        requires=tuple(requires),
+        source=where,
+    )
+
+
+def _deprecations(doc: dict[str, Any], where: str, problems: list[str]) -> Deprecations:
+    """``olm.deprecations``: each entry references the package, a channel or a bundle."""
+    dep = Deprecations(source=where)
+    entries = doc.get("entries")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("entries must be a non-empty list")
+    for index, e in enumerate(entries):
+        ref = e.get("reference") if isinstance(e, dict) else None
+        message = str(e.get("message") or "").strip() if isinstance(e, dict) else ""
+        kind = ref.get("schema") if isinstance(ref, dict) else None
+        name = str(ref.get("name") or "") if isinstance(ref, dict) else ""
+        bad = ""
+        if not message:
+            bad = "has no message"
+        elif kind == "olm.package":
+            bad = "names a package reference (the package is the document's)" if name else ""
+            dep.package = message
+        elif kind in ("olm.channel", "olm.bundle"):
+            if not name:
+                bad = f"references {kind} without a name"
+            else:
+                (dep.channels if kind == "olm.channel" else dep.bundles)[name] = message
+        else:
+            bad = f"has an unknown reference schema {kind!r}"
+        if bad:
+            problems.append(f"{where}: olm.deprecations of {doc['package']}: entry {index} {bad}")
+    return dep
+
+
+def _parse_entry(doc: dict[str, Any], root: Path, catalog: Catalog, pkg: Any, where: str) -> None:
     """One FBC document into the catalog; raises KeyError/TypeError on a malformed one."""
     schema = doc.get("schema")
     if schema == "olm.package":
@@ -165,10 +387,13 @@ def _parse_entry(doc: dict[str, Any], root: Path, catalog: Catalog, pkg: Any) ->
         p.default_channel = str(doc.get("defaultChannel") or "")
     elif schema == "olm.channel":
         entries = []
-        for e in doc.get("entries") or []:
+        raw_entries = doc.get("entries") or []
+        if not isinstance(raw_entries, list):
+            raise TypeError("entries is not a list")
+        for e in raw_entries:
             if not isinstance(e, dict) or not e.get("name"):
                 continue
-            rng = _skip_range(e, f"{doc.get('package')}/{doc.get('name')}", catalog.problems)
+            rng = _skip_range(e, f"{doc.get('package')}/{doc.get('name')}", catalog.problems, where)
             entries.append(
                 ChannelEntry(
                     name=str(e["name"]),
@@ -180,19 +405,27 @@ def _parse_entry(doc: dict[str, Any], root: Path, catalog: Catalog, pkg: Any) ->
         ch = Channel(name=str(doc["name"]), package=str(doc["package"]), entries=tuple(entries))
         pkg(ch.package).channels[ch.name] = ch
     elif schema == "olm.bundle":
-        image = str(doc.get("image") or doc["name"]).removeprefix("file://")
-        path = (root / image).resolve()
-        if not path.is_relative_to(root.resolve()):
-            raise InputError(f"bundle {doc['name']}: image path {image!r} leaves the catalog")
-        try:
-            version = _version_of(doc)
-        except (ValueError, GraphError) as exc:
-            catalog.problems.append(f"bundle {doc['name']} left out: {exc}")
-            return
-        ref = BundleRef(
-            name=str(doc["name"]), package=str(doc["package"]), version=version, path=path
-        )
+        ref = _bundle(doc, root, where)
         pkg(ref.package).bundles[ref.name] = ref
+    elif schema == "olm.deprecations":
+        package = str(doc["package"])
+        pkg(package).deprecations = _deprecations(doc, where, catalog.problems)
+
+
+def _check_references(catalog: Catalog) -> None:
+    """Deprecations of channels or bundles the package does not have (opm validate refuses)."""
+    for p in catalog.packages.values():
+        dep = p.deprecations
+        for channel in dep.channels:
+            if channel not in p.channels:
+                catalog.problems.append(
+                    f"{dep.source}: olm.deprecations of {p.name}: no channel {channel}"
+                )
+        for bundle in dep.bundles:
+            if bundle not in p.bundles:
+                catalog.problems.append(
+                    f"{dep.source}: olm.deprecations of {p.name}: no bundle {bundle}"
+                )
 
 
 def load_catalog(root: Path) -> Catalog:
@@ -277,3 +510,143 @@ def upgrade_path(
         current = step.name
         current_version = (versions or {}).get(step.name)
     return path
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """How one requirement of a bundle is met: by an installed operator, or a bundle to install."""
+
+    required_by: str
+    requirement: Requirement
+    package: str
+    bundle: BundleRef | None = None
+    """None when ``installed`` already meets it."""
+    installed: str = ""
+
+    def __str__(self) -> str:
+        how = (
+            f"met by installed {self.package} {self.installed}"
+            if self.bundle is None
+            else f"needs {self.bundle.name} (package {self.package})"
+        )
+        return f"{self.required_by} requires {self.requirement}: {how}"
+
+
+def _default_head(pkg: Package) -> BundleRef | None:
+    try:
+        return pkg.head()
+    except GraphError:
+        return None
+
+
+def _in_range(req: Requirement, version: Version) -> bool:
+    return req.version_range is None or version in req.version_range
+
+
+def _candidates(pkg: Package, req: Requirement) -> list[BundleRef]:
+    """Bundles of ``pkg`` meeting ``req``, best first: the default channel's head, then the
+    newest of the default channel, then the newest of any channel (OLM prefers the default
+    channel and, within it, the head)."""
+    default = pkg.channels.get(pkg.default_channel)
+    in_default = {e.name for e in default.entries} if default else set()
+    head = _default_head(pkg)
+
+    def rank(b: BundleRef) -> tuple[bool, bool, Version]:
+        return (head is not None and b.name == head.name, b.name in in_default, b.version)
+
+    listed = {e.name for ch in pkg.channels.values() for e in ch.entries}
+    found = [b for b in pkg.bundles.values() if b.name in listed and _in_range(req, b.version)]
+    if req.gvk is not None:
+        found = [b for b in found if req.gvk in b.provides]
+    return sorted(found, key=rank, reverse=True)
+
+
+def resolve_dependencies(
+    catalog: Catalog,
+    bundle: BundleRef,
+    installed: dict[str, tuple[str, Version]] | None = None,
+) -> list[Dependency]:
+    """Every requirement of ``bundle`` and of what it pulls in, met once each, as OLM resolves.
+
+    ``installed`` maps package -> (bundle name, version) of what runs now: an installed operator
+    in range (or providing the API) meets a requirement before any catalog bundle. A requirement
+    nothing meets is a :class:`GraphError` naming the bundle, the requirement and its entry.
+    Returned in install order: a dependency comes before what requires it.
+    """
+    have = dict(installed or {})
+    order: list[Dependency] = []
+    chosen: dict[str, BundleRef] = {bundle.package: bundle}
+
+    def provided_by_installed(gvk: GVK) -> tuple[str, str] | None:
+        for package, (name, _version) in sorted(have.items()):
+            ref = catalog.packages.get(package, Package(package)).bundles.get(name)
+            if ref is not None and gvk in ref.provides:
+                return package, name
+        for package, ref in chosen.items():
+            if gvk in ref.provides:
+                return package, ref.name
+        return None
+
+    def visit(ref: BundleRef, trail: tuple[str, ...]) -> None:
+        # package requirements first: they pin a version range, and an API is then looked for
+        # among what is already chosen (OLM solves both at once; this order finds the same
+        # answer whenever the API's provider is also a required package)
+        for req in sorted(ref.requires, key=lambda r: r.gvk is not None):
+            if req.gvk is not None:
+                hit = provided_by_installed(req.gvk)
+                if hit is not None:
+                    if hit[0] in have:
+                        order.append(Dependency(ref.name, req, hit[0], installed=hit[1]))
+                    continue
+                packages = sorted(catalog.packages.values(), key=lambda p: p.name)
+            else:
+                if req.package in have and _in_range(req, have[req.package][1]):
+                    name = have[req.package][0]
+                    order.append(Dependency(ref.name, req, req.package, installed=name))
+                    continue
+                if req.package in chosen:
+                    if _in_range(req, chosen[req.package].version):
+                        continue
+                    raise GraphError(
+                        f"{ref.source}: bundle {ref.name} requires {req}, but "
+                        f"{chosen[req.package].name} is already chosen for {req.package}"
+                    )
+                packages = (
+                    [catalog.packages[req.package]] if req.package in catalog.packages else []
+                )
+            options = [b for p in packages if p.name not in chosen for b in _candidates(p, req)]
+            if not options:
+                where = f"{ref.source}: " if ref.source else ""
+                raise GraphError(
+                    f"{where}bundle {ref.name} requires {req}, which no bundle in the catalog "
+                    "and no installed operator provides"
+                )
+            pick = options[0]
+            if pick.package in trail:
+                continue
+            chosen[pick.package] = pick
+            visit(pick, (*trail, pick.package))
+            order.append(Dependency(ref.name, req, pick.package, bundle=pick))
+
+    visit(bundle, (bundle.package,))
+    return order
+
+
+def bundle_from_objects(ref: BundleRef) -> Bundle:
+    """The bundle a catalog carries inline (``olm.bundle.object``), as OLM installs it without
+    pulling the image. Findings point at the bundle's entry in the catalog (``file:line``): the
+    objects themselves are base64 with no lines of their own."""
+    file, _, line = ref.source.rpartition(":")
+    if not line.isdigit():
+        file, line = ref.source or ref.name, "0"
+    manifests = [
+        Manifest(
+            body=obj,
+            source=Source(file, int(line)),
+            origin=ref.name,
+            package=ref.package,
+        )
+        for obj in ref.objects
+    ]
+    annotations = {"operators.operatorframework.io.bundle.package.v1": ref.package}
+    return Bundle(path=Path(ref.name), manifests=manifests, annotations=annotations)

@@ -216,6 +216,15 @@ HOLD_OPT = typer.Option(
 )
 
 
+TARGET_NS_OPT = typer.Option(
+    None,
+    "--target-namespace",
+    help="A namespace the operator watches (repeat for several), as an OperatorGroup's "
+    "targetNamespaces; the CSV must support the install mode this makes.",
+)
+BUNDLE_DIR_ARG = typer.Argument(..., help="Bundle directory: manifests/ and metadata/.")
+
+
 def _catalog(path: Path) -> Catalog:
     """Load the catalog; entries OLM would refuse are left out with a warning, not fatal."""
     from flotilla.operators.catalog import load_catalog
@@ -254,6 +263,8 @@ def _report_outcome(outcome: object) -> None:
         typer.echo("Diff against what runs now:" if i == 1 else "Diff against the step before:")
         typer.echo(diff_text(step.diff), nl=False)
     state = outcome.state
+    for note in state.deprecations:
+        typer.echo(f"DEPRECATED: {note}")
     if outcome.action == "held":
         typer.echo(
             f"HELD for approval: {outcome.reason}\n"
@@ -265,6 +276,8 @@ def _report_outcome(outcome: object) -> None:
         return
     for ref in outcome.pruned:
         typer.echo(f"removed {ref} (not in the new version)")
+    for dep in outcome.dependencies:
+        typer.echo(f"dependency: {dep}")
     typer.echo(
         f"{outcome.action} {state.package} {state.installed} in namespace "
         f"{state.namespace} ({state.install_mode}, {len(state.objects)} objects)"
@@ -285,6 +298,7 @@ def install(
         "--all-namespaces",
         help="Install for all namespaces (permissions become cluster-wide).",
     ),
+    target_namespaces: list[str] = TARGET_NS_OPT,
     state_namespace: str = STATE_NS_OPT,
     hold_on: str = HOLD_OPT,
     kubeconfig: Path = KUBECONFIG_OPT,
@@ -303,6 +317,7 @@ def install(
             state_ns=state_namespace,
             hold_on=_severity(hold_on),
             all_namespaces=all_namespaces,
+            target_namespaces=list(target_namespaces or []),
         )
     _report_outcome(outcome)
 
@@ -402,6 +417,8 @@ def status(
                 f"approval={s.approval} namespace={s.namespace} mode={s.install_mode} "
                 f"deployments: {ready}"
             )
+            for note in s.deprecations:
+                typer.echo(f"  DEPRECATED: {note}")
             if s.pending:
                 typer.echo(
                     f"  pending approval: {' -> '.join(s.pending.steps)} ({s.pending.reason})"
@@ -409,3 +426,21 @@ def status(
                 typer.echo(s.pending.diff, nl=False)
             for crd in s.crds:
                 typer.echo(f"  CRD {crd}")
+
+
+bundle_app = system_app("Bundle images: build one from a bundle directory and push it.")
+app.add_typer(bundle_app, name="bundle")
+
+
+@bundle_app.command("build")
+def bundle_build(
+    directory: Path = BUNDLE_DIR_ARG,
+    push: str = typer.Option(
+        ..., "--push", help="Image to push to, HOST/REPOSITORY:TAG (loopback registries: HTTP)."
+    ),
+) -> None:
+    """Build the bundle image as opm does (one layer, the bundle labels) and push it."""
+    from flotilla.operators.oci import push_bundle
+
+    digest = push_bundle(directory, push)
+    typer.echo(f"pushed {push}@{digest}")

@@ -47,6 +47,7 @@ class InputError(OperatorsError):
 
 _DUPLICATES: ContextVar[list[tuple[str, int]] | None] = ContextVar("_DUPLICATES", default=None)
 _MERGE = "tag:yaml.org,2002:merge"
+_FLATTENED = (_MERGE, "tag:yaml.org,2002:value")
 _NOT_KUBE = ("tag:yaml.org,2002:value", "tag:yaml.org,2002:timestamp")
 
 
@@ -60,14 +61,17 @@ class KubeLoader(yamlload.SafeLoader):  # type: ignore[misc]
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         collector = _DUPLICATES.get()
-        if collector is not None:
-            seen: set[str] = set()
-            for key_node, _value in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
-                    if key_node.value in seen:
-                        collector.append((key_node.value, key_node.start_mark.line + 1))
-                    seen.add(key_node.value)
-        super().flatten_mapping(node)
+        merges = False
+        seen: set[str] = set()
+        for key_node, _value in node.value:
+            if key_node.tag in _FLATTENED:
+                merges = True
+            elif collector is not None and isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    collector.append((key_node.value, key_node.start_mark.line + 1))
+                seen.add(key_node.value)
+        if merges:  # PyYAML's own pass only rewrites << and !!value keys: skip it when none
+            super().flatten_mapping(node)
 
 
 @contextmanager

@@ -14,23 +14,42 @@ from lightkube import Client
 
 from flotilla.operators import cluster
 from flotilla.operators.audit import AuditDiff, audit, diff_audits
-from flotilla.operators.catalog import BundleRef, Catalog, channel_head, upgrade_path
+from flotilla.operators.catalog import (
+    BundleRef,
+    Catalog,
+    Dependency,
+    bundle_from_objects,
+    channel_head,
+    resolve_dependencies,
+    upgrade_path,
+)
 from flotilla.operators.loading import Bundle, load_bundle
-from flotilla.operators.models import AuditReport, OperatorsError, Severity, dig, seq
+from flotilla.operators.models import AuditReport, OperatorsError, Severity
 from flotilla.operators.plan import (
     Approval,
     ObjectRef,
     OperatorState,
     PendingPlan,
     decide,
+    install_mode_for,
     materialize,
     objects_to_prune,
 )
-from flotilla.operators.rbac import csv_install_mode
 from flotilla.operators.report import diff_text
 from flotilla.operators.semver import Version
 
-__all__ = ["LifecycleError", "Outcome", "Step", "approve", "install", "uninstall", "upgrade"]
+__all__ = [
+    "InstallPlan",
+    "LifecycleError",
+    "Outcome",
+    "Step",
+    "approve",
+    "install",
+    "open_bundle",
+    "plan_install",
+    "uninstall",
+    "upgrade",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,27 +76,80 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     reason: str = ""
     pruned: list[ObjectRef] = field(default_factory=list)
+    dependencies: list[Dependency] = field(default_factory=list)
 
 
-def _install_mode(bundle: Bundle, all_namespaces: bool) -> str:
-    csv = bundle.csv
-    if csv is None:
-        raise LifecycleError(f"bundle {bundle.path} has no ClusterServiceVersion")
-    spec = dig(csv.body, "spec")
-    supported = {
-        str(m.get("type"))
-        for m in seq(spec.get("installModes"))
-        if isinstance(m, dict) and m.get("supported") is True
-    }
-    wanted = "AllNamespaces" if all_namespaces else None
-    if wanted and wanted not in supported:
-        raise LifecycleError(f"{csv.name} does not support the AllNamespaces install mode")
-    if wanted:
-        return wanted
-    for mode in ("OwnNamespace", "SingleNamespace", "AllNamespaces"):
-        if mode in supported:
-            return mode
-    return csv_install_mode(csv)
+def open_bundle(ref: BundleRef) -> Bundle:
+    """The bundle's manifests, from where OLM takes them: the catalog's ``olm.bundle.object``
+    entries when it has them, else the bundle image (pulled), else the directory on disk."""
+    if ref.objects:
+        return bundle_from_objects(ref)
+    if ref.image:
+        from flotilla.operators.oci import pull_bundle
+
+        return pull_bundle(ref.image)
+    if ref.path is None:
+        raise LifecycleError(f"bundle {ref.name} has neither objects, an image nor a path")
+    if not ref.path.is_dir():
+        where = f" ({ref.source})" if ref.source else ""
+        raise LifecycleError(f"bundle {ref.name}{where}: no bundle directory at {ref.path}")
+    return load_bundle(ref.path)
+
+
+@dataclass
+class InstallPlan:
+    """What ``install`` would do, decided without touching the cluster."""
+
+    state: OperatorState
+    steps: list[Step]
+    dependencies: list[Dependency]
+    """Every requirement of the bundle, and whether an installed operator or a bundle meets it."""
+
+    @property
+    def missing(self) -> list[Dependency]:
+        return [d for d in self.dependencies if d.bundle is not None]
+
+
+def _notes(catalog: Catalog, state: OperatorState, bundles: list[str]) -> list[str]:
+    pkg = catalog.package(state.package)
+    return pkg.deprecations.notes(state.package, state.channel, bundles)
+
+
+def plan_install(
+    catalog: Catalog,
+    package: str,
+    *,
+    channel: str | None,
+    namespace: str,
+    approval: Approval = Approval.MANUAL,
+    all_namespaces: bool = False,
+    target_namespaces: list[str] | None = None,
+    installed: dict[str, tuple[str, Version]] | None = None,
+    crds: dict[str, str] | None = None,
+) -> InstallPlan:
+    """The channel head, its install mode (refused when the CSV does not support it), its audit,
+    its dependencies resolved against ``installed`` and the catalog, and its deprecations."""
+    pkg = catalog.package(package)
+    chosen = pkg.channel(channel).name
+    head = pkg.bundle(channel_head(pkg.channel(chosen)).name)
+    bundle = open_bundle(head)
+    if bundle.csv is None:
+        raise LifecycleError(f"bundle {head.name} ({head.location}) has no ClusterServiceVersion")
+    mode, targets = install_mode_for(
+        bundle.csv, namespace, list(target_namespaces or []), all_namespaces
+    )
+    state = OperatorState(
+        package=package,
+        channel=chosen,
+        namespace=namespace,
+        approval=approval.value,
+        install_mode=mode,
+        target_namespaces=targets,
+    )
+    dependencies = resolve_dependencies(catalog, head, installed)
+    steps = _plan(catalog, state, crds or {}, first=bundle)
+    state.deprecations = _notes(catalog, state, [s.ref.name for s in steps])
+    return InstallPlan(state, steps, dependencies)
 
 
 def _audit(bundle: Bundle, state: OperatorState, crds: dict[str, str]) -> AuditReport:
@@ -90,22 +162,24 @@ def _audit(bundle: Bundle, state: OperatorState, crds: dict[str, str]) -> AuditR
     )
 
 
-def _plan(catalog: Catalog, state: OperatorState, crds: dict[str, str]) -> list[Step]:
+def _plan(
+    catalog: Catalog, state: OperatorState, crds: dict[str, str], first: Bundle | None = None
+) -> list[Step]:
     pkg = catalog.package(state.package)
     channel = pkg.channel(state.channel)
     if state.installed:
         versions = {b.name: b.version for b in pkg.bundles.values()}
         entries = upgrade_path(channel, state.installed, Version.parse(state.version), versions)
         previous = pkg.bundles.get(state.installed)
-        prev_bundle = load_bundle(previous.path) if previous else None
+        prev_bundle = open_bundle(previous) if previous else None
         prev_report = _audit(prev_bundle, state, crds) if prev_bundle else AuditReport()
     else:
         entries = [channel_head(channel)]
         prev_bundle, prev_report = None, AuditReport()
-    steps = []
+    steps: list[Step] = []
     for entry in entries:
         ref = pkg.bundle(entry.name)
-        bundle = load_bundle(ref.path)
+        bundle = first if first is not None and not steps else open_bundle(ref)
         report = _audit(bundle, state, crds)
         diff = diff_audits(
             prev_report,
@@ -137,7 +211,10 @@ def _execute(
             package=state.package,
             namespace=state.namespace,
             install_mode=state.install_mode,
+            target_namespaces=state.target_namespaces or [state.namespace],
         )
+        for ns in state.target_namespaces:
+            cluster.ensure_namespace(client, ns)
         applied = cluster.apply_objects(client, objects)
         gone = objects_to_prune(state.objects, objects)
         pruned.extend(cluster.delete_objects(client, gone))
@@ -184,8 +261,13 @@ def install(
     state_ns: str,
     hold_on: Severity | None = Severity.HIGH,
     all_namespaces: bool = False,
+    target_namespaces: list[str] | None = None,
 ) -> Outcome:
-    """Install the channel head, or hold it for approval (manual, or risky under auto)."""
+    """Install the channel head, or hold it for approval (manual, or risky under auto).
+
+    Dependencies are resolved first; one that is not installed yet is named with the command
+    that installs it (each operator is reviewed and approved on its own, never pulled in unseen).
+    """
     cluster.ensure_namespace(client, state_ns)
     existing = cluster.read_state(client, state_ns, package)
     if existing is not None and existing.installed:
@@ -193,19 +275,32 @@ def install(
             f"{package} is already installed ({existing.installed}); "
             "use `flotilla operators upgrade`"
         )
-    pkg = catalog.package(package)
-    chosen = pkg.channel(channel).name
-    head = pkg.bundle(channel_head(pkg.channel(chosen)).name)
-    mode = _install_mode(load_bundle(head.path), all_namespaces)
-    state = OperatorState(
-        package=package,
-        channel=chosen,
+    installed = {
+        s.package: (s.installed, Version.parse(s.version))
+        for s in cluster.list_states(client, state_ns)
+        if s.installed and s.version
+    }
+    plan = plan_install(
+        catalog,
+        package,
+        channel=channel,
         namespace=namespace,
-        approval=approval.value,
-        install_mode=mode,
+        approval=approval,
+        all_namespaces=all_namespaces,
+        target_namespaces=target_namespaces,
+        installed=installed,
+        crds=cluster.existing_crds(client),
     )
-    steps = _plan(catalog, state, cluster.existing_crds(client))
-    return _proceed(client, state, state_ns, steps, hold_on, "installed")
+    if plan.missing:
+        needed = "; ".join(str(d) for d in plan.missing)
+        first = plan.missing[0]
+        raise LifecycleError(
+            f"{package} needs operators that are not installed: {needed}. Install them first "
+            f"(each is reviewed on its own), e.g. `flotilla operators install {first.package}`"
+        )
+    outcome = _proceed(client, plan.state, state_ns, plan.steps, hold_on, "installed")
+    outcome.dependencies = plan.dependencies
+    return outcome
 
 
 def upgrade(
@@ -222,6 +317,7 @@ def upgrade(
     if channel:
         state.channel = channel
     steps = _plan(catalog, state, cluster.existing_crds(client))
+    state.deprecations = _notes(catalog, state, [s.ref.name for s in steps] or [state.installed])
     if not steps:
         state.pending = None
         cluster.write_state(client, state_ns, state)

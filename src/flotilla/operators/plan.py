@@ -11,14 +11,16 @@ from typing import Any
 
 from flotilla.operators.audit import AuditDiff, exceeds
 from flotilla.operators.documents import Bundle
-from flotilla.operators.models import Approval, Severity, seq
+from flotilla.operators.models import Approval, Manifest, OperatorsError, Severity, dig, seq
 
 __all__ = [
     "Approval",
+    "InstallModeError",
     "ObjectRef",
     "OperatorState",
     "PendingPlan",
     "decide",
+    "install_mode_for",
     "materialize",
     "objects_to_prune",
 ]
@@ -54,6 +56,70 @@ _ORDER = [
     "Service",
     "Deployment",
 ]
+
+
+class InstallModeError(OperatorsError):
+    """The OperatorGroup asked for (namespaces to watch) is one the CSV does not support."""
+
+
+INSTALL_MODES = ("OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces")
+
+
+def supported_install_modes(csv: Manifest) -> list[str]:
+    """The CSV's ``installModes`` marked supported, in OLM's order."""
+    marked = {
+        str(m.get("type"))
+        for m in seq(dig(csv.body, "spec").get("installModes"))
+        if isinstance(m, dict) and m.get("supported") is True
+    }
+    return [m for m in INSTALL_MODES if m in marked]
+
+
+def install_mode_for(
+    csv: Manifest, namespace: str, targets: list[str], all_namespaces: bool
+) -> tuple[str, list[str]]:
+    """The install mode and target namespaces of an install, as OLM derives them from the
+    OperatorGroup: no targets is AllNamespaces, only the install namespace OwnNamespace, one
+    other SingleNamespace, several MultiNamespace. A mode the CSV does not mark supported is
+    refused, as OLM fails such a CSV (UnsupportedOperatorGroup).
+
+    Without targets or ``all_namespaces``: OwnNamespace when supported, else AllNamespaces.
+    """
+    supported = supported_install_modes(csv)
+    wanted = list(dict.fromkeys(t for t in targets if t))
+    if all_namespaces and wanted:
+        raise InstallModeError("give either all namespaces or target namespaces, not both")
+    if all_namespaces:
+        mode = "AllNamespaces"
+    elif not wanted:
+        if "OwnNamespace" in supported:
+            mode, wanted = "OwnNamespace", [namespace]
+        elif "AllNamespaces" in supported:
+            mode = "AllNamespaces"
+        else:
+            if not supported:
+                raise InstallModeError(
+                    f"{csv.name} marks no install mode supported (spec.installModes); "
+                    "OLM refuses to install it"
+                )
+            raise InstallModeError(
+                f"{csv.name} supports neither OwnNamespace nor AllNamespaces (only "
+                f"{', '.join(supported)}): name the namespaces it should watch "
+                "with --target-namespace"
+            )
+    elif wanted == [namespace]:
+        mode = "OwnNamespace"
+    elif len(wanted) == 1:
+        mode = "SingleNamespace"
+    else:
+        mode = "MultiNamespace"
+    if mode not in supported:
+        asked = ", ".join(wanted) if wanted else "all namespaces"
+        raise InstallModeError(
+            f"{csv.name} does not support the {mode} install mode (watching {asked}); "
+            f"it supports: {', '.join(supported) or 'none'}"
+        )
+    return mode, ([] if mode == "AllNamespaces" else wanted)
 
 
 @dataclass(frozen=True)
@@ -97,11 +163,15 @@ class OperatorState:
     namespace: str
     approval: str = Approval.MANUAL.value
     install_mode: str = "OwnNamespace"
+    target_namespaces: list[str] = field(default_factory=list)
+    """The namespaces the operator watches (OLM's OperatorGroup targets); empty: all."""
     installed: str = ""
     version: str = ""
     objects: list[ObjectRef] = field(default_factory=list)
     pending: PendingPlan | None = None
     history: list[str] = field(default_factory=list)
+    deprecations: list[str] = field(default_factory=list)
+    """The catalog's olm.deprecations for what is installed, as of the last install/upgrade."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -160,13 +230,21 @@ def _binding(kind: str, name: str, ns: str, role_kind: str, sa: str, sa_ns: str)
 
 
 def materialize(
-    bundle: Bundle, *, package: str, namespace: str, install_mode: str
+    bundle: Bundle,
+    *,
+    package: str,
+    namespace: str,
+    install_mode: str,
+    target_namespaces: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The objects a bundle becomes, the way OLM v0 builds them from the CSV.
 
     Names do not carry the version, so an upgrade updates objects in place. Webhook definitions
     are not turned into configurations (that needs OLM's certificate injection); the audit still
-    reports them.
+    reports them. Outside AllNamespaces, the CSV's ``permissions`` become a Role and RoleBinding
+    in the install namespace and in every target namespace (OLM copies them there), and the
+    Deployment's pods carry the ``olm.targetNamespaces`` annotation operators read to know what
+    to watch.
     """
     csv = bundle.csv
     if csv is None:
@@ -183,6 +261,7 @@ def materialize(
     install = _plain(((csv.body.get("spec") or {}).get("install") or {}).get("spec") or {})
     accounts: set[str] = set()
     cluster_wide = install_mode == "AllNamespaces"
+    targets = [] if cluster_wide else list(target_namespaces or [namespace])
     for key in ("permissions", "clusterPermissions"):
         for perm in seq(install.get(key)):
             sa = str(perm.get("serviceAccountName") or "default")
@@ -194,11 +273,20 @@ def materialize(
                     _binding("ClusterRoleBinding", name, "", "ClusterRole", sa, namespace)
                 )
             else:
-                objects.append(_rbac("Role", name, namespace, seq(perm.get("rules"))))
-                objects.append(_binding("RoleBinding", name, namespace, "Role", sa, namespace))
+                for ns in dict.fromkeys([namespace, *targets]):
+                    objects.append(_rbac("Role", name, ns, seq(perm.get("rules"))))
+                    objects.append(_binding("RoleBinding", name, ns, "Role", sa, namespace))
     for dep in seq(install.get("deployments")):
         spec = copy.deepcopy(dep.get("spec") or {})
-        pod = spec.setdefault("template", {}).setdefault("spec", {})
+        template = spec.setdefault("template", {})
+        pod_meta = template.setdefault("metadata", {})
+        notes = pod_meta.get("annotations")
+        pod_meta["annotations"] = {
+            **(notes if isinstance(notes, dict) else {}),
+            "olm.targetNamespaces": ",".join(targets),
+            "olm.operatorNamespace": namespace,
+        }
+        pod = template.setdefault("spec", {})
         accounts.add(str(pod.get("serviceAccountName") or "default"))
         objects.append(
             {

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from operator import le
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from flotilla import __version__
 from flotilla.operators.audit import AuditDiff
-from flotilla.operators.models import AuditReport, Finding, Grant, Severity
+from flotilla.operators.models import AuditReport, Finding, Grant, Severity, paused_gc
 
 __all__ = ["diff_json", "diff_text", "report_json", "report_sarif", "report_text"]
 
@@ -45,7 +46,12 @@ class _Table:
         out = [self.title]
         out.append(_line(self.headers, widths))
         out.append("  ".join("-" * w for w in widths))
-        out.extend(_line(row, widths) for row in self.rows)
+        template = "  ".join(f"{{:<{w}}}" for w in widths)
+        for row in self.rows:
+            if all(map(le, map(len, row), widths)):  # the common row: no cell folds
+                out.append(template.format(*row).rstrip())
+            else:
+                out.append(_line(row, widths))
         return "\n".join(out) + "\n"
 
 
@@ -92,12 +98,13 @@ def _summary(findings: list[Finding]) -> str:
 
 def report_text(report: AuditReport, *, grants: bool = True, why: bool = False) -> str:
     """Findings table (most severe first), the grants inventory, then input errors."""
-    parts: list[_Table] = [
-        _findings_table(report.findings, f"Findings: {_summary(report.findings)}", why=why)
-    ]
-    if grants and report.grants:
-        parts.append(_grants_table(report.grants, f"Permissions granted ({len(report.grants)})"))
-    text = _render(*parts)
+    with paused_gc():
+        summary = f"Findings: {_summary(report.findings)}"
+        parts: list[_Table] = [_findings_table(report.findings, summary, why=why)]
+        if grants and report.grants:
+            title = f"Permissions granted ({len(report.grants)})"
+            parts.append(_grants_table(report.grants, title))
+        text = _render(*parts)
     for err in report.errors:
         text += f"error: {err}\n"
     return text

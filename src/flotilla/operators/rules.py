@@ -15,6 +15,7 @@ from flotilla.operators.models import (
     Grant,
     LoadProblem,
     Manifest,
+    PolicyRule,
     Source,
     dig,
     seq,
@@ -73,6 +74,7 @@ _finding = make_finding
 
 def grant_findings(grants: Sequence[Grant]) -> Iterator[Finding]:
     """Risky-permission findings, one per (grant, rule) that matches."""
+    memo: dict[tuple[PolicyRule, bool, bool], list[tuple[str, str, str, bool]]] = {}
     for g in grants:
         r = g.rule
         where = f"{g.role}, {g.scope}"
@@ -108,28 +110,46 @@ def grant_findings(grants: Sequence[Grant]) -> Iterator[Finding]:
                 namespaced=ns,
             )
         names = f" (names: {','.join(r.resource_names)})" if r.resource_names else ""
-        for info in _CHECKED:
-            if info.id == "configmap-kube-system-write" and g.scope not in _KUBE_SYSTEM_REACH:
-                continue
-            pairs: list[tuple[str, str]] = []
-            for group, resources, verbs in info.checks:
-                pairs.extend(allows_any(r, group, resources, verbs))
-            if ns:  # a RoleBinding cannot grant cluster-scoped resources
-                pairs = [(v, x) for v, x in pairs if x.split("/")[0] not in CLUSTER_SCOPED]
-            if pairs:
-                verbs_s = ",".join(sorted({v for v, _ in pairs}))
-                res_s = ",".join(sorted({x for _, x in pairs}))
-                # resourceNames narrow get/update/patch/delete, never create/list/watch
-                narrowed = bool(r.resource_names) and not any(v in _NOT_NARROWED for v, _ in pairs)
-                yield _finding(
-                    info.id,
-                    g.subject,
-                    g.source,
-                    f"{verbs_s} on {res_s}{names} ({where})",
-                    origin=g.origin,
-                    namespaced=ns and g.scope != "namespace kube-system",
-                    narrowed=narrowed,
-                )
+        reach = g.scope in _KUBE_SYSTEM_REACH
+        key = (r, ns, reach)
+        matched = memo.get(key)
+        if matched is None:
+            matched = memo[key] = _matched_rules(r, ns, reach)
+        for rule_id, verbs_s, res_s, narrowed in matched:
+            yield _finding(
+                rule_id,
+                g.subject,
+                g.source,
+                f"{verbs_s} on {res_s}{names} ({where})",
+                origin=g.origin,
+                namespaced=ns and g.scope != "namespace kube-system",
+                narrowed=narrowed,
+            )
+
+
+def _matched_rules(r: PolicyRule, ns: bool, reach: bool) -> list[tuple[str, str, str, bool]]:
+    """(rule id, verbs, resources, narrowed) of each risky-permission rule ``r`` triggers.
+
+    Depends only on the policy rule, whether it is namespace-confined and whether it reaches
+    kube-system, so ``grant_findings`` computes it once per distinct combination: a fleet of
+    roles repeats the same rules thousands of times.
+    """
+    found = []
+    for info in _CHECKED:
+        if info.id == "configmap-kube-system-write" and not reach:
+            continue
+        pairs: list[tuple[str, str]] = []
+        for group, resources, verbs in info.checks:
+            pairs.extend(allows_any(r, group, resources, verbs))
+        if ns:  # a RoleBinding cannot grant cluster-scoped resources
+            pairs = [(v, x) for v, x in pairs if x.split("/")[0] not in CLUSTER_SCOPED]
+        if pairs:
+            verbs_s = ",".join(sorted({v for v, _ in pairs}))
+            res_s = ",".join(sorted({x for _, x in pairs}))
+            # resourceNames narrow get/update/patch/delete, never create/list/watch
+            narrowed = bool(r.resource_names) and not any(v in _NOT_NARROWED for v, _ in pairs)
+            found.append((info.id, verbs_s, res_s, narrowed))
+    return found
 
 
 def _crd_summary(m: Manifest) -> tuple[str, list[str], list[str]]:

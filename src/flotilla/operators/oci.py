@@ -1,0 +1,538 @@
+"""Bundle images: pull one from an OCI registry and unpack it; build and push one as opm does.
+
+Registry v2 over HTTP(S) with httpx, no docker. A bundle image (``opm``/``operator-sdk bundle``)
+is ``FROM scratch`` with ``manifests/`` and ``metadata/`` copied in and the
+``operators.operatorframework.io.bundle.*`` labels, the same keys as ``metadata/annotations.yaml``.
+
+Registry content is untrusted: manifests and layers are bounded in size (declared and actual),
+every blob's digest is checked, media types must be an image's, and a tar entry may only be a
+regular file or directory inside ``manifests/`` or ``metadata/``: links, devices, absolute paths
+and ``..`` are refused with a message naming the entry. Anonymous registries and the anonymous
+bearer-token flow are supported; loopback registries are spoken to over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import posixpath
+import re
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flotilla.operators.documents import Bundle, read_documents
+from flotilla.operators.models import OperatorsError
+
+__all__ = [
+    "BUNDLE_LABELS",
+    "ImageError",
+    "ImageRef",
+    "build_bundle_image",
+    "pull_bundle",
+    "push_bundle",
+]
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+_MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
+_INDEXES = (OCI_INDEX, DOCKER_LIST)
+_CONFIGS = (OCI_CONFIG, DOCKER_CONFIG)
+_LAYERS = (OCI_LAYER, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP)
+
+MAX_MANIFEST_BYTES = 4 * 2**20
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_LAYER_BYTES = 32 * 2**20
+"""Compressed, per layer: a bundle is YAML; the largest community bundles are a few MiB."""
+MAX_UNPACKED_BYTES = 64 * 2**20
+MAX_ENTRIES = 10_000
+MAX_LAYERS = 16
+
+LABEL = "operators.operatorframework.io.bundle"
+BUNDLE_LABELS = {
+    f"{LABEL}.mediatype.v1": "registry+v1",
+    f"{LABEL}.manifests.v1": "manifests/",
+    f"{LABEL}.metadata.v1": "metadata/",
+}
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_REPO = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+
+
+class ImageError(OperatorsError):
+    """A bundle image cannot be pulled, read or pushed; the message names the image and why."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """``host[:port]/repository[:tag][@sha256:...]`` (docker.io and ``library/`` implied)."""
+
+    host: str
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        rest = text.strip()
+        digest = ""
+        if "@" in rest:
+            rest, digest = rest.split("@", 1)
+            if not _DIGEST.fullmatch(digest):
+                raise ImageError(f"{text}: digest must be sha256:<64 hex digits>")
+        first, _, path = rest.partition("/")
+        if path and ("." in first or ":" in first or first == "localhost"):
+            host = first
+        else:
+            host, path = "docker.io", rest if "/" in rest else f"library/{rest}"
+        tag = ""
+        last = path.rsplit("/", 1)[-1]
+        if ":" in last:
+            path, tag = path.rsplit(":", 1)
+            if not _TAG.fullmatch(tag):
+                raise ImageError(f"{text}: bad tag {tag!r}")
+        if not _REPO.fullmatch(path):
+            raise ImageError(f"{text}: not an image reference (host/repository[:tag][@digest])")
+        if not tag and not digest:
+            tag = "latest"
+        return cls(host, path, tag, digest)
+
+    @property
+    def reference(self) -> str:
+        """What the manifest is fetched by: the digest when given (it pins the content)."""
+        return self.digest or self.tag
+
+    def __str__(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{self.host}/{self.repository}{tag}{digest}"
+
+
+def _plain_http(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name in ("localhost", "127.0.0.1", "[::1]")
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class _Registry:
+    """A minimal distribution-spec client for one repository."""
+
+    def __init__(self, ref: ImageRef) -> None:
+        self.ref = ref
+        host = "registry-1.docker.io" if ref.host == "docker.io" else ref.host
+        scheme = "http" if _plain_http(host) else "https"
+        self.base = f"{scheme}://{host}/v2/{ref.repository}"
+        self.client = httpx.Client(timeout=60, follow_redirects=True)
+        self.token: str | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    @contextmanager
+    def _stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        headers = dict(kwargs.pop("headers", {}))
+        for attempt in (0, 1):
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            try:
+                with self.client.stream(method, url, headers=headers, **kwargs) as response:
+                    if response.status_code == 401 and attempt == 0 and not self.token:
+                        self.token = self._anonymous_token(
+                            response.headers.get("www-authenticate", "")
+                        )
+                        if self.token:
+                            continue
+                    yield response
+                    return
+            except httpx.HTTPError as exc:
+                raise ImageError(f"{self.ref}: {exc}") from exc
+
+    def _anonymous_token(self, challenge: str) -> str | None:
+        if not challenge.lower().startswith("bearer "):
+            return None
+        pairs = (part.split("=", 1) for part in challenge[7:].split(",") if "=" in part)
+        params = {k.strip(): v.strip().strip('"') for k, v in pairs}
+        realm = params.pop("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            return None
+        try:
+            response = self.client.get(realm, params=params)
+            body = response.json() if response.is_success else {}
+        except (httpx.HTTPError, ValueError):
+            return None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        return str(token) if token else None
+
+    def _read(self, response: httpx.Response, limit: int, what: str) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ImageError(f"{self.ref}: {what} is {int(declared)} bytes, over {limit}")
+        buf = bytearray()
+        for chunk in response.iter_bytes():
+            buf.extend(chunk)
+            if len(buf) > limit:
+                raise ImageError(f"{self.ref}: {what} is over {limit} bytes")
+        return bytes(buf)
+
+    def _fail(self, response: httpx.Response, what: str) -> ImageError:
+        response.read()
+        text = response.text[:300].strip().replace("\n", " ")
+        return ImageError(f"{self.ref}: {what}: HTTP {response.status_code} {text}")
+
+    def manifest(self, reference: str) -> tuple[str, bytes]:
+        accept = ", ".join((*_MANIFESTS, *_INDEXES))
+        with self._stream(
+            "GET", f"{self.base}/manifests/{reference}", headers={"Accept": accept}
+        ) as response:
+            if not response.is_success:
+                raise self._fail(response, f"fetching manifest {reference}")
+            kind = response.headers.get("content-type", "").split(";")[0].strip()
+            body = self._read(response, MAX_MANIFEST_BYTES, "the manifest")
+        if reference.startswith("sha256:") and _sha256(body) != reference:
+            raise ImageError(f"{self.ref}: manifest digest is {_sha256(body)}, not {reference}")
+        return kind, body
+
+    def blob(self, descriptor: dict[str, Any], limit: int, what: str) -> bytes:
+        digest = str(descriptor.get("digest") or "")
+        if not _DIGEST.fullmatch(digest):
+            raise ImageError(f"{self.ref}: {what} has no sha256 digest ({digest[:80]!r})")
+        size = descriptor.get("size")
+        if isinstance(size, int) and size > limit:
+            raise ImageError(f"{self.ref}: {what} {digest} is {size} bytes, over {limit}")
+        with self._stream("GET", f"{self.base}/blobs/{digest}") as response:
+            if not response.is_success:
+                raise self._fail(response, f"fetching {what} {digest}")
+            data = self._read(response, limit, f"{what} {digest}")
+        if _sha256(data) != digest:
+            raise ImageError(f"{self.ref}: {what} digest is {_sha256(data)}, not {digest}")
+        return data
+
+    def push_blob(self, data: bytes) -> str:
+        digest = _sha256(data)
+        with self._stream("HEAD", f"{self.base}/blobs/{digest}") as head:
+            if head.status_code == 200:
+                return digest
+        with self._stream("POST", f"{self.base}/blobs/uploads/") as start:
+            if start.status_code not in (201, 202):
+                raise self._fail(start, "starting a blob upload")
+            location = start.headers.get("location", "")
+        if location.startswith("/"):
+            location = self.base.split("/v2/", 1)[0] + location
+        separator = "&" if "?" in location else "?"
+        with self._stream(
+            "PUT",
+            f"{location}{separator}digest={digest}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        ) as done:
+            if done.status_code != 201:
+                raise self._fail(done, f"uploading {digest}")
+        return digest
+
+    def push_manifest(self, tag: str, body: bytes, media_type: str) -> None:
+        with self._stream(
+            "PUT",
+            f"{self.base}/manifests/{tag}",
+            content=body,
+            headers={"Content-Type": media_type},
+        ) as response:
+            if response.status_code != 201:
+                raise self._fail(response, f"pushing the manifest as {tag}")
+
+
+def _json(data: bytes, what: str, ref: ImageRef) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise ImageError(f"{ref}: {what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImageError(f"{ref}: {what} is not a JSON object")
+    return value
+
+
+def _image_manifest(registry: _Registry) -> dict[str, Any]:
+    """The image manifest, through an index (linux/amd64, else the first image) if need be."""
+    ref = registry.ref
+    kind, body = registry.manifest(ref.reference)
+    doc = _json(body, "the manifest", ref)
+    kind = kind or str(doc.get("mediaType") or "")
+    if kind in _INDEXES or doc.get("mediaType") in _INDEXES:
+        entries = [m for m in doc.get("manifests") or [] if isinstance(m, dict)]
+        if not entries:
+            raise ImageError(f"{ref}: image index lists no manifests")
+        pick = next(
+            (
+                m
+                for m in entries
+                if (m.get("platform") or {}).get("os") == "linux"
+                and (m.get("platform") or {}).get("architecture") == "amd64"
+            ),
+            entries[0],
+        )
+        digest = str(pick.get("digest") or "")
+        if not _DIGEST.fullmatch(digest):
+            raise ImageError(f"{ref}: image index entry has no sha256 digest")
+        kind, body = registry.manifest(digest)
+        doc = _json(body, "the manifest", ref)
+        kind = kind or str(doc.get("mediaType") or "")
+    if kind not in _MANIFESTS and doc.get("mediaType") not in _MANIFESTS:
+        raise ImageError(
+            f"{ref}: not an image (manifest media type {kind or doc.get('mediaType')!r}; "
+            f"expected {OCI_MANIFEST} or {DOCKER_MANIFEST})"
+        )
+    return doc
+
+
+def _safe_name(name: str, ref: ImageRef) -> str:
+    """The entry's path inside the image, or an error for one that would leave it."""
+    if name.startswith("/") or "\\" in name or "\x00" in name:
+        raise ImageError(f"{ref}: tar entry {name[:200]!r} has an absolute or odd path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ImageError(f"{ref}: tar entry {name[:200]!r} leaves the image (..)")
+    return posixpath.join(*parts) if parts else ""
+
+
+def _layer_tar(data: bytes, media_type: str, ref: ImageRef) -> tarfile.TarFile:
+    if media_type.endswith("gzip"):
+        try:
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = decompressor.decompress(data, MAX_UNPACKED_BYTES + 1)
+        except zlib.error as exc:
+            raise ImageError(f"{ref}: layer is not gzip: {exc}") from None
+        if len(data) > MAX_UNPACKED_BYTES or decompressor.unconsumed_tail:
+            raise ImageError(f"{ref}: layer unpacks to over {MAX_UNPACKED_BYTES} bytes")
+    try:
+        return tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+    except tarfile.TarError as exc:
+        raise ImageError(f"{ref}: layer is not a tar archive: {exc}") from None
+
+
+def _unpack(
+    layer: tarfile.TarFile, dest: Path, roots: tuple[str, ...], ref: ImageRef, budget: list[int]
+) -> None:
+    """Extract the regular files under ``roots`` into ``dest``; refuse what could escape."""
+    try:
+        members = layer.getmembers()
+    except tarfile.TarError as exc:
+        raise ImageError(f"{ref}: layer is not a tar archive: {exc}") from None
+    for member in members:
+        budget[1] += 1
+        if budget[1] > MAX_ENTRIES:
+            raise ImageError(f"{ref}: over {MAX_ENTRIES} tar entries")
+        name = _safe_name(member.name, ref)
+        base = posixpath.basename(name)
+        if base.startswith(".wh."):  # a whiteout: delete what a lower layer had
+            target = dest / posixpath.dirname(name) / base.removeprefix(".wh.")
+            if target.is_file():
+                target.unlink()
+            continue
+        inside = any(name == r or name.startswith(r + "/") for r in roots)
+        if member.isdir() or not inside:
+            continue
+        if not member.isreg():
+            kind = "link" if member.issym() or member.islnk() else "special file"
+            raise ImageError(f"{ref}: tar entry {name!r} is a {kind}; bundles hold plain files")
+        budget[0] += member.size
+        if budget[0] > MAX_UNPACKED_BYTES:
+            raise ImageError(f"{ref}: bundle unpacks to over {MAX_UNPACKED_BYTES} bytes")
+        source = layer.extractfile(member)
+        if source is None:
+            continue
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read())
+
+
+def _roots(labels: dict[str, str]) -> tuple[str, ...]:
+    roots = []
+    for key, default in (
+        (f"{LABEL}.manifests.v1", "manifests"),
+        (f"{LABEL}.metadata.v1", "metadata"),
+    ):
+        root = _safe_name(str(labels.get(key) or default), ImageRef("", "x")).strip("/")
+        roots.append(root or default)
+    return tuple(roots)
+
+
+def pull_bundle(image: str) -> Bundle:
+    """Pull ``image``, unpack its ``manifests/`` and ``metadata/``, and read it as a bundle.
+
+    Findings point at ``IMAGE/manifests/FILE:LINE``; nothing stays on disk afterwards.
+    """
+    from flotilla.operators.loading import load_bundle
+
+    ref = ImageRef.parse(image)
+    registry = _Registry(ref)
+    try:
+        manifest = _image_manifest(registry)
+        found = manifest.get("config")
+        config_desc: dict[str, Any] = found if isinstance(found, dict) else {}
+        if config_desc.get("mediaType") not in _CONFIGS:
+            raise ImageError(
+                f"{ref}: config media type {config_desc.get('mediaType')!r} is not an image "
+                "config (a Helm chart or other artifact, not a bundle image)"
+            )
+        config = _json(registry.blob(config_desc, MAX_CONFIG_BYTES, "config"), "config", ref)
+        labels = (config.get("config") or {}).get("Labels") or {}
+        labels = labels if isinstance(labels, dict) else {}
+        if labels.get(f"{LABEL}.mediatype.v1", "registry+v1") != "registry+v1":
+            raise ImageError(
+                f"{ref}: bundle media type {labels[f'{LABEL}.mediatype.v1']!r} is not registry+v1"
+            )
+        layers = [d for d in manifest.get("layers") or [] if isinstance(d, dict)]
+        if not layers or len(layers) > MAX_LAYERS:
+            raise ImageError(f"{ref}: {len(layers)} layers (a bundle has 1 to {MAX_LAYERS})")
+        roots = _roots(labels)
+        budget = [0, 0]
+        with tempfile.TemporaryDirectory(prefix="flotilla-bundle-") as tmp:
+            dest = Path(tmp)
+            for desc in layers:
+                media = str(desc.get("mediaType") or "")
+                if media not in _LAYERS:
+                    raise ImageError(f"{ref}: layer media type {media!r} is not a tar layer")
+                data = registry.blob(desc, MAX_LAYER_BYTES, "layer")
+                with _layer_tar(data, media, ref) as layer:
+                    _unpack(layer, dest, roots, ref, budget)
+            if not (dest / roots[0]).is_dir():
+                raise ImageError(f"{ref}: no {roots[0]}/ directory: not a bundle image")
+            if not (dest / roots[1] / "annotations.yaml").is_file():
+                (dest / roots[1]).mkdir(parents=True, exist_ok=True)
+                annotations = {k: v for k, v in labels.items() if k.startswith(LABEL)}
+                (dest / roots[1] / "annotations.yaml").write_text(
+                    json.dumps({"annotations": annotations})
+                )
+            bundle = load_bundle(dest)
+        prefix = str(dest)
+        manifests = [
+            replace(m, source=replace(m.source, file=str(ref) + m.source.file[len(prefix) :]))
+            if m.source.file.startswith(prefix)
+            else m
+            for m in bundle.manifests
+        ]
+        problems = [
+            replace(p, source=replace(p.source, file=str(ref) + p.source.file[len(prefix) :]))
+            if p.source.file.startswith(prefix)
+            else p
+            for p in bundle.problems or []
+        ]
+        return replace(
+            bundle,
+            path=Path(str(ref)),
+            manifests=[replace(m, origin=str(ref)) for m in manifests],
+            problems=problems,
+        )
+    finally:
+        registry.close()
+
+
+def _tar_dir(tar: tarfile.TarFile, directory: Path, arcname: str) -> None:
+    """Add ``directory`` as opm's Dockerfile ``COPY`` would: files and dirs, fixed metadata."""
+    info = tarfile.TarInfo(arcname)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+    tar.addfile(info)
+    for path in sorted(directory.iterdir()):
+        name = f"{arcname}/{path.name}"
+        if path.is_symlink():
+            raise ImageError(f"{path}: a symlink; a bundle holds plain files")
+        if path.is_dir():
+            _tar_dir(tar, path, name)
+        elif path.is_file():
+            data = path.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _bundle_labels(directory: Path) -> dict[str, str]:
+    """The image labels: ``metadata/annotations.yaml`` as opm writes them into the Dockerfile."""
+    ann = directory / "metadata" / "annotations.yaml"
+    if not ann.is_file():
+        raise ImageError(f"{directory}: no metadata/annotations.yaml: not a bundle directory")
+    try:
+        docs, problems = read_documents(ann.read_bytes().decode("utf-8"), str(ann))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImageError(f"{ann}: cannot read: {exc}") from None
+    if problems and problems[0].rule == "load-error":
+        raise ImageError(str(problems[0]))
+    annotations = docs[0].get("annotations") if docs and isinstance(docs[0], dict) else None
+    if not isinstance(annotations, dict):
+        raise ImageError(f"{ann}: no annotations mapping")
+    labels = {**BUNDLE_LABELS, **{str(k): str(v) for k, v in annotations.items()}}
+    if not labels.get(f"{LABEL}.package.v1"):
+        raise ImageError(f"{ann}: no {LABEL}.package.v1 annotation")
+    if not labels.get(f"{LABEL}.channels.v1"):
+        raise ImageError(f"{ann}: no {LABEL}.channels.v1 annotation")
+    for key in (f"{LABEL}.manifests.v1", f"{LABEL}.metadata.v1"):
+        if labels[key].strip("/") not in ("manifests", "metadata"):
+            raise ImageError(f"{ann}: {key} must be manifests/ or metadata/ (as opm builds)")
+    return labels
+
+
+def build_bundle_image(directory: Path) -> tuple[bytes, bytes, dict[str, str]]:
+    """(config, gzip layer, labels) of the bundle image of ``directory``.
+
+    One layer holding ``manifests/`` and ``metadata/``, reproducible (fixed times, owners and
+    order), and a config whose labels are the bundle annotations, as opm's bundle Dockerfile.
+    """
+    labels = _bundle_labels(directory)
+    if not (directory / "manifests").is_dir():
+        raise ImageError(f"{directory}: no manifests/ directory: not a bundle directory")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in ("manifests", "metadata"):
+            _tar_dir(tar, directory / name, name)
+    tar_bytes = raw.getvalue()
+    layer = gzip.compress(tar_bytes, mtime=0)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": [_sha256(tar_bytes)]},
+        "history": [{"created_by": "flotilla operators bundle build"}],
+    }
+    return json.dumps(config, sort_keys=True).encode(), layer, labels
+
+
+def push_bundle(directory: Path, image: str) -> str:
+    """Build the bundle image of ``directory`` and push it as ``image``; returns its digest."""
+    ref = ImageRef.parse(image)
+    if not ref.tag or ref.digest:
+        raise ImageError(f"{image}: push to a tag (host/repository:tag), not a digest")
+    config, layer, _labels = build_bundle_image(directory)
+    registry = _Registry(ref)
+    try:
+        config_digest = registry.push_blob(config)
+        layer_digest = registry.push_blob(layer)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": len(layer)}],
+        }
+        body = json.dumps(manifest, separators=(",", ":")).encode()
+        registry.push_manifest(ref.tag, body, OCI_MANIFEST)
+        return _sha256(body)
+    finally:
+        registry.close()
