@@ -60,6 +60,7 @@ def client_for(
 ) -> Client:
     """A client found in the one order every command follows (:func:`kubeconfig_path`, then the
     pod's service account); a file that cannot be used is a one-line :class:`KubeconfigError`."""
+    import yaml
     from lightkube.core.exceptions import ConfigError
 
     path = kubeconfig_path(kubeconfig)
@@ -75,9 +76,9 @@ def client_for(
                 "~/.kube/config, or run in a pod"
             ) from None
         raise KubeconfigError(f"cannot use kubeconfig {path}: {exc}") from None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # not YAML, bad keys
-        where = path if path is not None else service_account
-        problem = f"{type(exc).__name__}: {exc}"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        where = path if path is not None else service_account  # not YAML, or keys missing
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise KubeconfigError(f"cannot use kubeconfig {where}: {problem}") from None
     return Client(config=config, timeout=httpx2.Timeout(timeout), field_manager="flotilla")
 
