@@ -56,14 +56,19 @@ def kubeconfig_path(explicit: Path | None) -> Path | None:
 
 
 def client_for(
-    kubeconfig: Path | None, *, timeout: float = 30.0, service_account: Path = SERVICE_ACCOUNT
+    kubeconfig: Path | None,
+    *,
+    timeout: float = 30.0,
+    in_cluster: bool = False,
+    service_account: Path = SERVICE_ACCOUNT,
 ) -> Client:
     """A client found in the one order every command follows (:func:`kubeconfig_path`, then the
-    pod's service account); a file that cannot be used is a one-line :class:`KubeconfigError`."""
+    pod's service account; only the latter with ``in_cluster``); a file that cannot be used is a
+    one-line :class:`KubeconfigError`."""
     import yaml
     from lightkube.core.exceptions import ConfigError
 
-    path = kubeconfig_path(kubeconfig)
+    path = None if in_cluster else kubeconfig_path(kubeconfig)
     try:
         if path is not None:
             config = KubeConfig.from_file(str(path))
