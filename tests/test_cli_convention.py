@@ -163,7 +163,9 @@ RUNTIME_ERRORS: list[tuple[list[str], dict[str, str], int, str]] = [
 
 
 @pytest.mark.parametrize(
-    ("argv", "env", "code", "text"), RUNTIME_ERRORS, ids=[" ".join(r[0][:3]) for r in RUNTIME_ERRORS]
+    ("argv", "env", "code", "text"),
+    RUNTIME_ERRORS,
+    ids=[" ".join(r[0][:3]) for r in RUNTIME_ERRORS],
 )
 def test_runtime_errors_are_one_line(
     tmp_path: Path, argv: list[str], env: dict[str, str], code: int, text: str
