@@ -7,12 +7,13 @@ SQLAlchemy, Kubernetes models, ...) cost 0.7 s before each command printed anyth
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import typer
 
 from flotilla import __version__
-from flotilla.core.cli import ErrorMappingGroup
+from flotilla.core.cli import DEBUG_ENV, ErrorMappingGroup
 
 # name -> (module holding a Typer app called `app`, one-line help shown by `flotilla --help`)
 SYSTEMS: dict[str, tuple[str, str]] = {
@@ -78,8 +79,13 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an unexpected error (docs/cli.md)."
+    ),
 ) -> None:
     """Flotilla: fleet OS updates, local volumes, chart repositories, dev loop, functions."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 def main() -> None:

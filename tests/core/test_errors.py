@@ -1,4 +1,4 @@
-"""Every system's root error reaches the user as ``error: <message>`` and its exit code.
+"""Every system's root error reaches the user as ``Error: <message>`` and its exit code.
 
 The walk goes through ``flotilla.cli.main()`` (the console script), with a stand-in system whose
 one command raises the error, so the mapping under test is the real one and only one.
@@ -7,13 +7,15 @@ one command raises the error, so the mapping under test is the real one and only
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import pytest
 import typer
 
 from flotilla import cli
-from flotilla.core.errors import EXIT_USAGE, FlotillaError
+from flotilla.core.cli import DEBUG_ENV
+from flotilla.core.errors import EXIT_USAGE, FlotillaError, cli_message
 
 # (system, module, class, how to build one with the message "it broke", expected exit code)
 ROOTS: list[tuple[str, str, str, object, int]] = [
@@ -73,20 +75,43 @@ def test_main_maps_each_root_error_to_message_and_code(
     assert exited.value.code == code
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == "error: it broke\n"
+    assert err == "Error: it broke\n"
 
 
 def test_every_system_has_a_root_error_in_the_walk() -> None:
     assert {r[0] for r in ROOTS} == set(cli.SYSTEMS)
 
 
-def test_other_exceptions_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bug is a bug: only FlotillaError is turned into a message."""
+def test_other_exceptions_are_one_line_without_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug still reads as one line and exit 1 (docs/cli.md); its class name is the clue."""
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
     _to_raise.append(KeyError("bug"))
     monkeypatch.setitem(cli.SYSTEMS, "boom", (__name__, "raises a queued error"))
     monkeypatch.setattr(sys, "argv", ["flotilla", "boom", "fail"])
-    with pytest.raises(KeyError):
+    with pytest.raises(SystemExit) as exited:
         cli.main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == "Error: KeyError: 'bug'\n"
+
+
+def test_debug_keeps_the_traceback_of_other_exceptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``flotilla --debug`` lets a bug through with its traceback, for a bug report."""
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    _to_raise.append(KeyError("bug"))
+    monkeypatch.setitem(cli.SYSTEMS, "boom", (__name__, "raises a queued error"))
+    monkeypatch.setattr(sys, "argv", ["flotilla", "--debug", "boom", "fail"])
+    try:
+        with pytest.raises(KeyError):
+            cli.main()
+    finally:
+        os.environ.pop(DEBUG_ENV, None)
+
+
+def test_os_errors_name_the_file_without_errno() -> None:
+    error = FileNotFoundError(2, "No such file or directory", "/no/such")
+    assert cli_message(error) == "Error: /no/such: No such file or directory"
 
 
 def test_an_instance_may_carry_its_own_code() -> None:

@@ -146,7 +146,7 @@ def test_build_context_and_dry_runs(tmp_path: Path) -> None:
     )
     (ksvc,) = yaml.safe_load_all(out)
     assert ksvc["kind"] == "Service" and ksvc["apiVersion"] == "serving.knative.dev/v1"
-    code, out = fn("pipeline", "-C", str(project), "-o", str(tmp_path / "p.yaml"))
+    code, out = fn("pipeline", "-C", str(project), "--write", str(tmp_path / "p.yaml"))
     kinds = [d["kind"] for d in yaml.safe_load_all((tmp_path / "p.yaml").read_text())]
     assert kinds == ["Task", "Task", "Task", "Pipeline"]
 

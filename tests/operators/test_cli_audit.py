@@ -170,4 +170,4 @@ def test_missing_kubeconfig_is_a_message_not_a_traceback(tmp_path: Path) -> None
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
-        assert "error:" in result.output and "Traceback" not in result.output
+        assert "Error:" in result.output and "Traceback" not in result.output

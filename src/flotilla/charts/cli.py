@@ -31,7 +31,7 @@ def _os_errors_as_chart_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except OSError as e:  # flotilla.cli shows ChartError as "error: ..." and exit 1
+        except OSError as e:  # flotilla.cli shows ChartError as "Error: ..." and exit 1
             raise ChartError(f"{e.filename or ''}: {e.strerror or e}") from e
 
     return wrapper  # type: ignore[return-value]
@@ -211,7 +211,10 @@ def publish_cmd(
         layout=Layout(index_path.strip("/"), packages_dir.strip("/")),
         fetch_remote=not no_fetch,
     )
-    result = publish(charts_dir, options)
+    from flotilla.core.progress import activity
+
+    with activity(f"publishing {charts_dir} to {repo} ({branch})"):
+        result = publish(charts_dir, options)
     for message in result.skipped:
         typer.secho(f"skipped: {message}", fg=typer.colors.YELLOW)
     for name in result.unchanged:

@@ -1,7 +1,7 @@
 """The one base error of every Flotilla system, carrying the exit code the CLI ends with.
 
 Each system keeps its own hierarchy (``ChartError``, ``OperatorsError``, ...) rooted here, so the
-``flotilla`` command maps any of them to a one-line ``error: ...`` message and this code in one
+``flotilla`` command maps any of them to a one-line ``Error: ...`` message and this code in one
 place (``flotilla.cli``), and nothing else in the CLI needs a ``try``.
 
 Exit codes in use, kept from before this base existed:
@@ -36,6 +36,17 @@ class FlotillaError(Exception):
 
 
 def cli_message(exc: BaseException) -> str:
-    """What the CLI prints for ``exc``: ``error: `` and its own text, never a traceback."""
-    text = str(exc).strip() or type(exc).__name__
-    return f"error: {text}"
+    """What the CLI prints for ``exc``: ``Error: `` and the first line of its text, no traceback.
+
+    A file-system error names its file and the reason, without Python's ``[Errno 2]``; any other
+    exception that is not ours keeps its class name (often the only clue) and its first line.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        text = f"{where}: {exc.strerror}" if where != "" else exc.strerror
+    elif isinstance(exc, FlotillaError):  # ours: worded for the user, kept whole
+        text = str(exc).strip()
+    else:
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0].strip()}" if lines else ""
+    return f"Error: {text or type(exc).__name__}"

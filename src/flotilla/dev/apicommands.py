@@ -4,13 +4,13 @@ a running ``flotilla dev up`` through its JSON API on 127.0.0.1:10350 (the data 
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import httpx
 import typer
 
+from flotilla.core.cli import duration_option, emit, output_option
 from flotilla.core.errors import FlotillaError
 
 PortOpt = typer.Option(10350, "--port", envvar="FLOTILLA_DEV_PORT", help="Port of the dev UI/API.")
@@ -50,28 +50,34 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def get(
-        output: str = typer.Option("", "-o", "--output", help="json for the raw objects."),
+        output: str = output_option(),
         host: str = HostOpt,
         port: int = PortOpt,
     ) -> None:
         """List the resources of the running ``up`` (name, kind, status, last update, error)."""
         items = call(host, port, "GET", "/api/resources")["resources"]
-        if output == "json":
-            typer.echo(json.dumps(items, indent=2))
-            return
-        typer.echo(f"{'NAME':<28} {'KIND':<14} {'STATUS':<10} {'LAST':<12} ERROR")
-        for item in items:
-            typer.echo(_row(item))
+
+        def table() -> None:
+            typer.echo(f"{'NAME':<28} {'KIND':<14} {'STATUS':<10} {'LAST':<12} ERROR")
+            for item in items:
+                typer.echo(_row(item))
+
+        emit(items, output, table)
 
     @app.command()
-    def describe(name: str, host: str = HostOpt, port: int = PortOpt) -> None:
-        """Everything the UI knows about one resource, as JSON."""
-        typer.echo(json.dumps(call(host, port, "GET", f"/api/resources/{name}"), indent=2))
+    def describe(
+        name: str,
+        output: str = output_option("json", "yaml"),
+        host: str = HostOpt,
+        port: int = PortOpt,
+    ) -> None:
+        """Everything the UI knows about one resource."""
+        emit(call(host, port, "GET", f"/api/resources/{name}"), output)
 
     @app.command()
     def wait(
         names: list[str] = NamesArg,
-        timeout: float = typer.Option(300, help="Seconds before giving up (exit 1)."),
+        timeout: float = duration_option("5m", "--timeout", help="Time to give up after (exit 1)."),
         host: str = HostOpt,
         port: int = PortOpt,
     ) -> None:
@@ -92,8 +98,7 @@ def register(app: typer.Typer) -> None:
                 return
             if time.monotonic() > deadline:
                 waiting = [f"{i['name']} ({i['status']})" for i in chosen if i["status"] != "ready"]
-                typer.echo(f"timed out waiting for {', '.join(waiting)}", err=True)
-                raise typer.Exit(1)
+                raise ApiError(f"timed out waiting for {', '.join(waiting)}")
             time.sleep(0.5)
 
     @app.command()
@@ -132,7 +137,7 @@ def register(app: typer.Typer) -> None:
         call(host, port, "POST", f"/api/disable/{name}")
         typer.echo(f"disabled {name}")
 
-    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command(context_settings={"allow_extra_args": True})
     def args(
         ctx: typer.Context,
         clear: bool = typer.Option(False, "--clear", help="Set no arguments."),

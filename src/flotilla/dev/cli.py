@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.core.cli import system_app
+from flotilla.core.cli import (
+    KUBECONFIG_OPTION,
+    MANIFEST_FORMATS,
+    duration_option,
+    namespace_option,
+    output_option,
+    system_app,
+)
 from flotilla.core.errors import cli_message
 from flotilla.dev.apicommands import register as register_api_commands
 from flotilla.dev.tiltfile.errors import TiltfileError
@@ -21,17 +28,13 @@ if TYPE_CHECKING:  # the engine pulls in docker and starlark: imported when a co
     from flotilla.dev.runtime.engine import Engine
 
 app = system_app("Inner dev loop: run Tiltfiles (build, deploy, live update, web UI).")
-EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+EXTRA = {"allow_extra_args": True}
+"""Tiltfile arguments follow ``--``; an unknown flag before it is a usage error, not an argument."""
 
 FileOpt = typer.Option(Path("Tiltfile"), "--file", "-f", help="The Tiltfile to run.")
-KubeOpt = typer.Option(
-    None, "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig of the cluster to deploy to."
-)
-NsOpt = typer.Option(
-    "",
-    "--namespace",
-    "-n",
-    help="Namespace for objects that name none (default: the kubeconfig's).",
+KubeOpt = KUBECONFIG_OPTION
+NsOpt = namespace_option(
+    "", help="Namespace for objects that name none (default: the kubeconfig's)."
 )
 RegOpt = typer.Option(
     "",
@@ -48,10 +51,11 @@ DockerOpt = typer.Option(
 
 
 def _kubeconfig(path: Path | None) -> Path | None:
-    if path is not None:
-        return path
-    default = Path.home() / ".kube" / "config"
-    return default if default.exists() else None
+    """The shared order (flag, $KUBECONFIG, ~/.kube/config); None when none: the dev loop
+    needs a kubeconfig file only once a Tiltfile deploys to Kubernetes."""
+    from flotilla.core.kube import kubeconfig_path
+
+    return kubeconfig_path(path)
 
 
 def _echo(name: str, line: str) -> None:
@@ -99,8 +103,9 @@ def render(
     ctx: typer.Context,
     tiltfile: Path = FileOpt,
     registry: str = RegOpt,
+    output: str = output_option(*MANIFEST_FORMATS),
 ) -> None:
-    """Evaluate the Tiltfile and print its resources and manifests as YAML; touches nothing."""
+    """Evaluate the Tiltfile and print its resources and manifests; touches nothing."""
     from flotilla.dev.plan.context import Matcher, read_ignore_file
     from flotilla.dev.plan.render import planned_refs
     from flotilla.dev.plan.render import render as render_yaml
@@ -117,7 +122,15 @@ def render(
         raise TiltfileError(str(exc)) from exc
     for line in result.logs:
         typer.echo(line.rstrip("\n"), err=True)
-    typer.echo(render_yaml(result, resources, refs), nl=False)
+    text = render_yaml(result, resources, refs)
+    if output == "json":
+        import json
+
+        import yaml
+
+        typer.echo(json.dumps(list(yaml.safe_load_all(text)), indent=2, default=str))
+        return
+    typer.echo(text, nl=False)
 
 
 @app.command(context_settings=EXTRA)
@@ -167,7 +180,9 @@ def ci(
     namespace: str = NsOpt,
     registry: str = RegOpt,
     docker_host: str | None = DockerOpt,
-    timeout: float = typer.Option(0.0, help="Seconds before giving up (0: ci_settings or 30m)."),
+    timeout: float = duration_option(
+        "0s", "--timeout", help="Time to give up after (0: ci_settings or 30m)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream logs here."),
 ) -> None:
     """Bring everything up once; exit 0 when all resources are healthy, 1 with the failing

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from flotilla.core.cli import system_app
+from flotilla.core.cli import (
+    KUBECONFIG_HELP,
+    MANIFEST_FORMATS,
+    duration_option,
+    emit,
+    emit_documents,
+    namespace_option,
+    output_option,
+    system_app,
+)
 
 from .model import (
     FnError,
@@ -24,9 +33,7 @@ from .model import (
 app = system_app("Functions with health, metrics and tracing built in.")
 
 PathOpt = typer.Option(Path("."), "--path", "-C", help="The function's project directory.")
-KubeconfigOpt = typer.Option(
-    None, "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file (default: $KUBECONFIG)."
-)
+KubeconfigOpt = typer.Option(None, "--kubeconfig", help=KUBECONFIG_HELP)
 RUNTIME_OPT = typer.Option(Runtime.PYTHON, "--runtime", "-r")
 DIR_OPT = typer.Option(None, "--dir", help="Where to create it (default NAME).")
 CONTEXT_DIR_OPT = typer.Option(
@@ -34,7 +41,7 @@ CONTEXT_DIR_OPT = typer.Option(
 )
 TARGET_OPT = typer.Option(None, "--target", help="knative or kubernetes.")
 HEADER_OPT = typer.Option([], "--header", "-H", help="NAME:VALUE, repeatable.")
-OUTPUT_OPT = typer.Option(None, "--output", "-o", help="File (default: stdout).")
+WRITE_OPT = typer.Option(None, "--write", help="Write to this file (default: stdout).")
 
 
 def _spec(project: Path) -> FunctionSpec:
@@ -65,22 +72,10 @@ def _func_yaml_spec(path: Path) -> FunctionSpec:
 
 
 def _client(kubeconfig: Path | None, in_cluster: bool) -> Any:
-    from flotilla.core.kube import client_from_environment, client_from_kubeconfig
+    """The shared kubeconfig order (docs/cli.md); ``--in-cluster`` skips straight to the pod's."""
+    from flotilla.core.kube import client_for
 
-    if kubeconfig is not None and not in_cluster:
-        if not kubeconfig.is_file():
-            raise FnError(f"kubeconfig {kubeconfig} does not exist (--kubeconfig / $KUBECONFIG)")
-        try:
-            return client_from_kubeconfig(kubeconfig)
-        except Exception as exc:
-            raise FnError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
-    try:
-        return client_from_environment()
-    except Exception as exc:
-        raise FnError(
-            "no Kubernetes credentials: pass --kubeconfig or set KUBECONFIG "
-            f"(or run in a pod with --in-cluster): {type(exc).__name__}: {exc}".splitlines()[0]
-        ) from None
+    return client_for(kubeconfig, in_cluster=in_cluster)
 
 
 @app.command()
@@ -152,7 +147,8 @@ def build(
     push: str | None = typer.Option(None, "--push", help="Registry host[:port] to push to."),
     docker_host: str | None = typer.Option(None, "--docker-host", envvar="DOCKER_HOST"),
     context_dir: Path | None = CONTEXT_DIR_OPT,
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = output_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as -o json."),
 ) -> None:
     """Build an OCI image through dockerd from the local base images."""
     from .image import (
@@ -174,25 +170,26 @@ def build(
         typer.echo(f"wrote the build context to {context_dir}")
         return
     image = tag or spec.image_ref
-    result = build_image(context, image, docker_host=docker_host)
-    pushed = ""
-    if push:
-        remote = push_reference(image, push)
-        tag_image(result.image_id, remote, docker_host=docker_host)
-        result.digest = push_image(remote, docker_host=docker_host)
-        pushed = f"{remote.rsplit(':', 1)[0]}@{result.digest}"
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "image": image,
-                    "id": result.image_id,
-                    "steps": result.steps,
-                    "cached_steps": result.cached_steps,
-                    "pushed": pushed,
-                }
-            )
-        )
+    from flotilla.core.progress import activity
+
+    with activity(f"building {image}") as update:
+        result = build_image(context, image, docker_host=docker_host)
+        pushed = ""
+        if push:
+            remote = push_reference(image, push)
+            update(f"pushing {remote}")
+            tag_image(result.image_id, remote, docker_host=docker_host)
+            result.digest = push_image(remote, docker_host=docker_host)
+            pushed = f"{remote.rsplit(':', 1)[0]}@{result.digest}"
+    data = {
+        "image": image,
+        "id": result.image_id,
+        "steps": result.steps,
+        "cached_steps": result.cached_steps,
+        "pushed": pushed,
+    }
+    if as_json or output != "table":
+        emit(data, "json" if as_json else output)
     else:
         typer.echo(
             f"built {image} ({result.image_id[:19]}), {result.cached_steps} of "
@@ -207,11 +204,11 @@ def deploy(
     project: Path = PathOpt,
     target: Target | None = TARGET_OPT,
     image: str | None = typer.Option(None, "--image", help="Image to run (default: built one)."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    namespace: str | None = namespace_option(),
     kubeconfig: Path | None = KubeconfigOpt,
     in_cluster: bool = typer.Option(False, "--in-cluster", help="Use the pod's service account."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for readiness (kubernetes)."),
-    timeout: float = typer.Option(120.0, "--timeout"),
+    timeout: float = duration_option("2m", "--timeout", help="How long --wait waits."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the manifests, apply nothing."),
 ) -> None:
     """Apply a Knative Service, or a Deployment + Service, with server-side apply."""
@@ -263,7 +260,7 @@ def invoke(
     url: str | None = typer.Option(None, "--url", help="Call this base URL directly."),
     port: int = typer.Option(8080, "--port", help="Local port of `fn run`."),
     cluster: bool = typer.Option(False, "--cluster", help="Call the deployed function."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    namespace: str | None = namespace_option(),
     kubeconfig: Path | None = KubeconfigOpt,
     show_headers: bool = typer.Option(False, "--include", "-i"),
 ) -> None:
@@ -330,8 +327,9 @@ def invoke(
 @app.command()
 def pipeline(
     project: Path = PathOpt,
-    output: Path | None = OUTPUT_OPT,
-    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    write: Path | None = WRITE_OPT,
+    output: str = output_option(*MANIFEST_FORMATS),
+    namespace: str | None = namespace_option(),
     git_url: str = typer.Option("", "--git-url", help="Default repository to build from."),
     context_dir: str = typer.Option(".", "--context-dir", help="Function dir in the repo."),
     flotilla_image: str | None = typer.Option(None, "--flotilla-image"),
@@ -347,21 +345,26 @@ def pipeline(
         context_dir=context_dir,
         flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE,
     )
+    if write is None:
+        emit_documents(objects, output)
+        return
+    import json
+
     import yaml
 
-    text = yaml.safe_dump_all(objects, sort_keys=False)
-    if output is None:
-        typer.echo(text, nl=False)
+    if output == "json":
+        text = json.dumps(objects, indent=2) + "\n"
     else:
-        output.write_text(text)
-        typer.echo(f"wrote {len(objects)} objects to {output}")
+        text = yaml.safe_dump_all(objects, sort_keys=False)
+    write.write_text(text)
+    typer.echo(f"wrote {len(objects)} objects to {write}")
 
 
 @app.command()
 def delete(
     project: Path = PathOpt,
     name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    namespace: str | None = namespace_option(),
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
     """Delete the deployed function (Deployment + Service, or Knative Service)."""
@@ -384,8 +387,9 @@ def delete(
 
 @app.command("list")
 def list_(
-    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Default: all."),
+    namespace: str | None = namespace_option(help="Default: all."),
     kubeconfig: Path | None = KubeconfigOpt,
+    output: str = output_option(),
 ) -> None:
     """Functions deployed with flotilla, on either target."""
     from flotilla.core.kube import KubeError
@@ -397,17 +401,21 @@ def list_(
             rows = list_functions(client, namespace)
         except KubeError as exc:
             raise FnError(str(exc)) from None
-    typer.echo(f"{'NAMESPACE':<16} {'NAME':<24} {'TARGET':<11} {'READY':<6} IMAGE")
-    for r in rows:
-        ready = "yes" if r.ready else "no"
-        typer.echo(f"{r.namespace:<16} {r.name:<24} {r.target:<11} {ready:<6} {r.image}")
+
+    def table() -> None:
+        typer.echo(f"{'NAMESPACE':<16} {'NAME':<24} {'TARGET':<11} {'READY':<6} IMAGE")
+        for r in rows:
+            ready = "yes" if r.ready else "no"
+            typer.echo(f"{r.namespace:<16} {r.name:<24} {r.target:<11} {ready:<6} {r.image}")
+
+    emit([asdict(r) for r in rows], output, table)
 
 
 @app.command()
 def logs(
     project: Path = PathOpt,
     name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    namespace: str | None = namespace_option(),
     tail: int = typer.Option(100, "--tail", help="Lines per pod."),
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.core.cli import system_app
+from flotilla.core.cli import (
+    KUBECONFIG_OPTION,
+    MANIFEST_FORMATS,
+    duration_option,
+    emit_documents,
+    namespace_option,
+    output_option,
+    system_app,
+)
 
 if TYPE_CHECKING:  # imported where used, so `--help` loads no Kubernetes client
     from lightkube import Client
@@ -24,8 +32,7 @@ if TYPE_CHECKING:  # imported where used, so `--help` loads no Kubernetes client
 
 app = system_app("Dynamic local persistent volumes: controller, node agent, manifests.")
 
-KUBECONFIG = typer.Option(None, help="Kubeconfig file (default: in-cluster service account).")
-KUBECONFIG_REQUIRED = typer.Option(..., "--kubeconfig", help="Kubeconfig of the cluster.")
+KUBECONFIG = KUBECONFIG_OPTION
 HOSTPATH_ROOTS = typer.Option(
     [],
     "--hostpath-root",
@@ -64,23 +71,23 @@ def _run_until_signalled(stop: threading.Event) -> None:
 
 
 def _client(kubeconfig: Path | None) -> Client:
-    from flotilla.core.kube import client_from_environment, client_from_kubeconfig
+    from flotilla.core.kube import client_for
 
-    if kubeconfig is None:
-        return client_from_environment()
-    return client_from_kubeconfig(kubeconfig)
+    return client_for(kubeconfig)
 
 
 @app.command()
 def controller(
     kubeconfig: Path | None = KUBECONFIG,
-    namespace: str = typer.Option("flotilla-localpv", help="Namespace for capacity objects."),
+    namespace: str = namespace_option("flotilla-localpv", help="Namespace for capacity objects."),
     workers: int = typer.Option(64, min=1, help="Reconcile threads."),
-    node_gone_grace: float = typer.Option(
-        300.0, help="Seconds before a gone node's deleted volumes are released (data NOT deleted)."
+    node_gone_grace: float = duration_option(
+        "5m",
+        "--node-gone-grace",
+        help="Before a gone node's deleted volumes are released (data NOT deleted).",
     ),
-    agent_timeout: float = typer.Option(
-        30.0, help="Seconds without heartbeat before a node's agent counts as down."
+    agent_timeout: float = duration_option(
+        "30s", "--agent-timeout", help="Without heartbeat before a node's agent counts as down."
     ),
     leader_elect: bool = typer.Option(False, help="Take a Lease before acting (replicas > 1)."),
     bind_claims: bool = typer.Option(
@@ -141,8 +148,10 @@ def agent(
     device_mount_root: str = typer.Option(
         "/var/lib/flotilla-localpv/devices", help="Where formatted devices are mounted."
     ),
-    heartbeat: float = typer.Option(5.0, help="Seconds between LocalNode reports."),
-    usage_interval: float = typer.Option(30.0, help="Seconds between usage measurements."),
+    heartbeat: float = duration_option("5s", "--heartbeat", help="Between LocalNode reports."),
+    usage_interval: float = duration_option(
+        "30s", "--usage-interval", help="Between usage measurements."
+    ),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus metrics on this port."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -182,26 +191,25 @@ def agent(
 @app.command()
 def manifests(
     image: str = typer.Option("ghcr.io/flotilla/flotilla:latest", help="Container image."),
-    namespace: str = typer.Option("flotilla-localpv"),
+    namespace: str = namespace_option("flotilla-localpv"),
     hostpath_root: str = typer.Option("/var/lib/flotilla-localpv/hostpath"),
+    output: str = output_option(*MANIFEST_FORMATS),
 ) -> None:
     """Print deploy manifests: CRDs, RBAC, controller Deployment, agent DaemonSet, a class."""
-    import yaml
-
     from flotilla.localpv.deploy import deploy_manifests
 
     docs = deploy_manifests(image=image, namespace=namespace, hostpath_root=hostpath_root)
-    typer.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+    emit_documents(docs, output)
 
 
-def install_crds(kubeconfig: Path, timeout: float = 60.0) -> None:
+def install_crds(kubeconfig: Path | None, timeout: float = 60.0) -> None:
     """Apply our CRDs and wait until the API server serves them."""
     from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
-    from flotilla.core.kube import client_from_kubeconfig, kube_errors, to_dict, wait_until
+    from flotilla.core.kube import client_for, kube_errors, to_dict, wait_until
     from flotilla.localpv.manifests import crds as crd_documents
 
-    with client_from_kubeconfig(kubeconfig) as client:
+    with client_for(kubeconfig) as client:
         for crd in crd_documents():
             with kube_errors(f"apply CRD {crd['metadata']['name']}"):
                 client.apply(
@@ -225,7 +233,7 @@ def install_crds(kubeconfig: Path, timeout: float = 60.0) -> None:
 
 @app.command()
 def crds(
-    kubeconfig: Path = KUBECONFIG_REQUIRED,
+    kubeconfig: Path | None = KUBECONFIG,
 ) -> None:
     """Install (or update) the LocalVolume, LocalNode and BlockDevice CRDs."""
     install_crds(kubeconfig)

@@ -6,7 +6,7 @@ imports the audit, catalog, loading and report code it runs, so ``--help`` start
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.core.cli import system_app
+from flotilla.core.cli import KUBECONFIG_HELP, emit, output_option, system_app
 
 if TYPE_CHECKING:
     from lightkube import Client
@@ -39,6 +39,7 @@ INSTALL_MODES = ("OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamesp
 class Output(StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
     sarif = "sarif"
 
 
@@ -51,31 +52,23 @@ def _severity(text: str | None) -> Severity | None:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _kubeconfig(path: Path | None) -> Path:
-    if path is not None:
-        return path
-    env = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    return Path(env) if env else Path.home() / ".kube" / "config"
-
-
-def _client(path: Path | None):  # type: ignore[no-untyped-def]
-    from lightkube.core.exceptions import ConfigError
-
-    from flotilla.core.kube import client_from_kubeconfig
+def _client(path: Path | None) -> Client:
+    """The shared kubeconfig order (docs/cli.md); a missing or broken one exits 2 like any
+    cluster trouble here (1 is taken by "the audit found problems")."""
+    from flotilla.core.kube import KubeconfigError, client_for
 
     try:
-        return client_from_kubeconfig(_kubeconfig(path))
-    except ConfigError as exc:  # a missing or broken kubeconfig: a message, not a traceback
-        raise ValueError(str(exc)) from exc
+        return client_for(path)
+    except KubeconfigError as exc:
+        raise OperatorsError(str(exc)) from None
 
 
-KUBECONFIG_OPT = typer.Option(
-    None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG, then ~/.kube/config)."
-)
+KUBECONFIG_OPT = typer.Option(None, "--kubeconfig", help=KUBECONFIG_HELP)
+NAMESPACE_FLAGS = ("-n", "--namespace")
 
 
 PATHS_ARG = typer.Argument(None, help="Bundles, charts, manifest files or directories.")
-OUTPUT_OPT = typer.Option(Output.table, "-o", "--output", help="table, json or sarif.")
+OUTPUT_OPT = typer.Option(Output.table, "-o", "--output", help="table, json, yaml or sarif.")
 APPROVE_OPT = typer.Option(
     Approval.MANUAL,
     "--approve",
@@ -99,7 +92,7 @@ def audit_cmd(
     ),
     namespace: str = typer.Option(
         "operators",
-        "--namespace",
+        *NAMESPACE_FLAGS,
         help="Namespace the operator would be installed in (names its service accounts).",
     ),
     install_mode: str = typer.Option(
@@ -155,7 +148,7 @@ def audit_cmd(
         new_m, new_err = load_inputs(paths[1:], namespace=namespace)
         bad = [p for p in old_err + new_err if p.rule == "load-error"]
         for err in bad:
-            typer.echo(f"error: {err}", err=True)
+            typer.echo(f"Error: {err}", err=True)
         if bad:
             raise typer.Exit(EXIT_USAGE)
         result = diff_audits(
@@ -166,6 +159,8 @@ def audit_cmd(
         )
         if output is Output.sarif:  # code scanning wants the new problems only
             typer.echo(report_sarif(AuditReport(findings=result.added)))
+        elif output is Output.yaml:
+            _echo_yaml(diff_json(result))
         else:
             typer.echo(diff_json(result) if output is Output.json else diff_text(result), nl=False)
         if exceeds(result, threshold):
@@ -181,7 +176,7 @@ def audit_cmd(
     _emit(report, output, grants=grants, why=why)
     if report.errors:
         for message in report.errors:
-            typer.echo(f"error: {message}", err=True)
+            typer.echo(f"Error: {message}", err=True)
         raise typer.Exit(EXIT_USAGE)
     if exceeds(report, threshold):
         raise typer.Exit(EXIT_FINDINGS)
@@ -192,10 +187,19 @@ def _emit(report: AuditReport, output: Output, *, grants: bool, why: bool) -> No
 
     if output is Output.json:
         typer.echo(report_json(report))
+    elif output is Output.yaml:
+        _echo_yaml(report_json(report))
     elif output is Output.sarif:
         typer.echo(report_sarif(report))
     else:
         typer.echo(report_text(report, grants=grants, why=why), nl=False)
+
+
+def _echo_yaml(json_text: str) -> None:
+    """The JSON report, as YAML (the same fields, for people who read YAML)."""
+    import yaml
+
+    typer.echo(yaml.safe_dump(json.loads(json_text), sort_keys=False), nl=False)
 
 
 CATALOG_OPT = typer.Option(
@@ -291,7 +295,7 @@ def install(
     approve_mode: Approval = APPROVE_OPT,
     catalog: Path = CATALOG_OPT,
     namespace: str = typer.Option(
-        None, "--namespace", help="Install namespace (default: NAME-system)."
+        None, *NAMESPACE_FLAGS, help="Install namespace (default: NAME-system)."
     ),
     all_namespaces: bool = typer.Option(
         False,
@@ -392,6 +396,7 @@ def status(
     name: str = typer.Argument(None, help="One operator (default: all)."),
     state_namespace: str = STATE_NS_OPT,
     kubeconfig: Path = KUBECONFIG_OPT,
+    output: str = output_option(),
 ) -> None:
     """Installed version, channel, approval mode, pending approval and Deployment readiness."""
     from flotilla.operators import cluster
@@ -403,14 +408,34 @@ def status(
             states = [s for s in states if s.package == name]
             if not states:
                 raise GraphError(f"{name} is not installed")
+        readiness = {
+            (s.package, r.name): cluster.deployment_ready(client, r.namespace, r.name)
+            for s in states
+            for r in s.objects
+            if r.kind == "Deployment"
+        }
+    rows = [
+        {
+            "package": s.package,
+            "installed": s.installed,
+            "channel": s.channel,
+            "approval": s.approval,
+            "namespace": s.namespace,
+            "install_mode": s.install_mode,
+            "deployments": {d: ready for (p, d), ready in readiness.items() if p == s.package},
+            "pending": None
+            if s.pending is None
+            else {"steps": list(s.pending.steps), "reason": s.pending.reason},
+            "crds": list(s.crds),
+            "deprecations": list(s.deprecations),
+        }
+        for s in states
+    ]
+
+    def table() -> None:
         for s in states:
-            deps = [r for r in s.objects if r.kind == "Deployment"]
             ready = (
-                ", ".join(
-                    f"{r.name} {cluster.deployment_ready(client, r.namespace, r.name)}"
-                    for r in deps
-                )
-                or "-"
+                ", ".join(f"{d} {r}" for (p, d), r in readiness.items() if p == s.package) or "-"
             )
             typer.echo(
                 f"{s.package}: {s.installed or '(not installed)'} channel={s.channel} "
@@ -426,6 +451,8 @@ def status(
                 typer.echo(s.pending.diff, nl=False)
             for crd in s.crds:
                 typer.echo(f"  CRD {crd}")
+
+    emit(rows, output, table)
 
 
 bundle_app = system_app("Bundle images: build one from a bundle directory and push it.")

@@ -7,14 +7,13 @@ commands that use them, so ``--help`` and ``kubeconfig`` start fast.
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from flotilla.core.cli import system_app
+from flotilla.core.cli import emit, output_option, system_app
 from flotilla.testenv.build import KUBERNETES_VERSION, BuildSpec, default_cache_root
 from flotilla.testenv.errors import TestEnvError
 
@@ -72,8 +71,7 @@ def build(
 
     The images the real node runs are built too (debootstrap, about a minute each, once).
     """
-    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-
+    from flotilla.core.progress import activity, on_terminal
     from flotilla.testenv.build import run_build
     from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
     from flotilla.testenv.images import build_images
@@ -81,6 +79,32 @@ def build(
     console = _console()
     spec = _spec(cache_dir, kubernetes_version)
     started = time.monotonic()
+    if not on_terminal():  # a log: a line every few seconds instead of a live view
+        with activity("building Kubernetes binaries") as update:
+            timings = run_build(spec, lambda step, line: update(f"{step}: {line[-70:]}"))
+    else:
+        timings = _build_with_progress(spec, console)
+    if not timings:
+        console.print(f"already built: {spec.bin_dir}")
+    else:
+        console.print(f"built in {time.monotonic() - started:.0f}s: {spec.bin_dir}")
+    if images:
+        images_started = time.monotonic()
+        with activity("building images (debootstrap; once)"):
+            built = build_images()
+        with activity("building Flotilla's image (its wheel and dependencies)"):
+            built[flotilla_image_reference()] = build_flotilla_image()
+        console.print(
+            f"images ready in {time.monotonic() - images_started:.0f}s: " + ", ".join(built)
+        )
+
+
+def _build_with_progress(spec: BuildSpec, console: Console) -> dict[str, float]:
+    """The terminal's view of :func:`run_build`: a spinner and the latest line per step."""
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+    from flotilla.testenv.build import run_build
+
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -101,19 +125,7 @@ def build(
         timings = run_build(spec, report)  # TestEnvError: flotilla.cli shows it, exit 1
         for task_id in tasks.values():
             progress.update(task_id, completed=1, total=1, line="")
-    if not timings:
-        console.print(f"already built: {spec.bin_dir}")
-    else:
-        console.print(f"built in {time.monotonic() - started:.0f}s: {spec.bin_dir}")
-    if images:
-        images_started = time.monotonic()
-        with console.status("building images (debootstrap; once)"):
-            built = build_images()
-        with console.status("building Flotilla's image (its wheel and dependencies)"):
-            built[flotilla_image_reference()] = build_flotilla_image()
-        console.print(
-            f"images ready in {time.monotonic() - images_started:.0f}s: " + ", ".join(built)
-        )
+    return timings
 
 
 @app.command()
@@ -138,13 +150,15 @@ def up(
     kubernetes_version: str = VersionOption,
 ) -> None:
     """Start the control plane and print the kubeconfig path (no-op when already running)."""
+    from flotilla.core.progress import activity
+
     console = _console()
     plane = _plane(state_dir, _spec(cache_dir, kubernetes_version))
     count = real_nodes or (1 if real_node else 0)
     names = real_node_names(real_node_name, count)
     was_running = plane.running()
     try:
-        with console.status(
+        with activity(
             "starting etcd, kube-apiserver, controllers, scheduler, kwok"
             + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
             + (", dockerd" if docker else "")
@@ -181,13 +195,14 @@ def down(state_dir: Path | None = StateOption) -> None:
 @app.command()
 def status(
     state_dir: Path | None = StateOption,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    output: str = output_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as -o json."),
 ) -> None:
     """Report whether the environment runs, its API address, nodes and processes."""
     plane = _plane(state_dir)
     info = plane.status()
-    if as_json:
-        typer.echo(json.dumps(info, indent=2))
+    if as_json or output != "table":
+        emit(info, "json" if as_json else output)
     elif not info["running"] and "processes" not in info:
         typer.echo(f"not running (state dir {info['state_dir']})")
     else:

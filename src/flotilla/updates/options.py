@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 """Where Linux tells the current boot's id; a new one means the machine rebooted."""
 
@@ -16,13 +14,3 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError:
         return ""
-
-
-def seconds(text: str, flag: str) -> float:
-    """A duration flag (``45m``, ``2h``, ``30``) in seconds; a usage error names the flag."""
-    from flotilla.updates.policies import parse_duration
-
-    try:
-        return parse_duration(text).total_seconds()
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint=flag) from None

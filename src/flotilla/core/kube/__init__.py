@@ -8,8 +8,11 @@ port-forward, logs and the service proxy.
 """
 
 from flotilla.core.kube.client import (
+    KubeconfigError,
+    client_for,
     client_from_environment,
     client_from_kubeconfig,
+    kubeconfig_path,
     object_name,
     wait_until,
 )
@@ -64,8 +67,10 @@ __all__ = [
     "KubeNotFoundError",
     "KubeTooManyRequestsError",
     "KubeUnauthorizedError",
+    "KubeconfigError",
     "PortForward",
     "apply_raw",
+    "client_for",
     "client_from_environment",
     "client_from_kubeconfig",
     "create_raw",
@@ -78,6 +83,7 @@ __all__ = [
     "get_raw",
     "kube_errors",
     "kubeconfig_context",
+    "kubeconfig_path",
     "kubectl_binary",
     "list_raw",
     "list_raw_fields",

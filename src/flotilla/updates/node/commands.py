@@ -13,11 +13,17 @@ from typing import Annotated
 
 import typer
 
-from flotilla.updates.options import BOOT_ID, read_text, seconds
+from flotilla.core.cli import duration_option
+from flotilla.core.errors import FlotillaError
+from flotilla.updates.options import BOOT_ID, read_text
 
 CONF_FILES = (Path("/etc/flatcar/update.conf"), Path("/usr/share/flatcar/update.conf"))
 RELEASE_FILE = Path("/usr/share/flatcar/release")
 STATE_DIR = Path("/var/lib/flotilla-agent")
+
+
+class SimulationTimeoutError(FlotillaError):
+    """``simulate --until-done`` ran out of time before every machine was on the target."""
 
 
 def agent(
@@ -45,9 +51,9 @@ def agent(
     ] = None,
     state_dir: Annotated[Path, typer.Option("--state-dir")] = STATE_DIR,
     boot_id_file: Annotated[Path, typer.Option("--boot-id-file")] = BOOT_ID,
-    interval: Annotated[str, typer.Option("--interval", help="Between checks.")] = "45m",
-    fuzz: Annotated[str, typer.Option("--fuzz", help="45m and 10m: 45 ± 5 min.")] = "10m",
-    initial_delay: Annotated[str, typer.Option("--initial-delay")] = "7m",
+    interval: float = duration_option("45m", "--interval", help="Between checks."),
+    fuzz: float = duration_option("10m", "--fuzz", help="45m and 10m: 45 ± 5 min."),
+    initial_delay: float = duration_option("7m", "--initial-delay"),
     reboot_strategy: Annotated[
         str | None,
         typer.Option(
@@ -110,11 +116,7 @@ def agent(
         reboot_command=tuple(shlex.split(reboot_command)),
         fleetlock_url=lock_url,
         fleetlock_group=fleetlock_group or conf.get("FLEETLOCK_GROUP", "default"),
-        schedule=Schedule(
-            interval=seconds(interval, "--interval"),
-            fuzz=seconds(fuzz, "--fuzz"),
-            initial_delay=seconds(initial_delay, "--initial-delay"),
-        ),
+        schedule=Schedule(interval=interval, fuzz=fuzz, initial_delay=initial_delay),
     )
     if show_status:
         typer.echo(json.dumps(status(settings), indent=2))
@@ -142,7 +144,7 @@ def simulate(
     server: Annotated[
         str, typer.Option("--server", help="Omaha URL, e.g. http://h:8000/v1/update/")
     ],
-    instances: Annotated[int, typer.Option("--instances", "-n", min=1)] = 100,
+    instances: Annotated[int, typer.Option("--instances", min=1)] = 100,
     track: Annotated[str, typer.Option("--track")] = "stable",
     version: Annotated[str, typer.Option("--version", help="Where the machines start.")] = "0.0.1",
     time_scale: Annotated[
@@ -151,7 +153,7 @@ def simulate(
     until_done: Annotated[
         bool, typer.Option("--until-done", help="Exit 0 once all run the channel's version.")
     ] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Real seconds.")] = None,
+    timeout: float = duration_option("0s", "--timeout", help="Real time to wait (0: forever)."),
     target: Annotated[
         str | None, typer.Option("--target", help="The version to wait for (else from the API).")
     ] = None,
@@ -164,10 +166,10 @@ def simulate(
         ),
     ] = None,
     failure_rate: Annotated[float, typer.Option("--failure-rate", min=0.0, max=1.0)] = 0.0,
-    reboot_delay: Annotated[str, typer.Option("--reboot-delay")] = "10m",
-    download: Annotated[str, typer.Option("--download", help="Download+install time.")] = "2m",
-    interval: Annotated[str, typer.Option("--interval")] = "45m",
-    fuzz: Annotated[str, typer.Option("--fuzz")] = "10m",
+    reboot_delay: float = duration_option("10m", "--reboot-delay"),
+    download: float = duration_option("2m", "--download", help="Download+install time."),
+    interval: float = duration_option("45m", "--interval"),
+    fuzz: float = duration_option("10m", "--fuzz"),
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 1,
 ) -> None:
@@ -177,6 +179,7 @@ def simulate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from flotilla.core.progress import activity, on_terminal
     from flotilla.updates.models import FLATCAR_APP_ID
     from flotilla.updates.node.agent import Schedule
     from flotilla.updates.node.simulator import Fleet, SimSettings, target_from_api
@@ -199,44 +202,54 @@ def simulate(
         track=track,
         version=version,
         time_scale=time_scale,
-        schedule=Schedule(
-            interval=seconds(interval, "--interval"), fuzz=seconds(fuzz, "--fuzz"), initial_delay=0
-        ),
-        download=seconds(download, "--download"),
-        reboot_delay=seconds(reboot_delay, "--reboot-delay"),
+        schedule=Schedule(interval=interval, fuzz=fuzz, initial_delay=0),
+        download=download,
+        reboot_delay=reboot_delay,
         failure_rate=failure_rate,
         concurrency=concurrency,
         seed=seed,
     )
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        on_target = progress.add_task(f"on {target or 'target'}", total=instances)
-        states = progress.add_task("", total=None)
 
-        def tick(fleet: Fleet, elapsed: float) -> None:
-            versions = fleet.versions()
-            if target is not None:
-                progress.update(on_target, completed=versions.get(target, 0))
-            t = fleet.tally
-            vs = "  ".join(f"{v}: {n}" for v, n in sorted(versions.items()))
-            st = "  ".join(f"{k}: {n}" for k, n in sorted(fleet.states().items()))
-            rate = t.checkins / elapsed if elapsed else 0.0
-            progress.update(
-                states,
-                description=f"{vs} | {st} | {t.checkins} check-ins "
-                f"({rate:.0f}/s), {t.failures} failed, {t.errors} errors",
-            )
-
-        ok = asyncio.run(
-            run_sim(settings, target=target if until_done else None, timeout=timeout, on_tick=tick)
+    def describe(fleet: Fleet, elapsed: float) -> str:
+        t = fleet.tally
+        vs = "  ".join(f"{v}: {n}" for v, n in sorted(fleet.versions().items()))
+        st = "  ".join(f"{k}: {n}" for k, n in sorted(fleet.states().items()))
+        rate = t.checkins / elapsed if elapsed else 0.0
+        return (
+            f"{vs} | {st} | {t.checkins} check-ins ({rate:.0f}/s), "
+            f"{t.failures} failed, {t.errors} errors"
         )
+
+    wait_for = target if until_done else None
+    limit = timeout or None
+    if not on_terminal():  # a log or a pipe: a plain line every few seconds (core.progress)
+        with activity(f"simulating {instances} machines") as update:
+            ok = asyncio.run(
+                run_sim(
+                    settings,
+                    target=wait_for,
+                    timeout=limit,
+                    on_tick=lambda fleet, elapsed: update(describe(fleet, elapsed)),
+                )
+            )
+    else:
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            on_target = progress.add_task(f"on {target or 'target'}", total=instances)
+            states = progress.add_task("", total=None)
+
+            def tick(fleet: Fleet, elapsed: float) -> None:
+                if target is not None:
+                    progress.update(on_target, completed=fleet.versions().get(target, 0))
+                progress.update(states, description=describe(fleet, elapsed))
+
+            ok = asyncio.run(run_sim(settings, target=wait_for, timeout=limit, on_tick=tick))
     if until_done and not ok:
-        console.print(f"[red]timed out[/red]: not every machine reached {target}")
-        raise typer.Exit(1)
+        raise SimulationTimeoutError(f"timed out: not every machine reached {target}")

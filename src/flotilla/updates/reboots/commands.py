@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from flotilla.updates.options import BOOT_ID, seconds
+from flotilla.core.cli import KUBECONFIG_OPTION, duration_option
+from flotilla.updates.options import BOOT_ID
 
 
 def reboot_coordinator(
@@ -23,16 +24,14 @@ def reboot_coordinator(
     node: Annotated[
         str | None, typer.Option("--node", envvar="NODE_NAME", help="This node (agent mode).")
     ] = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option("--kubeconfig", help="Default: in-cluster, else $KUBECONFIG.")
-    ] = None,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
     max_rebooting: Annotated[int, typer.Option("--max-rebooting", min=1)] = 1,
     window: Annotated[
         list[str] | None,
         typer.Option("--window", help='Reboot window, e.g. "Sat 02:00-06:00" (repeatable).'),
     ] = None,
     timezone: Annotated[str, typer.Option("--timezone")] = "UTC",
-    delay: Annotated[str, typer.Option("--delay", help="Pause after each reboot, e.g. 10m.")] = "0",
+    delay: float = duration_option("0s", "--delay", help="Pause after each reboot, e.g. 10m."),
     before: Annotated[
         list[str] | None,
         typer.Option("--before-reboot-annotation", help='Must be "true" before a reboot.'),
@@ -56,8 +55,8 @@ def reboot_coordinator(
         ),
     ] = None,
     boot_id_file: Annotated[Path, typer.Option("--boot-id-file")] = BOOT_ID,
-    drain_timeout: Annotated[str, typer.Option("--drain-timeout")] = "10m",
-    interval: Annotated[str, typer.Option("--interval")] = "10s",
+    drain_timeout: float = duration_option("10m", "--drain-timeout"),
+    interval: float = duration_option("10s", "--interval"),
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Coordinate node reboots in Kubernetes (FLUO-class), or run the node agent."""
@@ -65,7 +64,7 @@ def reboot_coordinator(
     import threading
     from datetime import timedelta
 
-    from flotilla.core.kube import client_from_environment, client_from_kubeconfig
+    from flotilla.core.kube import client_for
     from flotilla.updates.policies import parse_window
     from flotilla.updates.reboots.coordinator import Coordinator, NodeAgent, NodeAgentSettings
     from flotilla.updates.reboots.planning import CoordinatorConfig
@@ -85,7 +84,7 @@ def reboot_coordinator(
         labels[k] = v
     if node_agent and not node:
         raise typer.BadParameter("agent mode needs --node (or NODE_NAME)", param_hint="--node")
-    client = client_from_kubeconfig(kubeconfig) if kubeconfig else client_from_environment()
+    client = client_for(kubeconfig)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -98,8 +97,8 @@ def reboot_coordinator(
                 reboot_command=shlex.split(reboot_command),
                 reboot_needed_file=reboot_needed_file,
                 boot_id_file=boot_id_file,
-                drain_timeout=seconds(drain_timeout, "--drain-timeout"),
-                interval=seconds(interval, "--interval"),
+                drain_timeout=drain_timeout,
+                interval=interval,
             ),
         ).run(stop)
         return
@@ -107,10 +106,8 @@ def reboot_coordinator(
         max_rebooting=max_rebooting,
         windows=windows,
         timezone=timezone,
-        delay=timedelta(seconds=seconds(delay, "--delay")),
+        delay=timedelta(seconds=delay),
         before_annotations=tuple(before or ()),
         after_annotations=tuple(after or ()),
     )
-    Coordinator(client, cfg, interval=seconds(interval, "--interval"), selector=labels or None).run(
-        stop
-    )
+    Coordinator(client, cfg, interval=interval, selector=labels or None).run(stop)

@@ -6,7 +6,6 @@ SQLAlchemy, FastAPI and uvicorn load inside the command that needs them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flotilla.core.cli import system_app
-from flotilla.updates.options import seconds
+from flotilla.core.cli import duration, duration_option, emit, output_option, system_app
+from flotilla.core.errors import FlotillaError
 from flotilla.updates.server.settings import DEFAULT_DB
 
 if TYPE_CHECKING:
@@ -70,13 +69,41 @@ ReadTokenFileOption = typer.Option(
 FileOption = typer.Option(..., "-f", "--file", exists=True, dir_okay=False, help="fleet.yaml")
 
 
-def _engine(db: str) -> Any:
-    """A small engine on ``db``, migrated to the newest schema."""
-    from flotilla.updates.server.schema import make_engine, migrate
+class NoDatabaseError(FlotillaError):
+    """A command that only reads was pointed at a database that does not exist."""
 
+
+def _engine(db: str, *, create: bool = False) -> Any:
+    """A small engine on ``db``, migrated to the newest schema.
+
+    Only ``serve`` and ``apply`` may ``create`` a SQLite file: a command that reads would
+    otherwise answer a typo in ``--db`` with a new empty database and an empty table.
+    """
+    from sqlalchemy.engine import make_url
+
+    from flotilla.updates.server.schema import make_engine, migrate, normalize_url
+
+    url = make_url(normalize_url(db))
+    if not create and url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path in ("", ":memory:") or not Path(path).is_file():
+            raise NoDatabaseError(
+                f"no database at {path or db!r}: pass --db (or $FLOTILLA_UPDATES_DB); "
+                "`flotilla updates apply` or `serve` creates one"
+            )
     engine = make_engine(db, pool_size=2)
     migrate(engine)
     return engine
+
+
+def _status(value: str | None) -> str | None:
+    """``--status``: one of the instance states, else a usage error naming them."""
+    from flotilla.updates.models import InstanceStatus
+
+    known = [s.value for s in InstanceStatus]
+    if value is not None and value not in known:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(known)}")
+    return value
 
 
 def _out() -> Console:
@@ -145,11 +172,11 @@ def serve(
         help="Prune instances not seen for this long (e.g. 30d); 0 keeps them forever.",
     ),
     workers: int = typer.Option(1, "--workers", help="Server processes sharing the port."),
-    sample_interval: float = typer.Option(
-        30.0,
+    sample_interval: float = duration_option(
+        "30s",
         "--sample-interval",
         envvar="FLOTILLA_UPDATES_SAMPLE_INTERVAL",
-        help="Seconds between the dashboard's rollout-chart samples (0: none).",
+        help="Between the dashboard's rollout-chart samples (0: none).",
     ),
     sync_from: str = typer.Option(
         "",
@@ -236,7 +263,7 @@ def serve(
         )
         check_settings(settings)
     except SettingsError as e:
-        _err().print(f"[red]error:[/red] {e}", highlight=False)
+        _err().print(f"[red]Error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
     if workers > 1:
         # Each worker builds its own app from the environment (the only way uvicorn forks).
@@ -280,21 +307,24 @@ def apply(
         spec = parse_fleet(file.read_text(encoding="utf-8"))
     except FleetFileError as e:
         for p in e.problems:
-            _err().print(f"[red]{file}:[/red] {p}", highlight=False)
+            _err().print(f"[red]Error:[/red] {file}: {p}", highlight=False)
         raise typer.Exit(1) from None
     except UnicodeDecodeError:
-        _err().print(f"[red]{file}:[/red] not UTF-8 text")
+        _err().print(f"[red]Error:[/red] {file}: not UTF-8 text")
         raise typer.Exit(1) from None
     from sqlalchemy.exc import SQLAlchemyError
 
     try:  # one transaction: on any error nothing is applied
-        changes = catalog.apply_fleet(_engine(db), spec)  # CatalogError: flotilla.core.cli shows it
+        # CatalogError: flotilla.core.cli shows it
+        changes = catalog.apply_fleet(_engine(db, create=True), spec)
     except SQLAlchemyError as e:
         first = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
-        _err().print(f"[red]{file}:[/red] database refused the change: {first}", highlight=False)
+        _err().print(
+            f"[red]Error:[/red] {file}: database refused the change: {first}", highlight=False
+        )
         raise typer.Exit(1) from None
     except (OverflowError, RecursionError) as e:
-        _err().print(f"[red]{file}:[/red] a value is out of range: {e}", highlight=False)
+        _err().print(f"[red]Error:[/red] {file}: a value is out of range: {e}", highlight=False)
         raise typer.Exit(1) from None
     for c in changes:
         typer.echo(c)
@@ -304,19 +334,20 @@ def apply(
 def instances(
     db: str = DbOption,
     group: str | None = typer.Option(None, "--group", help="Group name or id."),
-    status: str | None = typer.Option(None, "--status"),
+    status: str | None = typer.Option(
+        None, "--status", parser=_status, help="Only this state (Complete, OnHold, Error, ...)."
+    ),
     limit: int = typer.Option(1000, "--limit"),
-    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    output: str = output_option(),
 ) -> None:
     """List instances, most recently seen first."""
     from flotilla.updates.server import catalog
 
-    if output not in ("table", "json"):
-        raise typer.BadParameter("use table or json", param_hint="-o")
     rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
+    emit(rows, output, lambda: _instances_table(rows))
+
+
+def _instances_table(rows: list[dict[str, Any]]) -> None:
     table = _table()
     table.add_column("MACHINE", no_wrap=True, min_width=32)
     for name in ("GROUP", "VERSION", "STATUS", "TARGET"):
@@ -341,15 +372,16 @@ def instances(
 def activity(
     db: str = DbOption,
     limit: int = typer.Option(50, "--limit"),
-    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    output: str = output_option(),
 ) -> None:
     """Show the activity feed: rollouts started/finished/failed, failed instances, channel moves."""
     from flotilla.updates.server import catalog
 
     rows = catalog.list_activity(_engine(db), limit=limit)
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
+    emit(rows, output, lambda: _activity_table(rows))
+
+
+def _activity_table(rows: list[dict[str, Any]]) -> None:
     table = _table()
     table.add_column("AT", no_wrap=True, min_width=19)
     table.add_column("SEVERITY", no_wrap=True)
@@ -373,43 +405,45 @@ LockDbOption = typer.Option(
 def fleetlock_holders(
     db: Annotated[str, LockDbOption] = DEFAULT_DB,
     group: Annotated[str | None, typer.Option("--group")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+    output: str = output_option(),
 ) -> None:
     """Who holds a reboot slot now, oldest first."""
     from flotilla.updates.server import fleetlock_store
 
     rows = fleetlock_store.list_holders(_engine(db), group)
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = _table("GROUP", "ID", "ACQUIRED")
-    for r in rows:
-        table.add_row(r["group"], r["id"], (r["acquired_at"] or "")[:19])
-    _wide().print(table)
+
+    def table() -> None:
+        out = _table("GROUP", "ID", "ACQUIRED")
+        for r in rows:
+            out.add_row(r["group"], r["id"], (r["acquired_at"] or "")[:19])
+        _wide().print(out)
+
+    emit(rows, output, table)
 
 
 @fleetlock_app.command("groups")
 def fleetlock_groups(
     db: Annotated[str, LockDbOption] = DEFAULT_DB,
-    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+    output: str = output_option(),
 ) -> None:
     """Groups with their maximum, windows and number of holders."""
     from flotilla.updates.server import fleetlock_store
 
     rows = fleetlock_store.list_groups(_engine(db))
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = _table("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE")
-    for r in rows:
-        table.add_row(
-            r["name"],
-            str(r["held"]),
-            str(r["max_holders"]),
-            ", ".join(r["windows"]) or "any time",
-            r["timezone"],
-        )
-    _wide().print(table)
+
+    def table() -> None:
+        out = _table("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE")
+        for r in rows:
+            out.add_row(
+                r["name"],
+                str(r["held"]),
+                str(r["max_holders"]),
+                ", ".join(r["windows"]) or "any time",
+                r["timezone"],
+            )
+        _wide().print(out)
+
+    emit(rows, output, table)
 
 
 @fleetlock_app.command("release")
@@ -418,7 +452,10 @@ def fleetlock_release(
     group: Annotated[str | None, typer.Option("--group")] = None,
     node_id: Annotated[str | None, typer.Option("--id", help="The holder's id.")] = None,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Holders older than this, e.g. 2h.")
+        float | None,
+        typer.Option(
+            "--older-than", parser=duration, metavar="DURATION", help="Holders older than, e.g. 2h."
+        ),
     ] = None,
 ) -> None:
     """Release stale locks (a node that died holding its slot); name a group, id or age."""
@@ -426,7 +463,7 @@ def fleetlock_release(
 
     from flotilla.updates.server import fleetlock_store
 
-    age = timedelta(seconds=seconds(older_than, "--older-than")) if older_than else None
+    age = timedelta(seconds=older_than) if older_than is not None else None
     try:
         dropped = fleetlock_store.release_stale(
             _engine(db), group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
