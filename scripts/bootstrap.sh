@@ -18,6 +18,8 @@ DEBIAN_PACKAGES+=(docker.io)
 # The updates dashboard: its browser tests drive Debian's Chromium; npm fetches its charting
 # library (Debian's nodejs + npm only when no npm is on PATH, e.g. none bundled with nodejs).
 DEBIAN_PACKAGES+=(chromium)
+# The Java function runtime: built with Maven (dependencies from Maven Central into ~/.m2).
+DEBIAN_PACKAGES+=(openjdk-17-jdk-headless maven)
 command -v npm >/dev/null || DEBIAN_PACKAGES+=(nodejs npm)
 
 missing=()

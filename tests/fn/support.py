@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from flotilla.fn.devloop import serve_command
+from flotilla.fn.jvm import build_function
 from flotilla.fn.model import load_spec
 
 CONFORMANCE = Path(__file__).parent / "conformance"
@@ -139,6 +140,8 @@ def local_runtime(
     """The runtime as ``fn run`` starts it (no reload), serving the conformance function."""
     project = project or CONFORMANCE / runtime
     spec = load_spec((project / "function.yaml").read_text())
+    if spec.runtime.value == "java":
+        build_function(project)  # Maven before the clock starts: the runtime once, then cached
     port = free_port()
     env = {**os.environ, **contract_env(collector), **(extra_env or {})}
     command = serve_command(spec, project, port, env)

@@ -73,6 +73,7 @@ def _image_runtime(runtime: str, collector: Collector, docker_host: str) -> Iter
     params=[
         "python",
         "node",
+        pytest.param("java", marks=pytest.mark.slow),
         pytest.param("python-image", marks=IMAGE),
         pytest.param("node-image", marks=IMAGE),
     ],

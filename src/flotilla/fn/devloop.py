@@ -74,6 +74,9 @@ def serve_command(
             paths = [env.get("PYTHONPATH"), str(installed)]
             env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return Command([sys.executable, "-m", "flotilla.fn.runtime"], env, project)
+    if spec.runtime is Runtime.JAVA:
+        # Builds with Maven when the sources changed (so a reload rebuilds), then execs java.
+        return Command([sys.executable, "-m", "flotilla.fn.jvm"], env, project)
     env["NODE_PATH"] = os.pathsep.join(filter(None, [_node_path(spec), str(installed or "")]))
     return Command([_node(), str(NODE_LIB / "flotilla-fn.js")], env, project)
 
@@ -128,6 +131,11 @@ def test_command(spec: FunctionSpec, project: Path) -> Command:
             env,
             project,
         )
+    if spec.runtime is Runtime.JAVA:
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise FileNotFoundError("mvn is not installed (Debian package maven)")
+        return Command([mvn, "-B", "-q", "test"], env, project)
     env["NODE_PATH"] = _node_path(spec)
     return Command([_node(), "--test"], env, project)
 

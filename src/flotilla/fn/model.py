@@ -36,6 +36,9 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _HANDLER_PY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 _HANDLER_JS = re.compile(r"^[A-Za-z0-9_./-]+\.(c?js|mjs):[A-Za-z_$][A-Za-z0-9_$]*$")
+_HANDLER_JAVA = re.compile(
+    r"^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*:[A-Za-z_$][A-Za-z0-9_$]*$"
+)
 # Names the runtime itself sets; a user value would silently break the contract.
 RESERVED_ENV = frozenset(
     {
@@ -46,6 +49,7 @@ RESERVED_ENV = frozenset(
         "FLOTILLA_FN_NAME",
         "NODE_PATH",
         "PYTHONPATH",
+        "CLASSPATH",
     }
 )
 
@@ -53,6 +57,7 @@ RESERVED_ENV = frozenset(
 class Runtime(StrEnum):
     PYTHON = "python"
     NODE = "node"
+    JAVA = "java"
 
 
 class Signature(StrEnum):
@@ -66,7 +71,11 @@ class Target(StrEnum):
     KUBERNETES = "kubernetes"
 
 
-DEFAULT_HANDLERS = {Runtime.PYTHON: "func:handle", Runtime.NODE: "index.js:handle"}
+DEFAULT_HANDLERS = {
+    Runtime.PYTHON: "func:handle",
+    Runtime.NODE: "index.js:handle",
+    Runtime.JAVA: "function.Function:handle",  # Java: package.Class:method
+}
 
 
 class FnError(FlotillaError):
@@ -219,12 +228,14 @@ def parse_spec(doc: Any) -> FunctionSpec:
         name = "invalid"
     runtime = c.choice("runtime", doc.get("runtime"), Runtime, Runtime.PYTHON)
     if doc.get("runtime") is None:
-        c.add("runtime", "is required (python or node)")
+        c.add("runtime", "is required (python, node or java)")
     signature = c.choice("signature", doc.get("signature"), Signature, Signature.HTTP)
-    if signature is Signature.ASGI and runtime is Runtime.NODE:
+    if signature is Signature.ASGI and runtime is not Runtime.PYTHON:
         c.add("signature", "asgi is for the python runtime only")
     handler = doc.get("handler") or ""
-    pattern = _HANDLER_PY if runtime is Runtime.PYTHON else _HANDLER_JS
+    pattern = {Runtime.PYTHON: _HANDLER_PY, Runtime.NODE: _HANDLER_JS, Runtime.JAVA: _HANDLER_JAVA}[
+        runtime
+    ]
     if handler and (not isinstance(handler, str) or not pattern.match(handler)):
         example = DEFAULT_HANDLERS[runtime]
         c.add("handler", f"must look like {example!r}")
