@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -103,6 +104,12 @@ def test_publish_command_twice(tmp_path: Path) -> None:
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "published: one-1.0.0" in first.output and "published: two-0.1.0-beta.1" in first.output
+    # Not on a terminal (the runner's stderr is not one): plain progress lines, on stderr only.
+    doing = f"publishing {charts} to {bare} (gh-pages)"
+    progress = first.stderr.splitlines()
+    assert progress[0] == f"{doing}: started [0s]", progress
+    assert re.fullmatch(rf"{re.escape(doing)}: done \[\d+s\]", progress[-1]), progress
+    assert "publishing" not in first.stdout
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "nothing new to publish" in second.output
 

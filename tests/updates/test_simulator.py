@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -98,3 +102,37 @@ def test_failures_trip_the_brake_and_time_out(
         app, ["simulate", "--server", f"{s.url}/v1/update/", "--until-done", "--instances", "5"]
     )
     assert bad.exit_code != 0
+
+
+def test_off_a_terminal_it_prints_a_line_every_interval(
+    serve: Callable[..., Server], sqlite_url: str
+) -> None:
+    """Piped into a log (no terminal), a run says what it does while it runs (issue 25, item 5).
+
+    The real command in its own process, its stderr a pipe; the interval comes down from 5 s
+    to 250 ms through ``$FLOTILLA_PROGRESS_INTERVAL``.
+    """
+    apply_doc(sqlite_url, fleet({"name": "stable", "track": "stable", "channel": "stable"}))
+    s = serve(sqlite_url)
+    argv = ["updates", "simulate", "--server", f"{s.url}/v1/update/", "--instances", "20"]
+    argv += ["--version", OLD, "--time-scale", "600", "--timeout", "3s"]
+    env = {**os.environ, "FLOTILLA_PROGRESS_INTERVAL": "250ms", "FLOTILLA_DEBUG": ""}
+    run = subprocess.run(
+        [sys.executable, "-m", "flotilla", *argv],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert "\x1b" not in run.stderr and "\r" not in run.stderr, "redrawn as on a terminal"
+    lines = run.stderr.splitlines()
+    assert lines[0] == "simulating 20 machines: started [0s]", lines
+    done = r"simulating 20 machines: done \[\d+s\] .* \| .* \| \d+ check-ins \(\d+/s\), .*"
+    assert re.fullmatch(done, lines[-1]), lines[-1]
+    ticks = lines[1:-1]
+    assert len(ticks) >= 2, lines  # about 12 in 3 s; 2 even on a busy machine
+    assert all(re.fullmatch(r"simulating 20 machines \[\d+s\]( .*)?", t) for t in ticks), ticks
+    assert any(f"{OLD}: " in t and "check-ins" in t for t in ticks), ticks

@@ -20,14 +20,19 @@ DEFAULT_INTERVAL = 5.0
 
 
 def interval() -> float:
-    """Seconds between lines off a terminal: ``$FLOTILLA_PROGRESS_INTERVAL`` (a Go duration)."""
+    """Seconds between lines off a terminal: ``$FLOTILLA_PROGRESS_INTERVAL`` (a Go duration).
+
+    Anything that is not a positive duration means the default: ``0`` would write lines as
+    fast as the thread can loop, filling the log it was meant to keep readable.
+    """
     from flotilla.core.units import parse_duration
 
     text = os.environ.get(INTERVAL_ENV, "")
     try:
-        return parse_duration(text).total_seconds() if text else DEFAULT_INTERVAL
+        seconds = parse_duration(text).total_seconds() if text else DEFAULT_INTERVAL
     except ValueError:
         return DEFAULT_INTERVAL
+    return seconds if seconds > 0 else DEFAULT_INTERVAL
 
 
 def on_terminal(stream: TextIO | None = None) -> bool:
