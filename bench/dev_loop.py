@@ -82,7 +82,7 @@ def environment(state_dir: Path | None) -> tuple[Path, dict[str, str], bool]:
         )
     status = json.loads(
         subprocess.run(
-            [*FLOTILLA, "status", "--json", "--state-dir", str(state_dir)],
+            [*FLOTILLA, "status", "-o", "json", "--state-dir", str(state_dir)],
             check=True,
             capture_output=True,
             text=True,

@@ -84,7 +84,7 @@ def test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
     if up.returncode != 0:
         pytest.fail(f"flotilla testenv up failed:\n{up.stderr}\n{up.stdout}", pytrace=False)
     cluster = TestCluster(state_dir, Path(up.stdout.strip().splitlines()[-1]), {})
-    status = json.loads(cluster.flotilla("status", "--json").stdout)
+    status = json.loads(cluster.flotilla("status", "-o", "json").stdout)
     cluster = TestCluster(state_dir, cluster.kubeconfig, status)
     try:
         yield cluster
@@ -133,7 +133,7 @@ def dockerd(test_cluster: TestCluster) -> str:
     up = test_cluster.flotilla("up", "--docker", check=False)
     if up.returncode != 0:
         pytest.fail(f"flotilla testenv up --docker failed:\n{up.stderr}", pytrace=False)
-    host = json.loads(test_cluster.flotilla("status", "--json").stdout)["docker_host"]
+    host = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["docker_host"]
     assert isinstance(host, str)
     return host
 

@@ -125,11 +125,10 @@ def test_shared_flags_mean_one_thing(path: tuple[str, ...], command: Any) -> Non
                 parse_duration(param.default)  # a Go duration, such as 90s or 10m
 
 
-@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
-def test_data_commands_take_o_json(path: tuple[str, ...], command: Any) -> None:
+@pytest.mark.parametrize("name", sorted(DATA_COMMANDS))
+def test_data_commands_take_o_json(name: str) -> None:
     """``-o json`` parses for every data command: the run itself may then fail on its input."""
-    if " ".join(path) not in DATA_COMMANDS:
-        pytest.skip("prints no data")
+    path = name.split()
     result = runner.invoke(app, [*path, "-o", "json", "--help"])
     assert result.exit_code == 0, result.output
     bad = runner.invoke(app, [*path, "-o", "xml"])

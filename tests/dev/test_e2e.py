@@ -54,7 +54,7 @@ def fetch(port: int) -> str:
 
 @pytest.fixture(scope="module")
 def registry(real_node: str, dockerd: str, test_cluster: Any) -> str:
-    status = json.loads(test_cluster.flotilla("status", "--json").stdout)
+    status = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)
     assert status.get("registry"), status
     return str(status["registry"])
 

@@ -175,7 +175,7 @@ def wait_rollout(kube: Client, namespace: str, timeout: float = 180) -> None:
 def release(
     kube: Client, kubeconfig: Path, real_nodes: tuple[str, str], test_cluster: TestCluster
 ) -> Iterator[Release]:
-    note = json.loads(test_cluster.flotilla("status", "--json").stdout)["services_note"]
+    note = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["services_note"]
     if note:
         pytest.fail(f"the test environment has no Services: {note}", pytrace=False)
     work = Path(tempfile.mkdtemp(prefix="flotilla-chart-"))
@@ -436,7 +436,7 @@ print(r.status_code)""",
         "simulate",
         "--server",
         f"{base}/v1/update/",
-        "-n",
+        "--instances",
         "50",
         "--version",
         "1.0.0",

@@ -83,7 +83,7 @@ def test_up_again_is_a_no_op_and_status_reports(test_cluster: TestCluster) -> No
     again = test_cluster.flotilla("up")
     assert "already running" in again.stderr
     assert Path(again.stdout.strip()) == test_cluster.kubeconfig
-    status = json.loads(test_cluster.flotilla("status", "--json").stdout)
+    status = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)
     assert status["running"] is True
     after = {p["name"]: p["pid"] for p in status["processes"]}
     assert {name: after[name] for name in before} == before, "up restarted something"

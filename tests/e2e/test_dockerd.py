@@ -58,7 +58,7 @@ def test_an_image_built_in_dockerd_runs_on_the_real_node(
     kubeconfig: Path,
     namespace: str,
 ) -> None:
-    registry = json.loads(test_cluster.flotilla("status", "--json").stdout)["registry"]
+    registry = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
     marker = uuid.uuid4().hex
     reference = f"{registry}/built:{marker[:12]}"
     dockerfile = 'FROM flotilla.local/busybox:latest\nCOPY msg /msg\nCMD ["cat", "/msg"]\n'

@@ -121,7 +121,7 @@ def test_the_real_node_reports_a_real_runtime(kube: Client, real_node: str) -> N
 def test_a_deployment_of_two_replicas_becomes_ready(
     web: list[Pod], real_node: str, test_cluster: TestCluster
 ) -> None:
-    status = json.loads(test_cluster.flotilla("status", "--json").stdout)
+    status = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)
     pod_subnet = ipaddress.ip_network(status["real_node_pod_cidr"])
     assert len(web) == 2
     for pod in web:

@@ -110,13 +110,13 @@ def test_pods_stay_up_while_other_environments_start_and_stop(
         assert identity(b_kube, "iso") == theirs
         status = json.loads(
             subprocess.run(
-                [*FLOTILLA, "testenv", "status", "--json", "--state-dir", str(b_dir)],
+                [*FLOTILLA, "testenv", "status", "-o", "json", "--state-dir", str(b_dir)],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
         )
-        session = json.loads(test_cluster.flotilla("status", "--json").stdout)
+        session = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)
         assert not set(status["real_node_cgroup_roots"].values()) & set(
             session["real_node_cgroup_roots"].values()
         )
@@ -132,7 +132,7 @@ def test_a_drain_moves_pods_to_the_other_real_node() -> None:
     ):
         status = json.loads(
             subprocess.run(
-                [*FLOTILLA, "testenv", "status", "--json", "--state-dir", str(two_dir)],
+                [*FLOTILLA, "testenv", "status", "-o", "json", "--state-dir", str(two_dir)],
                 capture_output=True,
                 text=True,
                 check=True,

@@ -52,7 +52,7 @@ def services(
     kube: Client, kubeconfig: Path, namespace: str, real_node: str, test_cluster: TestCluster
 ) -> list[str]:
     """web (2 replicas) behind a ClusterIP, a headless and a NodePort Service; a client pod."""
-    note = json.loads(test_cluster.flotilla("status", "--json").stdout)["services_note"]
+    note = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["services_note"]
     if note:  # another environment on this machine runs the one kube-proxy
         pytest.fail(f"the test environment has no Services: {note}", pytrace=False)
     apply(kubeconfig, namespace, web_deployment(2))
@@ -161,7 +161,7 @@ def test_a_node_port_answers_from_the_host(
     svc = kube.get(Service, "web-nodeport", namespace=namespace)
     assert svc.spec is not None and svc.spec.ports
     node_port = svc.spec.ports[0].nodePort
-    node_ip = json.loads(test_cluster.flotilla("status", "--json").stdout)["real_node_ip"]
+    node_ip = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["real_node_ip"]
 
     def answered() -> str | None:
         try:

@@ -32,7 +32,7 @@ runner = CliRunner()
 def fn(*args: str) -> str:
     result = runner.invoke(app, ["fn", *args])
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def _project(tmp_path: Path, runtime: str, name: str, **deploy: Any) -> Path:
@@ -176,7 +176,7 @@ def test_tekton_pipeline_and_tasks_are_accepted(
         str(project),
         "-n",
         namespace,
-        "-o",
+        "--write",
         str(out_file),
         "--git-url",
         "https://git.example/fns.git",
@@ -211,7 +211,7 @@ def test_tekton_pipeline_and_tasks_are_accepted(
 def pod_collector(real_node: str, test_cluster: Any) -> Iterator[Collector]:
     """An OTLP collector the real node's pods can reach: on the node's own address, which exists
     as soon as the node is up (the pod bridge's gateway only appears with the first pod)."""
-    status = json.loads(test_cluster.flotilla("status", "--json").stdout)
+    status = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)
     collector = Collector(status["real_node_ip"])
     yield collector
     collector.close()
@@ -230,7 +230,7 @@ def test_end_to_end_on_the_real_node(
     test_cluster: Any,
     pod_collector: Collector,
 ) -> None:
-    registry = json.loads(test_cluster.flotilla("status", "--json").stdout)["registry"]
+    registry = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
     name = f"e2e-{runtime}"
     project = _project(tmp_path, runtime, name, nodeSelector={"flotilla.dev/real-node": "true"})
     spec = yaml.safe_load((project / "function.yaml").read_text())
@@ -251,7 +251,8 @@ def test_end_to_end_on_the_real_node(
             registry,
             "--docker-host",
             dockerd,
-            "--json",
+            "-o",
+            "json",
         )
     )
     assert built["pushed"].startswith(f"{registry}/{name}@sha256:")

@@ -20,8 +20,8 @@ from flotilla.operators.catalog import (
     is_image_reference,
     load_catalog,
     parse_catalog,
-    resolve_dependencies,
 )
+from flotilla.operators.dependencies import resolve_dependencies
 from flotilla.operators.lifecycle import LifecycleError, open_bundle, plan_install
 from flotilla.operators.semver import Version
 

@@ -17,12 +17,11 @@ from flotilla.operators.audit import AuditDiff, audit, diff_audits
 from flotilla.operators.catalog import (
     BundleRef,
     Catalog,
-    Dependency,
     bundle_from_objects,
     channel_head,
-    resolve_dependencies,
     upgrade_path,
 )
+from flotilla.operators.dependencies import Dependency, resolve_dependencies
 from flotilla.operators.loading import Bundle, load_bundle
 from flotilla.operators.models import AuditReport, OperatorsError, Severity
 from flotilla.operators.plan import (

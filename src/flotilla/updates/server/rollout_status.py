@@ -25,7 +25,7 @@ from flotilla.updates.models import (
     RolloutStats,
 )
 from flotilla.updates.policies import GroupFacts, Why
-from flotilla.updates.server import store as store_sql
+from flotilla.updates.server import checkin_sql
 from flotilla.updates.server.fleetspec import policy_from_dict
 from flotilla.updates.server.rollouts import utc
 from flotilla.updates.server.schema import (
@@ -109,10 +109,10 @@ class FactsReader:
             "timeout_start": self.now - p.update_timeout,
             "target": facts.final_target,
         }
-        granted = self.conn.execute(store_sql._GRANTED_IN_PERIOD, params).scalar_one()
-        live, timed_out = self.conn.execute(store_sql._IN_PROGRESS, params).one()
+        granted = self.conn.execute(checkin_sql.GRANTED_IN_PERIOD, params).scalar_one()
+        live, timed_out = self.conn.execute(checkin_sql.IN_PROGRESS, params).one()
         attempted = (
-            self.conn.execute(store_sql._ATTEMPTED, params).scalar_one() if p.safe_mode else 0
+            self.conn.execute(checkin_sql.ATTEMPTED, params).scalar_one() if p.safe_mode else 0
         )
         return RolloutStats(int(granted), int(live or 0), int(timed_out or 0), int(attempted))
 

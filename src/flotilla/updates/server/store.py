@@ -32,18 +32,12 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
-    bindparam,
     delete,
     func,
     insert,
-    or_,
     select,
     tuple_,
-    update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flotilla.updates import policies
 from flotilla.updates.models import (
@@ -55,7 +49,7 @@ from flotilla.updates.models import (
     Policy,
     RolloutStats,
 )
-from flotilla.updates.server import grantguard, lifecycle, rollouts
+from flotilla.updates.server import checkin_sql, grantguard, lifecycle, rollouts
 from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
 from flotilla.updates.server.lastseen import LastSeen
 from flotilla.updates.server.omaha import (
@@ -67,13 +61,11 @@ from flotilla.updates.server.omaha import (
 )
 from flotilla.updates.server.rollouts import LIVE_INTERVAL, GroupCtx, utc
 from flotilla.updates.server.schema import (
-    channels,
     groups,
     instance_history,
     instances,
     reading,
 )
-from flotilla.updates.server.schema import packages as packages_t
 
 logger = logging.getLogger(__name__)
 
@@ -89,45 +81,6 @@ class Observer:
     on_grant: Callable[[str, str], None] = field(default=lambda app, group: None)
     on_failure: Callable[[str, str], None] = field(default=lambda app, group: None)
     on_refusal: Callable[[str, str, str], None] = field(default=lambda app, group, why: None)
-
-
-_RESOLVE = (
-    select(
-        groups,
-        channels.c.version.label("ch_version"),
-        channels.c.blocked_versions,
-        channels.c.floors,
-        channels.c.name.label("ch_name"),
-    )
-    .select_from(
-        groups.outerjoin(
-            channels,
-            and_(channels.c.app_id == groups.c.app_id, channels.c.name == groups.c.channel),
-        )
-    )
-    .where(groups.c.app_id == bindparam("app_id"))
-    .where(or_(groups.c.track == bindparam("track"), groups.c.id == bindparam("track")))
-)
-_INSTANCE = select(instances).where(
-    instances.c.machine_id == bindparam("m"), instances.c.app_id == bindparam("a")
-)
-_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
-# Prebuilt statements with bind parameters: building SQLAlchemy statements per check-in cost
-# more CPU than running them.
-_UPDATE_INSTANCE = update(instances).where(
-    instances.c.machine_id == bindparam("k_m"), instances.c.app_id == bindparam("k_a")
-)
-_INSERT_INSTANCE_PG = pg_insert(instances).on_conflict_do_nothing()
-_INSERT_INSTANCE_SQLITE = sqlite_insert(instances).on_conflict_do_nothing()
-_PACKAGE = select(packages_t).where(
-    packages_t.c.app_id == bindparam("app_id"),
-    packages_t.c.version == bindparam("version"),
-    packages_t.c.arch == bindparam("arch"),
-)
-_GROUP_STATE = select(groups.c.halted_version, groups.c.rollout_version).where(
-    groups.c.id == bindparam("g")
-)
-_GROUP_STATE_FOR_UPDATE = _GROUP_STATE.with_for_update()
 
 
 def _state_of(row: Any) -> InstanceState:
@@ -149,40 +102,6 @@ def _events_are_noops(row: Any, app: AppRequest) -> bool:
         if out.changed or out.activity is not None or out.failed or out.completed:
             return False
     return True
-
-
-_GRANTED_IN_PERIOD = (
-    select(func.count())
-    .select_from(instances)
-    .where(instances.c.group_id == bindparam("g"))
-    .where(instances.c.last_update_granted_at > bindparam("period_start"))
-)
-_IN_PROGRESS = (
-    select(
-        # Installed (3/1 reported) only waits for its reboot window: it stays in progress for
-        # the concurrency limit, but is not a stuck update, so it never trips the timeout brake
-        # (Nebraska's most reported stall, nebraska#853).
-        func.count().filter(
-            or_(
-                instances.c.last_update_granted_at > bindparam("timeout_start"),
-                instances.c.status == InstanceStatus.INSTALLED.value,
-            )
-        ),
-        func.count().filter(
-            instances.c.last_update_granted_at <= bindparam("timeout_start"),
-            instances.c.status != InstanceStatus.INSTALLED.value,
-        ),
-    )
-    .where(instances.c.group_id == bindparam("g"))
-    .where(instances.c.update_in_progress.is_(True))
-)
-_ATTEMPTED = (
-    select(func.count())
-    .select_from(instances)
-    .where(instances.c.group_id == bindparam("g"))
-    .where(instances.c.update_in_progress.is_(False))
-    .where(instances.c.last_update_version == bindparam("target"))
-)
 
 
 class Store:
@@ -292,7 +211,11 @@ class Store:
 
     def _resolve(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
         """The group serving (app, track), or None when the server knows neither."""
-        rows = conn.execute(_RESOLVE, {"app_id": app.app_id, "track": app.track}).mappings().all()
+        rows = (
+            conn.execute(checkin_sql.RESOLVE, {"app_id": app.app_id, "track": app.track})
+            .mappings()
+            .all()
+        )
         if not rows:
             return None
         # A track name wins over a group id that happens to be spelled the same.
@@ -317,7 +240,7 @@ class Store:
         )
 
     def _select_instance(self, conn: Connection, app: AppRequest, lock: bool) -> Any:
-        q = _INSTANCE_FOR_UPDATE if lock and self._pg else _INSTANCE
+        q = checkin_sql.INSTANCE_FOR_UPDATE if lock and self._pg else checkin_sql.INSTANCE
         return conn.execute(q, {"m": app.machine_id, "a": app.app_id}).mappings().first()
 
     def _target(self, app: AppRequest, ctx: GroupCtx) -> str | None:
@@ -437,7 +360,9 @@ class Store:
             "update_in_progress": state.update_in_progress,
             "last_error_code": state.last_error_code,
         }
-        conn.execute(_UPDATE_INSTANCE, {**values, "k_m": app.machine_id, "k_a": app.app_id})
+        conn.execute(
+            checkin_sql.UPDATE_INSTANCE, {**values, "k_m": app.machine_id, "k_a": app.app_id}
+        )
         if history:
             conn.execute(insert(instance_history), history)
         if missing:
@@ -455,7 +380,7 @@ class Store:
         self, conn: Connection, app: AppRequest, attrs: dict[str, Any], now: datetime
     ) -> None:
         conn.execute(
-            _INSERT_INSTANCE_PG if self._pg else _INSERT_INSTANCE_SQLITE,
+            checkin_sql.INSERT_INSTANCE_PG if self._pg else checkin_sql.INSERT_INSTANCE_SQLITE,
             {
                 "machine_id": app.machine_id,
                 "app_id": app.app_id,
@@ -470,7 +395,7 @@ class Store:
 
     def _package(self, conn: Connection, app_id: str, version: str, arch: str) -> Package | None:
         row = (
-            conn.execute(_PACKAGE, {"app_id": app_id, "version": version, "arch": arch})
+            conn.execute(checkin_sql.PACKAGE, {"app_id": app_id, "version": version, "arch": arch})
             .mappings()
             .first()
         )
@@ -533,7 +458,7 @@ class Store:
         return lifecycle.grant(state, target, now), package, False
 
     def _group_state(self, conn: Connection, group_id: str, lock: bool) -> Any:
-        q = _GROUP_STATE_FOR_UPDATE if lock and self._pg else _GROUP_STATE
+        q = checkin_sql.GROUP_STATE_FOR_UPDATE if lock and self._pg else checkin_sql.GROUP_STATE
         return conn.execute(q, {"g": group_id}).mappings().one()
 
     def _stats(
@@ -545,9 +470,11 @@ class Store:
             "timeout_start": now - policy.update_timeout,
             "target": target,
         }
-        granted = conn.execute(_GRANTED_IN_PERIOD, params).scalar_one()
-        live, timed_out = conn.execute(_IN_PROGRESS, params).one()
-        attempted = conn.execute(_ATTEMPTED, params).scalar_one() if policy.safe_mode else 0
+        granted = conn.execute(checkin_sql.GRANTED_IN_PERIOD, params).scalar_one()
+        live, timed_out = conn.execute(checkin_sql.IN_PROGRESS, params).one()
+        attempted = (
+            conn.execute(checkin_sql.ATTEMPTED, params).scalar_one() if policy.safe_mode else 0
+        )
         return RolloutStats(granted, live, timed_out, attempted)
 
     # --- maintenance ---------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Prebuilt statements of the check-in path, with bind parameters.
+
+Building SQLAlchemy statements per check-in cost more CPU than running them, so :mod:`store`
+builds each once at import.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from flotilla.updates.models import InstanceStatus
+from flotilla.updates.server.schema import channels, groups, instances
+from flotilla.updates.server.schema import packages as packages_t
+
+RESOLVE = (
+    select(
+        groups,
+        channels.c.version.label("ch_version"),
+        channels.c.blocked_versions,
+        channels.c.floors,
+        channels.c.name.label("ch_name"),
+    )
+    .select_from(
+        groups.outerjoin(
+            channels,
+            and_(channels.c.app_id == groups.c.app_id, channels.c.name == groups.c.channel),
+        )
+    )
+    .where(groups.c.app_id == bindparam("app_id"))
+    .where(or_(groups.c.track == bindparam("track"), groups.c.id == bindparam("track")))
+)
+INSTANCE = select(instances).where(
+    instances.c.machine_id == bindparam("m"), instances.c.app_id == bindparam("a")
+)
+INSTANCE_FOR_UPDATE = INSTANCE.with_for_update()
+UPDATE_INSTANCE = update(instances).where(
+    instances.c.machine_id == bindparam("k_m"), instances.c.app_id == bindparam("k_a")
+)
+INSERT_INSTANCE_PG = pg_insert(instances).on_conflict_do_nothing()
+INSERT_INSTANCE_SQLITE = sqlite_insert(instances).on_conflict_do_nothing()
+PACKAGE = select(packages_t).where(
+    packages_t.c.app_id == bindparam("app_id"),
+    packages_t.c.version == bindparam("version"),
+    packages_t.c.arch == bindparam("arch"),
+)
+GROUP_STATE = select(groups.c.halted_version, groups.c.rollout_version).where(
+    groups.c.id == bindparam("g")
+)
+GROUP_STATE_FOR_UPDATE = GROUP_STATE.with_for_update()
+
+
+GRANTED_IN_PERIOD = (
+    select(func.count())
+    .select_from(instances)
+    .where(instances.c.group_id == bindparam("g"))
+    .where(instances.c.last_update_granted_at > bindparam("period_start"))
+)
+IN_PROGRESS = (
+    select(
+        # Installed (3/1 reported) only waits for its reboot window: it stays in progress for
+        # the concurrency limit, but is not a stuck update, so it never trips the timeout brake
+        # (Nebraska's most reported stall, nebraska#853).
+        func.count().filter(
+            or_(
+                instances.c.last_update_granted_at > bindparam("timeout_start"),
+                instances.c.status == InstanceStatus.INSTALLED.value,
+            )
+        ),
+        func.count().filter(
+            instances.c.last_update_granted_at <= bindparam("timeout_start"),
+            instances.c.status != InstanceStatus.INSTALLED.value,
+        ),
+    )
+    .where(instances.c.group_id == bindparam("g"))
+    .where(instances.c.update_in_progress.is_(True))
+)
+ATTEMPTED = (
+    select(func.count())
+    .select_from(instances)
+    .where(instances.c.group_id == bindparam("g"))
+    .where(instances.c.update_in_progress.is_(False))
+    .where(instances.c.last_update_version == bindparam("target"))
+)
