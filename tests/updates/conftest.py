@@ -242,9 +242,12 @@ class Server:
 class UvicornThread:
     """uvicorn in a background thread on a socket we bound, so the port is known up front."""
 
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, app: Any, sock: socket.socket | None = None) -> None:
+        """``sock``: a socket bound already (when the app must know its own URL beforehand)."""
+        if sock is None:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+        self.sock = sock
         self.port = int(self.sock.getsockname()[1])
         config = uvicorn.Config(
             app,

@@ -201,6 +201,46 @@ def serve(
         envvar="FLOTILLA_UPDATES_PUBLIC_URL",
         help="The URL machines reach this server at (hosted payload URLs start with it).",
     ),
+    oidc_issuer: str = typer.Option(
+        "",
+        "--oidc-issuer",
+        envvar="FLOTILLA_UPDATES_OIDC_ISSUER",
+        help="Offer 'Log in with OpenID Connect' on the dashboard with this provider.",
+    ),
+    oidc_client_id: str = typer.Option(
+        "", "--oidc-client-id", envvar="FLOTILLA_UPDATES_OIDC_CLIENT_ID"
+    ),
+    oidc_client_secret_file: str = typer.Option(
+        "",
+        "--oidc-client-secret-file",
+        envvar="FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE",
+        help="File holding the client secret (or set FLOTILLA_UPDATES_OIDC_CLIENT_SECRET); "
+        "none: a public client with PKCE alone.",
+    ),
+    oidc_redirect_url: str = typer.Option(
+        "",
+        "--oidc-redirect-url",
+        envvar="FLOTILLA_UPDATES_OIDC_REDIRECT_URL",
+        help="This server's /ui/oidc/callback as browsers reach it.",
+    ),
+    oidc_role_claim: str = typer.Option(
+        "groups", "--oidc-role-claim", envvar="FLOTILLA_UPDATES_OIDC_ROLE_CLAIM"
+    ),
+    oidc_admin_values: str = typer.Option(
+        "",
+        "--oidc-admin-values",
+        envvar="FLOTILLA_UPDATES_OIDC_ADMIN_VALUES",
+        help="Comma-separated values of the role claim that make an admin.",
+    ),
+    oidc_read_values: str = typer.Option(
+        "",
+        "--oidc-read-values",
+        envvar="FLOTILLA_UPDATES_OIDC_READ_VALUES",
+        help="Comma-separated values of the role claim that make a reader.",
+    ),
+    oidc_scopes: str = typer.Option(
+        "openid,profile,email,groups", "--oidc-scopes", envvar="FLOTILLA_UPDATES_OIDC_SCOPES"
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
@@ -214,6 +254,7 @@ def serve(
         ServerSettings,
         SettingsError,
         check_settings,
+        oidc_settings_from_env,
         read_secret_file,
         sync_settings_from_env,
     )
@@ -237,7 +278,29 @@ def serve(
         sync = sync_settings_from_env(sync_env)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--sync-interval") from None
+    oidc_env = {
+        "FLOTILLA_UPDATES_OIDC_ISSUER": oidc_issuer,
+        "FLOTILLA_UPDATES_OIDC_CLIENT_ID": oidc_client_id,
+        "FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE": oidc_client_secret_file,
+        "FLOTILLA_UPDATES_OIDC_REDIRECT_URL": oidc_redirect_url,
+        "FLOTILLA_UPDATES_OIDC_ROLE_CLAIM": oidc_role_claim,
+        "FLOTILLA_UPDATES_OIDC_ADMIN_VALUES": oidc_admin_values,
+        "FLOTILLA_UPDATES_OIDC_READ_VALUES": oidc_read_values,
+        "FLOTILLA_UPDATES_OIDC_SCOPES": oidc_scopes,
+    }
     try:
+        oidc = oidc_settings_from_env(
+            {
+                **oidc_env,
+                "FLOTILLA_UPDATES_OIDC_CLIENT_SECRET": os.environ.get(
+                    "FLOTILLA_UPDATES_OIDC_CLIENT_SECRET", ""
+                ),
+            }
+        )
+        if oidc is not None and workers > 1:
+            raise SettingsError(
+                "OIDC login keeps logins in flight in one process: use --workers 1 with it"
+            )
         admins = _tokens(admin_token)
         if admin_token_file:
             admins += read_secret_file(admin_token_file)
@@ -260,6 +323,7 @@ def serve(
             trust_forwarded_for=trust_forwarded_for,
             fleetlock_create_groups=fleetlock_create_groups,
             sync=sync,
+            oidc=oidc,
         )
         check_settings(settings)
     except SettingsError as e:
