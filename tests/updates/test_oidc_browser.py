@@ -10,19 +10,44 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from flotilla.updates.server.api import create_app
 from flotilla.updates.server.oidc import OidcSettings
 from flotilla.updates.server.settings import ServerSettings
 from tests.updates.conftest import ADMIN, READER, UvicornThread, apply_doc, fleet
 from tests.updates.oidc_provider import Hydra
-from tests.updates.test_dashboard_browser import GROUP, SHOTS, browser, page  # noqa: F401
+from tests.updates.test_dashboard_browser import ARGS, CHROMIUM, GROUP, SHOTS
 
 pytestmark = pytest.mark.slow
 SECRET = "flotilla-browser-client-secret"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: run scripts/bootstrap.sh (Debian package chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def tab(chromium: Browser) -> Iterator[Page]:
+    """A fresh browser profile: no cookies, neither ours nor the provider's."""
+    ctx = chromium.new_context(viewport={"width": 1400, "height": 1100})
+    p = ctx.new_page()
+    p.set_default_timeout(15_000)
+    try:
+        yield p
+    finally:
+        ctx.close()
 
 
 @pytest.fixture
@@ -60,34 +85,34 @@ def oidc_login(page: Page, url: str, user: str) -> None:
     page.click("#sign-in")
 
 
-def test_an_admin_logs_in_and_the_feed_names_her(page: Page, url: str) -> None:
-    oidc_login(page, url, "alice")
-    expect(page.locator("h1")).to_have_text("Applications")
-    expect(page).to_have_url(url + "/")
-    expect(page.locator("#user")).to_have_text("alice")
-    expect(page.locator("#role")).to_have_text("admin")
-    page.goto(url + GROUP)
-    page.click("#pause")
-    expect(page.locator(".flash")).to_have_text("Updates paused.")
-    expect(page.locator("body")).to_contain_text("paused by alice at ")
-    page.click("text=Activity")
-    expect(page.locator("#activity")).to_contain_text("updates paused by alice")
+def test_an_admin_logs_in_and_the_feed_names_her(tab: Page, url: str) -> None:
+    oidc_login(tab, url, "alice")
+    expect(tab.locator("h1")).to_have_text("Applications")
+    expect(tab).to_have_url(url + "/")
+    expect(tab.locator("#user")).to_have_text("alice")
+    expect(tab.locator("#role")).to_have_text("admin")
+    tab.goto(url + GROUP)
+    tab.click("#pause")
+    expect(tab.locator(".flash")).to_have_text("Updates paused.")
+    expect(tab.locator("body")).to_contain_text("paused by alice at ")
+    tab.click("text=Activity")
+    expect(tab.locator("#activity")).to_contain_text("updates paused by alice")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "dashboard-oidc-activity.png"))
+    tab.screenshot(path=str(SHOTS / "dashboard-oidc-activity.png"))
     # Logging out ends the session.
-    page.click("text=Log out")
-    expect(page).to_have_url(url + "/ui/login")
-    page.goto(url + GROUP)
-    expect(page).to_have_url(url + "/ui/login?next=" + GROUP)
+    tab.click("text=Log out")
+    expect(tab).to_have_url(url + "/ui/login")
+    tab.goto(url + GROUP)
+    expect(tab).to_have_url(url + "/ui/login?next=" + GROUP)
 
 
-def test_a_reader_looks_but_cannot_change(page: Page, url: str) -> None:
-    oidc_login(page, url, "bob")
-    expect(page.locator("#user")).to_have_text("bob")
-    expect(page.locator("#role")).to_have_text("read-only")
-    page.goto(url + GROUP)
-    expect(page.locator("#pause")).to_have_count(0)
-    status = page.evaluate(
+def test_a_reader_looks_but_cannot_change(tab: Page, url: str) -> None:
+    oidc_login(tab, url, "bob")
+    expect(tab.locator("#user")).to_have_text("bob")
+    expect(tab.locator("#role")).to_have_text("read-only")
+    tab.goto(url + GROUP)
+    expect(tab.locator("#pause")).to_have_count(0)
+    status = tab.evaluate(
         """async () => {
             const csrf = document.querySelector('input[name=csrf]').value;
             const r = await fetch(location.pathname + '/pause', {method: 'POST',
@@ -97,12 +122,12 @@ def test_a_reader_looks_but_cannot_change(page: Page, url: str) -> None:
         }"""
     )
     assert status == 403
-    page.goto(url + "/ui/activity")
-    expect(page.locator("#activity")).not_to_contain_text("paused")
+    tab.goto(url + "/ui/activity")
+    expect(tab.locator("#activity")).not_to_contain_text("paused")
 
 
-def test_someone_without_an_allowed_group_is_refused(page: Page, url: str) -> None:
-    oidc_login(page, url, "mallory")
-    expect(page.locator("#login-error")).to_contain_text("mallory has no role here")
-    page.goto(url + "/")
-    expect(page).to_have_url(url + "/ui/login?next=/")
+def test_someone_without_an_allowed_group_is_refused(tab: Page, url: str) -> None:
+    oidc_login(tab, url, "mallory")
+    expect(tab.locator("#login-error")).to_contain_text("mallory has no role here")
+    tab.goto(url + "/")
+    expect(tab).to_have_url(url + "/ui/login?next=/")

@@ -308,9 +308,7 @@ def test_the_tables_below_cover_every_mutating_route(client: TestClient) -> None
         "POST /v1/update/{secret}", "POST /v1/update/{secret}/", "POST /v1/pre-reboot",
         "POST /v1/steady-state",
     }  # fmt: skip
-    templates = {
-        re.sub(r"\{[^}]+\}", "{}", r) for r in _mutating_routes(client.app) - open_ones
-    }
+    templates = {re.sub(r"\{[^}]+\}", "{}", r) for r in _mutating_routes(client.app) - open_ones}
     concrete = {
         re.sub(r"/(" + "|".join(map(re.escape, [APP, GID, "stable", "beta", "other", "9.9.9",
                "amd64", "ring1", "c" * 32, "default", "b" * 32])) + r")(?=/|$)", "/{}", c)
@@ -390,7 +388,7 @@ def test_the_group_page_says_who_paused(client: TestClient) -> None:
     assert "paused by carol at " in client.get(GROUP_URL).text
 
 
-# --- configuration ---------------------------------------------------------------------------------
+# --- configuration -------------------------------------------------------------------------------
 
 
 def test_settings_from_the_environment(tmp_path: Any) -> None:

@@ -44,9 +44,7 @@ class ProviderDownError(OidcError):
 def _unreachable(e: Exception) -> bool:
     """A connection refused or timed out. Authlib's client is built on ``httpx2`` (a fork of
     httpx with the same classes), so its errors are matched by class name."""
-    return isinstance(e, OSError) or any(
-        c.__name__ == "TransportError" for c in type(e).__mro__
-    )
+    return isinstance(e, OSError) or any(c.__name__ == "TransportError" for c in type(e).__mro__)
 
 
 @dataclass(frozen=True)
