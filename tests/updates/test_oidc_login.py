@@ -411,6 +411,15 @@ def test_settings_from_the_environment(tmp_path: Any) -> None:
     s = settings_from_env(env | {"FLOTILLA_UPDATES_OIDC_CLIENT_SECRET": "from-env"}).oidc
     assert s is not None and s.client_secret == "from-env"
     assert settings_from_env({}).oidc is None
+    secret.write_text("with,commas\n")
+    s = settings_from_env(env).oidc
+    assert s is not None and s.client_secret == "with,commas"
+    secret.write_text("\n")
+    with pytest.raises(SettingsError, match="is empty"):
+        settings_from_env(env)
+    with pytest.raises(SettingsError, match="cannot read"):
+        settings_from_env(env | {"FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE": "/nonexistent"})
+    secret.write_text("s3cret\n")
     with pytest.raises(SettingsError, match="admin-values"):
         settings_from_env({k: v for k, v in env.items() if "VALUES" not in k})
 

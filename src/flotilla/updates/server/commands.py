@@ -208,7 +208,10 @@ def serve(
         help="Offer 'Log in with OpenID Connect' on the dashboard with this provider.",
     ),
     oidc_client_id: str = typer.Option(
-        "", "--oidc-client-id", envvar="FLOTILLA_UPDATES_OIDC_CLIENT_ID"
+        "",
+        "--oidc-client-id",
+        envvar="FLOTILLA_UPDATES_OIDC_CLIENT_ID",
+        help="The client registered at the provider.",
     ),
     oidc_client_secret_file: str = typer.Option(
         "",
@@ -224,7 +227,10 @@ def serve(
         help="This server's /ui/oidc/callback as browsers reach it.",
     ),
     oidc_role_claim: str = typer.Option(
-        "groups", "--oidc-role-claim", envvar="FLOTILLA_UPDATES_OIDC_ROLE_CLAIM"
+        "groups",
+        "--oidc-role-claim",
+        envvar="FLOTILLA_UPDATES_OIDC_ROLE_CLAIM",
+        help="The ID token claim holding the groups that --oidc-*-values map to roles.",
     ),
     oidc_admin_values: str = typer.Option(
         "",
@@ -239,7 +245,10 @@ def serve(
         help="Comma-separated values of the role claim that make a reader.",
     ),
     oidc_scopes: str = typer.Option(
-        "openid,profile,email,groups", "--oidc-scopes", envvar="FLOTILLA_UPDATES_OIDC_SCOPES"
+        "openid,profile,email,groups",
+        "--oidc-scopes",
+        envvar="FLOTILLA_UPDATES_OIDC_SCOPES",
+        help="Comma-separated scopes to ask the provider for.",
     ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:

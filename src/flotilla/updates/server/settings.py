@@ -174,8 +174,17 @@ def oidc_settings_from_env(env: Mapping[str, str]) -> OidcSettings | None:
     from flotilla.updates.server.oidc import OidcError, OidcSettings
 
     secret = env.get("FLOTILLA_UPDATES_OIDC_CLIENT_SECRET", "")
-    if not secret and env.get("FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE"):
-        secret = next(iter(read_secret_file(env["FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE"])), "")
+    secret_file = env.get("FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE", "")
+    if not secret and secret_file:
+        try:  # the whole first line: a client secret may hold commas, unlike token lists
+            text = Path(secret_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SettingsError(
+                f"cannot read --oidc-client-secret-file {secret_file}: {e}"
+            ) from None
+        secret = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        if not secret:
+            raise SettingsError(f"--oidc-client-secret-file {secret_file} is empty")
     scopes = _tokens(env.get("FLOTILLA_UPDATES_OIDC_SCOPES", "openid,profile,email,groups"))
     try:
         return OidcSettings(
