@@ -40,8 +40,9 @@ CI_TOKEN = "ci-automation-secret-0123"
 VIEW_TOKEN = "viewer-secret-0123456789"
 
 
-def _settings(db: str, issuer: str, **oidc: Any) -> ServerSettings:
+def _settings(db: str, issuer: str, per_minute: int = 10, **oidc: Any) -> ServerSettings:
     return ServerSettings(
+        login_attempts_per_minute=per_minute,
         db_url=db,
         admin_tokens=(f"ci:{CI_TOKEN}",),
         read_tokens=(f"viewer:{VIEW_TOKEN}",),
@@ -200,6 +201,13 @@ def test_an_expired_session_must_log_in_again(client: TestClient) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
     assert client.post(f"{GROUP_URL}/pause", data={"csrf": csrf}).status_code == 401
     assert catalog.get_group(engine, APP, GID)["policy"]["updates_enabled"]
+
+
+def test_starting_logins_is_rate_limited(sqlite_url: str, provider: FakeProvider) -> None:
+    with TestClient(create_app(_settings(sqlite_url, provider.issuer, per_minute=3))) as c:
+        codes = [c.get("/ui/oidc/start", follow_redirects=False).status_code for _ in range(4)]
+        assert codes == [303, 303, 303, 429]
+        assert "Too many login attempts" in c.get("/ui/oidc/start").text
 
 
 def test_a_provider_that_is_down_is_a_clear_page(sqlite_url: str) -> None:

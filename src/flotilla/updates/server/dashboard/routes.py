@@ -224,6 +224,10 @@ class Dashboard:
         """Send the browser to the provider (code flow, PKCE); the state goes in a cookie too."""
         if self.oidc is None:
             return await self.login_form(request, "OpenID Connect login is not configured.", 404)
+        # Counted like token logins: each start holds a login in flight, and a flood of them
+        # would push real people's logins out before they come back from the provider.
+        if not self.sessions.limiter.allow(client_address(request, self.trust_forwarded)):
+            return await self.login_form(request, "Too many login attempts; wait a minute.", 429)
         nxt = _safe_next(request.query_params.get("next", "/"))
         try:
             url = await run_in_threadpool(self.oidc.start, nxt)
