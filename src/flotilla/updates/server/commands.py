@@ -368,6 +368,18 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
 
+def _cli_actor(command: str) -> str:
+    """Who the feed names for a change made on this machine: the login user and the command
+    (no token or provider login here, only access to the database)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        user = "uid " + str(os.getuid())
+    return f"{user} (flotilla updates {command})"
+
+
 def apply(
     file: Path = FileOption,
     db: str = DbOption,
@@ -389,7 +401,7 @@ def apply(
 
     try:  # one transaction: on any error nothing is applied
         # CatalogError: flotilla.core.cli shows it
-        changes = catalog.apply_fleet(_engine(db, create=True), spec)
+        changes = catalog.apply_fleet(_engine(db, create=True), spec, _cli_actor("apply"))
     except SQLAlchemyError as e:
         first = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
         _err().print(
