@@ -547,14 +547,18 @@ def fleetlock_release(
     from datetime import UTC, datetime, timedelta
 
     from flotilla.updates.server import fleetlock_store
+    from flotilla.updates.server.dashboard import actions
 
     age = timedelta(seconds=older_than) if older_than is not None else None
+    engine = _engine(db)
     try:
         dropped = fleetlock_store.release_stale(
-            _engine(db), group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
+            engine, group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
+    who = _cli_actor("fleetlock release")
     for r in dropped:
+        actions.log_lock_release(engine, "", r["group"], r["id"], who)
         typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
     typer.echo(f"{len(dropped)} lock(s) released")
