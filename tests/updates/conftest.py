@@ -242,9 +242,12 @@ class Server:
 class UvicornThread:
     """uvicorn in a background thread on a socket we bound, so the port is known up front."""
 
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, app: Any, sock: socket.socket | None = None) -> None:
+        """``sock``: a socket bound already (when the app must know its own URL beforehand)."""
+        if sock is None:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+        self.sock = sock
         self.port = int(self.sock.getsockname()[1])
         config = uvicorn.Config(
             app,
@@ -293,3 +296,24 @@ def serve() -> Iterator[Callable[..., Server]]:
     for thread, client in running:
         client.close()
         thread.__exit__()
+
+
+@pytest.fixture(scope="session")
+def hydra(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterator[Any]:
+    """A real OpenID Connect provider (ORY Hydra over the session's PostgreSQL) with our login
+    and consent pages; one for the whole run (see oidc_provider.py)."""
+    from .oidc_provider import login_app, running_hydra
+
+    workdir = tmp_path_factory.mktemp("hydra")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE hydra")
+    dsn = (
+        pg_server.rsplit("/", 1)[0].replace("postgresql://", "postgres://")
+        + "/hydra?sslmode=disable"
+    )
+    admin: list[str] = []
+    with UvicornThread(login_app(lambda: admin[0])) as pages:
+        base = f"http://127.0.0.1:{pages.port}"
+        with running_hydra(f"{base}/login", f"{base}/consent", workdir, dsn) as h:
+            admin.append(h.admin)
+            yield h

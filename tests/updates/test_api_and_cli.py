@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from collections.abc import Callable
@@ -229,6 +230,11 @@ def test_cli_apply_instances_activity(tmp_path: Path, sqlite_url: str) -> None:
     r = runner.invoke(cli, ["activity", "--db", sqlite_url, "-o", "json"])
     assert r.exit_code == 0
     assert any(a["kind"] == "ChannelPackageUpdated" for a in json.loads(r.output))
+    # The feed names who applied: the login user, and that it came from the command line.
+    who = f"{getpass.getuser()} (flotilla updates apply)"
+    applied = [a for a in json.loads(r.output) if a["kind"] == "AdminChange"]
+    assert len(applied) == 1, "the second apply changed nothing and logged nothing"
+    assert applied[0]["message"].startswith(f"{who}: applied created application")
 
 
 def test_cli_registered_in_flotilla() -> None:

@@ -3,6 +3,7 @@ file section, the REST reads and the operator's release command."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -198,3 +199,7 @@ def test_cli_lists_and_releases_stale_locks(sqlite_url: str) -> None:
     assert rel.exit_code == 0 and "released w/stale" in rel.output and "1 lock(s)" in rel.output
     left = runner.invoke(app, ["fleetlock", "holders", "--db", sqlite_url, "-o", "json"])
     assert [h["id"] for h in json.loads(left.output)] == ["fresh"]
+    feed = runner.invoke(app, ["activity", "--db", sqlite_url, "-o", "json"])
+    released = [a["message"] for a in json.loads(feed.output) if a["kind"] == "RebootLockReleased"]
+    who = f"{getpass.getuser()} (flotilla updates fleetlock release)"
+    assert released == [f"reboot lock of stale in w released by {who}"]

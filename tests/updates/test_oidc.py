@@ -8,33 +8,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-import psycopg
 import pytest
 
 from flotilla.updates.server.oidc import OidcClient, OidcError, OidcSettings, Person
 
-from .conftest import UvicornThread
-from .oidc_provider import Hydra, login_app, running_hydra
+from .oidc_provider import Hydra
 
 CALLBACK = "http://127.0.0.1:9/ui/oidc/callback"
 SECRET = "flotilla-test-client-secret"
-
-
-@pytest.fixture(scope="module")
-def hydra(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterator[Hydra]:
-    workdir = tmp_path_factory.mktemp("hydra")
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute("CREATE DATABASE hydra")
-    dsn = (
-        pg_server.rsplit("/", 1)[0].replace("postgresql://", "postgres://")
-        + "/hydra?sslmode=disable"
-    )
-    admin: list[str] = []
-    with UvicornThread(login_app(lambda: admin[0])) as pages:
-        base = f"http://127.0.0.1:{pages.port}"
-        with running_hydra(f"{base}/login", f"{base}/consent", workdir, dsn) as h:
-            admin.append(h.admin)
-            yield h
 
 
 _OPEN: list[OidcClient] = []

@@ -298,10 +298,10 @@ def test_dashboard_pages_say_why(scenario: TestClient) -> None:
     assert "press Resume updates on the group page" in feed
     assert machine("canary", 0) in feed  # full machine ids, not 12 characters
 
-    # Pausing in the dashboard says who paused (as far as tokens tell) and when.
+    # Pausing in the dashboard says who paused (the token's name here) and when.
     frozen_half = f"/ui/apps/{APP}/groups/{group_id(APP, 'half')}"
     scenario.post(frozen_half + "/pause", data={"csrf": csrf})
-    assert "paused by an admin at " in scenario.get(frozen_half).text
+    assert "paused by admin token at " in scenario.get(frozen_half).text
 
     app_page = scenario.get(f"/ui/apps/{APP}").text
     glance = re.search(r'<table class="grid" id="glance">(.*?)</table>', app_page, re.S)

@@ -19,8 +19,6 @@ from flotilla.updates.server import catalog_admin
 from flotilla.updates.server.web import AdminRole, Svc
 
 APP = "/api/v1/apps/{app_id}"
-ACTOR = "admin token"
-"""Who the activity feed names for a change made with a bearer token."""
 
 
 class AppIn(BaseModel):
@@ -52,49 +50,51 @@ async def _write(svc: Any, fn: Any, *args: Any) -> Any:
         svc.store.invalidate()
 
 
-async def create_app(body: AppIn, svc: Svc, _: AdminRole) -> Any:
+async def create_app(body: AppIn, svc: Svc, who: AdminRole) -> Any:
     """Create an application."""
-    return await _write(svc, catalog_admin.create_app, body.model_dump(), ACTOR)
+    return await _write(svc, catalog_admin.create_app, body.model_dump(), who)
 
 
-async def update_app(app_id: str, body: AppIn, svc: Svc, _: AdminRole) -> Any:
+async def update_app(app_id: str, body: AppIn, svc: Svc, who: AdminRole) -> Any:
     """Rename an application or change its description."""
-    return await _write(svc, catalog_admin.update_app, app_id, body.model_dump(), ACTOR)
+    return await _write(svc, catalog_admin.update_app, app_id, body.model_dump(), who)
 
 
-async def delete_app(app_id: str, svc: Svc, _: AdminRole) -> Response:
+async def delete_app(app_id: str, svc: Svc, who: AdminRole) -> Response:
     """Delete an application with its packages and channels (refused while it has groups)."""
-    await _write(svc, catalog_admin.delete_app, app_id, ACTOR)
+    await _write(svc, catalog_admin.delete_app, app_id, who)
     return Response(status_code=204)
 
 
-async def delete_package(app_id: str, version: str, arch: str, svc: Svc, _: AdminRole) -> Response:
+async def delete_package(
+    app_id: str, version: str, arch: str, svc: Svc, who: AdminRole
+) -> Response:
     """Delete one package (refused while a channel serves it or a group pins it)."""
-    await _write(svc, catalog_admin.delete_package, app_id, version, arch, ACTOR)
+    await _write(svc, catalog_admin.delete_package, app_id, version, arch, who)
     return Response(status_code=204)
 
 
-async def delete_channel(app_id: str, name: str, svc: Svc, _: AdminRole) -> Response:
+async def delete_channel(app_id: str, name: str, svc: Svc, who: AdminRole) -> Response:
     """Delete a channel (refused while groups follow it; the answer names them)."""
-    await _write(svc, catalog_admin.delete_channel, app_id, name, ACTOR)
+    await _write(svc, catalog_admin.delete_channel, app_id, name, who)
     return Response(status_code=204)
 
 
-async def put_group(app_id: str, name: str, body: GroupIn, svc: Svc, _: AdminRole) -> Any:
+async def put_group(app_id: str, name: str, body: GroupIn, svc: Svc, who: AdminRole) -> Any:
     """Create a group or change its track, channel and policy."""
     raw = {k: v for k, v in body.model_dump().items() if v is not None and v != {}}
-    return await _write(svc, catalog_admin.put_group, app_id, name, raw, ACTOR)
+    return await _write(svc, catalog_admin.put_group, app_id, name, raw, who)
 
 
-async def delete_group(app_id: str, group: str, svc: Svc, _: AdminRole) -> Response:
+async def delete_group(app_id: str, group: str, svc: Svc, who: AdminRole) -> Response:
     """Delete a group with its instances and their history."""
-    await _write(svc, catalog_admin.delete_group, app_id, group, ACTOR)
+    await _write(svc, catalog_admin.delete_group, app_id, group, who)
     return Response(status_code=204)
 
 
-async def set_alias(app_id: str, machine_id: str, body: AliasIn, svc: Svc, _: AdminRole) -> Any:
+async def set_alias(app_id: str, machine_id: str, body: AliasIn, svc: Svc, who: AdminRole) -> Any:
     """Name a machine."""
-    await _write(svc, catalog_admin.set_alias, app_id, machine_id, body.alias, ACTOR)
+    await _write(svc, catalog_admin.set_alias, app_id, machine_id, body.alias, who)
     return {"machine_id": machine_id, "alias": body.alias}
 
 

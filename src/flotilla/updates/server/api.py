@@ -40,11 +40,11 @@ from flotilla.updates.server import (
     grantguard,
     omaha_access,
 )
-from flotilla.updates.server.admin_api import ACTOR
-from flotilla.updates.server.dashboard import Dashboard, Sessions, sample
+from flotilla.updates.server.dashboard import Dashboard, Sessions, actions, sample
 from flotilla.updates.server.fleetspec import FleetFileError, parse_fleet, policy_problems
 from flotilla.updates.server.lastseen import FLUSH_INTERVAL
 from flotilla.updates.server.metrics import Metrics
+from flotilla.updates.server.oidc import OidcClient
 from flotilla.updates.server.omaha import MAX_BODY, OmahaError, parse_request, render_response
 from flotilla.updates.server.releases.payload_host import PayloadHost
 from flotilla.updates.server.releases.syncer import Syncer
@@ -184,10 +184,10 @@ async def packages(app_id: str, svc: Svc, _: ReadRole) -> Any:
     return await run_in_threadpool(catalog.list_packages, svc.engine, app_id)
 
 
-async def add_package(app_id: str, body: PackageIn, svc: Svc, _: AdminRole) -> Any:
+async def add_package(app_id: str, body: PackageIn, svc: Svc, who: AdminRole) -> Any:
     """Create or replace a package (checked as a fleet file's package is); returns what changed."""
     raw = body.model_dump()
-    return await _change(svc, catalog_admin.put_package, svc.engine, app_id, raw, ACTOR)
+    return await _change(svc, catalog_admin.put_package, svc.engine, app_id, raw, who)
 
 
 async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
@@ -195,10 +195,10 @@ async def channels(app_id: str, svc: Svc, _: ReadRole) -> Any:
     return await run_in_threadpool(catalog.list_channels, svc.engine, app_id)
 
 
-async def put_channel(app_id: str, name: str, body: ChannelIn, svc: Svc, _: AdminRole) -> Any:
+async def put_channel(app_id: str, name: str, body: ChannelIn, svc: Svc, who: AdminRole) -> Any:
     """Create or change a channel (checked as a fleet file's channel is; moves are logged)."""
     raw = {k: v for k, v in body.model_dump().items() if v is not None}
-    return await _change(svc, catalog_admin.put_channel, svc.engine, app_id, name, raw, ACTOR)
+    return await _change(svc, catalog_admin.put_channel, svc.engine, app_id, name, raw, who)
 
 
 async def groups(app_id: str, svc: Svc, _: ReadRole) -> Any:
@@ -211,17 +211,19 @@ async def group(app_id: str, group: str, svc: Svc, _: ReadRole) -> Any:
     return await run_in_threadpool(catalog.get_group, svc.engine, app_id, group)
 
 
-async def put_policy(app_id: str, group: str, body: dict[str, Any], svc: Svc, _: AdminRole) -> Any:
+async def put_policy(
+    app_id: str, group: str, body: dict[str, Any], svc: Svc, who: AdminRole
+) -> Any:
     """Replace a group's policy (fields as in fleet files; missing ones take defaults)."""
     problems = policy_problems(body)
     if problems:
         raise FleetFileError([f"{k}: {m}" for k, m in problems])
-    return await _change(svc, catalog.set_group_policy, svc.engine, app_id, group, body)
+    return await _change(svc, actions.set_policy, svc.engine, app_id, group, body, who)
 
 
-async def resume(app_id: str, group: str, svc: Svc, _: AdminRole) -> Any:
+async def resume(app_id: str, group: str, svc: Svc, who: AdminRole) -> Any:
     """Release a rollout halted by the failure or timeout brake."""
-    return await _change(svc, catalog.resume_group, svc.engine, app_id, group)
+    return await _change(svc, catalog.resume_group, svc.engine, app_id, group, who)
 
 
 async def instances(
@@ -254,10 +256,10 @@ async def feed(
     return await run_in_threadpool(catalog.list_activity, svc.engine, app_id, limit)
 
 
-async def apply(request: Request, svc: Svc, _: AdminRole) -> Any:
+async def apply(request: Request, svc: Svc, who: AdminRole) -> Any:
     """Apply a fleet file (YAML body), exactly like ``flotilla updates apply``."""
     spec = parse_fleet((await read_limited(request, APPLY_MAX_BODY)).decode("utf-8"))
-    return await _change(svc, catalog.apply_fleet, svc.engine, spec)
+    return await _change(svc, catalog.apply_fleet, svc.engine, spec, who)
 
 
 # --- the route table -----------------------------------------------------------------------------
@@ -382,6 +384,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if syncer is not None:
             syncer.close()
+        if app.state.dashboard.oidc is not None:
+            app.state.dashboard.oidc.close()
         svc.engine.dispose()
 
 
@@ -395,7 +399,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         max_age=settings.session_max,
         login_per_minute=settings.login_attempts_per_minute,
     )
-    dashboard = Dashboard(sessions)
+    oidc = OidcClient(settings.oidc) if settings.oidc is not None else None
+    dashboard = Dashboard(sessions, oidc)
     dashboard.trust_forwarded = settings.trust_forwarded_for
     app = FastAPI(
         title="Flotilla updates",

@@ -146,7 +146,7 @@ def _set_package(conn: Connection, p: Package, changes: list[str]) -> None:
         changes.append(f"updated package {p.app_id} {p.version} {p.arch}")
 
 
-def _apply_app(conn: Connection, app: AppSpec, changes: list[str]) -> None:
+def _apply_app(conn: Connection, app: AppSpec, changes: list[str], actor: str = "") -> None:
     row = conn.execute(select(applications).where(applications.c.id == app.id)).mappings().first()
     if row is None:
         conn.execute(
@@ -173,7 +173,7 @@ def _apply_app(conn: Connection, app: AppSpec, changes: list[str]) -> None:
         ):
             _set_channel(conn, Channel(app.id, name), changes)
     for ch in app.channels:
-        _set_channel(conn, ch, changes)
+        _set_channel(conn, ch, changes, actor)
     for g in app.groups:
         gid = group_id(app.id, g.name)
         values = {
@@ -191,22 +191,37 @@ def _apply_app(conn: Connection, app: AppSpec, changes: list[str]) -> None:
             changes.append(f"updated group {app.id}/{g.name}")
 
 
-def apply_fleet(engine: Engine, spec: FleetSpec) -> list[str]:
+def apply_fleet(engine: Engine, spec: FleetSpec, actor: str = "") -> list[str]:
     """Make the database hold what the spec declares, in one transaction; return what changed.
 
     Applying the same spec twice changes nothing. Things the spec does not mention are kept.
+    With an ``actor`` (an apply through the REST API), each application's changes get one
+    activity entry naming who applied them.
     """
     changes: list[str] = []
     try:
         with engine.begin() as conn:
             for app in spec.applications:
-                _apply_app(conn, app, changes)
+                before = len(changes)
+                _apply_app(conn, app, changes, actor)
+                if actor and len(changes) > before:
+                    _log_apply(conn, app.id, actor, changes[before:])
+            before = len(changes)
             fleetlock_store.apply_groups(conn, spec.fleetlock, changes)
+            if actor and len(changes) > before:
+                _log_apply(conn, "", actor, changes[before:])
     except IntegrityError as e:
         raise CatalogError(
             f"conflicts with what is stored (a track used twice?): {e.orig}"
         ) from None
     return changes
+
+
+def _log_apply(conn: Connection, app_id: str, actor: str, changes: list[str]) -> None:
+    text = "; ".join(changes)
+    if len(text) > 900:
+        text = text[:900] + f"... ({len(changes)} changes)"
+    _log(conn, app_id, ActivityKind.ADMIN_CHANGE, Severity.INFO, f"{actor}: applied {text}")
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -434,7 +449,7 @@ def list_activity(
 # --- admin changes (REST API) -------------------------------------------------------------------
 
 
-def set_channel(engine: Engine, ch: Channel) -> list[str]:
+def set_channel(engine: Engine, ch: Channel, actor: str = "") -> list[str]:
     """Point a channel at a version (which must have a package) and set blocks and floors."""
     changes: list[str] = []
     with engine.begin() as conn:
@@ -450,7 +465,7 @@ def set_channel(engine: Engine, ch: Channel) -> list[str]:
                 is None
             ):
                 raise CatalogError(f"no package {v} in application {ch.app_id}")
-        _set_channel(conn, ch, changes)
+        _set_channel(conn, ch, changes, actor)
     return changes
 
 
@@ -477,7 +492,7 @@ def set_group_policy(
         return _group_out(_find_group(conn, app_id, row["id"]))
 
 
-def resume_group(engine: Engine, app_id: str, ref: str) -> dict[str, Any]:
+def resume_group(engine: Engine, app_id: str, ref: str, actor: str = "an admin") -> dict[str, Any]:
     """Release the failure/timeout brake; the failure count starts again from zero."""
     with engine.begin() as conn:
         row = _find_group(conn, app_id, ref)
@@ -492,7 +507,7 @@ def resume_group(engine: Engine, app_id: str, ref: str) -> dict[str, Any]:
                 app_id,
                 ActivityKind.ROLLOUT_STARTED,
                 Severity.INFO,
-                f"group {row['name']}: rollout of {row['halted_version']} resumed by an admin",
+                f"group {row['name']}: rollout of {row['halted_version']} resumed by {actor}",
                 row["halted_version"],
                 row["id"],
             )

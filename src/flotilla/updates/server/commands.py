@@ -201,6 +201,55 @@ def serve(
         envvar="FLOTILLA_UPDATES_PUBLIC_URL",
         help="The URL machines reach this server at (hosted payload URLs start with it).",
     ),
+    oidc_issuer: str = typer.Option(
+        "",
+        "--oidc-issuer",
+        envvar="FLOTILLA_UPDATES_OIDC_ISSUER",
+        help="Offer 'Log in with OpenID Connect' on the dashboard with this provider.",
+    ),
+    oidc_client_id: str = typer.Option(
+        "",
+        "--oidc-client-id",
+        envvar="FLOTILLA_UPDATES_OIDC_CLIENT_ID",
+        help="The client registered at the provider.",
+    ),
+    oidc_client_secret_file: str = typer.Option(
+        "",
+        "--oidc-client-secret-file",
+        envvar="FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE",
+        help="File holding the client secret (or set FLOTILLA_UPDATES_OIDC_CLIENT_SECRET); "
+        "none: a public client with PKCE alone.",
+    ),
+    oidc_redirect_url: str = typer.Option(
+        "",
+        "--oidc-redirect-url",
+        envvar="FLOTILLA_UPDATES_OIDC_REDIRECT_URL",
+        help="This server's /ui/oidc/callback as browsers reach it.",
+    ),
+    oidc_role_claim: str = typer.Option(
+        "groups",
+        "--oidc-role-claim",
+        envvar="FLOTILLA_UPDATES_OIDC_ROLE_CLAIM",
+        help="The ID token claim holding the groups that --oidc-*-values map to roles.",
+    ),
+    oidc_admin_values: str = typer.Option(
+        "",
+        "--oidc-admin-values",
+        envvar="FLOTILLA_UPDATES_OIDC_ADMIN_VALUES",
+        help="Comma-separated values of the role claim that make an admin.",
+    ),
+    oidc_read_values: str = typer.Option(
+        "",
+        "--oidc-read-values",
+        envvar="FLOTILLA_UPDATES_OIDC_READ_VALUES",
+        help="Comma-separated values of the role claim that make a reader.",
+    ),
+    oidc_scopes: str = typer.Option(
+        "openid,profile,email,groups",
+        "--oidc-scopes",
+        envvar="FLOTILLA_UPDATES_OIDC_SCOPES",
+        help="Comma-separated scopes to ask the provider for.",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the Omaha endpoint (/v1/update/), the REST API (/api/v1), the dashboard (/), /metrics
@@ -214,6 +263,7 @@ def serve(
         ServerSettings,
         SettingsError,
         check_settings,
+        oidc_settings_from_env,
         read_secret_file,
         sync_settings_from_env,
     )
@@ -237,7 +287,29 @@ def serve(
         sync = sync_settings_from_env(sync_env)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--sync-interval") from None
+    oidc_env = {
+        "FLOTILLA_UPDATES_OIDC_ISSUER": oidc_issuer,
+        "FLOTILLA_UPDATES_OIDC_CLIENT_ID": oidc_client_id,
+        "FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE": oidc_client_secret_file,
+        "FLOTILLA_UPDATES_OIDC_REDIRECT_URL": oidc_redirect_url,
+        "FLOTILLA_UPDATES_OIDC_ROLE_CLAIM": oidc_role_claim,
+        "FLOTILLA_UPDATES_OIDC_ADMIN_VALUES": oidc_admin_values,
+        "FLOTILLA_UPDATES_OIDC_READ_VALUES": oidc_read_values,
+        "FLOTILLA_UPDATES_OIDC_SCOPES": oidc_scopes,
+    }
     try:
+        oidc = oidc_settings_from_env(
+            {
+                **oidc_env,
+                "FLOTILLA_UPDATES_OIDC_CLIENT_SECRET": os.environ.get(
+                    "FLOTILLA_UPDATES_OIDC_CLIENT_SECRET", ""
+                ),
+            }
+        )
+        if oidc is not None and workers > 1:
+            raise SettingsError(
+                "OIDC login keeps logins in flight in one process: use --workers 1 with it"
+            )
         admins = _tokens(admin_token)
         if admin_token_file:
             admins += read_secret_file(admin_token_file)
@@ -260,6 +332,7 @@ def serve(
             trust_forwarded_for=trust_forwarded_for,
             fleetlock_create_groups=fleetlock_create_groups,
             sync=sync,
+            oidc=oidc,
         )
         check_settings(settings)
     except SettingsError as e:
@@ -295,6 +368,18 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
 
+def _cli_actor(command: str) -> str:
+    """Who the feed names for a change made on this machine: the login user and the command
+    (no token or provider login here, only access to the database)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        user = "uid " + str(os.getuid())
+    return f"{user} (flotilla updates {command})"
+
+
 def apply(
     file: Path = FileOption,
     db: str = DbOption,
@@ -316,7 +401,7 @@ def apply(
 
     try:  # one transaction: on any error nothing is applied
         # CatalogError: flotilla.core.cli shows it
-        changes = catalog.apply_fleet(_engine(db, create=True), spec)
+        changes = catalog.apply_fleet(_engine(db, create=True), spec, _cli_actor("apply"))
     except SQLAlchemyError as e:
         first = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
         _err().print(
@@ -462,14 +547,18 @@ def fleetlock_release(
     from datetime import UTC, datetime, timedelta
 
     from flotilla.updates.server import fleetlock_store
+    from flotilla.updates.server.dashboard import actions
 
     age = timedelta(seconds=older_than) if older_than is not None else None
+    engine = _engine(db)
     try:
         dropped = fleetlock_store.release_stale(
-            _engine(db), group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
+            engine, group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
+    who = _cli_actor("fleetlock release")
     for r in dropped:
+        actions.log_lock_release(engine, "", r["group"], r["id"], who)
         typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
     typer.echo(f"{len(dropped)} lock(s) released")

@@ -20,6 +20,7 @@ from flotilla.updates.reboots import fleetlock
 from flotilla.updates.reboots.fleetlock import FleetLockError
 from flotilla.updates.server import fleetlock_store
 from flotilla.updates.server.catalog import NotFoundError
+from flotilla.updates.server.dashboard import actions
 from flotilla.updates.server.web import AdminRole, ReadRole, Svc
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ async def holders(svc: Svc, _: ReadRole, group: str | None = None) -> Any:
     return await run_in_threadpool(fleetlock_store.list_holders, svc.engine, group)
 
 
-async def unlock(group: str, node_id: str, svc: Svc, _: AdminRole) -> Any:
-    """Release a stale lock (a node that died holding its slot)."""
+async def unlock(group: str, node_id: str, svc: Svc, who: AdminRole) -> Any:
+    """Release a stale lock (a node that died holding its slot); the feed names who did."""
     dropped = await run_in_threadpool(
         lambda: fleetlock_store.release_stale(
             svc.engine, group=group, node_id=node_id, now=datetime.now(UTC)
@@ -103,6 +104,7 @@ async def unlock(group: str, node_id: str, svc: Svc, _: AdminRole) -> Any:
     )
     if not dropped:
         raise NotFoundError(f"{node_id} holds no lock in {group}")
+    await run_in_threadpool(actions.log_lock_release, svc.engine, "", group, node_id, who)
     return dropped
 
 

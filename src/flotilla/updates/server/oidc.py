@@ -37,6 +37,16 @@ class OidcError(FlotillaError):
     """A login that cannot complete: the provider, the answer or the person's claims."""
 
 
+class ProviderDownError(OidcError):
+    """The provider does not answer (refused, timed out): the login page says so with a 502."""
+
+
+def _unreachable(e: Exception) -> bool:
+    """A connection refused or timed out. Authlib's client is built on ``httpx2`` (a fork of
+    httpx with the same classes), so its errors are matched by class name."""
+    return isinstance(e, OSError) or any(c.__name__ == "TransportError" for c in type(e).__mro__)
+
+
 @dataclass(frozen=True)
 class OidcSettings:
     """``--oidc-*`` settings; the client secret is read from a file or the environment."""
@@ -53,6 +63,8 @@ class OidcSettings:
     read_values: tuple[str, ...] = ()
     user_claims: tuple[str, ...] = ("preferred_username", "email", "sub")
     """The first of these present names the person in the activity feed."""
+    timeout: float = 10.0
+    """Seconds to wait for the provider: a provider that hangs becomes a clear error."""
 
     def __post_init__(self) -> None:
         for name, url in (
@@ -122,7 +134,7 @@ class OidcClient:
 
     def __init__(self, settings: OidcSettings, http: httpx.Client | None = None) -> None:
         self.settings = settings
-        self.http = http or httpx.Client(timeout=10)
+        self.http = http or httpx.Client(timeout=settings.timeout)
         self.pending = PendingLogins()
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
@@ -154,6 +166,8 @@ class OidcClient:
             r = self.http.get(url)
             r.raise_for_status()
             doc = r.json()
+        except httpx.TransportError as e:
+            raise ProviderDownError(f"cannot read {url}: {e}") from None
         except (httpx.HTTPError, ValueError) as e:
             raise OidcError(f"cannot read {url}: {e}") from None
         if not isinstance(doc, dict):
@@ -177,7 +191,7 @@ class OidcClient:
             redirect_uri=s.redirect_url,
             code_challenge_method="S256",
             token_endpoint_auth_method="client_secret_basic" if s.client_secret else "none",
-            timeout=10,
+            timeout=s.timeout,
         )
 
     def start(self, next_path: str) -> str:
@@ -214,7 +228,9 @@ class OidcClient:
                 )
         except OidcError:
             raise
-        except Exception as e:  # Authlib raises its own OAuthError and httpx's errors
+        except Exception as e:  # Authlib raises its own OAuthError, httpx its HTTP errors
+            if _unreachable(e):
+                raise ProviderDownError(f"cannot reach the token endpoint: {e}") from None
             raise OidcError(f"the provider refused the code: {e}") from None
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
@@ -237,8 +253,8 @@ class OidcClient:
                 nonce={"essential": True, "value": nonce},
             )
             registry.validate(decoded.claims)
-        except JoseError as e:
-            raise OidcError(f"the ID token is not valid: {e}") from None
+        except (JoseError, ValueError, TypeError, KeyError) as e:  # garbage raises these too
+            raise OidcError(f"the ID token is not valid: {e or type(e).__name__}") from None
         return dict(decoded.claims)
 
     def person(self, claims: dict[str, Any]) -> Person:

@@ -134,14 +134,18 @@ class FactsReader:
         return policies.next_slot([when] if when else [], 1, p.period_interval)
 
     def _paused_by(self, group_id: str) -> str | None:
-        """Who paused, from the feed: the dashboard logs each pause (tokens carry no names)."""
-        at = self.conn.execute(
-            select(func.max(activity.c.at)).where(
-                activity.c.group_id == group_id, activity.c.kind == GROUP_PAUSED
-            )
-        ).scalar()
-        when = utc(at)
-        return f"an admin at {when:%Y-%m-%d %H:%M} UTC" if when else None
+        """Who paused and when, from the feed's latest pause entry (it names the user or token;
+        entries from before names were logged say "an admin")."""
+        row = self.conn.execute(
+            select(activity.c.at, activity.c.message)
+            .where(activity.c.group_id == group_id, activity.c.kind == GROUP_PAUSED)
+            .order_by(activity.c.at.desc(), activity.c.id.desc())
+            .limit(1)
+        ).first()
+        if row is None or utc(row.at) is None:
+            return None
+        _, by, who = str(row.message).rpartition(" paused by ")
+        return f"{who if by else 'an admin'} at {utc(row.at):%Y-%m-%d %H:%M} UTC"
 
 
 def state_of(row: Any) -> InstanceState:

@@ -203,9 +203,11 @@ dashboard_sessions = Table(
     Column("csrf", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(200), nullable=False, server_default=""),
     Index("ix_dashboard_sessions_last_used", "last_used_at"),
 )
-"""Dashboard logins: only the SHA-256 of the cookie's random id is stored."""
+"""Dashboard logins: only the SHA-256 of the cookie's random id is stored; ``user_name`` is the
+person (OIDC) or the token's name, named in the activity feed for the session's changes."""
 
 
 def normalize_url(url: str) -> str:

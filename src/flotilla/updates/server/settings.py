@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from flotilla.updates.server.oidc import OidcSettings
     from flotilla.updates.server.releases.syncer import SyncSettings
 
 DEFAULT_DB = "sqlite:///flotilla-updates.db"
@@ -58,9 +60,24 @@ class ServerSettings:
     """Dashboard login attempts per client address and minute (per process)."""
     sync: SyncSettings | None = None
     """Import releases from an upstream Omaha server (``--sync-from``); None: no syncer."""
+    oidc: OidcSettings | None = None
+    """Dashboard login with OpenID Connect (``--oidc-issuer``); None: tokens only."""
 
 
 MIN_TOKEN_LENGTH = 16
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def split_token(entry: str, kind: str) -> tuple[str, str]:
+    """(name, secret) of a configured token entry.
+
+    ``NAME:SECRET`` names the token in the activity feed (``ci:…``, ``terraform:…``); a bare
+    secret is named after its role (``admin token``), as before names existed.
+    """
+    name, sep, secret = entry.partition(":")
+    if sep and secret and _TOKEN_NAME.fullmatch(name):
+        return name, secret
+    return f"{kind} token", entry
 
 
 class SettingsError(ValueError):
@@ -84,7 +101,8 @@ def read_secret_file(path: str) -> tuple[str, ...]:
 def check_settings(settings: ServerSettings) -> None:
     """Refuse weak tokens and nonsense limits before anything listens."""
     for kind, tokens in (("admin", settings.admin_tokens), ("read", settings.read_tokens)):
-        for t in tokens:
+        for entry in tokens:
+            t = split_token(entry, kind)[1]
             if len(t) < MIN_TOKEN_LENGTH:
                 raise SettingsError(
                     f"a {kind} token is {len(t)} characters long; tokens need at least "
@@ -140,7 +158,47 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ServerSettings:
         session_idle=parse_duration(env.get("FLOTILLA_UPDATES_SESSION_IDLE", "1h")),
         session_max=parse_duration(env.get("FLOTILLA_UPDATES_SESSION_MAX", "12h")),
         sync=sync_settings_from_env(env),
+        oidc=oidc_settings_from_env(env),
     )
+
+
+def oidc_settings_from_env(env: Mapping[str, str]) -> OidcSettings | None:
+    """``FLOTILLA_UPDATES_OIDC_*``: the dashboard's OIDC login, None when no issuer is named.
+
+    The client secret comes from ``FLOTILLA_UPDATES_OIDC_CLIENT_SECRET`` or the file named by
+    ``FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE``, never from a command line.
+    """
+    issuer = env.get("FLOTILLA_UPDATES_OIDC_ISSUER", "")
+    if not issuer:
+        return None
+    from flotilla.updates.server.oidc import OidcError, OidcSettings
+
+    secret = env.get("FLOTILLA_UPDATES_OIDC_CLIENT_SECRET", "")
+    secret_file = env.get("FLOTILLA_UPDATES_OIDC_CLIENT_SECRET_FILE", "")
+    if not secret and secret_file:
+        try:  # the whole first line: a client secret may hold commas, unlike token lists
+            text = Path(secret_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SettingsError(
+                f"cannot read --oidc-client-secret-file {secret_file}: {e}"
+            ) from None
+        secret = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        if not secret:
+            raise SettingsError(f"--oidc-client-secret-file {secret_file} is empty")
+    scopes = _tokens(env.get("FLOTILLA_UPDATES_OIDC_SCOPES", "openid,profile,email,groups"))
+    try:
+        return OidcSettings(
+            issuer=issuer,
+            client_id=env.get("FLOTILLA_UPDATES_OIDC_CLIENT_ID", ""),
+            client_secret=secret,
+            redirect_url=env.get("FLOTILLA_UPDATES_OIDC_REDIRECT_URL", ""),
+            scopes=scopes,
+            role_claim=env.get("FLOTILLA_UPDATES_OIDC_ROLE_CLAIM", "groups"),
+            admin_values=_tokens(env.get("FLOTILLA_UPDATES_OIDC_ADMIN_VALUES")),
+            read_values=_tokens(env.get("FLOTILLA_UPDATES_OIDC_READ_VALUES")),
+        )
+    except OidcError as e:
+        raise SettingsError(str(e)) from None
 
 
 def sync_settings_from_env(env: Mapping[str, str]) -> SyncSettings | None:

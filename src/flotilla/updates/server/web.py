@@ -30,7 +30,7 @@ from flotilla.updates.server.fleetspec import FleetFileError
 from flotilla.updates.server.metrics import Metrics
 from flotilla.updates.server.omaha import OmahaError
 from flotilla.updates.server.omaha_access import is_omaha_path
-from flotilla.updates.server.settings import ServerSettings
+from flotilla.updates.server.settings import ServerSettings, split_token
 from flotilla.updates.server.store import Store
 
 logger = logging.getLogger(__name__)
@@ -43,25 +43,37 @@ class BodyTooLargeError(ValueError):
 
 
 class Auth:
-    """Bearer tokens: admin may do anything, read only GET; compared in constant time."""
+    """Bearer tokens: admin may do anything, read only GET; compared in constant time.
+
+    Each token has a name (``NAME:SECRET`` in the configuration, else ``admin token`` /
+    ``read token``), which the activity feed shows for the changes made with it.
+    """
 
     def __init__(self, admin: tuple[str, ...], read: tuple[str, ...]) -> None:
-        self.admin = admin
-        self.read = read
+        self.tokens = [(*split_token(t, "admin"), "admin") for t in admin] + [
+            (*split_token(t, "read"), "read") for t in read
+        ]
 
-    @staticmethod
-    def _match(token: str, allowed: tuple[str, ...]) -> bool:
-        return any(hmac.compare_digest(token.encode(), a.encode()) for a in allowed)
+    def identify(self, token: str) -> tuple[str, str]:
+        """(role, token name) for a presented token, ``("", "")`` when unknown."""
+        found = ("", "")
+        for name, secret, role in self.tokens:  # every token compared: no early exit
+            if hmac.compare_digest(token.encode(), secret.encode()) and not found[0]:
+                found = (role, name)
+        return found
+
+    def who(self, creds: HTTPAuthorizationCredentials | None) -> tuple[str, str]:
+        """(``admin`` or ``read``, token name); 401 for a missing or unknown token."""
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        role, name = self.identify(creds.credentials)
+        if not role:
+            raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+        return role, name
 
     def role(self, creds: HTTPAuthorizationCredentials | None) -> str:
         """``admin`` or ``read``; 401 for a missing or unknown token."""
-        if creds is None or creds.scheme.lower() != "bearer":
-            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-        if self._match(creds.credentials, self.admin):
-            return "admin"
-        if self._match(creds.credentials, self.read):
-            return "read"
-        raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+        return self.who(creds)[0]
 
 
 @dataclass(frozen=True)
@@ -92,10 +104,11 @@ def reader(svc: Svc, creds: Creds) -> str:
 
 
 def admin(svc: Svc, creds: Creds) -> str:
-    """Only an admin token may change things."""
-    if svc.auth.role(creds) != "admin":
+    """Only an admin token may change things; returns the token's name (for the feed)."""
+    role, name = svc.auth.who(creds)
+    if role != "admin":
         raise HTTPException(403, "this needs an admin token")
-    return "admin"
+    return name
 
 
 ReadRole = Annotated[str, Depends(reader)]

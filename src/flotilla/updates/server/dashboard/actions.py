@@ -1,7 +1,8 @@
 """What the dashboard's buttons do: catalog changes, each with an entry in the activity feed.
 
-The REST API and the dashboard share :mod:`catalog` for the change itself; the dashboard adds a
-feed entry naming the change, so the feed answers "who paused this group and when".
+The REST API and the dashboard share :mod:`catalog` for the change itself; these add a feed entry
+naming the change and who made it (the person logged in with OIDC, or the token's name), so the
+feed answers "who paused this group and when".
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def _log(engine: Engine, app_id: str, group_id: str | None, kind: str, message: 
         )
 
 
-def set_policy(engine: Engine, app_id: str, group_ref: str, policy: dict[str, Any]) -> None:
+def set_policy(
+    engine: Engine, app_id: str, group_ref: str, policy: dict[str, Any], actor: str
+) -> dict[str, Any]:
     """Replace the policy (validated by the caller) and say which fields changed."""
     before = catalog.get_group(engine, app_id, group_ref)
     after = catalog.set_group_policy(engine, app_id, group_ref, policy)
@@ -51,29 +54,32 @@ def set_policy(engine: Engine, app_id: str, group_ref: str, policy: dict[str, An
             app_id,
             after["id"],
             POLICY_UPDATED,
-            f"group {after['name']}: policy changed in the dashboard: " + ", ".join(changed),
+            f"group {after['name']}: policy changed by {actor}: " + ", ".join(changed),
         )
+    return after
 
 
-def pause(engine: Engine, app_id: str, group_ref: str) -> None:
+def pause(engine: Engine, app_id: str, group_ref: str, actor: str) -> None:
     """Stop granting updates in the group (``updates_enabled: false``)."""
     g = catalog.get_group(engine, app_id, group_ref)
     if g["policy"]["updates_enabled"]:
         catalog.set_group_policy(engine, app_id, g["id"], {**g["policy"], "updates_enabled": False})
-        _log(engine, app_id, g["id"], GROUP_PAUSED, f"group {g['name']}: updates paused")
+        _log(engine, app_id, g["id"], GROUP_PAUSED, f"group {g['name']}: updates paused by {actor}")
 
 
-def resume(engine: Engine, app_id: str, group_ref: str) -> None:
+def resume(engine: Engine, app_id: str, group_ref: str, actor: str) -> None:
     """Grant updates again: enable them and release a tripped failure/timeout brake."""
     g = catalog.get_group(engine, app_id, group_ref)
     if not g["policy"]["updates_enabled"]:
         catalog.set_group_policy(engine, app_id, g["id"], {**g["policy"], "updates_enabled": True})
-        _log(engine, app_id, g["id"], GROUP_RESUMED, f"group {g['name']}: updates resumed")
+        _log(
+            engine, app_id, g["id"], GROUP_RESUMED, f"group {g['name']}: updates resumed by {actor}"
+        )
     if g["halted_version"]:
-        catalog.resume_group(engine, app_id, g["id"])
+        catalog.resume_group(engine, app_id, g["id"], actor)
 
 
-def set_channel_package(engine: Engine, app_id: str, name: str, version: str) -> None:
+def set_channel_package(engine: Engine, app_id: str, name: str, version: str, actor: str) -> None:
     """Point a channel at ``version``, keeping its floors and blocked versions."""
     current = {c["name"]: c for c in catalog.list_channels(engine, app_id)}
     if name not in current:
@@ -82,6 +88,7 @@ def set_channel_package(engine: Engine, app_id: str, name: str, version: str) ->
     catalog.set_channel(
         engine,
         Channel(app_id, name, version, tuple(c["blocked_versions"]), tuple(c["floors"])),
+        actor,
     )
 
 
@@ -97,6 +104,12 @@ def older_than_channel(engine: Engine, app_id: str, name: str, version: str) -> 
         return None
 
 
-def log_lock_release(engine: Engine, app_id: str, group: str, holder: str) -> None:
+def log_lock_release(engine: Engine, app_id: str, group: str, holder: str, actor: str) -> None:
     """Feed entry for a reboot lock released by an operator."""
-    _log(engine, app_id, None, LOCK_RELEASED, f"reboot lock of {holder} in {group} released")
+    _log(
+        engine,
+        app_id,
+        None,
+        LOCK_RELEASED,
+        f"reboot lock of {holder} in {group} released by {actor}",
+    )

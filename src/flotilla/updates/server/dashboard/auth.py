@@ -1,11 +1,13 @@
 """Who is looking at the dashboard, and whether this request may change anything.
 
-A person logs in by pasting a token (the same admin or read tokens as the REST API). The server
-creates a session row in the database - so every replica knows it - and answers with an HttpOnly,
-SameSite=Lax cookie holding only the session's random id; the database keeps the id's SHA-256,
-the role and a CSRF secret. A session ends on logout (the row is deleted), after ``idle`` without
-use, or ``max_age`` after login. Nothing sent to a browser is derived from a token, so nothing
-lets anyone test token guesses offline; login attempts are limited per client address.
+A person logs in with OpenID Connect (:mod:`oidc`, when the server has an issuer) or by pasting a
+token (the same admin or read tokens as the REST API). The server creates a session row in the
+database - so every replica knows it - and answers with an HttpOnly, SameSite=Lax cookie holding
+only the session's random id; the database keeps the id's SHA-256, the role, the user (the
+person's name, or the token's) and a CSRF secret. A session ends on logout (the row is deleted),
+after ``idle`` without use, or ``max_age`` after login. Nothing sent to a browser is derived from
+a token, so nothing lets anyone test token guesses offline; login attempts are limited per client
+address.
 
 Every form carries the session's CSRF secret in a hidden field and every POST must echo it.
 Scripts may use ``Authorization: Bearer`` instead: no cookie means no CSRF risk. The login form
@@ -28,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from flotilla.updates.server.schema import dashboard_sessions, reading
+from flotilla.updates.server.settings import split_token
 
 COOKIE = "flotilla_session"
 LOGIN_COOKIE = "flotilla_login_csrf"
@@ -46,6 +49,8 @@ class Viewer:
     csrf: str = ""
     """The session's CSRF secret (empty for bearer-token requests)."""
     bearer: bool = False
+    user: str = ""
+    """Who the activity feed names: the OIDC person, or the token's name."""
 
     @property
     def can_act(self) -> bool:
@@ -105,8 +110,9 @@ class Sessions:
         max_age: timedelta = timedelta(hours=12),
         login_per_minute: int = 10,
     ) -> None:
-        self.admin = admin_tokens
-        self.read = read_tokens
+        self.tokens = [(*split_token(t, "admin"), "admin") for t in admin_tokens] + [
+            (*split_token(t, "read"), "read") for t in read_tokens
+        ]
         self.idle = idle
         self.max_age = max_age
         self.limiter = LoginLimiter(login_per_minute)
@@ -117,22 +123,22 @@ class Sessions:
 
     def role_for_token(self, token: str) -> str:
         """``admin``, ``read`` or ``""``; compared in constant time."""
+        return self.identify(token)[0]
 
-        def match(allowed: tuple[str, ...]) -> bool:
-            return any(hmac.compare_digest(token.encode(), a.encode()) for a in allowed)
-
+    def identify(self, token: str) -> tuple[str, str]:
+        """(role, token name), ``("", "")`` for an unknown token; every token is compared."""
+        found = ("", "")
         if not token:
-            return ""
-        if match(self.admin):
-            return "admin"
-        if match(self.read):
-            return "read"
-        return ""
+            return found
+        for name, secret, role in self.tokens:
+            if hmac.compare_digest(token.encode(), secret.encode()) and not found[0]:
+                found = (role, name)
+        return found
 
     # --- sessions (blocking: called through run_in_threadpool) -------------------------------
 
-    def new_session(self, role: str, now: datetime | None = None) -> str:
-        """Store a session for ``role``; returns its random id (the cookie's value)."""
+    def new_session(self, role: str, now: datetime | None = None, user: str = "") -> str:
+        """Store a session for ``role`` and ``user``; returns its random id (the cookie's value)."""
         now = now or datetime.now(UTC)
         session_id = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
@@ -149,6 +155,7 @@ class Sessions:
                 {
                     "id_sha256": _digest(session_id),
                     "role": role,
+                    "user_name": user[:200],
                     "csrf": secrets.token_urlsafe(24),
                     "created_at": now,
                     "last_used_at": now,
@@ -177,7 +184,8 @@ class Sessions:
                 conn.execute(update(dashboard_sessions).where(this).values(last_used_at=now))
         if row.role not in ("admin", "read"):
             return ANONYMOUS
-        return Viewer(str(row.role), str(row.csrf))
+        user = str(row.user_name or "") or f"{row.role} token"
+        return Viewer(str(row.role), str(row.csrf), user=user)
 
     def revoke(self, session_id: str) -> None:
         """End a session (logout): its cookie is worthless from now on, wherever it is."""
@@ -194,7 +202,8 @@ class Sessions:
         """Who sent ``request``: a bearer token wins over the cookie."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            return Viewer(self.role_for_token(auth[7:].strip()), bearer=True)
+            role, name = self.identify(auth[7:].strip())
+            return Viewer(role, bearer=True, user=name)
         raw = request.cookies.get(COOKIE)
         if not raw:
             return ANONYMOUS

@@ -9,13 +9,14 @@ Blocking database calls run in the thread pool.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jinja2
 from sqlalchemy import Engine
@@ -40,6 +41,7 @@ from flotilla.updates.server.dashboard.forms import (
     policy_from_form,
     version_from_form,
 )
+from flotilla.updates.server.oidc import OidcClient, OidcError, ProviderDownError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
+OIDC_COOKIE = "flotilla_oidc_state"
+"""Binds a login in flight to the browser that started it (no login CSRF)."""
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -72,8 +77,10 @@ class Dashboard:
     engine: Engine
     """The server's database; set by :meth:`bind` when the server's lifespan has opened it."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, oidc: OidcClient | None = None) -> None:
         self.sessions = sessions
+        self.oidc = oidc
+        """The OpenID Connect provider people log in with; None: tokens only."""
         self.trust_forwarded = False
         """Take login clients' addresses from X-Forwarded-For (set by the server)."""
         self.on_change: Callable[[], None] = lambda: None
@@ -148,7 +155,7 @@ class Dashboard:
                 return self.error(request, viewer, 401, "Log in first.")
             if not viewer.can_act:
                 return self.error(
-                    request, viewer, 403, "Read-only: log in with an admin token to change things."
+                    request, viewer, 403, "Read-only: this login may look but not change things."
                 )
             try:
                 form = parse_form(await _body(request))
@@ -176,7 +183,10 @@ class Dashboard:
         value, cookie = self.sessions.login_csrf()
         nxt = _safe_next(request.query_params.get("next", "/"))
         viewer = await self.sessions.viewer(request)
-        resp = self.render(request, viewer, "login.html", status, csrf=value, next=nxt, error=error)
+        resp = self.render(
+            request, viewer, "login.html", status,
+            csrf=value, next=nxt, error=error, oidc=self.oidc is not None,
+        )  # fmt: skip
         resp.set_cookie(
             LOGIN_COOKIE, cookie, max_age=3600, httponly=True, samesite="strict",
             secure=request.url.scheme == "https", path="/ui/login",
@@ -192,17 +202,81 @@ class Dashboard:
             return await self.login_form(request, "The form is too large.", 413)
         if not self.sessions.login_csrf_ok(request, form.get("csrf", "")):
             return await self.login_form(request, "The form expired; try again.", 403)
-        role = self.sessions.role_for_token(form.get("token", "").strip())
+        role, name = self.sessions.identify(form.get("token", "").strip())
         if not role:
             return await self.login_form(request, "Unknown token.", 401)
-        resp = RedirectResponse(_safe_next(form.get("next", "/")), 303)
-        session_id = await run_in_threadpool(self.sessions.new_session, role)
+        resp = await self._logged_in(request, role, name, _safe_next(form.get("next", "/")))
+        resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+        return resp
+
+    async def _logged_in(self, request: Request, role: str, user: str, nxt: str) -> Response:
+        """A new session for ``user``, its cookie set, on the way to ``nxt``."""
+        resp = RedirectResponse(nxt, 303)
+        session_id = await run_in_threadpool(self.sessions.new_session, role, None, user)
         max_age = int(self.sessions.max_age.total_seconds())
         resp.set_cookie(
             COOKIE, session_id, max_age=max_age, httponly=True,
             samesite="lax", secure=request.url.scheme == "https", path="/",
         )  # fmt: skip
-        resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+        return resp
+
+    async def oidc_start(self, request: Request) -> Response:
+        """Send the browser to the provider (code flow, PKCE); the state goes in a cookie too."""
+        if self.oidc is None:
+            return await self.login_form(request, "OpenID Connect login is not configured.", 404)
+        # Counted like token logins: each start holds a login in flight, and a flood of them
+        # would push real people's logins out before they come back from the provider.
+        if not self.sessions.limiter.allow(client_address(request, self.trust_forwarded)):
+            return await self.login_form(request, "Too many login attempts; wait a minute.", 429)
+        nxt = _safe_next(request.query_params.get("next", "/"))
+        try:
+            url = await run_in_threadpool(self.oidc.start, nxt)
+        except OidcError as e:
+            logger.warning("OIDC login cannot start: %s", e)
+            return await self.login_form(
+                request, f"The OpenID Connect provider cannot be used right now: {e}", 502
+            )
+        state = parse_qs(urlsplit(url).query).get("state", [""])[0]
+        resp = RedirectResponse(url, 303)
+        resp.set_cookie(
+            OIDC_COOKIE, state, max_age=600, httponly=True, samesite="lax",
+            secure=request.url.scheme == "https", path="/ui/oidc",
+        )  # fmt: skip
+        return resp
+
+    async def oidc_callback(self, request: Request) -> Response:
+        """The provider's answer: check the state against this browser's, finish, open a session."""
+        if self.oidc is None:
+            return await self.login_form(request, "OpenID Connect login is not configured.", 404)
+        q = request.query_params
+        if q.get("error"):
+            text = f"{q.get('error', '')[:100]}: {q.get('error_description', '')[:300]}"
+            return await self.login_form(request, f"The provider refused the login ({text}).", 403)
+        state, code = q.get("state", ""), q.get("code", "")
+        if not state or not code:
+            return await self.login_form(
+                request, "The provider's answer has no state or code.", 400
+            )
+        mine = request.cookies.get(OIDC_COOKIE, "")
+        if not mine or not hmac.compare_digest(mine.encode(), state.encode()):
+            return await self.login_form(
+                request,
+                "This login was not started in this browser, or it expired; log in again.",
+                400,
+            )
+        try:
+            person, nxt = await run_in_threadpool(self.oidc.finish, state, code)
+        except ProviderDownError as e:
+            logger.warning("OIDC login cannot finish: %s", e)
+            return await self.login_form(
+                request, f"The OpenID Connect provider cannot be reached: {e}", 502
+            )
+        except OidcError as e:
+            logger.info("OIDC login refused: %s", e)
+            return await self.login_form(request, f"Login refused: {e}", 403)
+        logger.info("OIDC login: %s as %s", person.user, person.role)
+        resp = await self._logged_in(request, person.role, person.user, _safe_next(nxt))
+        resp.delete_cookie(OIDC_COOKIE, path="/ui/oidc")
         return resp
 
     async def logout(self, request: Request) -> Response:
@@ -330,18 +404,26 @@ class Dashboard:
         policy, errors = policy_from_form(form)
         if errors:
             return await self.group(request, viewer, 422, errors, policy)
-        await run_in_threadpool(actions.set_policy, self.engine, app_id, gid, policy)
+        await run_in_threadpool(actions.set_policy, self.engine, app_id, gid, policy, viewer.user)
         return _back(request, "policy")
 
     async def pause(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
         await run_in_threadpool(
-            actions.pause, self.engine, request.path_params["app"], request.path_params["group"]
+            actions.pause,
+            self.engine,
+            request.path_params["app"],
+            request.path_params["group"],
+            viewer.user,
         )
         return _back(request, "paused")
 
     async def resume(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
         await run_in_threadpool(
-            actions.resume, self.engine, request.path_params["app"], request.path_params["group"]
+            actions.resume,
+            self.engine,
+            request.path_params["app"],
+            request.path_params["group"],
+            viewer.user,
         )
         return _back(request, "resumed")
 
@@ -361,7 +443,9 @@ class Dashboard:
             ctx = await self._app_ctx(app_id)
             ctx["confirm"] = {"channel": name, "from": older, "to": version}
             return self.render(request, viewer, "app.html", 409, errors={}, **ctx)
-        await run_in_threadpool(actions.set_channel_package, self.engine, app_id, name, version)
+        await run_in_threadpool(
+            actions.set_channel_package, self.engine, app_id, name, version, viewer.user
+        )
         return RedirectResponse(f"/ui/apps/{quote(app_id)}?done=channel", 303)
 
     async def release_lock(
@@ -378,7 +462,9 @@ class Dashboard:
         )
         if not dropped:
             return self.error(request, viewer, 404, f"{holder} holds no lock in {group}.")
-        await run_in_threadpool(actions.log_lock_release, self.engine, "", group, holder)
+        await run_in_threadpool(
+            actions.log_lock_release, self.engine, "", group, holder, viewer.user
+        )
         return RedirectResponse("/ui/reboots?done=released", 303)
 
     # --- live data -----------------------------------------------------------------------------
@@ -427,6 +513,8 @@ class Dashboard:
             Route("/login", self.login_form, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
+            Route("/oidc/start", self.oidc_start, methods=["GET"]),
+            Route("/oidc/callback", self.oidc_callback, methods=["GET"]),
             Route("/apps/{app}", self.page(self.app)),
             Route(
                 "/apps/{app}/channels/{channel}", self.action(self.set_channel), methods=["POST"]
