@@ -69,6 +69,8 @@ def image_dict(image: ImageTarget) -> dict[str, Any]:
     if image.kind == "docker":
         out["context"] = image.context
         out["dockerfile"] = image.dockerfile or "<dockerfile_contents>"
+        if not image.dockerfile:
+            out["dockerfile_contents"] = image.dockerfile_contents
         for key in ("only", "ignore", "entrypoint"):
             if getattr(image, key):
                 out[key] = list(getattr(image, key))
@@ -138,6 +140,10 @@ def render(result: TiltfileResult, resources: list[Resource], refs: dict[str, st
     """Two YAML documents: the resources, then the manifests with image refs injected."""
     images = {i.ref: i for i in result.images}
     doc: dict[str, Any] = {"resources": [resource_dict(r, images) for r in resources]}
+    deployed = {ref for r in resources for ref in r.images}
+    bases = [image_dict(i) for i in result.images if i.ref not in deployed]
+    if bases:  # built only as the FROM of others: Tilt lists them in each dependent resource
+        doc["base_images"] = bases
     if result.warnings:
         doc["warnings"] = list(result.warnings)
     if result.buttons:
