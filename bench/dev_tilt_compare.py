@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,7 @@ DEFAULT_TILT = (
 TIMEOUT = 180
 
 Facts = dict[str, Any]
+UNCAT = "uncategorized"
 EXT_ROOTS: list[Path] = []  # extension repositories: paths inside compare as ``ext:PATH``
 
 
@@ -82,13 +84,9 @@ def argv(cmd: Any) -> list[str]:
     return [str(c) for c in cmd]
 
 
-def short_ref(ref: str) -> str:
-    """An image ref without tag or digest: the name both sides declare."""
-    ref = ref.split("@", 1)[0]
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        ref = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
-    return ref
+def map_name(ref: str) -> str:
+    """Tilt's ImageMap name for a ref (apis.SanitizeName): how its image_deps are spelled."""
+    return re.sub(r"[/%]", "_", ref)
 
 
 def object_ids(stream: str) -> list[str]:
@@ -142,6 +140,8 @@ def tilt_image(it: dict[str, Any], base: Path) -> tuple[str, Facts]:
     ref = it.get("selector", "")
     bd = it.get("BuildDetails") or {}
     out: Facts = {}
+    if "Service" in bd:  # model.DockerComposeBuild: compose builds the service's image
+        return ref, {"build": "compose", "context": rel(bd.get("Context", ""), base)}
     if "Deps" in bd:  # model.CustomBuild: a CmdImageSpec plus Deps
         out["build"] = "custom"
         out["command"] = list(bd.get("args") or [])
@@ -154,11 +154,11 @@ def tilt_image(it: dict[str, Any], base: Path) -> tuple[str, Facts]:
         out["target"] = bd.get("target", "")
     else:
         out["build"] = "live_update_only" if it.get("IsLiveUpdateOnly") else "?"
-    out["image_deps"] = sorted(short_ref(d) for d in bd.get("imageMaps") or [])
+    out["image_deps"] = sorted(map_name(d) for d in bd.get("imageMaps") or [])
     lu = tilt_live_update(it.get("LiveUpdateSpec") or {}, base)
     if lu:
         out["live_update"] = lu
-    return short_ref(ref), out
+    return ref, out
 
 
 def tilt_links(links: list[dict[str, Any]] | None) -> list[str]:
@@ -202,6 +202,7 @@ def tilt_facts(result: dict[str, Any], base: Path) -> Facts:
                 r["cmd"] = list(dt["applyCmd"].get("args") or [])
         elif "ServiceYAML" in dt:  # model.DockerComposeTarget
             r["type"] = "dc"
+            r["project"] = ((dt.get("Spec") or {}).get("project") or {}).get("name", "")
         else:
             r["type"] = "?"
         resources[name] = r
@@ -252,7 +253,7 @@ def flotilla_image(img: dict[str, Any], base: Path) -> Facts:
         out["dockerfile"] = digest(text)
         out["build_args"] = sorted(f"{k}={v}" for k, v in (img.get("build_args") or {}).items())
         out["target"] = img.get("target", "")
-    out["image_deps"] = sorted(short_ref(d) for d in img.get("image_deps") or [])
+    out["image_deps"] = sorted(map_name(d) for d in img.get("image_deps") or [])
     lu = flotilla_live_update(img.get("live_update") or [], base)
     if lu:
         out["live_update"] = lu
@@ -274,10 +275,12 @@ def flotilla_facts(doc: dict[str, Any], base: Path) -> Facts:
         kind = res.get("kind", "")
         r: Facts = {
             "labels": sorted(res.get("labels") or []),
-            "resource_deps": sorted(res.get("resource_deps") or []),
+            # every Kubernetes resource waits for `uncategorized` in both; Tilt holds them in its
+            # engine (HoldReasonWaitingForUncategorized), flotilla writes it as a resource_dep.
+            "resource_deps": sorted(d for d in res.get("resource_deps") or [] if d != UNCAT),
             "trigger_mode": res.get("trigger_mode"),
             "auto_init": bool(res.get("auto_init", True)),
-            "images": {short_ref(i["ref"]): flotilla_image(i, base) for i in res.get("images") or []},
+            "images": {i["ref"]: flotilla_image(i, base) for i in res.get("images") or []},
             "links": sorted(lk.get("url", "") for lk in res.get("links") or []),
         }
         if "apply_cmd" in res:
@@ -290,25 +293,35 @@ def flotilla_facts(doc: dict[str, Any], base: Path) -> Facts:
             r["cmd"] = argv(res.get("cmd"))
             r["serve_cmd"] = argv(res.get("serve_cmd"))
             r["deps"] = sorted(rel(d, base) for d in res.get("deps") or [])
-        elif kind in ("k8s", "kubernetes"):
+        elif kind in ("k8s", "kubernetes", "uncategorized"):
             r["type"] = "k8s"
             r["objects"] = sorted(":".join(o.split(":")[:2]) for o in res.get("objects") or [])
             r["port_forwards"] = ports(res.get("port_forwards") or [])
+        elif kind == "compose":
+            r["type"] = "dc"
+            r["project"] = res.get("compose_project", "")
+            svc = res.get("service") or {}
+            build = svc.get("build")
+            ref = svc.get("image") or f"{r['project']}_{res['name']}"
+            if build is not None and ref not in r["images"]:
+                ctx = build if isinstance(build, str) else build.get("context", ".")
+                r["images"][ref] = {"build": "compose", "context": rel(str(ctx), base)}
         else:
-            r["type"] = "dc" if "compose" in kind or "service" in res else kind
+            r["type"] = kind
         resources[res["name"]] = r
     # Tilt lists, in each resource, every image its images are built from (transitively);
     # the render lists them once, under the resource that deploys them: add the closure.
-    every = {short_ref(i["ref"]): flotilla_image(i, base) for i in doc.get("base_images") or []}
+    every = {i["ref"]: flotilla_image(i, base) for i in doc.get("base_images") or []}
     for r in resources.values():
         every.update(r["images"])
     for r in resources.values():
-        todo = [d for i in r["images"].values() for d in i["image_deps"]]
+        todo = [d for i in r["images"].values() for d in i.get("image_deps", [])]
         while todo:
             ref = todo.pop()
+            ref = next((k for k in every if map_name(k) == ref), ref)
             if ref not in r["images"] and ref in every:
                 r["images"][ref] = every[ref]
-                todo += every[ref]["image_deps"]
+                todo += every[ref].get("image_deps", [])
     return {"error": "", "resources": resources}
 
 

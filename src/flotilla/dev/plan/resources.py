@@ -229,7 +229,10 @@ def _compose_resources(result: TiltfileResult) -> list[Resource]:
                 resource_deps=[str(d) for d in _depends_on(spec)],
             )
             image = str(spec.get("image") or "")
-            r.images = [i.ref for i in result.images if image and manifests.refers_to(image, i.ref)]
+            exact = manifests.exact_names(i.ref for i in result.images)
+            r.images = [
+                i.ref for i in result.images if image and manifests.refers_to(image, i.ref, exact)
+            ][:1]
             o = opts.pop(svc, None)
             if o is not None:
                 r.name = o.new_name or svc

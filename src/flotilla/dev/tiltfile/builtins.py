@@ -385,7 +385,7 @@ class Builtins(YamlBuiltins):
                     ref=image_selector,
                     context=str(ev.cwd),
                     kind="custom",
-                    command="true",
+                    command=":",  # as Tilt: the image is only live-updated, never built
                     deps=paths,
                     skips_local_docker=True,
                     live_update=live_update_steps(live_update, paths),
