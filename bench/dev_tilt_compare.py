@@ -14,7 +14,7 @@ Tilt is built by ``bench/build_tilt.sh`` (default ``~/.cache/flotilla/tools/tilt
 ``--tilt`` or ``$TILT`` override). Both run in the Tiltfile's directory with the same
 environment; extensions come from ``--extensions DIR`` (a checkout of tilt-extensions), given to
 Tilt as its cached default extension repository (a git clone under a private ``$XDG_DATA_HOME``)
-and to flotilla as ``$FLOTILLA_DEV_EXTENSIONS``.
+and to flotilla as ``$FLOTILLA_DEV_EXTENSIONS`` (the same clone).
 
     .venv/bin/python bench/dev_tilt_compare.py [--extensions DIR] [--json OUT] DIR_OR_TILTFILE...
 """
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from flotilla.dev.plan.manifests import CLUSTER_SCOPED_KINDS
 
 TILT_VERSION = "v0.34.0"
 DEFAULT_TILT = (
@@ -97,8 +99,25 @@ def object_ids(stream: str) -> list[str]:
         items = doc.get("items") if str(doc.get("kind", "")).endswith("List") else [doc]
         for obj in items or []:
             meta = obj.get("metadata") or {}
-            out.append(f"{meta.get('name', '')}:{obj.get('kind', '')}".lower())
+            parts = [str(meta.get("name", "")), str(obj.get("kind", ""))]
+            parts += [str(meta["namespace"])] if meta.get("namespace") else []
+            out.append(cluster_scoped_without_namespace(":".join(parts).lower()))
     return sorted(out)
+
+
+CLUSTER_KINDS = {k.lower() for k in CLUSTER_SCOPED_KINDS}
+
+
+def cluster_scoped_without_namespace(object_id: str) -> str:
+    """``name:kind[:namespace]`` without a namespace on a cluster-scoped kind.
+
+    A namespace there means nothing to the API server; Tilt's helm(namespace=) and tilt-extensions'
+    namespace_inject set one, flotilla's helm() does not: not a difference.
+    """
+    parts = object_id.split(":")
+    if len(parts) >= 3 and parts[-2] in CLUSTER_KINDS:
+        return ":".join(parts[:-1])
+    return object_id
 
 
 def trigger(mode: int) -> tuple[str, bool]:
@@ -122,9 +141,7 @@ def tilt_live_update(spec: dict[str, Any], base: Path) -> Facts:
     runs = [
         {
             "cmd": list(e.get("args") or []),
-            "trigger": sorted(
-                rel(os.path.join(bp, t), base) for t in e.get("triggerPaths") or []
-            ),
+            "trigger": sorted(rel(os.path.join(bp, t), base) for t in e.get("triggerPaths") or []),
         }
         for e in spec.get("execs") or []
     ]
@@ -193,9 +210,12 @@ def tilt_facts(result: dict[str, Any], base: Path) -> Facts:
             r["objects"] = object_ids(dt.get("yaml", ""))
             pf = (dt.get("portForwardTemplateSpec") or {}).get("forwards") or []
             r["port_forwards"] = sorted(
-                f"{p.get('localPort', 0)}:{p['containerPort']}"
-                if p.get("containerPort") not in (None, 0, p.get("localPort"))
-                else str(p.get("localPort", 0))
+                ("" if p.get("host") in (None, "", "localhost", "127.0.0.1") else f"{p['host']}:")
+                + (
+                    f"{p.get('localPort', 0)}:{p['containerPort']}"
+                    if p.get("containerPort") not in (None, 0, p.get("localPort"))
+                    else str(p.get("localPort", 0))
+                )
                 for p in pf
             )
             if dt.get("applyCmd"):
@@ -264,8 +284,9 @@ def ports(forwards: list[str]) -> list[str]:
     """``LOCAL:CONTAINER``, or ``LOCAL`` when they are equal (Tilt leaves it 0: inferred)."""
     out = []
     for p in forwards:
-        local, _, container = str(p).partition(":")
-        out.append(local if container in ("", local) else f"{local}:{container}")
+        *host, local, container = ["", *str(p).split(":")][-3:] if ":" in str(p) else ["", p, ""]
+        pre = f"{host[0]}:" if host and host[0] else ""
+        out.append(pre + (local if container in ("", local) else f"{local}:{container}"))
     return sorted(out)
 
 
@@ -285,6 +306,7 @@ def flotilla_facts(doc: dict[str, Any], base: Path) -> Facts:
         }
         if "apply_cmd" in res:
             r["type"] = "k8s_custom_deploy"
+            r["images"].update({d: {"image_deps": []} for d in res.get("image_deps") or []})
             r["objects"] = []
             r["port_forwards"] = ports(res.get("port_forwards") or [])
             r["cmd"] = argv(res.get("apply_cmd"))
@@ -295,7 +317,7 @@ def flotilla_facts(doc: dict[str, Any], base: Path) -> Facts:
             r["deps"] = sorted(rel(d, base) for d in res.get("deps") or [])
         elif kind in ("k8s", "kubernetes", "uncategorized"):
             r["type"] = "k8s"
-            r["objects"] = sorted(":".join(o.split(":")[:2]) for o in res.get("objects") or [])
+            r["objects"] = sorted(map(cluster_scoped_without_namespace, res.get("objects") or []))
             r["port_forwards"] = ports(res.get("port_forwards") or [])
         elif kind == "compose":
             r["type"] = "dc"
@@ -313,9 +335,13 @@ def flotilla_facts(doc: dict[str, Any], base: Path) -> Facts:
     # the render lists them once, under the resource that deploys them: add the closure.
     every = {i["ref"]: flotilla_image(i, base) for i in doc.get("base_images") or []}
     for r in resources.values():
-        every.update(r["images"])
+        every.update({k: v for k, v in r["images"].items() if v != {"image_deps": []}})
     for r in resources.values():
         todo = [d for i in r["images"].values() for d in i.get("image_deps", [])]
+        for ref, img in list(r["images"].items()):
+            if img == {"image_deps": []}:  # a k8s_custom_deploy's image_deps: the image itself
+                r["images"][ref] = every.get(ref, img)
+                todo += r["images"][ref].get("image_deps", [])
         while todo:
             ref = todo.pop()
             ref = next((k for k in every if map_name(k) == ref), ref)
@@ -337,7 +363,13 @@ def run_tilt(tilt: Path, tiltfile: Path, env: dict[str, str]) -> Facts:
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {TIMEOUT}s", "resources": {}}
     if p.returncode != 0:
-        return {"error": last_line(p.stderr) or f"exit {p.returncode}", "resources": {}}
+        # a traceback's innermost frame: FILE:LINE:COL: in FUNCTION
+        where = re.findall(r"^\s*(/\S+?):(\d+):\d+: in ", p.stderr, re.MULTILINE)
+        return {
+            "error": last_line(p.stderr) or f"exit {p.returncode}",
+            "where": f"{where[-1][0]}:{where[-1][1]}" if where else "",
+            "resources": {},
+        }
     return tilt_facts(json.loads(p.stdout), tiltfile.parent.resolve())
 
 
@@ -350,7 +382,12 @@ def run_flotilla(flotilla: str, tiltfile: Path, env: dict[str, str]) -> Facts:
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {TIMEOUT}s", "resources": {}}
     if p.returncode != 0:
-        return {"error": last_line(p.stderr) or f"exit {p.returncode}", "resources": {}}
+        where = re.search(r"Error: (/\S+?):(\d+):", p.stderr)
+        return {
+            "error": last_line(p.stderr) or f"exit {p.returncode}",
+            "where": f"{where[1]}:{where[2]}" if where else "",
+            "resources": {},
+        }
     doc = next(iter(yaml.safe_load_all(p.stdout)), None) or {}
     return flotilla_facts(doc, tiltfile.parent.resolve())
 
@@ -366,6 +403,16 @@ def diff(tilt: Facts, ours: Facts) -> list[str]:
         out.append(f"error: tilt={tilt['error'] or 'none'!r} flotilla={ours['error'] or 'none'!r}")
         return out
     if tilt["error"]:
+        # both fail: the same failure when both name the same FILE:LINE (or either names none,
+        # e.g. Tilt's errors from a shell command carry no position)
+        wt, wf = tilt.get("where", ""), ours.get("where", "")
+        if (
+            wt
+            and wf
+            and os.path.realpath(wt.rsplit(":", 1)[0]) + wt[wt.rfind(":") :]
+            != (os.path.realpath(wf.rsplit(":", 1)[0]) + wf[wf.rfind(":") :])
+        ):
+            out.append(f"both fail, at different places: tilt {wt}, flotilla {wf}")
         return out
     tr, fr = tilt["resources"], ours["resources"]
     for name in sorted(set(tr) - set(fr)):
@@ -441,12 +488,12 @@ def main(argv_: list[str] | None = None) -> int:
     agree = 0
     with tempfile.TemporaryDirectory(prefix="tilt-compare-") as tmp:
         env_t = tilt_env(base_env, args.extensions, Path(tmp))
-        if args.extensions is not None:
-            clone = Path(tmp, "data/tilt-dev/tilt_modules/github.com/tilt-dev/tilt-extensions")
-            EXT_ROOTS.extend([clone.resolve(), args.extensions.resolve()])
         env_f = dict(base_env)
         if args.extensions is not None:
-            env_f["FLOTILLA_DEV_EXTENSIONS"] = str(args.extensions.resolve())
+            # both read the same clone, laid out as Tilt keeps it (under `tilt_modules`)
+            clone = Path(tmp, "data/tilt-dev/tilt_modules/github.com/tilt-dev/tilt-extensions")
+            EXT_ROOTS.append(clone.resolve())
+            env_f["FLOTILLA_DEV_EXTENSIONS"] = str(clone)
         tiltfiles = find_tiltfiles(args.paths)
         for tf in tiltfiles:
             t = run_tilt(tilt, tf, env_t)
@@ -462,7 +509,11 @@ def main(argv_: list[str] | None = None) -> int:
                 if both_err:
                     print(f"    tilt: {t['error']}\n    flotilla: {f['error']}")
             records.append({"tiltfile": str(tf), "agree": ok, "diff": d, "tilt": t, "flotilla": f})
-    print(f"total: {agree} of {len(records)} agree with tilt {tilt_version(tilt)}")
+    fail_same = sum(r["agree"] and bool(r["tilt"]["error"]) for r in records)
+    print(
+        f"total: {agree} of {len(records)} agree with tilt {tilt_version(tilt)} "
+        f"({agree - fail_same} render the same, {fail_same} fail the same way)"
+    )
     if args.json:
         args.json.write_text(json.dumps(records, indent=1, default=str))
     return 0 if agree == len(records) else 1

@@ -100,7 +100,9 @@ def resource_dict(r: Resource, images: dict[str, ImageTarget]) -> dict[str, Any]
         out["images"] = [image_dict(images[ref]) for ref in r.images]
     if r.port_forwards:
         out["port_forwards"] = [
-            f"{p.local_port}:{p.container_port or p.local_port}" for p in r.port_forwards
+            ("" if p.host in ("127.0.0.1", "localhost", "") else f"{p.host}:")
+            + f"{p.local_port}:{p.container_port or p.local_port}"
+            for p in r.port_forwards
         ]
     if r.links:
         out["links"] = [{"url": lk.url, "name": lk.name} for lk in r.links]

@@ -11,6 +11,7 @@ errors raise ``UsageError``; the evaluator adds the Tiltfile's file and line.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -198,7 +199,16 @@ class Builtins(YamlBuiltins):
         if kube_version:
             argv += ["--kube-version", kube_version]
         argv.append("--skip-crds" if skip_crds else "--include-crds")
-        return self.ev.blob(self._run(argv, {}, "", None, "helm"))
+        out = self._run(argv, {}, "", None, "helm")
+        if namespace:
+            # `helm template --namespace` leaves objects without one; Tilt sets it on each
+            # (tiltfile/files.go), or they would land in the default namespace
+            try:
+                objs = manifests.parse_yaml_stream(out, source="helm")
+            except manifests.ManifestError as exc:
+                raise UsageError(str(exc)) from None
+            out = manifests.dump_yaml_stream([manifests.set_namespace(o, namespace) for o in objs])
+        return self.ev.blob(out)
 
     @builtin()
     def kustomize(
@@ -516,14 +526,20 @@ class Builtins(YamlBuiltins):
     ) -> None:
         paths = tuple(self.ev.path(p) for p in strs(configPaths, "configPaths"))
         services: dict[str, dict[str, Any]] = {}
+        named = ""
         for p in paths:
             doc = yamlload.load(self._read_text(p, "docker_compose")) or {}
+            named = str(doc.get("name") or named) if isinstance(doc, dict) else named
             for svc, spec in (doc.get("services") or {}).items():
                 services.setdefault(svc, {}).update(spec or {})
                 services[svc]["_dir"] = os.path.dirname(p)
         if not paths:
             raise UsageError("docker_compose needs at least one file")
-        proj = project_name or os.path.basename(os.path.dirname(paths[0]))
+        # compose's own rule (compose-go NormalizeProjectName): lower case, only [a-z0-9_-]
+        proj = project_name or named or os.path.basename(os.path.dirname(paths[0]))
+        proj = re.sub(r"[^a-z0-9_-]", "", str(proj).lower()).lstrip("_-")
+        if not proj:
+            raise UsageError("docker_compose: the project name is empty once normalised")
         self.res.compose.append(
             ComposeProject(paths, str(proj), self.ev.path(env_file) if env_file else "", services)
         )
