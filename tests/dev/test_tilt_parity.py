@@ -207,3 +207,47 @@ def test_cloned_extensions_live_under_tilt_modules(tmp_path: Path) -> None:
         "load('ext://finder', 'root')\nprint(root)\n",
     )
     assert (Path(result.logs[0]) / "tilt_modules").is_dir()
+
+
+# A Tiltfile indented with tabs (a list of compose files): starlark-go takes tabs as whitespace,
+# starlark-rust refused them. Tabs inside strings stay.
+def test_tabs_are_whitespace_outside_strings(tmp_path: Path) -> None:
+    _, _, result = rendered(
+        tmp_path,
+        "files = [\n\t'a.yaml',\n\t'b.yaml',\n]\nif True:\n\tx = 'tab\\there'\n"
+        "\ty = '''keep\n\tthis'''\nprint(len(files), x, y)\n",
+    )
+    assert result.logs == ["2 tab\there keep\n\tthis"]
+
+
+def test_an_error_after_tabs_keeps_its_line(tmp_path: Path) -> None:
+    with pytest.raises(TiltfileError) as err:
+        rendered(tmp_path, "x = [\n\t1,\n]\n\nfail('here')\n")
+    assert err.value.line == 5
+
+
+# tilt-extensions' namespace_inject asks type(x) == 'blob', else read_yaml_stream(x); a Blob is a
+# string here, so read_yaml_stream is handed the YAML of encode_yaml_stream.
+def test_read_yaml_stream_of_a_blob_reads_the_blob(tmp_path: Path) -> None:
+    _, _, result = rendered(
+        tmp_path,
+        "objs = read_yaml_stream('x.yaml')\nblob = encode_yaml_stream(objs)\n"
+        "again = read_yaml_stream(blob)\nprint([o['metadata']['name'] for o in again])\n",
+        **{
+            "x.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"
+        },
+    )
+    assert result.logs == ["['a', 'b']"]
+
+
+def test_docker_build_target_is_rendered(tmp_path: Path) -> None:
+    head, _, _ = rendered(
+        tmp_path,
+        "docker_build('r.io/x', '.', target='build')\nk8s_yaml('x.yaml')\n",
+        **{
+            "Dockerfile": "FROM busybox AS build\n",
+            "x.yaml": DEPLOY.format(name="x", image="r.io/x"),
+        },
+    )
+    assert by_name(head)["x"]["images"][0]["target"] == "build"

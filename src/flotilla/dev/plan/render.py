@@ -76,6 +76,8 @@ def image_dict(image: ImageTarget) -> dict[str, Any]:
                 out[key] = list(getattr(image, key))
         if image.build_args:
             out["build_args"] = dict(image.build_args)
+        if image.target:
+            out["target"] = image.target
         if image.restart_entrypoint:
             out["restart_entrypoint"] = list(image.restart_entrypoint)
         if image.image_deps:

@@ -32,6 +32,7 @@ from flotilla.dev.tiltfile.modules import (
 )
 from flotilla.dev.tiltfile.source import (
     LineMap,
+    expand_tabs,
     rewrite_while,
     top_level_names,
     unresolved_names,
@@ -190,7 +191,7 @@ class Evaluator:
         """Run one file's text with ``cwd`` as its directory; ``name`` is its file in errors."""
         mod = self._module()
         mod["__file__"] = name  # Tilt sets it to the file being run
-        source, self._line_maps[name] = rewrite_while(text)
+        source, self._line_maps[name] = rewrite_while(expand_tabs(text))
         self._dirs.append(cwd)
         try:
             ast = sl.parse(name, source, _dialect())
