@@ -77,7 +77,7 @@ def test_one_name_with_two_tags_is_two_images(tmp_path: Path) -> None:
 
 
 def test_a_tagged_ref_matches_only_its_tag(tmp_path: Path) -> None:
-    head, objs, result = rendered(
+    head, objs, _ = rendered(
         tmp_path,
         "docker_build('r.io/app:dev', '.')\nk8s_yaml('app.yaml')\n",
         **{"Dockerfile": "FROM busybox\n", "app.yaml": DEPLOY.format(name="app", image="r.io/app")},
@@ -116,7 +116,8 @@ def test_string_commands_are_trimmed_as_in_tilt(tmp_path: Path) -> None:
 def test_port_forward_with_a_host(tmp_path: Path) -> None:
     head, _, result = rendered(
         tmp_path,
-        "k8s_yaml('x.yaml')\nk8s_resource('x', port_forwards=['0.0.0.0:5734:5000', '8080:80', 9000])\n",
+        "k8s_yaml('x.yaml')\n"
+        "k8s_resource('x', port_forwards=['0.0.0.0:5734:5000', '8080:80', 9000])\n",
         **{"x.yaml": DEPLOY.format(name="x", image="busybox")},
     )
     assert by_name(head)["x"]["port_forwards"] == ["0.0.0.0:5734:5000", "8080:80", "9000:9000"]

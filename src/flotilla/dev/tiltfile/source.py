@@ -85,7 +85,8 @@ def expand_tabs(text: str) -> str:
             kept = {c + shift for c in keep[i]}
         else:
             kept = keep[i]
-        out.append("".join(" " if ch == "\t" and c not in kept else ch for c, ch in enumerate(line)))
+        chars = (" " if ch == "\t" and c not in kept else ch for c, ch in enumerate(line))
+        out.append("".join(chars))
     return "".join(out)
 
 
