@@ -19,7 +19,7 @@ command -v go >/dev/null || { echo "cannot build tilt: no go on PATH" >&2; exit 
 export GOTOOLCHAIN=local CGO_ENABLED=1 GOFLAGS=-mod=mod
 mkdir -p "$cache"
 work="$(mktemp -d "$cache/build-XXXXXX")"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"; rmdir "$cache" 2>/dev/null || true' EXIT
 dir="$(cd "$work" && go mod download -json "github.com/tilt-dev/tilt@${version}" \
   | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])')"
 cp -r "$dir" "$work/src" && chmod -R u+w "$work/src"

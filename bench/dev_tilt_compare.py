@@ -370,7 +370,10 @@ def run_tilt(tilt: Path, tiltfile: Path, env: dict[str, str]) -> Facts:
             "where": f"{where[-1][0]}:{where[-1][1]}" if where else "",
             "resources": {},
         }
-    return tilt_facts(json.loads(p.stdout), tiltfile.parent.resolve())
+    try:
+        return tilt_facts(json.loads(p.stdout), tiltfile.parent.resolve())
+    except (ValueError, TypeError, AttributeError) as exc:
+        return {"error": f"unreadable tilt output: {exc}", "where": "", "resources": {}}
 
 
 def run_flotilla(flotilla: str, tiltfile: Path, env: dict[str, str]) -> Facts:
@@ -388,8 +391,11 @@ def run_flotilla(flotilla: str, tiltfile: Path, env: dict[str, str]) -> Facts:
             "where": f"{where[1]}:{where[2]}" if where else "",
             "resources": {},
         }
-    doc = next(iter(yaml.safe_load_all(p.stdout)), None) or {}
-    return flotilla_facts(doc, tiltfile.parent.resolve())
+    try:
+        doc = next(iter(yaml.safe_load_all(p.stdout)), None) or {}
+        return flotilla_facts(doc, tiltfile.parent.resolve())
+    except (yaml.YAMLError, TypeError, AttributeError, KeyError) as exc:
+        return {"error": f"unreadable render: {exc}", "where": "", "resources": {}}
 
 
 def last_line(text: str) -> str:
