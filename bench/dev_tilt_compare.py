@@ -172,6 +172,9 @@ def tilt_image(it: dict[str, Any], base: Path) -> tuple[str, Facts]:
     else:
         out["build"] = "live_update_only" if it.get("IsLiveUpdateOnly") else "?"
     out["image_deps"] = sorted(map_name(d) for d in bd.get("imageMaps") or [])
+    out["entrypoint"] = list((it.get("overrideCommand") or {}).get("command") or [])
+    args = it.get("overrideArgs")
+    out["container_args"] = None if args is None else list(args.get("args") or [])
     lu = tilt_live_update(it.get("LiveUpdateSpec") or {}, base)
     if lu:
         out["live_update"] = lu
@@ -274,6 +277,8 @@ def flotilla_image(img: dict[str, Any], base: Path) -> Facts:
         out["build_args"] = sorted(f"{k}={v}" for k, v in (img.get("build_args") or {}).items())
         out["target"] = img.get("target", "")
     out["image_deps"] = sorted(map_name(d) for d in img.get("image_deps") or [])
+    out["entrypoint"] = list(img.get("entrypoint") or [])
+    out["container_args"] = img.get("container_args")
     lu = flotilla_live_update(img.get("live_update") or [], base)
     if lu:
         out["live_update"] = lu

@@ -252,3 +252,17 @@ def test_docker_build_target_is_rendered(tmp_path: Path) -> None:
         },
     )
     assert by_name(head)["x"]["images"][0]["target"] == "build"
+
+
+# entrypoint= and container_args= are compared with Tilt's overrideCommand/overrideArgs.
+def test_entrypoint_string_and_container_args_are_rendered(tmp_path: Path) -> None:
+    head, objs, _ = rendered(
+        tmp_path,
+        "docker_build('r.io/x', '.', entrypoint='  ./run --fast \\n', container_args=['-v'])\n"
+        "k8s_yaml('x.yaml')\n",
+        **{"Dockerfile": "FROM busybox\n", "x.yaml": DEPLOY.format(name="x", image="r.io/x")},
+    )
+    img = by_name(head)["x"]["images"][0]
+    assert img["entrypoint"] == ["sh", "-c", "./run --fast"] and img["container_args"] == ["-v"]
+    container = objs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["sh", "-c", "./run --fast"] and container["args"] == ["-v"]

@@ -78,6 +78,8 @@ def image_dict(image: ImageTarget) -> dict[str, Any]:
             out["build_args"] = dict(image.build_args)
         if image.target:
             out["target"] = image.target
+        if image.container_args is not None:
+            out["container_args"] = list(image.container_args)
         if image.restart_entrypoint:
             out["restart_entrypoint"] = list(image.restart_entrypoint)
         if image.image_deps:

@@ -63,9 +63,10 @@ def _env(value: Any) -> dict[str, str]:
 
 
 def _entrypoint(value: Any) -> tuple[str, ...]:
-    """Tilt runs a string entrypoint through ``/bin/sh -c``; a list is the argv."""
+    """A string entrypoint runs as ``sh -c ENTRYPOINT`` (trimmed), as Tilt's ``model.ToUnixCmd``
+    makes it (its docs say ``/bin/sh``; the argv it sets is ``sh``); a list is the argv."""
     if isinstance(value, str):
-        return ("/bin/sh", "-c", value) if value else ()
+        return ("sh", "-c", value.strip()) if value.strip() else ()
     return strs(value, "entrypoint")
 
 
