@@ -487,6 +487,11 @@ def main(argv_: list[str] | None = None) -> int:
     beside = Path(sys.executable).parent / "flotilla"  # the venv's, not another checkout's
     ap.add_argument("--flotilla", default=str(beside) if beside.is_file() else "flotilla")
     ap.add_argument("--extensions", type=Path, help="a tilt-extensions checkout for ext://")
+    ap.add_argument(
+        "--builtin-extensions",
+        action="store_true",
+        help="flotilla serves restart_process and namespace built in; only Tilt reads --extensions",
+    )
     ap.add_argument("--json", type=Path, help="write per-Tiltfile facts and differences here")
     ap.add_argument("-q", "--quiet", action="store_true", help="only the per-Tiltfile verdicts")
     args = ap.parse_args(argv_)
@@ -504,7 +509,8 @@ def main(argv_: list[str] | None = None) -> int:
             # both read the same clone, laid out as Tilt keeps it (under `tilt_modules`)
             clone = Path(tmp, "data/tilt-dev/tilt_modules/github.com/tilt-dev/tilt-extensions")
             EXT_ROOTS.append(clone.resolve())
-            env_f["FLOTILLA_DEV_EXTENSIONS"] = str(clone)
+            if not args.builtin_extensions:
+                env_f["FLOTILLA_DEV_EXTENSIONS"] = str(clone)
         tiltfiles = find_tiltfiles(args.paths)
         for tf in tiltfiles:
             t = run_tilt(tilt, tf, env_t)

@@ -266,3 +266,36 @@ def test_entrypoint_string_and_container_args_are_rendered(tmp_path: Path) -> No
     assert img["entrypoint"] == ["sh", "-c", "./run --fast"] and img["container_args"] == ["-v"]
     container = objs[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["sh", "-c", "./run --fast"] and container["args"] == ["-v"]
+
+
+# Tilt: config.parse from two directories fails (an included team file parsing on its own).
+def test_config_parse_from_two_directories_fails(tmp_path: Path) -> None:
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "Tiltfile").write_text("cfg2 = config.parse()\n")
+    (tmp_path / "shared.star").write_text("cfg3 = config.parse()\n")
+    ok = "config.define_string('env')\ncfg = config.parse()\nload('shared.star', 'cfg3')\n"
+    _, _, result = rendered(tmp_path, ok + "print(cfg == cfg3)\n")
+    assert result.logs == ["True"]  # the same directory: allowed, one parse
+    with pytest.raises(TiltfileError, match="one Tiltfile working directory per run") as err:
+        rendered(tmp_path, ok + "include('team/Tiltfile')\n")
+    assert "team" in str(err.value)
+
+
+# tilt-extensions' namespace takes labels and annotations as 'key: value' lines; the built-in
+# split on '=' (and a 'k: v' label crashed it). Tilt fails on 'k=v', so do we, with the entry.
+def test_builtin_namespace_labels_are_key_colon_value(tmp_path: Path) -> None:
+    _, objs, _ = rendered(
+        tmp_path,
+        "load('ext://namespace', 'namespace_create')\n"
+        "namespace_create('ns', labels=['team: shop', 'kubernetes.io/metadata.name: ns'],"
+        " annotations=['note: \"a: b\"'])\n",
+    )
+    meta = objs[0]["metadata"]
+    assert meta["labels"] == {"team": "shop", "kubernetes.io/metadata.name": "ns"}
+    assert meta["annotations"] == {"note": "a: b"}
+    with pytest.raises(TiltfileError, match="labels entry 'team=shop' is not 'key: value'"):
+        rendered(
+            tmp_path,
+            "load('ext://namespace', 'namespace_create')\n"
+            "namespace_create('ns', labels=['team=shop'])\n",
+        )

@@ -138,7 +138,7 @@ def test_builtin_extensions(tmp_path: Path) -> None:
         """
 load('ext://restart_process', 'docker_build_with_restart')
 load('ext://namespace', 'namespace_create', 'namespace_inject')
-namespace_create('dev', labels=['team=a'])
+namespace_create('dev', labels=['team: a'])  # the extension's 'key: value' form
 docker_build_with_restart('example/web', '.', entrypoint='python app.py',
                           live_update=[sync('.', '/app')])
 k8s_yaml(namespace_inject(read_file('deploy.yaml'), 'dev'))

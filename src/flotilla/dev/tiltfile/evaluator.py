@@ -68,6 +68,7 @@ class Evaluator:
     blobs: set[str] = field(default_factory=set)
     config_defs: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
     config_parsed: dict[str, Any] | None = None
+    config_parse_dir: Path | None = None
     _dirs: list[Path] = field(default_factory=list)
     _loaded: dict[str, sl.FrozenModule] = field(default_factory=dict)
     _included: set[str] = field(default_factory=set)
@@ -368,7 +369,18 @@ class Evaluator:
         self.result.enabled_resources = []
 
     def _config_parse(self) -> dict[str, Any]:
-        """Values from ``tilt_config.json`` beside the Tiltfile, then from the command line."""
+        """Values from ``tilt_config.json`` beside the Tiltfile, then from the command line.
+
+        As in Tilt, every call must come from one directory (an ``include``d or loaded file
+        elsewhere cannot parse): its config flags are relative to that directory.
+        """
+        here = self.cwd
+        if self.config_parse_dir is not None and here != self.config_parse_dir:
+            raise BuiltinError(
+                "config.parse can only be called from one Tiltfile working directory per run. "
+                f"It was called from {self.config_parse_dir} and {here}"
+            )
+        self.config_parse_dir = here
         if self.config_parsed is not None:
             return self.config_parsed
         values: dict[str, Any] = {}
