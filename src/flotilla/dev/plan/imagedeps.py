@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from flotilla.dev.plan.manifests import refers_to
+from flotilla.dev.plan.manifests import exact_names, refers_to
 
 _ARG = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", re.IGNORECASE)
 _FROM = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
@@ -85,11 +85,13 @@ def dockerfile_refs(text: str, build_args: dict[str, str] | None = None) -> list
 def deps_of(text: str, build_args: dict[str, str], declared: Iterable[str]) -> tuple[str, ...]:
     """The declared image refs a Dockerfile names."""
     declared = list(declared)
+    exact = exact_names(declared)
     out: list[str] = []
     for ref in dockerfile_refs(text, build_args):
-        for cand in declared:
-            if refers_to(ref, cand) and cand not in out:
-                out.append(cand)
+        # one image per name in the Dockerfile: the first declared that matches, as in Tilt
+        cand = next((c for c in declared if refers_to(ref, c, exact)), None)
+        if cand is not None and cand not in out:
+            out.append(cand)
     return tuple(out)
 
 
@@ -122,7 +124,8 @@ def rewrite(text: str, build_args: dict[str, str], built: dict[str, str]) -> str
     hits = {i: ref for i, _, ref in _scan(text, build_args)}
     lines = _lines(text)
     for i, ref in hits.items():
-        final = next((b for dep, b in built.items() if refers_to(ref, dep)), None)
+        exact = exact_names(built)
+        final = next((b for dep, b in built.items() if refers_to(ref, dep, exact)), None)
         if final is None:
             continue
         m = _FROM.match(lines[i]) or _COPY_FROM.match(lines[i])

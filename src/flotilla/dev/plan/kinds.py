@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from flotilla.dev.plan.manifests import refers_to
+from flotilla.dev.plan.manifests import exact_names, refers_to
 
 Rule = tuple[str, str, tuple[str, ...]]  # (kind, api_version, json paths)
 _STEP = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\*|\d+)\]")
@@ -82,10 +82,11 @@ def _all_slots(obj: dict[str, Any], paths: tuple[str, ...]) -> Iterator[tuple[An
 def images_used(obj: dict[str, Any], paths: tuple[str, ...], candidates: list[str]) -> list[str]:
     """Which build refs the object names at ``paths``."""
     found: list[str] = []
+    exact = exact_names(candidates)
     for parent, key in _all_slots(obj, paths):
         value = parent[key]
         for cand in candidates:
-            if isinstance(value, str) and refers_to(value, cand) and cand not in found:
+            if isinstance(value, str) and refers_to(value, cand, exact) and cand not in found:
                 found.append(cand)
     return found
 
@@ -93,8 +94,10 @@ def images_used(obj: dict[str, Any], paths: tuple[str, ...], candidates: list[st
 def inject(obj: dict[str, Any], paths: tuple[str, ...], built: dict[str, str]) -> dict[str, Any]:
     """A copy of ``obj`` with the refs at ``paths`` replaced by the built ones."""
     out = copy.deepcopy(obj)
+    exact = exact_names(built)
     for parent, key in list(_all_slots(out, paths)):
         for declared, final in built.items():
-            if isinstance(parent[key], str) and refers_to(parent[key], declared):
+            if isinstance(parent[key], str) and refers_to(parent[key], declared, exact):
                 parent[key] = final
+                break
     return out

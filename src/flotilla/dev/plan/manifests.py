@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -131,19 +131,44 @@ def image_name(ref: str) -> str:
     return ref[:colon] if colon > slash else ref
 
 
-def refers_to(ref: str, image: str) -> bool:
-    """Does container image ``ref`` name the image built as ``image`` (tags ignored)?"""
-    return image_name(ref) == image_name(image)
+def exact_names(declared: Iterable[str]) -> frozenset[str]:
+    """Image names declared with more than one tag: Tilt then matches each of them exactly."""
+    seen: set[str] = set()
+    dup: set[str] = set()
+    for ref in declared:
+        name = image_name(ref)
+        (dup if name in seen else seen).add(name)
+    return frozenset(dup)
+
+
+def refers_to(ref: str, image: str, exact: frozenset[str] = frozenset()) -> bool:
+    """Does image ``ref`` (in YAML, a Dockerfile) name the image declared as ``image``?
+
+    Tilt's rule (``container.RefSelector``, ``buildIndex.addImage``): a declared ref without a
+    tag matches the name with any tag, a declared ref with a tag matches only that tag, and when
+    one name is declared with several tags (``exact``, from :func:`exact_names`) each matches
+    only itself, so ``app`` and ``app:stretch`` are two images.
+    """
+    name = image_name(image)
+    if image_name(ref) != name:
+        return False
+    declared = image.split("@", 1)[0]
+    if declared != name or name in exact:
+        return ref.split("@", 1)[0] == declared
+    return True
 
 
 def images_used(obj: Obj, candidates: list[str], *, env_vars: set[str] | None = None) -> list[str]:
     """Which of the ``candidates`` (build refs) this object's containers use."""
     found: list[str] = []
+    exact = exact_names(candidates)
     for c in containers(obj):
         for cand in candidates:
-            hit = refers_to(str(c.get("image", "")), cand)
+            hit = refers_to(str(c.get("image", "")), cand, exact)
             if not hit and env_vars is not None and cand in env_vars:
-                hit = any(refers_to(str(e.get("value", "")), cand) for e in c.get("env") or [])
+                hit = any(
+                    refers_to(str(e.get("value", "")), cand, exact) for e in c.get("env") or []
+                )
             if hit and cand not in found:
                 found.append(cand)
     return found
@@ -163,9 +188,13 @@ def inject_images(
     """
     out = copy.deepcopy(obj)
     commands = commands or {}
+    exact = exact_names(built)
     for c in containers(out):
+        image = str(c.get("image", ""))
+        # the first declared image that matches wins, as in Tilt (never a second replacement)
+        chosen = next((d for d in built if refers_to(image, d, exact)), None)
         for declared, final in built.items():
-            if refers_to(str(c.get("image", "")), declared):
+            if declared == chosen:
                 c["image"] = final
                 c.setdefault("imagePullPolicy", "IfNotPresent")
                 command, args = commands.get(declared, (None, None))
@@ -175,7 +204,7 @@ def inject_images(
                     c["args"] = args
             if env_vars is not None and declared in env_vars:
                 for e in c.get("env") or []:
-                    if isinstance(e.get("value"), str) and refers_to(e["value"], declared):
+                    if isinstance(e.get("value"), str) and refers_to(e["value"], declared, exact):
                         e["value"] = final
     return out
 

@@ -69,11 +69,17 @@ def image_dict(image: ImageTarget) -> dict[str, Any]:
     if image.kind == "docker":
         out["context"] = image.context
         out["dockerfile"] = image.dockerfile or "<dockerfile_contents>"
+        if not image.dockerfile:
+            out["dockerfile_contents"] = image.dockerfile_contents
         for key in ("only", "ignore", "entrypoint"):
             if getattr(image, key):
                 out[key] = list(getattr(image, key))
         if image.build_args:
             out["build_args"] = dict(image.build_args)
+        if image.target:
+            out["target"] = image.target
+        if image.container_args is not None:
+            out["container_args"] = list(image.container_args)
         if image.restart_entrypoint:
             out["restart_entrypoint"] = list(image.restart_entrypoint)
         if image.image_deps:
@@ -98,7 +104,9 @@ def resource_dict(r: Resource, images: dict[str, ImageTarget]) -> dict[str, Any]
         out["images"] = [image_dict(images[ref]) for ref in r.images]
     if r.port_forwards:
         out["port_forwards"] = [
-            f"{p.local_port}:{p.container_port or p.local_port}" for p in r.port_forwards
+            ("" if p.host in ("127.0.0.1", "localhost", "") else f"{p.host}:")
+            + f"{p.local_port}:{p.container_port or p.local_port}"
+            for p in r.port_forwards
         ]
     if r.links:
         out["links"] = [{"url": lk.url, "name": lk.name} for lk in r.links]
@@ -138,6 +146,10 @@ def render(result: TiltfileResult, resources: list[Resource], refs: dict[str, st
     """Two YAML documents: the resources, then the manifests with image refs injected."""
     images = {i.ref: i for i in result.images}
     doc: dict[str, Any] = {"resources": [resource_dict(r, images) for r in resources]}
+    deployed = {ref for r in resources for ref in r.images}
+    bases = [image_dict(i) for i in result.images if i.ref not in deployed]
+    if bases:  # built only as the FROM of others: Tilt lists them in each dependent resource
+        doc["base_images"] = bases
     if result.warnings:
         doc["warnings"] = list(result.warnings)
     if result.buttons:

@@ -170,7 +170,25 @@ def assemble(result: TiltfileResult) -> list[Resource]:
         )
     resources += _compose_resources(result)
     _check_images(result.images, resources)
+    _drop_unknown_deps(result, resources)
     return order(resources)
+
+
+def _drop_unknown_deps(result: TiltfileResult, resources: list[Resource]) -> None:
+    """A dependency on a resource that does not exist is ignored with a warning, as in Tilt.
+
+    Tilt (tiltfile_state.go) warns and loads; refusing would stop Tiltfiles that Tilt runs, e.g.
+    one whose optional resource is commented out.
+    """
+    known = {r.name for r in resources}
+    for r in resources:
+        for d in r.resource_deps:
+            if d not in known:
+                result.warnings.append(
+                    f"resource {r.name} specified a dependency on unknown resource {d} - "
+                    "dependency ignored"
+                )
+        r.resource_deps = [d for d in r.resource_deps if d in known]
 
 
 def _find_workload(by_name: dict[str, Resource], selector: str) -> Resource:
@@ -229,7 +247,10 @@ def _compose_resources(result: TiltfileResult) -> list[Resource]:
                 resource_deps=[str(d) for d in _depends_on(spec)],
             )
             image = str(spec.get("image") or "")
-            r.images = [i.ref for i in result.images if image and manifests.refers_to(image, i.ref)]
+            exact = manifests.exact_names(i.ref for i in result.images)
+            r.images = [
+                i.ref for i in result.images if image and manifests.refers_to(image, i.ref, exact)
+            ][:1]
             o = opts.pop(svc, None)
             if o is not None:
                 r.name = o.new_name or svc

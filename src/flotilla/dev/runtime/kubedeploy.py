@@ -278,7 +278,10 @@ class KubeDeployer:
                 if (pod.get("status") or {}).get("phase") != "Running":
                     continue
                 for c in (pod.get("spec") or {}).get("containers") or []:
-                    if manifests.refers_to(str(c.get("image", "")), image_ref):
+                    # a running pod has the built tag: compare names only
+                    if manifests.image_name(str(c.get("image", ""))) == manifests.image_name(
+                        image_ref
+                    ):
                         out.append(
                             Container(
                                 pod["metadata"]["name"],

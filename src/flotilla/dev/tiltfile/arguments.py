@@ -5,7 +5,9 @@ Pure functions over the values a Tiltfile passes; each raises ``UsageError`` say
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from typing import Any
 
 from flotilla.core import units
@@ -37,9 +39,13 @@ def strs(value: Any, what: str) -> tuple[str, ...]:
 
 
 def command_of(value: Any, what: str) -> tuple[str, ...] | str:
-    """A command: a string runs through ``sh -c``, a list runs as is."""
+    """A command: a string runs through ``sh -c``, a list runs as is.
+
+    A string is trimmed of surrounding whitespace, as Tilt's ``model.ToUnixCmd`` does, so a
+    triple-quoted script runs (and shows) the same as in Tilt.
+    """
     if isinstance(value, str):
-        return value
+        return value.strip() if value.strip() else value
     return strs(value, what)
 
 
@@ -76,10 +82,17 @@ def port_forwards_of(value: Any) -> tuple[PortForward, ...]:
         elif isinstance(item, int):
             out.append(PortForward(item, item))
         elif isinstance(item, str):
-            local, _, remote = item.partition(":")
-            if not local.isdigit() or (remote and not remote.isdigit()):
-                raise UsageError(f"port_forwards: {item!r} is not PORT or LOCAL:REMOTE")
-            out.append(PortForward(int(local), int(remote or local)))
+            # Tilt's forms: PORT, LOCAL:REMOTE, HOST:LOCAL:REMOTE (host: where to listen)
+            parts = item.split(":")
+            host = parts.pop(0) if len(parts) == 3 else ""
+            local, remote = parts[0], parts[1] if len(parts) > 1 else ""
+            bad_host = len(parts) == 3 or (host and not re.fullmatch(r"[A-Za-z0-9.-]+", host))
+            if bad_host or not local.isdigit() or (remote and not remote.isdigit()):
+                raise UsageError(
+                    f"port_forwards: {item!r} is not PORT, LOCAL:REMOTE or HOST:LOCAL:REMOTE"
+                )
+            pf = PortForward(int(local), int(remote or local))
+            out.append(dataclasses.replace(pf, host=host) if host else pf)
         else:
             raise UsageError(f"port_forwards: unsupported value {item!r}")
     return tuple(out)

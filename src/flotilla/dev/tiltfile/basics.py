@@ -134,12 +134,26 @@ class FileBuiltins:
     @builtin("_namespace_yaml")
     def namespace_yaml(self, name: str, annotations: Any = None, labels: Any = None) -> str:
         meta: dict[str, Any] = {"name": name}
-        if labels:
-            meta["labels"] = dict(s.split("=", 1) for s in strs(labels, "labels"))
         if annotations:
-            meta["annotations"] = dict(s.split("=", 1) for s in strs(annotations, "annotations"))
+            meta["annotations"] = _key_values(strs(annotations, "annotations"), "annotations")
+        if labels:
+            meta["labels"] = _key_values(strs(labels, "labels"), "labels")
         return self.ev.blob(
             yaml.safe_dump(
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}, sort_keys=False
             )
         )
+
+
+def _key_values(items: tuple[str, ...] | list[str], what: str) -> dict[str, str]:
+    """tilt-extensions' namespace writes each item as a YAML line under the key: ``'k: v'``.
+
+    Anything else (``'k=v'``) makes Tilt fail to decode the Namespace; say so on its line.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip() or " " in key.strip():
+            raise UsageError(f"namespace_yaml: {what} entry {item!r} is not 'key: value'")
+        out[key.strip()] = value.strip().strip("'\"")
+    return out

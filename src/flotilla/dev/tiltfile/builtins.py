@@ -11,6 +11,7 @@ errors raise ``UsageError``; the evaluator adds the Tiltfile's file and line.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -62,9 +63,10 @@ def _env(value: Any) -> dict[str, str]:
 
 
 def _entrypoint(value: Any) -> tuple[str, ...]:
-    """Tilt runs a string entrypoint through ``/bin/sh -c``; a list is the argv."""
+    """A string entrypoint runs as ``sh -c ENTRYPOINT`` (trimmed), as Tilt's ``model.ToUnixCmd``
+    makes it (its docs say ``/bin/sh``; the argv it sets is ``sh``); a list is the argv."""
     if isinstance(value, str):
-        return ("/bin/sh", "-c", value) if value else ()
+        return ("sh", "-c", value.strip()) if value.strip() else ()
     return strs(value, "entrypoint")
 
 
@@ -198,7 +200,16 @@ class Builtins(YamlBuiltins):
         if kube_version:
             argv += ["--kube-version", kube_version]
         argv.append("--skip-crds" if skip_crds else "--include-crds")
-        return self.ev.blob(self._run(argv, {}, "", None, "helm"))
+        out = self._run(argv, {}, "", None, "helm")
+        if namespace:
+            # `helm template --namespace` leaves objects without one; Tilt sets it on each
+            # (tiltfile/files.go), or they would land in the default namespace
+            try:
+                objs = manifests.parse_yaml_stream(out, source="helm")
+            except manifests.ManifestError as exc:
+                raise UsageError(str(exc)) from None
+            out = manifests.dump_yaml_stream([manifests.set_namespace(o, namespace) for o in objs])
+        return self.ev.blob(out)
 
     @builtin()
     def kustomize(
@@ -385,7 +396,7 @@ class Builtins(YamlBuiltins):
                     ref=image_selector,
                     context=str(ev.cwd),
                     kind="custom",
-                    command="true",
+                    command=":",  # as Tilt: the image is only live-updated, never built
                     deps=paths,
                     skips_local_docker=True,
                     live_update=live_update_steps(live_update, paths),
@@ -516,14 +527,20 @@ class Builtins(YamlBuiltins):
     ) -> None:
         paths = tuple(self.ev.path(p) for p in strs(configPaths, "configPaths"))
         services: dict[str, dict[str, Any]] = {}
+        named = ""
         for p in paths:
             doc = yamlload.load(self._read_text(p, "docker_compose")) or {}
+            named = str(doc.get("name") or named) if isinstance(doc, dict) else named
             for svc, spec in (doc.get("services") or {}).items():
                 services.setdefault(svc, {}).update(spec or {})
                 services[svc]["_dir"] = os.path.dirname(p)
         if not paths:
             raise UsageError("docker_compose needs at least one file")
-        proj = project_name or os.path.basename(os.path.dirname(paths[0]))
+        # compose's own rule (compose-go NormalizeProjectName): lower case, only [a-z0-9_-]
+        proj = project_name or named or os.path.basename(os.path.dirname(paths[0]))
+        proj = re.sub(r"[^a-z0-9_-]", "", str(proj).lower()).lstrip("_-")
+        if not proj:
+            raise UsageError("docker_compose: the project name is empty once normalised")
         self.res.compose.append(
             ComposeProject(paths, str(proj), self.ev.path(env_file) if env_file else "", services)
         )

@@ -32,6 +32,7 @@ from flotilla.dev.tiltfile.modules import (
 )
 from flotilla.dev.tiltfile.source import (
     LineMap,
+    expand_tabs,
     rewrite_while,
     top_level_names,
     unresolved_names,
@@ -67,6 +68,7 @@ class Evaluator:
     blobs: set[str] = field(default_factory=set)
     config_defs: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
     config_parsed: dict[str, Any] | None = None
+    config_parse_dir: Path | None = None
     _dirs: list[Path] = field(default_factory=list)
     _loaded: dict[str, sl.FrozenModule] = field(default_factory=dict)
     _included: set[str] = field(default_factory=set)
@@ -190,7 +192,7 @@ class Evaluator:
         """Run one file's text with ``cwd`` as its directory; ``name`` is its file in errors."""
         mod = self._module()
         mod["__file__"] = name  # Tilt sets it to the file being run
-        source, self._line_maps[name] = rewrite_while(text)
+        source, self._line_maps[name] = rewrite_while(expand_tabs(text))
         self._dirs.append(cwd)
         try:
             ast = sl.parse(name, source, _dialect())
@@ -367,7 +369,18 @@ class Evaluator:
         self.result.enabled_resources = []
 
     def _config_parse(self) -> dict[str, Any]:
-        """Values from ``tilt_config.json`` beside the Tiltfile, then from the command line."""
+        """Values from ``tilt_config.json`` beside the Tiltfile, then from the command line.
+
+        As in Tilt, every call must come from one directory (an ``include``d or loaded file
+        elsewhere cannot parse): its config flags are relative to that directory.
+        """
+        here = self.cwd
+        if self.config_parse_dir is not None and here != self.config_parse_dir:
+            raise BuiltinError(
+                "config.parse can only be called from one Tiltfile working directory per run. "
+                f"It was called from {self.config_parse_dir} and {here}"
+            )
+        self.config_parse_dir = here
         if self.config_parsed is not None:
             return self.config_parsed
         values: dict[str, Any] = {}

@@ -130,7 +130,9 @@ def local_repo(url: str, ref: str, base_dir: Path) -> Path:
         raise ValueError(f"extension repository URL {url!r}: use https://, git:// or file://")
     key = hashlib.sha256(f"{url}@{ref}".encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", url.rstrip("/").split("/")[-1])
-    dest = cache_dir() / f"{slug}-{key}"
+    # under a `tilt_modules` directory, as Tilt keeps its clones: extensions such as helm_remote
+    # and git_resource walk up from their own directory to the one holding `tilt_modules`
+    dest = cache_dir() / "tilt_modules" / f"{slug}-{key}"
     if (dest / ".git").is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,44 @@ class LineMap:
         return line - shift
 
 
+def expand_tabs(text: str) -> str:
+    """``text`` with its tabs outside strings turned into spaces; lines stay where they are.
+
+    starlark-rust refuses any tab ("tabs are not allowed"); starlark-go, Tilt's, takes them as
+    whitespace (indentation to the next multiple of 8, as Python), and Tiltfiles use them, e.g.
+    to indent a list of compose files. Tabs inside string literals are kept.
+    """
+    if "\t" not in text:
+        return text
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return text  # the parser reports the real error
+    lines = text.splitlines(keepends=True)
+    keep: list[set[int]] = [set() for _ in lines]  # columns inside string literals, per line
+    for tok in tokens:
+        if tok.type != tokenize.STRING or "\t" not in tok.string:
+            continue
+        (r0, c0), (r1, c1) = tok.start, tok.end
+        for row in range(r0, r1 + 1):
+            start = c0 if row == r0 else 0
+            end = c1 if row == r1 else len(lines[row - 1])
+            keep[row - 1].update(range(start, end))
+    out = []
+    for i, line in enumerate(lines):
+        body = line.lstrip(" \t")
+        lead = line[: len(line) - len(body)]
+        if lead and 0 not in keep[i]:
+            line = lead.expandtabs(8) + body
+            shift = len(lead.expandtabs(8)) - len(lead)
+            kept = {c + shift for c in keep[i]}
+        else:
+            kept = keep[i]
+        chars = (" " if ch == "\t" and c not in kept else ch for c, ch in enumerate(line))
+        out.append("".join(chars))
+    return "".join(out)
+
+
 def rewrite_while(text: str) -> tuple[str, LineMap]:
     """``text`` with each ``while COND:`` turned into a ``for`` loop that breaks on ``not COND``."""
     lmap = LineMap()

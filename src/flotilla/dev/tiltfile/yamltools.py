@@ -35,6 +35,17 @@ class YamlBuiltins(ProbeBuiltins):
 
     @builtin()
     def read_yaml_stream(self, path: str, default: Any = None) -> list[Any]:
+        """Objects of a YAML file; given a multi-line Blob, the Blob's own objects.
+
+        A Blob is a string here, so tilt-extensions' ``namespace_inject``, which asks
+        ``type(x) == 'blob'`` and otherwise calls ``read_yaml_stream(x)``, hands us the YAML
+        itself (``encode_yaml_stream``'s result): read it rather than fail on a path that is YAML.
+        """
+        if isinstance(path, str) and "\n" in path and path in self.ev.blobs:
+            try:
+                return [d for d in yamlload.load_all(path) if d is not None]
+            except ValueError as exc:
+                raise UsageError(f"read_yaml_stream: {exc}") from None
         try:
             text = self._read_text(path, "read_yaml_stream")
         except FileNotFoundError:
