@@ -6,6 +6,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -99,19 +100,21 @@ class Manifest:
     package: str = ""
     """The OLM package of the bundle it came from: versions of one package never conflict."""
 
-    @property
+    # Cached: the audit asks each manifest for these a dozen times, and the body of a loaded
+    # manifest is not changed afterwards (``dataclasses.replace`` makes a new one).
+    @cached_property
     def kind(self) -> str:
         return str(self.body.get("kind") or "")
 
-    @property
+    @cached_property
     def api_version(self) -> str:
         return str(self.body.get("apiVersion") or "")
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(dig(self.body, "metadata").get("name") or "")
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         return str(dig(self.body, "metadata").get("namespace") or "")
 

@@ -65,7 +65,9 @@ def _strs(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list):
-        return tuple(str(v) for v in value if v is not None)
+        if None in value:
+            return tuple(str(v) for v in value if v is not None)
+        return tuple(map(str, value))  # the common case, without a Python step per item
     return ()
 
 
@@ -73,12 +75,13 @@ def policy_rule(raw: Any) -> PolicyRule | None:
     """A PolicyRule from its manifest form; None if it is not a mapping."""
     if not isinstance(raw, dict):
         return None
+    get = raw.get
     return PolicyRule(
-        api_groups=_strs(raw.get("apiGroups")),
-        resources=_strs(raw.get("resources")),
-        verbs=tuple(v.lower() if v != "*" else v for v in _strs(raw.get("verbs"))),
-        resource_names=_strs(raw.get("resourceNames")),
-        non_resource_urls=_strs(raw.get("nonResourceURLs")),
+        api_groups=_strs(get("apiGroups")),
+        resources=_strs(get("resources")),
+        verbs=tuple(map(str.lower, _strs(get("verbs")))),
+        resource_names=_strs(get("resourceNames")),
+        non_resource_urls=_strs(get("nonResourceURLs")),
     )
 
 
