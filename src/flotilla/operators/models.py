@@ -6,8 +6,8 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import IntEnum, StrEnum
+from functools import cached_property
 from typing import Any
 
 from flotilla.core.errors import EXIT_USAGE, FlotillaError

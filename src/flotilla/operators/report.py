@@ -39,7 +39,7 @@ class _Table:
     rows: list[tuple[str, ...]] = field(default_factory=list)
 
     def render(self) -> str:
-        columns = list(zip(*self.rows)) or [()] * len(self.headers)
+        columns = list(zip(*self.rows, strict=True)) or [()] * len(self.headers)
         widths = [
             min(cap, max(len(h), max(map(len, column), default=0)))
             for h, cap, column in zip(self.headers, self.caps, columns, strict=True)
