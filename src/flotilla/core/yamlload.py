@@ -264,10 +264,17 @@ class _TreeBuilder:
         fast = self.plain_str and below <= self.max_depth
         scalar_node, str_tag = yaml.ScalarNode, _STR_TAG
         pairs = node.value
+        built: dict[int, Any] = {}
         if fast:
             for key_node, value_node in pairs:
                 if key_node.__class__ is not scalar_node or key_node.tag != str_tag:
-                    fast = False  # a merge key or an odd key: the loader's way, from the start
+                    # a merge key or an odd key: the loader's way, from the start, keeping the
+                    # values built so far (building one twice would note its duplicates twice)
+                    fast = False
+                    for done_key, done_value in pairs:
+                        if done_key is key_node:
+                            break
+                        built[id(done_value)] = result[done_key.value]
                     result.clear()
                     key_lines.clear()
                     break
@@ -288,7 +295,8 @@ class _TreeBuilder:
                         "found an unhashable key",
                         key_node.start_mark,
                     )
-                result[key] = self.build(value_node, below)
+                done = built.get(id(value_node), built)
+                result[key] = self.build(value_node, below) if done is built else done
                 key_lines[key] = key_node.start_mark.line + 1
         elif len(result) != len(pairs):  # a key repeated: let the loader note it
             self.loader.flatten_mapping(node)
