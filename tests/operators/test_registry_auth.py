@@ -226,6 +226,10 @@ def test_basic_auth_registry_push_and_pull_with_docker_config(
     digest = push_bundle(ETCD, image)
     bundle = pull_bundle(f"{basic_registry}/bundles/etcd@{digest}")
     assert bundle.package == "etcd" and bundle.csv is not None
+    _use_docker_config(monkeypatch, tmp_path, basic_registry, "stale-password")
+    with pytest.raises(ImageError, match="refused the credentials from") as err:
+        pull_bundle(f"{basic_registry}/bundles/etcd@{digest}")
+    assert "stale-password" not in str(err.value)
 
 
 # --- the bearer-token flow --------------------------------------------------------------------

@@ -194,11 +194,13 @@ class _Registry:
                 headers["Authorization"] = self.authorization
             try:
                 with self.client.stream(method, url, headers=headers, **kwargs) as response:
-                    if response.status_code == 401 and attempt == 0:
-                        wanted = self._authorize(response.headers.get("www-authenticate", ""))
-                        if wanted and wanted != headers.get("Authorization"):
-                            self.authorization = wanted
-                            continue
+                    if response.status_code == 401:
+                        if attempt == 0:
+                            challenge = response.headers.get("www-authenticate", "")
+                            wanted = self._authorize(challenge)
+                            if wanted and wanted != headers.get("Authorization"):
+                                self.authorization = wanted
+                                continue
                         raise self._unauthorized()
                     yield response
                     return
