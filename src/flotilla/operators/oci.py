@@ -238,7 +238,8 @@ class _Registry:
         parsed = httpx.URL(realm) if realm.startswith(("https://", "http://")) else None
         if parsed is None:
             return None
-        if parsed.scheme == "http" and not _plain_http(parsed.netloc.decode()):
+        loopback = _plain_http(parsed.netloc.decode()) and self.base.startswith("http://")
+        if parsed.scheme == "http" and not loopback:  # plain HTTP only between loopback ends
             raise ImageError(f"{self.ref}: the token realm {realm} is not HTTPS; refusing it")
         query = {k: v for k, v in params.items() if k in ("service", "scope") and v}
         creds = self.credentials()
