@@ -135,7 +135,8 @@ def test_documents_without_anchors_build_the_same_as_with(loader: type | None) -
         "  f: 1.5\n  b: true\n  z: null\n  d: 2024-01-01\n"
         "set: !!set {a: null, b: null}\npairs: !!omap [{x: 1}, {y: 2}]\n"
         "merged: {<<: {a: 1, b: 2}, b: 3}\nbin: !!binary aGk=\n"
-        "nested: [[1, [2, {k: [v]}]]]\n---\nsecond: [x]\n"
+        "nested: [[1, [2, {k: [v]}]]]\nlate: {x: 1, <<: {y: 2, x: 0}, z: 3}\n"
+        "dup: {a: 1, a: [2]}\nints: {1: one, 2: [two]}\n---\nsecond: [x]\n"
     )
     fast = yamlload.load_all(text, loader=loader, lines=True)
     slow = yamlload.load_all(
@@ -143,6 +144,8 @@ def test_documents_without_anchors_build_the_same_as_with(loader: type | None) -
     )
     assert [_marks(d) for d in fast] == [_marks(d) for d in slow]
     assert fast[0]["merged"] == {"a": 1, "b": 3} and fast[0]["set"] == {"a", "b"}
+    # a merge key after plain keys: the mapping is built again the loader's way
+    assert fast[0]["late"] == {"x": 1, "y": 2, "z": 3} and fast[0]["dup"] == {"a": [2]}
     deep = "a:\n  b:\n    c:\n      d: 1\n"
     with pytest.raises(YamlLimitError, match="deeper than 3") as err:
         yamlload.load(deep, loader=loader, lines=True, limits=Limits(max_depth=3))

@@ -60,7 +60,7 @@ def test_fail_on_thresholds() -> None:
 def test_table_lists_findings_and_grants() -> None:
     result = run(str(BUNDLES / "etcd-0.9.2"), "--why")
     assert result.exit_code == 0
-    assert "secrets-read" in result.output and "Permissions granted (4)" in result.output
+    assert "secrets-read" in result.output and "Permissions granted (8)" in result.output
     assert "returns their values" in result.output
 
 

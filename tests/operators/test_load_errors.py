@@ -43,6 +43,21 @@ def test_duplicate_keys_keep_the_last_value_and_are_reported() -> None:
     assert [(p.rule, p.source.line) for p in problems] == [("duplicate-key", 4)]
 
 
+def test_duplicate_keys_are_reported_beside_merge_keys_and_in_nested_mappings() -> None:
+    text = (
+        "kind: Role\nbase: {a: 1}\nm:\n  x: 1\n  first: {d: 1, d: 2}\n  <<: {a: 2}\n  x: 2\n"
+        "  deep: {k: 1, k: 2}\n"
+    )
+    docs, problems = read_documents(text, "f.yaml")
+    assert docs[0]["m"] == {"x": 2, "first": {"d": 2}, "a": 2, "deep": {"k": 2}}
+    # each once, though the mapping holding the merge key is built the loader's way
+    assert sorted((p.rule, p.source.line) for p in problems) == [
+        ("duplicate-key", 5),
+        ("duplicate-key", 7),
+        ("duplicate-key", 8),
+    ]
+
+
 def test_a_broken_document_hides_neither_the_one_before_nor_after() -> None:
     text = "kind: A\n---\nkind: [oops\n---\nkind: C\nrules:\n- x: 1\n"
     docs, problems = read_documents(text, "f.yaml")

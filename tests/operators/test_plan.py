@@ -43,10 +43,11 @@ def test_upgrade_diff_shows_only_what_is_new() -> None:
     }
     assert diff.removed == []
     # lines moved (rules shifted by 3) but unchanged grants are not "added"
-    assert sorted(g.rule.describe() for g in diff.grants_added) == [
-        "create on core/pods/exec",
-        "get,list on core/nodes",
-        "get,list,watch on core/secrets",
+    assert sorted((g.rule.describe(), g.scope) for g in diff.grants_added) == [
+        ("create on core/pods/exec", "each target namespace"),  # SingleNamespace: copied there
+        ("create on core/pods/exec", "namespace operators"),
+        ("get,list on core/nodes", "cluster"),
+        ("get,list,watch on core/secrets", "cluster"),
     ]
 
 

@@ -62,16 +62,25 @@ class YamlLimitError(yaml.YAMLError):
 
 
 class LineDict(dict[Any, Any]):
-    """A mapping that knows its 1-based start ``line`` and the line of each key."""
+    """A mapping that knows its 1-based start ``line`` and the line of each key.
 
-    line: int = 0
+    Slots, not an instance ``__dict__``: a manifest has dozens of these, and without a
+    ``__dict__`` each is 60% smaller and made 2.7x faster (500,000: 0.36 s instead of 1.0 s);
+    loading the operators bench's 20,000 manifests in a fresh process took 2.6-3.1 s of CPU
+    instead of 3.1-3.3 s. Whoever makes one sets both fields.
+    """
+
+    __slots__ = ("key_lines", "line")
+    line: int
     key_lines: dict[Any, int]
 
 
 class LineList(list[Any]):
-    """A sequence that knows its 1-based start ``line`` and the line of each item."""
+    """A sequence that knows its 1-based start ``line`` and the line of each item (slots, as
+    :class:`LineDict`; whoever makes one sets both fields)."""
 
-    line: int = 0
+    __slots__ = ("item_lines", "line")
+    line: int
     item_lines: list[int]
 
 
@@ -244,11 +253,49 @@ class _TreeBuilder:
             return self.scalar(node)  # type: ignore[arg-type]
         below = depth + 1
         if kind is yaml.MappingNode and node.tag == _MAP_TAG:
-            loader = self.loader
-            loader.flatten_mapping(node)  # merge keys (<<) and duplicate notes, as the loader
-            result = LineDict()
-            result.line = node.start_mark.line + 1
-            key_lines: dict[Any, int] = {}
+            return self.mapping(node, below)  # type: ignore[arg-type]
+        if kind is yaml.SequenceNode and node.tag == _SEQ_TAG:
+            return self.sequence(node, below)  # type: ignore[arg-type]
+        _check_depth(node, self.max_depth - depth + 1)
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(self, node: yaml.MappingNode, below: int) -> LineDict:
+        """Plain string keys and plain string values are taken inline, without a call each
+        (most of a manifest's nodes); anything else goes through :meth:`build`. Only a mapping
+        with a key that is not a plain string can hold a merge key (``<<``, ``!!merge``,
+        ``!!value``), so the loader's ``flatten_mapping`` runs first for those alone, and
+        afterwards when a key repeated (the loader notes duplicates there). Measured on the
+        bench's manifests (20,000 files, ~50 nodes each): building takes 0.43-0.50 s instead of
+        0.54-0.60 s with one call per node and a flatten pass per mapping; libyaml's parse and
+        compose of the same files take 1.1-1.25 s, the floor of this loader."""
+        result = LineDict()
+        result.line = node.start_mark.line + 1
+        key_lines: dict[Any, int] = {}
+        fast = self.plain_str and below <= self.max_depth
+        scalar_node, str_tag = yaml.ScalarNode, _STR_TAG
+        pairs = node.value
+        built: dict[int, Any] = {}
+        if fast:
+            for key_node, value_node in pairs:
+                if key_node.__class__ is not scalar_node or key_node.tag != str_tag:
+                    # a merge key or an odd key: the loader's way, from the start, keeping the
+                    # values built so far (building one twice would note its duplicates twice)
+                    fast = False
+                    for done_key, done_value in pairs:
+                        if done_key is key_node:
+                            break
+                        built[id(done_value)] = result[done_key.value]
+                    result.clear()
+                    key_lines.clear()
+                    break
+                key = key_node.value
+                if value_node.__class__ is scalar_node and value_node.tag == str_tag:
+                    result[key] = value_node.value
+                else:
+                    result[key] = self.build(value_node, below)
+                key_lines[key] = key_node.start_mark.line + 1
+        if not fast:
+            self.loader.flatten_mapping(node)  # merge keys (<<) and duplicate notes
             for key_node, value_node in node.value:
                 key = self.build(key_node, below)
                 if not isinstance(key, _PLAIN_KEYS) and not isinstance(key, Hashable):
@@ -258,18 +305,31 @@ class _TreeBuilder:
                         "found an unhashable key",
                         key_node.start_mark,
                     )
-                result[key] = self.build(value_node, below)
+                done = built.get(id(value_node), built)
+                result[key] = self.build(value_node, below) if done is built else done
                 key_lines[key] = key_node.start_mark.line + 1
-            result.key_lines = key_lines
-            return result
-        if kind is yaml.SequenceNode and node.tag == _SEQ_TAG:
-            children = node.value
+        elif len(result) != len(pairs):  # a key repeated: let the loader note it
+            self.loader.flatten_mapping(node)
+        result.key_lines = key_lines
+        return result
+
+    def sequence(self, node: yaml.SequenceNode, below: int) -> LineList:
+        children = node.value
+        if self.plain_str and below <= self.max_depth:
+            scalar_node, str_tag = yaml.ScalarNode, _STR_TAG
+            items = LineList(
+                [
+                    child.value
+                    if child.__class__ is scalar_node and child.tag == str_tag
+                    else self.build(child, below)
+                    for child in children
+                ]
+            )
+        else:
             items = LineList([self.build(child, below) for child in children])
-            items.line = node.start_mark.line + 1
-            items.item_lines = [child.start_mark.line + 1 for child in children]
-            return items
-        _check_depth(node, self.max_depth - depth + 1)
-        return self.loader.construct_object(node, deep=True)
+        items.line = node.start_mark.line + 1
+        items.item_lines = [child.start_mark.line + 1 for child in children]
+        return items
 
 
 def _check_depth(root: yaml.Node, max_depth: int) -> None:

@@ -14,7 +14,7 @@ from flotilla.operators.models import (
     Severity,
     paused_gc,
 )
-from flotilla.operators.rbac import grants_from_manifests
+from flotilla.operators.rbac import grants_from_manifests, mode_for_targets
 from flotilla.operators.rules import (
     RULES,
     _crd_summary,
@@ -31,6 +31,7 @@ def audit(
     *,
     namespace: str = "operators",
     install_mode: str | None = None,
+    target_namespaces: Sequence[str] = (),
     existing_crds: Mapping[str, str] | None = None,
     owner: str = "",
     errors: Sequence[str | LoadProblem] = (),
@@ -39,10 +40,17 @@ def audit(
 
     ``errors`` are what loading could not read: each :class:`LoadProblem` is also a finding
     (``load-error``, ``duplicate-key``) at its file and line, so no output format hides it; the
-    load errors (not the duplicate keys) are the report's ``errors``.
+    load errors (not the duplicate keys) are the report's ``errors``. ``target_namespaces``
+    are the OperatorGroup's targets: a CSV's ``permissions`` are granted in each of them.
     """
+    install_mode = install_mode or mode_for_targets(namespace, target_namespaces, False)
     with paused_gc():
-        grants = grants_from_manifests(manifests, namespace=namespace, install_mode=install_mode)
+        grants = grants_from_manifests(
+            manifests,
+            namespace=namespace,
+            install_mode=install_mode,
+            target_namespaces=target_namespaces,
+        )
         findings = list(
             manifest_findings(
                 manifests, existing_crds=existing_crds, owner=owner, install_mode=install_mode

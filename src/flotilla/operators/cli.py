@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Only the light, pure models at module level: the audit, its loaders (YAML, helm) and reports
 # are imported by the commands that use them, so `--help` starts fast.
-from flotilla.operators.models import Approval, AuditReport, OperatorsError, Severity
+from flotilla.operators.models import Approval, AuditReport, Manifest, OperatorsError, Severity
 
 app = system_app(
     "Audit operators before they are installed; install and upgrade them with that review built in."
@@ -77,6 +77,14 @@ APPROVE_OPT = typer.Option(
 )
 
 
+TARGET_NS_OPT = typer.Option(
+    None,
+    "--target-namespace",
+    help="A namespace the operator watches (repeat for several), as an OperatorGroup's "
+    "targetNamespaces; the CSV must support the install mode this makes.",
+)
+
+
 @app.command("audit")
 def audit_cmd(
     paths: list[Path] = PATHS_ARG,
@@ -100,7 +108,11 @@ def audit_cmd(
         "--install-mode",
         help="OwnNamespace, "
         "SingleNamespace, MultiNamespace or AllNamespaces; default: "
-        "the widest the CSV supports.",
+        "the one --target-namespace/--all-namespaces make, else the widest the CSV supports.",
+    ),
+    target_namespaces: list[str] = TARGET_NS_OPT,
+    all_namespaces: bool = typer.Option(
+        False, "--all-namespaces", help="Audit an install for all namespaces (AllNamespaces)."
     ),
     why: bool = typer.Option(False, "--why", help="Add the why column to the table."),
     grants: bool = typer.Option(True, "--grants/--no-grants", help="List every permission."),
@@ -122,6 +134,8 @@ def audit_cmd(
     threshold = _severity(fail_on)
     if install_mode and install_mode not in INSTALL_MODES:
         raise typer.BadParameter(f"--install-mode must be one of {', '.join(INSTALL_MODES)}")
+    targets = list(target_namespaces or [])
+    mode = _audit_mode(namespace, targets, all_namespaces, install_mode)
     paths = paths or []
     if diff and len(paths) != 2:
         raise typer.BadParameter("--diff takes exactly two paths: OLD NEW")
@@ -152,8 +166,20 @@ def audit_cmd(
         if bad:
             raise typer.Exit(EXIT_USAGE)
         result = diff_audits(
-            audit(old_m, namespace=namespace, install_mode=install_mode, existing_crds=existing),
-            audit(new_m, namespace=namespace, install_mode=install_mode, existing_crds=existing),
+            audit(
+                old_m,
+                namespace=namespace,
+                install_mode=mode,
+                target_namespaces=targets,
+                existing_crds=existing,
+            ),
+            audit(
+                new_m,
+                namespace=namespace,
+                install_mode=mode,
+                target_namespaces=targets,
+                existing_crds=existing,
+            ),
             old_manifests=old_m,
             new_manifests=new_m,
         )
@@ -166,10 +192,12 @@ def audit_cmd(
         if exceeds(result, threshold):
             raise typer.Exit(EXIT_FINDINGS)
         return
+    _warn_unsupported(manifests, mode)
     report = audit(
         manifests,
         namespace=namespace,
-        install_mode=install_mode,
+        install_mode=mode,
+        target_namespaces=targets,
         existing_crds=existing,
         errors=errors,
     )
@@ -220,12 +248,41 @@ HOLD_OPT = typer.Option(
 )
 
 
-TARGET_NS_OPT = typer.Option(
-    None,
-    "--target-namespace",
-    help="A namespace the operator watches (repeat for several), as an OperatorGroup's "
-    "targetNamespaces; the CSV must support the install mode this makes.",
-)
+def _audit_mode(
+    namespace: str, targets: list[str], all_namespaces: bool, install_mode: str | None
+) -> str | None:
+    """The install mode the audit reasons about: the one the OperatorGroup flags make (they
+    must agree with --install-mode when both are given), else --install-mode, else None."""
+    from flotilla.operators.rbac import mode_for_targets
+
+    if all_namespaces and targets:
+        raise typer.BadParameter("give either --all-namespaces or --target-namespace, not both")
+    derived = mode_for_targets(namespace, targets, all_namespaces)
+    if derived and install_mode and derived != install_mode:
+        raise typer.BadParameter(
+            f"--install-mode {install_mode} disagrees with the namespaces given, which make "
+            f"{derived}"
+        )
+    return derived or install_mode
+
+
+def _warn_unsupported(manifests: list[Manifest], install_mode: str | None) -> None:
+    """OLM refuses a CSV in a mode it does not support: say so, and audit it all the same."""
+    from flotilla.operators.plan import supported_install_modes
+
+    if not install_mode:
+        return
+    for m in manifests:
+        if m.kind == "ClusterServiceVersion":
+            supported = supported_install_modes(m)
+            if install_mode not in supported:
+                typer.echo(
+                    f"warning: {m.name} does not support the {install_mode} install mode "
+                    f"(it supports: {', '.join(supported) or 'none'}); OLM would refuse it",
+                    err=True,
+                )
+
+
 BUNDLE_DIR_ARG = typer.Argument(..., help="Bundle directory: manifests/ and metadata/.")
 
 

@@ -241,7 +241,7 @@ def _system(obj: dict[str, Any]) -> bool:
 def _relined(value: Any) -> Any:
     if isinstance(value, dict):
         out = LineDict({k: _relined(v) for k, v in value.items()})
-        out.line = 0
+        out.line, out.key_lines = 0, {}
         return out
     if isinstance(value, list):
         return [_relined(v) for v in value]

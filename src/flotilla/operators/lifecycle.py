@@ -156,6 +156,7 @@ def _audit(bundle: Bundle, state: OperatorState, crds: dict[str, str]) -> AuditR
         bundle.manifests,
         namespace=state.namespace,
         install_mode=state.install_mode,
+        target_namespaces=state.target_namespaces,
         existing_crds=crds,
         owner=state.package,
     )

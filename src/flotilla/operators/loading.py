@@ -73,11 +73,18 @@ def _is_regular(path: Path) -> bool:
 
 
 def read_file(
-    path: Path, origin: str = "", display: str | None = None, package: str = ""
+    path: Path,
+    origin: str = "",
+    display: str | None = None,
+    package: str = "",
+    *,
+    regular: bool = False,
 ) -> tuple[list[Manifest], list[LoadProblem]]:
-    """Kubernetes objects in one file, and a problem for each part that cannot be read."""
+    """Kubernetes objects in one file, and a problem for each part that cannot be read.
+
+    ``regular``: the caller has just checked it is a regular file (no second ``stat``)."""
     name = display or str(path)
-    if not _is_regular(path):
+    if not regular and not _is_regular(path):
         return [], [LoadProblem(Source(name), "not a regular file; skipped")]
     try:
         text = path.read_bytes().decode("utf-8")
@@ -280,6 +287,7 @@ def _load_one(
     except InputError as exc:
         problems.append(LoadProblem(Source(str(path)), str(exc).removeprefix(f"{path}: ")))
         return
+    origin = str(path)
     for root, dirs, files in os.walk(path):
         dirs.sort()
         here = Path(root)
@@ -293,7 +301,7 @@ def _load_one(
                 file = here / name
                 if not _is_regular(file):  # a FIFO or socket in a tree is not an input
                     continue
-                found, file_problems = read_file(file, origin=str(path))
+                found, file_problems = read_file(file, origin=origin, regular=True)
                 manifests.extend(found)
                 problems.extend(file_problems)
 

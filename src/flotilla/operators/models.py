@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from functools import cached_property
 from typing import Any
 
 from flotilla.core.errors import EXIT_USAGE, FlotillaError
@@ -99,19 +100,22 @@ class Manifest:
     package: str = ""
     """The OLM package of the bundle it came from: versions of one package never conflict."""
 
-    @property
+    # Cached: the audit asks each manifest for these a dozen times (217,800 ``kind`` lookups for
+    # the bench's 20,000 manifests, 0.6 s under the profiler), and the body of a loaded manifest
+    # is not changed afterwards (``dataclasses.replace`` makes a new one).
+    @cached_property
     def kind(self) -> str:
         return str(self.body.get("kind") or "")
 
-    @property
+    @cached_property
     def api_version(self) -> str:
         return str(self.body.get("apiVersion") or "")
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(dig(self.body, "metadata").get("name") or "")
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         return str(dig(self.body, "metadata").get("namespace") or "")
 

@@ -7,12 +7,14 @@ is ``FROM scratch`` with ``manifests/`` and ``metadata/`` copied in and the
 Registry content is untrusted: manifests and layers are bounded in size (declared and actual),
 every blob's digest is checked, media types must be an image's, and a tar entry may only be a
 regular file or directory inside ``manifests/`` or ``metadata/``: links, devices, absolute paths
-and ``..`` are refused with a message naming the entry. Anonymous registries and the anonymous
-bearer-token flow are supported; loopback registries are spoken to over plain HTTP.
+and ``..`` are refused with a message naming the entry. Credentials come from the auth files
+podman, skopeo and docker write (``registryauth``), for Basic auth and the bearer-token flow;
+loopback registries are spoken to over plain HTTP.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -32,6 +34,7 @@ import httpx
 
 from flotilla.operators.documents import Bundle, read_documents
 from flotilla.operators.models import OperatorsError
+from flotilla.operators.registryauth import Credentials, CredentialsError, find_credentials
 
 __all__ = [
     "BUNDLE_LABELS",
@@ -135,8 +138,30 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="…",service="…",scope="repository:a:pull,push"`` -> scheme, params
+    (a quoted value may hold commas, as a scope of several actions does)."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m[1].lower(): m[2] if m[2] is not None else m[3] for m in _CHALLENGE_PARAM.finditer(rest)
+    }
+    return scheme.lower(), params
+
+
 class _Registry:
-    """A minimal distribution-spec client for one repository."""
+    """A minimal distribution-spec client for one repository.
+
+    Authentication as the distribution spec has it: a request answered 401 is sent again with
+    what its ``WWW-Authenticate`` asks for: ``Basic`` credentials, or a ``Bearer`` token from
+    the realm (GET with ``service`` and ``scope``, logged in with Basic auth when there are
+    credentials, anonymous otherwise; an identity token is exchanged by the OAuth2 POST). Tokens
+    are kept per scope, since a push needs ``pull,push`` after a pull-only check. Credentials are
+    looked up once, on the first 401 (``registryauth``); they are sent over plain HTTP only to
+    loopback, and never to another host than the registry's or its token realm.
+    """
 
     def __init__(self, ref: ImageRef) -> None:
         self.ref = ref
@@ -144,43 +169,102 @@ class _Registry:
         scheme = "http" if _plain_http(host) else "https"
         self.base = f"{scheme}://{host}/v2/{ref.repository}"
         self.client = httpx.Client(timeout=60, follow_redirects=True)
-        self.token: str | None = None
+        self.authorization: str | None = None
+        self.tokens: dict[str, str] = {}
+        self._credentials: Credentials | None = None
+        self._looked_up = False
 
     def close(self) -> None:
         self.client.close()
+
+    def credentials(self) -> Credentials | None:
+        if not self._looked_up:
+            self._looked_up = True
+            try:
+                self._credentials = find_credentials(self.ref.host, self.ref.repository)
+            except CredentialsError as exc:
+                raise ImageError(f"{self.ref}: {exc}") from None
+        return self._credentials
 
     @contextmanager
     def _stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
         headers = dict(kwargs.pop("headers", {}))
         for attempt in (0, 1):
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
+            if self.authorization:
+                headers["Authorization"] = self.authorization
             try:
                 with self.client.stream(method, url, headers=headers, **kwargs) as response:
-                    if response.status_code == 401 and attempt == 0 and not self.token:
-                        self.token = self._anonymous_token(
-                            response.headers.get("www-authenticate", "")
-                        )
-                        if self.token:
-                            continue
+                    if response.status_code == 401:
+                        if attempt == 0:
+                            challenge = response.headers.get("www-authenticate", "")
+                            wanted = self._authorize(challenge)
+                            if wanted and wanted != headers.get("Authorization"):
+                                self.authorization = wanted
+                                continue
+                        raise self._unauthorized()
                     yield response
                     return
             except httpx.HTTPError as exc:
                 raise ImageError(f"{self.ref}: {exc}") from exc
 
-    def _anonymous_token(self, challenge: str) -> str | None:
-        if not challenge.lower().startswith("bearer "):
+    def _unauthorized(self) -> ImageError:
+        creds = self._credentials
+        if creds is None:
+            return ImageError(
+                f"{self.ref}: the registry asks for credentials and none were found for "
+                f"{self.ref.host} (log in with podman, skopeo or docker, or set REGISTRY_AUTH_FILE)"
+            )
+        return ImageError(f"{self.ref}: the registry refused the credentials from {creds.origin}")
+
+    def _authorize(self, header: str) -> str | None:
+        """The Authorization value the challenge asks for, or None when we have nothing."""
+        scheme, params = _challenge(header)
+        if scheme == "basic":
+            creds = self.credentials()
+            if creds is None or not (creds.username or creds.password):
+                return None
+            pair = f"{creds.username}:{creds.password}".encode()
+            return "Basic " + base64.b64encode(pair).decode()
+        if scheme != "bearer":
             return None
-        pairs = (part.split("=", 1) for part in challenge[7:].split(",") if "=" in part)
-        params = {k.strip(): v.strip().strip('"') for k, v in pairs}
-        realm = params.pop("realm", "")
-        if not realm.startswith(("https://", "http://")):
+        scope = params.get("scope", "")
+        token = self.tokens.get(scope) or self._token(params)
+        if token:
+            self.tokens[scope] = token
+        return f"Bearer {token}" if token else None
+
+    def _token(self, params: dict[str, str]) -> str | None:
+        realm = params.get("realm", "")
+        parsed = httpx.URL(realm) if realm.startswith(("https://", "http://")) else None
+        if parsed is None:
             return None
+        loopback = _plain_http(parsed.netloc.decode()) and self.base.startswith("http://")
+        if parsed.scheme == "http" and not loopback:  # plain HTTP only between loopback ends
+            raise ImageError(f"{self.ref}: the token realm {realm} is not HTTPS; refusing it")
+        query = {k: v for k, v in params.items() if k in ("service", "scope") and v}
+        creds = self.credentials()
         try:
-            response = self.client.get(realm, params=params)
+            if creds is not None and creds.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "client_id": "flotilla",
+                    **query,
+                }
+                response = self.client.post(realm, data=form, follow_redirects=False)
+            elif creds is not None and (creds.username or creds.password):
+                auth = (creds.username, creds.password)
+                response = self.client.get(realm, params=query, auth=auth, follow_redirects=False)
+            else:
+                response = self.client.get(realm, params=query, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise ImageError(f"{self.ref}: token request to {parsed.host} failed: {exc}") from None
+        if response.status_code in (401, 403):
+            raise self._unauthorized()
+        try:
             body = response.json() if response.is_success else {}
-        except (httpx.HTTPError, ValueError):
-            return None
+        except ValueError:
+            body = {}
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         return str(token) if token else None
 

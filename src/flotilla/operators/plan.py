@@ -65,6 +65,15 @@ class InstallModeError(OperatorsError):
 INSTALL_MODES = ("OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces")
 
 
+_NAMESPACES_VIEW = {
+    "apiGroups": [""],
+    "resources": ["namespaces"],
+    "verbs": ["get", "list", "watch"],
+}
+"""OLM's ``ensureSingletonRBAC`` adds it to the ClusterRole made of an AllNamespaces operator's
+``permissions``: the operator may list the namespaces it watches."""
+
+
 def supported_install_modes(csv: Manifest) -> list[str]:
     """The CSV's ``installModes`` marked supported, in OLM's order."""
     marked = {
@@ -268,7 +277,10 @@ def materialize(
             accounts.add(sa)
             name = f"{package}-{sa}" + ("-cluster" if key == "clusterPermissions" else "")
             if key == "clusterPermissions" or cluster_wide:
-                objects.append(_rbac("ClusterRole", name, "", seq(perm.get("rules"))))
+                rules = seq(perm.get("rules"))
+                if key == "permissions":  # OLM adds this to the ClusterRole it lifts them into
+                    rules = [*rules, _NAMESPACES_VIEW]
+                objects.append(_rbac("ClusterRole", name, "", rules))
                 objects.append(
                     _binding("ClusterRoleBinding", name, "", "ClusterRole", sa, namespace)
                 )

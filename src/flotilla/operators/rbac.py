@@ -1,7 +1,8 @@
 """Who gets which permission, and where: RBAC and CSV permissions turned into grants.
 
-OLM materialises CSV ``permissions`` as a Role in the operator namespace — but as a ClusterRole
-when the operator is installed for all namespaces — and ``clusterPermissions`` as a ClusterRole.
+OLM materialises CSV ``permissions`` as a Role in the operator namespace and a copy in each
+namespace the OperatorGroup targets — but as a ClusterRole when the operator is installed for all
+namespaces — and ``clusterPermissions`` as a ClusterRole in every mode.
 Raw Role/ClusterRole manifests are joined with their bindings here too, so one list answers
 "what does this install grant, to whom, and how far does it reach".
 """
@@ -22,11 +23,13 @@ __all__ = [
     "csv_base_name",
     "csv_install_mode",
     "grants_from_manifests",
+    "mode_for_targets",
     "policy_rule",
 ]
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 ALL_VERBS = ("*",)
+VIEW_VERBS = ("get", "list", "watch")
 
 # The built-in roles bindings most often point at; their rules as the API server defines them,
 # reduced to what matters for an audit.
@@ -65,7 +68,9 @@ def _strs(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list):
-        return tuple(str(v) for v in value if v is not None)
+        if None in value:
+            return tuple(str(v) for v in value if v is not None)
+        return tuple(map(str, value))  # the common case, without a Python step per item
     return ()
 
 
@@ -73,12 +78,13 @@ def policy_rule(raw: Any) -> PolicyRule | None:
     """A PolicyRule from its manifest form; None if it is not a mapping."""
     if not isinstance(raw, dict):
         return None
+    get = raw.get
     return PolicyRule(
-        api_groups=_strs(raw.get("apiGroups")),
-        resources=_strs(raw.get("resources")),
-        verbs=tuple(v.lower() if v != "*" else v for v in _strs(raw.get("verbs"))),
-        resource_names=_strs(raw.get("resourceNames")),
-        non_resource_urls=_strs(raw.get("nonResourceURLs")),
+        api_groups=_strs(get("apiGroups")),
+        resources=_strs(get("resources")),
+        verbs=tuple(map(str.lower, _strs(get("verbs")))),
+        resource_names=_strs(get("resourceNames")),
+        non_resource_urls=_strs(get("nonResourceURLs")),
     )
 
 
@@ -173,25 +179,78 @@ def csv_install_mode(csv: Manifest, requested: str | None = None) -> str:
     return "OwnNamespace"
 
 
-def _csv_grants(csv: Manifest, namespace: str, install_mode: str | None) -> Iterator[Grant]:
+def mode_for_targets(namespace: str, targets: Sequence[str], all_namespaces: bool) -> str | None:
+    """The install mode an OperatorGroup with these targets gives (None: nothing said), as OLM
+    derives it: all namespaces, only the install namespace (Own), one other (Single), several
+    (Multi)."""
+    wanted = list(dict.fromkeys(t for t in targets if t))
+    if all_namespaces:
+        return "AllNamespaces"
+    if not wanted:
+        return None
+    if wanted == [namespace]:
+        return "OwnNamespace"
+    return "SingleNamespace" if len(wanted) == 1 else "MultiNamespace"
+
+
+NAMESPACES_VIEW = PolicyRule(api_groups=("",), resources=("namespaces",), verbs=VIEW_VERBS)
+"""What OLM adds to the ClusterRole it lifts ``permissions`` into for AllNamespaces
+(``ensureSingletonRBAC``): the operator may list the namespaces it watches."""
+
+
+def _permission_scopes(mode: str, namespace: str, targets: Sequence[str]) -> list[str]:
+    """Where a CSV's ``permissions`` end up, as OLM installs them.
+
+    OLM's resolver makes a Role and RoleBinding in the install namespace; for an OperatorGroup
+    targeting other namespaces (Single/MultiNamespace) OLM copies both into each target
+    namespace (``ensureTenantRBAC``), the binding still naming the operator's service account;
+    for AllNamespaces it lifts them into a ClusterRole and ClusterRoleBinding
+    (``ensureSingletonRBAC``). Targets unknown (no ``--target-namespace``): the install
+    namespace and a stand-in for the namespaces it will be given.
+    """
+    if mode == "AllNamespaces":
+        return ["all namespaces"]
+    if mode == "OwnNamespace":
+        return [f"namespace {namespace}"]
+    wanted = [t for t in dict.fromkeys(targets) if t and t != namespace]
+    if not wanted:
+        return [f"namespace {namespace}", "each target namespace"]
+    return [f"namespace {ns}" for ns in (namespace, *wanted)]
+
+
+def _csv_grants(
+    csv: Manifest, namespace: str, install_mode: str | None, targets: Sequence[str] = ()
+) -> Iterator[Grant]:
     spec = dig(csv.body, "spec", "install", "spec")
     mode = csv_install_mode(csv, install_mode)
-    ns_scope = "all namespaces" if mode == "AllNamespaces" else f"namespace {namespace}"
-    for key, scope in (("clusterPermissions", "cluster"), ("permissions", ns_scope)):
+    name = csv_base_name(csv.name)
+    for key in ("clusterPermissions", "permissions"):
+        scopes = (
+            ["cluster"]
+            if key == "clusterPermissions"
+            else _permission_scopes(mode, namespace, targets)
+        )
         for perm in seq(spec.get(key)):
             if not isinstance(perm, dict):
                 continue
             sa = f"ServiceAccount {namespace}/{perm.get('serviceAccountName') or 'default'}"
-            for raw in seq(perm.get("rules")):
-                rule = policy_rule(raw)
-                if rule is not None:
+            perm_source = Source(csv.source.file, line_of(perm, csv.source.line))
+            rules = [
+                (rule, Source(csv.source.file, line_of(raw, csv.source.line)))
+                for raw in seq(perm.get("rules"))
+                if (rule := policy_rule(raw)) is not None
+            ]
+            if key == "permissions" and mode == "AllNamespaces":
+                rules.append((NAMESPACES_VIEW, perm_source))
+            for scope in scopes:
+                for rule, source in rules:
                     yield Grant(
                         subject=sa,
-                        role=f"CSV {csv_base_name(csv.name)} {key}",
+                        role=f"CSV {name} {key}",
                         scope=scope,
                         rule=rule,
                         origin=csv.origin,
-                        source=Source(csv.source.file, line_of(raw, csv.source.line)),
+                        source=source,
                     )
 
 
@@ -237,19 +296,25 @@ def selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
 
 
 def grants_from_manifests(
-    manifests: Sequence[Manifest], *, namespace: str = "operators", install_mode: str | None = None
+    manifests: Sequence[Manifest],
+    *,
+    namespace: str = "operators",
+    install_mode: str | None = None,
+    target_namespaces: Sequence[str] = (),
 ) -> list[Grant]:
     """Every grant the manifests make: CSV permissions plus raw roles joined to their bindings.
 
     ``namespace`` is where the operator is (to be) installed: it names service accounts of the
-    CSV and of bindings without a namespace. Roles no binding refers to are listed as
-    ``(unbound)`` so nothing requested is invisible.
+    CSV and of bindings without a namespace; ``target_namespaces`` are the OperatorGroup's
+    targets, into which OLM copies the CSV's ``permissions``. Roles no binding refers to are
+    listed as ``(unbound)`` so nothing requested is invisible.
     """
+    install_mode = install_mode or mode_for_targets(namespace, target_namespaces, False)
     grants: list[Grant] = []
     roles: dict[tuple[str, str, str], _Role] = {}
     for m in manifests:
         if m.kind == "ClusterServiceVersion":
-            grants.extend(_csv_grants(m, namespace, install_mode))
+            grants.extend(_csv_grants(m, namespace, install_mode, target_namespaces))
         elif m.kind in ("Role", "ClusterRole") and m.api_version.startswith(RBAC_GROUP):
             ns = m.namespace or namespace if m.kind == "Role" else ""
             roles[(m.kind, ns, m.name)] = _Role(m.kind, m.name, ns, _role_rules(m), m.origin)

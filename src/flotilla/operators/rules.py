@@ -28,6 +28,9 @@ __all__ = ["RULES", "RuleInfo", "grant_findings", "manifest_findings", "problem_
 
 
 _CHECKED = [r for r in _RULE_LIST if r.checks]
+_CHECKED_GROUPS = frozenset(group for r in _CHECKED for group, _res, _verbs in r.checks) | {"*"}
+"""API groups some rule checks: a rule in none of them (an operator's own CRD group, which
+differs per operator) triggers nothing, known without trying every check."""
 _NOT_NARROWED = frozenset({"create", "list", "watch", "deletecollection", "*"})
 _KUBE_SYSTEM_REACH = ("cluster", "all namespaces", "namespace kube-system")
 CLUSTER_SCOPED = frozenset(
@@ -134,7 +137,9 @@ def _matched_rules(r: PolicyRule, ns: bool, reach: bool) -> list[tuple[str, str,
     kube-system, so ``grant_findings`` computes it once per distinct combination: a fleet of
     roles repeats the same rules thousands of times.
     """
-    found = []
+    found: list[tuple[str, str, str, bool]] = []
+    if _CHECKED_GROUPS.isdisjoint(r.api_groups):
+        return found
     for info in _CHECKED:
         if info.id == "configmap-kube-system-write" and not reach:
             continue
