@@ -29,7 +29,14 @@ def fn(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("runtime", "template"),
-    [("python", "http"), ("python", "cloudevents"), ("node", "http"), ("node", "cloudevents")],
+    [
+        ("python", "http"),
+        ("python", "cloudevents"),
+        ("node", "http"),
+        ("node", "cloudevents"),
+        pytest.param("java", "http", marks=pytest.mark.slow),
+        pytest.param("java", "cloudevents", marks=pytest.mark.slow),
+    ],
 )
 def test_init_creates_a_project_whose_own_tests_pass(
     tmp_path: Path, runtime: str, template: str
@@ -43,7 +50,7 @@ def test_init_creates_a_project_whose_own_tests_pass(
     assert spec["runtime"] == runtime
     assert spec["signature"] == ("cloudevent" if template == "cloudevents" else "http")
     command = [sys.executable, "-m", "flotilla", "fn", "test", "-C", str(project)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -80,7 +87,14 @@ def test_invalid_function_yaml_is_explained(tmp_path: Path) -> None:
     assert fn("build", "-C", str(tmp_path / "missing"))[0] == 1
 
 
-@pytest.mark.parametrize("runtime", ["python", "node"])
+SOURCES = {
+    "python": "func.py",
+    "node": "index.js",
+    "java": "src/main/java/function/Function.java",
+}
+
+
+@pytest.mark.parametrize("runtime", ["python", "node", pytest.param("java", marks=pytest.mark.slow)])
 def test_run_reloads_on_change_and_invoke_calls_it(tmp_path: Path, runtime: str) -> None:
     project = tmp_path / "live"
     fn("init", "live", "--runtime", runtime, "--dir", str(project))
@@ -91,12 +105,12 @@ def test_run_reloads_on_change_and_invoke_calls_it(tmp_path: Path, runtime: str)
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/readiness")
+        wait_http(f"http://127.0.0.1:{port}/health/readiness", timeout=300)  # Java: Maven first
         code, out = fn("invoke", "/?name=fleet", "--port", str(port))
         assert (code, out) == (0, '{"message":"Hello, fleet!"}')
-        source = project / ("func.py" if runtime == "python" else "index.js")
+        source = project / SOURCES[runtime]
         source.write_text(source.read_text().replace("Hello,", "Howdy,"))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + (120 if runtime == "java" else 20)  # Java recompiles
         body = ""
         while time.monotonic() < deadline and "Howdy" not in body:
             with contextlib.suppress(httpx.HTTPError):

@@ -585,7 +585,13 @@ public final class Main {
             Runtime.getRuntime().halt(2);
             return;
         }
-        Runnable stop = () -> new Thread(main::stop, "flotilla-stop").start();
+        // Not a daemon (threads inherit that from the signal's dispatcher): once server.stop() has
+        // ended the HTTP dispatcher, this thread alone keeps the JVM alive for the stop hook.
+        Runnable stop = () -> {
+            Thread t = new Thread(main::stop, "flotilla-stop");
+            t.setDaemon(false);
+            t.start();
+        };
         sun.misc.Signal.handle(new sun.misc.Signal("TERM"), s -> stop.run());
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> stop.run());
         try {
