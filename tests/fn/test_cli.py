@@ -94,7 +94,9 @@ SOURCES = {
 }
 
 
-@pytest.mark.parametrize("runtime", ["python", "node", pytest.param("java", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "runtime", ["python", "node", pytest.param("java", marks=pytest.mark.slow)]
+)
 def test_run_reloads_on_change_and_invoke_calls_it(tmp_path: Path, runtime: str) -> None:
     project = tmp_path / "live"
     fn("init", "live", "--runtime", runtime, "--dir", str(project))
