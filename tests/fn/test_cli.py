@@ -206,3 +206,24 @@ def test_images_carry_the_cloudevents_sdks() -> None:
     python = build_context(load_spec("name: p\nruntime: python\n"), {}).files
     assert "deps/cloudevents/http/__init__.py" in python
     assert "runtime/flotilla/fn/runtime/events.py" in python
+
+
+@pytest.mark.slow
+def test_a_java_image_is_the_compiled_function_on_the_jre_base(tmp_path: Path) -> None:
+    project = tmp_path / "jhello"
+    assert fn("init", "jhello", "--runtime", "java", "--dir", str(project))[0] == 0
+    (project / "target").mkdir()
+    (project / "target" / "stale.class").write_bytes(b"x")  # a plain `mvn` build: not copied
+    code, out = fn("build", "-C", str(project), "--context-dir", str(tmp_path / "ctx"))
+    assert code == 0, out
+    dockerfile = (tmp_path / "ctx" / "Dockerfile").read_text().splitlines()
+    assert dockerfile[0] == "FROM flotilla.local/java:17"
+    assert dockerfile[-1] == "COPY classes/ /opt/flotilla/classes/"  # the code is the top layer
+    assert any(
+        line.startswith('CMD ["java"') and "dev.flotilla.fn.Main" in line for line in dockerfile
+    )
+    assert (tmp_path / "ctx" / "classes" / "function" / "Function.class").is_file()
+    assert (tmp_path / "ctx" / "runtime" / "flotilla-fn.jar").is_file()
+    assert any((tmp_path / "ctx" / "runtime" / "lib").glob("cloudevents-core-*.jar"))
+    assert (tmp_path / "ctx" / "function" / "src" / "main" / "java" / "function").is_dir()
+    assert not (tmp_path / "ctx" / "function" / "target").exists()

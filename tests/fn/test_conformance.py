@@ -47,7 +47,8 @@ def _image_runtime(runtime: str, collector: Collector, docker_host: str) -> Iter
     project = CONFORMANCE / runtime
     spec = load_spec((project / "function.yaml").read_text())
     tag = f"flotilla.local/{spec.name}:conformance"
-    build_image(build_context(spec, function_files(project)), tag, docker_host=docker_host)
+    context = build_context(spec, function_files(project), project=project)
+    build_image(context, tag, docker_host=docker_host)
     port = free_port()
     client = docker.DockerClient(base_url=docker_host)
     container = client.containers.run(
@@ -76,6 +77,7 @@ def _image_runtime(runtime: str, collector: Collector, docker_host: str) -> Iter
         pytest.param("java", marks=pytest.mark.slow),
         pytest.param("python-image", marks=IMAGE),
         pytest.param("node-image", marks=IMAGE),
+        pytest.param("java-image", marks=IMAGE),
     ],
 )
 def served(
