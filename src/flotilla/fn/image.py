@@ -302,6 +302,13 @@ def _client(docker_host: str | None) -> Any:
         ) from None
 
 
+def _base_hint(chunk: dict[str, Any]) -> str:
+    """The Java base image is opt-in; say how to get it when dockerd lacks it."""
+    if BASE_IMAGES[Runtime.JAVA] in str(chunk.get("error", "")):
+        return " (build it once with `flotilla testenv build --java-image`)"
+    return ""
+
+
 def build_image(context: BuildContext, tag: str, *, docker_host: str | None = None) -> BuildResult:
     """Build through dockerd's Engine API (legacy builder); never pulls the base image."""
     import docker.errors
@@ -320,7 +327,7 @@ def build_image(context: BuildContext, tag: str, *, docker_host: str | None = No
         )
         for chunk in stream:
             if "error" in chunk:
-                raise BuildError(f"building {tag}: {chunk['error'].strip()}")
+                raise BuildError(f"building {tag}: {chunk['error'].strip()}{_base_hint(chunk)}")
             text = str(chunk.get("stream", ""))
             if text.strip():
                 result.log.append(text.rstrip())
