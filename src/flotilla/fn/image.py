@@ -304,7 +304,7 @@ def _client(docker_host: str | None) -> Any:
 
 def _base_hint(chunk: dict[str, Any]) -> str:
     """The Java base image is opt-in; say how to get it when dockerd lacks it."""
-    if BASE_IMAGES[Runtime.JAVA] in str(chunk.get("error", "")):
+    if BASE_IMAGES[Runtime.JAVA].rsplit(":", 1)[0] in str(chunk.get("error", "")):
         return " (build it once with `flotilla testenv build --java-image`)"
     return ""
 
