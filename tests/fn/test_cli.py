@@ -29,7 +29,14 @@ def fn(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("runtime", "template"),
-    [("python", "http"), ("python", "cloudevents"), ("node", "http"), ("node", "cloudevents")],
+    [
+        ("python", "http"),
+        ("python", "cloudevents"),
+        ("node", "http"),
+        ("node", "cloudevents"),
+        pytest.param("java", "http", marks=pytest.mark.slow),
+        pytest.param("java", "cloudevents", marks=pytest.mark.slow),
+    ],
 )
 def test_init_creates_a_project_whose_own_tests_pass(
     tmp_path: Path, runtime: str, template: str
@@ -43,7 +50,7 @@ def test_init_creates_a_project_whose_own_tests_pass(
     assert spec["runtime"] == runtime
     assert spec["signature"] == ("cloudevent" if template == "cloudevents" else "http")
     command = [sys.executable, "-m", "flotilla", "fn", "test", "-C", str(project)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -80,7 +87,16 @@ def test_invalid_function_yaml_is_explained(tmp_path: Path) -> None:
     assert fn("build", "-C", str(tmp_path / "missing"))[0] == 1
 
 
-@pytest.mark.parametrize("runtime", ["python", "node"])
+SOURCES = {
+    "python": "func.py",
+    "node": "index.js",
+    "java": "src/main/java/function/Function.java",
+}
+
+
+@pytest.mark.parametrize(
+    "runtime", ["python", "node", pytest.param("java", marks=pytest.mark.slow)]
+)
 def test_run_reloads_on_change_and_invoke_calls_it(tmp_path: Path, runtime: str) -> None:
     project = tmp_path / "live"
     fn("init", "live", "--runtime", runtime, "--dir", str(project))
@@ -91,12 +107,12 @@ def test_run_reloads_on_change_and_invoke_calls_it(tmp_path: Path, runtime: str)
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/readiness")
+        wait_http(f"http://127.0.0.1:{port}/health/readiness", timeout=300)  # Java: Maven first
         code, out = fn("invoke", "/?name=fleet", "--port", str(port))
         assert (code, out) == (0, '{"message":"Hello, fleet!"}')
-        source = project / ("func.py" if runtime == "python" else "index.js")
+        source = project / SOURCES[runtime]
         source.write_text(source.read_text().replace("Hello,", "Howdy,"))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + (120 if runtime == "java" else 20)  # Java recompiles
         body = ""
         while time.monotonic() < deadline and "Howdy" not in body:
             with contextlib.suppress(httpx.HTTPError):
@@ -190,3 +206,24 @@ def test_images_carry_the_cloudevents_sdks() -> None:
     python = build_context(load_spec("name: p\nruntime: python\n"), {}).files
     assert "deps/cloudevents/http/__init__.py" in python
     assert "runtime/flotilla/fn/runtime/events.py" in python
+
+
+@pytest.mark.slow
+def test_a_java_image_is_the_compiled_function_on_the_jre_base(tmp_path: Path) -> None:
+    project = tmp_path / "jhello"
+    assert fn("init", "jhello", "--runtime", "java", "--dir", str(project))[0] == 0
+    (project / "target").mkdir()
+    (project / "target" / "stale.class").write_bytes(b"x")  # a plain `mvn` build: not copied
+    code, out = fn("build", "-C", str(project), "--context-dir", str(tmp_path / "ctx"))
+    assert code == 0, out
+    dockerfile = (tmp_path / "ctx" / "Dockerfile").read_text().splitlines()
+    assert dockerfile[0] == "FROM flotilla.local/java:17"
+    assert dockerfile[-1] == "COPY classes/ /opt/flotilla/classes/"  # the code is the top layer
+    assert any(
+        line.startswith('CMD ["java"') and "dev.flotilla.fn.Main" in line for line in dockerfile
+    )
+    assert (tmp_path / "ctx" / "classes" / "function" / "Function.class").is_file()
+    assert (tmp_path / "ctx" / "runtime" / "flotilla-fn.jar").is_file()
+    assert any((tmp_path / "ctx" / "runtime" / "lib").glob("cloudevents-core-*.jar"))
+    assert (tmp_path / "ctx" / "function" / "src" / "main" / "java" / "function").is_dir()
+    assert not (tmp_path / "ctx" / "function" / "target").exists()

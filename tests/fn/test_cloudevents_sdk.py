@@ -210,7 +210,9 @@ DECODERS = {"python-sdk": py_decode, "node-sdk": node_decode}
 # --- the runtimes ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["python", "node"])
+@pytest.fixture(
+    scope="module", params=["python", "node", pytest.param("java", marks=pytest.mark.slow)]
+)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:

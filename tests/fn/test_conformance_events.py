@@ -16,7 +16,9 @@ from .support import Collector, Served, local_runtime, parse_metrics, sample
 CE = {"ce-id": "42", "ce-source": "/tests", "ce-type": "dev.example.ping", "ce-specversion": "1.0"}
 
 
-@pytest.fixture(scope="module", params=["python", "node"])
+@pytest.fixture(
+    scope="module", params=["python", "node", pytest.param("java", marks=pytest.mark.slow)]
+)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:

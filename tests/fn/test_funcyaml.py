@@ -84,6 +84,7 @@ def test_func_yaml_maps_onto_function_yaml_and_names_what_it_ignores() -> None:
     ("text", "message"),
     [
         ("name: x\nruntime: go\n", "runtime 'go'"),
+        ("name: x\nruntime: quarkus\n", "not quarkus apps; use runtime: java"),
         ("name: x\nruntime: node\nrun:\n  volumes:\n  - secret: s\n", "needs a path"),
         ("- 1\n", "must be a mapping"),
     ],
@@ -105,3 +106,13 @@ def test_deploy_dry_run_reads_func_yaml(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ignoring build, created, registry, specVersion" in result.output
     assert "containerConcurrency: 8" in result.output and "claimName: data" in result.output
+
+
+def test_a_java_func_yaml_is_a_java_function() -> None:
+    doc, ignored = from_func_yaml({"specVersion": "0.36.0", "name": "jfunc", "runtime": "java"})
+    spec = parse_spec(doc)
+    assert (spec.runtime.value, spec.handler_ref, ignored) == (
+        "java",
+        "function.Function:handle",
+        ["specVersion"],
+    )

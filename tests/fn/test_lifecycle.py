@@ -20,7 +20,7 @@ from flotilla.fn.model import load_spec
 
 from .support import CONFORMANCE, Collector, Served, free_port, local_runtime, parse_metrics, sample
 
-RUNTIMES = ["python", "node"]
+RUNTIMES = ["python", "node", pytest.param("java", marks=pytest.mark.slow)]
 
 
 @contextmanager

@@ -164,7 +164,9 @@ def build(
     from .deps import function_dependencies
 
     dependencies = function_dependencies(spec.runtime.value, project.resolve())
-    context = build_context(spec, function_files(project.resolve()), dependencies)
+    context = build_context(
+        spec, function_files(project.resolve()), dependencies, project=project.resolve()
+    )
     if context_dir is not None:
         context.write(context_dir)
         typer.echo(f"wrote the build context to {context_dir}")

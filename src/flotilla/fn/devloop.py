@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from .deps import function_dependencies, node_runtime_modules
 from .image import IGNORED_DIRS
+from .jvm import java_runtime
 from .manifests import limit_env
 from .model import FnError, FunctionSpec, Runtime, Signature
 
@@ -135,6 +136,7 @@ def test_command(spec: FunctionSpec, project: Path) -> Command:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise FileNotFoundError("mvn is not installed (Debian package maven)")
+        java_runtime()  # the tests compile against flotilla-fn, which this installs into ~/.m2
         return Command([mvn, "-B", "-q", "test"], env, project)
     env["NODE_PATH"] = _node_path(spec)
     return Command([_node(), "--test"], env, project)

@@ -1,6 +1,7 @@
 """Knative func projects: ``func.yaml`` read as a ``function.yaml`` document (pure).
 
-Taken: ``name``, ``runtime`` (python, node; typescript is refused), ``image``, ``namespace``,
+Taken: ``name``, ``runtime`` (python, node, and java for a flotilla Java project; func's
+typescript, quarkus and springboot are refused), ``image``, ``namespace``,
 ``invoke`` (``cloudevent`` selects the cloudevent signature), ``run.envs`` and ``envs``
 (``{{ secret:NAME:KEY }}``, ``{{ configMap:NAME:KEY }}``, ``{{ secret:NAME }}`` as envFrom, and
 plain values), ``run.volumes`` / ``volumes`` (secret, configMap, presistentVolumeClaim, emptyDir),
@@ -78,8 +79,13 @@ def from_func_yaml(func: Any) -> tuple[dict[str, Any], list[str]]:
         raise FuncYamlError("func.yaml must be a mapping")
     ignored = [k for k in sorted(func) if k not in _TAKEN_TOP]
     runtime = func.get("runtime")
-    if runtime not in ("python", "node"):
-        raise FuncYamlError(f"func.yaml runtime {runtime!r}: flotilla runs python and node")
+    if runtime in ("quarkus", "springboot"):
+        raise FuncYamlError(
+            f"func.yaml runtime {runtime!r}: flotilla runs plain Java functions, not {runtime} "
+            "apps; use runtime: java with a dev.flotilla.fn handler (fn init --runtime java)"
+        )
+    if runtime not in ("python", "node", "java"):
+        raise FuncYamlError(f"func.yaml runtime {runtime!r}: flotilla runs python, node and java")
     doc: dict[str, Any] = {"name": func.get("name"), "runtime": runtime}
     if func.get("image"):
         doc["image"] = func["image"]

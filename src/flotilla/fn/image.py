@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .deps import node_runtime_modules, tree_files
+from .jvm import JVM_OPTIONS, MAIN_CLASS, build_function, java_runtime
 from .model import FnError, FunctionSpec, Runtime, Signature
 
 __all__ = [
@@ -36,7 +37,11 @@ __all__ = [
     "tag_image",
 ]
 
-BASE_IMAGES = {Runtime.PYTHON: "flotilla.local/python:3.11", Runtime.NODE: "flotilla.local/node:18"}
+BASE_IMAGES = {
+    Runtime.PYTHON: "flotilla.local/python:3.11",
+    Runtime.NODE: "flotilla.local/node:18",
+    Runtime.JAVA: "flotilla.local/java:17",
+}
 PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn", "cloudevents")
 IGNORED_DIRS = frozenset(
     {
@@ -55,6 +60,7 @@ _PACKAGE = Path(__file__).resolve().parent
 SITE = "/opt/flotilla/site"
 NODE_LIB = "/opt/flotilla/node"
 USER_DEPS = "/opt/flotilla/userdeps"
+JAVA_HOME_FN = "/opt/flotilla/java"
 
 
 class BuildError(FnError, RuntimeError):
@@ -175,12 +181,40 @@ def _env_lines(spec: FunctionSpec) -> list[str]:
     return ["ENV " + " ".join(f'{k}="{v}"' for k, v in env.items())]
 
 
+def _java_lines(project: Path | None, files: dict[str, bytes]) -> list[str]:
+    """Java: the runtime jar and its libraries, the function's libraries, then its classes (the
+    layer a code change rebuilds), all compiled on the build host by Maven, as ``fn run`` does."""
+    if project is None:
+        raise BuildError("a Java function is compiled from its project directory; none was given")
+    runtime = java_runtime()
+    built = build_function(project)
+    files["runtime/flotilla-fn.jar"] = (runtime / "flotilla-fn.jar").read_bytes()
+    files.update(tree_files(runtime / "lib", "runtime/lib"))
+    function_libs = tree_files(built.lib, "function-lib")
+    files.update(function_libs)
+    files.update(tree_files(built.classes, "classes"))
+    parts = ("/opt/flotilla/classes", "function-lib/*", "flotilla-fn.jar", "lib/*")
+    classpath = ":".join(p if p.startswith("/") else f"{JAVA_HOME_FN}/{p}" for p in parts)
+    argv = ["java", *JVM_OPTIONS, "-cp", classpath, MAIN_CLASS]
+    return [
+        f"FROM {BASE_IMAGES[Runtime.JAVA]}",
+        f"COPY runtime/ {JAVA_HOME_FN}/",
+        *([f"COPY function-lib/ {JAVA_HOME_FN}/function-lib/"] if function_libs else []),
+        "CMD [" + ", ".join(f'"{a}"' for a in argv) + "]",
+    ]
+
+
 def build_context(
-    spec: FunctionSpec, project_files: dict[str, bytes], dependencies: Path | None = None
+    spec: FunctionSpec,
+    project_files: dict[str, bytes],
+    dependencies: Path | None = None,
+    *,
+    project: Path | None = None,
 ) -> BuildContext:
     """Dockerfile plus files for ``spec``; ``project_files`` from :func:`function_files`;
     ``dependencies`` the function's installed dependencies (:func:`deps.function_dependencies`),
-    copied as their own layer below the code, so a code change does not re-copy them."""
+    copied as their own layer below the code, so a code change does not re-copy them.
+    ``project`` is the directory itself, which Java needs to compile the function."""
     files: dict[str, bytes] = {}
     dep_lines: list[str] = []
     user_deps = tree_files(dependencies, "userdeps") if dependencies is not None else {}
@@ -202,6 +236,9 @@ def build_context(
             f'ENV PYTHONPATH="{SITE}:{USER_DEPS}" PYTHONUNBUFFERED="1"',
             'CMD ["python3", "-m", "flotilla.fn.runtime"]',
         ]
+    elif spec.runtime is Runtime.JAVA:
+        lines = _java_lines(project, files)
+        project_files = {k: v for k, v in project_files.items() if not k.startswith("target/")}
     else:
         files["runtime/flotilla-fn.js"] = (_PACKAGE / "node" / "flotilla-fn.js").read_bytes()
         lines = [f"FROM {BASE_IMAGES[Runtime.NODE]}"]
@@ -223,6 +260,8 @@ def build_context(
         f"EXPOSE {spec.deploy.port}",
         "COPY function/ /function/",
     ]
+    if spec.runtime is Runtime.JAVA:
+        lines.append("COPY classes/ /opt/flotilla/classes/")
     files["Dockerfile"] = ("\n".join(lines) + "\n").encode()
     return BuildContext(files)
 
@@ -263,6 +302,13 @@ def _client(docker_host: str | None) -> Any:
         ) from None
 
 
+def _base_hint(chunk: dict[str, Any]) -> str:
+    """The Java base image is opt-in; say how to get it when dockerd lacks it."""
+    if BASE_IMAGES[Runtime.JAVA].rsplit(":", 1)[0] in str(chunk.get("error", "")):
+        return " (build it once with `flotilla testenv build --java-image`)"
+    return ""
+
+
 def build_image(context: BuildContext, tag: str, *, docker_host: str | None = None) -> BuildResult:
     """Build through dockerd's Engine API (legacy builder); never pulls the base image."""
     import docker.errors
@@ -281,7 +327,7 @@ def build_image(context: BuildContext, tag: str, *, docker_host: str | None = No
         )
         for chunk in stream:
             if "error" in chunk:
-                raise BuildError(f"building {tag}: {chunk['error'].strip()}")
+                raise BuildError(f"building {tag}: {chunk['error'].strip()}{_base_hint(chunk)}")
             text = str(chunk.get("stream", ""))
             if text.strip():
                 result.log.append(text.rstrip())

@@ -25,6 +25,7 @@ from .deps import DependencyError, cache_root
 __all__ = [
     "JAVA_LIB",
     "JVM_OPTIONS",
+    "MAIN_CLASS",
     "BuiltFunction",
     "JavaBuildError",
     "build_function",

@@ -128,11 +128,171 @@ test('replies with the data it received', async () => {
 });
 """
 
+
+_JAVA_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Built by flotilla (fn run / fn build) with Maven; every plugin and dependency is pinned. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>function</groupId>
+  <artifactId>__NAME__</artifactId>
+  <version>0.1.0</version>
+  <properties>
+    <maven.compiler.release>17</maven.compiler.release>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+    <!-- flotilla builds into its own cache; plain `mvn` builds into target/ -->
+    <flotilla.buildDir>${project.basedir}/target</flotilla.buildDir>
+  </properties>
+  <dependencies>
+    <!-- The runtime (and the CloudEvents Java SDK, Jackson) is provided by flotilla. -->
+    <dependency>
+      <groupId>dev.flotilla</groupId>
+      <artifactId>flotilla-fn</artifactId>
+      <version>1.0.0</version>
+      <scope>provided</scope>
+    </dependency>
+    <dependency>
+      <groupId>org.junit.jupiter</groupId>
+      <artifactId>junit-jupiter</artifactId>
+      <version>5.10.2</version>
+      <scope>test</scope>
+    </dependency>
+  </dependencies>
+  <build>
+    <directory>${flotilla.buildDir}</directory>
+    <pluginManagement>
+      <plugins>
+        <plugin><artifactId>maven-resources-plugin</artifactId><version>3.3.1</version></plugin>
+        <plugin><artifactId>maven-compiler-plugin</artifactId><version>3.13.0</version></plugin>
+        <plugin><artifactId>maven-surefire-plugin</artifactId><version>3.2.5</version></plugin>
+        <plugin><artifactId>maven-jar-plugin</artifactId><version>3.4.1</version></plugin>
+        <plugin><artifactId>maven-dependency-plugin</artifactId><version>3.6.1</version></plugin>
+      </plugins>
+    </pluginManagement>
+    <plugins>
+      <plugin>
+        <!-- The function's own runtime dependencies, next to its classes. -->
+        <artifactId>maven-dependency-plugin</artifactId>
+        <executions>
+          <execution>
+            <id>function-libs</id>
+            <phase>package</phase>
+            <goals><goal>copy-dependencies</goal></goals>
+            <configuration>
+              <outputDirectory>${project.build.directory}/lib</outputDirectory>
+              <includeScope>runtime</includeScope>
+            </configuration>
+          </execution>
+        </executions>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+"""
+
+_JAVA_HTTP = """package function;
+
+import dev.flotilla.fn.Request;
+import java.util.Map;
+
+/**
+ * The function: {@code handle} gets a Request and returns the response body.
+ *
+ * <p>Return a String, a byte[], a JSON-able value (Jackson), null (204) or
+ * {@code new Response(body, status, headers)}. Invocations run on their own threads.
+ */
+public class Function {
+    public Map<String, String> handle(Request request) {
+        String name = request.query().getOrDefault("name", "world");
+        // a JSON line carrying this invocation's trace and span ids
+        request.log().info("greeting " + name);
+        return Map.of("message", "Hello, " + name + "!");
+    }
+
+    /** Optional hook behind /health/readiness: false (or throwing) takes the instance out. */
+    public boolean readiness() {
+        return true;
+    }
+}
+"""
+
+_JAVA_HTTP_TEST = """package function;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.flotilla.fn.Request;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class FunctionTest {
+    @Test
+    void greetsByName() {
+        Request request = Request.of("GET", "/", Map.of("name", "fleet"), new byte[0]);
+        assertEquals(Map.of("message", "Hello, fleet!"), new Function().handle(request));
+    }
+
+    @Test
+    void greetsTheWorldByDefault() {
+        Request request = Request.of("GET", "/", Map.of(), new byte[0]);
+        assertEquals(Map.of("message", "Hello, world!"), new Function().handle(request));
+    }
+}
+"""
+
+_JAVA_CE = """package function;
+
+import dev.flotilla.fn.Event;
+import dev.flotilla.fn.Reply;
+import java.util.Collections;
+import java.util.logging.Logger;
+
+/**
+ * The function: {@code handle} gets a CloudEvent and may answer with another one (null: 204).
+ *
+ * <p>{@code event.data()} is typed by its datacontenttype: a Jackson JsonNode for JSON, a String
+ * for text, byte[] otherwise. {@code event.cloudEvent()} is the CloudEvents Java SDK's event.
+ */
+public class Function {
+    private static final Logger LOG = Logger.getLogger("function");
+
+    public Reply handle(Event event) {
+        LOG.info("received " + event.type() + " from " + event.source());
+        return Reply.of("dev.flotilla.__NAME__.reply", "/functions/__NAME__")
+                .data(Collections.singletonMap("received", event.data()));
+    }
+}
+"""
+
+_JAVA_CE_TEST = """package function;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.flotilla.fn.Event;
+import dev.flotilla.fn.Reply;
+import io.cloudevents.core.builder.CloudEventBuilder;
+import java.net.URI;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class FunctionTest {
+    @Test
+    void repliesWithTheDataItReceived() {
+        var ping = CloudEventBuilder.v1().withId("1").withType("dev.example.ping")
+                .withSource(URI.create("/test")).build();
+        Reply reply = new Function().handle(Event.of(ping, Map.of("n", 1)));
+        assertEquals("dev.flotilla.__NAME__.reply", reply.type());
+        assertEquals(Map.of("received", Map.of("n", 1)), reply.data());
+    }
+}
+"""
+
 _GITIGNORE = "__pycache__/\n.pytest_cache/\n.flotilla-build/\n"
+_JAVA_GITIGNORE = "target/\n"
 
 
 def _fill(template: str, name: str) -> str:
-    # Python templates use str.format escaping; JS ones a __NAME__ placeholder (JS has ${}).
+    # Python templates use str.format escaping; JS and Java ones a __NAME__ placeholder.
     return template.replace("__NAME__", name)
 
 
@@ -149,6 +309,13 @@ def project_files(spec: FunctionSpec, template: str) -> dict[str, str]:
         else:
             files["func.py"] = _PY_HTTP
             files["test_func.py"] = _PY_HTTP_TEST
+    elif spec.runtime is Runtime.JAVA:
+        files[".gitignore"] = _JAVA_GITIGNORE
+        files["pom.xml"] = _fill(_JAVA_POM, spec.name)
+        main = _JAVA_CE if events else _JAVA_HTTP
+        test = _JAVA_CE_TEST if events else _JAVA_HTTP_TEST
+        files["src/main/java/function/Function.java"] = _fill(main, spec.name)
+        files["src/test/java/function/FunctionTest.java"] = _fill(test, spec.name)
     else:
         files["index.js"] = _fill(_JS_CE if events else _JS_HTTP, spec.name)
         files["test/index.test.js"] = _fill(_JS_CE_TEST if events else _JS_HTTP_TEST, spec.name)

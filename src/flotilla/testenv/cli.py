@@ -66,6 +66,9 @@ def build(
         help="Also build the local images (pause, flotilla.local/busybox, flotilla.local/python, "
         "flotilla.local/node, flotilla.local/flotilla).",
     ),
+    java_image: bool = typer.Option(
+        False, "--java-image", help="Also build flotilla.local/java:17 (fn's Java base, ~200 MB)."
+    ),
 ) -> None:
     """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once.
 
@@ -74,7 +77,7 @@ def build(
     from flotilla.core.progress import activity, on_terminal
     from flotilla.testenv.build import run_build
     from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
-    from flotilla.testenv.images import build_images
+    from flotilla.testenv.images import JAVA_SPEC, build_image, build_images
 
     console = _console()
     spec = _spec(cache_dir, kubernetes_version)
@@ -92,6 +95,8 @@ def build(
         images_started = time.monotonic()
         with activity("building images (debootstrap; once)"):
             built = build_images()
+            if java_image:
+                built[JAVA_SPEC.reference] = build_image(JAVA_SPEC)
         with activity("building Flotilla's image (its wheel and dependencies)"):
             built[flotilla_image_reference()] = build_flotilla_image()
         console.print(

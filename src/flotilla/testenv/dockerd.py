@@ -16,7 +16,7 @@ import httpx
 from flotilla.core.kube import wait_until
 from flotilla.testenv.components import Component, Layout
 from flotilla.testenv.errors import StartError
-from flotilla.testenv.images import build_images
+from flotilla.testenv.images import build_images, cached_optional_images
 from flotilla.testenv.processes import ProcessRecord, ensure_alive, start_process
 
 API_VERSION = "v1.41"  # dockerd 20.10, Debian 12's docker.io
@@ -96,7 +96,7 @@ def load_images(docker: DockerLayout) -> list[str]:
     """Load each cached base image the daemon does not have yet; returns what was loaded."""
     loaded: list[str] = []
     with _client(docker, timeout=LOAD_TIMEOUT_SECONDS) as client:
-        for reference, archive in build_images().items():
+        for reference, archive in {**build_images(), **cached_optional_images()}.items():
             if client.get(f"/images/{reference}/json").is_success:
                 continue
             with archive.open("rb") as body:

@@ -4,7 +4,7 @@
   under the name containerd's ``sandbox_image`` expects.
 - ``flotilla.local/busybox:latest``, ``flotilla.local/python:3.11`` and ``flotilla.local/node:18``:
   Debian bookworm root filesystems from ``debootstrap --variant=minbase`` (plus busybox, python3
-  or nodejs).
+  or nodejs); ``flotilla.local/java:17`` the same with openjdk-17-jre-headless, only on request.
 
 Images are written as OCI image-layout archives (with a docker ``manifest.json`` too), which both
 ``ctr images import`` and ``docker load`` read. The layer is an uncompressed tar with numeric
@@ -33,6 +33,7 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 BUSYBOX_IMAGE = "flotilla.local/busybox:latest"
 PYTHON_IMAGE = "flotilla.local/python:3.11"
 NODE_IMAGE = "flotilla.local/node:18"
+JAVA_IMAGE = "flotilla.local/java:17"
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -96,6 +97,12 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec(PYTHON_IMAGE, "debootstrap", include=("python3",), cmd=("python3",)),
     ImageSpec(NODE_IMAGE, "debootstrap", include=("nodejs",), cmd=("node",)),
 )
+# Built only when asked (``testenv build --java-image``; about 200 MB), then loaded into every
+# private dockerd like the others once it is in the cache.
+JAVA_SPEC = ImageSpec(
+    JAVA_IMAGE, "debootstrap", include=("openjdk-17-jre-headless",), cmd=("java", "-version")
+)
+OPTIONAL_IMAGES: tuple[ImageSpec, ...] = (JAVA_SPEC,)
 
 
 @dataclass
@@ -283,6 +290,13 @@ def build_image(
 def build_images(cache: Path | None = None, mirror: str = DEFAULT_MIRROR) -> dict[str, Path]:
     """Every image tests and examples use, built once; reference -> archive path."""
     return {spec.reference: build_image(spec, cache=cache, mirror=mirror) for spec in IMAGES}
+
+
+def cached_optional_images(cache: Path | None = None) -> dict[str, Path]:
+    """The opt-in images (the Java base image) that have been built: reference -> archive."""
+    cache = cache or images_cache_dir()
+    found = {spec.reference: cache / spec.archive_name for spec in OPTIONAL_IMAGES}
+    return {ref: path for ref, path in found.items() if path.exists()}
 
 
 def files_layer(files: dict[str, Path]) -> bytes:

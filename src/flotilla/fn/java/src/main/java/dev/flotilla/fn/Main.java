@@ -518,10 +518,26 @@ public final class Main {
         if (init != null) call(init);
         server.start();
         ready = true;
-        Instant start = ProcessHandle.current().info().startInstant().orElse(Instant.now());
-        double seconds = Math.max(0, Duration.between(start, Instant.now()).toNanos() / 1e9);
+        double seconds = processAgeSeconds();
         metrics.observeInit(seconds);
         JsonLog.info("function " + name + " ready in " + String.format("%.3fs", seconds));
+    }
+
+    /**
+     * Seconds since the kernel started this process, as the Python runtime takes it: /proc/uptime
+     * minus the start tick (USER_HZ, 100 on Linux). The JDK's startInstant() adds btime, which is
+     * whole seconds, so it was off by up to a second.
+     */
+    static double processAgeSeconds() {
+        try {
+            String stat = Files.readString(Path.of("/proc/self/stat"));
+            long ticks = Long.parseLong(stat.substring(stat.lastIndexOf(')') + 1).trim().split("\\s+")[19]);
+            double uptime = Double.parseDouble(Files.readString(Path.of("/proc/uptime")).trim().split("\\s+")[0]);
+            return Math.max(0, uptime - ticks / 100.0);
+        } catch (IOException | RuntimeException e) {
+            Instant start = ProcessHandle.current().info().startInstant().orElse(Instant.now());
+            return Math.max(0, Duration.between(start, Instant.now()).toNanos() / 1e9);
+        }
     }
 
     /**
@@ -585,7 +601,13 @@ public final class Main {
             Runtime.getRuntime().halt(2);
             return;
         }
-        Runnable stop = () -> new Thread(main::stop, "flotilla-stop").start();
+        // Not a daemon (threads inherit that from the signal's dispatcher): once server.stop() has
+        // ended the HTTP dispatcher, this thread alone keeps the JVM alive for the stop hook.
+        Runnable stop = () -> {
+            Thread t = new Thread(main::stop, "flotilla-stop");
+            t.setDaemon(false);
+            t.start();
+        };
         sun.misc.Signal.handle(new sun.misc.Signal("TERM"), s -> stop.run());
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> stop.run());
         try {

@@ -1,0 +1,55 @@
+"""Java against Python where the contract is a shape rather than a behaviour: the metric names,
+label names and bucket bounds a dashboard or alert is written against."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import Collector, local_runtime, parse_metrics
+
+pytestmark = pytest.mark.slow
+REQUESTS = [("GET", "/"), ("POST", "/echo"), ("GET", "/fail"), ("GET", "/teapot")]
+PER_INSTANCE = {"faas_name", "faas_version", "faas_instance"}
+
+
+Shape = set[tuple[str, frozenset[tuple[str, str]]]]
+
+
+def _shape(runtime: str, tmp: Path) -> tuple[Shape, dict[object, float | None], set[str]]:
+    """Every sample as (name, labels without the instance's identity), the values, the types."""
+    collector = Collector()
+    try:
+        with local_runtime(runtime, collector, tmp) as served:
+            for method, path in REQUESTS:
+                httpx.request(method, served.base + path, content=b"x", timeout=10)
+            text = httpx.get(served.base + "/metrics", timeout=10).text
+    finally:
+        collector.close()
+    metrics = parse_metrics(text)
+    types = {line for line in text.splitlines() if line.startswith("# TYPE ")}
+    shape: Shape = set()
+    counts: dict[object, float | None] = {}
+    for (name, labels), value in metrics.items():
+        assert {k for k, _ in labels} >= PER_INSTANCE, (runtime, name)
+        kept = frozenset((k, v) for k, v in labels if k not in PER_INSTANCE)
+        shape.add((name, kept))
+        if not name.startswith("faas_init_duration"):  # one observation, of a different time
+            counts[(name, kept)] = value if not name.endswith("_sum") else None
+    return shape, counts, types
+
+
+def test_java_exposes_the_same_metrics_as_python(tmp_path: Path) -> None:
+    python, python_counts, python_types = _shape("python", tmp_path)
+    java, java_counts, java_types = _shape("java", tmp_path)
+    assert java ^ python == set()  # the difference, if any, is what the failure shows
+    assert java_types == python_types
+    # Same requests, same counts: 3 successes (/, /echo, /teapot's 418), 1 error, 1 cold start,
+    # and the same histogram buckets filled up to timing noise (only the totals are compared).
+    totals = {k: v for k, v in python_counts.items() if not k[0].endswith("_bucket")}
+    assert {k: v for k, v in java_counts.items() if not k[0].endswith("_bucket")} == totals
+    names = {name for name, _ in python}
+    assert {"faas_invocations_total", "faas_errors_total", "faas_coldstarts_total"} <= names
+    assert {"faas_invoke_duration_seconds_bucket", "faas_init_duration_seconds_count"} <= names
