@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flotilla.cli import app
+from flotilla.operators.bundle_image import build_bundle_image, push_bundle
 from flotilla.operators.catalog import load_catalog
 from flotilla.operators.lifecycle import plan_install
 from flotilla.operators.oci import (
@@ -26,10 +27,8 @@ from flotilla.operators.oci import (
     OCI_MANIFEST,
     ImageError,
     ImageRef,
-    _Registry,
-    build_bundle_image,
+    Registry,
     pull_bundle,
-    push_bundle,
 )
 from tests.operators.helpers import BUNDLES
 
@@ -132,7 +131,7 @@ def _push_raw(
     size: int | None = None,
 ) -> str:
     image = f"{registry}/hostile/{name}:v1"
-    client = _Registry(ImageRef.parse(image))
+    client = Registry(ImageRef.parse(image))
     try:
         config = json.dumps({"config": {"Labels": {}}}).encode()
         manifest: dict[str, Any] = {

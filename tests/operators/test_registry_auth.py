@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from flotilla.core.kube.client import wait_until
+from flotilla.operators.bundle_image import push_bundle
 from flotilla.operators.oci import (
     ImageError,
     ImageRef,
+    Registry,
     _challenge,
-    _Registry,
     pull_bundle,
-    push_bundle,
 )
 from flotilla.operators.registryauth import (
     CredentialsError,
@@ -163,7 +163,7 @@ def test_challenges_keep_quoted_commas() -> None:
 
 
 def test_a_remote_registry_cannot_send_credentials_to_a_plain_http_realm() -> None:
-    registry = _Registry(ImageRef.parse("quay.io/org/bundle:v1"))
+    registry = Registry(ImageRef.parse("quay.io/org/bundle:v1"))
     try:
         for realm in ("http://127.0.0.1:9/token", "http://auth.example/token"):
             with pytest.raises(ImageError, match="is not HTTPS; refusing it"):

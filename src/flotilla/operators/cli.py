@@ -524,7 +524,7 @@ def bundle_build(
     ),
 ) -> None:
     """Build the bundle image as opm does (one layer, the bundle labels) and push it."""
-    from flotilla.operators.oci import push_bundle
+    from flotilla.operators.bundle_image import push_bundle
 
     digest = push_bundle(directory, push)
     typer.echo(f"pushed {push}@{digest}")

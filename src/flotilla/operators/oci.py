@@ -1,4 +1,4 @@
-"""Bundle images: pull one from an OCI registry and unpack it; build and push one as opm does.
+"""Bundle images: pull one from an OCI registry and unpack it (building one: :mod:`bundle_image`).
 
 Registry v2 over HTTP(S) with httpx, no docker. A bundle image (``opm``/``operator-sdk bundle``)
 is ``FROM scratch`` with ``manifests/`` and ``metadata/`` copied in and the
@@ -15,7 +15,6 @@ loopback registries are spoken to over plain HTTP.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -32,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from flotilla.operators.documents import Bundle, read_documents
+from flotilla.operators.documents import Bundle
 from flotilla.operators.models import OperatorsError
 from flotilla.operators.registryauth import Credentials, CredentialsError, find_credentials
 
@@ -40,9 +39,9 @@ __all__ = [
     "BUNDLE_LABELS",
     "ImageError",
     "ImageRef",
-    "build_bundle_image",
+    "Registry",
     "pull_bundle",
-    "push_bundle",
+    "sha256_digest",
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -134,7 +133,7 @@ def _plain_http(host: str) -> bool:
     return name in ("localhost", "127.0.0.1", "[::1]")
 
 
-def _sha256(data: bytes) -> str:
+def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -151,7 +150,7 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-class _Registry:
+class Registry:
     """A minimal distribution-spec client for one repository.
 
     Authentication as the distribution spec has it: a request answered 401 is sent again with
@@ -293,8 +292,10 @@ class _Registry:
                 raise self._fail(response, f"fetching manifest {reference}")
             kind = response.headers.get("content-type", "").split(";")[0].strip()
             body = self._read(response, MAX_MANIFEST_BYTES, "the manifest")
-        if reference.startswith("sha256:") and _sha256(body) != reference:
-            raise ImageError(f"{self.ref}: manifest digest is {_sha256(body)}, not {reference}")
+        if reference.startswith("sha256:") and sha256_digest(body) != reference:
+            raise ImageError(
+                f"{self.ref}: manifest digest is {sha256_digest(body)}, not {reference}"
+            )
         return kind, body
 
     def blob(self, descriptor: dict[str, Any], limit: int, what: str) -> bytes:
@@ -308,12 +309,12 @@ class _Registry:
             if not response.is_success:
                 raise self._fail(response, f"fetching {what} {digest}")
             data = self._read(response, limit, f"{what} {digest}")
-        if _sha256(data) != digest:
-            raise ImageError(f"{self.ref}: {what} digest is {_sha256(data)}, not {digest}")
+        if sha256_digest(data) != digest:
+            raise ImageError(f"{self.ref}: {what} digest is {sha256_digest(data)}, not {digest}")
         return data
 
     def push_blob(self, data: bytes) -> str:
-        digest = _sha256(data)
+        digest = sha256_digest(data)
         with self._stream("HEAD", f"{self.base}/blobs/{digest}") as head:
             if head.status_code == 200:
                 return digest
@@ -355,7 +356,7 @@ def _json(data: bytes, what: str, ref: ImageRef) -> dict[str, Any]:
     return value
 
 
-def _image_manifest(registry: _Registry) -> dict[str, Any]:
+def _image_manifest(registry: Registry) -> dict[str, Any]:
     """The image manifest, through an index (linux/amd64, else the first image) if need be."""
     ref = registry.ref
     kind, body = registry.manifest(ref.reference)
@@ -468,7 +469,7 @@ def pull_bundle(image: str) -> Bundle:
     from flotilla.operators.loading import load_bundle
 
     ref = ImageRef.parse(image)
-    registry = _Registry(ref)
+    registry = Registry(ref)
     try:
         manifest = _image_manifest(registry)
         found = manifest.get("config")
@@ -527,96 +528,5 @@ def pull_bundle(image: str) -> Bundle:
             manifests=[replace(m, origin=str(ref)) for m in manifests],
             problems=problems,
         )
-    finally:
-        registry.close()
-
-
-def _tar_dir(tar: tarfile.TarFile, directory: Path, arcname: str) -> None:
-    """Add ``directory`` as opm's Dockerfile ``COPY`` would: files and dirs, fixed metadata."""
-    info = tarfile.TarInfo(arcname)
-    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-    tar.addfile(info)
-    for path in sorted(directory.iterdir()):
-        name = f"{arcname}/{path.name}"
-        if path.is_symlink():
-            raise ImageError(f"{path}: a symlink; a bundle holds plain files")
-        if path.is_dir():
-            _tar_dir(tar, path, name)
-        elif path.is_file():
-            data = path.read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-
-
-def _bundle_labels(directory: Path) -> dict[str, str]:
-    """The image labels: ``metadata/annotations.yaml`` as opm writes them into the Dockerfile."""
-    ann = directory / "metadata" / "annotations.yaml"
-    if not ann.is_file():
-        raise ImageError(f"{directory}: no metadata/annotations.yaml: not a bundle directory")
-    try:
-        docs, problems = read_documents(ann.read_bytes().decode("utf-8"), str(ann))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{ann}: cannot read: {exc}") from None
-    if problems and problems[0].rule == "load-error":
-        raise ImageError(str(problems[0]))
-    annotations = docs[0].get("annotations") if docs and isinstance(docs[0], dict) else None
-    if not isinstance(annotations, dict):
-        raise ImageError(f"{ann}: no annotations mapping")
-    labels = {**BUNDLE_LABELS, **{str(k): str(v) for k, v in annotations.items()}}
-    if not labels.get(f"{LABEL}.package.v1"):
-        raise ImageError(f"{ann}: no {LABEL}.package.v1 annotation")
-    if not labels.get(f"{LABEL}.channels.v1"):
-        raise ImageError(f"{ann}: no {LABEL}.channels.v1 annotation")
-    for key in (f"{LABEL}.manifests.v1", f"{LABEL}.metadata.v1"):
-        if labels[key].strip("/") not in ("manifests", "metadata"):
-            raise ImageError(f"{ann}: {key} must be manifests/ or metadata/ (as opm builds)")
-    return labels
-
-
-def build_bundle_image(directory: Path) -> tuple[bytes, bytes, dict[str, str]]:
-    """(config, gzip layer, labels) of the bundle image of ``directory``.
-
-    One layer holding ``manifests/`` and ``metadata/``, reproducible (fixed times, owners and
-    order), and a config whose labels are the bundle annotations, as opm's bundle Dockerfile.
-    """
-    labels = _bundle_labels(directory)
-    if not (directory / "manifests").is_dir():
-        raise ImageError(f"{directory}: no manifests/ directory: not a bundle directory")
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in ("manifests", "metadata"):
-            _tar_dir(tar, directory / name, name)
-    tar_bytes = raw.getvalue()
-    layer = gzip.compress(tar_bytes, mtime=0)
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": labels},
-        "rootfs": {"type": "layers", "diff_ids": [_sha256(tar_bytes)]},
-        "history": [{"created_by": "flotilla operators bundle build"}],
-    }
-    return json.dumps(config, sort_keys=True).encode(), layer, labels
-
-
-def push_bundle(directory: Path, image: str) -> str:
-    """Build the bundle image of ``directory`` and push it as ``image``; returns its digest."""
-    ref = ImageRef.parse(image)
-    if not ref.tag or ref.digest:
-        raise ImageError(f"{image}: push to a tag (host/repository:tag), not a digest")
-    config, layer, _labels = build_bundle_image(directory)
-    registry = _Registry(ref)
-    try:
-        config_digest = registry.push_blob(config)
-        layer_digest = registry.push_blob(layer)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": len(layer)}],
-        }
-        body = json.dumps(manifest, separators=(",", ":")).encode()
-        registry.push_manifest(ref.tag, body, OCI_MANIFEST)
-        return _sha256(body)
     finally:
         registry.close()
