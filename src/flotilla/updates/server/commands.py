@@ -6,6 +6,7 @@ SQLAlchemy, FastAPI and uvicorn load inside the command that needs them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -18,6 +19,8 @@ from flotilla.core.errors import FlotillaError
 from flotilla.updates.server.settings import DEFAULT_DB
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.console import Console
     from rich.table import Table
 
@@ -73,11 +76,14 @@ class NoDatabaseError(FlotillaError):
     """A command that only reads was pointed at a database that does not exist."""
 
 
-def _engine(db: str, *, create: bool = False) -> Any:
-    """A small engine on ``db``, migrated to the newest schema.
+@contextlib.contextmanager
+def _database(db: str, *, create: bool = False) -> Iterator[Any]:
+    """A small engine on ``db``, migrated to the newest schema, disposed at the end.
 
     Only ``serve`` and ``apply`` may ``create`` a SQLite file: a command that reads would
-    otherwise answer a typo in ``--db`` with a new empty database and an empty table.
+    otherwise answer a typo in ``--db`` with a new empty database and an empty table. Disposing
+    closes the pooled connections at once instead of whenever the garbage collector gets to them
+    (a command run in-process, as tests and embedding code do, would leave them open).
     """
     from sqlalchemy.engine import make_url
 
@@ -92,8 +98,11 @@ def _engine(db: str, *, create: bool = False) -> Any:
                 "`flotilla updates apply` or `serve` creates one"
             )
     engine = make_engine(db, pool_size=2)
-    migrate(engine)
-    return engine
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _status(value: str | None) -> str | None:
@@ -354,7 +363,9 @@ def serve(
                 **sync_env,
             }
         )
-        migrate(make_engine(db, pool_size=1))
+        engine = make_engine(db, pool_size=1)
+        migrate(engine)
+        engine.dispose()
         uvicorn.run(
             "flotilla.updates.server.api:create_app_from_env",
             factory=True,
@@ -401,7 +412,8 @@ def apply(
 
     try:  # one transaction: on any error nothing is applied
         # CatalogError: flotilla.core.cli shows it
-        changes = catalog.apply_fleet(_engine(db, create=True), spec, _cli_actor("apply"))
+        with _database(db, create=True) as engine:
+            changes = catalog.apply_fleet(engine, spec, _cli_actor("apply"))
     except SQLAlchemyError as e:
         first = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
         _err().print(
@@ -428,7 +440,8 @@ def instances(
     """List instances, most recently seen first."""
     from flotilla.updates.server import catalog
 
-    rows = catalog.list_instances(_engine(db), group=group, status=status, limit=limit)
+    with _database(db) as engine:
+        rows = catalog.list_instances(engine, group=group, status=status, limit=limit)
     emit(rows, output, lambda: _instances_table(rows))
 
 
@@ -462,7 +475,8 @@ def activity(
     """Show the activity feed: rollouts started/finished/failed, failed instances, channel moves."""
     from flotilla.updates.server import catalog
 
-    rows = catalog.list_activity(_engine(db), limit=limit)
+    with _database(db) as engine:
+        rows = catalog.list_activity(engine, limit=limit)
     emit(rows, output, lambda: _activity_table(rows))
 
 
@@ -495,7 +509,8 @@ def fleetlock_holders(
     """Who holds a reboot slot now, oldest first."""
     from flotilla.updates.server import fleetlock_store
 
-    rows = fleetlock_store.list_holders(_engine(db), group)
+    with _database(db) as engine:
+        rows = fleetlock_store.list_holders(engine, group)
 
     def table() -> None:
         out = _table("GROUP", "ID", "ACQUIRED")
@@ -514,7 +529,8 @@ def fleetlock_groups(
     """Groups with their maximum, windows and number of holders."""
     from flotilla.updates.server import fleetlock_store
 
-    rows = fleetlock_store.list_groups(_engine(db))
+    with _database(db) as engine:
+        rows = fleetlock_store.list_groups(engine)
 
     def table() -> None:
         out = _table("GROUP", "HELD", "MAX", "WINDOWS", "TIMEZONE")
@@ -550,15 +566,15 @@ def fleetlock_release(
     from flotilla.updates.server.dashboard import actions
 
     age = timedelta(seconds=older_than) if older_than is not None else None
-    engine = _engine(db)
-    try:
-        dropped = fleetlock_store.release_stale(
-            engine, group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
-        )
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    who = _cli_actor("fleetlock release")
-    for r in dropped:
-        actions.log_lock_release(engine, "", r["group"], r["id"], who)
-        typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
+    with _database(db) as engine:
+        try:
+            dropped = fleetlock_store.release_stale(
+                engine, group=group, node_id=node_id, older_than=age, now=datetime.now(UTC)
+            )
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        who = _cli_actor("fleetlock release")
+        for r in dropped:
+            actions.log_lock_release(engine, "", r["group"], r["id"], who)
+            typer.echo(f"released {r['group']}/{r['id']} (held since {r['acquired_at']})")
     typer.echo(f"{len(dropped)} lock(s) released")
