@@ -10,38 +10,26 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from flotilla.updates.server.api import create_app
 from flotilla.updates.server.oidc import OidcSettings
 from flotilla.updates.server.settings import ServerSettings
 from tests.updates.conftest import ADMIN, READER, UvicornThread, apply_doc, fleet
 from tests.updates.oidc_provider import Hydra
-from tests.updates.test_dashboard_browser import ARGS, CHROMIUM, GROUP, SHOTS
+from tests.updates.test_dashboard_browser import GROUP, SHOTS, browser
 
 pytestmark = pytest.mark.slow
+__all__ = ["browser"]  # the module-scoped Chromium fixture of the dashboard browser tests
 SECRET = "flotilla-browser-client-secret"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: run scripts/bootstrap.sh (Debian package chromium)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
-def tab(chromium: Browser) -> Iterator[Page]:
+def tab(browser: Browser) -> Iterator[Page]:
     """A fresh browser profile: no cookies, neither ours nor the provider's."""
-    ctx = chromium.new_context(viewport={"width": 1400, "height": 1100})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1100})
     p = ctx.new_page()
     p.set_default_timeout(15_000)
     try:
