@@ -170,21 +170,17 @@ def _has_default_sa(kube: Client, namespace: str) -> bool:
     )
 
 
-@pytest.fixture(scope="session")
-def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private OCI registry (Debian's docker-registry, the testenv's) on loopback: ``host:port``.
-
-    It needs no cluster and no real node, so charts and operators tests can push and pull OCI
-    artifacts beside any other environment.
-    """
+def loopback_registry(root: Path, config: str = "") -> Iterator[str]:
+    """Debian's docker-registry (the testenv's) on a free loopback port, ``config`` appended to its
+    configuration (an ``auth:`` section, say); yields ``host:port`` once it answers HTTP."""
     from flotilla.testenv.realnode import RegistryLayout, registry_component, registry_config
 
-    layout = RegistryLayout(tmp_path_factory.mktemp("oci-registry"))
+    layout = RegistryLayout(root)
     layout.storage.mkdir(parents=True, exist_ok=True)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    layout.config.write_text(registry_config(layout, port))
+    layout.config.write_text(registry_config(layout, port) + config)
     argv = registry_component(layout, "docker-registry").argv
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -192,13 +188,24 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if process.poll() is not None:
             pytest.fail(f"docker-registry exited with {process.returncode}", pytrace=False)
         try:
-            return True if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).is_success else None
+            httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2)  # 200, or 401 with auth
+            return True
         except httpx.TransportError:
             return None
 
     try:
-        wait_until(answering, timeout=30, what="the private OCI registry")
+        wait_until(answering, timeout=30, what="the loopback registry")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private OCI registry on loopback: ``host:port``.
+
+    It needs no cluster and no real node, so charts and operators tests can push and pull OCI
+    artifacts beside any other environment.
+    """
+    yield from loopback_registry(tmp_path_factory.mktemp("oci-registry"))

@@ -11,8 +11,6 @@ import base64
 import datetime
 import json
 import secrets
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,14 +21,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import bcrypt
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from flotilla.core.kube.client import wait_until
 from flotilla.operators.bundle_image import push_bundle
 from flotilla.operators.oci import (
     ImageError,
@@ -44,7 +40,7 @@ from flotilla.operators.registryauth import (
     auth_files,
     find_credentials,
 )
-from flotilla.testenv.realnode import RegistryLayout, registry_component, registry_config
+from tests.conftest import loopback_registry
 from tests.operators.helpers import BUNDLES
 
 ETCD = BUNDLES / "etcd-0.9.2"
@@ -175,44 +171,13 @@ def test_a_remote_registry_cannot_send_credentials_to_a_plain_http_realm() -> No
 # --- against real registries ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_registry(root: Path, auth: str) -> Iterator[str]:
-    layout = RegistryLayout(root)
-    layout.storage.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    layout.config.write_text(registry_config(layout, port) + auth)
-    argv = registry_component(layout, "docker-registry").argv
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def answering() -> bool | None:
-        if process.poll() is not None:
-            pytest.fail(f"docker-registry exited with {process.returncode}", pytrace=False)
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2)
-            return True
-        except httpx.TransportError:
-            return None
-
-    try:
-        wait_until(answering, timeout=30, what="the loopback registry")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @pytest.fixture
 def basic_registry(tmp_path: Path) -> Iterator[str]:
     htpasswd = tmp_path / "htpasswd"
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     htpasswd.write_text(f"{USER}:{hashed}\n")
     auth = f"auth:\n  htpasswd:\n    realm: flotilla-test\n    path: {htpasswd}\n"
-    yield from _start_registry(tmp_path / "basic", auth)
+    yield from loopback_registry(tmp_path / "basic", auth)
 
 
 def _use_docker_config(
@@ -349,7 +314,7 @@ def token_registry(tmp_path: Path) -> Iterator[tuple[str, _TokenServer]]:
         f"    issuer: {ISSUER}\n    rootcertbundle: {bundle}\n"
     )
     try:
-        for address in _start_registry(tmp_path / "token", auth):
+        for address in loopback_registry(tmp_path / "token", auth):
             yield address, server_state
     finally:
         httpd.shutdown()
