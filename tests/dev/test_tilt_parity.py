@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from flotilla.dev.plan.render import planned_refs, render
 from flotilla.dev.plan.resources import assemble
 from flotilla.dev.tiltfile.errors import TiltfileError
-from flotilla.dev.tiltfile.evaluator import evaluate
+from tests.dev.test_patterns import by_name, rendered
 
 DEPLOY = """apiVersion: apps/v1
 kind: Deployment
@@ -25,20 +22,6 @@ spec:
     metadata: {{labels: {{app: {name}}}}}
     spec: {{containers: [{{name: main, image: {image}}}]}}
 """
-
-
-def rendered(root: Path, tiltfile: str, **files: str) -> tuple[dict[str, Any], list[Any], Any]:
-    for name, body in {"Tiltfile": tiltfile, **files}.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(body)
-    result, _ = evaluate(root / "Tiltfile")
-    resources = assemble(result)
-    docs = [d for d in yaml.safe_load_all(render(result, resources, planned_refs(result))) if d]
-    return docs[0], docs[1:], result
-
-
-def by_name(head: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in head["resources"]}
 
 
 # One image name declared with two tags (tilt/integration/imagetags): each tag is its own image,
