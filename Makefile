@@ -34,10 +34,12 @@ lint: venv
 testenv-build: venv
 	$(BIN)/flotilla testenv build
 
-# helm is the reference client of the chart and operator tests; built once into ~/.cache/flotilla/tools.
+# helm (reference client of the chart and operator tests), Hydra (OIDC provider) and buildx (BuildKit
+# for the dev loop; Debian 12 has none) are built once into ~/.cache/flotilla/tools.
 tools: venv
 	$(BIN)/python tests/charts/helm_build.py
 	$(BIN)/python tests/updates/oidc_provider.py
+	$(BIN)/python -m tests.dev.buildx_build
 
 test: lint testenv-build tools assets
 	$(BIN)/pytest $(PYTEST_ARGS)

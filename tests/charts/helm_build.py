@@ -47,29 +47,37 @@ def _reports_version(binary: Path, version: str) -> bool:
     return out.returncode == 0 and out.stdout.strip() == version
 
 
-def ensure_helm(version: str = HELM_VERSION) -> Path:
-    """Return the helm binary, building it with ``go install`` only when it is not cached."""
-    target = helm_path(version)
-    if target.is_file() and _reports_version(target, version):
-        return target
+def go_install(
+    package: str, version: str, binary: str, target: Path, ldflags: str = "-s -w"
+) -> None:
+    """``go install package@version`` into a temporary GOBIN beside ``target``, then move the
+    ``binary`` it makes to ``target``; errors name the command and what Go printed."""
     go = shutil.which("go")
     if go is None:
-        raise HelmBuildError("cannot build helm: no `go` on PATH (need Go >= 1.24)")
+        raise HelmBuildError(f"cannot build {binary}: no `go` on PATH (need Go >= 1.24)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="helm-build-", dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{binary}-build-", dir=target.parent) as tmp:
         env = dict(os.environ, GOBIN=tmp, GOTOOLCHAIN="local", CGO_ENABLED="0")
-        ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"
-        cmd = [go, "install", "-trimpath", "-ldflags", ldflags, f"{HELM_PACKAGE}@{version}"]
+        cmd = [go, "install", "-trimpath", "-ldflags", ldflags, f"{package}@{version}"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise HelmBuildError(
                 f"`{' '.join(cmd)}` failed (exit {proc.returncode}); is the Go module proxy "
                 f"reachable and Go new enough?\n{proc.stderr[-4000:]}"
             )
-        built = Path(tmp) / "helm"
+        built = Path(tmp) / binary
         if not built.is_file():
             raise HelmBuildError(f"go install succeeded but {built} is missing")
         os.replace(built, target)
+
+
+def ensure_helm(version: str = HELM_VERSION) -> Path:
+    """Return the helm binary, building it with ``go install`` only when it is not cached."""
+    target = helm_path(version)
+    if target.is_file() and _reports_version(target, version):
+        return target
+    ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"
+    go_install(HELM_PACKAGE, version, "helm", target, ldflags)
     if not _reports_version(target, version):
         raise HelmBuildError(f"{target} was built but does not report version {version}")
     return target

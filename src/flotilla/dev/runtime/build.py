@@ -45,9 +45,11 @@ def needs_buildkit(dockerfile: str) -> bool:
     return bool(_BUILDKIT_ONLY.search(dockerfile))
 
 
-def buildkit_argv(image: ImageTarget, ref: str) -> list[str]:
+def buildkit_argv(
+    image: ImageTarget, ref: str, buildx: tuple[str, ...] = ("docker", "buildx")
+) -> list[str]:
     """``docker buildx build`` of a tar context read from stdin, loaded into dockerd as ``ref``."""
-    argv = ["docker", "buildx", "build", "--load", "-t", ref, "-f", GENERATED_DOCKERFILE]
+    argv = [*buildx, "build", "--load", "-t", ref, "-f", GENERATED_DOCKERFILE]
     for key, value in sorted(image.build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     if image.target:
@@ -59,17 +61,23 @@ def buildkit_argv(image: ImageTarget, ref: str) -> list[str]:
     return [*argv, "-"]
 
 
-def buildx_available() -> bool:
-    """The docker CLI with its buildx plugin (how BuildKit is driven; the SDK has no BuildKit)."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        proc = subprocess.run(
-            ["docker", "buildx", "version"], capture_output=True, timeout=20, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+def find_buildx() -> tuple[str, ...] | None:
+    """How to run buildx (how BuildKit is driven; the SDK has no BuildKit): the standalone
+    ``docker-buildx`` on PATH, else the docker CLI's plugin, else None."""
+    standalone = shutil.which("docker-buildx")
+    candidates: list[tuple[str, ...]] = [(standalone,)] if standalone else []
+    if shutil.which("docker") is not None:
+        candidates.append(("docker", "buildx"))
+    for command in candidates:
+        try:
+            proc = subprocess.run(
+                [*command, "version"], capture_output=True, timeout=20, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            return command
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,8 @@ class Builder:
         self._docker_host = docker_host or os.environ.get("DOCKER_HOST") or None
         self._client: docker.DockerClient | None = None
         self._pushed: set[str] = set()
-        self._buildx: bool | None = None  # found out on the first BuildKit-only Dockerfile
+        self._buildx: tuple[str, ...] | None = None  # looked for on the first BuildKit Dockerfile
+        self._buildx_looked = False
 
     @property
     def client(self) -> docker.DockerClient:
@@ -170,21 +179,23 @@ class Builder:
 
     def _docker_build(self, image: ImageTarget, tar: bytes, ref: str, log: LogFn) -> None:
         if needs_buildkit(dockerfile_text(image)):
-            if self._buildx is None:
-                self._buildx = buildx_available()
-            if self._buildx:
-                self._buildkit_build(image, tar, ref, log)
+            if not self._buildx_looked:
+                self._buildx, self._buildx_looked = find_buildx(), True
+            if self._buildx is not None:
+                self._buildkit_build(image, tar, ref, log, self._buildx)
                 return
             log(f"{image.ref}: the Dockerfile needs BuildKit (RUN --mount); docker buildx is "
                 "not installed, so the legacy builder runs it")  # fmt: skip
         self._legacy_build(image, tar, ref, log)
 
-    def _buildkit_build(self, image: ImageTarget, tar: bytes, ref: str, log: LogFn) -> None:
+    def _buildkit_build(
+        self, image: ImageTarget, tar: bytes, ref: str, log: LogFn, buildx: tuple[str, ...]
+    ) -> None:
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
         if self._docker_host:
             env["DOCKER_HOST"] = self._docker_host
         proc = subprocess.run(
-            buildkit_argv(image, ref), input=tar, capture_output=True, env=env, check=False
+            buildkit_argv(image, ref, buildx), input=tar, capture_output=True, env=env, check=False
         )
         for line in proc.stderr.decode(errors="replace").splitlines():
             log(line)
