@@ -69,6 +69,11 @@ def build(
     java_image: bool = typer.Option(
         False, "--java-image", help="Also build flotilla.local/java:17 (fn's Java base, ~200 MB)."
     ),
+    tekton: bool = typer.Option(
+        False,
+        "--tekton",
+        help="Also build Tekton Pipelines' commands and images from its Go module (~4 min once).",
+    ),
 ) -> None:
     """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once.
 
@@ -101,6 +106,15 @@ def build(
             built[flotilla_image_reference()] = build_flotilla_image()
         console.print(
             f"images ready in {time.monotonic() - images_started:.0f}s: " + ", ".join(built)
+        )
+    if tekton:
+        from flotilla.testenv.tekton import TEKTON_VERSION, build_tekton
+
+        tekton_started = time.monotonic()
+        with activity(f"building Tekton Pipelines {TEKTON_VERSION} (once)") as update:
+            archives = build_tekton(report=update)
+        console.print(
+            f"Tekton ready in {time.monotonic() - tekton_started:.0f}s: " + ", ".join(archives)
         )
 
 
@@ -150,6 +164,9 @@ def up(
     docker: bool = typer.Option(
         False, "--docker", help="Also run a private dockerd (for image builds) with base images."
     ),
+    tekton: bool = typer.Option(
+        False, "--tekton", help="Also install Tekton Pipelines (needs a real node; build first)."
+    ),
     state_dir: Path | None = StateOption,
     cache_dir: Path | None = CacheOption,
     kubernetes_version: str = VersionOption,
@@ -167,8 +184,9 @@ def up(
             "starting etcd, kube-apiserver, controllers, scheduler, kwok"
             + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
             + (", dockerd" if docker else "")
+            + (", Tekton Pipelines" if tekton else "")
         ):
-            state = plane.up(nodes=nodes, real_nodes=names, docker=docker)
+            state = plane.up(nodes=nodes, real_nodes=names, docker=docker, tekton=tekton)
     except TimeoutError as exc:  # flotilla.cli shows TestEnvError, exit 1
         raise TestEnvError(str(exc)) from exc
     if was_running:

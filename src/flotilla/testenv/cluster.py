@@ -55,6 +55,7 @@ from flotilla.testenv.realnode_lifecycle import (
     stop_real_nodes,
 )
 from flotilla.testenv.services_lifecycle import coredns_image, deploy_coredns, start_kube_proxy
+from flotilla.testenv.tekton_lifecycle import install_tekton
 
 READY_TIMEOUT_SECONDS = 90.0
 
@@ -80,6 +81,7 @@ class EnvironmentState:
     real_node_slot: int = 0  # read from older state files: the slot of their one real node
     real_node_slots: dict[str, int] = field(default_factory=dict)
     services_note: str = ""  # why this environment's real nodes have no Services, if so
+    tekton: bool = False  # Tekton Pipelines installed (``up --tekton``)
 
     def networks(self) -> dict[str, NodeNetwork]:
         """Each real node's slot: its links, subnets and cgroup root."""
@@ -162,13 +164,17 @@ class ControlPlane:
 
     # --- up ------------------------------------------------------------------------------
     def up(
-        self, nodes: int = 1, real_nodes: tuple[str, ...] = (), docker: bool = False
+        self,
+        nodes: int = 1,
+        real_nodes: tuple[str, ...] = (),
+        docker: bool = False,
+        tekton: bool = False,
     ) -> EnvironmentState:
         """Start everything and wait until nodes are Ready; a running environment is kept.
 
         ``real_nodes`` names nodes run by real kubelets and containerds (with kube-proxy and
-        CoreDNS); ``docker`` adds a private dockerd for image builds. Either is added to a
-        running environment that lacks it.
+        CoreDNS); ``docker`` adds a private dockerd for image builds; ``tekton`` installs Tekton
+        Pipelines (needs a real node). Each is added to a running environment that lacks it.
         """
         existing = self.state()
         if existing is not None and all(is_running(p) for p in existing.processes):
@@ -176,6 +182,8 @@ class ControlPlane:
                 self.add_real_node(existing, name)
             if docker and not existing.docker_host:
                 self.add_docker(existing)
+            if tekton and not existing.tekton:
+                self.add_tekton(existing)
             return existing
         if existing is not None:
             self.down()  # a half-dead environment: stop what is left and start clean
@@ -221,7 +229,16 @@ class ControlPlane:
             self.add_real_node(state, name)
         if docker:
             self.add_docker(state)
+        if tekton:
+            self.add_tekton(state)
         return state
+
+    def add_tekton(self, state: EnvironmentState) -> None:
+        """Tekton Pipelines built from its Go module (``testenv build --tekton``) on the real
+        nodes; a failure leaves the cluster running, so its logs can be read."""
+        install_tekton(self.layout, state.real_nodes)
+        state.tekton = True
+        state.save(self.layout.state_file)
 
     def add_docker(self, state: EnvironmentState) -> None:
         """A private dockerd with the base images loaded, for builds the real node can pull."""

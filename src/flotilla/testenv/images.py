@@ -81,6 +81,7 @@ class ImageSpec:
     kind: str  # "pause" or "debootstrap"
     include: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ("/bin/sh",)
+    entrypoint: tuple[str, ...] = ()  # set only where the pod's args must follow the binary
     env: tuple[str, ...] = (
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG=C.UTF-8",
@@ -137,7 +138,12 @@ def image_archive(layer: bytes | tuple[bytes, ...], spec: ImageSpec, created: st
                 "architecture": "amd64",
                 "os": "linux",
                 "created": created,
-                "config": {"Cmd": list(spec.cmd), "Env": list(spec.env), "WorkingDir": "/"},
+                "config": {
+                    "Cmd": list(spec.cmd),
+                    "Env": list(spec.env),
+                    "WorkingDir": "/",
+                    **({"Entrypoint": list(spec.entrypoint)} if spec.entrypoint else {}),
+                },
                 "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layer_blobs]},
                 "history": [
                     {"created": created, "created_by": f"flotilla testenv images ({spec.kind})"}

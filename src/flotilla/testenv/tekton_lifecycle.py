@@ -1,0 +1,90 @@
+"""Install Tekton Pipelines into a running environment with real nodes (``up --tekton``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube import Client
+from lightkube.codecs import from_dict
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
+from lightkube.resources.apps_v1 import Deployment
+
+from flotilla.core.kube import client_from_kubeconfig, kube_errors, wait_until
+from flotilla.testenv.components import Layout
+from flotilla.testenv.errors import StartError
+from flotilla.testenv.nodehost import Ctr, require_tools
+from flotilla.testenv.realnode import RealNodeLayout
+from flotilla.testenv.tekton import (
+    TEKTON_DEPLOYMENTS,
+    TEKTON_NAMESPACE,
+    build_tekton,
+    is_built,
+    module_dir,
+    tekton_objects,
+)
+
+READY_TIMEOUT_SECONDS = 240
+FIELD_MANAGER = "flotilla-testenv"
+# The webhook that defaults and validates Tekton's resources; its caBundle is written by the
+# webhook itself once its certificate exists.
+DEFAULTING_WEBHOOK = "webhook.pipeline.tekton.dev"
+Task = create_namespaced_resource("tekton.dev", "v1", "Task", "tasks")
+
+
+def install_tekton(layout: Layout, real_nodes: list[str]) -> None:
+    """Load the images into every real node, apply the release, wait until it admits a Task."""
+    if not real_nodes:
+        raise StartError("Tekton needs a real node to run its pods; add --real-node")
+    if not is_built():
+        raise StartError("Tekton is not built; run `flotilla testenv build --tekton` first")
+    archives = build_tekton()  # cached: only reads the archive paths
+    tools = require_tools()
+    for name in real_nodes:
+        ctr = Ctr(RealNodeLayout(layout.state_dir, name), tools["ctr"])
+        for archive in archives.values():  # always: a rebuilt image keeps its tag
+            ctr.import_image(archive)
+    with client_from_kubeconfig(layout.kubeconfig) as client:
+        for document in tekton_objects(module_dir()):
+            _apply(client, document)
+        for deployment in TEKTON_DEPLOYMENTS:
+            wait_until(
+                lambda name=deployment: _available(client, name),  # type: ignore[misc]
+                timeout=READY_TIMEOUT_SECONDS,
+                what=f"{TEKTON_NAMESPACE}/{deployment} to be available",
+            )
+        wait_until(
+            lambda: _admits_tasks(client),
+            timeout=READY_TIMEOUT_SECONDS,
+            interval=1.0,
+            what="Tekton's webhook to admit a Task",
+        )
+
+
+def _apply(client: Client, document: dict[str, Any]) -> None:
+    meta = document["metadata"]
+    with kube_errors(f"apply {document['kind']} {meta['name']}"):
+        client.apply(from_dict(document), field_manager=FIELD_MANAGER, force=True)
+
+
+def _available(client: Client, name: str) -> bool | None:
+    with kube_errors(f"get deployment {name}"):
+        deployment = client.get(Deployment, name, namespace=TEKTON_NAMESPACE)
+    status = deployment.status
+    return True if status is not None and status.availableReplicas else None
+
+
+def _admits_tasks(client: Client) -> bool | None:
+    """The webhook has its certificate and answers: a dry-run Task is defaulted and validated."""
+    with kube_errors(f"get mutatingwebhookconfiguration {DEFAULTING_WEBHOOK}"):
+        config = client.get(MutatingWebhookConfiguration, DEFAULTING_WEBHOOK)
+    if not config.webhooks or not config.webhooks[0].clientConfig.caBundle:
+        return None
+    probe = Task(
+        metadata=ObjectMeta(name="flotilla-probe", namespace="default"),
+        spec={"steps": [{"name": "probe", "image": "flotilla.local/busybox", "script": "true"}]},
+    )
+    with kube_errors("dry-run create of a Task"):  # wait_until retries and keeps the error
+        client.create(probe, dry_run=True)
+    return True
