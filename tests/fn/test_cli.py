@@ -164,7 +164,9 @@ def test_build_context_and_dry_runs(tmp_path: Path) -> None:
     assert ksvc["kind"] == "Service" and ksvc["apiVersion"] == "serving.knative.dev/v1"
     code, out = fn("pipeline", "-C", str(project), "--write", str(tmp_path / "p.yaml"))
     kinds = [d["kind"] for d in yaml.safe_load_all((tmp_path / "p.yaml").read_text())]
-    assert kinds == ["Task", "Task", "Task", "Pipeline"]
+    assert kinds == [
+        "Task", "Task", "Task", "Pipeline", "ServiceAccount", "Role", "RoleBinding"
+    ]  # fmt: skip
 
 
 def test_build_without_a_reachable_dockerd_says_so(tmp_path: Path) -> None:

@@ -187,6 +187,9 @@ def test_tekton_pipeline_and_tasks_are_accepted(
         "Task/tk-hello-build",
         "Task/tk-hello-deploy",
         "Pipeline/tk-hello",
+        "ServiceAccount/tk-hello-deployer",
+        "Role/tk-hello-deployer",
+        "RoleBinding/tk-hello-deployer",
     ]
     stored = get_raw(
         kube,

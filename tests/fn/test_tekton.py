@@ -4,7 +4,12 @@ renders (defaulting and validation, not only the CRD schema)."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,7 @@ import yaml
 from lightkube import Client
 
 from flotilla.core.kube import KubeError, apply_raw, get_raw, wait_until
+from flotilla.fn.deploy import invoke_service
 
 from .test_cluster import _project, fn
 
@@ -140,3 +146,106 @@ def test_fn_pipeline_is_admitted_by_tektons_webhook(
     message = str(info.value)
     assert "validation.webhook.pipeline.tekton.dev" in message, message
     assert "script cannot be used with command" in message, message
+
+
+@pytest.fixture(scope="module")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """``git daemon`` on loopback (reached by the pipeline's host-network pods): its base
+    directory and its URL."""
+    root = tmp_path_factory.mktemp("git-daemon")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
+            "--listen=127.0.0.1", f"--port={port}", str(root)]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening() -> bool | None:
+        with socket.socket() as sock:
+            return True if sock.connect_ex(("127.0.0.1", port)) == 0 else None
+
+    try:
+        wait_until(listening, timeout=20, what="git daemon")
+        yield root, f"git://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "PATH": os.environ["PATH"], "HOME": str(cwd)}  # fmt: skip
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _source_claim(kube: Client, namespace: str, root: Path, node: str) -> str:
+    """A hostPath volume on the real node, bound to a claim for the pipeline's workspace (the
+    test cluster has no provisioner in this namespace)."""
+    path = root / "workspace"
+    path.mkdir(mode=0o777)
+    name = f"src-{namespace}"
+    apply_raw(kube, {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+            "hostPath": {"path": str(path), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": name},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}},
+        },
+    }, field_manager="flotilla-tests")  # fmt: skip
+    apply_raw(kube, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": name,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }, field_manager="flotilla-tests")  # fmt: skip
+    return name
+
+
+def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
+    kube: Client,
+    namespace: str,
+    tekton: None,
+    test_cluster: Any,
+    real_node: str,
+    git_server: tuple[Path, str],
+    tmp_path: Path,
+    kubeconfig: Path,
+) -> None:
+    from flotilla.testenv.flotilla_image import flotilla_image_reference
+    from flotilla.testenv.tekton import GIT_IMAGE, KANIKO_IMAGE
+
+    root, git_url = git_server
+    project = _project(
+        tmp_path, "python", "tk-app", nodeSelector={"flotilla.dev/real-node": "true"}
+    )
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "first")
+    _git(root, "clone", "-q", "--bare", str(project), "tk-app.git")
+    registry = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
+    claim = _source_claim(kube, namespace, tmp_path, real_node)
+    # The test registry listens on loopback only, so the pipeline's pods use the host network.
+    template = tmp_path / "pod-template.yaml"
+    template.write_text(yaml.safe_dump({"hostNetwork": True}))
+    out = fn(
+        "pipeline", "-C", str(project), "-n", namespace, "--run", "--kubeconfig", str(kubeconfig),
+        "--git-url", f"{git_url}/tk-app.git", "--revision", "main",
+        "--flotilla-image", flotilla_image_reference(), "--git-image", GIT_IMAGE,
+        "--kaniko-image", KANIKO_IMAGE, "--image", f"{registry}/tk-app:v1",
+        f"--build-flag=--registry-map=flotilla.local={registry}",
+        f"--build-flag=--insecure-registry={registry}",
+        "--workspace-claim", claim, "--pod-template", str(template), "--timeout", "8m",
+    )  # fmt: skip
+    assert "succeeded" in out, out
+    deployment = get_raw(kube, "apps/v1", "Deployment", "tk-app", namespace=namespace)
+    assert deployment is not None
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.startswith(f"{registry}/tk-app:v1@sha256:"), image
+    status, _, body = invoke_service(kube, namespace, "tk-app")
+    assert status == 200 and body, body

@@ -42,6 +42,12 @@ CONTEXT_DIR_OPT = typer.Option(
 TARGET_OPT = typer.Option(None, "--target", help="knative or kubernetes.")
 HEADER_OPT = typer.Option([], "--header", "-H", help="NAME:VALUE, repeatable.")
 WRITE_OPT = typer.Option(None, "--write", help="Write to this file (default: stdout).")
+BUILD_FLAG_OPT = typer.Option(
+    [], "--build-flag", help="--run: a kaniko flag, repeatable (e.g. --registry-map=A=B)."
+)
+POD_TEMPLATE_OPT = typer.Option(
+    None, "--pod-template", help="--run: a Tekton pod template (YAML) for every task."
+)
 
 
 def _spec(project: Path) -> FunctionSpec:
@@ -335,18 +341,49 @@ def pipeline(
     git_url: str = typer.Option("", "--git-url", help="Default repository to build from."),
     context_dir: str = typer.Option(".", "--context-dir", help="Function dir in the repo."),
     flotilla_image: str | None = typer.Option(None, "--flotilla-image"),
+    git_image: str | None = typer.Option(None, "--git-image", help="Image of the clone step."),
+    kaniko_image: str | None = typer.Option(None, "--kaniko-image", help="kaniko's executor."),
+    run: bool = typer.Option(False, "--run", help="Apply it and start a PipelineRun."),
+    revision: str = typer.Option("main", "--revision", help="--run: branch, tag or commit."),
+    image: str | None = typer.Option(None, "--image", help="--run: image to push."),
+    build_flags: list[str] = BUILD_FLAG_OPT,
+    workspace_claim: str = typer.Option(
+        "", "--workspace-claim", help="--run: an existing PVC for the source (default: a new one)."
+    ),
+    storage_class: str | None = typer.Option(
+        None, "--storage-class", help="--run: class of the new source claim."
+    ),
+    pod_template: Path | None = POD_TEMPLATE_OPT,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="--run: follow it to the end."),
+    timeout: float = duration_option("15m", "--timeout", help="How long --wait waits."),
+    kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
-    """Write a Tekton Pipeline and Tasks that build and deploy this function on a cluster."""
-    from .pipeline import DEFAULT_FLOTILLA_IMAGE, pipeline_objects
+    """Write a Tekton Pipeline and Tasks that build and deploy this function on a cluster, or
+    with --run apply them and start (and follow) a PipelineRun."""
+    from .pipeline import (
+        DEFAULT_FLOTILLA_IMAGE,
+        DEFAULT_GIT_IMAGE,
+        DEFAULT_KANIKO_IMAGE,
+        pipeline_objects,
+    )
 
     spec = _spec(project)
+    ns = namespace or spec.deploy.namespace
     objects = pipeline_objects(
         spec,
-        namespace or spec.deploy.namespace,
+        ns,
         git_url=git_url,
         context_dir=context_dir,
         flotilla_image=flotilla_image or DEFAULT_FLOTILLA_IMAGE,
+        git_image=git_image or DEFAULT_GIT_IMAGE,
+        kaniko_image=kaniko_image or DEFAULT_KANIKO_IMAGE,
     )
+    if run:
+        _run_pipeline(
+            spec, ns, objects, git_url, revision, image, build_flags,
+            workspace_claim, storage_class, pod_template, wait, timeout, kubeconfig,
+        )  # fmt: skip
+        return
     if write is None:
         emit_documents(objects, output)
         return
@@ -360,6 +397,65 @@ def pipeline(
         text = yaml.safe_dump_all(objects, sort_keys=False)
     write.write_text(text)
     typer.echo(f"wrote {len(objects)} objects to {write}")
+
+
+def _run_pipeline(
+    spec: FunctionSpec,
+    namespace: str,
+    objects: list[dict[str, Any]],
+    git_url: str,
+    revision: str,
+    image: str | None,
+    build_flags: list[str],
+    workspace_claim: str,
+    storage_class: str | None,
+    pod_template: Path | None,
+    wait: bool,
+    timeout: float,
+    kubeconfig: Path | None,
+) -> None:
+    import yaml
+
+    from flotilla.core.kube import KubeError
+
+    from .pipeline import pipeline_run
+    from .pipeline_run import RunOutcome, start_run, wait_for_run
+
+    if not git_url:
+        raise typer.BadParameter("--run needs --git-url", param_hint="--git-url")
+    template = None
+    if pod_template is not None:
+        try:
+            template = yaml.safe_load(pod_template.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise FnError(f"{pod_template}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(template, dict):
+            raise FnError(f"{pod_template}: a pod template is a mapping")
+    params: dict[str, str | list[str]] = {"git-revision": revision, "build-flags": build_flags}
+    if image:
+        params["image"] = image
+    run = pipeline_run(spec, namespace, params=params, workspace_claim=workspace_claim,
+                       storage_class=storage_class, pod_template=template)  # fmt: skip
+
+    def show(outcome: RunOutcome) -> None:
+        tasks = ", ".join(f"{task} {reason}" for task, reason in sorted(outcome.tasks.items()))
+        typer.echo(f"{outcome.name}: {outcome.reason}" + (f" ({tasks})" if tasks else ""), err=True)
+
+    with _client(kubeconfig, False) as client:
+        try:
+            name = start_run(client, objects, run)
+            typer.echo(f"started PipelineRun {name} in {namespace}")
+            if not wait:
+                return
+            outcome = wait_for_run(client, name, namespace, timeout=timeout, on_change=show)
+        except KubeError as exc:
+            raise FnError(str(exc)) from None
+    if outcome.succeeded is None:
+        raise FnError(f"PipelineRun {name} still running after {timeout:.0f}s")
+    if not outcome.succeeded:
+        detail = "; ".join(outcome.failures) or outcome.message
+        raise FnError(f"PipelineRun {name} {outcome.reason}: {detail}")
+    typer.echo(f"PipelineRun {name} succeeded")
 
 
 @app.command()

@@ -16,7 +16,9 @@ __all__ = [
     "DEFAULT_FLOTILLA_IMAGE",
     "DEFAULT_GIT_IMAGE",
     "DEFAULT_KANIKO_IMAGE",
+    "deployer_name",
     "pipeline_objects",
+    "pipeline_run",
 ]
 
 DEFAULT_FLOTILLA_IMAGE = "ghcr.io/flotilla/flotilla:latest"
@@ -92,6 +94,12 @@ def pipeline_objects(
             "params": [
                 _param("image", "image reference to push"),
                 _param("context-dir", "function directory inside the repository", "."),
+                {
+                    "name": "build-flags",
+                    "type": "array",
+                    "description": "more kaniko flags (registry mirrors, --insecure, ...)",
+                    "default": [],
+                },
             ],
             "workspaces": [{"name": "source"}],
             "results": [{"name": "IMAGE_DIGEST", "description": "digest of the pushed image"}],
@@ -106,12 +114,15 @@ def pipeline_objects(
                 {
                     "name": "build-and-push",
                     "image": kaniko_image,
+                    # Named, so Tekton need not ask a registry for the image's entrypoint.
+                    "command": ["/kaniko/executor"],
                     "args": [
                         f"--context=dir://{src}/.flotilla-build",
                         f"--dockerfile={src}/.flotilla-build/Dockerfile",
                         "--destination=$(params.image)",
                         "--digest-file=$(results.IMAGE_DIGEST.path)",
                         "--reproducible",
+                        "$(params.build-flags[*])",
                     ],
                 },
             ],
@@ -162,6 +173,12 @@ def pipeline_objects(
                 _param("context-dir", "function directory inside the repository", context_dir),
                 _param("image", "image reference to push", spec.image_ref),
                 _param("target", "knative or kubernetes", spec.deploy.target.value),
+                {
+                    "name": "build-flags",
+                    "type": "array",
+                    "description": "more kaniko flags (registry mirrors, --insecure, ...)",
+                    "default": [],
+                },
             ],
             "workspaces": [{"name": "source"}],
             "tasks": [
@@ -181,6 +198,7 @@ def pipeline_objects(
                     "params": [
                         {"name": "image", "value": "$(params.image)"},
                         {"name": "context-dir", "value": "$(params.context-dir)"},
+                        {"name": "build-flags", "value": ["$(params.build-flags[*])"]},
                     ],
                     "workspaces": [{"name": "source", "workspace": "source"}],
                 },
@@ -199,4 +217,84 @@ def pipeline_objects(
             ],
         },
     }
-    return [fetch_task, build_task, deploy_task, pipeline]
+    return [fetch_task, build_task, deploy_task, pipeline, *deployer_objects(spec, namespace)]
+
+
+def deployer_name(spec: FunctionSpec) -> str:
+    return f"{spec.name}-deployer"
+
+
+def deployer_objects(spec: FunctionSpec, namespace: str) -> list[dict[str, Any]]:
+    """The deploy step's own ServiceAccount, and a Role with only what ``fn deploy`` does in
+    this namespace: server-side apply (a patch, which needs create for a new object) and read
+    back its Deployment and Service (or its Knative Service), and list pods to report why a
+    rollout waits."""
+    name = deployer_name(spec)
+    verbs = ["get", "create", "patch"]
+    rules: list[dict[str, Any]] = [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs},
+        {"apiGroups": [""], "resources": ["services"], "verbs": verbs},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["serving.knative.dev"], "resources": ["services"], "verbs": verbs},
+    ]
+    meta = _meta(name, namespace, spec.name)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
+def pipeline_run(
+    spec: FunctionSpec,
+    namespace: str,
+    *,
+    params: dict[str, str | list[str]],
+    workspace_claim: str = "",
+    storage_class: str | None = None,
+    workspace_size: str = "1Gi",
+    pod_template: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A PipelineRun of the function's Pipeline: its source workspace on an existing claim or
+    a claim made for this run, the deploy task under the deployer ServiceAccount."""
+    if workspace_claim:
+        workspace: dict[str, Any] = {
+            "name": "source",
+            "persistentVolumeClaim": {"claimName": workspace_claim},
+        }
+    else:
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": workspace_size}},
+        }
+        if storage_class is not None:
+            claim_spec["storageClassName"] = storage_class
+        workspace = {"name": "source", "volumeClaimTemplate": {"spec": claim_spec}}
+    run_spec: dict[str, Any] = {
+        "pipelineRef": {"name": spec.name},
+        "params": [{"name": key, "value": value} for key, value in params.items()],
+        "workspaces": [workspace],
+        "taskRunSpecs": [{"pipelineTaskName": "deploy", "serviceAccountName": deployer_name(spec)}],
+    }
+    if pod_template:
+        run_spec["taskRunTemplate"] = {"podTemplate": pod_template}
+    meta = _meta("", namespace, spec.name)
+    del meta["name"]
+    meta["generateName"] = f"{spec.name}-run-"
+    return {
+        "apiVersion": "tekton.dev/v1",
+        "kind": "PipelineRun",
+        "metadata": meta,
+        "spec": run_spec,
+    }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from flotilla.testenv.errors import BuildError
 from flotilla.testenv.images import (
     BUSYBOX_IMAGE,
     ImageSpec,
+    build_image,
     files_layer,
     images_cache_dir,
     write_image,
@@ -52,6 +54,20 @@ TEKTON_DEPLOYMENTS = ("tekton-pipelines-controller", "tekton-pipelines-webhook")
 _LEFT_OUT = ("events.yaml", "webhook-hpa.yaml", "config-leader-election-events.yaml")
 _LEFT_OUT_DIRS = ("resolvers",)
 _KO_ENV = ("PATH=/ko-app", "KO_DATA_PATH=/var/run/ko")
+# The image builder of `fn pipeline`, from its Go module (kaniko's go.mod has no replaces).
+KANIKO_MODULE = "github.com/GoogleContainerTools/kaniko"
+KANIKO_VERSION = "v1.23.2"
+KANIKO_IMAGE = f"flotilla.local/kaniko/executor:{KANIKO_VERSION}"
+_KANIKO_ENV = (
+    "PATH=/usr/local/bin:/kaniko",
+    "HOME=/root",
+    "USER=root",
+    "SSL_CERT_DIR=/kaniko/ssl/certs",
+    "DOCKER_CONFIG=/kaniko/.docker/",
+)
+# `fn pipeline`'s clone step: git from Debian (alpine/git is out of reach here).
+GIT_IMAGE = "flotilla.local/git:latest"
+GIT_SPEC = ImageSpec(GIT_IMAGE, "debootstrap", include=("git", "ca-certificates"), cmd=("git",))
 
 
 def _go_env() -> dict[str, str]:
@@ -60,15 +76,15 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def module_dir(version: str = TEKTON_VERSION) -> Path:
+def module_dir(module: str = TEKTON_MODULE, version: str = TEKTON_VERSION) -> Path:
     """The module's source as the proxy serves it (``go mod download``), read-only in GOMODCACHE."""
-    cmd = ["go", "mod", "download", "-json", f"{TEKTON_MODULE}@{version}"]
+    cmd = ["go", "mod", "download", "-json", f"{module}@{version}"]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env=_go_env(), timeout=900, check=False
         )
     except FileNotFoundError as exc:
-        raise BuildError("cannot build Tekton: no `go` on PATH") from exc
+        raise BuildError(f"cannot build {module}: no `go` on PATH") from exc
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"`{' '.join(cmd)}` took over 15 minutes") from exc
     try:
@@ -89,41 +105,69 @@ def image_reference(command: str, version: str = TEKTON_VERSION) -> str:
     return f"flotilla.local/tekton/{command}:{version}"
 
 
-def is_built(version: str = TEKTON_VERSION) -> bool:
+def _archives(version: str) -> dict[str, Path]:
     directory = tekton_cache_dir(version)
-    return all((directory / f"{c}.oci.tar").is_file() for c in TEKTON_COMMANDS)
+    archives = {image_reference(c, version): directory / f"{c}.oci.tar" for c in TEKTON_COMMANDS}
+    archives[KANIKO_IMAGE] = directory / "kaniko-executor.oci.tar"
+    archives[GIT_SPEC.reference] = images_cache_dir() / GIT_SPEC.archive_name
+    return archives
+
+
+def is_built(version: str = TEKTON_VERSION) -> bool:
+    return all(path.is_file() for path in _archives(version).values())
+
+
+def _go_build(module: str, version: str, commands: list[str], bin_dir: Path) -> None:
+    """``go build`` of ``./cmd/<command>`` inside the module, so its own go.mod applies."""
+    source = module_dir(module, version)
+    partial = bin_dir / "partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    cmd = ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", f"{partial}/",
+           *(f"./cmd/{c}" for c in commands)]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=source, capture_output=True, text=True, env=_go_env(), check=False
+    )
+    if proc.returncode != 0:
+        raise BuildError(
+            f"`{' '.join(cmd)}` in {source} failed (exit {proc.returncode}):\n"
+            f"{proc.stderr.strip()[-3000:]}"
+        )
+    for command in commands:
+        (partial / command).replace(bin_dir / command)
+
+
+def _kaniko_layer(executor: Path, scratch: Path) -> bytes:
+    """The executor image as kaniko's own Dockerfile lays it out (``/kaniko``, an empty docker
+    config, the CA bundle), without the cloud credential helpers."""
+    docker_config = scratch / "config.json"
+    docker_config.write_text("{}\n")
+    nsswitch = scratch / "nsswitch.conf"
+    nsswitch.write_text("hosts: files dns\n")
+    files = {
+        "kaniko/executor": executor,
+        "kaniko/.docker/config.json": docker_config,
+        "etc/nsswitch.conf": nsswitch,
+    }
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.is_file():
+        files["kaniko/ssl/certs/ca-certificates.crt"] = bundle
+    return files_layer(files)
 
 
 def build_tekton(
     version: str = TEKTON_VERSION, report: Callable[[str], None] = lambda line: None
 ) -> dict[str, Path]:
     """Build what is missing and return image reference -> archive; a no-op when cached."""
-    directory = tekton_cache_dir(version)
-    archives = {image_reference(c, version): directory / f"{c}.oci.tar" for c in TEKTON_COMMANDS}
+    archives = _archives(version)
     if all(path.is_file() for path in archives.values()):
         return archives
-    source = module_dir(version)
+    directory = tekton_cache_dir(version)
     bin_dir = directory / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     missing = [c for c in TEKTON_COMMANDS if not (bin_dir / c).is_file()]
     if missing:
         report(f"go build {', '.join(missing)} of {TEKTON_MODULE}@{version}")
-        partial = bin_dir / "partial"
-        partial.mkdir(exist_ok=True)
-        cmd = [
-            "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", f"{partial}/",
-            *(f"./cmd/{c}" for c in missing),
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, cwd=source, capture_output=True, text=True, env=_go_env(), check=False
-        )
-        if proc.returncode != 0:
-            raise BuildError(
-                f"`{' '.join(cmd)}` in {source} failed (exit {proc.returncode}):\n"
-                f"{proc.stderr.strip()[-3000:]}"
-            )
-        for command in missing:
-            (partial / command).replace(bin_dir / command)
+        _go_build(TEKTON_MODULE, version, missing, bin_dir)
     for command in TEKTON_COMMANDS:
         reference = image_reference(command, version)
         # As ko builds it: the binary is the entrypoint, so a pod's ``args`` are its flags.
@@ -132,6 +176,18 @@ def build_tekton(
         )
         layer = files_layer({f"ko-app/{command}": bin_dir / command})
         write_image(archives[reference], (layer,), spec)
+    if not (bin_dir / "executor").is_file():
+        report(f"go build executor of {KANIKO_MODULE}@{KANIKO_VERSION}")
+        _go_build(KANIKO_MODULE, KANIKO_VERSION, ["executor"], bin_dir)
+    spec = ImageSpec(
+        KANIKO_IMAGE, "binary", cmd=(), entrypoint=("/kaniko/executor",), env=_KANIKO_ENV
+    )
+    with tempfile.TemporaryDirectory(prefix="kaniko-", dir=directory) as scratch:
+        write_image(
+            archives[KANIKO_IMAGE], (_kaniko_layer(bin_dir / "executor", Path(scratch)),), spec
+        )
+    report(f"debootstrap {GIT_SPEC.reference}")
+    build_image(GIT_SPEC)
     return archives
 
 
@@ -169,9 +225,11 @@ def _pin_to_real_nodes(document: dict[str, Any]) -> None:
         pod = document["spec"]["template"]["spec"]
         pod["nodeSelector"] = {**pod.get("nodeSelector", {}), **selector}
     elif kind == "ConfigMap" and name == "config-defaults":
-        document.setdefault("data", {})["default-pod-template"] = yaml.safe_dump(
-            {"nodeSelector": selector}
-        )
+        template = yaml.safe_dump({"nodeSelector": selector})
+        data = document.setdefault("data", {})
+        # TaskRun pods, and the affinity assistant that keeps a workspace's pods on one node.
+        data["default-pod-template"] = template
+        data["default-affinity-assistant-pod-template"] = template
 
 
 def tekton_objects(source: Path, version: str = TEKTON_VERSION) -> Iterator[dict[str, Any]]:

@@ -41,10 +41,12 @@ def install_tekton(layout: Layout, real_nodes: list[str]) -> None:
         raise StartError("Tekton is not built; run `flotilla testenv build --tekton` first")
     archives = build_tekton()  # cached: only reads the archive paths
     tools = require_tools()
-    for name in real_nodes:
+    for index, name in enumerate(real_nodes):
         ctr = Ctr(RealNodeLayout(layout.state_dir, name), tools["ctr"])
-        for archive in archives.values():  # always: a rebuilt image keeps its tag
-            ctr.import_image(archive)
+        for reference, archive in archives.items():
+            ctr.import_image(archive)  # always: a rebuilt image keeps its tag
+            if index == 0:  # ":latest" is pulled (imagePullPolicy Always): from our registry
+                ctr.push(reference)
     with client_from_kubeconfig(layout.kubeconfig) as client:
         for document in tekton_objects(module_dir()):
             _apply(client, document)
