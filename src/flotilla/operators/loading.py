@@ -6,7 +6,6 @@ and the bundle shape live in the pure ``documents`` module and are re-exported h
 
 from __future__ import annotations
 
-import gc
 import glob
 import os
 import shutil
@@ -26,7 +25,7 @@ from flotilla.operators.documents import (
     read_documents,
     shift_lines,
 )
-from flotilla.operators.models import LoadProblem, Manifest, Source
+from flotilla.operators.models import LoadProblem, Manifest, Source, paused_gc
 
 __all__ = [
     "Bundle",
@@ -269,14 +268,9 @@ def load_inputs(
     # Loaded YAML holds no reference cycles, but millions of new containers make the cyclic
     # collector rescan all that is alive again and again: 60,000 objects loaded 17x slower than
     # 6,000. Paused while loading, load time grows with the input only.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         for path in paths:
             _load_one(path, namespace, kube_version, manifests, problems)
-    finally:
-        if collecting:
-            gc.enable()
     return manifests, problems
 
 

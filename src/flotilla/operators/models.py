@@ -22,7 +22,23 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if collecting:
+            _age_new_objects()
             gc.enable()
+
+
+def _age_new_objects() -> None:
+    """Move every object the collector tracks to its oldest generation, without a scan.
+
+    With collection paused, what was made inside stays counted as young, and the first
+    allocation after ``gc.enable()`` scanned it all as young and then as middle-aged: 1.2 s of
+    CPU after loading 60,000 manifests (1.6 million containers), more than their audit.
+    ``freeze`` then ``unfreeze`` splices the generation lists into the oldest one (no object
+    is visited); cyclic garbage among them is still found by the next full collection, which
+    Python runs when its survivors grew by a quarter. Skipped when the program froze objects
+    itself (a pre-fork server): ``unfreeze`` would undo that."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def dig(obj: Any, *keys: str) -> dict[str, Any]:
