@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 
 from flotilla.operators.audit import audit
 from flotilla.operators.loading import load_inputs
-from flotilla.operators.models import PolicyRule, paused_gc
+from flotilla.operators.models import Grant, PolicyRule, Source, paused_gc
 from flotilla.operators.rbac import grants_from_manifests, policy_rule
 from flotilla.operators.report import _Table
+from flotilla.operators.rules import grant_findings
 
 ROLE = """apiVersion: rbac.authorization.k8s.io/v1
 kind: {kind}
@@ -165,3 +167,21 @@ def test_directory_walk_order_names_and_skips(
     monkeypatch.chdir(tmp_path)
     manifests, _ = load_inputs([Path(".")])
     assert [m.source.file for m in manifests] == expected
+
+
+def test_rule_findings_follow_each_rule_of_grants_made_one_at_a_time() -> None:
+    """Grants from a generator: each rule object is dropped after its grant, and a new one may
+    reuse its address; its findings must still be its own."""
+    rules = [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+    ] * 50
+
+    def grants() -> Iterator[Grant]:
+        for raw in rules:
+            rule = policy_rule(raw)
+            assert rule is not None
+            yield Grant("User u", "ClusterRole r", "cluster", rule, Source("f", 1))
+
+    found = [f.rule for f in grant_findings(grants())]
+    assert found == ["secrets-read", "workload-write"] * 50
