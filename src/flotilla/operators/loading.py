@@ -319,8 +319,8 @@ def _load_tree(
     not followed (as ``os.walk``).
 
     One ``scandir`` per directory: its entries know which are regular files without a ``stat``
-    each, and names are joined as strings, not ``Path`` objects (60,000 files: 0.1 s instead of
-    0.4 s)."""
+    each, and names are joined as strings, not ``Path`` objects (listing and checking 60,000
+    files: 0.07 s of CPU instead of 0.36 s with ``os.walk``, ``Path`` and ``stat``)."""
     origin = str(path)
     pending = [path]
     while pending:
@@ -338,7 +338,7 @@ def _load_tree(
         for entry in entries:
             name = entry.name
             if _is_dir(entry):
-                if not name.startswith(".") and not entry.is_symlink():
+                if not name.startswith(".") and not _is_link(entry):
                     subdirs.append(here / name)
             elif (
                 name.endswith(MANIFEST_SUFFIXES)
@@ -359,6 +359,13 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir()
     except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:  # as os.path.islink, which os.walk asks
         return False
 
 
