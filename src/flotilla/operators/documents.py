@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,19 +73,13 @@ class KubeLoader(yamlload.SafeLoader):  # type: ignore[misc]
             super().flatten_mapping(node)
 
 
-@contextmanager
-def _duplicates() -> Iterator[list[tuple[str, int]]]:
-    found: list[tuple[str, int]] = []
-    token = _DUPLICATES.set(found)
+def _load(text: str) -> tuple[list[Any], list[tuple[str, int]]]:
+    dups: list[tuple[str, int]] = []
+    token = _DUPLICATES.set(dups)  # KubeLoader.flatten_mapping notes duplicates here
     try:
-        yield found
+        docs = yamlload.load_all(text, loader=KubeLoader, lines=True)
     finally:
         _DUPLICATES.reset(token)
-
-
-def _load(text: str) -> tuple[list[Any], list[tuple[str, int]]]:
-    with _duplicates() as dups:
-        docs = yamlload.load_all(text, loader=KubeLoader, lines=True)
     return [d for d in docs if d is not None], dups
 
 

@@ -6,7 +6,6 @@ and the bundle shape live in the pure ``documents`` module and are re-exported h
 
 from __future__ import annotations
 
-import gc
 import glob
 import os
 import shutil
@@ -26,7 +25,7 @@ from flotilla.operators.documents import (
     read_documents,
     shift_lines,
 )
-from flotilla.operators.models import LoadProblem, Manifest, Source
+from flotilla.operators.models import LoadProblem, Manifest, Source, paused_gc
 
 __all__ = [
     "Bundle",
@@ -86,17 +85,40 @@ def read_file(
     name = display or str(path)
     if not regular and not _is_regular(path):
         return [], [LoadProblem(Source(name), "not a regular file; skipped")]
+    return _read_at(str(path), name, origin or name, package)
+
+
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes through ``os.open``/``os.read``: ``Path.read_bytes`` builds buffered-IO
+    objects per file, and read the bench's 60,000 small files in 0.55 s of CPU against 0.17 s.
+    ``O_NONBLOCK``: should the file become a FIFO after it was checked, opening it does not wait
+    for a writer (a regular file ignores the flag)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        text = path.read_bytes().decode("utf-8")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _read_at(
+    path: str, name: str, origin: str, package: str = ""
+) -> tuple[list[Manifest], list[LoadProblem]]:
+    """:func:`read_file` of a regular file at ``path``, reported as ``name``."""
+    try:
+        data = _read_bytes(path)
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         message = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         return [], [LoadProblem(Source(name, line), message)]
     except OSError as exc:
         return [], [LoadProblem(Source(name), f"cannot read: {exc.strerror or exc}")]
     text = text.removeprefix("\ufeff")
     docs, problems = read_documents(text, name)
-    return list(_manifests_from_docs(docs, name, origin or name, package)), problems
+    return list(_manifests_from_docs(docs, name, origin, package)), problems
 
 
 def load_file(path: Path, origin: str = "", display: str | None = None) -> list[Manifest]:
@@ -246,14 +268,9 @@ def load_inputs(
     # Loaded YAML holds no reference cycles, but millions of new containers make the cyclic
     # collector rescan all that is alive again and again: 60,000 objects loaded 17x slower than
     # 6,000. Paused while loading, load time grows with the input only.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         for path in paths:
             _load_one(path, namespace, kube_version, manifests, problems)
-    finally:
-        if collecting:
-            gc.enable()
     return manifests, problems
 
 
@@ -287,23 +304,77 @@ def _load_one(
     except InputError as exc:
         problems.append(LoadProblem(Source(str(path)), str(exc).removeprefix(f"{path}: ")))
         return
+    _load_tree(path, namespace, kube_version, manifests, problems)
+
+
+def _load_tree(
+    path: Path,
+    namespace: str,
+    kube_version: str,
+    manifests: list[Manifest],
+    problems: list[LoadProblem],
+) -> None:
+    """Every manifest file under a plain directory, in name order; bundles and charts inside it
+    are read as such, hidden directories and non-regular files skipped, symlinked directories
+    not followed (as ``os.walk``).
+
+    One ``scandir`` per directory: its entries know which are regular files without a ``stat``
+    each, and names are joined as strings, not ``Path`` objects (listing and checking 60,000
+    files: 0.07 s of CPU instead of 0.36 s with ``os.walk``, ``Path`` and ``stat``)."""
     origin = str(path)
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        here = Path(root)
+    pending = [path]
+    while pending:
+        here = pending.pop()
         if here != path and (is_bundle(here) or is_chart(here)):
-            dirs.clear()
             _load_one(here, namespace, kube_version, manifests, problems)
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in sorted(files):
-            if name.endswith(MANIFEST_SUFFIXES) and not _is_bundle_metadata(here, name):
-                file = here / name
-                if not _is_regular(file):  # a FIFO or socket in a tree is not an input
-                    continue
-                found, file_problems = read_file(file, origin=origin, regular=True)
+        try:
+            with os.scandir(here) as listing:
+                entries = sorted(listing, key=_entry_name)
+        except OSError:
+            continue
+        prefix = str(here / "x")[:-1]  # what Path joining puts before a name ("" for ".")
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if _is_dir(entry):
+                if not name.startswith(".") and not _is_link(entry):
+                    subdirs.append(here / name)
+            elif (
+                name.endswith(MANIFEST_SUFFIXES)
+                and not _is_bundle_metadata(here, name)
+                and _is_file(entry)  # a FIFO or socket in a tree is not an input
+            ):
+                found, file_problems = _read_at(prefix + name, prefix + name, origin)
                 manifests.extend(found)
                 problems.extend(file_problems)
+        pending.extend(reversed(subdirs))
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:  # as os.path.islink, which os.walk asks
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file, after symlinks (``DirEntry`` knows without a ``stat`` unless a link)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _is_bundle_metadata(directory: Path, name: str) -> bool:

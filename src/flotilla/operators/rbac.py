@@ -68,24 +68,48 @@ def _strs(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list):
-        if None in value:
-            return tuple(str(v) for v in value if v is not None)
-        return tuple(map(str, value))  # the common case, without a Python step per item
+        items = tuple(value)
+        try:
+            "".join(items)  # every item a string (the common case), checked in C: 0.3 us a list
+        except TypeError:  # instead of 0.9 us for a None test and str() per item
+            return tuple(str(v) for v in items if v is not None)
+        return items
     return ()
 
 
-def policy_rule(raw: Any) -> PolicyRule | None:
-    """A PolicyRule from its manifest form; None if it is not a mapping."""
+def _lowered(value: Any) -> tuple[str, ...]:
+    """``_strs`` in lower case; verbs are nearly always written so, and one ``lower`` of them
+    all joined says whether any needs it."""
+    items = _strs(value)
+    joined = "".join(items)
+    return items if joined.lower() == joined else tuple(map(str.lower, items))
+
+
+def policy_rule(
+    raw: Any, known: dict[tuple[Any, ...], PolicyRule] | None = None
+) -> PolicyRule | None:
+    """A PolicyRule from its manifest form; None if it is not a mapping.
+
+    ``known``: rules made before, by value, to return the same object for the same rule: a
+    fleet of roles repeats a few rules thousands of times, and one object each lets the audit
+    work out each rule's findings and its text once (keyed by the object)."""
     if not isinstance(raw, dict):
         return None
     get = raw.get
-    return PolicyRule(
-        api_groups=_strs(get("apiGroups")),
-        resources=_strs(get("resources")),
-        verbs=tuple(map(str.lower, _strs(get("verbs")))),
-        resource_names=_strs(get("resourceNames")),
-        non_resource_urls=_strs(get("nonResourceURLs")),
+    names, urls = get("resourceNames"), get("nonResourceURLs")
+    fields = (
+        _strs(get("apiGroups")),
+        _strs(get("resources")),
+        _lowered(get("verbs")),
+        () if names is None else _strs(names),
+        () if urls is None else _strs(urls),
     )
+    if known is None:
+        return PolicyRule(*fields)
+    rule = known.get(fields)
+    if rule is None:
+        rule = known[fields] = PolicyRule(*fields)
+    return rule
 
 
 def _resource_matches(pattern: str, resource: str) -> bool:
@@ -136,10 +160,12 @@ class _Role:
     origin: str = ""
 
 
-def _role_rules(m: Manifest) -> tuple[tuple[PolicyRule, Source], ...]:
+def _role_rules(
+    m: Manifest, known: dict[tuple[Any, ...], PolicyRule] | None = None
+) -> tuple[tuple[PolicyRule, Source], ...]:
     out: list[tuple[PolicyRule, Source]] = []
     for raw in seq(m.body.get("rules")):
-        rule = policy_rule(raw)
+        rule = policy_rule(raw, known)
         if rule is not None:
             out.append((rule, Source(m.source.file, line_of(raw, m.source.line))))
     return tuple(out)
@@ -219,7 +245,11 @@ def _permission_scopes(mode: str, namespace: str, targets: Sequence[str]) -> lis
 
 
 def _csv_grants(
-    csv: Manifest, namespace: str, install_mode: str | None, targets: Sequence[str] = ()
+    csv: Manifest,
+    namespace: str,
+    install_mode: str | None,
+    targets: Sequence[str] = (),
+    known: dict[tuple[Any, ...], PolicyRule] | None = None,
 ) -> Iterator[Grant]:
     spec = dig(csv.body, "spec", "install", "spec")
     mode = csv_install_mode(csv, install_mode)
@@ -238,7 +268,7 @@ def _csv_grants(
             rules = [
                 (rule, Source(csv.source.file, line_of(raw, csv.source.line)))
                 for raw in seq(perm.get("rules"))
-                if (rule := policy_rule(raw)) is not None
+                if (rule := policy_rule(raw, known)) is not None
             ]
             if key == "permissions" and mode == "AllNamespaces":
                 rules.append((NAMESPACES_VIEW, perm_source))
@@ -254,7 +284,11 @@ def _csv_grants(
                     )
 
 
-def _aggregate(roles: dict[tuple[str, str, str], _Role], manifests: Sequence[Manifest]) -> None:
+def _aggregate(
+    roles: dict[tuple[str, str, str], _Role],
+    manifests: Sequence[Manifest],
+    known: dict[tuple[Any, ...], PolicyRule] | None = None,
+) -> None:
     """Fill aggregated ClusterRoles from the input ClusterRoles their selectors match."""
     by_name = {m.name: m for m in manifests if m.kind == "ClusterRole"}
     for m in by_name.values():
@@ -266,7 +300,7 @@ def _aggregate(roles: dict[tuple[str, str, str], _Role], manifests: Sequence[Man
         for other in by_name.values():
             labels = dig(other.body, "metadata", "labels")
             if other is not m and any(selects(sel, labels) for sel in selectors):
-                extra.extend(_role_rules(other))
+                extra.extend(_role_rules(other, known))
         key = ("ClusterRole", "", m.name)
         roles[key] = _Role("ClusterRole", m.name, "", roles[key].rules + tuple(extra), m.origin)
 
@@ -312,13 +346,14 @@ def grants_from_manifests(
     install_mode = install_mode or mode_for_targets(namespace, target_namespaces, False)
     grants: list[Grant] = []
     roles: dict[tuple[str, str, str], _Role] = {}
+    known: dict[tuple[Any, ...], PolicyRule] = {}  # one object per distinct rule
     for m in manifests:
         if m.kind == "ClusterServiceVersion":
-            grants.extend(_csv_grants(m, namespace, install_mode, target_namespaces))
+            grants.extend(_csv_grants(m, namespace, install_mode, target_namespaces, known))
         elif m.kind in ("Role", "ClusterRole") and m.api_version.startswith(RBAC_GROUP):
             ns = m.namespace or namespace if m.kind == "Role" else ""
-            roles[(m.kind, ns, m.name)] = _Role(m.kind, m.name, ns, _role_rules(m), m.origin)
-    _aggregate(roles, manifests)
+            roles[(m.kind, ns, m.name)] = _Role(m.kind, m.name, ns, _role_rules(m, known), m.origin)
+    _aggregate(roles, manifests, known)
     bound: set[tuple[str, str, str]] = set()
     for m in manifests:
         if m.kind not in ("RoleBinding", "ClusterRoleBinding"):

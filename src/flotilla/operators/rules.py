@@ -75,67 +75,61 @@ CLUSTER_SCOPED = frozenset(
 _finding = make_finding
 
 
-def grant_findings(grants: Sequence[Grant]) -> Iterator[Finding]:
-    """Risky-permission findings, one per (grant, rule) that matches."""
-    memo: dict[tuple[PolicyRule, bool, bool], list[tuple[str, str, str, bool]]] = {}
+def grant_findings(grants: Iterable[Grant]) -> Iterator[Finding]:
+    """Risky-permission findings, one per (grant, rule) that matches.
+
+    What a policy rule triggers depends on the rule and the grant's scope alone, so it is
+    worked out once per (rule object, scope) and only the subject, source and role are filled
+    in per grant: the roles of a fleet share a few rules (``policy_rule`` gives equal rules one
+    object), and 60,000 manifests' 113,000 grants took 1.4 s under the profiler one by one."""
+    memo: dict[tuple[int, str], tuple[PolicyRule, list[tuple[str, str, bool, bool]]]] = {}
     for g in grants:
-        r = g.rule
+        key = (id(g.rule), g.scope)
+        known = memo.get(key)
+        if known is None:  # the memo holds the rule, so its id is not reused for another
+            known = memo[key] = (g.rule, _rule_findings(g.rule, g.scope))
+        found = known[1]
+        if not found:
+            continue
         where = f"{g.role}, {g.scope}"
-        ns = not g.cluster_wide
-        if r.non_resource_urls and "*" in r.non_resource_urls:
-            yield _finding(
-                "rbac-nonresource-wildcard",
-                g.subject,
-                g.source,
-                f"{r.describe()} ({where})",
-                origin=g.origin,
-                namespaced=ns,
-            )
-        if not r.resources:
-            continue
-        if "*" in r.verbs and "*" in r.resources and "*" in r.api_groups:
-            yield _finding(
-                "rbac-wildcard-all",
-                g.subject,
-                g.source,
-                f"{r.describe()} ({where})",
-                origin=g.origin,
-                namespaced=ns,
-            )
-            continue
-        if "*" in r.verbs or "*" in r.resources or "*" in r.api_groups:
-            yield _finding(
-                "rbac-wildcard",
-                g.subject,
-                g.source,
-                f"{r.describe()} ({where})",
-                origin=g.origin,
-                namespaced=ns,
-            )
-        names = f" (names: {','.join(r.resource_names)})" if r.resource_names else ""
-        reach = g.scope in _KUBE_SYSTEM_REACH
-        key = (r, ns, reach)
-        matched = memo.get(key)
-        if matched is None:
-            matched = memo[key] = _matched_rules(r, ns, reach)
-        for rule_id, verbs_s, res_s, narrowed in matched:
+        for rule_id, text, namespaced, narrowed in found:
             yield _finding(
                 rule_id,
                 g.subject,
                 g.source,
-                f"{verbs_s} on {res_s}{names} ({where})",
+                f"{text} ({where})",
                 origin=g.origin,
-                namespaced=ns and g.scope != "namespace kube-system",
+                namespaced=namespaced,
                 narrowed=narrowed,
             )
+
+
+def _rule_findings(r: PolicyRule, scope: str) -> list[tuple[str, str, bool, bool]]:
+    """(rule id, message before the role, namespaced, narrowed) of each finding ``r`` makes
+    when granted in ``scope``."""
+    ns = scope not in ("cluster", "all namespaces")  # Grant.cluster_wide
+    found: list[tuple[str, str, bool, bool]] = []
+    if r.non_resource_urls and "*" in r.non_resource_urls:
+        found.append(("rbac-nonresource-wildcard", r.describe(), ns, False))
+    if not r.resources:
+        return found
+    if "*" in r.verbs and "*" in r.resources and "*" in r.api_groups:
+        found.append(("rbac-wildcard-all", r.describe(), ns, False))
+        return found
+    if "*" in r.verbs or "*" in r.resources or "*" in r.api_groups:
+        found.append(("rbac-wildcard", r.describe(), ns, False))
+    names = f" (names: {','.join(r.resource_names)})" if r.resource_names else ""
+    confined = ns and scope != "namespace kube-system"
+    for rule_id, verbs_s, res_s, narrowed in _matched_rules(r, ns, scope in _KUBE_SYSTEM_REACH):
+        found.append((rule_id, f"{verbs_s} on {res_s}{names}", confined, narrowed))
+    return found
 
 
 def _matched_rules(r: PolicyRule, ns: bool, reach: bool) -> list[tuple[str, str, str, bool]]:
     """(rule id, verbs, resources, narrowed) of each risky-permission rule ``r`` triggers.
 
     Depends only on the policy rule, whether it is namespace-confined and whether it reaches
-    kube-system, so ``grant_findings`` computes it once per distinct combination: a fleet of
-    roles repeats the same rules thousands of times.
+    kube-system.
     """
     found: list[tuple[str, str, str, bool]] = []
     if _CHECKED_GROUPS.isdisjoint(r.api_groups):

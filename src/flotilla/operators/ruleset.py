@@ -450,6 +450,9 @@ _RULE_LIST = [
     ),
 ]
 RULES: dict[str, RuleInfo] = {r.id: r for r in _RULE_LIST}
+_LOWERED = {s: tuple(Severity(max(1, s - down)) for down in range(3)) for s in Severity}
+"""A severity lowered 0, 1 or 2 levels (never below low), looked up: calling the enum for each
+of 172,000 findings cost 0.13 s under the profiler."""
 
 
 def make_finding(
@@ -466,10 +469,9 @@ def make_finding(
     """A finding of ``rule_id``: one level lower when confined to a namespace, and one more when
     resourceNames narrow every verb that triggered it."""
     info = RULES[rule_id]
-    severity = Severity(max(1, info.severity - int(namespaced) - int(narrowed)))
     return Finding(
         rule=rule_id,
-        severity=severity,
+        severity=_LOWERED[info.severity][namespaced + narrowed],
         subject=subject,
         source=source,
         message=message,
