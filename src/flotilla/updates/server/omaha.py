@@ -328,7 +328,8 @@ def _b64_hex(hex_digest: str) -> str:
 
 
 _ATTR_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+    | {"\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
 )
 
 
@@ -340,18 +341,18 @@ def _q(value: str) -> str:
 def _package_xml(pkg: Package) -> str:
     codebase = pkg.url if pkg.url.endswith("/") else pkg.url + "/"
     parts = [
-        f"<updatecheck status=\"ok\"><urls><url codebase={_q(codebase)} /></urls>",
+        f'<updatecheck status="ok"><urls><url codebase={_q(codebase)} /></urls>',
         f"<manifest version={_q(pkg.version)}><packages>",
         f"<package name={_q(pkg.filename)} hash={_q(_b64_hex(pkg.sha1 or pkg.sha256))}"
-        f" hash_sha256={_q(pkg.sha256)} size=\"{pkg.size}\" required=\"true\" />",
+        f' hash_sha256={_q(pkg.sha256)} size="{pkg.size}" required="true" />',
     ]
     for extra in pkg.extra_files:
         parts.append(
             f"<package name={_q(extra.name)} hash={_q(_b64_hex(extra.sha256))}"
-            f" hash_sha256={_q(extra.sha256)} size=\"{extra.size}\" required=\"false\" />"
+            f' hash_sha256={_q(extra.sha256)} size="{extra.size}" required="false" />'
         )
     parts.append(
-        f"</packages><actions><action event=\"postinstall\" sha256={_q(_b64_hex(pkg.sha256))}"
+        f'</packages><actions><action event="postinstall" sha256={_q(_b64_hex(pkg.sha256))}'
         ' DisablePayloadBackoff="true" /></actions></manifest></updatecheck>'
     )
     return "".join(parts)
