@@ -31,15 +31,26 @@ RESOLVE = (
     .where(groups.c.app_id == bindparam("app_id"))
     .where(or_(groups.c.track == bindparam("track"), groups.c.id == bindparam("track")))
 )
-INSTANCE = select(instances).where(
-    instances.c.machine_id == bindparam("m"), instances.c.app_id == bindparam("a")
+_INSTANCE_KEY = (instances.c.machine_id == bindparam("m"), instances.c.app_id == bindparam("a"))
+_KEY_COLUMNS = {"machine_id", "app_id", "first_seen"}
+INSTANCE = select(*(c for c in instances.c if c.name not in _KEY_COLUMNS)).where(*_INSTANCE_KEY)
+"""The read of a check-in: what :meth:`Store._quiet` compares (not the key it looked up by)."""
+STATE_COLUMNS = (
+    instances.c.version,
+    instances.c.status,
+    instances.c.last_update_version,
+    instances.c.last_update_granted_at,
+    instances.c.update_in_progress,
+    instances.c.last_error_code,
 )
-INSTANCE_FOR_UPDATE = INSTANCE.with_for_update()
+"""What a writing check-in reads of its locked row (every column costs CPU in the driver)."""
+INSTANCE_FOR_UPDATE = select(*STATE_COLUMNS).where(*_INSTANCE_KEY).with_for_update()
 UPDATE_INSTANCE = update(instances).where(
     instances.c.machine_id == bindparam("k_m"), instances.c.app_id == bindparam("k_a")
 )
-INSERT_INSTANCE_PG = pg_insert(instances).on_conflict_do_nothing()
-INSERT_INSTANCE_SQLITE = sqlite_insert(instances).on_conflict_do_nothing()
+# RETURNING: the new row (locked by the insert), or nothing when the machine already existed.
+INSERT_INSTANCE_PG = pg_insert(instances).on_conflict_do_nothing().returning(*STATE_COLUMNS)
+INSERT_INSTANCE_SQLITE = sqlite_insert(instances).on_conflict_do_nothing().returning(*STATE_COLUMNS)
 PACKAGE = select(packages_t).where(
     packages_t.c.app_id == bindparam("app_id"),
     packages_t.c.version == bindparam("version"),

@@ -69,6 +69,9 @@ from flotilla.updates.server.schema import (
 
 logger = logging.getLogger(__name__)
 
+_MAX_CACHED_PACKAGES = 1024
+"""Bound of the package cache (a fleet serves a handful of versions and arches)."""
+
 QUIET_WITHIN = timedelta(hours=1)
 """A machine last seen longer ago than this takes the writing path (update_engine checks every
 45 min +- 5); within it, a check-in that changes nothing only touches :class:`LastSeen`."""
@@ -122,6 +125,7 @@ class Store:
         self.quiet_within = quiet_within
         self.seen = LastSeen(engine)
         self._ctx_cache: dict[tuple[str, str], tuple[float, GroupCtx]] = {}
+        self._pkg_cache: dict[tuple[str, str, str], tuple[float, Package]] = {}
         self._unknown_logged: set[tuple[str, str]] = set()
         self._pg = engine.dialect.name == "postgresql"
         # SQLite has one writer: queue this process's transactions on a lock instead of letting
@@ -155,6 +159,7 @@ class Store:
             for row, (_, app, ctx) in zip(rows, known, strict=True)
         ]
         answers = [AppResponse.unknown(app.raw_app_id) for app in req.apps]
+        absent = {i for row, (i, _, _) in zip(rows, known, strict=True) if row is None}
         if all(q is not None for q in quiet):
             for q, (i, app, ctx) in zip(quiet, known, strict=True):
                 self.seen.touch(app.machine_id, app.app_id, now)
@@ -166,7 +171,7 @@ class Store:
         else:
             with self._serial, self.engine.begin() as conn:
                 for i, app, ctx in known:
-                    answers[i] = self._checkin_app(conn, app, ctx, ip, now)
+                    answers[i] = self._checkin_app(conn, app, ctx, ip, now, i in absent)
         return answers
 
     def _note_unknown(self, app: AppRequest) -> None:
@@ -190,8 +195,9 @@ class Store:
             return self.seen.flush()
 
     def invalidate(self) -> None:
-        """Forget cached groups (after an admin change made through this process)."""
+        """Forget cached groups and packages (after an admin change made through this process)."""
         self._ctx_cache.clear()
+        self._pkg_cache.clear()
 
     def _resolve_cached(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
         """Group and channel for (app, track), cached for ``config_ttl`` seconds.
@@ -240,7 +246,9 @@ class Store:
         )
 
     def _select_instance(self, conn: Connection, app: AppRequest, lock: bool) -> Any:
-        q = checkin_sql.INSTANCE_FOR_UPDATE if lock and self._pg else checkin_sql.INSTANCE
+        """The whole row (``lock=False``, the read), or its state columns, locked on PostgreSQL."""
+        # SQLite renders no FOR UPDATE (its writers are serialized by BEGIN IMMEDIATE).
+        q = checkin_sql.INSTANCE_FOR_UPDATE if lock else checkin_sql.INSTANCE
         return conn.execute(q, {"m": app.machine_id, "a": app.app_id}).mappings().first()
 
     def _target(self, app: AppRequest, ctx: GroupCtx) -> str | None:
@@ -299,12 +307,27 @@ class Store:
         return None if early is None else early.value
 
     def _checkin_app(
-        self, conn: Connection, app: AppRequest, ctx: GroupCtx, ip: str, now: datetime
+        self,
+        conn: Connection,
+        app: AppRequest,
+        ctx: GroupCtx,
+        ip: str,
+        now: datetime,
+        absent: bool = False,
     ) -> AppResponse:
+        """One app's check-in in the caller's transaction; ``absent``: the read saw no row.
+
+        A machine the read did not find is inserted first (``RETURNING`` hands back the new row,
+        locked by the insert); when a parallel request inserted it meanwhile, it is selected
+        ``FOR UPDATE`` as a known machine is.
+        """
         attrs = self._attrs(app, ctx, ip)
-        row = self._select_instance(conn, app, lock=True)
+        row = self._insert_instance(conn, app, attrs, now) if absent else None
         if row is None:
-            self._insert_instance(conn, app, attrs, now)
+            row = self._select_instance(conn, app, lock=True)
+        if row is None:  # pruned since the read
+            row = self._insert_instance(conn, app, attrs, now)
+        if row is None:  # and inserted again by a parallel request
             row = self._select_instance(conn, app, lock=True)
         assert row is not None
         state = _state_of(row)
@@ -378,28 +401,47 @@ class Store:
 
     def _insert_instance(
         self, conn: Connection, app: AppRequest, attrs: dict[str, Any], now: datetime
-    ) -> None:
-        conn.execute(
-            checkin_sql.INSERT_INSTANCE_PG if self._pg else checkin_sql.INSERT_INSTANCE_SQLITE,
-            {
-                "machine_id": app.machine_id,
-                "app_id": app.app_id,
-                "version": app.version,
-                "status": InstanceStatus.UNDEFINED.value,
-                "first_seen": now,
-                "last_seen": now,
-                "update_in_progress": False,
-                **attrs,
-            },
+    ) -> Any:
+        """Insert a new machine; its row, or None when the row already existed."""
+        return (
+            conn.execute(
+                checkin_sql.INSERT_INSTANCE_PG if self._pg else checkin_sql.INSERT_INSTANCE_SQLITE,
+                {
+                    "machine_id": app.machine_id,
+                    "app_id": app.app_id,
+                    "version": app.version,
+                    "status": InstanceStatus.UNDEFINED.value,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "update_in_progress": False,
+                    **attrs,
+                },
+            )
+            .mappings()
+            .first()
         )
 
     def _package(self, conn: Connection, app_id: str, version: str, arch: str) -> Package | None:
+        """The package of (app, version, arch); found ones are cached for ``config_ttl``, as
+        groups are (a missing one is looked up each time, so a new package is served at once)."""
+        key = (app_id, version, arch)
+        now = time.monotonic()
+        hit = self._pkg_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         row = (
             conn.execute(checkin_sql.PACKAGE, {"app_id": app_id, "version": version, "arch": arch})
             .mappings()
             .first()
         )
-        return package_from_row(row) if row is not None else None
+        if row is None:
+            return None
+        package = package_from_row(row)
+        if self.config_ttl > 0:
+            if len(self._pkg_cache) >= _MAX_CACHED_PACKAGES:
+                self._pkg_cache.clear()
+            self._pkg_cache[key] = (now + self.config_ttl, package)
+        return package
 
     def _update_check(
         self,
