@@ -44,12 +44,34 @@ STATE_COLUMNS = (
     instances.c.last_error_code,
 )
 """What a writing check-in reads of its locked row (every column costs CPU in the driver)."""
-INSTANCE_FOR_UPDATE = select(*STATE_COLUMNS).where(*_INSTANCE_KEY).with_for_update()
+_GROUP_STATE_COLUMNS = (groups.c.halted_version, groups.c.rollout_version)
+INSTANCE_FOR_UPDATE = (
+    select(*STATE_COLUMNS, *_GROUP_STATE_COLUMNS)
+    .select_from(instances.outerjoin(groups, groups.c.id == bindparam("g")))
+    .where(*_INSTANCE_KEY)
+    .with_for_update(of=instances)
+)
+"""The locked row of a writing check-in, with its group's brake state in the same round trip
+(only the instance row is locked; a grant under a rate limit locks the group separately)."""
 UPDATE_INSTANCE = update(instances).where(
     instances.c.machine_id == bindparam("k_m"), instances.c.app_id == bindparam("k_a")
 )
+INSERT_COLUMNS = (
+    "machine_id", "app_id", "version", "status", "first_seen", "last_seen", "update_in_progress",
+    "group_id", "arch", "alias", "oem", "oem_version", "aleph_version", "boot_id", "ip",
+)  # fmt: skip
 # RETURNING: the new row (locked by the insert), or nothing when the machine already existed.
-INSERT_INSTANCE_PG = pg_insert(instances).on_conflict_do_nothing().returning(*STATE_COLUMNS)
+# PostgreSQL adds the group's brake state, as INSTANCE_FOR_UPDATE does, in the same statement.
+_NEW = (
+    pg_insert(instances)
+    .values({c: bindparam(c) for c in INSERT_COLUMNS})
+    .on_conflict_do_nothing()
+    .returning(*STATE_COLUMNS)
+    .cte("new_instance")
+)
+INSERT_INSTANCE_PG = select(_NEW, *_GROUP_STATE_COLUMNS).select_from(
+    _NEW.outerjoin(groups, groups.c.id == bindparam("g"))
+)
 INSERT_INSTANCE_SQLITE = sqlite_insert(instances).on_conflict_do_nothing().returning(*STATE_COLUMNS)
 PACKAGE = select(packages_t).where(
     packages_t.c.app_id == bindparam("app_id"),

@@ -245,11 +245,18 @@ class Store:
             rollout_version=r["rollout_version"],
         )
 
-    def _select_instance(self, conn: Connection, app: AppRequest, lock: bool) -> Any:
-        """The whole row (``lock=False``, the read), or its state columns, locked on PostgreSQL."""
+    def _select_instance(
+        self, conn: Connection, app: AppRequest, lock: bool, group_id: str = ""
+    ) -> Any:
+        """The whole row (``lock=False``, the read), or its state columns, locked on PostgreSQL,
+        with the brake state of group ``group_id``."""
         # SQLite renders no FOR UPDATE (its writers are serialized by BEGIN IMMEDIATE).
-        q = checkin_sql.INSTANCE_FOR_UPDATE if lock else checkin_sql.INSTANCE
-        return conn.execute(q, {"m": app.machine_id, "a": app.app_id}).mappings().first()
+        if lock:
+            q, params = checkin_sql.INSTANCE_FOR_UPDATE, {"m": app.machine_id, "a": app.app_id}
+            params["g"] = group_id
+        else:
+            q, params = checkin_sql.INSTANCE, {"m": app.machine_id, "a": app.app_id}
+        return conn.execute(q, params).mappings().first()
 
     def _target(self, app: AppRequest, ctx: GroupCtx) -> str | None:
         if ctx.channel is None and ctx.policy.pinned_version is None:
@@ -324,12 +331,16 @@ class Store:
         attrs = self._attrs(app, ctx, ip)
         row = self._insert_instance(conn, app, attrs, now) if absent else None
         if row is None:
-            row = self._select_instance(conn, app, lock=True)
+            row = self._select_instance(conn, app, lock=True, group_id=ctx.id)
         if row is None:  # pruned since the read
             row = self._insert_instance(conn, app, attrs, now)
         if row is None:  # and inserted again by a parallel request
-            row = self._select_instance(conn, app, lock=True)
+            row = self._select_instance(conn, app, lock=True, group_id=ctx.id)
         assert row is not None
+        # The group's brake state as read with the row; read again when an event moved it.
+        group_state = (
+            (row["halted_version"], row["rollout_version"]) if "halted_version" in row else None
+        )
         state = _state_of(row)
         original = state
         history: list[dict[str, Any]] = []
@@ -360,6 +371,7 @@ class Store:
                 # retry does not halt the rollout by itself, and invented ids count for nothing.
                 if grantguard.failure_counts(conn, state, ctx, app.app_id, app.machine_id):
                     rollouts.count_failure(conn, ctx, now)
+                    group_state = None
             state = out.state
             if out.completed:
                 rollouts.finish_rollout_if_done(conn, ctx, app, now)
@@ -367,7 +379,9 @@ class Store:
         package: Package | None = None
         missing = False
         if app.update_check:
-            state, package, missing = self._update_check(conn, app, ctx, state, now, ip)
+            state, package, missing = self._update_check(
+                conn, app, ctx, state, now, ip, group_state
+            )
             if state.status != original.status and state.status in (
                 InstanceStatus.UPDATE_GRANTED,
                 InstanceStatus.ON_HOLD,
@@ -402,24 +416,24 @@ class Store:
     def _insert_instance(
         self, conn: Connection, app: AppRequest, attrs: dict[str, Any], now: datetime
     ) -> Any:
-        """Insert a new machine; its row, or None when the row already existed."""
-        return (
-            conn.execute(
-                checkin_sql.INSERT_INSTANCE_PG if self._pg else checkin_sql.INSERT_INSTANCE_SQLITE,
-                {
-                    "machine_id": app.machine_id,
-                    "app_id": app.app_id,
-                    "version": app.version,
-                    "status": InstanceStatus.UNDEFINED.value,
-                    "first_seen": now,
-                    "last_seen": now,
-                    "update_in_progress": False,
-                    **attrs,
-                },
-            )
-            .mappings()
-            .first()
-        )
+        """Insert a new machine; its state (PostgreSQL: and its group's brake state), or None when
+        the row already existed."""
+        values: dict[str, Any] = {
+            "machine_id": app.machine_id,
+            "app_id": app.app_id,
+            "version": app.version,
+            "status": InstanceStatus.UNDEFINED.value,
+            "first_seen": now,
+            "last_seen": now,
+            "update_in_progress": False,
+            **attrs,
+        }
+        if self._pg:
+            q = checkin_sql.INSERT_INSTANCE_PG
+            values["g"] = attrs["group_id"]
+        else:
+            q = checkin_sql.INSERT_INSTANCE_SQLITE
+        return conn.execute(q, values).mappings().first()
 
     def _package(self, conn: Connection, app_id: str, version: str, arch: str) -> Package | None:
         """The package of (app, version, arch); found ones are cached for ``config_ttl``, as
@@ -451,8 +465,13 @@ class Store:
         state: InstanceState,
         now: datetime,
         ip: str = "",
+        group_state: tuple[str | None, str | None] | None = None,
     ) -> tuple[InstanceState, Package | None, bool]:
-        """(new state, package to offer, whether the target has no package for this arch)."""
+        """(new state, package to offer, whether the target has no package for this arch).
+
+        ``group_state``: (halted, rollout) version as read with the locked instance row in this
+        transaction; None to read it here.
+        """
         again = lifecycle.regrant_target(state, app.version)
         if again is not None:
             return state, self._package(conn, ctx.app_id, again, app.arch), False
@@ -471,8 +490,10 @@ class Store:
         # The brake state is read fresh (the group context may come from the short cache); under
         # a rate limit the read also takes the group lock that serializes grants.
         locked = policies.needs_stats(policy)
-        g = self._group_state(conn, ctx.id, lock=locked)
-        halted_version, rollout_version = g["halted_version"], g["rollout_version"]
+        if locked or group_state is None:
+            g = self._group_state(conn, ctx.id, lock=locked)
+            group_state = g["halted_version"], g["rollout_version"]
+        halted_version, rollout_version = group_state
         if locked:
             stats = self._stats(conn, ctx.id, target, policy, now)
         decision = policies.may_grant(
