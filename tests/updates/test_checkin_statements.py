@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from flotilla.updates.server import grantguard
+from flotilla.updates.server import checkin_sql, grantguard
 from flotilla.updates.server.omaha import parse_request
 from flotilla.updates.server.schema import groups, make_engine
 from flotilla.updates.server.schema import packages as packages_t
@@ -26,6 +27,7 @@ from tests.updates.conftest import NEW, OLD, apply_doc, fleet, ue_request
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 IP = "192.0.2.10"  # not loopback, but the new-machine limit is off in these stores
+LATER = timedelta(minutes=45)  # update_engine's check interval
 
 
 class Recorder:
@@ -127,3 +129,67 @@ def test_a_changed_package_is_served_after_invalidate(store: tuple[Store, Record
     answers = s.checkin(parse_request(ue_request("f" * 32, OLD)), IP, T0)
     assert answers[0].package is not None
     assert answers[0].package.size == 7
+
+
+# --- the steady read through the driver (PostgreSQL, nothing listening to the engine) -----------
+
+
+@pytest.fixture
+def bare(pg_url: str) -> Iterator[Store]:
+    """A PostgreSQL store nothing instruments: steady reads go through psycopg directly."""
+    apply_doc(pg_url, fleet())
+    engine = make_engine(pg_url, pool_size=2, max_overflow=0)
+    s = Store(engine, new_machines=grantguard.NewMachineLimit(grants=0))
+    assert not s._instrumented()
+    yield s
+    engine.dispose()
+
+
+def _xmins(s: Store) -> dict[str, str]:
+    """Each instance row's xmin: it changes with any UPDATE of the row."""
+    with s.engine.connect() as conn:
+        q = text("SELECT machine_id, xmin::text FROM instances")
+        return {m: x for m, x in conn.execute(q)}
+
+
+def test_driver_reads_give_what_sqlalchemy_reads(bare: Store) -> None:
+    machines = [f"{i:032x}" for i in range(1, 6)]
+    for m in machines:
+        checkin(bare, ue_request(m, NEW, event=(3, 2), previous=""))
+    apps = [parse_request(ue_request(m, NEW)).apps[0] for m in [*machines, "f" * 32]]
+    driver = bare._driver_reads(apps)
+    with bare.engine.connect() as conn:
+        via_sa = [bare._select_instance(conn, app, lock=False) for app in apps]
+    assert driver[-1] is None and via_sa[-1] is None  # an unknown machine
+    assert [dict(r) for r in via_sa[:-1]] == driver[:-1]
+
+
+def test_steady_checkins_through_the_driver_write_nothing(bare: Store) -> None:
+    machines = [f"{i:032x}" for i in range(1, 11)]
+    for m in machines:
+        checkin(bare, ue_request(m, NEW, event=(3, 2), previous=""))
+    before = _xmins(bare)
+    with bare.engine.connect() as conn:
+        history = conn.execute(text("SELECT count(*) FROM instance_history")).scalar_one()
+    for m in machines:
+        body = ue_request(m, NEW, event=(3, 2), previous="")
+        assert checkin(bare, body, T0 + LATER) == "noupdate"
+    assert _xmins(bare) == before  # no row was updated
+    with bare.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM instance_history")).scalar_one() == history
+    assert bare.flush_seen() == len(machines)  # the touches wait for the batched flush
+
+
+def test_a_driver_error_is_a_sqlalchemy_error_and_the_connection_is_reusable(
+    bare: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = "a" * 32
+    checkin(bare, ue_request(m, NEW, event=(3, 2), previous=""))
+    monkeypatch.setattr(checkin_sql, "INSTANCE_PG_DRIVER", "SELECT no_such_column FROM instances")
+    with pytest.raises(SQLAlchemyError):  # the endpoint's 503, as for any database error
+        checkin(bare, ue_request(m, NEW), T0 + LATER)
+    monkeypatch.undo()
+    # The pooled connection went back in transaction mode: a later write is still atomic.
+    assert checkin(bare, ue_request(m, OLD), T0 + LATER) == "ok"
+    with bare.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM instances")).scalar_one() == OLD

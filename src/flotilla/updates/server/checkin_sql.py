@@ -35,6 +35,11 @@ _INSTANCE_KEY = (instances.c.machine_id == bindparam("m"), instances.c.app_id ==
 _KEY_COLUMNS = {"machine_id", "app_id", "first_seen"}
 INSTANCE = select(*(c for c in instances.c if c.name not in _KEY_COLUMNS)).where(*_INSTANCE_KEY)
 """The read of a check-in: what :meth:`Store._quiet` compares (not the key it looked up by)."""
+INSTANCE_PG_DRIVER = (
+    f"SELECT {', '.join(c.name for c in INSTANCE.selected_columns)} FROM instances"
+    " WHERE machine_id = %s AND app_id = %s"
+)
+"""The same read as plain psycopg SQL, for :meth:`Store._driver_reads` (prepared per connection)."""
 STATE_COLUMNS = (
     instances.c.version,
     instances.c.status,
