@@ -13,6 +13,7 @@ No ``from __future__ import annotations``: FastAPI evaluates the route annotatio
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -137,12 +138,14 @@ class OmahaEndpoint:
             logger.error("database error on POST %s", scope["path"], exc_info=e)
             await _send(send, 503, b"database unavailable\n", TEXT, ((b"retry-after", b"60"),))
             return
+        except ValueError as e:  # anything else refused as a value: as the error table answers it
+            status, body, media = 422, json.dumps({"detail": str(e)}).encode(), JSON
         await _send(send, status, body, media)
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
         app = scope["app"]
         svc: Services = app.state.services
-        headers = {k: v for k, v in scope["headers"]}
+        headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette
         secret = omaha_access.path_secret(scope["path"])
         refused = omaha_access.refusal(
             secret if isinstance(secret, str) else None,
@@ -166,6 +169,7 @@ class OmahaEndpoint:
 OMAHA = OmahaEndpoint()
 SECRET_HEADER = omaha_access.SECRET_HEADER.encode()
 TEXT = b"text/plain; charset=utf-8"
+JSON = b"application/json"
 XML_MEDIA = XML.encode()
 
 
