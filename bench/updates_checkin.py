@@ -15,7 +15,9 @@ Load: closed loop (``--connections`` keep-alive connections back to back: maximu
 open loop at fixed offered rates (``--rates``; latency measured from each request's intended
 send time, so queueing behind a slow server counts). CPU per check-in is the user + system time of
 the server's and the postmaster's process trees, counting exited processes (cutime/cstime), so
-short-lived backends are not missed. Writes per check-in come from ``pg_stat_database``.
+short-lived backends are not missed. Writes per check-in come from ``pg_stat_database``. The load
+generator (this process: asyncio, requests built before each run's clock starts) reports its own
+CPU per check-in too, since it shares the cores with the servers.
 
 PostgreSQL is a private cluster started here (Debian's postgresql 15, loopback and a socket in
 ``--pg-root``), stopped at the end. With ``FLOTILLA_BENCH_NEBRASKA`` set to a Nebraska binary
