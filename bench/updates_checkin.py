@@ -15,7 +15,9 @@ Load: closed loop (``--connections`` keep-alive connections back to back: maximu
 open loop at fixed offered rates (``--rates``; latency measured from each request's intended
 send time, so queueing behind a slow server counts). CPU per check-in is the user + system time of
 the server's and the postmaster's process trees, counting exited processes (cutime/cstime), so
-short-lived backends are not missed. Writes per check-in come from ``pg_stat_database``.
+short-lived backends are not missed. Writes per check-in come from ``pg_stat_database``. The load
+generator (this process: asyncio, requests built before each run's clock starts) reports its own
+CPU per check-in too, since it shares the cores with the servers.
 
 PostgreSQL is a private cluster started here (Debian's postgresql 15, loopback and a socket in
 ``--pg-root``), stopped at the end. With ``FLOTILLA_BENCH_NEBRASKA`` set to a Nebraska binary
@@ -308,14 +310,17 @@ def nebraska_server(binary: str, url: str, tmp: Path) -> Iterator[tuple[int, int
 # --- load ----------------------------------------------------------------------------------------
 
 
-async def _exchange(reader: Any, writer: Any, path: str, payload: bytes) -> int:
-    writer.write(
-        (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n"
-        ).encode()
-        + payload
+def http_request(path: str, payload: bytes) -> bytes:
+    """The whole HTTP/1.1 request, as update_engine's libcurl sends it (minus its User-Agent)."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
     )
+    return head.encode() + payload
+
+
+async def _exchange(reader: Any, writer: Any, request: bytes) -> int:
+    writer.write(request)
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
@@ -336,9 +341,17 @@ class Load:
     connections: int
 
 
+PREPARED_RATE = 4000
+"""Closed loop: requests built before the clock starts, per second of the run (more are built
+on the fly if a server is faster), so the load generator spends its CPU on sending."""
+
+
 async def drive(port: int, path: str, machines: Machines, load: Load) -> dict[str, float]:
     lat: list[float] = []
     errors = 0
+    n_prepared = int(load.seconds * (load.rate or PREPARED_RATE)) + load.connections
+    share = load.rollout_share
+    prepared = iter([http_request(path, machines.body(share)) for _ in range(n_prepared)])
     start = time.perf_counter() + 0.05
     end = start + load.seconds
     counter = itertools.count()
@@ -348,7 +361,7 @@ async def drive(port: int, path: str, machines: Machines, load: Load) -> dict[st
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while True:
-                payload = machines.body(load.rollout_share)
+                request = next(prepared, None) or http_request(path, machines.body(share))
                 if load.rate is None:
                     intended = time.perf_counter()
                     if intended >= end:
@@ -360,14 +373,16 @@ async def drive(port: int, path: str, machines: Machines, load: Load) -> dict[st
                     delay = intended - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                status = await _exchange(reader, writer, path, payload)
+                status = await _exchange(reader, writer, request)
                 lat.append(time.perf_counter() - intended)
                 if status != 200:
                     errors += 1
         finally:
             writer.close()
 
+    cpu0 = time.process_time()
     await asyncio.gather(*(conn_loop() for _ in range(load.connections)))
+    gen_cpu = time.process_time() - cpu0
     wall = max(time.perf_counter() - start, 1e-9)
     lat.sort()
     n = len(lat)
@@ -377,6 +392,7 @@ async def drive(port: int, path: str, machines: Machines, load: Load) -> dict[st
         "p50": lat[n // 2] * 1000 if n else 0.0,
         "p99": lat[max(0, int(n * 0.99) - 1)] * 1000 if n else 0.0,
         "errors": errors,
+        "gen": gen_cpu / max(n, 1) * 1000,
     }
 
 
@@ -444,7 +460,8 @@ def run_target(t: Target, pg_pid: int, args: argparse.Namespace) -> dict[str, di
         results[label] = r
         print(
             f"  {label}: {r['rps']:.0f}/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms;"
-            f" CPU/check-in server {r['cpu']:.2f} ms, PostgreSQL {r['db_cpu']:.2f} ms;"
+            f" CPU/check-in server {r['cpu']:.2f} ms, PostgreSQL {r['db_cpu']:.2f} ms,"
+            f" load generator {r['gen']:.2f} ms;"
             f" rows written {r['writes']:.3f}, commits {r['commits']:.3f} per check-in;"
             f" {r['sessions']:.0f} sessions opened; {r['errors']:.0f} errors;"
             f" load {r['load']:.1f}",
@@ -523,7 +540,8 @@ def agent_against_nebraska(binary: str, admin_url: str, tmp: Path) -> list[str]:
 
 def table(flo: dict[str, dict[str, float]], neb: dict[str, dict[str, float]] | None) -> None:
     """The markdown table for docs/benchmarks.md (ratios when Nebraska ran)."""
-    head = "| run | check-ins/s | p50 ms | p99 ms | CPU ms/check-in: server + PostgreSQL"
+    head = "| run | check-ins/s | p50 ms | p99 ms"
+    head += " | CPU ms/check-in: server + PostgreSQL (+ load generator)"
     head += " | rows written / commits per check-in | sessions opened |"
     if neb:
         head += " Nebraska check-ins/s | p50 ms | p99 ms | CPU ms: server + PostgreSQL"
@@ -532,12 +550,13 @@ def table(flo: dict[str, dict[str, float]], neb: dict[str, dict[str, float]] | N
     print("|---" * (7 + (8 if neb else 0)) + "|")
     for label, r in flo.items():
         line = f"| {label} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f}"
-        line += f" | {r['cpu']:.2f} + {r['db_cpu']:.2f} | {r['writes']:.3f} / {r['commits']:.3f}"
+        line += f" | {r['cpu']:.2f} + {r['db_cpu']:.2f} (+ {r['gen']:.2f})"
+        line += f" | {r['writes']:.3f} / {r['commits']:.3f}"
         line += f" | {r['sessions']:.0f} |"
         if neb:
             b = neb[label]
             line += f" {b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f}"
-            line += f" | {b['cpu']:.2f} + {b['db_cpu']:.2f}"
+            line += f" | {b['cpu']:.2f} + {b['db_cpu']:.2f} (+ {b['gen']:.2f})"
             line += f" | {b['writes']:.3f} / {b['commits']:.3f} | {b['sessions']:.0f}"
             line += f" | {r['rps'] / max(b['rps'], 1e-9):.2f}x"
             line += f" | {b['p99'] / max(r['p99'], 1e-9):.2f}x |"

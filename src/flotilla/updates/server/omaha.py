@@ -1,19 +1,20 @@
 """Omaha v3 as Flatcar's update_engine speaks it: parse requests, render responses. No I/O.
 
-Parsing goes through defusedxml with DTDs forbidden (Omaha never needs one), so entity expansion
-and external entities are refused before any processing. Every problem is an :class:`OmahaError`,
-which the HTTP adapter turns into a 400. A well-formed request for an app, track or arch the
+Parsing drives expat directly (no tree: a request is a handful of elements) with defusedxml's
+strictest rules: a document type declaration is refused the moment expat sees it, so no entity can
+be declared, expanded or fetched; entity and external-reference handlers refuse as well, in case
+expat ever reaches them. Every problem is an :class:`OmahaError`, which the HTTP adapter turns
+into a 400. A well-formed request for an app, track or arch the
 server cannot serve gets an Omaha error status in a 200 instead, as Nebraska answers it.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
-from xml.etree import ElementTree as ET
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring as defused_fromstring
+from typing import Any
+from xml.parsers import expat
 
 from flotilla.updates.models import (
     Event,
@@ -31,6 +32,8 @@ MAX_APPS = 16
 MAX_EVENTS = 16
 _MAX_ATTR = 256
 _MAX_ID = 100  # machine ids, versions and tracks: the width of their database columns
+_MACHINE_ID = re.compile(r"[A-Za-z0-9._-]+")
+"""The usual machine id (ASCII); others go through the slower Unicode ``isalnum`` check."""
 
 
 class OmahaError(ValueError):
@@ -80,10 +83,13 @@ class Request:
     updater_version: str = ""
 
 
-def _attr(el: ET.Element, name: str, default: str = "") -> str:
-    value = el.get(name, default)
+Attrs = dict[str, str]
+
+
+def _attr(tag: str, attrs: Attrs, name: str, default: str = "") -> str:
+    value = attrs.get(name, default)
     if len(value) > _MAX_ATTR:
-        raise OmahaError(f"attribute {el.tag}@{name} is longer than {_MAX_ATTR} characters")
+        raise OmahaError(f"attribute {tag}@{name} is longer than {_MAX_ATTR} characters")
     return value
 
 
@@ -100,8 +106,8 @@ def arch_of(board: str, sp: str) -> str:
     return "amd64"
 
 
-def _int(el: ET.Element, name: str, required: bool) -> int | None:
-    raw = el.get(name)
+def _int(attrs: Attrs, name: str, required: bool) -> int | None:
+    raw = attrs.get(name)
     if raw is None or raw == "":
         if required:
             raise OmahaError(f"<event> lacks {name}")
@@ -115,63 +121,70 @@ def _int(el: ET.Element, name: str, required: bool) -> int | None:
     return value
 
 
-def _event(el: ET.Element) -> Event:
-    etype = _int(el, "eventtype", True)
-    result = _int(el, "eventresult", True)
+def _event(attrs: Attrs) -> Event:
+    etype = _int(attrs, "eventtype", True)
+    result = _int(attrs, "eventresult", True)
     assert etype is not None and result is not None
-    prev = el.get("previousversion")
+    prev = attrs.get("previousversion")
     if prev is not None and len(prev) > _MAX_ATTR:
         raise OmahaError("previousversion is too long")
-    return Event(etype, result, _int(el, "errorcode", False), prev)
+    return Event(etype, result, _int(attrs, "errorcode", False), prev)
 
 
-def _app(el: ET.Element, sp: str) -> AppRequest:
-    raw_id = _attr(el, "appid")
+def _app(el: _Element, sp: str) -> AppRequest:
+    attrs = el.attrs
+
+    def attr(name: str) -> str:
+        return _attr("app", attrs, name)
+
+    raw_id = attr("appid")
     app_id = normalize_app_id(raw_id)
     if not app_id or not is_valid_app_id(app_id):
         raise OmahaError(f"invalid appid {raw_id[:70]!r}")
-    version = _attr(el, "version")
+    version = attr("version")
     if len(version) > _MAX_ID:
         raise OmahaError(f"app {app_id}: version is longer than {_MAX_ID} characters")
     try:
         Version.parse(version)
     except InvalidVersionError as e:
         raise OmahaError(f"app {app_id}: {e}") from None
-    machine_id = _attr(el, "machineid").strip().strip("{}")
+    machine_id = attr("machineid").strip().strip("{}")
     if not machine_id:
         raise OmahaError(f"app {app_id}: machineid is missing")
     if len(machine_id) > _MAX_ID:
         raise OmahaError(f"app {app_id}: machineid is longer than {_MAX_ID} characters")
-    if not all(c.isalnum() or c in "-_." for c in machine_id):
+    if _MACHINE_ID.fullmatch(machine_id) is None and not all(
+        c.isalnum() or c in "-_." for c in machine_id
+    ):
         raise OmahaError(f"app {app_id}: machineid has invalid characters")
-    track = track_of(_attr(el, "track").strip())
+    track = track_of(attr("track").strip())
     if not track:
         raise OmahaError(f"app {app_id}: track is missing")
     if len(track) > _MAX_ID:
         raise OmahaError(f"app {app_id}: track is longer than {_MAX_ID} characters")
     events: list[Event] = []
     ping = update_check = False
-    for child in el:
-        if child.tag == "event":
+    for tag, child in el.children:
+        if tag == "event":
+            if len(events) == MAX_EVENTS:
+                raise OmahaError(f"more than {MAX_EVENTS} events in one app")
             events.append(_event(child))
-        elif child.tag == "ping":
+        elif tag == "ping":
             ping = True
-        elif child.tag == "updatecheck":
+        elif tag == "updatecheck":
             update_check = True
-    if len(events) > MAX_EVENTS:
-        raise OmahaError(f"more than {MAX_EVENTS} events in one app")
-    board = _attr(el, "board")
+    board = attr("board")
     return AppRequest(
         app_id=app_id,
         raw_app_id=raw_id,
         version=version,
         track=track,
         machine_id=machine_id,
-        boot_id=_attr(el, "bootid").strip("{}"),
-        machine_alias=_attr(el, "machinealias"),
-        oem=_attr(el, "oem"),
-        oem_version=_attr(el, "oemversion"),
-        aleph_version=_attr(el, "alephversion"),
+        boot_id=attr("bootid").strip("{}"),
+        machine_alias=attr("machinealias"),
+        oem=attr("oem"),
+        oem_version=attr("oemversion"),
+        aleph_version=attr("alephversion"),
         board=board,
         arch=arch_of(board, sp),
         ping=ping,
@@ -180,39 +193,107 @@ def _app(el: ET.Element, sp: str) -> AppRequest:
     )
 
 
+class _Element:
+    """An element the server reads: its attributes and (for ``<app>``) its children's."""
+
+    __slots__ = ("attrs", "children")
+
+    def __init__(self, attrs: Attrs) -> None:
+        self.attrs = attrs
+        self.children: list[tuple[str, Attrs]] = []
+
+
+def _refuse(construct: str) -> Any:
+    def handler(*_: Any) -> None:
+        raise OmahaError(f"forbidden XML construct: {construct}")
+
+    return handler
+
+
+class _Collector:
+    """Expat callbacks that keep the root, its first ``<os>``, its ``<app>``s and their children.
+
+    Nothing deeper is kept and character data is ignored, so the work per request is a few
+    dict lookups; ``<app>``s past :data:`MAX_APPS` stop the parse at once.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.root: tuple[str, Attrs] | None = None
+        self.os: Attrs | None = None
+        self.apps: list[_Element] = []
+        self._app: _Element | None = None
+
+    def start(self, tag: str, attrs: Attrs) -> None:
+        self.depth += 1
+        depth = self.depth
+        if depth == 1:
+            self.root = (tag, attrs)
+        elif depth == 2:
+            self._app = None
+            if tag == "app":
+                if len(self.apps) == MAX_APPS:
+                    raise OmahaError(f"more than {MAX_APPS} apps in one request")
+                self._app = _Element(attrs)
+                self.apps.append(self._app)
+            elif tag == "os" and self.os is None:
+                self.os = attrs
+        elif depth == 3 and self._app is not None:
+            self._app.children.append((tag, attrs))
+
+    def end(self, _tag: str) -> None:
+        self.depth -= 1
+
+
+def _parse_xml(body: bytes) -> _Collector:
+    # namespace_separator: a namespaced element is "uri}name", never a bare "request" (as in
+    # ElementTree, which spells it "{uri}name").
+    parser = expat.ParserCreate(None, "}")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse("DTDForbidden")
+    parser.EntityDeclHandler = _refuse("EntitiesForbidden")
+    parser.UnparsedEntityDeclHandler = _refuse("EntitiesForbidden")
+    parser.ExternalEntityRefHandler = _refuse("ExternalReferenceForbidden")
+    out = _Collector()
+    parser.StartElementHandler = out.start
+    parser.EndElementHandler = out.end
+    try:
+        parser.Parse(body, True)
+    except OmahaError:  # raised by a handler
+        raise
+    except expat.ExpatError as e:
+        raise OmahaError(f"malformed XML: {e}") from None
+    except (ValueError, UnicodeError, LookupError) as e:  # odd or unknown declared encodings
+        raise OmahaError(f"undecodable XML: {e}") from None
+    return out
+
+
 def parse_request(body: bytes) -> Request:
     """Parse and validate a request body; raise :class:`OmahaError` for anything unacceptable."""
     if len(body) > MAX_BODY:
         raise OmahaError(f"request body larger than {MAX_BODY} bytes")
     if not body.strip():
         raise OmahaError("empty request body")
-    try:
-        root = defused_fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as e:
-        raise OmahaError(f"forbidden XML construct: {type(e).__name__}") from None
-    except ET.ParseError as e:
-        raise OmahaError(f"malformed XML: {e}") from None
-    except (ValueError, UnicodeError, LookupError) as e:  # odd or unknown declared encodings
-        raise OmahaError(f"undecodable XML: {e}") from None
-    if root.tag != "request":
-        raise OmahaError(f"root element is <{root.tag[:40]}>, not <request>")
+    doc = _parse_xml(body)
+    assert doc.root is not None  # expat refuses a document without a root element
+    tag, root = doc.root
+    if tag != "request":
+        raise OmahaError(f"root element is <{tag[:40]}>, not <request>")
     if root.get("protocol") != "3.0":
         raise OmahaError(f"unsupported protocol {root.get('protocol', '')[:20]!r}; need 3.0")
-    os_el = root.find("os")
-    sp = _attr(os_el, "sp") if os_el is not None else ""
-    platform = _attr(os_el, "platform") if os_el is not None else ""
-    app_els = root.findall("app")
-    if not app_els:
+    os_attrs = doc.os or {}
+    sp = _attr("os", os_attrs, "sp")
+    platform = _attr("os", os_attrs, "platform")
+    if not doc.apps:
         raise OmahaError("request has no <app>")
-    if len(app_els) > MAX_APPS:
-        raise OmahaError(f"more than {MAX_APPS} apps in one request")
-    apps = tuple(_app(el, sp) for el in app_els)
+    apps = tuple(_app(el, sp) for el in doc.apps)
     return Request(
         apps=apps,
         platform=platform,
         sp=sp,
-        install_source=_attr(root, "installsource"),
-        updater_version=_attr(root, "updaterversion") or _attr(root, "version"),
+        install_source=_attr("request", root, "installsource"),
+        updater_version=_attr("request", root, "updaterversion")
+        or _attr("request", root, "version"),
     )
 
 
@@ -246,57 +327,59 @@ def _b64_hex(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
-def render_response(apps: list[AppResponse], elapsed_seconds: int = 0) -> bytes:
-    """Render the ``<response>``; the update shape is exactly what update_engine parses."""
-    root = ET.Element("response", protocol="3.0", server="flotilla")
-    ET.SubElement(root, "daystart", elapsed_seconds=str(elapsed_seconds))
-    for a in apps:
-        app_el = ET.SubElement(root, "app", appid=a.raw_app_id, status=a.status)
-        for _ in range(a.events):
-            ET.SubElement(app_el, "event", status="ok")
-        if a.ping:
-            ET.SubElement(app_el, "ping", status="ok")
-        if a.update_error:
-            ET.SubElement(app_el, "updatecheck", status=a.update_error)
-            continue
-        if not a.update_check:
-            continue
-        pkg = a.package
-        if pkg is None:
-            ET.SubElement(app_el, "updatecheck", status="noupdate")
-            continue
-        uc = ET.SubElement(app_el, "updatecheck", status="ok")
-        urls = ET.SubElement(uc, "urls")
-        ET.SubElement(urls, "url", codebase=pkg.url if pkg.url.endswith("/") else pkg.url + "/")
-        manifest = ET.SubElement(uc, "manifest", version=pkg.version)
-        packages = ET.SubElement(manifest, "packages")
-        ET.SubElement(
-            packages,
-            "package",
-            name=pkg.filename,
-            hash=_b64_hex(pkg.sha1 or pkg.sha256),
-            hash_sha256=pkg.sha256,
-            size=str(pkg.size),
-            required="true",
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+    | {"\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+)
+
+
+def _q(value: str) -> str:
+    """An attribute value, escaped and quoted as ElementTree writes it."""
+    return '"' + value.translate(_ATTR_ESCAPES) + '"'
+
+
+def _package_xml(pkg: Package) -> str:
+    codebase = pkg.url if pkg.url.endswith("/") else pkg.url + "/"
+    parts = [
+        f'<updatecheck status="ok"><urls><url codebase={_q(codebase)} /></urls>',
+        f"<manifest version={_q(pkg.version)}><packages>",
+        f"<package name={_q(pkg.filename)} hash={_q(_b64_hex(pkg.sha1 or pkg.sha256))}"
+        f' hash_sha256={_q(pkg.sha256)} size="{pkg.size}" required="true" />',
+    ]
+    for extra in pkg.extra_files:
+        parts.append(
+            f"<package name={_q(extra.name)} hash={_q(_b64_hex(extra.sha256))}"
+            f' hash_sha256={_q(extra.sha256)} size="{extra.size}" required="false" />'
         )
-        for extra in pkg.extra_files:
-            ET.SubElement(
-                packages,
-                "package",
-                name=extra.name,
-                hash=_b64_hex(extra.sha256),
-                hash_sha256=extra.sha256,
-                size=str(extra.size),
-                required="false",
-            )
-        actions = ET.SubElement(manifest, "actions")
-        ET.SubElement(
-            actions,
-            "action",
-            event="postinstall",
-            sha256=_b64_hex(pkg.sha256),
-            DisablePayloadBackoff="true",
-        )
-    return (
-        b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode").encode()
+    parts.append(
+        f'</packages><actions><action event="postinstall" sha256={_q(_b64_hex(pkg.sha256))}'
+        ' DisablePayloadBackoff="true" /></actions></manifest></updatecheck>'
     )
+    return "".join(parts)
+
+
+def render_response(apps: list[AppResponse], elapsed_seconds: int = 0) -> bytes:
+    """Render the ``<response>``; the update shape is exactly what update_engine parses.
+
+    Built as text (byte for byte what ElementTree wrote before, at a fraction of the cost):
+    every value that is not a number or a constant goes through :func:`_q`.
+    """
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<response protocol="3.0" server="flotilla">'
+        f'<daystart elapsed_seconds="{int(elapsed_seconds)}" />'
+    ]
+    for a in apps:
+        head = f"<app appid={_q(a.raw_app_id)} status={_q(a.status)}"
+        body = '<event status="ok" />' * a.events
+        if a.ping:
+            body += '<ping status="ok" />'
+        if a.update_error:
+            body += f"<updatecheck status={_q(a.update_error)} />"
+        elif a.update_check:
+            if a.package is None:
+                body += '<updatecheck status="noupdate" />'
+            else:
+                body += _package_xml(a.package)
+        out.append(f"{head}>{body}</app>" if body else f"{head} />")
+    out.append("</response>")
+    return "".join(out).encode()

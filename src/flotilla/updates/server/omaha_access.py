@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hmac
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-
 SECRET_HEADER = "x-flotilla-omaha-secret"
 XML_TYPES = frozenset({"text/xml", "application/xml"})
 
@@ -24,16 +21,30 @@ def is_omaha_path(path: str) -> bool:
     return path == "/v1/update" or path.startswith("/v1/update/")
 
 
-def refusal(request: Request, secret: str) -> Response | None:
-    """The answer to send instead of processing the request, or None to go on."""
-    in_path = request.path_params.get("secret")
+def path_secret(path: str) -> str | bool | None:
+    """The secret in an Omaha path: None for ``/v1/update[/]``, the suffix for
+    ``/v1/update/<secret>[/]``, False for any other path (not an Omaha path)."""
+    if path == "/v1/update" or path == "/v1/update/":
+        return None
+    if not path.startswith("/v1/update/"):
+        return False
+    rest = path[len("/v1/update/") :]
+    if rest.endswith("/"):
+        rest = rest[:-1]
+    return rest if rest and "/" not in rest else False
+
+
+def refusal(
+    in_path: str | None, header_secret: str, content_type: str, secret: str
+) -> tuple[int, str] | None:
+    """(status, text) to answer instead of processing the request, or None to go on."""
     if secret:
-        sent = in_path if in_path is not None else request.headers.get(SECRET_HEADER, "")
+        sent = in_path if in_path is not None else header_secret
         if not hmac.compare_digest(sent.encode(), secret.encode()):
-            return PlainTextResponse("not found\n", 404)
+            return 404, "not found\n"
     elif in_path is not None:
-        return PlainTextResponse("not found\n", 404)
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        return 404, "not found\n"
+    media = content_type.split(";", 1)[0].strip().lower()
     if media not in XML_TYPES:
-        return PlainTextResponse("Omaha requests must be text/xml or application/xml\n", 415)
+        return 415, "Omaha requests must be text/xml or application/xml\n"
     return None

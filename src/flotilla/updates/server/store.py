@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import (
     Connection,
     Engine,
@@ -38,6 +40,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.exc import DBAPIError
 
 from flotilla.updates import policies
 from flotilla.updates.models import (
@@ -68,6 +71,9 @@ from flotilla.updates.server.schema import (
 )
 
 logger = logging.getLogger(__name__)
+
+_MAX_CACHED_PACKAGES = 1024
+"""Bound of the package cache (a fleet serves a handful of versions and arches)."""
 
 QUIET_WITHIN = timedelta(hours=1)
 """A machine last seen longer ago than this takes the writing path (update_engine checks every
@@ -122,6 +128,7 @@ class Store:
         self.quiet_within = quiet_within
         self.seen = LastSeen(engine)
         self._ctx_cache: dict[tuple[str, str], tuple[float, GroupCtx]] = {}
+        self._pkg_cache: dict[tuple[str, str, str], tuple[float, Package]] = {}
         self._unknown_logged: set[tuple[str, str]] = set()
         self._pg = engine.dialect.name == "postgresql"
         # SQLite has one writer: queue this process's transactions on a lock instead of letting
@@ -139,14 +146,7 @@ class Store:
         now = now or datetime.now(UTC)
         # A read-only look first (no transaction on PostgreSQL, a deferred one on SQLite): the
         # steady state of a fleet - nothing to offer, nothing to record - ends here.
-        with self._read() as conn:
-            found = [self._resolve_cached(conn, app) for app in req.apps]
-            known = [
-                (i, app, ctx)
-                for i, (app, ctx) in enumerate(zip(req.apps, found, strict=True))
-                if ctx is not None
-            ]
-            rows = [self._select_instance(conn, app, lock=False) for _, app, _ in known]
+        found, known, rows = self._look(req.apps)
         for app, ctx in zip(req.apps, found, strict=True):
             if ctx is None:
                 self._note_unknown(app)
@@ -155,6 +155,7 @@ class Store:
             for row, (_, app, ctx) in zip(rows, known, strict=True)
         ]
         answers = [AppResponse.unknown(app.raw_app_id) for app in req.apps]
+        absent = {i for row, (i, _, _) in zip(rows, known, strict=True) if row is None}
         if all(q is not None for q in quiet):
             for q, (i, app, ctx) in zip(quiet, known, strict=True):
                 self.seen.touch(app.machine_id, app.app_id, now)
@@ -166,8 +167,77 @@ class Store:
         else:
             with self._serial, self.engine.begin() as conn:
                 for i, app, ctx in known:
-                    answers[i] = self._checkin_app(conn, app, ctx, ip, now)
+                    answers[i] = self._checkin_app(conn, app, ctx, ip, now, i in absent)
         return answers
+
+    def _look(
+        self, apps: tuple[AppRequest, ...]
+    ) -> tuple[list[GroupCtx | None], list[tuple[int, AppRequest, GroupCtx]], list[Any]]:
+        """(group of each app, the known ones with their index, their instance rows or None)."""
+
+        def pick(found: list[GroupCtx | None]) -> list[tuple[int, AppRequest, GroupCtx]]:
+            return [
+                (i, app, ctx)
+                for i, (app, ctx) in enumerate(zip(apps, found, strict=True))
+                if ctx is not None
+            ]
+
+        if self._pg and not self._instrumented():
+            found = [self._cached(app) for app in apps]
+            if any(ctx is None for ctx in found):
+                with self._read() as conn:
+                    found = [
+                        ctx or self._resolve_cached(conn, a)
+                        for a, ctx in zip(apps, found, strict=True)
+                    ]
+            known = pick(found)
+            return found, known, self._driver_reads([app for _, app, _ in known])
+        with self._read() as conn:
+            found = [self._resolve_cached(conn, app) for app in apps]
+            known = pick(found)
+            rows = [self._select_instance(conn, app, lock=False) for _, app, _ in known]
+        return found, known, rows
+
+    def _instrumented(self) -> bool:
+        """Whether anything listens to this engine's statements (tracing, statement recorders):
+        then every read goes through SQLAlchemy, so that it sees them."""
+        d = self.engine.dispatch
+        return bool(d.before_cursor_execute or d.after_cursor_execute)
+
+    def _driver_reads(self, apps: list[AppRequest]) -> list[Any]:
+        """The instance rows of ``apps``, read with psycopg on a pooled connection in autocommit.
+
+        The steady check-in's one statement, without SQLAlchemy's statement and result machinery
+        (which costs three times the CPU of the read itself); prepared once per connection.
+        Driver errors come out as SQLAlchemy's, as from any other statement.
+        """
+        if not apps:
+            return []
+        try:
+            raw = self.engine.raw_connection()
+        except psycopg.Error as e:
+            raise DBAPIError.instance(None, None, e, psycopg.Error) from e
+        try:
+            dbc = raw.driver_connection
+            assert dbc is not None
+            dbc.autocommit = True
+            try:
+                cur = dbc.cursor(row_factory=dict_row)
+                out = []
+                for app in apps:
+                    params = (app.machine_id, app.app_id)
+                    cur.execute(checkin_sql.INSTANCE_PG_DRIVER, params, prepare=True)
+                    out.append(cur.fetchone())
+                return out
+            finally:
+                if not dbc.closed:
+                    dbc.autocommit = False
+        except psycopg.Error as e:
+            if self.engine.dialect.is_disconnect(e, dbc, None):  # type: ignore[arg-type]
+                raw.invalidate(e)
+            raise DBAPIError.instance(checkin_sql.INSTANCE_PG_DRIVER, None, e, psycopg.Error) from e
+        finally:
+            raw.close()
 
     def _note_unknown(self, app: AppRequest) -> None:
         """Log an unknown (appid, track) once per process, so a misconfigured fleet shows up
@@ -190,8 +260,9 @@ class Store:
             return self.seen.flush()
 
     def invalidate(self) -> None:
-        """Forget cached groups (after an admin change made through this process)."""
+        """Forget cached groups and packages (after an admin change made through this process)."""
         self._ctx_cache.clear()
+        self._pkg_cache.clear()
 
     def _resolve_cached(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
         """Group and channel for (app, track), cached for ``config_ttl`` seconds.
@@ -199,15 +270,17 @@ class Store:
         Only found groups are cached, so the cache is bounded by the number of groups. Policy and
         channel changes reach every process within the TTL; the brake state is re-read on grants.
         """
-        key = (app.app_id, app.track)
-        now = time.monotonic()
-        hit = self._ctx_cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self._cached(app)
+        if hit is not None:
+            return hit
         ctx = self._resolve(conn, app)
         if ctx is not None and self.config_ttl > 0:
-            self._ctx_cache[key] = (now + self.config_ttl, ctx)
+            self._ctx_cache[(app.app_id, app.track)] = (time.monotonic() + self.config_ttl, ctx)
         return ctx
+
+    def _cached(self, app: AppRequest) -> GroupCtx | None:
+        hit = self._ctx_cache.get((app.app_id, app.track))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _resolve(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
         """The group serving (app, track), or None when the server knows neither."""
@@ -239,9 +312,18 @@ class Store:
             rollout_version=r["rollout_version"],
         )
 
-    def _select_instance(self, conn: Connection, app: AppRequest, lock: bool) -> Any:
-        q = checkin_sql.INSTANCE_FOR_UPDATE if lock and self._pg else checkin_sql.INSTANCE
-        return conn.execute(q, {"m": app.machine_id, "a": app.app_id}).mappings().first()
+    def _select_instance(
+        self, conn: Connection, app: AppRequest, lock: bool, group_id: str = ""
+    ) -> Any:
+        """The whole row (``lock=False``, the read), or its state columns, locked on PostgreSQL,
+        with the brake state of group ``group_id``."""
+        # SQLite renders no FOR UPDATE (its writers are serialized by BEGIN IMMEDIATE).
+        if lock:
+            q, params = checkin_sql.INSTANCE_FOR_UPDATE, {"m": app.machine_id, "a": app.app_id}
+            params["g"] = group_id
+        else:
+            q, params = checkin_sql.INSTANCE, {"m": app.machine_id, "a": app.app_id}
+        return conn.execute(q, params).mappings().first()
 
     def _target(self, app: AppRequest, ctx: GroupCtx) -> str | None:
         if ctx.channel is None and ctx.policy.pinned_version is None:
@@ -299,14 +381,33 @@ class Store:
         return None if early is None else early.value
 
     def _checkin_app(
-        self, conn: Connection, app: AppRequest, ctx: GroupCtx, ip: str, now: datetime
+        self,
+        conn: Connection,
+        app: AppRequest,
+        ctx: GroupCtx,
+        ip: str,
+        now: datetime,
+        absent: bool = False,
     ) -> AppResponse:
+        """One app's check-in in the caller's transaction; ``absent``: the read saw no row.
+
+        A machine the read did not find is inserted first (``RETURNING`` hands back the new row,
+        locked by the insert); when a parallel request inserted it meanwhile, it is selected
+        ``FOR UPDATE`` as a known machine is.
+        """
         attrs = self._attrs(app, ctx, ip)
-        row = self._select_instance(conn, app, lock=True)
+        row = self._insert_instance(conn, app, attrs, now) if absent else None
         if row is None:
-            self._insert_instance(conn, app, attrs, now)
-            row = self._select_instance(conn, app, lock=True)
+            row = self._select_instance(conn, app, lock=True, group_id=ctx.id)
+        if row is None:  # pruned since the read
+            row = self._insert_instance(conn, app, attrs, now)
+        if row is None:  # and inserted again by a parallel request
+            row = self._select_instance(conn, app, lock=True, group_id=ctx.id)
         assert row is not None
+        # The group's brake state as read with the row; read again when an event moved it.
+        group_state = (
+            (row["halted_version"], row["rollout_version"]) if "halted_version" in row else None
+        )
         state = _state_of(row)
         original = state
         history: list[dict[str, Any]] = []
@@ -337,6 +438,7 @@ class Store:
                 # retry does not halt the rollout by itself, and invented ids count for nothing.
                 if grantguard.failure_counts(conn, state, ctx, app.app_id, app.machine_id):
                     rollouts.count_failure(conn, ctx, now)
+                    group_state = None
             state = out.state
             if out.completed:
                 rollouts.finish_rollout_if_done(conn, ctx, app, now)
@@ -344,7 +446,9 @@ class Store:
         package: Package | None = None
         missing = False
         if app.update_check:
-            state, package, missing = self._update_check(conn, app, ctx, state, now, ip)
+            state, package, missing = self._update_check(
+                conn, app, ctx, state, now, ip, group_state
+            )
             if state.status != original.status and state.status in (
                 InstanceStatus.UPDATE_GRANTED,
                 InstanceStatus.ON_HOLD,
@@ -378,28 +482,48 @@ class Store:
 
     def _insert_instance(
         self, conn: Connection, app: AppRequest, attrs: dict[str, Any], now: datetime
-    ) -> None:
-        conn.execute(
-            checkin_sql.INSERT_INSTANCE_PG if self._pg else checkin_sql.INSERT_INSTANCE_SQLITE,
-            {
-                "machine_id": app.machine_id,
-                "app_id": app.app_id,
-                "version": app.version,
-                "status": InstanceStatus.UNDEFINED.value,
-                "first_seen": now,
-                "last_seen": now,
-                "update_in_progress": False,
-                **attrs,
-            },
-        )
+    ) -> Any:
+        """Insert a new machine; its state (PostgreSQL: and its group's brake state), or None when
+        the row already existed."""
+        values: dict[str, Any] = {
+            "machine_id": app.machine_id,
+            "app_id": app.app_id,
+            "version": app.version,
+            "status": InstanceStatus.UNDEFINED.value,
+            "first_seen": now,
+            "last_seen": now,
+            "update_in_progress": False,
+            **attrs,
+        }
+        q: Any
+        if self._pg:
+            q = checkin_sql.INSERT_INSTANCE_PG
+            values["g"] = attrs["group_id"]
+        else:
+            q = checkin_sql.INSERT_INSTANCE_SQLITE
+        return conn.execute(q, values).mappings().first()
 
     def _package(self, conn: Connection, app_id: str, version: str, arch: str) -> Package | None:
+        """The package of (app, version, arch); found ones are cached for ``config_ttl``, as
+        groups are (a missing one is looked up each time, so a new package is served at once)."""
+        key = (app_id, version, arch)
+        now = time.monotonic()
+        hit = self._pkg_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         row = (
             conn.execute(checkin_sql.PACKAGE, {"app_id": app_id, "version": version, "arch": arch})
             .mappings()
             .first()
         )
-        return package_from_row(row) if row is not None else None
+        if row is None:
+            return None
+        package = package_from_row(row)
+        if self.config_ttl > 0:
+            if len(self._pkg_cache) >= _MAX_CACHED_PACKAGES:
+                self._pkg_cache.clear()
+            self._pkg_cache[key] = (now + self.config_ttl, package)
+        return package
 
     def _update_check(
         self,
@@ -409,8 +533,13 @@ class Store:
         state: InstanceState,
         now: datetime,
         ip: str = "",
+        group_state: tuple[str | None, str | None] | None = None,
     ) -> tuple[InstanceState, Package | None, bool]:
-        """(new state, package to offer, whether the target has no package for this arch)."""
+        """(new state, package to offer, whether the target has no package for this arch).
+
+        ``group_state``: (halted, rollout) version as read with the locked instance row in this
+        transaction; None to read it here.
+        """
         again = lifecycle.regrant_target(state, app.version)
         if again is not None:
             return state, self._package(conn, ctx.app_id, again, app.arch), False
@@ -429,8 +558,10 @@ class Store:
         # The brake state is read fresh (the group context may come from the short cache); under
         # a rate limit the read also takes the group lock that serializes grants.
         locked = policies.needs_stats(policy)
-        g = self._group_state(conn, ctx.id, lock=locked)
-        halted_version, rollout_version = g["halted_version"], g["rollout_version"]
+        if locked or group_state is None:
+            g = self._group_state(conn, ctx.id, lock=locked)
+            group_state = g["halted_version"], g["rollout_version"]
+        halted_version, rollout_version = group_state
         if locked:
             stats = self._stats(conn, ctx.id, target, policy, now)
         decision = policies.may_grant(
