@@ -53,3 +53,22 @@ def test_java_exposes_the_same_metrics_as_python(tmp_path: Path) -> None:
     names = {name for name, _ in python}
     assert {"faas_invocations_total", "faas_errors_total", "faas_coldstarts_total"} <= names
     assert {"faas_invoke_duration_seconds_bucket", "faas_init_duration_seconds_count"} <= names
+
+
+# The JVM's own log line for a class mapped from the dynamic (AppCDS) archive; -Xshare:on makes
+# a JVM that cannot map the archive refuse to start rather than run without it.
+FROM_ARCHIVE = "dev.flotilla.fn.Main source: shared objects file (top)"
+ARCHIVE_CHECK = {"JDK_JAVA_OPTIONS": "-Xshare:on -Xlog:class+load=info:stdout"}
+
+
+def test_fn_run_starts_java_from_the_class_data_archive(tmp_path: Path) -> None:
+    collector = Collector()
+    try:
+        with local_runtime("java", collector, tmp_path, extra_env=ARCHIVE_CHECK) as served:
+            r = httpx.get(served.base + "/hello", timeout=10)
+            assert (r.status_code, r.text) == (200, "hello")  # the function's own classes load
+            log = served.read_logs()
+    finally:
+        collector.close()
+    assert FROM_ARCHIVE in log
+    assert "conformance.Function source: file:" in log  # not archived: it changes with every edit
