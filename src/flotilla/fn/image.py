@@ -195,7 +195,9 @@ def _java_lines(project: Path | None, files: dict[str, bytes]) -> list[str]:
     function_libs = tree_files(built.lib, "function-lib")
     files.update(function_libs)
     files.update(tree_files(built.classes, "classes"))
-    runtime_cp = [f"{JAVA_HOME_FN}/{p.relative_to(runtime).as_posix()}" for p in runtime_jars(runtime)]
+    runtime_cp = [
+        f"{JAVA_HOME_FN}/{p.relative_to(runtime).as_posix()}" for p in runtime_jars(runtime)
+    ]
     function_cp = ["/opt/flotilla/classes", f"{JAVA_HOME_FN}/function-lib/*"]
     # The class-data archive is trained by the image's own JVM (an archive only fits the JVM
     # build that dumped it), in a layer that depends on the runtime alone, so it stays cached.
