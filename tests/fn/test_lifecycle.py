@@ -220,15 +220,15 @@ def test_the_asgi_apps_lifespan_runs(
     assert marker.read_text() == "asgi shutdown"
 
 
-@pytest.mark.parametrize(
-    ("runtime", "file", "code", "line"),
-    [
-        ("node", "index.js", "'use strict';\n\nexports.handle = () => {\n  return 1 +;\n};\n", 4),
-        ("python", "func.py", '"""x"""\n\n\ndef handle(request):\n    return 1 +\n', 5),
-        ("node", "index.js", "'use strict';\nconst x = 1;\nthrow new Error('boom');\n", 3),
-        ("python", "func.py", "import os\n\nraise RuntimeError('boom')\n", 3),
-    ],
-)
+BROKEN = [
+    ("node", "index.js", "'use strict';\n\nexports.handle = () => {\n  return 1 +;\n};\n", 4),
+    ("python", "func.py", '"""x"""\n\n\ndef handle(request):\n    return 1 +\n', 5),
+    ("node", "index.js", "'use strict';\nconst x = 1;\nthrow new Error('boom');\n", 3),
+    ("python", "func.py", "import os\n\nraise RuntimeError('boom')\n", 3),
+]
+
+
+@pytest.mark.parametrize(("runtime", "file", "code", "line"), BROKEN)
 def test_an_error_in_user_code_is_one_line_with_file_and_line(
     tmp_path: Path, runtime: str, file: str, code: str, line: int
 ) -> None:
@@ -243,3 +243,31 @@ def test_an_error_in_user_code_is_one_line_with_file_and_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert f"{tmp_path / file}:{line}:" in lines[0]
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.parametrize(("runtime", "file", "code", "line"), BROKEN)
+def test_an_image_with_an_error_in_user_code_exits_with_one_line(
+    dockerd: str, tmp_path: Path, runtime: str, file: str, code: str, line: int
+) -> None:
+    import docker
+
+    from flotilla.fn.image import build_context, build_image, function_files
+
+    (tmp_path / "function.yaml").write_text(f"name: broken\nruntime: {runtime}\n")
+    (tmp_path / file).write_text(code)
+    spec = load_spec((tmp_path / "function.yaml").read_text())
+    tag = f"flotilla.local/broken-{runtime}:latest"
+    build_image(build_context(spec, function_files(tmp_path)), tag, docker_host=dockerd)
+    client = docker.DockerClient(base_url=dockerd)
+    container = client.containers.run(tag, detach=True, network_mode="none")
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 2
+        lines = bytes(container.logs(stdout=False, stderr=True)).decode().strip().splitlines()
+        assert len(lines) == 1, lines
+        assert f"/function/{file}:{line}:" in lines[0]  # the path inside the image
+        assert bytes(container.logs(stdout=True, stderr=False)) == b""
+    finally:
+        container.remove(force=True)
+        client.close()
