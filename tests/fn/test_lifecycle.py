@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from flotilla.fn.devloop import serve_command
-from flotilla.fn.model import load_spec
+from flotilla.fn.model import load_spec, parse_spec
+from flotilla.fn.templates import project_files
 
 from .support import (
     CONFORMANCE,
@@ -225,15 +226,37 @@ BROKEN = [
     ("python", "func.py", '"""x"""\n\n\ndef handle(request):\n    return 1 +\n', 5),
     ("node", "index.js", "'use strict';\nconst x = 1;\nthrow new Error('boom');\n", 3),
     ("python", "func.py", "import os\n\nraise RuntimeError('boom')\n", 3),
+    pytest.param(
+        "java",
+        "src/main/java/function/Function.java",
+        "package function;\n\nimport dev.flotilla.fn.Request;\n\npublic class Function {\n"
+        '    static final int ZERO = Integer.parseInt("0");\n'
+        "    static final int BOOM = 1 / ZERO;\n"
+        '\n    public String handle(Request request) {\n        return "x";\n    }\n}\n',
+        7,
+        marks=pytest.mark.slow,
+    ),
 ]
+
+
+def _broken_project(project: Path, runtime: str, file: str, code: str) -> None:
+    """A function that fails as it loads (a Java one compiles: its static initialiser throws)."""
+    spec = parse_spec({"name": "broken", "runtime": runtime})
+    if runtime == "java":
+        for rel, text in project_files(spec, "http").items():
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            (project / rel).write_text(text)
+        (project / "src/test/java/function/FunctionTest.java").unlink()
+    else:
+        (project / "function.yaml").write_text(f"name: broken\nruntime: {runtime}\n")
+    (project / file).write_text(code)
 
 
 @pytest.mark.parametrize(("runtime", "file", "code", "line"), BROKEN)
 def test_an_error_in_user_code_is_one_line_with_file_and_line(
     tmp_path: Path, runtime: str, file: str, code: str, line: int
 ) -> None:
-    (tmp_path / "function.yaml").write_text(f"name: broken\nruntime: {runtime}\n")
-    (tmp_path / file).write_text(code)
+    _broken_project(tmp_path, runtime, file, code)
     spec = load_spec((tmp_path / "function.yaml").read_text())
     command = serve_command(spec, tmp_path, free_port())
     proc = subprocess.run(
@@ -255,11 +278,11 @@ def test_an_image_with_an_error_in_user_code_exits_with_one_line(
 
     from flotilla.fn.image import build_context, build_image, function_files
 
-    (tmp_path / "function.yaml").write_text(f"name: broken\nruntime: {runtime}\n")
-    (tmp_path / file).write_text(code)
+    _broken_project(tmp_path, runtime, file, code)
     spec = load_spec((tmp_path / "function.yaml").read_text())
     tag = f"flotilla.local/broken-{runtime}:latest"
-    build_image(build_context(spec, function_files(tmp_path)), tag, docker_host=dockerd)
+    context = build_context(spec, function_files(tmp_path), project=tmp_path)
+    build_image(context, tag, docker_host=dockerd)
     client = docker.DockerClient(base_url=dockerd)
     container = client.containers.run(tag, detach=True, network_mode="none")
     try:
