@@ -6,7 +6,9 @@ Jackson) is built once per hash of its sources by ``mvn install`` into
 also puts it in ``~/.m2`` so function projects compile against it. A function project is built
 by ``mvn package`` into ``~/.cache/flotilla/fn/java-build/<hash of its path>`` (its pom reads
 ``flotilla.buildDir``), again only when its pom or sources changed. ``python -m
-flotilla.fn.jvm`` is what ``fn run`` starts: build, then exec java.
+flotilla.fn.jvm`` is what ``fn run`` starts: build, then exec java. Java starts from an AppCDS
+archive of the runtime (:func:`class_archive`): a cold start then reads about 50 classes from jars
+and modules instead of about 1,000.
 """
 
 from __future__ import annotations
