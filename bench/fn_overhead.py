@@ -6,7 +6,7 @@ metrics or tracing). Both run on this machine in the same run; the load generato
 keep-alive asyncio client in this process. Prints requests per second, p50/p99 latency, the
 ratio, and cold start (process spawn to first 200 response), median of several starts.
 
-    .venv/bin/python bench/fn_overhead.py [--seconds 5] [--connections 16] [--starts 7]
+    .venv/bin/python bench/fn_overhead.py [--seconds 5] [--connections 16] [--starts 7] [--java]
         [--docker-host unix:///…/docker.sock]   # also: cold start of the built images
 
 With ``--docker-host`` it also builds the function's Python and Node images in that dockerd and
@@ -73,6 +73,49 @@ class NullCollector:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+JAVA_HELLO = """package function;
+
+import dev.flotilla.fn.Request;
+
+public class Function {
+    public String handle(Request request) {
+        return "hello";
+    }
+}
+"""
+
+
+def java_commands(
+    work: Path, port: int, collector: str
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The same function in Java (``fn init --runtime java``'s project, body returning "hello"),
+    started as ``fn run`` starts it, and the same without the class-data archive."""
+    from flotilla.fn.jvm import build_function, class_archive, java_argv, java_runtime
+    from flotilla.fn.model import parse_spec
+    from flotilla.fn.templates import project_files
+
+    project = work / "java"
+    spec = parse_spec({"name": "bench", "runtime": "java"})
+    for rel, text in project_files(spec, "http").items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    (project / "src/main/java/function/Function.java").write_text(JAVA_HELLO)
+    (project / "src/test/java/function/FunctionTest.java").unlink()
+    runtime = java_runtime()
+    built = build_function(project)
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "FLOTILLA_FN_SOURCE": str(project),
+        "FLOTILLA_FN_NAME": "bench",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+    }
+    argv = java_argv(runtime, built, class_archive(runtime))
+    plain = [a for a in argv if not a.startswith("-XX:SharedArchiveFile=")]
+    return {"flotilla java": (argv, env), "flotilla java (no CDS archive)": (plain, env)}
 
 
 def commands(work: Path, port: int, collector: str) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -194,25 +237,34 @@ def load(port: int, seconds: float, connections: int) -> tuple[float, float, flo
     )
 
 
-def image_cold_starts(docker_host: str, starts: int) -> dict[str, float]:
+def image_cold_starts(
+    docker_host: str, starts: int, java_project: Path | None = None
+) -> dict[str, float]:
     """Median ``faas_init_duration_seconds`` over ``starts`` container starts, per runtime."""
     import docker
     import httpx
 
-    from flotilla.fn.image import build_context, build_image
+    from flotilla.fn.image import build_context, build_image, function_files
     from flotilla.fn.model import parse_spec
 
     sources = {
         "python": {"func.py": FLOTILLA_SYNC.encode()},
         "node": {"index.js": b"exports.handle = async () => 'hello';\n"},
     }
+    if java_project is not None:
+        sources["java"] = {}
     out: dict[str, float] = {}
     client = docker.DockerClient(base_url=docker_host)
     try:
         for runtime, files in sources.items():
             spec = parse_spec({"name": f"bench-{runtime}", "runtime": runtime})
             tag = f"flotilla.local/bench-{runtime}:latest"
-            build_image(build_context(spec, files), tag, docker_host=docker_host)
+            context = (
+                build_context(spec, function_files(java_project), project=java_project)
+                if runtime == "java" and java_project is not None
+                else build_context(spec, files)
+            )
+            build_image(context, tag, docker_host=docker_host)
             seconds = []
             for _ in range(starts):
                 port = free_port()
@@ -243,6 +295,9 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--docker-host", help="also measure the images' cold start here")
+    parser.add_argument(
+        "--java", action="store_true", help="also the same function in the Java runtime"
+    )
     args = parser.parse_args()
     collector = NullCollector()
     results: dict[str, dict[str, float]] = {}
@@ -252,7 +307,10 @@ def main() -> None:
         (work / "func_async.py").write_text(FLOTILLA_ASYNC)
         (work / "main.py").write_text(FF_MAIN)
         port = free_port()
-        for name, (argv, env) in commands(work, port, collector.endpoint).items():
+        servers = commands(work, port, collector.endpoint)
+        if args.java:
+            servers.update(java_commands(work, port, collector.endpoint))
+        for name, (argv, env) in servers.items():
             cold = cold_start(argv, env, port, args.starts)
             proc = subprocess.Popen(
                 argv, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -269,8 +327,13 @@ def main() -> None:
                 "p99_ms": p99 * 1e3,
                 "cold_start_ms": cold * 1e3,
             }
+        java_project = work / "java" if args.java else None
+        images = (
+            image_cold_starts(args.docker_host, args.starts, java_project)
+            if args.docker_host
+            else {}
+        )
     collector.close()
-    images = image_cold_starts(args.docker_host, args.starts) if args.docker_host else {}
     ff = results["functions-framework"]["rps"]
     if args.json:
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -17,12 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from flotilla.fn.devloop import serve_command
 from flotilla.fn.jvm import build_function
 from flotilla.fn.model import load_spec
 
 CONFORMANCE = Path(__file__).parent / "conformance"
+# Image runs need the session's private dockerd (the `dockerd` fixture), as the contract suite's do.
+IMAGE_MARKS = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def runtime_params() -> list[Any]:
+    """Every runtime as a local process, then as its built image (``<runtime>-image``)."""
+    return [
+        "python",
+        "node",
+        pytest.param("java", marks=pytest.mark.slow),
+        pytest.param("python-image", marks=IMAGE_MARKS),
+        pytest.param("node-image", marks=IMAGE_MARKS),
+        pytest.param("java-image", marks=IMAGE_MARKS),
+    ]
+
+
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$")
 
 
@@ -100,6 +118,34 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+class ContainerProcess:
+    """A container's main process behind the part of ``Popen``'s interface the tests use. Exit
+    codes above 128 (killed by a signal, as docker reports it) read as ``-signal``, as Popen's."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        self.container.kill(signal=int(sig))
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def _exited(self, code: int) -> int:
+        self.returncode = 128 - code if code > 128 else code
+        return self.returncode
+
+    def poll(self) -> int | None:
+        self.container.reload()
+        if self.container.status != "exited":
+            return None
+        return self._exited(int(self.container.attrs["State"]["ExitCode"]))
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._exited(int(self.container.wait(timeout=timeout)["StatusCode"]))
+
+
 @dataclass
 class Served:
     """A running runtime: where it listens and how to read its log lines."""
@@ -110,7 +156,7 @@ class Served:
     read_logs: Any
     collector: Collector
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | ContainerProcess | None = None
 
     def log_lines(self) -> list[dict[str, Any]]:
         out = []
@@ -158,6 +204,85 @@ def local_runtime(
         if proc.poll() is None:
             proc.terminate()
             proc.wait(20)
+
+
+@contextmanager
+def image_runtime(
+    runtime: str,
+    collector: Collector,
+    docker_host: str,
+    project: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    shared_dir: Path | None = None,
+) -> Iterator[Served]:
+    """The function built as ``fn build`` builds it and run in the private dockerd on the host's
+    network. ``shared_dir`` is mounted at the same path, writable by the image's user, for files
+    a function writes (the stop hook's marker)."""
+    import docker
+    import docker.errors
+
+    from flotilla.fn.image import build_context, build_image, function_files
+    from flotilla.testenv.images import JAVA_SPEC
+    from flotilla.testenv.images import build_image as build_testenv_image
+
+    project = project or CONFORMANCE / runtime
+    spec = load_spec((project / "function.yaml").read_text())
+    tag = f"flotilla.local/conformance-{runtime}-{spec.name}:latest"
+    client = docker.DockerClient(base_url=docker_host)
+    try:
+        if runtime == "java":  # the opt-in base image: built (debootstrap, once) and loaded here
+            try:
+                client.images.get(JAVA_SPEC.reference)
+            except docker.errors.ImageNotFound:
+                client.images.load(build_testenv_image(JAVA_SPEC).read_bytes())
+        context = build_context(spec, function_files(project), project=project)
+        build_image(context, tag, docker_host=docker_host)
+        volumes = {}
+        if shared_dir is not None:
+            shared_dir.chmod(0o777)
+            volumes[str(shared_dir)] = {"bind": str(shared_dir), "mode": "rw"}
+        port = free_port()
+        container = client.containers.run(
+            tag,
+            detach=True,
+            network_mode="host",
+            environment={**contract_env(collector), **(extra_env or {}), "PORT": str(port)},
+            volumes=volumes,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health/readiness")
+
+            def logs() -> str:
+                return bytes(container.logs()).decode()
+
+            base = f"http://127.0.0.1:{port}"
+            proc = ContainerProcess(container)
+            yield Served(f"{runtime}-image", spec.name, base, logs, collector, proc=proc)
+        finally:
+            container.remove(force=True)
+    finally:
+        client.close()
+
+
+@contextmanager
+def runtime_under_test(
+    kind: str,
+    collector: Collector,
+    tmp: Path,
+    request: pytest.FixtureRequest,
+    project: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """``kind`` from :func:`runtime_params`: a local process, or the image in the session's
+    dockerd (``tmp`` then shared with the container)."""
+    if kind.endswith("-image"):
+        docker_host = request.getfixturevalue("dockerd")
+        runtime = kind.removesuffix("-image")
+        with image_runtime(runtime, collector, docker_host, project, extra_env, tmp) as served:
+            yield served
+    else:
+        with local_runtime(kind, collector, tmp, project, extra_env) as served:
+            yield served
 
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

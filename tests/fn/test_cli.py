@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -224,6 +225,17 @@ def test_a_java_image_is_the_compiled_function_on_the_jre_base(tmp_path: Path) -
     assert any(
         line.startswith('CMD ["java"') and "dev.flotilla.fn.Main" in line for line in dockerfile
     )
+    # The class-data archive: trained by the image's JVM below the function's layers, and used
+    # by the CMD with the same runtime class-path prefix it was trained with.
+    run = next(line for line in dockerfile if line.startswith("RUN "))
+    cmd = next(line for line in dockerfile if line.startswith("CMD "))
+    train, argv = json.loads(run.removeprefix("RUN ")), json.loads(cmd.removeprefix("CMD "))
+    assert train[-2:] == ["dev.flotilla.fn.Main", "--train"]
+    assert "-XX:ArchiveClassesAtExit=/opt/flotilla/java/flotilla-fn.jsa" in train
+    assert "-XX:SharedArchiveFile=/opt/flotilla/java/flotilla-fn.jsa" in argv
+    trained_cp = train[train.index("-cp") + 1]
+    assert argv[argv.index("-cp") + 1].startswith(trained_cp + ":/opt/flotilla/classes:")
+    assert dockerfile.index(run) < dockerfile.index("COPY function/ /function/")
     assert (tmp_path / "ctx" / "classes" / "function" / "Function.class").is_file()
     assert (tmp_path / "ctx" / "runtime" / "flotilla-fn.jar").is_file()
     assert any((tmp_path / "ctx" / "runtime" / "lib").glob("cloudevents-core-*.jar"))

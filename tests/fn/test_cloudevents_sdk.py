@@ -22,7 +22,7 @@ from cloudevents.http import CloudEvent, from_http, from_json
 
 from flotilla.fn.deps import node_runtime_modules
 
-from .support import CONFORMANCE, Collector, Served, local_runtime
+from .support import CONFORMANCE, Collector, Served, runtime_params, runtime_under_test
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
 
@@ -210,17 +210,16 @@ DECODERS = {"python-sdk": py_decode, "node-sdk": node_decode}
 # --- the runtimes ---------------------------------------------------------------------------
 
 
-@pytest.fixture(
-    scope="module", params=["python", "node", pytest.param("java", marks=pytest.mark.slow)]
-)
+@pytest.fixture(scope="module", params=runtime_params())
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    runtime: str = request.param
+    kind: str = request.param
     collector = Collector()
     try:
-        project = CONFORMANCE / f"events-{runtime}"
-        with local_runtime(runtime, collector, tmp_path_factory.mktemp(runtime), project) as s:
+        project = CONFORMANCE / f"events-{kind.removesuffix('-image')}"
+        tmp = tmp_path_factory.mktemp(kind)
+        with runtime_under_test(kind, collector, tmp, request, project) as s:
             yield s
     finally:
         collector.close()

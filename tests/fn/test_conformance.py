@@ -15,25 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flotilla.fn.image import build_context, build_image, function_files
-from flotilla.fn.model import load_spec
-from flotilla.testenv.images import JAVA_SPEC
-from flotilla.testenv.images import build_image as build_testenv_image
-
 from .support import (
-    CONFORMANCE,
     Collector,
     Served,
-    contract_env,
-    free_port,
     local_runtime,
     parse_metrics,
+    runtime_params,
+    runtime_under_test,
     sample,
-    wait_http,
 )
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
-IMAGE = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -43,61 +35,13 @@ def collector() -> Iterator[Collector]:
     c.close()
 
 
-def _image_runtime(runtime: str, collector: Collector, docker_host: str) -> Iterator[Served]:
-    import docker
-    import docker.errors
-
-    project = CONFORMANCE / runtime
-    spec = load_spec((project / "function.yaml").read_text())
-    tag = f"flotilla.local/{spec.name}:conformance"
-    client = docker.DockerClient(base_url=docker_host)
-    if runtime == "java":  # the opt-in base image: built (debootstrap, once) and loaded here
-        try:
-            client.images.get(JAVA_SPEC.reference)
-        except docker.errors.ImageNotFound:
-            client.images.load(build_testenv_image(JAVA_SPEC).read_bytes())
-    context = build_context(spec, function_files(project), project=project)
-    build_image(context, tag, docker_host=docker_host)
-    port = free_port()
-    container = client.containers.run(
-        tag,
-        detach=True,
-        network_mode="host",
-        environment={**contract_env(collector), "PORT": str(port)},
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health/readiness")
-
-        def logs() -> str:
-            return bytes(container.logs()).decode()
-
-        yield Served(f"{runtime}-image", spec.name, f"http://127.0.0.1:{port}", logs, collector)
-    finally:
-        container.remove(force=True)
-        client.close()
-
-
-@pytest.fixture(
-    scope="module",
-    params=[
-        "python",
-        "node",
-        pytest.param("java", marks=pytest.mark.slow),
-        pytest.param("python-image", marks=IMAGE),
-        pytest.param("node-image", marks=IMAGE),
-        pytest.param("java-image", marks=IMAGE),
-    ],
-)
+@pytest.fixture(scope="module", params=runtime_params())
 def served(
     request: pytest.FixtureRequest, collector: Collector, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     kind: str = request.param
-    if kind.endswith("-image"):
-        docker_host = request.getfixturevalue("dockerd")
-        yield from _image_runtime(kind.removesuffix("-image"), collector, docker_host)
-    else:
-        with local_runtime(kind, collector, tmp_path_factory.mktemp(kind)) as s:
-            yield s
+    with runtime_under_test(kind, collector, tmp_path_factory.mktemp(kind), request) as s:
+        yield s
 
 
 @pytest.fixture

@@ -11,19 +11,18 @@ from typer.testing import CliRunner
 
 from flotilla.cli import app
 
-from .support import Collector, Served, local_runtime, parse_metrics, sample
+from .support import Collector, Served, parse_metrics, runtime_params, runtime_under_test, sample
 
 CE = {"ce-id": "42", "ce-source": "/tests", "ce-type": "dev.example.ping", "ce-specversion": "1.0"}
 
 
-@pytest.fixture(
-    scope="module", params=["python", "node", pytest.param("java", marks=pytest.mark.slow)]
-)
+@pytest.fixture(scope="module", params=runtime_params())
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    runtime: str = request.param
-    tmp = tmp_path_factory.mktemp(f"ce-{runtime}")
+    kind: str = request.param
+    runtime = kind.removesuffix("-image")
+    tmp = tmp_path_factory.mktemp(f"ce-{kind}")
     project = tmp / "events"
     result = CliRunner().invoke(
         app,
@@ -42,7 +41,7 @@ def served(
     assert result.exit_code == 0, result.output
     collector = Collector()
     try:
-        with local_runtime(runtime, collector, tmp, project) as s:
+        with runtime_under_test(kind, collector, tmp, request, project) as s:
             yield s
     finally:
         collector.close()

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import Collector, local_runtime, parse_metrics
+from flotilla.fn.jvm import class_archive
+
+from .support import Collector, image_runtime, local_runtime, parse_metrics
 
 pytestmark = pytest.mark.slow
 REQUESTS = [("GET", "/"), ("POST", "/echo"), ("GET", "/fail"), ("GET", "/teapot")]
@@ -53,3 +55,47 @@ def test_java_exposes_the_same_metrics_as_python(tmp_path: Path) -> None:
     names = {name for name, _ in python}
     assert {"faas_invocations_total", "faas_errors_total", "faas_coldstarts_total"} <= names
     assert {"faas_invoke_duration_seconds_bucket", "faas_init_duration_seconds_count"} <= names
+
+
+# The JVM's own log line for a class mapped from the dynamic (AppCDS) archive; -Xshare:on makes
+# a JVM that cannot map the archive refuse to start rather than run without it.
+FROM_ARCHIVE = "dev.flotilla.fn.Main source: shared objects file (top)"
+ARCHIVE_CHECK = {"JDK_JAVA_OPTIONS": "-Xshare:on -Xlog:class+load=info:stdout"}
+
+
+def test_fn_run_starts_java_from_the_class_data_archive(tmp_path: Path) -> None:
+    collector = Collector()
+    try:
+        with local_runtime("java", collector, tmp_path, extra_env=ARCHIVE_CHECK) as served:
+            r = httpx.get(served.base + "/hello", timeout=10)
+            assert (r.status_code, r.text) == (200, "hello")  # the function's own classes load
+            log = served.read_logs()
+    finally:
+        collector.close()
+    assert FROM_ARCHIVE in log
+    assert "conformance.Function source: file:" in log  # not archived: it changes with every edit
+
+
+def test_a_failed_training_run_leaves_no_archive_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "flotilla-fn.jar").write_bytes(b"not a jar")
+    assert class_archive(tmp_path) is None  # fn run then starts java without one
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("java: no class-data archive ("), err
+    assert not list(tmp_path.glob("*.jsa*"))
+
+
+@pytest.mark.cluster
+def test_the_java_image_starts_from_its_class_data_archive(dockerd: str, tmp_path: Path) -> None:
+    collector = Collector()
+    try:
+        with image_runtime("java", collector, dockerd, extra_env=ARCHIVE_CHECK) as served:
+            r = httpx.get(served.base + "/hello", timeout=10)
+            assert (r.status_code, r.text) == (200, "hello")
+            log = served.read_logs()
+    finally:
+        collector.close()
+    assert FROM_ARCHIVE in log  # trained by the image's own JVM at build time
+    assert "conformance.Function source: file:/opt/flotilla/classes/" in log

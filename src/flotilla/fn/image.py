@@ -11,6 +11,7 @@ Layers go from least to most often changed, so a code change rebuilds only the l
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .deps import node_runtime_modules, tree_files
-from .jvm import JVM_OPTIONS, MAIN_CLASS, build_function, java_runtime
+from .jvm import build_function, java_runtime, jvm_command, runtime_jars, training_command
 from .model import FnError, FunctionSpec, Runtime, Signature
 
 __all__ = [
@@ -61,6 +62,7 @@ SITE = "/opt/flotilla/site"
 NODE_LIB = "/opt/flotilla/node"
 USER_DEPS = "/opt/flotilla/userdeps"
 JAVA_HOME_FN = "/opt/flotilla/java"
+JAVA_ARCHIVE = f"{JAVA_HOME_FN}/flotilla-fn.jsa"
 
 
 class BuildError(FnError, RuntimeError):
@@ -193,15 +195,25 @@ def _java_lines(project: Path | None, files: dict[str, bytes]) -> list[str]:
     function_libs = tree_files(built.lib, "function-lib")
     files.update(function_libs)
     files.update(tree_files(built.classes, "classes"))
-    parts = ("/opt/flotilla/classes", "function-lib/*", "flotilla-fn.jar", "lib/*")
-    classpath = ":".join(p if p.startswith("/") else f"{JAVA_HOME_FN}/{p}" for p in parts)
-    argv = ["java", *JVM_OPTIONS, "-cp", classpath, MAIN_CLASS]
+    runtime_cp = [
+        f"{JAVA_HOME_FN}/{p.relative_to(runtime).as_posix()}" for p in runtime_jars(runtime)
+    ]
+    function_cp = ["/opt/flotilla/classes", f"{JAVA_HOME_FN}/function-lib/*"]
+    # The class-data archive is trained by the image's own JVM (an archive only fits the JVM
+    # build that dumped it), in a layer that depends on the runtime alone, so it stays cached.
+    train = training_command("java", runtime_cp, JAVA_ARCHIVE)
+    argv = jvm_command("java", runtime_cp, function_cp, JAVA_ARCHIVE)
     return [
         f"FROM {BASE_IMAGES[Runtime.JAVA]}",
         f"COPY runtime/ {JAVA_HOME_FN}/",
+        "RUN " + _exec_form(train),
         *([f"COPY function-lib/ {JAVA_HOME_FN}/function-lib/"] if function_libs else []),
-        "CMD [" + ", ".join(f'"{a}"' for a in argv) + "]",
+        "CMD " + _exec_form(argv),
     ]
+
+
+def _exec_form(argv: list[str]) -> str:
+    return json.dumps(argv)
 
 
 def build_context(

@@ -43,10 +43,49 @@ final class JsonLog {
             error.printStackTrace(new PrintWriter(trace));
             doc.put("exception", trace.toString());
         }
-        String line = Json.string(doc);
+        String line = object(doc);
         synchronized (OUT) {
             OUT.println(line);
         }
+    }
+
+    /**
+     * A flat object of strings as one JSON line, written by hand: logging must not wait for
+     * Jackson, whose first use costs a cold start tens of milliseconds (the ready line is logged
+     * while the first request is being served).
+     */
+    static String object(Map<String, Object> doc) {
+        StringBuilder out = new StringBuilder(256).append('{');
+        for (Map.Entry<String, Object> e : doc.entrySet()) {
+            if (out.length() > 1) out.append(',');
+            quote(out, e.getKey());
+            out.append(':');
+            quote(out, String.valueOf(e.getValue()));
+        }
+        return out.append('}').toString();
+    }
+
+    /** A JSON string (RFC 8259): quotes, backslashes and control characters escaped. */
+    static void quote(StringBuilder out, String s) {
+        out.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"' -> out.append("\\\"");
+                case '\\' -> out.append("\\\\");
+                case '\n' -> out.append("\\n");
+                case '\r' -> out.append("\\r");
+                case '\t' -> out.append("\\t");
+                default -> {
+                    if (c < 0x20 || c == 0x2028 || c == 0x2029) {
+                        out.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        out.append(c);
+                    }
+                }
+            }
+        }
+        out.append('"');
     }
 
     static void info(String msg) { write("info", "flotilla.fn", msg, null); }

@@ -580,8 +580,10 @@ public final class Main {
         }
     }
 
-    public static void main(String[] args) {
-        Map<String, String> env = System.getenv();
+    public static void main(String[] args) throws Exception {
+        // --train: the class-data archive's training run (Training), then exit 0.
+        boolean training = args.length == 1 && args[0].equals("--train");
+        Map<String, String> env = training ? Training.env(System.getenv()) : System.getenv();
         // The JDK server's own timers: a connection that has not sent its request within the header
         // timeout is closed (slowloris), idle keep-alive connections after 5 s; checked every second.
         long headerTimeout = Math.max(1, (long) Math.ceil(seconds(env.get("FLOTILLA_FN_HEADER_TIMEOUT"), 10)));
@@ -612,6 +614,10 @@ public final class Main {
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> stop.run());
         try {
             main.serve();
+            if (training) {
+                Training.drive(Integer.parseInt(env.get("PORT")));
+                main.stop();
+            }
         } catch (Throwable e) {
             System.setErr(new java.io.PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.err), true, StandardCharsets.UTF_8));
             System.err.println("cannot start function: " + describeLoadError(e, main.source));
