@@ -7,6 +7,7 @@ with its ``replace`` lines applies), each put at ``/ko-app/<command>`` of an ima
 where ko puts it and where the controller expects the entrypoint binary. The manifests are the
 module's own ``config/`` files with every ``ko://`` reference replaced by those images, and the
 ``-shell-image`` (chainguard's busybox, out of reach here) by ``flotilla.local/busybox``.
+What ``fn pipeline`` runs comes along: kaniko's executor from its Go module and a git image.
 
 Two changes fit the test cluster: every Deployment and every TaskRun pod (through
 ``config-defaults``' ``default-pod-template``) gets a nodeSelector for the real nodes, since kwok
