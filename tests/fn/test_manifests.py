@@ -169,3 +169,54 @@ def test_timeout_and_concurrency_reach_both_targets() -> None:
     assert denv["FLOTILLA_FN_CONCURRENCY"] == "4"
     plain = knative_service(load_spec("name: p\nruntime: node\n"), "r/p:1", "default")
     assert "containerConcurrency" not in plain["spec"]["template"]["spec"]
+
+
+def test_a_push_trigger_runs_exactly_the_pushed_commit() -> None:
+    from flotilla.fn.pipeline import pipeline_run
+    from flotilla.fn.triggers import listener_url, trigger_objects
+
+    run = pipeline_run(
+        SPEC, "ci", params={"git-revision": "main", "image": "reg/hello:v1",
+                            "build-flags": ["--insecure"]},
+        workspace_claim="src",
+    )  # fmt: skip
+    template = {"hostNetwork": True, "nodeSelector": {"pool": "build"}}
+    objects = trigger_objects(SPEC, "ci", run, pod_template=template)
+    by_kind = {o["kind"]: o for o in objects}
+    binding = by_kind["TriggerBinding"]["spec"]["params"]
+    assert binding == [{"name": "git-revision", "value": "$(body.after)"}]
+    (templated,) = by_kind["TriggerTemplate"]["spec"]["resourcetemplates"]
+    params = {p["name"]: p["value"] for p in templated["spec"]["params"]}
+    assert params == {
+        "git-revision": "$(tt.params.git-revision)",
+        "image": "reg/hello:v1",
+        "build-flags": ["--insecure"],
+    }
+    assert templated["metadata"]["generateName"] == "hello-run-"  # Triggers needs generateName
+    assert {p["name"]: p["value"] for p in run["spec"]["params"]}["git-revision"] == "main"
+    listener = by_kind["EventListener"]["spec"]
+    assert listener["triggers"][0]["template"] == {"ref": "hello"}
+    pod = listener["resources"]["kubernetesResource"]["spec"]["template"]["spec"]
+    assert pod == {"nodeSelector": {"pool": "build"}}  # placement only, never hostNetwork
+    assert listener["serviceAccountName"] == "hello-triggers"
+    roles = {o["roleRef"]["name"] for o in objects if o["kind"].endswith("Binding")
+             and "roleRef" in o}  # fmt: skip
+    assert roles == {
+        "tekton-triggers-eventlistener-roles",
+        "tekton-triggers-eventlistener-clusterroles",
+    }
+    assert listener_url(SPEC, "ci") == "http://el-hello.ci.svc.cluster.local:8080"
+
+
+def test_the_deployer_role_allows_only_what_fn_deploy_does() -> None:
+    objects = pipeline_objects(SPEC, "ci", git_url="https://git.example/fn.git")
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+    assert ("", "secrets", "get") not in granted and all(v != "delete" for _, _, v in granted)
+    assert ("apps", "deployments", "patch") in granted
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert binding["subjects"][0]["name"] == "hello-deployer"
+    (pipeline,) = [o for o in objects if o["kind"] == "Pipeline"]
+    build = next(t for t in pipeline["spec"]["tasks"] if t["name"] == "build")
+    assert {"name": "build-flags", "value": ["$(params.build-flags[*])"]} in build["params"]

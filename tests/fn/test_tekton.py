@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from lightkube import Client
 
-from flotilla.core.kube import KubeError, apply_raw, get_raw, wait_until
+from flotilla.core.kube import KubeError, apply_raw, get_raw, list_raw, wait_until
 from flotilla.fn.deploy import invoke_service
 
 from .test_cluster import _project, fn
@@ -207,6 +208,40 @@ def _source_claim(kube: Client, namespace: str, root: Path, node: str) -> str:
     return name
 
 
+def _post_receive_hook(bare: Path, url: str) -> None:
+    """What a user's post-receive hook does: post each pushed commit as ``{"after": NEWREV}``."""
+    hook = bare / "hooks" / "post-receive"
+    hook.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys, urllib.request\n"
+        "for line in sys.stdin:\n"
+        "    old, new, ref = line.split()\n"
+        "    body = json.dumps({'after': new, 'ref': ref}).encode()\n"
+        f"    request = urllib.request.Request({url!r}, data=body,\n"
+        "        headers={'Content-Type': 'application/json'})\n"
+        "    print(urllib.request.urlopen(request, timeout=20).status)\n"
+    )
+    hook.chmod(0o755)
+
+
+def _listener_url(kube: Client, namespace: str, name: str) -> str:
+    """The EventListener's Service by ClusterIP (kube-proxy routes it from the host too)."""
+
+    def ready() -> str | None:
+        listener = get_raw(
+            kube, "triggers.tekton.dev/v1beta1", "EventListener", name,
+            namespace=namespace, plural="eventlisteners", namespaced=True,
+        )  # fmt: skip
+        status = (listener or {}).get("status", {})
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        if conditions.get("Ready") != "True":
+            return None
+        service = get_raw(kube, "v1", "Service", f"el-{name}", namespace=namespace)
+        return f"http://{service['spec']['clusterIP']}:8080" if service else None
+
+    return wait_until(ready, timeout=180, interval=1.0, what=f"EventListener {name} Ready")
+
+
 def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
     kube: Client,
     namespace: str,
@@ -232,7 +267,9 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
     claim = _source_claim(kube, namespace, tmp_path, real_node)
     # The test registry listens on loopback only, so the pipeline's pods use the host network.
     template = tmp_path / "pod-template.yaml"
-    template.write_text(yaml.safe_dump({"hostNetwork": True}))
+    template.write_text(
+        yaml.safe_dump({"hostNetwork": True, "nodeSelector": {"flotilla.dev/real-node": "true"}})
+    )
     out = fn(
         "pipeline", "-C", str(project), "-n", namespace, "--run", "--kubeconfig", str(kubeconfig),
         "--git-url", f"{git_url}/tk-app.git", "--revision", "main",
@@ -241,11 +278,43 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
         f"--build-flag=--registry-map=flotilla.local={registry}",
         f"--build-flag=--insecure-registry={registry}",
         "--workspace-claim", claim, "--pod-template", str(template), "--timeout", "8m",
+        "--trigger",
     )  # fmt: skip
     assert "succeeded" in out, out
     deployment = get_raw(kube, "apps/v1", "Deployment", "tk-app", namespace=namespace)
     assert deployment is not None
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.startswith(f"{registry}/tk-app:v1@sha256:"), image
-    status, _, body = invoke_service(kube, namespace, "tk-app")
-    assert status == 200 and body, body
+    status, _, body = invoke_service(kube, namespace, "tk-app", "/?name=v1")
+    assert (status, json.loads(body)) == (200, {"message": "Hello, v1!"}), body
+    # A git push starts the next run through the EventListener; the new code answers.
+    _post_receive_hook(root / "tk-app.git", _listener_url(kube, namespace, "tk-app"))
+    source = project / "func.py"
+    source.write_text(source.read_text().replace("Hello,", "Hi,"))
+    _git(project, "commit", "-q", "-am", "second")
+    pushed = _git(project, "rev-parse", "HEAD")
+    _git(project, "push", "-q", str(root / "tk-app.git"), "main")
+
+    def pushed_run_done() -> dict[str, Any] | None:
+        runs = list_raw(kube, "tekton.dev/v1", "PipelineRun", namespace=namespace,
+                        plural="pipelineruns", namespaced=True,
+                        labels={"triggers.tekton.dev/eventlistener": "tk-app"})  # fmt: skip
+        done = [r for r in runs if _condition_done(r)]
+        return done[0] if done else None
+
+    run = wait_until(pushed_run_done, timeout=480, interval=2.0, what="the pushed PipelineRun")
+    revision = {p["name"]: p["value"] for p in run["spec"]["params"]}["git-revision"]
+    assert revision == pushed
+    condition = next(c for c in run["status"]["conditions"] if c["type"] == "Succeeded")
+    assert condition["status"] == "True", condition
+
+    def answers_hi() -> bool | None:
+        status, _, body = invoke_service(kube, namespace, "tk-app", "/?name=v2")
+        return True if status == 200 and json.loads(body) == {"message": "Hi, v2!"} else None
+
+    wait_until(answers_hi, timeout=60, interval=1.0, what="the pushed version to answer")
+
+
+def _condition_done(obj: dict[str, Any]) -> bool:
+    conditions = obj.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Succeeded" and c["status"] != "Unknown" for c in conditions)

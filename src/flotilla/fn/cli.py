@@ -344,6 +344,9 @@ def pipeline(
     git_image: str | None = typer.Option(None, "--git-image", help="Image of the clone step."),
     kaniko_image: str | None = typer.Option(None, "--kaniko-image", help="kaniko's executor."),
     run: bool = typer.Option(False, "--run", help="Apply it and start a PipelineRun."),
+    trigger: bool = typer.Option(
+        False, "--trigger", help="Add an EventListener that starts a run on each git push."
+    ),
     revision: str = typer.Option("main", "--revision", help="--run: branch, tag or commit."),
     image: str | None = typer.Option(None, "--image", help="--run: image to push."),
     build_flags: list[str] = BUILD_FLAG_OPT,
@@ -378,11 +381,23 @@ def pipeline(
         git_image=git_image or DEFAULT_GIT_IMAGE,
         kaniko_image=kaniko_image or DEFAULT_KANIKO_IMAGE,
     )
+    template = _pod_template(pod_template)
+    params: dict[str, str | list[str]] = {"git-revision": revision, "build-flags": build_flags}
+    if image:
+        params["image"] = image
+    from .pipeline import pipeline_run
+
+    run_object = pipeline_run(spec, ns, params=params, workspace_claim=workspace_claim,
+                              storage_class=storage_class, pod_template=template)  # fmt: skip
+    if trigger:
+        from .triggers import listener_url, trigger_objects
+
+        objects += trigger_objects(spec, ns, run_object, pod_template=template)
+        typer.echo(f"git pushes go to {listener_url(spec, ns)}", err=True)
     if run:
-        _run_pipeline(
-            spec, ns, objects, git_url, revision, image, build_flags,
-            workspace_claim, storage_class, pod_template, wait, timeout, kubeconfig,
-        )  # fmt: skip
+        if not git_url:
+            raise typer.BadParameter("--run needs --git-url", param_hint="--git-url")
+        _run_pipeline(ns, objects, run_object, wait, timeout, kubeconfig)
         return
     if write is None:
         emit_documents(objects, output)
@@ -399,43 +414,31 @@ def pipeline(
     typer.echo(f"wrote {len(objects)} objects to {write}")
 
 
+def _pod_template(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        template = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FnError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(template, dict):
+        raise FnError(f"{path}: a pod template is a mapping")
+    return template
+
+
 def _run_pipeline(
-    spec: FunctionSpec,
     namespace: str,
     objects: list[dict[str, Any]],
-    git_url: str,
-    revision: str,
-    image: str | None,
-    build_flags: list[str],
-    workspace_claim: str,
-    storage_class: str | None,
-    pod_template: Path | None,
+    run: dict[str, Any],
     wait: bool,
     timeout: float,
     kubeconfig: Path | None,
 ) -> None:
-    import yaml
-
     from flotilla.core.kube import KubeError
 
-    from .pipeline import pipeline_run
     from .pipeline_run import RunOutcome, start_run, wait_for_run
-
-    if not git_url:
-        raise typer.BadParameter("--run needs --git-url", param_hint="--git-url")
-    template = None
-    if pod_template is not None:
-        try:
-            template = yaml.safe_load(pod_template.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise FnError(f"{pod_template}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(template, dict):
-            raise FnError(f"{pod_template}: a pod template is a mapping")
-    params: dict[str, str | list[str]] = {"git-revision": revision, "build-flags": build_flags}
-    if image:
-        params["image"] = image
-    run = pipeline_run(spec, namespace, params=params, workspace_claim=workspace_claim,
-                       storage_class=storage_class, pod_template=template)  # fmt: skip
 
     def show(outcome: RunOutcome) -> None:
         tasks = ", ".join(f"{task} {reason}" for task, reason in sorted(outcome.tasks.items()))

@@ -35,7 +35,13 @@ __all__ = [
 ]
 
 KNATIVE = {"plural": "services", "namespaced": True}
-TEKTON_PLURALS = {"Task": "tasks", "Pipeline": "pipelines"}
+TEKTON_PLURALS = {
+    "Task": "tasks",
+    "Pipeline": "pipelines",
+    "TriggerBinding": "triggerbindings",
+    "TriggerTemplate": "triggertemplates",
+    "EventListener": "eventlisteners",
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ def _custom(obj: dict[str, Any]) -> dict[str, Any]:
     api = str(obj["apiVersion"])
     if api.startswith("serving.knative.dev/"):
         return KNATIVE
-    if api.startswith("tekton.dev/"):
+    if api.startswith(("tekton.dev/", "triggers.tekton.dev/")):
         return {"plural": TEKTON_PLURALS[str(obj["kind"])], "namespaced": True}
     return {}
 

@@ -8,6 +8,8 @@ where ko puts it and where the controller expects the entrypoint binary. The man
 module's own ``config/`` files with every ``ko://`` reference replaced by those images, and the
 ``-shell-image`` (chainguard's busybox, out of reach here) by ``flotilla.local/busybox``.
 What ``fn pipeline`` runs comes along: kaniko's executor from its Go module and a git image.
+Tekton Triggers (``github.com/tektoncd/triggers``) is built and installed the same way, into the
+same namespace, so a git push can start a PipelineRun through an EventListener.
 
 Two changes fit the test cluster: every Deployment and every TaskRun pod (through
 ``config-defaults``' ``default-pod-template``) gets a nodeSelector for the real nodes, since kwok
@@ -23,6 +25,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +42,51 @@ from flotilla.testenv.images import (
 )
 from flotilla.testenv.realnode import REAL_NODE_LABEL
 
-TEKTON_MODULE = "github.com/tektoncd/pipeline"
-TEKTON_VERSION = "v1.3.0"
 TEKTON_NAMESPACE = "tekton-pipelines"
-TEKTON_COMMANDS = (
-    "controller",
-    "webhook",
-    "entrypoint",
-    "nop",
-    "workingdirinit",
-    "sidecarlogresults",
-)
-TEKTON_DEPLOYMENTS = ("tekton-pipelines-controller", "tekton-pipelines-webhook")
-# config/ files that need what the test cluster lacks (see the module docstring).
-_LEFT_OUT = ("events.yaml", "webhook-hpa.yaml", "config-leader-election-events.yaml")
-_LEFT_OUT_DIRS = ("resolvers",)
 _KO_ENV = ("PATH=/ko-app", "KO_DATA_PATH=/var/run/ko")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One Tekton project as its release is made: commands built by ko, ``config/`` applied."""
+
+    name: str
+    module: str
+    version: str
+    commands: tuple[str, ...]
+    deployments: tuple[str, ...]  # waited for after the apply
+    left_out: tuple[str, ...] = ()  # config/ files or directories the test cluster cannot use
+
+    def image(self, command: str) -> str:
+        return f"flotilla.local/tekton-{self.name}/{command}:{self.version}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return images_cache_dir().parent / f"tekton-{self.name}-{self.version}"
+
+    def archives(self) -> dict[str, Path]:
+        return {self.image(c): self.cache_dir / f"{c}.oci.tar" for c in self.commands}
+
+
+PIPELINE = Release(
+    "pipeline",
+    "github.com/tektoncd/pipeline",
+    "v1.3.0",
+    ("controller", "webhook", "entrypoint", "nop", "workingdirinit", "sidecarlogresults"),
+    ("tekton-pipelines-controller", "tekton-pipelines-webhook"),
+    # the remote resolvers, the events controller and the webhook's HPA (see the docstring)
+    ("resolvers", "events.yaml", "webhook-hpa.yaml", "config-leader-election-events.yaml"),
+)
+TRIGGERS = Release(
+    "triggers",
+    "github.com/tektoncd/triggers",
+    "v0.30.0",
+    ("controller", "webhook", "eventlistenersink", "interceptors"),
+    ("tekton-triggers-controller", "tekton-triggers-webhook", "tekton-triggers-core-interceptors"),
+)
+RELEASES = (PIPELINE, TRIGGERS)
+TEKTON_VERSION = PIPELINE.version
+
 # The image builder of `fn pipeline`, from its Go module (kaniko's go.mod has no replaces).
 KANIKO_MODULE = "github.com/GoogleContainerTools/kaniko"
 KANIKO_VERSION = "v1.23.2"
@@ -77,7 +109,7 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def module_dir(module: str = TEKTON_MODULE, version: str = TEKTON_VERSION) -> Path:
+def module_dir(module: str, version: str) -> Path:
     """The module's source as the proxy serves it (``go mod download``), read-only in GOMODCACHE."""
     cmd = ["go", "mod", "download", "-json", f"{module}@{version}"]
     try:
@@ -98,24 +130,21 @@ def module_dir(module: str = TEKTON_MODULE, version: str = TEKTON_VERSION) -> Pa
     return directory
 
 
-def tekton_cache_dir(version: str = TEKTON_VERSION) -> Path:
-    return images_cache_dir().parent / f"tekton-{version}"
+def _kaniko_archive() -> Path:
+    return PIPELINE.cache_dir / "kaniko-executor.oci.tar"
 
 
-def image_reference(command: str, version: str = TEKTON_VERSION) -> str:
-    return f"flotilla.local/tekton/{command}:{version}"
-
-
-def _archives(version: str) -> dict[str, Path]:
-    directory = tekton_cache_dir(version)
-    archives = {image_reference(c, version): directory / f"{c}.oci.tar" for c in TEKTON_COMMANDS}
-    archives[KANIKO_IMAGE] = directory / "kaniko-executor.oci.tar"
+def _archives() -> dict[str, Path]:
+    archives: dict[str, Path] = {}
+    for release in RELEASES:
+        archives.update(release.archives())
+    archives[KANIKO_IMAGE] = _kaniko_archive()
     archives[GIT_SPEC.reference] = images_cache_dir() / GIT_SPEC.archive_name
     return archives
 
 
-def is_built(version: str = TEKTON_VERSION) -> bool:
-    return all(path.is_file() for path in _archives(version).values())
+def is_built() -> bool:
+    return all(path.is_file() for path in _archives().values())
 
 
 def _go_build(module: str, version: str, commands: list[str], bin_dir: Path) -> None:
@@ -155,49 +184,54 @@ def _kaniko_layer(executor: Path, scratch: Path) -> bytes:
     return files_layer(files)
 
 
-def build_tekton(
-    version: str = TEKTON_VERSION, report: Callable[[str], None] = lambda line: None
-) -> dict[str, Path]:
-    """Build what is missing and return image reference -> archive; a no-op when cached."""
-    archives = _archives(version)
-    if all(path.is_file() for path in archives.values()):
-        return archives
-    directory = tekton_cache_dir(version)
-    bin_dir = directory / "bin"
+def _build_release(release: Release, report: Callable[[str], None]) -> None:
+    bin_dir = release.cache_dir / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    missing = [c for c in TEKTON_COMMANDS if not (bin_dir / c).is_file()]
+    missing = [c for c in release.commands if not (bin_dir / c).is_file()]
     if missing:
-        report(f"go build {', '.join(missing)} of {TEKTON_MODULE}@{version}")
-        _go_build(TEKTON_MODULE, version, missing, bin_dir)
-    for command in TEKTON_COMMANDS:
-        reference = image_reference(command, version)
+        report(f"go build {', '.join(missing)} of {release.module}@{release.version}")
+        _go_build(release.module, release.version, missing, bin_dir)
+    for command, archive in zip(release.commands, release.archives().values(), strict=True):
+        if archive.is_file():
+            continue
         # As ko builds it: the binary is the entrypoint, so a pod's ``args`` are its flags.
         spec = ImageSpec(
-            reference, "binary", cmd=(), entrypoint=(f"/ko-app/{command}",), env=_KO_ENV
+            release.image(command), "binary", cmd=(), entrypoint=(f"/ko-app/{command}",),
+            env=_KO_ENV,
+        )  # fmt: skip
+        write_image(archive, (files_layer({f"ko-app/{command}": bin_dir / command}),), spec)
+
+
+def build_tekton(report: Callable[[str], None] = lambda line: None) -> dict[str, Path]:
+    """Build what is missing and return image reference -> archive; a no-op when cached."""
+    archives = _archives()
+    if all(path.is_file() for path in archives.values()):
+        return archives
+    for release in RELEASES:
+        _build_release(release, report)
+    kaniko = _kaniko_archive()
+    if not kaniko.is_file():
+        bin_dir = PIPELINE.cache_dir / "bin"
+        if not (bin_dir / "executor").is_file():
+            report(f"go build executor of {KANIKO_MODULE}@{KANIKO_VERSION}")
+            _go_build(KANIKO_MODULE, KANIKO_VERSION, ["executor"], bin_dir)
+        spec = ImageSpec(
+            KANIKO_IMAGE, "binary", cmd=(), entrypoint=("/kaniko/executor",), env=_KANIKO_ENV
         )
-        layer = files_layer({f"ko-app/{command}": bin_dir / command})
-        write_image(archives[reference], (layer,), spec)
-    if not (bin_dir / "executor").is_file():
-        report(f"go build executor of {KANIKO_MODULE}@{KANIKO_VERSION}")
-        _go_build(KANIKO_MODULE, KANIKO_VERSION, ["executor"], bin_dir)
-    spec = ImageSpec(
-        KANIKO_IMAGE, "binary", cmd=(), entrypoint=("/kaniko/executor",), env=_KANIKO_ENV
-    )
-    with tempfile.TemporaryDirectory(prefix="kaniko-", dir=directory) as scratch:
-        write_image(
-            archives[KANIKO_IMAGE], (_kaniko_layer(bin_dir / "executor", Path(scratch)),), spec
-        )
+        with tempfile.TemporaryDirectory(prefix="kaniko-", dir=PIPELINE.cache_dir) as scratch:
+            layer = _kaniko_layer(bin_dir / "executor", Path(scratch))
+            write_image(kaniko, (layer,), spec)
     report(f"debootstrap {GIT_SPEC.reference}")
     build_image(GIT_SPEC)
     return archives
 
 
-def _config_files(source: Path) -> list[Path]:
+def _config_files(release: Release, source: Path) -> list[Path]:
     """``config/`` in the order ``ko apply -f config/`` takes it (sorted, recursively)."""
     files = []
     for path in sorted((source / "config").rglob("*.yaml")):
         relative = path.relative_to(source / "config")
-        if relative.parts[0] in _LEFT_OUT_DIRS or relative.name in _LEFT_OUT:
+        if relative.parts[0] in release.left_out or relative.name in release.left_out:
             continue
         files.append(path)
     return files
@@ -210,10 +244,9 @@ def _replace_refs(node: Any, images: dict[str, str]) -> Any:
         return [_replace_refs(value, images) for value in node]
     if isinstance(node, str):
         if node.startswith("ko://"):
-            command = node.rsplit("/", 1)[-1]
-            if command not in images:
+            if node not in images:
                 raise BuildError(f"Tekton's config names {node}, which is not built here")
-            return images[command]
+            return images[node]
         if node.startswith("cgr.dev/chainguard/busybox"):
             return BUSYBOX_IMAGE
     return node
@@ -233,10 +266,10 @@ def _pin_to_real_nodes(document: dict[str, Any]) -> None:
         data["default-affinity-assistant-pod-template"] = template
 
 
-def tekton_objects(source: Path, version: str = TEKTON_VERSION) -> Iterator[dict[str, Any]]:
+def release_objects(release: Release, source: Path) -> Iterator[dict[str, Any]]:
     """The release's objects, resolved to our images and pinned to the real nodes."""
-    images = {command: image_reference(command, version) for command in TEKTON_COMMANDS}
-    for path in _config_files(source):
+    images = {f"ko://{release.module}/cmd/{c}": release.image(c) for c in release.commands}
+    for path in _config_files(release, source):
         for document in yaml.safe_load_all(path.read_text()):
             if not isinstance(document, dict) or "kind" not in document:
                 continue

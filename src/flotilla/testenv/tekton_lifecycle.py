@@ -1,4 +1,4 @@
-"""Install Tekton Pipelines into a running environment with real nodes (``up --tekton``)."""
+"""Install Tekton Pipelines and Triggers into a running environment with real nodes (``up --tekton``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
 from lightkube.resources.apps_v1 import Deployment
 
 from flotilla.core.kube import client_from_kubeconfig, kube_errors, wait_until
@@ -17,20 +16,20 @@ from flotilla.testenv.errors import StartError
 from flotilla.testenv.nodehost import Ctr, require_tools
 from flotilla.testenv.realnode import RealNodeLayout
 from flotilla.testenv.tekton import (
-    TEKTON_DEPLOYMENTS,
+    RELEASES,
     TEKTON_NAMESPACE,
     build_tekton,
     is_built,
     module_dir,
-    tekton_objects,
+    release_objects,
 )
 
 READY_TIMEOUT_SECONDS = 240
 FIELD_MANAGER = "flotilla-testenv"
-# The webhook that defaults and validates Tekton's resources; its caBundle is written by the
-# webhook itself once its certificate exists.
-DEFAULTING_WEBHOOK = "webhook.pipeline.tekton.dev"
 Task = create_namespaced_resource("tekton.dev", "v1", "Task", "tasks")
+TriggerBinding = create_namespaced_resource(
+    "triggers.tekton.dev", "v1beta1", "TriggerBinding", "triggerbindings"
+)
 
 
 def install_tekton(layout: Layout, real_nodes: list[str]) -> None:
@@ -48,20 +47,23 @@ def install_tekton(layout: Layout, real_nodes: list[str]) -> None:
             if index == 0:  # ":latest" is pulled (imagePullPolicy Always): from our registry
                 ctr.push(reference)
     with client_from_kubeconfig(layout.kubeconfig) as client:
-        for document in tekton_objects(module_dir()):
-            _apply(client, document)
-        for deployment in TEKTON_DEPLOYMENTS:
+        for release in RELEASES:  # Pipelines first: Triggers' roles name its resources
+            for document in release_objects(release, module_dir(release.module, release.version)):
+                _apply(client, document)
+        for release in RELEASES:
+            for deployment in release.deployments:
+                wait_until(
+                    lambda name=deployment: _available(client, name),  # type: ignore[misc]
+                    timeout=READY_TIMEOUT_SECONDS,
+                    what=f"{TEKTON_NAMESPACE}/{deployment} to be available",
+                )
+        for kind, probe in _probes().items():
             wait_until(
-                lambda name=deployment: _available(client, name),  # type: ignore[misc]
+                lambda probe=probe: _admits(client, probe),  # type: ignore[misc]
                 timeout=READY_TIMEOUT_SECONDS,
-                what=f"{TEKTON_NAMESPACE}/{deployment} to be available",
+                interval=1.0,
+                what=f"Tekton's webhook to admit a {kind}",
             )
-        wait_until(
-            lambda: _admits_tasks(client),
-            timeout=READY_TIMEOUT_SECONDS,
-            interval=1.0,
-            what="Tekton's webhook to admit a Task",
-        )
 
 
 def _apply(client: Client, document: dict[str, Any]) -> None:
@@ -77,16 +79,19 @@ def _available(client: Client, name: str) -> bool | None:
     return True if status is not None and status.availableReplicas else None
 
 
-def _admits_tasks(client: Client) -> bool | None:
-    """The webhook has its certificate and answers: a dry-run Task is defaulted and validated."""
-    with kube_errors(f"get mutatingwebhookconfiguration {DEFAULTING_WEBHOOK}"):
-        config = client.get(MutatingWebhookConfiguration, DEFAULTING_WEBHOOK)
-    if not config.webhooks or not config.webhooks[0].clientConfig.caBundle:
-        return None
-    probe = Task(
-        metadata=ObjectMeta(name="flotilla-probe", namespace="default"),
-        spec={"steps": [{"name": "probe", "image": "flotilla.local/busybox", "script": "true"}]},
-    )
-    with kube_errors("dry-run create of a Task"):  # wait_until retries and keeps the error
+def _probes() -> dict[str, Any]:
+    meta = ObjectMeta(name="flotilla-probe", namespace="default")
+    step = {"name": "probe", "image": "flotilla.local/busybox", "script": "true"}
+    binding = {"params": [{"name": "revision", "value": "$(body.after)"}]}
+    return {
+        "Task": Task(metadata=meta, spec={"steps": [step]}),
+        "TriggerBinding": TriggerBinding(metadata=meta, spec=binding),
+    }
+
+
+def _admits(client: Client, probe: Any) -> bool | None:
+    """The webhooks have their certificate and answer: a dry-run object is defaulted and
+    validated (the caBundle alone does not say the Service routes yet)."""
+    with kube_errors(f"dry-run create of a {probe.kind}"):  # wait_until retries, keeps the error
         client.create(probe, dry_run=True)
     return True

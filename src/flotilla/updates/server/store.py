@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from sqlalchemy import (
     Connection,
     Engine,
@@ -40,7 +38,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.exc import DBAPIError
 
 from flotilla.updates import policies
 from flotilla.updates.models import (
@@ -52,8 +49,8 @@ from flotilla.updates.models import (
     Policy,
     RolloutStats,
 )
-from flotilla.updates.server import checkin_sql, grantguard, lifecycle, rollouts
-from flotilla.updates.server.fleetspec import package_from_row, policy_from_dict
+from flotilla.updates.server import checkin_reads, checkin_sql, grantguard, lifecycle, rollouts
+from flotilla.updates.server.fleetspec import package_from_row
 from flotilla.updates.server.lastseen import LastSeen
 from flotilla.updates.server.omaha import (
     STATUS_NO_PACKAGE,
@@ -205,54 +202,10 @@ class Store:
         return bool(d.before_cursor_execute or d.after_cursor_execute)
 
     def _driver_reads(self, apps: list[AppRequest]) -> list[Any]:
-        """The instance rows of ``apps``, read with psycopg on a pooled connection in autocommit.
-
-        The steady check-in's one statement, without SQLAlchemy's statement and result machinery
-        (which costs three times the CPU of the read itself); prepared once per connection.
-        Driver errors come out as SQLAlchemy's, as from any other statement.
-        """
-        if not apps:
-            return []
-        try:
-            raw = self.engine.raw_connection()
-        except psycopg.Error as e:
-            raise DBAPIError.instance(None, None, e, psycopg.Error) from e
-        try:
-            dbc = raw.driver_connection
-            assert dbc is not None
-            dbc.autocommit = True
-            try:
-                cur = dbc.cursor(row_factory=dict_row)
-                out = []
-                for app in apps:
-                    params = (app.machine_id, app.app_id)
-                    cur.execute(checkin_sql.INSTANCE_PG_DRIVER, params, prepare=True)
-                    out.append(cur.fetchone())
-                return out
-            finally:
-                if not dbc.closed:
-                    dbc.autocommit = False
-        except psycopg.Error as e:
-            if self.engine.dialect.is_disconnect(e, dbc, None):  # type: ignore[arg-type]
-                raw.invalidate(e)
-            raise DBAPIError.instance(checkin_sql.INSTANCE_PG_DRIVER, None, e, psycopg.Error) from e
-        finally:
-            raw.close()
+        return checkin_reads.driver_instance_rows(self.engine, apps)
 
     def _note_unknown(self, app: AppRequest) -> None:
-        """Log an unknown (appid, track) once per process, so a misconfigured fleet shows up
-        in the server log without one line per check-in (the set is bounded)."""
-        key = (app.app_id, app.track)
-        if key in self._unknown_logged or len(self._unknown_logged) >= 1024:
-            return
-        self._unknown_logged.add(key)
-        logger.warning(
-            "unknown application %s or track %r (machine %s): answered %s",
-            app.app_id,
-            app.track[:64],
-            app.machine_id,
-            AppResponse.unknown(app.raw_app_id).status,
-        )
+        checkin_reads.note_unknown(self._unknown_logged, app)
 
     def flush_seen(self) -> int:
         """Write the last-seen times of quiet check-ins (the server calls this every second)."""
@@ -283,34 +236,7 @@ class Store:
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _resolve(self, conn: Connection, app: AppRequest) -> GroupCtx | None:
-        """The group serving (app, track), or None when the server knows neither."""
-        rows = (
-            conn.execute(checkin_sql.RESOLVE, {"app_id": app.app_id, "track": app.track})
-            .mappings()
-            .all()
-        )
-        if not rows:
-            return None
-        # A track name wins over a group id that happens to be spelled the same.
-        r = next((x for x in rows if x["track"] == app.track), rows[0])
-        channel = None
-        if r["ch_name"] is not None:
-            channel = Channel(
-                app_id=r["app_id"],
-                name=r["ch_name"],
-                version=r["ch_version"],
-                blocked_versions=tuple(r["blocked_versions"] or ()),
-                floors=tuple(r["floors"] or ()),
-            )
-        return GroupCtx(
-            id=r["id"],
-            app_id=r["app_id"],
-            name=r["name"],
-            policy=policy_from_dict(r["policy"]),
-            channel=channel,
-            halted_version=r["halted_version"],
-            rollout_version=r["rollout_version"],
-        )
+        return checkin_reads.resolve_group(conn, app)
 
     def _select_instance(
         self, conn: Connection, app: AppRequest, lock: bool, group_id: str = ""
