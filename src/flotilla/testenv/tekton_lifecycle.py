@@ -1,16 +1,15 @@
-"""Install Tekton Pipelines and Triggers into a running environment with real nodes (``up --tekton``)."""
+"""Install Tekton Pipelines and Triggers on an environment's real nodes (``up --tekton``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lightkube import Client
-from lightkube.codecs import from_dict
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 
-from flotilla.core.kube import client_from_kubeconfig, kube_errors, wait_until
+from flotilla.core.kube import apply_raw, client_from_kubeconfig, kube_errors, wait_until
 from flotilla.testenv.components import Layout
 from flotilla.testenv.errors import StartError
 from flotilla.testenv.nodehost import Ctr, require_tools
@@ -67,9 +66,12 @@ def install_tekton(layout: Layout, real_nodes: list[str]) -> None:
 
 
 def _apply(client: Client, document: dict[str, Any]) -> None:
+    """Server-side apply; Tekton's own kinds (ClusterInterceptor, ...) by their CRD's plural."""
     meta = document["metadata"]
-    with kube_errors(f"apply {document['kind']} {meta['name']}"):
-        client.apply(from_dict(document), field_manager=FIELD_MANAGER, force=True)
+    custom: dict[str, Any] = {}
+    if str(document["apiVersion"]).split("/")[0].endswith("tekton.dev"):
+        custom = {"plural": str(document["kind"]).lower() + "s", "namespaced": "namespace" in meta}
+    apply_raw(client, document, field_manager=FIELD_MANAGER, **custom)
 
 
 def _available(client: Client, name: str) -> bool | None:
