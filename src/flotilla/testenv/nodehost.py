@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from flotilla.testenv.errors import StartError
@@ -224,8 +225,17 @@ class Ctr:
     def import_image(self, archive: Path) -> None:
         self.run("images", "import", str(archive))
 
-    def push(self, reference: str) -> None:
-        self.run("images", "push", "--hosts-dir", str(self.layout.hosts_dir), reference)
+    def push(self, reference: str, attempts: int = 3) -> None:
+        """Push to the environment's registry; retried, since a push under heavy load has
+        failed once with containerd's "unexpected EOF" and then succeeded."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.run("images", "push", "--hosts-dir", str(self.layout.hosts_dir), reference)
+                return
+            except StartError:
+                if attempt == attempts:
+                    raise
+                time.sleep(attempt)
 
     def remove_all_containers(self) -> int:
         """Kill and delete every task and container left behind; returns how many."""
