@@ -134,6 +134,13 @@ def pods(kube: Client, namespace: str) -> list[str]:
     )
 
 
+def _rolled_out(kube: Client, namespace: str) -> bool:
+    from flotilla.fn.deploy import deployment_ready  # the same readiness rule fn deploy uses
+
+    deployment = get_raw(kube, "apps/v1", "Deployment", "hello-py", namespace=namespace)
+    return deployment_ready(deployment) and len(pods(kube, namespace)) == 1
+
+
 def test_python_app_edit_fallback_and_broken_build(
     engine: Engine,
     python_app: tuple[Path, int],
@@ -143,13 +150,18 @@ def test_python_app_edit_fallback_and_broken_build(
     root, port = python_app
     st = engine.states["hello-py"]
     wait_for(lambda: fetch(port) == "hello from flotilla dev v1", what="v1 served")
+    # v1 can be served by a pod of a rollout that is still being replaced: take the pod once
+    # the Deployment has settled, so "same pod" below means the live update kept it.
+    wait_for(lambda: _rolled_out(kube, namespace), what="the first rollout to finish")
     (pod,) = pods(kube, namespace)
+    deploys = sum(1 for r in st.history if r.action != "live_update")
 
     # 1. A source edit is synced into the running container and the process restarts.
     server = root / "app" / "server.py"
     server.write_text(server.read_text().replace("dev v1", "dev v2"))
     wait_for(lambda: fetch(port) == "hello from flotilla dev v2", what="v2 served")
     assert st.last is not None and st.last.action == "live_update"
+    assert sum(1 for r in st.history if r.action != "live_update") == deploys, st.history
     assert pods(kube, namespace) == [pod]  # same pod: no rebuild, no redeploy
     # The pod's own output is streamed into the resource's log, restarts included.
     wait_for(

@@ -186,8 +186,8 @@ def test_a_push_trigger_runs_exactly_the_pushed_commit() -> None:
     binding = by_kind["TriggerBinding"]["spec"]["params"]
     assert binding == [{"name": "git-revision", "value": "$(body.after)"}]
     (templated,) = by_kind["TriggerTemplate"]["spec"]["resourcetemplates"]
-    params = {p["name"]: p["value"] for p in templated["spec"]["params"]}
-    assert params == {
+    run_params = {p["name"]: p["value"] for p in templated["spec"]["params"]}
+    assert run_params == {
         "git-revision": "$(tt.params.git-revision)",
         "image": "reg/hello:v1",
         "build-flags": ["--insecure"],
@@ -196,6 +196,13 @@ def test_a_push_trigger_runs_exactly_the_pushed_commit() -> None:
     assert {p["name"]: p["value"] for p in run["spec"]["params"]}["git-revision"] == "main"
     listener = by_kind["EventListener"]["spec"]
     assert listener["triggers"][0]["template"] == {"ref": "hello"}
+    (check,) = listener["triggers"][0]["interceptors"]  # only signed pushes start runs
+    assert check["ref"] == {"name": "github", "kind": "ClusterInterceptor"}
+    params = {p["name"]: p["value"] for p in check["params"]}
+    assert params == {
+        "secretRef": {"secretName": "hello-webhook", "secretKey": "secret"},
+        "eventTypes": ["push"],
+    }
     pod = listener["resources"]["kubernetesResource"]["spec"]["template"]["spec"]
     assert pod == {"nodeSelector": {"pool": "build"}}  # placement only, never hostNetwork
     assert listener["serviceAccountName"] == "hello-triggers"

@@ -4,11 +4,15 @@ renders (defaulting and validation, not only the CRD schema)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,17 +214,22 @@ def _source_claim(kube: Client, namespace: str, root: Path, node: str) -> str:
     return name
 
 
-def _post_receive_hook(bare: Path, url: str) -> None:
-    """What a user's post-receive hook does: post each pushed commit as ``{"after": NEWREV}``."""
+def _post_receive_hook(bare: Path, url: str, secret: bytes) -> None:
+    """What a user's post-receive hook does: post each pushed commit as ``{"after": NEWREV}``,
+    signed as GitHub signs its webhooks (the listener's interceptor checks it)."""
+    (bare / "hooks" / "webhook-secret").write_bytes(secret)
     hook = bare / "hooks" / "post-receive"
     hook.write_text(
         f"#!{sys.executable}\n"
-        "import json, sys, urllib.request\n"
+        "import hashlib, hmac, json, pathlib, sys, urllib.request\n"
+        "secret = (pathlib.Path(__file__).parent / 'webhook-secret').read_bytes()\n"
         "for line in sys.stdin:\n"
         "    old, new, ref = line.split()\n"
         "    body = json.dumps({'after': new, 'ref': ref}).encode()\n"
-        f"    request = urllib.request.Request({url!r}, data=body,\n"
-        "        headers={'Content-Type': 'application/json'})\n"
+        "    mac = hmac.new(secret, body, hashlib.sha256).hexdigest()\n"
+        f"    request = urllib.request.Request({url!r}, data=body, headers={{\n"
+        "        'Content-Type': 'application/json', 'X-GitHub-Event': 'push',\n"
+        "        'X-Hub-Signature-256': 'sha256=' + mac})\n"
         "    print(urllib.request.urlopen(request, timeout=20).status)\n"
     )
     hook.chmod(0o755)
@@ -289,8 +298,17 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
     assert image.startswith(f"{registry}/tk-app:v1@sha256:"), image
     status, _, body = invoke_service(kube, namespace, "tk-app", "/?name=v1")
     assert (status, json.loads(body)) == (200, {"message": "Hello, v1!"}), body
-    # A git push starts the next run through the EventListener; the new code answers.
-    _post_receive_hook(root / "tk-app.git", _listener_url(kube, namespace, "tk-app"))
+    # A git push starts the next run through the EventListener; the new code answers. An
+    # unsigned post naming an old commit starts nothing.
+    url = _listener_url(kube, namespace, "tk-app")
+    first = _git(project, "rev-parse", "HEAD")
+    forged = json.dumps({"after": first}).encode()
+    request = urllib.request.Request(url, data=forged, headers={"X-GitHub-Event": "push"})
+    with contextlib.suppress(urllib.error.HTTPError):
+        urllib.request.urlopen(request, timeout=20).close()
+    stored = get_raw(kube, "v1", "Secret", "tk-app-webhook", namespace=namespace)
+    assert stored is not None
+    _post_receive_hook(root / "tk-app.git", url, base64.b64decode(stored["data"]["secret"]))
     source = project / "func.py"
     source.write_text(source.read_text().replace("Hello,", "Hi,"))
     _git(project, "commit", "-q", "-am", "second")
@@ -305,6 +323,10 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
         return done[0] if done else None
 
     run = wait_until(pushed_run_done, timeout=480, interval=2.0, what="the pushed PipelineRun")
+    triggered = list_raw(kube, "tekton.dev/v1", "PipelineRun", namespace=namespace,
+                         plural="pipelineruns", namespaced=True,
+                         labels={"triggers.tekton.dev/eventlistener": "tk-app"})  # fmt: skip
+    assert len(triggered) == 1, [r["metadata"]["name"] for r in triggered]
     revision = {p["name"]: p["value"] for p in run["spec"]["params"]}["git-revision"]
     assert revision == pushed
     condition = next(c for c in run["status"]["conditions"] if c["type"] == "Succeeded")

@@ -389,15 +389,18 @@ def pipeline(
 
     run_object = pipeline_run(spec, ns, params=params, workspace_claim=workspace_claim,
                               storage_class=storage_class, pod_template=template)  # fmt: skip
+    secret_name = ""
     if trigger:
-        from .triggers import listener_url, trigger_objects
+        from .triggers import listener_url, trigger_objects, webhook_secret_name
 
+        secret_name = webhook_secret_name(spec)
         objects += trigger_objects(spec, ns, run_object, pod_template=template)
         typer.echo(f"git pushes go to {listener_url(spec, ns)}", err=True)
     if run:
         if not git_url:
             raise typer.BadParameter("--run needs --git-url", param_hint="--git-url")
-        _run_pipeline(ns, objects, run_object, wait, timeout, kubeconfig)
+        _run_pipeline(ns, objects, run_object, wait, timeout, kubeconfig,
+                      webhook_secret=secret_name)  # fmt: skip
         return
     if write is None:
         emit_documents(objects, output)
@@ -435,10 +438,12 @@ def _run_pipeline(
     wait: bool,
     timeout: float,
     kubeconfig: Path | None,
+    webhook_secret: str = "",
 ) -> None:
     from flotilla.core.kube import KubeError
 
-    from .pipeline_run import RunOutcome, start_run, wait_for_run
+    from .pipeline_run import RunOutcome, ensure_webhook_secret, start_run, wait_for_run
+    from .triggers import WEBHOOK_SECRET_KEY
 
     def show(outcome: RunOutcome) -> None:
         tasks = ", ".join(f"{task} {reason}" for task, reason in sorted(outcome.tasks.items()))
@@ -446,6 +451,11 @@ def _run_pipeline(
 
     with _client(kubeconfig, False) as client:
         try:
+            if webhook_secret and ensure_webhook_secret(
+                client, webhook_secret, namespace, WEBHOOK_SECRET_KEY
+            ):
+                typer.echo(f"made Secret {webhook_secret} (key {WEBHOOK_SECRET_KEY}): pushes "
+                           "are signed with it (X-Hub-Signature-256)", err=True)  # fmt: skip
             name = start_run(client, objects, run)
             typer.echo(f"started PipelineRun {name} in {namespace}")
             if not wait:

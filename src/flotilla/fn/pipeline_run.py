@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 from lightkube import ApiError, Client
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Secret
 
 from flotilla.core.kube import create_raw, get_raw, list_raw
 
@@ -36,6 +38,23 @@ def start_run(client: Client, objects: list[dict[str, Any]], run: dict[str, Any]
     apply_objects(client, objects)
     created = create_raw(client, PipelineRun, run)
     return str(created["metadata"]["name"])
+
+
+def ensure_webhook_secret(client: Client, name: str, namespace: str, key: str) -> bool:
+    """Create the Secret that signs pushes, with a random value, unless it exists; True when
+    made. The value never leaves the cluster through us (read it with kubectl)."""
+    existing = get_raw(client, "v1", "Secret", name, namespace=namespace)
+    if existing is not None:
+        return False
+    value = secrets.token_urlsafe(32)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {key: value},
+    }
+    create_raw(client, Secret, body)
+    return True
 
 
 def _condition(obj: dict[str, Any] | None) -> dict[str, Any]:

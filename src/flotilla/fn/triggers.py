@@ -2,8 +2,11 @@
 
 A push event's ``after`` (the new commit, as GitHub, Gitea, GitLab and a post-receive hook that
 posts ``{"after": NEWREV}`` all send it) becomes the run's ``git-revision``, so the run builds
-exactly what was pushed. The EventListener runs under its own ServiceAccount bound to the two
-ClusterRoles Tekton Triggers ships for listeners.
+exactly what was pushed. Only signed pushes count: Triggers' own ``github`` interceptor checks the
+``X-Hub-Signature-256`` HMAC against the Secret ``<name>-webhook`` (key ``secret``) and the
+``X-GitHub-Event: push`` header, so anything in the cluster that can reach the listener cannot
+start a build of a revision of its choosing. The EventListener runs under its own ServiceAccount
+bound to the two ClusterRoles Tekton Triggers ships for listeners.
 """
 
 from __future__ import annotations
@@ -13,11 +16,16 @@ from typing import Any
 
 from .model import FunctionSpec
 
-__all__ = ["listener_url", "trigger_objects"]
+__all__ = ["WEBHOOK_SECRET_KEY", "listener_url", "trigger_objects", "webhook_secret_name"]
 
 _TRIGGERS_API = "triggers.tekton.dev/v1beta1"
 _LABELS = {"app.kubernetes.io/managed-by": "flotilla", "app.kubernetes.io/component": "function"}
 LISTENER_PORT = 8080  # Triggers' -el-port in its release
+WEBHOOK_SECRET_KEY = "secret"
+
+
+def webhook_secret_name(spec: FunctionSpec) -> str:
+    return f"{spec.name}-webhook"
 
 
 def _meta(name: str, namespace: str, fn: str) -> dict[str, Any]:
@@ -69,6 +77,21 @@ def trigger_objects(
         "triggers": [
             {
                 "name": "push",
+                "interceptors": [
+                    {
+                        "ref": {"name": "github", "kind": "ClusterInterceptor"},
+                        "params": [
+                            {
+                                "name": "secretRef",
+                                "value": {
+                                    "secretName": webhook_secret_name(spec),
+                                    "secretKey": WEBHOOK_SECRET_KEY,
+                                },
+                            },
+                            {"name": "eventTypes", "value": ["push"]},
+                        ],
+                    }
+                ],
                 "bindings": [{"ref": f"{name}-push"}],
                 "template": {"ref": name},
             }
