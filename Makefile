@@ -33,7 +33,7 @@ lint: venv
 # The Kubernetes binaries are built once into ~/.cache/flotilla/k8s (20-50 min cold, a no-op after);
 # Tekton Pipelines once into ~/.cache/flotilla/tekton-<version> (about 4 min cold).
 testenv-build: venv
-	$(BIN)/flotilla testenv build --tekton
+	$(BIN)/flotilla testenv build --tekton --knative
 
 # helm (reference client of the chart and operator tests), Hydra (OIDC provider) and buildx (BuildKit
 # for the dev loop; Debian 12 has none) are built once into ~/.cache/flotilla/tools.

@@ -215,7 +215,7 @@ def deploy(
     namespace: str | None = namespace_option(),
     kubeconfig: Path | None = KubeconfigOpt,
     in_cluster: bool = typer.Option(False, "--in-cluster", help="Use the pod's service account."),
-    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for readiness (kubernetes)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it is ready."),
     timeout: float = duration_option("2m", "--timeout", help="How long --wait waits."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the manifests, apply nothing."),
 ) -> None:
@@ -242,6 +242,14 @@ def deploy(
             if wait and chosen == Target.KUBERNETES.value:
                 seconds = wait_ready(client, ns, spec.name, timeout=timeout)
                 typer.echo(f"{spec.name} ready in {seconds:.1f}s")
+            elif wait:
+                from .knative import wait_knative_ready
+
+                ready = wait_knative_ready(client, ns, spec.name, timeout=timeout)
+                typer.echo(
+                    f"{spec.name} ready in {ready.seconds:.1f}s at {ready.url} "
+                    f"(revision {ready.revision})"
+                )
         except (KubeError, TimeoutError) as exc:
             raise FnError(str(exc)) from None
 

@@ -21,6 +21,9 @@ from flotilla.core.kube import (
     wait_until,
 )
 
+from .knative import get_ksvc, route_of
+from .pod_status import pod_problems
+
 __all__ = [
     "DeployResult",
     "FunctionRow",
@@ -83,23 +86,6 @@ def deployment_ready(deployment: dict[str, Any] | None) -> bool:
     )
 
 
-def pod_problems(pods: list[dict[str, Any]]) -> list[str]:
-    """Why pods are not ready, from container states (image pulls, crashes). Pure."""
-    out = []
-    for pod in pods:
-        name = pod.get("metadata", {}).get("name", "?")
-        for cs in pod.get("status", {}).get("containerStatuses", []) or []:
-            waiting = (cs.get("state") or {}).get("waiting")
-            if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
-                out.append(
-                    f"{name}: {waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
-                )
-        for cond in pod.get("status", {}).get("conditions", []) or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                out.append(f"{name}: unschedulable: {cond.get('message', '')}")
-    return out
-
-
 def wait_ready(client: Client, namespace: str, name: str, *, timeout: float = 120.0) -> float:
     """Wait for the Deployment to be available; seconds taken. Names pod problems on timeout."""
     started = time.monotonic()
@@ -130,7 +116,16 @@ def invoke_service(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Call the function's Service through the API server (no Ingress or kube-proxy needed)."""
+    """Call the function's Service through the API server (no Ingress or kube-proxy needed); a
+    Knative Service through its ingress, with its host in ``Host`` (see ``knative``)."""
+    service = get_raw(client, "v1", "Service", name, namespace=namespace)
+    if (service or {}).get("spec", {}).get("type") == "ExternalName":
+        route = route_of(service, get_ksvc(client, namespace, name))
+        if route is not None:
+            return service_proxy(
+                client, route.namespace, route.service, path, port="80", method=method,
+                content=body, headers={**(headers or {}), "Host": route.host}, timeout=timeout,
+            )  # fmt: skip
     return service_proxy(
         client, namespace, name, path, method=method, content=body, headers=headers, timeout=timeout
     )

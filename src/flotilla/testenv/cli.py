@@ -74,6 +74,11 @@ def build(
         "--tekton",
         help="Also build Tekton Pipelines' commands and images from its Go module (~4 min once).",
     ),
+    knative: bool = typer.Option(
+        False,
+        "--knative",
+        help="Also build Knative Serving and Traefik (its ingress) from their Go modules.",
+    ),
 ) -> None:
     """Build etcd, kube-apiserver, controller-manager, scheduler, kubelet, kubectl and kwok once.
 
@@ -115,6 +120,15 @@ def build(
             archives = build_tekton(report=update)
         console.print(
             f"Tekton ready in {time.monotonic() - tekton_started:.0f}s: " + ", ".join(archives)
+        )
+    if knative:
+        from flotilla.testenv.knative import KNATIVE_VERSION, build_knative
+
+        knative_started = time.monotonic()
+        with activity(f"building Knative Serving {KNATIVE_VERSION} and Traefik (once)") as update:
+            archives = build_knative(report=update)
+        console.print(
+            f"Knative ready in {time.monotonic() - knative_started:.0f}s: " + ", ".join(archives)
         )
 
 
@@ -167,6 +181,11 @@ def up(
     tekton: bool = typer.Option(
         False, "--tekton", help="Also install Tekton Pipelines (needs a real node; build first)."
     ),
+    knative: bool = typer.Option(
+        False,
+        "--knative",
+        help="Also install Knative Serving with Traefik as its ingress (needs a real node).",
+    ),
     state_dir: Path | None = StateOption,
     cache_dir: Path | None = CacheOption,
     kubernetes_version: str = VersionOption,
@@ -185,8 +204,11 @@ def up(
             + (f", {count} real node(s), kube-proxy, CoreDNS" if count else "")
             + (", dockerd" if docker else "")
             + (", Tekton Pipelines" if tekton else "")
+            + (", Knative Serving" if knative else "")
         ):
-            state = plane.up(nodes=nodes, real_nodes=names, docker=docker, tekton=tekton)
+            state = plane.up(
+                nodes=nodes, real_nodes=names, docker=docker, tekton=tekton, knative=knative
+            )
     except TimeoutError as exc:  # flotilla.cli shows TestEnvError, exit 1
         raise TestEnvError(str(exc)) from exc
     if was_running:

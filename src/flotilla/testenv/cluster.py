@@ -38,6 +38,7 @@ from flotilla.testenv.components import (
 from flotilla.testenv.dockerd import DockerLayout, kill_containers, start_dockerd
 from flotilla.testenv.errors import StartError, TestEnvError
 from flotilla.testenv.flotilla_image import build_flotilla_image, flotilla_image_reference
+from flotilla.testenv.knative_lifecycle import install_knative
 from flotilla.testenv.nodehost import service_proxy_owner, unmount_under
 from flotilla.testenv.pki import ADMIN, CLIENT_IDENTITIES, write_cluster_pki
 from flotilla.testenv.processes import (
@@ -82,6 +83,7 @@ class EnvironmentState:
     real_node_slots: dict[str, int] = field(default_factory=dict)
     services_note: str = ""  # why this environment's real nodes have no Services, if so
     tekton: bool = False  # Tekton Pipelines installed (``up --tekton``)
+    knative: bool = False  # Knative Serving and Traefik installed (``up --knative``)
 
     def networks(self) -> dict[str, NodeNetwork]:
         """Each real node's slot: its links, subnets and cgroup root."""
@@ -169,12 +171,14 @@ class ControlPlane:
         real_nodes: tuple[str, ...] = (),
         docker: bool = False,
         tekton: bool = False,
+        knative: bool = False,
     ) -> EnvironmentState:
         """Start everything and wait until nodes are Ready; a running environment is kept.
 
         ``real_nodes`` names nodes run by real kubelets and containerds (with kube-proxy and
         CoreDNS); ``docker`` adds a private dockerd for image builds; ``tekton`` installs Tekton
-        Pipelines (needs a real node). Each is added to a running environment that lacks it.
+        Pipelines and ``knative`` Knative Serving (each needs a real node). Each is added to a
+        running environment that lacks it.
         """
         existing = self.state()
         if existing is not None and all(is_running(p) for p in existing.processes):
@@ -184,6 +188,8 @@ class ControlPlane:
                 self.add_docker(existing)
             if tekton and not existing.tekton:
                 self.add_tekton(existing)
+            if knative and not existing.knative:
+                self.add_knative(existing)
             return existing
         if existing is not None:
             self.down()  # a half-dead environment: stop what is left and start clean
@@ -231,6 +237,8 @@ class ControlPlane:
             self.add_docker(state)
         if tekton:
             self.add_tekton(state)
+        if knative:
+            self.add_knative(state)
         return state
 
     def add_tekton(self, state: EnvironmentState) -> None:
@@ -238,6 +246,12 @@ class ControlPlane:
         nodes; a failure leaves the cluster running, so its logs can be read."""
         install_tekton(self.layout, state.real_nodes)
         state.tekton = True
+        state.save(self.layout.state_file)
+
+    def add_knative(self, state: EnvironmentState) -> None:
+        """Knative Serving and Traefik (``testenv build --knative``) on the real nodes."""
+        install_knative(self.layout, state.real_nodes)
+        state.knative = True
         state.save(self.layout.state_file)
 
     def add_docker(self, state: EnvironmentState) -> None:

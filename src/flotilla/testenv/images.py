@@ -82,6 +82,7 @@ class ImageSpec:
     include: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ("/bin/sh",)
     entrypoint: tuple[str, ...] = ()  # set only where the pod's args must follow the binary
+    user: str = ""  # the image's default user; empty: root
     env: tuple[str, ...] = (
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG=C.UTF-8",
@@ -143,6 +144,7 @@ def image_archive(layer: bytes | tuple[bytes, ...], spec: ImageSpec, created: st
                     "Env": list(spec.env),
                     "WorkingDir": "/",
                     **({"Entrypoint": list(spec.entrypoint)} if spec.entrypoint else {}),
+                    **({"User": spec.user} if spec.user else {}),
                 },
                 "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layer_blobs]},
                 "history": [
