@@ -149,14 +149,18 @@ def traefik_objects() -> list[dict[str, Any]]:
     """Traefik with its Knative provider: public and cluster-local entry points, and the two
     Services whose names it reports in each KIngress's status."""
     meta = {"namespace": TRAEFIK_NAMESPACE, "labels": {"app": "traefik"}}
-    ports = {"web": 8080, "private": 8081, "traefik": 9000}
+    ports = {"web": 8080, "websecure": 8443, "private": 8081, "traefik": 9000}
     args = [
         f"--entrypoints.web.address=:{ports['web']}",
+        f"--entrypoints.websecure.address=:{ports['websecure']}",
         f"--entrypoints.private.address=:{ports['private']}",
         f"--entrypoints.traefik.address=:{ports['traefik']}",
         "--ping",  # /ping on the traefik entry point, for the probes
+        # The provider marks a KIngress ready when it has read it; a throttled reload could
+        # still be on its way, answering 404 to the first requests that follow.
+        "--providers.providersThrottleDuration=0s",
         "--experimental.knative",
-        "--providers.knative.publicEntrypoints=web",
+        "--providers.knative.publicEntrypoints=web,websecure",
         f"--providers.knative.publicService.namespace={TRAEFIK_NAMESPACE}",
         "--providers.knative.publicService.name=traefik",
         "--providers.knative.privateEntrypoints=private",
@@ -179,14 +183,18 @@ def traefik_objects() -> list[dict[str, Any]]:
         "nodeSelector": {REAL_NODE_LABEL: "true"},
     }
 
-    def service(name: str, target: str) -> dict[str, Any]:
+    def service(name: str, target: str, kind: str, tls: bool) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": name, **meta},
             "spec": {
+                "type": kind,
                 "selector": {"app": "traefik"},
-                "ports": [{"name": "http", "port": 80, "targetPort": target}],
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": target},
+                    *([{"name": "https", "port": 443, "targetPort": "websecure"}] if tls else []),
+                ],
             },
         }
 
@@ -222,6 +230,8 @@ def traefik_objects() -> list[dict[str, Any]]:
                 "template": {"metadata": {"labels": {"app": "traefik"}}, "spec": pod},
             },
         },
-        service("traefik", "web"),
-        service("traefik-private", "private"),
+        # A NodePort, on the real nodes' addresses only: how callers outside the cluster (and
+        # Knative's conformance suite, with --ingressendpoint) reach the public entry point.
+        service("traefik", "web", "NodePort", tls=True),
+        service("traefik-private", "private", "ClusterIP", tls=False),
     ]
