@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flotilla.fn.manifests import knative_service, kubernetes_objects, manifests_for
 from flotilla.fn.model import load_spec
 from flotilla.fn.pipeline import pipeline_objects
@@ -227,3 +229,29 @@ def test_the_deployer_role_allows_only_what_fn_deploy_does() -> None:
     (pipeline,) = [o for o in objects if o["kind"] == "Pipeline"]
     build = next(t for t in pipeline["spec"]["tasks"] if t["name"] == "build")
     assert {"name": "build-flags", "value": ["$(params.build-flags[*])"]} in build["params"]
+
+
+def test_the_build_task_runs_the_functions_tests_before_building() -> None:
+    def steps(runtime: str) -> dict[str, dict[str, Any]]:
+        spec = load_spec(f"name: t\nruntime: {runtime}\n")
+        objects = pipeline_objects(spec, "ci", flotilla_image="flotilla.local/flotilla:1")
+        (build,) = [o for o in objects if o["metadata"]["name"] == "t-build"]
+        found = {s["name"]: s for s in build["spec"]["steps"]}
+        assert list(found) == ["context", "test", "build-and-push"]  # the tests gate the build
+        return found
+
+    python = steps("python")["test"]
+    assert (python["image"], python["command"], python["args"]) == (
+        "flotilla.local/flotilla:1",
+        ["flotilla"],
+        ["fn", "test"],
+    )
+    node = steps("node")["test"]
+    assert node["command"] == ["node", "--test"]
+    assert str(node["image"]).startswith("flotilla.local/node:")
+    (env,) = node["env"]
+    # the runtime and its modules as the context step wrote them, as the image lays them out
+    context = "$(workspaces.source.path)/.flotilla-build"
+    assert env["value"].split(":")[:2] == [f"{context}/runtime", f"{context}/runtime-deps"]
+    java = steps("java")["test"]
+    assert "not run" in str(java["script"])  # said, not silently skipped

@@ -309,26 +309,9 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
     stored = get_raw(kube, "v1", "Secret", "tk-app-webhook", namespace=namespace)
     assert stored is not None
     _post_receive_hook(root / "tk-app.git", url, base64.b64decode(stored["data"]["secret"]))
-    source = project / "func.py"
-    source.write_text(source.read_text().replace("Hello,", "Hi,"))
-    _git(project, "commit", "-q", "-am", "second")
-    pushed = _git(project, "rev-parse", "HEAD")
-    _git(project, "push", "-q", str(root / "tk-app.git"), "main")
-
-    def pushed_run_done() -> dict[str, Any] | None:
-        runs = list_raw(kube, "tekton.dev/v1", "PipelineRun", namespace=namespace,
-                        plural="pipelineruns", namespaced=True,
-                        labels={"triggers.tekton.dev/eventlistener": "tk-app"})  # fmt: skip
-        done = [r for r in runs if _condition_done(r)]
-        return done[0] if done else None
-
-    run = wait_until(pushed_run_done, timeout=480, interval=2.0, what="the pushed PipelineRun")
-    triggered = list_raw(kube, "tekton.dev/v1", "PipelineRun", namespace=namespace,
-                         plural="pipelineruns", namespaced=True,
-                         labels={"triggers.tekton.dev/eventlistener": "tk-app"})  # fmt: skip
-    assert len(triggered) == 1, [r["metadata"]["name"] for r in triggered]
-    revision = {p["name"]: p["value"] for p in run["spec"]["params"]}["git-revision"]
-    assert revision == pushed
+    for path in (project / "func.py", project / "test_func.py"):
+        path.write_text(path.read_text().replace("Hello,", "Hi,"))
+    run = _push_and_wait(kube, namespace, project, root, "second", runs_before=0)
     condition = next(c for c in run["status"]["conditions"] if c["type"] == "Succeeded")
     assert condition["status"] == "True", condition
 
@@ -337,6 +320,46 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
         return True if status == 200 and json.loads(body) == {"message": "Hi, v2!"} else None
 
     wait_until(answers_hi, timeout=60, interval=1.0, what="the pushed version to answer")
+    # A push whose code fails its own tests stops at the test step: nothing is built or deployed.
+    source = project / "func.py"
+    source.write_text(source.read_text().replace("Hi,", "Hey,"))
+    run = _push_and_wait(kube, namespace, project, root, "third", runs_before=1)
+    condition = next(c for c in run["status"]["conditions"] if c["type"] == "Succeeded")
+    assert condition["status"] == "False", condition
+    build_run = get_raw(
+        kube, "tekton.dev/v1", "TaskRun", f"{run['metadata']['name']}-build",
+        namespace=namespace, plural="taskruns", namespaced=True,
+    )  # fmt: skip
+    assert build_run is not None
+    steps = {s["name"]: s["terminated"]["exitCode"] for s in build_run["status"]["steps"]}
+    assert steps["context"] == 0 and steps["test"] != 0, steps
+    status, _, body = invoke_service(kube, namespace, "tk-app", "/?name=v3")
+    assert (status, json.loads(body)) == (200, {"message": "Hi, v3!"})
+
+
+def _push_and_wait(
+    kube: Client, namespace: str, project: Path, root: Path, message: str, runs_before: int
+) -> dict[str, Any]:
+    """Commit and push; wait for the run the push starts and check it built that commit."""
+    _git(project, "commit", "-q", "-am", message)
+    pushed = _git(project, "rev-parse", "HEAD")
+    _git(project, "push", "-q", str(root / "tk-app.git"), "main")
+
+    def triggered() -> list[dict[str, Any]]:
+        return list_raw(kube, "tekton.dev/v1", "PipelineRun", namespace=namespace,
+                        plural="pipelineruns", namespaced=True,
+                        labels={"triggers.tekton.dev/eventlistener": "tk-app"})  # fmt: skip
+
+    def pushed_run_done() -> dict[str, Any] | None:
+        for run in triggered():
+            revision = {p["name"]: p["value"] for p in run["spec"]["params"]}["git-revision"]
+            if revision == pushed and _condition_done(run):
+                return run
+        return None
+
+    run = wait_until(pushed_run_done, timeout=480, interval=2.0, what=f"the run of {message}")
+    assert len(triggered()) == runs_before + 1, [r["metadata"]["name"] for r in triggered()]
+    return run
 
 
 def _condition_done(obj: dict[str, Any]) -> bool:

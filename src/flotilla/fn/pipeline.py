@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import FunctionSpec
+from .image import BASE_IMAGES
+from .model import FunctionSpec, Runtime
 
 __all__ = [
     "DEFAULT_FLOTILLA_IMAGE",
@@ -111,6 +112,7 @@ def pipeline_objects(
                     "args": ["fn", "build", "--context-dir", f"{src}/.flotilla-build"],
                     "command": ["flotilla"],
                 },
+                _test_step(spec, src, flotilla_image),
                 {
                     "name": "build-and-push",
                     "image": kaniko_image,
@@ -218,6 +220,27 @@ def pipeline_objects(
         },
     }
     return [fetch_task, build_task, deploy_task, pipeline, *deployer_objects(spec, namespace)]
+
+
+def _test_step(spec: FunctionSpec, src: str, flotilla_image: str) -> dict[str, Any]:
+    """The function's own tests, before anything is built: a failure stops the run at this
+    step. Python: ``flotilla fn test`` (pytest is in Flotilla's image). Node: ``node --test`` in
+    the Node base image, with the runtime and its modules from the build context the step
+    before wrote. Java: Maven is in no image here, so the step says it skipped them."""
+    context = f"{src}/.flotilla-build"
+    step: dict[str, Any] = {"name": "test", "workingDir": f"{src}/$(params.context-dir)"}
+    if spec.runtime is Runtime.PYTHON:
+        return {**step, "image": flotilla_image, "command": ["flotilla"], "args": ["fn", "test"]}
+    if spec.runtime is Runtime.NODE:
+        node_path = f"{context}/runtime:{context}/runtime-deps:{context}/userdeps"
+        return {
+            **step,
+            "image": BASE_IMAGES[Runtime.NODE],
+            "env": [{"name": "NODE_PATH", "value": node_path}],
+            "command": ["node", "--test"],
+        }
+    script = "#!/bin/sh\necho 'Java tests are not run here: no image has Maven'\n"
+    return {**step, "image": flotilla_image, "script": script}
 
 
 def deployer_name(spec: FunctionSpec) -> str:

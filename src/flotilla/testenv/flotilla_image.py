@@ -3,8 +3,9 @@
 The wheel is built from the source checkout (``pip wheel --no-deps``); it and its dependencies,
 pinned by ``constraints.txt`` and fetched from PyPI, are installed at build time into
 ``/usr/local/lib/python3.11/dist-packages`` of a second layer over ``flotilla.local/python:3.11``
-(Debian's python3 reads that directory). The archive is cached under a key made of the wheel's
-file contents and the constraints, so an unchanged tree never rebuilds it.
+(Debian's python3 reads that directory), with pytest for the test step of ``fn pipeline``. The
+archive is cached under a key made of the wheel's file contents and the constraints, so an
+unchanged tree never rebuilds it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ FLOTILLA_IMAGE_NAME = "flotilla.local/flotilla"
 SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 # glibc 2.36 (bookworm) runs wheels built for any manylinux_2_N up to 36.
 MANYLINUX_MINORS = (17, 24, 26, 27, 28, 31, 32, 34, 35, 36)
+# What `fn pipeline`'s test step runs (`flotilla fn test` of a Python function), pinned too.
+EXTRA_REQUIREMENTS = ("pytest",)
 ENTRYPOINT = "#!/usr/bin/python3\nimport sys\nfrom flotilla.cli import main\nsys.exit(main())\n"
 
 
@@ -52,7 +55,7 @@ def source_root() -> Path:
 
 def wheel_key(wheel: Path, constraints: Path) -> str:
     """Hash of what the wheel holds (not its zip timestamps) and of the pinned dependencies."""
-    digest = hashlib.sha256(constraints.read_bytes())
+    digest = hashlib.sha256(constraints.read_bytes() + "\0".join(EXTRA_REQUIREMENTS).encode())
     with zipfile.ZipFile(wheel) as archive:
         for name in sorted(archive.namelist()):
             digest.update(name.encode() + b"\0" + archive.read(name))
@@ -124,6 +127,7 @@ def build_flotilla_image(cache: Path | None = None, root: Path | None = None) ->
             "--implementation",
             "cp",
             str(wheel),
+            *EXTRA_REQUIREMENTS,
         )
         python = next(s for s in IMAGES if s.reference == PYTHON_IMAGE)
         base = archive_layers(build_image(python, cache=cache))
