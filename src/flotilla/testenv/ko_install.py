@@ -10,7 +10,7 @@ from typing import Any
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 
-from flotilla.core.kube import apply_raw, get_raw, kube_errors, wait_until
+from flotilla.core.kube import KubeError, apply_raw, get_raw, kube_errors, wait_until
 from flotilla.testenv.components import Layout
 from flotilla.testenv.nodehost import Ctr, require_tools
 from flotilla.testenv.realnode import RealNodeLayout
@@ -46,7 +46,7 @@ def apply_documents(client: Client, documents: Iterable[dict[str, Any]]) -> None
                 "plural": str(document["kind"]).lower() + "s",
                 "namespaced": "namespace" in document["metadata"],
             }
-        apply_raw(client, document, field_manager=FIELD_MANAGER, **custom)
+        _apply_once_webhooks_answer(client, document, custom)
         if document["kind"] == "CustomResourceDefinition":
             name = document["metadata"]["name"]
             wait_until(
@@ -54,6 +54,41 @@ def apply_documents(client: Client, documents: Iterable[dict[str, Any]]) -> None
                 timeout=60,
                 what=f"CRD {name} to be established",
             )
+
+
+def _apply_once_webhooks_answer(
+    client: Client, document: dict[str, Any], custom: dict[str, Any]
+) -> None:
+    """Apply, retrying only while an admission webhook this release just installed is not yet
+    serving (e.g. Triggers' ConfigMaps in ``tekton-pipelines`` meet Pipelines' config webhook
+    before its pod is up); any other refusal fails at once."""
+
+    def attempt() -> bool | None:
+        try:
+            apply_raw(client, document, field_manager=FIELD_MANAGER, **custom)
+        except KubeError as exc:
+            if "failed calling webhook" in str(exc):
+                raise
+            raise _RefusedError(exc) from exc
+        return True
+
+    try:
+        wait_until(
+            attempt,
+            timeout=READY_TIMEOUT_SECONDS,
+            interval=1.0,
+            what=f"{document['kind']} {document['metadata'].get('name')} to be admitted",
+        )
+    except _RefusedError as refused:
+        raise refused.error from None
+
+
+class _RefusedError(Exception):
+    """A refusal that waiting will not cure, carried out of ``wait_until``."""
+
+    def __init__(self, error: KubeError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _established(client: Client, name: str) -> bool | None:
