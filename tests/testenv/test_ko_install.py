@@ -29,7 +29,7 @@ def test_apply_waits_for_a_webhook_that_is_starting(monkeypatch: pytest.MonkeyPa
             raise KubeError(NOT_SERVING, 500)
 
     monkeypatch.setattr(ko_install, "apply_raw", apply_raw)
-    monkeypatch.setattr("flotilla.core.kube.client.time.sleep", lambda _: None)
+    monkeypatch.setattr("flotilla.testenv.ko_install.time.sleep", lambda _: None)
     ko_install.apply_documents(object(), [CONFIG_MAP])  # type: ignore[arg-type]
     assert calls == ["feature-flags-triggers"] * 3
 

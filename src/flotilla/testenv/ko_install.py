@@ -3,6 +3,7 @@ containerd, manifests applied server-side, Deployments and webhooks waited for."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -61,34 +62,16 @@ def _apply_once_webhooks_answer(
 ) -> None:
     """Apply, retrying only while an admission webhook this release just installed is not yet
     serving (e.g. Triggers' ConfigMaps in ``tekton-pipelines`` meet Pipelines' config webhook
-    before its pod is up); any other refusal fails at once."""
-
-    def attempt() -> bool | None:
+    before its pod is up); any other refusal, or one that outlasts the wait, fails as it is."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
         try:
             apply_raw(client, document, field_manager=FIELD_MANAGER, **custom)
+            return
         except KubeError as exc:
-            if "failed calling webhook" in str(exc):
+            if "failed calling webhook" not in str(exc) or time.monotonic() >= deadline:
                 raise
-            raise _RefusedError(exc) from exc
-        return True
-
-    try:
-        wait_until(
-            attempt,
-            timeout=READY_TIMEOUT_SECONDS,
-            interval=1.0,
-            what=f"{document['kind']} {document['metadata'].get('name')} to be admitted",
-        )
-    except _RefusedError as refused:
-        raise refused.error from None
-
-
-class _RefusedError(Exception):
-    """A refusal that waiting will not cure, carried out of ``wait_until``."""
-
-    def __init__(self, error: KubeError) -> None:
-        super().__init__(str(error))
-        self.error = error
+        time.sleep(1.0)
 
 
 def _established(client: Client, name: str) -> bool | None:
