@@ -127,7 +127,7 @@ def dockerd(test_cluster: TestCluster) -> str:
     """A private dockerd of the session's environment; returns its DOCKER_HOST url.
 
     Its image store has flotilla.local/python:3.11, flotilla.local/busybox:latest and
-    flotilla.local/node:18. Push to the registry in ``test_cluster.status()["registry"]`` to run
+    flotilla.local/node:20. Push to the registry in ``test_cluster.status()["registry"]`` to run
     what it builds on the real node.
     """
     up = test_cluster.flotilla("up", "--docker", check=False)

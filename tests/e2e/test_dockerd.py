@@ -44,7 +44,7 @@ def test_base_images_are_loaded(dockerd: str) -> None:
         for reference in (
             "flotilla.local/python:3.11",
             "flotilla.local/busybox:latest",
-            "flotilla.local/node:18",
+            "flotilla.local/node:20",
         ):
             reply = client.get(f"/images/{reference}/json")
             assert reply.status_code == 200, reference

@@ -77,7 +77,8 @@ def test_a_code_change_rebuilds_only_the_top_layer(
     finally:
         client.close()
     added = second_size - base["Size"]
-    assert added < (12 if runtime == "python" else 1) * 1024 * 1024, added
+    # Python: the runtime's distributions, uvloop's 14 MB extension the largest; Node: one file.
+    assert added < (30 if runtime == "python" else 1) * 1024 * 1024, added
 
 
 def _crd_files() -> list[dict[str, Any]]:

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .deps import function_dependencies, node_runtime_modules
+from flotilla.core.nodedist import NodeDistError, node_binary
+
+from .deps import cache_root, function_dependencies, node_runtime_modules
 from .image import IGNORED_DIRS
 from .jvm import java_runtime
 from .manifests import limit_env
@@ -46,10 +48,18 @@ class Command:
 
 
 def _node() -> str:
-    node = shutil.which("node") or shutil.which("nodejs")
-    if node is None:
-        raise FileNotFoundError("node is not installed (Debian package nodejs)")
-    return node
+    """The Node the image runs (``flotilla.core.nodedist``, fetched from npm once), so a function
+    tested with ``fn run`` meets the same major and patch version in the cluster.
+    ``$FLOTILLA_FN_NODE`` names another binary, for a machine that cannot reach npm."""
+    explicit = os.environ.get("FLOTILLA_FN_NODE")
+    if explicit:
+        if shutil.which(explicit) is None:
+            raise FnError(f"FLOTILLA_FN_NODE={explicit} is not an executable")
+        return explicit
+    try:
+        return str(node_binary(cache_root() / "node"))
+    except NodeDistError as exc:
+        raise FnError(f"{exc} (set FLOTILLA_FN_NODE to a node binary to use another)") from None
 
 
 def serve_command(

@@ -1,10 +1,13 @@
 """Function images: the build context (pure) and the dockerd adapter that builds and pushes it.
 
-The images have no pip or npm and no network, so nothing is installed at build time:
-- Python: the runtime package and the pure-Python distributions it needs (starlette, uvicorn, ...)
-  are copied from the environment flotilla runs in; a compiled extension is refused.
+The images have no pip or npm and no network, so nothing is installed in them at build time:
+- Python: the runtime package and the distributions it needs (starlette, uvicorn, ...) are copied
+  from the environment flotilla runs in, uvloop and httptools included, so the image serves with
+  the same event loop and parser as ``fn run``. A compiled distribution is copied only when its
+  wheel tags fit the image's CPython 3.11 on glibc 2.36 x86_64; any other is refused.
 - Node: the runtime is one file; cloudevent functions also get the pinned ``cloudevents`` npm
-  package, installed once on the build host by ``npm ci`` (see ``deps``).
+  package, installed once on the build host by ``npm ci`` (see ``deps``). The base image carries
+  the same pinned Node as ``fn run`` (``flotilla.core.nodedist``).
 Layers go from least to most often changed, so a code change rebuilds only the last ``COPY``.
 """
 
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from flotilla.core.nodedist import NODE_MAJOR
 
 from .deps import node_runtime_modules, tree_files
 from .jvm import build_function, java_runtime, jvm_command, runtime_jars, training_command
@@ -36,14 +41,17 @@ __all__ = [
     "push_reference",
     "python_runtime_distributions",
     "tag_image",
+    "wheel_fits_image",
 ]
 
 BASE_IMAGES = {
     Runtime.PYTHON: "flotilla.local/python:3.11",
-    Runtime.NODE: "flotilla.local/node:18",
+    Runtime.NODE: f"flotilla.local/node:{NODE_MAJOR}",
     Runtime.JAVA: "flotilla.local/java:17",
 }
-PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn", "cloudevents")
+PYTHON_RUNTIME_REQUIRES = ("starlette", "uvicorn", "cloudevents", "uvloop", "httptools")
+# What the Python base image is (Debian 12's python3 and libc): compiled wheels must fit it.
+IMAGE_PYTHON = ("cp311", "x86_64", (2, 36))
 IGNORED_DIRS = frozenset(
     {
         ".git",
@@ -150,16 +158,51 @@ def python_runtime_distributions(
     return [seen[k] for k in sorted(seen)]
 
 
+def _wheel_tags(dist: metadata.Distribution) -> list[str]:
+    wheel = dist.read_text("WHEEL") or ""
+    return [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
+
+
+def image_wheel_tags(image: tuple[str, str, tuple[int, int]] = IMAGE_PYTHON) -> frozenset[str]:
+    """Every wheel tag the image's CPython accepts, from ``packaging.tags`` (as pip computes it
+    for that interpreter); ``linux_*`` (a local build, linked to who knows what) is not one."""
+    from packaging.tags import compatible_tags, cpython_tags
+
+    interpreter, arch, (major, minor) = image
+    version = (int(interpreter[2]), int(interpreter[3:]))
+    legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+    platforms: list[str] = []
+    for glibc_minor in range(minor, 4, -1):
+        platforms.append(f"manylinux_{major}_{glibc_minor}_{arch}")
+        if (major, glibc_minor) in legacy:
+            platforms.append(f"{legacy[major, glibc_minor]}_{arch}")
+    tags = [
+        *cpython_tags(version, platforms=platforms),
+        *compatible_tags(version, platforms=platforms),
+    ]
+    return frozenset(str(tag) for tag in tags)
+
+
+def wheel_fits_image(dist: metadata.Distribution) -> bool:
+    """Whether one of the installed wheel's tags runs on the image's interpreter and libc."""
+    from packaging.tags import parse_tag
+
+    accepted = image_wheel_tags()
+    return any(str(tag) in accepted for text in _wheel_tags(dist) for tag in parse_tag(text))
+
+
 def _distribution_files(dists: list[metadata.Distribution]) -> Iterator[tuple[str, bytes]]:
     for dist in dists:
         for file in dist.files or []:
             rel = PurePosixPath(str(file))
             if rel.parts[0] == ".." or _ignored(rel):
                 continue  # console scripts and caches
-            if rel.suffix in (".so", ".pyd", ".dylib"):
+            if rel.suffix in (".so", ".pyd", ".dylib") and not wheel_fits_image(dist):
+                tags = ", ".join(_wheel_tags(dist)) or "no wheel tags"
                 raise BuildError(
-                    f"{dist.metadata['Name']} has a compiled extension ({rel}); "
-                    "the image can only take pure-Python distributions"
+                    f"{dist.metadata['Name']} has a compiled extension ({rel}) built for {tags}; "
+                    "the image takes only pure-Python wheels or ones for CPython 3.11, "
+                    "manylinux (glibc <= 2.36), x86_64"
                 )
             yield str(rel), Path(str(dist.locate_file(file))).read_bytes()
 

