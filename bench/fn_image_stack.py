@@ -65,6 +65,7 @@ CONNECTIONS = (16, 64)
 def private_dockerd() -> Iterator[str]:
     from flotilla.testenv.components import Layout
     from flotilla.testenv.dockerd import DockerLayout, kill_containers, start_dockerd
+    from flotilla.testenv.nodehost import unmount_under
     from flotilla.testenv.processes import stop_process
 
     with tempfile.TemporaryDirectory(prefix="fn-stack-") as tmp:
@@ -76,6 +77,7 @@ def private_dockerd() -> Iterator[str]:
         finally:
             kill_containers(DockerLayout(layout.state_dir))
             stop_process(record)
+            unmount_under(layout.state_dir)  # dockerd's netns bind mount
 
 
 def context_tar(files: dict[str, bytes]) -> bytes:

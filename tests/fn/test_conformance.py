@@ -257,3 +257,21 @@ def test_a_raising_function_logs_the_exception_with_its_trace(
         "flotilla.fn",
     )
     assert "boom" in str(line["exception"])
+
+
+def test_the_ready_line_names_the_stack_that_serves(served: Served) -> None:
+    """The image serves with what `fn run` serves with: uvloop and httptools, the pinned Node."""
+    from flotilla.core.nodedist import NODE_VERSION
+
+    expected = {
+        "python": "(uvloop, httptools)",
+        "node": f"(node v{NODE_VERSION})",
+        "java": "(java 17.",
+    }[served.runtime.removesuffix("-image")]
+    for _ in range(100):
+        ready = [x["msg"] for x in served.log_lines() if " ready in " in str(x.get("msg"))]
+        if ready:
+            break
+        time.sleep(0.05)
+    (line,) = ready
+    assert expected in line, line

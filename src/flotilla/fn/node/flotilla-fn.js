@@ -586,7 +586,7 @@ async function main() {
     state.ready = true;
     const seconds = (Date.now() - performance.timeOrigin) / 1000;
     metrics.init.observe(Math.max(0, seconds));
-    runtimeLog.info(`function ${config.identity.name} ready in ${seconds.toFixed(3)}s`);
+    runtimeLog.info(`function ${config.identity.name} ready in ${seconds.toFixed(3)}s (node ${process.version})`);
   });
   // Graceful stop: refuse new connections, let in-flight invocations finish (up to the grace
   // period), run the `shutdown` hook, flush spans with a deadline, exit.

@@ -203,6 +203,13 @@ def _json_error(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes
     return status, [(b"content-type", b"application/json")], json.dumps({"error": message}).encode()
 
 
+def _stack() -> str:
+    """The event loop and HTTP parser serving, for the ready line: the image must say the same
+    as ``fn run`` (uvloop and httptools when installed, else asyncio and h11)."""
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return f"{loop}, {'httptools' if 'httptools' in sys.modules else 'h11'}"
+
+
 class FunctionApp:
     """The ASGI callable served by uvicorn: fixed endpoints first, the function for the rest."""
 
@@ -253,7 +260,9 @@ class FunctionApp:
         self.ready = True
         init_seconds = max(0.0, time.time() - self.start_time)
         self.metrics.init.observe(init_seconds)
-        logger.info("function %s ready in %.3fs", self.config.identity.name, init_seconds)
+        logger.info(
+            "function %s ready in %.3fs (%s)", self.config.identity.name, init_seconds, _stack()
+        )
         try:
             yield
         finally:

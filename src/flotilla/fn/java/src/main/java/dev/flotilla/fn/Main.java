@@ -520,7 +520,8 @@ public final class Main {
         ready = true;
         double seconds = processAgeSeconds();
         metrics.observeInit(seconds);
-        JsonLog.info("function " + name + " ready in " + String.format("%.3fs", seconds));
+        JsonLog.info("function " + name + " ready in " + String.format("%.3fs", seconds)
+                + " (java " + System.getProperty("java.version") + ")");
     }
 
     /**
