@@ -4,6 +4,11 @@ the whole loop on the real node (build → push → deploy → invoke → metric
 from __future__ import annotations
 
 import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
 from typer.testing import CliRunner
 
 from flotilla.cli import app
-from flotilla.core.kube import KubeError, apply_raw, get_raw, wait_until
+from flotilla.core.kube import KubeError, apply_raw, get_raw, list_raw, wait_until
 from flotilla.fn.deploy import apply_objects, invoke_service
 from flotilla.fn.image import BASE_IMAGES, build_context, build_image, function_files
 from flotilla.fn.manifests import knative_service
@@ -304,6 +310,61 @@ def test_end_to_end_on_the_real_node(
     instance = span["resource"]["faas.instance"]["stringValue"]
     assert instance.startswith(f"{name}-")  # the pod's name
     print(f"{runtime}: deploy+ready {deploy_seconds:.1f}s")
+    _list_logs_follow_and_delete(kube, project, name, namespace, kubeconfig)
+
+
+def _list_logs_follow_and_delete(
+    kube: Client, project: Path, name: str, namespace: str, kubeconfig: Path
+) -> None:
+    """fn list/logs/delete on the deployed function; logs -f picks up a pod that starts later."""
+    common = ["-C", str(project), "-n", namespace, "--kubeconfig", str(kubeconfig)]
+    listed = fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert name in listed and "kubernetes" in listed, listed
+    (first_pod,) = {line.split()[0] for line in fn("logs", *common).splitlines()}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "flotilla", "fn", "logs", "-f", "--tail", "5", *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [seen.put(line) for line in follower.stdout or []], daemon=True
+    ).start()
+
+    def ready_line_from(pods: set[str], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = seen.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line.split(" ", 1)[0] in pods and " ready in " in line:
+                return line
+        raise AssertionError(f"no ready line from {pods} in {timeout}s")
+
+    try:
+        ready_line_from({first_pod}, 30)  # the tail of the pod that was there
+        kube.patch(Deployment, name, {"spec": {"replicas": 2}}, namespace=namespace)
+        line = ready_line_from(_pods(kube, name, namespace, 2) - {first_pod}, 90)
+        assert line.startswith(f"{name}-"), line
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(10) == 0, follower.stderr.read() if follower.stderr else ""
+    fn("delete", *common)
+    assert name not in fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
+
+
+def _pods(kube: Client, name: str, namespace: str, count: int) -> set[str]:
+    """The names of the function's pods, once there are ``count`` of them."""
+
+    def enough() -> set[str] | None:
+        labels = {"flotilla.dev/function": name}
+        pods = list_raw(kube, "v1", "Pod", namespace=namespace, labels=labels)
+        names = {str(p["metadata"]["name"]) for p in pods}
+        return names if len(names) >= count else None
+
+    return wait_until(enough, timeout=60, what=f"{count} pods of {name}")
 
 
 def test_deploy_waits_for_the_new_generation_and_explains_a_stuck_rollout(

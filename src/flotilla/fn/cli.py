@@ -536,9 +536,12 @@ def logs(
     name: str | None = typer.Option(None, "--name", help="Function name (default: function.yaml)."),
     namespace: str | None = namespace_option(),
     tail: int = typer.Option(100, "--tail", help="Lines per pod."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep streaming, pods that start later included."
+    ),
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
-    """The last lines of every pod of the deployed function."""
+    """The last lines of every pod of the deployed function; with -f, follow them until Ctrl-C."""
     from flotilla.core.kube import KubeError
 
     from .deploy import function_logs
@@ -547,6 +550,11 @@ def logs(
     fn_name = name or (spec.name if spec else "")
     ns = namespace or (spec.deploy.namespace if spec else "default")
     with _client(kubeconfig, False) as client:
+        if follow:
+            from .logs import follow_until_stopped
+
+            follow_until_stopped(client, fn_name, ns, tail, typer.echo)
+            return
         try:
             lines = function_logs(client, fn_name, ns, tail)
         except KubeError as exc:
