@@ -123,16 +123,19 @@ def run(
     reload: bool = typer.Option(True, "--reload/--no-reload", help="Restart on file changes."),
 ) -> None:
     """Serve the function locally, restarting it when a file changes."""
+    import tempfile
+
     from .devloop import run_supervised, serve_command
 
     spec = _spec(project)
-    command = serve_command(spec, project.resolve(), port)
-    typer.echo(f"serving {spec.name} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
-    code = run_supervised(
-        command,
-        watch=project.resolve() if reload else None,
-        on_restart=lambda c: typer.echo(f"changed: {', '.join(c[:5])}; restarting", err=True),
-    )
+    with tempfile.TemporaryDirectory(prefix=f"fn-run-{spec.name}-") as scratch:
+        command = serve_command(spec, project.resolve(), port, scratch=Path(scratch))
+        typer.echo(f"serving {spec.name} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+        code = run_supervised(
+            command,
+            watch=project.resolve() if reload else None,
+            on_restart=lambda c: typer.echo(f"changed: {', '.join(c[:5])}; restarting", err=True),
+        )
     raise typer.Exit(code)
 
 

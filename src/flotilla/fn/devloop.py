@@ -23,6 +23,7 @@ from flotilla.core.nodedist import NodeDistError, node_binary
 from .deps import cache_root, function_dependencies, node_runtime_modules
 from .image import IGNORED_DIRS
 from .jvm import java_runtime
+from .localmounts import LOCAL_CONFIG, local_mounts, mount_command
 from .manifests import limit_env
 from .model import FnError, FunctionSpec, Runtime, Signature
 
@@ -63,9 +64,26 @@ def _node() -> str:
 
 
 def serve_command(
-    spec: FunctionSpec, project: Path, port: int, base_env: dict[str, str] | None = None
+    spec: FunctionSpec,
+    project: Path,
+    port: int,
+    base_env: dict[str, str] | None = None,
+    scratch: Path | None = None,
 ) -> Command:
-    """How to serve ``spec`` from ``project`` on ``port`` with the same variables as the image."""
+    """How to serve ``spec`` from ``project`` on ``port`` with the same variables as the image,
+    and its volumes at their paths (``localmounts``; ``scratch`` holds emptyDirs and overlays)."""
+    command = _runtime_command(spec, project, port, base_env)
+    if not spec.sources.volumes:
+        return command
+    if scratch is None:
+        raise FnError(f"{spec.name} has volumes: fn run needs a scratch directory for them")
+    argv = mount_command(command.argv, local_mounts(spec, project, scratch), scratch)
+    return Command(argv, command.env, command.cwd)
+
+
+def _runtime_command(
+    spec: FunctionSpec, project: Path, port: int, base_env: dict[str, str] | None
+) -> Command:
     env = {
         **(base_env if base_env is not None else os.environ),
         **spec.env,
@@ -97,9 +115,6 @@ def _node_path(spec: FunctionSpec) -> str:
     if spec.signature is Signature.CLOUDEVENT:
         return os.pathsep.join([str(NODE_LIB), str(node_runtime_modules())])
     return str(NODE_LIB)
-
-
-LOCAL_CONFIG = ".local-config"
 
 
 def local_source_env(spec: FunctionSpec, project: Path) -> dict[str, str]:
