@@ -337,6 +337,47 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
     assert (status, json.loads(body)) == (200, {"message": "Hi, v3!"})
 
 
+def test_a_node_function_is_tested_and_built_in_the_cluster_on_the_node_base_image(
+    kube: Client,
+    namespace: str,
+    tekton: None,
+    test_cluster: Any,
+    real_node: str,
+    git_server: tuple[Path, str],
+    tmp_path: Path,
+    kubeconfig: Path,
+) -> None:
+    """kaniko finds flotilla.local/node:20 in the environment's registry, and the test step runs
+    `node --test` in it (before, the base was not pushed and the build could not start)."""
+    from flotilla.testenv.flotilla_image import flotilla_image_reference
+    from flotilla.testenv.tekton import GIT_IMAGE, KANIKO_IMAGE
+
+    root, git_url = git_server
+    project = _project(tmp_path, "node", "tk-node", nodeSelector={"flotilla.dev/real-node": "true"})
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "first")
+    _git(root, "clone", "-q", "--bare", str(project), "tk-node.git")
+    registry = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
+    claim = _source_claim(kube, namespace, tmp_path, real_node)
+    template = tmp_path / "pod-template.yaml"
+    template.write_text(
+        yaml.safe_dump({"hostNetwork": True, "nodeSelector": {"flotilla.dev/real-node": "true"}})
+    )
+    out = fn(
+        "pipeline", "-C", str(project), "-n", namespace, "--run", "--kubeconfig", str(kubeconfig),
+        "--git-url", f"{git_url}/tk-node.git", "--revision", "main",
+        "--flotilla-image", flotilla_image_reference(), "--git-image", GIT_IMAGE,
+        "--kaniko-image", KANIKO_IMAGE, "--image", f"{registry}/tk-node:v1",
+        f"--build-flag=--registry-map=flotilla.local={registry}",
+        f"--build-flag=--insecure-registry={registry}",
+        "--workspace-claim", claim, "--pod-template", str(template), "--timeout", "8m",
+    )  # fmt: skip
+    assert "succeeded" in out, out
+    status, _, body = invoke_service(kube, namespace, "tk-node", "/?name=node")
+    assert (status, json.loads(body)) == (200, {"message": "Hello, node!"}), body
+
+
 def _push_and_wait(
     kube: Client, namespace: str, project: Path, root: Path, message: str, runs_before: int
 ) -> dict[str, Any]:
