@@ -106,11 +106,40 @@ def test_a_missing_secret_directory_is_one_line_naming_it(tmp_path: Path) -> Non
         serve_command(spec, project, free_port(), scratch=tmp_path / "s")
 
 
-def test_a_path_under_a_top_level_directory_the_machine_lacks_is_refused(tmp_path: Path) -> None:
-    mount = LocalMount("/fnt-nowhere/data", tmp_path, read_only=False)
-    with pytest.raises(FnError, match=r"/fnt-nowhere does not exist here"):
-        mount_script([mount], tmp_path / "s", mountpoints=[])
-    assert not os.path.exists("/fnt-nowhere")
+TOP_LEVEL = """\
+import os
+
+
+def handle(request):
+    with open("/fnt-data/count", "a") as f:
+        f.write("x")
+    open("/fnt-scratch/t", "w").write("y")
+    return {
+        "pvc": open("/fnt-data/count").read(),
+        "empty": sorted(os.listdir("/fnt-scratch")),
+        "cwd": os.getcwd(),
+        "etc": os.path.exists("/etc/hosts"),
+        "proc": os.path.exists("/proc/self/status"),
+    }
+"""
+
+
+def test_paths_the_machine_lacks_like_slash_data_work_in_a_new_root(tmp_path: Path) -> None:
+    """The docs' `/data` example: the root is overlaid and the function runs chrooted in it."""
+    project = project_with(
+        tmp_path, [{"path": "/fnt-data", "pvc": "data"}, {"path": "/fnt-scratch", "emptyDir": {}}]
+    )
+    (project / "func.py").write_text(TOP_LEVEL)
+    got = serve_once(project, tmp_path / "scratch")
+    assert got == {"pvc": "x", "empty": ["t"], "cwd": str(project), "etc": True, "proc": True}
+    assert (project / ".local-config" / "pvcs" / "data" / "count").read_text() == "x"
+    assert not os.path.exists("/fnt-data") and not os.path.exists("/fnt-scratch")
+
+
+@pytest.mark.parametrize("path", ["relative/x", "/etc/../x", "/"])
+def test_a_path_that_is_not_a_plain_absolute_one_is_refused(tmp_path: Path, path: str) -> None:
+    with pytest.raises(FnError, match=r"needs an absolute path below / without '\.\.'"):
+        mount_script([LocalMount(path, tmp_path, read_only=False)], tmp_path / "s", [])
 
 
 def test_mounts_under_an_overlaid_directory_are_bound_back(tmp_path: Path) -> None:

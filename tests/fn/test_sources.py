@@ -90,7 +90,7 @@ def test_fn_run_reads_local_stand_ins_which_never_reach_the_image(tmp_path: Path
     (secrets / "password").write_text("s3cret\n")
     (secrets / "user").write_text("app")
     (configs / "mode").write_text("fast")
-    command = serve_command(spec, tmp_path, 8080, {})
+    command = serve_command(spec, tmp_path, 8080, {}, scratch=tmp_path / "scratch")
     assert command.env["DB_PASSWORD"] == "s3cret" and command.env["MODE"] == "fast"
     assert command.env["user"] == "app" and command.env["GREETING"] == "hi"
     (tmp_path / "func.py").write_text("def handle(r): return 1\n")

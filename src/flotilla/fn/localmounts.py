@@ -7,8 +7,9 @@ without touching the machine's own ``/etc``. So the runtime starts under ``unsha
 - a path that does not exist gets an overlay on its nearest existing parent first (``mkdir`` then
   writes to a scratch upper directory, never to the machine), and the mounts that were under that
   parent (``/etc/resolv.conf`` in a container, say) are bound back on top of the overlay;
-- a path whose first component this machine lacks (``/data``) would need a new root (a mount on
-  ``/`` is not seen by path lookups), so it is refused in one line.
+- a path whose first component this machine lacks (``/data``) needs a new root (a mount on ``/``
+  is not seen by path lookups): the root is overlaid in a scratch directory, the other mounts
+  bound into it, and the runtime runs chrooted there (still in its project directory).
 
 Where the files come from (the same tree ``local_source_env`` reads single keys from):
 Secret ``db`` → ``.local-config/secrets/db/``, ConfigMap ``settings`` →
@@ -82,51 +83,83 @@ def _mountpoints() -> list[str]:
     return points
 
 
+def _mount_of(path: str, points: list[str]) -> str:
+    """The mount point ``path`` lives on: the longest of ``points`` that contains it."""
+    best = "/"
+    for point in points:
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best = point
+    return best
+
+
+def _overlay(lines: list[str], at: str, base: Path, points: list[str], prefix: str) -> None:
+    """An overlay on ``at`` (already under ``prefix``), with the mounts below it bound back."""
+    q = shlex.quote
+    stash, upper, work = base / "stash", base / "upper", base / "work"
+    for directory in (stash, upper, work):
+        directory.mkdir(parents=True, exist_ok=True)
+    lines += [
+        f"mount --rbind {q(prefix + at)} {q(str(stash))}",
+        f"mount -t overlay overlay -o lowerdir={q(prefix + at)},upperdir={q(str(upper))},"
+        f"workdir={q(str(work))} {q(prefix + at)}",
+    ]
+    for point in points:
+        if point.startswith(at.rstrip("/") + "/"):
+            inner = str(stash) + point[len(at.rstrip("/")) :]
+            lines.append(f"mount --rbind {q(inner)} {q(prefix + point)} 2>/dev/null || true")
+
+
 def mount_script(
     mounts: list[LocalMount], scratch: Path, mountpoints: list[str] | None = None
 ) -> str:
-    """The ``sh`` script that makes the mounts, then ``exec "$@"``. Pure given ``mountpoints``.
+    """The ``sh`` script that makes the mounts, then runs ``"$@"``. Pure given ``mountpoints``.
 
+    A path whose parent exists gets an overlay on that parent. A path right under ``/`` that
+    this machine lacks (``/data``) cannot be made that way (a mount on ``/`` is not seen by path
+    lookups), so then the whole root is overlaid in ``<scratch>/root``, every other mount bound
+    into it, and the function runs chrooted there, in the directory it was started in.
     Every path is checked before anything is mounted, so a refusal leaves nothing half-done."""
-    points = _mountpoints() if mountpoints is None else mountpoints
-    lines = ["set -e"]
-    overlays: list[str] = []
+    points = sorted(set(_mountpoints() if mountpoints is None else mountpoints))
+    q = shlex.quote
+    parents: list[str] = []
     for mount in mounts:
         target = PurePosixPath(mount.target)
-        if not target.is_absolute() or ".." in target.parts:
-            raise FnError(f"volume {mount.target}: needs an absolute path without '..'")
+        if not target.is_absolute() or ".." in target.parts or mount.target == "/":
+            raise FnError(f"volume {mount.target}: needs an absolute path below / without '..'")
         parent = _existing_parent(mount.target)
-        if parent == "/" and mount.target != "/":
-            raise FnError(
-                f"volume {mount.target}: fn run mounts volumes only under a directory this machine "
-                f"has (/{target.parts[1]} does not exist here; /mnt, /srv, /opt, /var or /etc do)"
-            )
-        if parent != mount.target and parent not in overlays:
-            overlays.append(parent)
-    for number, parent in enumerate(sorted(overlays, key=lambda p: p.count("/"))):
-        base = scratch / f"overlay-{number}"
-        stash, upper, work = base / "stash", base / "upper", base / "work"
-        for directory in (stash, upper, work):
+        if parent != mount.target and parent not in parents:
+            parents.append(parent)
+    new_root = "/" in parents
+    lines = ["set -e"]
+    prefix = ""
+    if new_root:
+        root = scratch / "root"
+        upper, work = scratch / "root-layer" / "upper", scratch / "root-layer" / "work"
+        for directory in (root, upper, work):
             directory.mkdir(parents=True, exist_ok=True)
-        q = shlex.quote
-        lines += [
-            f"mount --rbind {q(parent)} {q(str(stash))}",
-            f"mount -t overlay overlay -o lowerdir={q(parent)},upperdir={q(str(upper))},"
-            f"workdir={q(str(work))} {q(parent)}",
-        ]
-        for point in points:
-            if point.startswith(parent.rstrip("/") + "/"):
-                inner = str(stash) + point[len(parent.rstrip("/")) :]
-                lines.append(f"mount --rbind {q(inner)} {q(point)} 2>/dev/null || true")
+        lines.append(
+            f"mount -t overlay overlay -o lowerdir=/,upperdir={q(str(upper))},"
+            f"workdir={q(str(work))} {q(str(root))}"
+        )
+        top = [p for p in points if p != "/" and _mount_of(p, [x for x in points if x != p]) == "/"]
+        lines += [f"mount --rbind {q(p)} {q(str(root) + p)} 2>/dev/null || true" for p in top]
+        prefix = str(root)
+        # On the root filesystem the root overlay already takes a mkdir; elsewhere, overlay.
+        parents = [p for p in parents if _mount_of(p, points) != "/"]
+    for number, parent in enumerate(sorted(parents, key=lambda p: p.count("/"))):
+        _overlay(lines, parent, scratch / f"overlay-{number}", points, prefix)
     for mount in mounts:
-        q = shlex.quote
-        lines += [
-            f"mkdir -p {q(mount.target)}",
-            f"mount --bind {q(str(mount.source))} {q(mount.target)}",
-        ]
+        mounted = prefix + mount.target
+        lines += [f"mkdir -p {q(mounted)}", f"mount --bind {q(str(mount.source))} {q(mounted)}"]
         if mount.read_only:
-            lines.append(f"mount -o remount,bind,ro {q(mount.target)}")
-    lines.append('exec "$@"')
+            lines.append(f"mount -o remount,bind,ro {q(mounted)}")
+    if new_root:
+        chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+        lines.append(
+            f'exec {q(chroot)} {q(prefix)} /bin/sh -c \'cd "$0" && exec "$@"\' "$PWD" "$@"'
+        )
+    else:
+        lines.append('exec "$@"')
     return "\n".join(lines)
 
 
