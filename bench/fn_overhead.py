@@ -4,7 +4,9 @@ flotilla serves it with observability on (metrics, a span per request exported o
 local collector, trace context); functions-framework-python serves it as it ships (gunicorn, no
 metrics or tracing). Both run on this machine in the same run; the load generator is a
 keep-alive asyncio client in this process. Prints requests per second, p50/p99 latency, the
-ratio, and cold start (process spawn to first 200 response), median of several starts.
+ratio, the server's CPU per request (its whole process tree from /proc, exited children included),
+at 16 and then 64 connections, and cold start (process spawn to first 200 response), median of
+several starts.
 
     .venv/bin/python bench/fn_overhead.py [--seconds 5] [--connections 16] [--starts 7] [--java]
         [--docker-host unix:///…/docker.sock]   # also: cold start of the built images
@@ -211,6 +213,33 @@ async def _worker(port: int, stop: float, latencies: list[float]) -> None:
         await writer.wait_closed()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and every descendant, exited ones too: each live process's own utime+stime
+    plus its reaped children's (cutime+cstime), from /proc (gunicorn's workers are children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = stats.get(current)
+        if fields is None:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        todo += children.get(current, [])
+    return total / tick
+
+
 def load(port: int, seconds: float, connections: int) -> tuple[float, float, float]:
     """Requests per second, p50 and p99 latency (seconds) over ``seconds`` of steady load."""
 
@@ -292,6 +321,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--connections-high", type=int, default=64, help="a second load step (0: none)"
+    )
     parser.add_argument("--starts", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--docker-host", help="also measure the images' cold start here")
@@ -317,7 +349,20 @@ def main() -> None:
             )
             try:
                 first_response(port, time.perf_counter() + 20)
+                cpu_before = tree_cpu_seconds(proc.pid)
                 rps, p50, p99 = load(port, args.seconds, args.connections)
+                cpu = tree_cpu_seconds(proc.pid) - cpu_before
+                busier = {}
+                if args.connections_high:
+                    before_high = tree_cpu_seconds(proc.pid)
+                    rps_high, _, p99_high = load(port, args.seconds, args.connections_high)
+                    cpu_high = tree_cpu_seconds(proc.pid) - before_high
+                    busier = {
+                        "rps_high": rps_high,
+                        "p99_ms_high": p99_high * 1e3,
+                        # load() runs 0.5 s of uncounted warm-up in the same CPU window
+                        "cpu_us_high": cpu_high * 1e6 / (rps_high * (args.seconds + 0.5)),
+                    }
             finally:
                 proc.terminate()
                 proc.wait(10)
@@ -326,6 +371,8 @@ def main() -> None:
                 "p50_ms": p50 * 1e3,
                 "p99_ms": p99 * 1e3,
                 "cold_start_ms": cold * 1e3,
+                "cpu_us": cpu * 1e6 / (rps * (args.seconds + 0.5)),
+                **busier,
             }
         java_project = work / "java" if args.java else None
         images = (
@@ -343,14 +390,28 @@ def main() -> None:
             )
         )
         return
+    ff_cpu = results["functions-framework"]["cpu_us"]
     print(
         f"{'server':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cold start ms':>14} {'vs FF':>6}"
+        f" {'CPU us/req':>10} {'FF/ours CPU':>11}"
     )
     for name, r in results.items():
         print(
             f"{name:24} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-            f"{r['cold_start_ms']:14.0f} {r['rps'] / ff:5.2f}x"
+            f"{r['cold_start_ms']:14.0f} {r['rps'] / ff:5.2f}x {r['cpu_us']:10.0f} "
+            f"{ff_cpu / r['cpu_us']:10.2f}x"
         )
+    if args.connections_high:
+        ff_high = results["functions-framework"]
+        print(f"at {args.connections_high} connections:")
+        for name, r in results.items():
+            print(
+                f"{name:24} {r['rps_high']:9.0f} req/s, p99 {r['p99_ms_high']:.2f} ms, "
+                f"{r['cpu_us_high']:.0f} us CPU/req; vs FF: "
+                f"{r['rps_high'] / ff_high['rps_high']:.2f}x req/s, "
+                f"{ff_high['cpu_us_high'] / r['cpu_us_high']:.2f}x less CPU"
+            )
+    print(f"load average: {os.getloadavg()[0]:.1f} (1 min, at the end)")
     print(f"spans exported to the local OTLP collector during the run: {collector.spans}")
     print(
         f"{args.connections} keep-alive connections, {args.seconds:.0f} s per server, "
