@@ -37,6 +37,10 @@ EXPECTED = {"python": {"six": "1.17.0"}, "node": {"ms": 2000}}
 def test_dependencies_install_once_and_serve_in_run_and_image(
     runtime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from flotilla.fn.devloop import _node
+
+    # The pinned Node from the usual cache, not downloaded again into the empty one below.
+    monkeypatch.setenv("FLOTILLA_FN_NODE", _node())
     monkeypatch.setenv("FLOTILLA_CACHE_DIR", str(tmp_path / "cache"))
     project = tmp_path / "project"
     project.mkdir()

@@ -83,3 +83,20 @@ def test_the_node_image_is_the_pinned_major() -> None:
     )
     dockerfile = build_context(load_spec("name: n\nruntime: node\n"), {}).files["Dockerfile"]
     assert dockerfile.decode().startswith("FROM flotilla.local/node:20\n")
+
+
+def test_fn_run_runs_the_pinned_node_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flotilla.core.nodedist import NODE_VERSION
+    from flotilla.fn.devloop import serve_command, test_command
+    from flotilla.fn.model import FnError
+
+    spec = load_spec("name: n\nruntime: node\n")
+    monkeypatch.delenv("FLOTILLA_FN_NODE", raising=False)
+    argv = serve_command(spec, tmp_path, 8080).argv
+    assert argv[0].endswith(f"/{NODE_VERSION}/bin/node")
+    assert test_command(spec, tmp_path).argv[0] == argv[0]  # `fn test` too
+    monkeypatch.setenv("FLOTILLA_FN_NODE", str(tmp_path / "no-such-node"))
+    with pytest.raises(FnError, match=r"FLOTILLA_FN_NODE=.*is not an executable"):
+        serve_command(spec, tmp_path, 8080)
