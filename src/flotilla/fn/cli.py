@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -236,8 +237,9 @@ def deploy(
         return
     from flotilla.core.kube import KubeError
 
-    from .deploy import apply_objects, wait_ready
+    from .deploy import apply_objects, wait_ready, wait_revision_serving
 
+    started = time.monotonic()
     with _client(kubeconfig, in_cluster) as client:
         try:
             for applied in apply_objects(client, objects):
@@ -249,8 +251,11 @@ def deploy(
                 from .knative import wait_knative_ready
 
                 ready = wait_knative_ready(client, ns, spec.name, timeout=timeout)
+                wait_revision_serving(
+                    client, ns, spec.name, ready.revision, timeout=max(10, timeout - ready.seconds)
+                )
                 typer.echo(
-                    f"{spec.name} ready in {ready.seconds:.1f}s at {ready.url} "
+                    f"{spec.name} ready in {time.monotonic() - started:.1f}s at {ready.url} "
                     f"(revision {ready.revision})"
                 )
         except (KubeError, TimeoutError) as exc:

@@ -35,6 +35,7 @@ __all__ = [
     "list_functions",
     "pod_problems",
     "wait_ready",
+    "wait_revision_serving",
 ]
 
 KNATIVE = {"plural": "services", "namespaced": True}
@@ -129,6 +130,35 @@ def invoke_service(
     return service_proxy(
         client, namespace, name, path, method=method, content=body, headers=headers, timeout=timeout
     )
+
+
+def wait_revision_serving(
+    client: Client, namespace: str, name: str, revision: str, *, timeout: float
+) -> None:
+    """Wait until the ingress answers from ``revision``: three answers in a row from its pods.
+
+    Why: a KIngress implementation may report Ready before its proxy has the new route (Traefik
+    does: in CI a request right after the second deploy's Ready reached the first Revision).
+    Every runtime labels its metrics with ``faas_instance``, the pod's name, and a Knative pod is
+    named ``<revision>-deployment-...``, so ``/metrics`` through the ingress tells who answered.
+    """
+    marker = f'faas_instance="{revision}-deployment-'
+    streak = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, _, body = invoke_service(client, namespace, name, "/metrics", timeout=10)
+            streak = streak + 1 if status == 200 and marker in body.decode(errors="replace") else 0
+        except KubeError:
+            streak = 0
+        if streak >= 3:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Knative Service {namespace}/{name} is Ready, but its ingress did not answer "
+                f"from revision {revision} within {timeout:.0f}s"
+            )
+        time.sleep(0.2)
 
 
 # --- delete / list / logs -----------------------------------------------------------------------
