@@ -328,9 +328,10 @@ def _list_logs_follow_and_delete(
         text=True,
     )
     seen: queue.Queue[str] = queue.Queue()
-    threading.Thread(
+    reader = threading.Thread(
         target=lambda: [seen.put(line) for line in follower.stdout or []], daemon=True
-    ).start()
+    )
+    reader.start()
 
     def ready_line_from(pods: set[str], timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -350,7 +351,13 @@ def _list_logs_follow_and_delete(
         assert line.startswith(f"{name}-"), line
     finally:
         follower.send_signal(signal.SIGTERM)
-        assert follower.wait(10) == 0, follower.stderr.read() if follower.stderr else ""
+        code = follower.wait(10)
+        reader.join(10)  # the pipe reaches its end once the process is gone
+        assert follower.stdout is not None and follower.stderr is not None
+        follower.stdout.close()
+        errors = follower.stderr.read()
+        follower.stderr.close()
+        assert code == 0, errors
     fn("delete", *common)
     assert name not in fn("list", "-n", namespace, "--kubeconfig", str(kubeconfig))
 

@@ -74,3 +74,19 @@ def test_no_pins_no_install_and_a_failed_install_is_one_line(tmp_path: Path) -> 
     (tmp_path / "requirements.txt").write_text("this is not a requirement ===\n")
     with pytest.raises(DependencyError, match=r"installing requirements\.txt failed"):
         function_dependencies("python", tmp_path, tmp_path / "cache")
+
+
+def test_a_package_json_without_dependencies_needs_no_npm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Node template's package.json has only scripts: nothing to install, so a machine (or
+    the pipeline's flotilla image) without npm builds it."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-npm-here"))
+    (tmp_path / "package.json").write_text('{"name": "f", "scripts": {"test": "node --test"}}')
+    assert function_dependencies("node", tmp_path, tmp_path / "cache") is None
+    (tmp_path / "package.json").write_text('{"dependencies": {"ms": "2.1.3"}}')
+    with pytest.raises(DependencyError, match=r"npm is not installed.*package\.json dependencies"):
+        function_dependencies("node", tmp_path, tmp_path / "cache")
+    (tmp_path / "package.json").write_text("{not json")
+    with pytest.raises(DependencyError, match=r"package\.json: not valid JSON"):
+        function_dependencies("node", tmp_path, tmp_path / "cache")

@@ -9,11 +9,13 @@ same directory is copied into images, so ``fn run`` and the image run the same c
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .model import FnError
 
@@ -51,10 +53,10 @@ def _pins_hash(directory: Path, names: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _npm() -> str:
+def _npm(purpose: str) -> str:
     npm = shutil.which("npm")
     if npm is None:
-        raise DependencyError("npm is not installed (Debian package npm); it installs cloudevents")
+        raise DependencyError(f"npm is not installed (Debian package npm); it installs {purpose}")
     return npm
 
 
@@ -71,7 +73,14 @@ def node_runtime_modules(cache: Path | None = None) -> Path:
     for name in _PINS:
         shutil.copyfile(NODE_LIB / name, work / name)
     proc = subprocess.run(
-        [_npm(), "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"],
+        [
+            _npm("the runtime's cloudevents"),
+            "ci",
+            "--omit=dev",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+        ],
         cwd=work,
         capture_output=True,
         text=True,
@@ -105,6 +114,21 @@ PYTHON_PINS = ("requirements.txt",)
 NODE_PINS = ("package.json", "package-lock.json")
 
 
+def _node_dependencies(package_json: Path) -> dict[str, Any]:
+    """The ``dependencies`` a function's package.json asks for (devDependencies are never
+    installed); a file that is not a JSON object is one error line."""
+    try:
+        doc = json.loads(package_json.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DependencyError(f"{package_json}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DependencyError(f"{package_json}: must be a JSON object")
+    deps = doc.get("dependencies") or {}
+    if not isinstance(deps, dict):
+        raise DependencyError(f"{package_json}: dependencies must be an object")
+    return deps
+
+
 def function_dependencies(runtime: str, project: Path, cache: Path | None = None) -> Path | None:
     """The function's dependencies installed once per hash of its pins, or ``None`` without pins.
 
@@ -116,6 +140,8 @@ def function_dependencies(runtime: str, project: Path, cache: Path | None = None
     pins = PYTHON_PINS if runtime == "python" else NODE_PINS
     if not (project / pins[0]).is_file():
         return None
+    if runtime != "python" and not _node_dependencies(project / pins[0]):
+        return None  # package.json only for scripts or metadata: nothing to install, no npm
     root = (cache or cache_root()) / "fn" / f"{runtime}-deps"
     target = root / _pins_hash(project, pins)
     result = target / ("site" if runtime == "python" else "node_modules")
@@ -142,9 +168,23 @@ def function_dependencies(runtime: str, project: Path, cache: Path | None = None
             str(work / "requirements.txt"),
         ]
     elif (work / "package-lock.json").exists():
-        argv = [_npm(), "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+        argv = [
+            _npm("the function's package.json dependencies"),
+            "ci",
+            "--omit=dev",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+        ]
     else:
-        argv = [_npm(), "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+        argv = [
+            _npm("the function's package.json dependencies"),
+            "install",
+            "--omit=dev",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+        ]
     proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
