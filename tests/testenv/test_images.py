@@ -102,3 +102,18 @@ def test_the_flotilla_image_key_ignores_zip_timestamps(tmp_path: Path) -> None:
     assert before == wheel_key(wheels[1], constraints)
     constraints.write_text("httpx==2\n")  # a new pin is a new image
     assert wheel_key(wheels[0], constraints) != before
+
+
+def test_a_multi_layer_image_has_one_history_entry_per_layer() -> None:
+    """go-containerregistry pairs history entries with layers by index (kaniko panicked with an
+    index out of range on the two-layer Node base image before)."""
+    from flotilla.testenv.images import NODE_IMAGE
+
+    spec = next(s for s in IMAGES if s.reference == NODE_IMAGE)
+    layers = (rootfs_layer_of({"bin/sh": b"#!sh"}), rootfs_layer_of({"usr/local/bin/node": b"x"}))
+    files = _members(image_archive(layers, spec, "2026-01-01T00:00:00Z"))
+    index = json.loads(files["index.json"])
+    manifest = json.loads(files["blobs/sha256/" + index["manifests"][0]["digest"][7:]])
+    config = json.loads(files["blobs/sha256/" + manifest["config"]["digest"][7:]])
+    assert len(config["history"]) == len(config["rootfs"]["diff_ids"]) == len(manifest["layers"])
+    assert spec.archive_name.endswith("-r2.oci.tar")  # rebuilt, not the cached one-entry archive

@@ -39,6 +39,8 @@ PYTHON_IMAGE = "flotilla.local/python:3.11"
 NODE_IMAGE = f"flotilla.local/node:{NODE_MAJOR}"
 JAVA_IMAGE = "flotilla.local/java:17"
 DEBIAN_SUITE = "bookworm"
+# Bumped when what image_archive writes for a multi-layer image changes (2: history per layer).
+MULTI_LAYER_REVISION = 2
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 # The whole pause container: sleep until told to stop, reap orphans (it is PID 1 of the pod).
@@ -96,8 +98,8 @@ class ImageSpec:
     @property
     def archive_name(self) -> str:
         name = self.reference.replace("/", "_").replace(":", "_")
-        if self.pinned_node:  # a new Node patch release is a new archive, never a stale hit
-            name += f"-{NODE_VERSION}"
+        if self.pinned_node:  # a new Node release or layout is a new archive, never a stale hit
+            name += f"-{NODE_VERSION}-r{MULTI_LAYER_REVISION}"
         return name + ".oci.tar"
 
 
@@ -155,8 +157,11 @@ def image_archive(layer: bytes | tuple[bytes, ...], spec: ImageSpec, created: st
                     **({"User": spec.user} if spec.user else {}),
                 },
                 "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layer_blobs]},
+                # One entry per layer: go-containerregistry (kaniko) pairs them by index and
+                # panicked on a two-layer base image with one entry.
                 "history": [
                     {"created": created, "created_by": f"flotilla testenv images ({spec.kind})"}
+                    for _ in layer_blobs
                 ],
             },
             sort_keys=True,
