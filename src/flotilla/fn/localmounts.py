@@ -112,7 +112,8 @@ def _overlay(lines: list[str], at: str, base: Path, points: list[str], prefix: s
 def mount_script(
     mounts: list[LocalMount], scratch: Path, mountpoints: list[str] | None = None
 ) -> str:
-    """The ``sh`` script that makes the mounts, then runs ``"$@"``. Pure given ``mountpoints``.
+    """The ``sh`` script that makes the mounts, then runs ``"$@"``. Given ``mountpoints`` it
+    reads nothing else; it creates, under ``scratch``, the directories the script mounts on.
 
     A path whose parent exists gets an overlay on that parent. A path right under ``/`` that
     this machine lacks (``/data``) cannot be made that way (a mount on ``/`` is not seen by path
