@@ -13,6 +13,7 @@ Layers go from least to most often changed, so a code change rebuilds only the l
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -163,6 +164,7 @@ def _wheel_tags(dist: metadata.Distribution) -> list[str]:
     return [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
 
 
+@functools.cache
 def image_wheel_tags(image: tuple[str, str, tuple[int, int]] = IMAGE_PYTHON) -> frozenset[str]:
     """Every wheel tag the image's CPython accepts, from ``packaging.tags`` (as pip computes it
     for that interpreter); ``linux_*`` (a local build, linked to who knows what) is not one."""
