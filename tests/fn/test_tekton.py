@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,21 @@ def _listener_url(kube: Client, namespace: str, name: str) -> str:
     return wait_until(ready, timeout=180, interval=1.0, what=f"EventListener {name} Ready")
 
 
-def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
+@dataclass(frozen=True)
+class PipelineEnv:
+    """What a pipeline run on the real node needs from the session's environment."""
+
+    kube: Client
+    namespace: str
+    test_cluster: Any
+    real_node: str
+    git_server: tuple[Path, str]
+    tmp_path: Path
+    kubeconfig: Path
+
+
+@pytest.fixture
+def pipeline_env(
     kube: Client,
     namespace: str,
     tekton: None,
@@ -262,35 +277,47 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
     git_server: tuple[Path, str],
     tmp_path: Path,
     kubeconfig: Path,
-) -> None:
+) -> PipelineEnv:
+    return PipelineEnv(kube, namespace, test_cluster, real_node, git_server, tmp_path, kubeconfig)
+
+
+def _pipeline_project(env: PipelineEnv, runtime: str, name: str) -> tuple[Path, str, list[str]]:
+    """A new function project pushed to the git server, the environment's registry, and the
+    `fn pipeline --run` arguments that build it from there on the real node."""
     from flotilla.testenv.flotilla_image import flotilla_image_reference
     from flotilla.testenv.tekton import GIT_IMAGE, KANIKO_IMAGE
 
-    root, git_url = git_server
-    project = _project(
-        tmp_path, "python", "tk-app", nodeSelector={"flotilla.dev/real-node": "true"}
-    )
+    kube, namespace, tmp_path = env.kube, env.namespace, env.tmp_path
+    root, git_url = env.git_server
+    project = _project(tmp_path, runtime, name, nodeSelector={"flotilla.dev/real-node": "true"})
     _git(project, "init", "-q", "-b", "main")
     _git(project, "add", ".")
     _git(project, "commit", "-q", "-m", "first")
-    _git(root, "clone", "-q", "--bare", str(project), "tk-app.git")
-    registry = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
-    claim = _source_claim(kube, namespace, tmp_path, real_node)
+    _git(root, "clone", "-q", "--bare", str(project), f"{name}.git")
+    registry = json.loads(env.test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
+    claim = _source_claim(kube, namespace, tmp_path, env.real_node)
     # The test registry listens on loopback only, so the pipeline's pods use the host network.
     template = tmp_path / "pod-template.yaml"
     template.write_text(
         yaml.safe_dump({"hostNetwork": True, "nodeSelector": {"flotilla.dev/real-node": "true"}})
     )
-    out = fn(
-        "pipeline", "-C", str(project), "-n", namespace, "--run", "--kubeconfig", str(kubeconfig),
-        "--git-url", f"{git_url}/tk-app.git", "--revision", "main",
+    args = [
+        "pipeline", "-C", str(project), "-n", namespace, "--run", "--kubeconfig",
+        str(env.kubeconfig),
+        "--git-url", f"{git_url}/{name}.git", "--revision", "main",
         "--flotilla-image", flotilla_image_reference(), "--git-image", GIT_IMAGE,
-        "--kaniko-image", KANIKO_IMAGE, "--image", f"{registry}/tk-app:v1",
+        "--kaniko-image", KANIKO_IMAGE, "--image", f"{registry}/{name}:v1",
         f"--build-flag=--registry-map=flotilla.local={registry}",
         f"--build-flag=--insecure-registry={registry}",
         "--workspace-claim", claim, "--pod-template", str(template), "--timeout", "8m",
-        "--trigger",
-    )  # fmt: skip
+    ]  # fmt: skip
+    return project, registry, args
+
+
+def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(pipeline_env: PipelineEnv) -> None:
+    kube, namespace, root = pipeline_env.kube, pipeline_env.namespace, pipeline_env.git_server[0]
+    project, registry, args = _pipeline_project(pipeline_env, "python", "tk-app")
+    out = fn(*args, "--trigger")
     assert "succeeded" in out, out
     deployment = get_raw(kube, "apps/v1", "Deployment", "tk-app", namespace=namespace)
     assert deployment is not None
@@ -338,41 +365,13 @@ def test_fn_pipeline_run_clones_builds_with_kaniko_and_deploys(
 
 
 def test_a_node_function_is_tested_and_built_in_the_cluster_on_the_node_base_image(
-    kube: Client,
-    namespace: str,
-    tekton: None,
-    test_cluster: Any,
-    real_node: str,
-    git_server: tuple[Path, str],
-    tmp_path: Path,
-    kubeconfig: Path,
+    pipeline_env: PipelineEnv,
 ) -> None:
     """kaniko finds flotilla.local/node:20 in the environment's registry, and the test step runs
     `node --test` in it (before, the base was not pushed and the build could not start)."""
-    from flotilla.testenv.flotilla_image import flotilla_image_reference
-    from flotilla.testenv.tekton import GIT_IMAGE, KANIKO_IMAGE
-
-    root, git_url = git_server
-    project = _project(tmp_path, "node", "tk-node", nodeSelector={"flotilla.dev/real-node": "true"})
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "add", ".")
-    _git(project, "commit", "-q", "-m", "first")
-    _git(root, "clone", "-q", "--bare", str(project), "tk-node.git")
-    registry = json.loads(test_cluster.flotilla("status", "-o", "json").stdout)["registry"]
-    claim = _source_claim(kube, namespace, tmp_path, real_node)
-    template = tmp_path / "pod-template.yaml"
-    template.write_text(
-        yaml.safe_dump({"hostNetwork": True, "nodeSelector": {"flotilla.dev/real-node": "true"}})
-    )
-    out = fn(
-        "pipeline", "-C", str(project), "-n", namespace, "--run", "--kubeconfig", str(kubeconfig),
-        "--git-url", f"{git_url}/tk-node.git", "--revision", "main",
-        "--flotilla-image", flotilla_image_reference(), "--git-image", GIT_IMAGE,
-        "--kaniko-image", KANIKO_IMAGE, "--image", f"{registry}/tk-node:v1",
-        f"--build-flag=--registry-map=flotilla.local={registry}",
-        f"--build-flag=--insecure-registry={registry}",
-        "--workspace-claim", claim, "--pod-template", str(template), "--timeout", "8m",
-    )  # fmt: skip
+    kube, namespace = pipeline_env.kube, pipeline_env.namespace
+    _, _, args = _pipeline_project(pipeline_env, "node", "tk-node")
+    out = fn(*args)
     assert "succeeded" in out, out
     status, _, body = invoke_service(kube, namespace, "tk-node", "/?name=node")
     assert (status, json.loads(body)) == (200, {"message": "Hello, node!"}), body
