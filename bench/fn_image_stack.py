@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import os
 import statistics
@@ -36,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -78,18 +77,6 @@ def private_dockerd() -> Iterator[str]:
             kill_containers(DockerLayout(layout.state_dir))
             stop_process(record)
             unmount_under(layout.state_dir)  # dockerd's netns bind mount
-
-
-def context_tar(files: dict[str, bytes]) -> bytes:
-    import tarfile
-
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def ff_python_context() -> dict[str, bytes]:
@@ -270,7 +257,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        private_dockerd() if not args.docker_host else _given(args.docker_host) as host,
+        private_dockerd() if not args.docker_host else nullcontext(args.docker_host) as host,
     ):
         images = build_all(host, Path(tmp))
         client = docker.DockerClient(base_url=host, timeout=120)
@@ -305,11 +292,6 @@ def main() -> None:
         f"load step, {os.cpu_count()} CPUs shared by client and server; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
-
-
-@contextmanager
-def _given(host: str) -> Iterator[str]:
-    yield host
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ def _pins_hash(directory: Path, names: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
+# Production dependencies only, no install scripts (they would run code at build time), quiet.
+NPM_FLAGS = ("--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund")
+
+
 def _npm(purpose: str) -> str:
     npm = shutil.which("npm")
     if npm is None:
@@ -73,14 +77,7 @@ def node_runtime_modules(cache: Path | None = None) -> Path:
     for name in _PINS:
         shutil.copyfile(NODE_LIB / name, work / name)
     proc = subprocess.run(
-        [
-            _npm("the runtime's cloudevents"),
-            "ci",
-            "--omit=dev",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-        ],
+        [_npm("the runtime's cloudevents"), "ci", *NPM_FLAGS],
         cwd=work,
         capture_output=True,
         text=True,
@@ -168,23 +165,9 @@ def function_dependencies(runtime: str, project: Path, cache: Path | None = None
             str(work / "requirements.txt"),
         ]
     elif (work / "package-lock.json").exists():
-        argv = [
-            _npm("the function's package.json dependencies"),
-            "ci",
-            "--omit=dev",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-        ]
+        argv = [_npm("the function's package.json dependencies"), "ci", *NPM_FLAGS]
     else:
-        argv = [
-            _npm("the function's package.json dependencies"),
-            "install",
-            "--omit=dev",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-        ]
+        argv = [_npm("the function's package.json dependencies"), "install", *NPM_FLAGS]
     proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,7 @@ from flotilla.core.nodedist import NodeDistError, node_binary
 from .deps import cache_root, function_dependencies, node_runtime_modules
 from .image import IGNORED_DIRS
 from .jvm import java_runtime
-from .localmounts import LOCAL_CONFIG, local_mounts, mount_command
+from .localmounts import LOCAL_CONFIG, LOCAL_FOLDERS, local_mounts, mount_command
 from .manifests import limit_env
 from .model import FnError, FunctionSpec, Runtime, Signature
 
@@ -121,16 +121,15 @@ def local_source_env(spec: FunctionSpec, project: Path) -> dict[str, str]:
     """Env from Secrets/ConfigMaps for ``fn run``: read from files under ``.local-config/``
     (``secrets/<name>/<key>``, ``configmaps/<name>/<key>``), which images never include."""
     root = project / LOCAL_CONFIG
-    folder = {"secret": "secrets", "configMap": "configmaps"}
     out: dict[str, str] = {}
     for ref in spec.sources.env_from:
-        directory = root / folder[ref.kind] / ref.name
+        directory = root / LOCAL_FOLDERS[ref.kind] / ref.name
         if directory.is_dir():
             for path in sorted(directory.iterdir()):
                 if path.is_file():
                     out[path.name] = path.read_text().rstrip("\n")
     for var, ref in spec.sources.env.items():
-        path = root / folder[ref.kind] / ref.name / ref.key
+        path = root / LOCAL_FOLDERS[ref.kind] / ref.name / ref.key
         if not path.is_file():
             raise FnError(f"env {var} comes from {ref.kind} {ref.name}; put its value in {path}")
         out[var] = path.read_text().rstrip("\n")

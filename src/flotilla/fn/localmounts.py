@@ -27,10 +27,11 @@ from pathlib import Path, PurePosixPath
 
 from .model import FnError, FunctionSpec
 
-__all__ = ["LocalMount", "local_mounts", "mount_command"]
+__all__ = ["LOCAL_CONFIG", "LOCAL_FOLDERS", "LocalMount", "local_mounts", "mount_command"]
 
 LOCAL_CONFIG = ".local-config"
-_FOLDERS = {"secret": "secrets", "configMap": "configmaps", "pvc": "pvcs"}
+# Where .local-config/ keeps each kind of source; env and volumes read the same tree.
+LOCAL_FOLDERS = {"secret": "secrets", "configMap": "configmaps", "pvc": "pvcs"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def local_mounts(spec: FunctionSpec, project: Path, scratch: Path) -> list[Local
             source = scratch / f"empty-{index}"
             source.mkdir(parents=True, exist_ok=True)
         else:
-            source = project / LOCAL_CONFIG / _FOLDERS[volume.kind] / volume.source
+            source = project / LOCAL_CONFIG / LOCAL_FOLDERS[volume.kind] / volume.source
             if volume.kind == "pvc":
                 source.mkdir(parents=True, exist_ok=True)
             elif not source.is_dir():
